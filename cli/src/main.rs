@@ -1,0 +1,39 @@
+//! `compushare`: one binary for every role (see CONTRACT.md for the user-facing surface).
+//!
+//! Each subcommand lives in its own module (`cmd_*.rs`) that owns its arguments and its
+//! output; this file only dispatches.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "compushare", version, about = "CompuShare: GPU rigs that hash or run paid photon transport")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure throughput of a kernel or of the wire protocol.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Bench { what } => match what {},
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("compushare: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! CompuShare wire protocol.
+#![no_std]
