@@ -3,3 +3,5 @@
 //! Two families live here, each behind a small API that the CUDA backends will share:
 //! photon transport (paid work, deterministic to the bit) and SHA-256d nonce scanning
 //! (what a device does when no paid work is present).
+
+pub mod transport;
