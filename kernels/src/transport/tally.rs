@@ -30,7 +30,7 @@ pub struct DetectedPhoton {
 /// The integer result of simulating a photon range of one job.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Tally {
-    /// First photon index of the range(s) merged here and number of photons launched.
+    /// Number of photons launched in the range(s) merged here.
     pub photons: u64,
     /// Energy deposited per voxel per gate, weight units; index `gate * voxels + voxel`.
     pub deposit: Vec<u64>,
