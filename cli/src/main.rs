@@ -3,6 +3,9 @@
 //! Each subcommand lives in its own module (`cmd_*.rs`) that owns its arguments and its
 //! output; this file only dispatches.
 
+mod cmd_bench_protocol;
+mod cmd_keygen;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -23,15 +26,23 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+    /// Create an identity key file (0600) if missing and print its public key (hex).
+    Keygen(cmd_keygen::KeygenArgs),
 }
 
 #[derive(Subcommand)]
-enum BenchWhat {}
+enum BenchWhat {
+    /// Encode + seal + open + decode of a Heartbeat and of a 60 KiB ResultChunk.
+    Protocol(cmd_bench_protocol::BenchProtocolArgs),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
-        Command::Bench { what } => match what {},
+        Command::Bench { what } => match what {
+            BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
+        },
+        Command::Keygen(args) => cmd_keygen::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

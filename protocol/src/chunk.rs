@@ -22,6 +22,7 @@ pub struct Chunk {
     pub total_len: u32,
     /// Offset of `data` in the payload; a multiple of [`CHUNK_DATA`].
     pub offset: u32,
+    #[serde(with = "crate::bytes")]
     pub data: Vec<u8, CHUNK_DATA>,
 }
 

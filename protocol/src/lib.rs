@@ -16,6 +16,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod bytes;
 pub mod chunk;
 pub mod frame;
 pub mod hex;

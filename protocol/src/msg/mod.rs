@@ -224,3 +224,59 @@ fn read_varint(bytes: &[u8]) -> Option<(u32, &[u8])> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlong_varint_is_refused() {
+        // Hello { version: 1 } is [0, 1]; [0, 0x81, 0x00] decodes to the same value.
+        assert_eq!(
+            decode::<ClientToManager>(&[0, 1]),
+            Ok(ClientToManager::Hello { version: 1 })
+        );
+        assert_eq!(
+            decode::<ClientToManager>(&[0, 0x81, 0x00]),
+            Err(CodecError::NonCanonical {
+                message: "ClientToManager"
+            })
+        );
+    }
+
+    #[test]
+    fn version_is_read_before_the_rest() {
+        // A version-9 Hello whose body this build could not decode still yields its version.
+        let bytes = [0, 9, 0xff, 0xff, 0xff];
+        assert_eq!(peek_version(&bytes), Ok(9));
+        assert_eq!(
+            decode_hello::<RigToManager>(&bytes),
+            Err(CodecError::UnsupportedVersion {
+                got: 9,
+                min: MIN_PROTOCOL_VERSION,
+                max: PROTOCOL_VERSION
+            })
+        );
+        assert_eq!(peek_version(&[1, 1]), Err(CodecError::NotHello));
+        assert_eq!(
+            peek_version(&[0, 0x80, 0x80, 0x04]),
+            Err(CodecError::NotHello)
+        ); // > u16
+        assert_eq!(peek_version(&[]), Err(CodecError::NotHello));
+        assert_eq!(
+            decode::<ClientToManager>(&[0, 1, 0]),
+            Err(CodecError::TrailingBytes {
+                message: "ClientToManager",
+                extra: 1
+            })
+        );
+    }
+
+    #[test]
+    fn refusal_reason_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(400);
+        let r = Refusal::new(refusal::PROTOCOL, &long);
+        assert_eq!(r.reason.len(), 256);
+        assert!(r.reason.chars().all(|c| c == 'é'));
+    }
+}

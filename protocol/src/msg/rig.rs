@@ -127,6 +127,7 @@ pub struct ResultCommit {
 pub struct HistoryProof {
     pub photon: u64,
     /// The engine's canonical per-history record.
+    #[serde(with = "crate::bytes")]
     pub record: Vec<u8, HISTORY_RECORD>,
     /// Sibling hashes from the leaf up to the root.
     pub path: Vec<Digest, MERKLE_DEPTH>,

@@ -118,6 +118,16 @@ pub struct SecureChannel<R, W> {
     writer: SecureWriter<W>,
 }
 
+impl<R, W> core::fmt::Debug for SecureChannel<R, W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "SecureChannel(peer {})",
+            crate::hex::encode(&self.reader.peer)
+        )
+    }
+}
+
 /// The receiving half of a session.
 pub struct SecureReader<R> {
     io: R,
