@@ -21,6 +21,7 @@ pub mod chunk;
 pub mod frame;
 pub mod hex;
 pub mod limits;
+pub mod merkle;
 pub mod msg;
 #[cfg(feature = "std")]
 pub mod secure;
