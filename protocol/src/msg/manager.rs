@@ -55,6 +55,23 @@ pub enum ManagerToRig {
     },
     /// Stop an assignment (reassigned elsewhere or job cancelled); its result is not wanted.
     Cancel { assignment: AssignmentId },
+    /// A job open for bids: rigs answer with one `Bid` per device that wants part of it.
+    Offer(Offer),
+}
+
+/// A job open for bids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct Offer {
+    pub job: JobId,
+    /// Machine-independent cost of one history, in thousandths of a cost unit.
+    pub cost_per_history_milli: u64,
+    /// What the manager pays per cost unit.
+    pub price_per_unit: Amount,
+    /// The job's geometry (MCX JSON), fetched with `GeometryRequest`.
+    pub geometry: Digest,
+    pub geometry_len: u32,
+    /// Histories not yet assigned.
+    pub photons_left: u64,
 }
 
 /// The manager's acceptance of a rig.

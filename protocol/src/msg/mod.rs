@@ -12,7 +12,7 @@ mod manager;
 mod rig;
 
 pub use client::{ClientToManager, ErrorCode, JobState, JobStatus, ManagerToClient, SubmitJob};
-pub use manager::{AckStatus, Assign, ManagerToRig, Welcome};
+pub use manager::{AckStatus, Assign, ManagerToRig, Offer, Welcome};
 pub use rig::{
     Bid, ConsoleReply, CostStats, Heartbeat, HistoryProof, PaymentClaim, RejectReason,
     ResultCommit, RigHello, RigToManager, SampleProof,

@@ -16,6 +16,7 @@ mod channel;
 mod error;
 mod identity;
 pub mod net;
+pub mod seal;
 
 pub use channel::{accept, connect, SecureChannel, SecureReader, SecureWriter};
 pub use error::ChannelError;

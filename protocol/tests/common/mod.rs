@@ -311,6 +311,18 @@ pub fn manager_to_rig() -> impl Strategy<Value = ManagerToRig> {
         (any::<u32>(), hstr())
             .prop_map(|(request, line)| ManagerToRig::ConsoleCommand { request, line }),
         id.prop_map(|assignment| ManagerToRig::Cancel { assignment }),
+        (any::<u64>(), any::<[u64; 3]>(), key(), any::<u32>()).prop_map(
+            |(job, n, geometry, geometry_len)| {
+                ManagerToRig::Offer(Offer {
+                    job: JobId(job),
+                    cost_per_history_milli: n[0],
+                    price_per_unit: Amount(n[1]),
+                    geometry,
+                    geometry_len,
+                    photons_left: n[2],
+                })
+            }
+        ),
     ]
 }
 
