@@ -43,7 +43,10 @@ fn choose_path(name: &str) -> anyhow::Result<CpuPath> {
     }
     let path = CpuPath::from_name(name).ok_or_else(|| {
         let names: Vec<&str> = CpuPath::ALL.iter().map(|p| p.name()).collect();
-        anyhow!("--path: unknown path `{name}` (expected auto, {})", names.join(", "))
+        anyhow!(
+            "--path: unknown path `{name}` (expected auto, {})",
+            names.join(", ")
+        )
     })?;
     if !path.is_available() {
         bail!("--path: this CPU does not support the `{name}` path");
@@ -55,7 +58,11 @@ fn choose_path(name: &str) -> anyhow::Result<CpuPath> {
 pub fn run(args: BenchSha256dArgs) -> anyhow::Result<()> {
     if args.path == "list" {
         for p in CpuPath::ALL {
-            let note = if p.is_available() { "" } else { " (not supported here)" };
+            let note = if p.is_available() {
+                ""
+            } else {
+                " (not supported here)"
+            };
             println!("{}{note}", p.name());
         }
         return Ok(());
@@ -68,10 +75,16 @@ pub fn run(args: BenchSha256dArgs) -> anyhow::Result<()> {
         d => bail!("--device: unknown device `{d}` (expected cpu or cuda:K)"),
     }
     if args.threads == 0 || args.threads > MAX_THREADS {
-        bail!("--threads: {} is not within 1..={MAX_THREADS}", args.threads);
+        bail!(
+            "--threads: {} is not within 1..={MAX_THREADS}",
+            args.threads
+        );
     }
     if !args.seconds.is_finite() || args.seconds <= 0.0 || args.seconds > MAX_SECONDS {
-        bail!("--seconds: {} is not within (0, {MAX_SECONDS}]", args.seconds);
+        bail!(
+            "--seconds: {} is not within (0, {MAX_SECONDS}]",
+            args.seconds
+        );
     }
     let path = choose_path(&args.path)?;
     let scanner = CpuScanner::with_path(path).context("--path")?;
@@ -88,7 +101,9 @@ pub fn run(args: BenchSha256dArgs) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let mut hashes: u64 = 0;
     for w in workers {
-        hashes += w.join().map_err(|_| anyhow!("a hashing thread panicked"))??;
+        hashes += w
+            .join()
+            .map_err(|_| anyhow!("a hashing thread panicked"))??;
     }
     let seconds = started.elapsed().as_secs_f64();
     let rate = hashes as f64 / seconds;

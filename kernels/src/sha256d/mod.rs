@@ -21,9 +21,9 @@ mod scan;
 #[cfg(target_arch = "x86_64")]
 mod sys_avx2;
 #[cfg(target_arch = "x86_64")]
-mod sys_shani;
-#[cfg(target_arch = "x86_64")]
 mod sys_avx512;
+#[cfg(target_arch = "x86_64")]
+mod sys_shani;
 mod target;
 mod work;
 

@@ -11,9 +11,9 @@
 
 use core::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_and_si256, _mm256_andnot_si256, _mm256_castsi256_ps,
-    _mm256_cmpeq_epi32, _mm256_min_epu32, _mm256_movemask_ps, _mm256_or_si256,
-    _mm256_set1_epi32, _mm256_set_epi64x, _mm256_setr_epi32, _mm256_shuffle_epi8,
-    _mm256_slli_epi32, _mm256_srli_epi32, _mm256_xor_si256,
+    _mm256_cmpeq_epi32, _mm256_min_epu32, _mm256_movemask_ps, _mm256_or_si256, _mm256_set1_epi32,
+    _mm256_set_epi64x, _mm256_setr_epi32, _mm256_shuffle_epi8, _mm256_slli_epi32,
+    _mm256_srli_epi32, _mm256_xor_si256,
 };
 
 use super::lanes::{scan_blocks, Lanes};
@@ -140,7 +140,12 @@ impl Lanes for V8 {
     #[inline(always)]
     fn ch(e: V8, f: V8, g: V8) -> V8 {
         // SAFETY: only reached from `scan_avx2` (see module doc).
-        unsafe { V8(_mm256_xor_si256(_mm256_and_si256(e.0, f.0), _mm256_andnot_si256(e.0, g.0))) }
+        unsafe {
+            V8(_mm256_xor_si256(
+                _mm256_and_si256(e.0, f.0),
+                _mm256_andnot_si256(e.0, g.0),
+            ))
+        }
     }
 
     #[inline(always)]
@@ -160,7 +165,10 @@ impl Lanes for V8 {
         unsafe {
             let swapped = _mm256_shuffle_epi8(self.0, bswap_mask());
             // Unsigned x <= t  <=>  min(x, t) == x.
-            let le = _mm256_cmpeq_epi32(_mm256_min_epu32(swapped, _mm256_set1_epi32(t as i32)), swapped);
+            let le = _mm256_cmpeq_epi32(
+                _mm256_min_epu32(swapped, _mm256_set1_epi32(t as i32)),
+                swapped,
+            );
             _mm256_movemask_ps(_mm256_castsi256_ps(le)) as u32
         }
     }

@@ -20,7 +20,8 @@ use super::work::Prepared;
 
 /// Whether this CPU can run the AVX-512 path.
 pub(crate) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw")
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
 }
 
 #[derive(Clone, Copy)]
@@ -138,7 +139,10 @@ impl Lanes for V16 {
         // SAFETY: only reached from `scan_avx512` (see module doc).
         unsafe {
             let swapped = _mm512_shuffle_epi8(self.0, bswap_mask());
-            u32::from(_mm512_cmple_epu32_mask(swapped, _mm512_set1_epi32(t as i32)))
+            u32::from(_mm512_cmple_epu32_mask(
+                swapped,
+                _mm512_set1_epi32(t as i32),
+            ))
         }
     }
 }

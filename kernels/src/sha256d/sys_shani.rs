@@ -17,16 +17,18 @@
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::{
-    __m128i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_cvtsi128_si32,
-    _mm_cvtsi64_si128, _mm_insert_epi32, _mm_set_epi32, _mm_sha256msg1_epu32,
-    _mm_sha256msg2_epu32, _mm_sha256rnds2_epu32, _mm_shuffle_epi32,
+    __m128i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_cvtsi128_si32, _mm_cvtsi64_si128,
+    _mm_insert_epi32, _mm_set_epi32, _mm_sha256msg1_epu32, _mm_sha256msg2_epu32,
+    _mm_sha256rnds2_epu32, _mm_shuffle_epi32,
 };
 
 use super::compress::{IV, K};
 use super::work::{Prepared, PAD2_W15, PAD2_W4, PADO_W15, PADO_W8};
 
-/// Nonces hashed side by side (see the module doc); chosen by measurement.
-pub(crate) const STREAMS: usize = 4;
+/// Nonces hashed side by side (see the module doc). Measured on the Xeon (Emerald Rapids)
+/// this was written on: 2, 3 and 4 streams all give about 13 MH/s per CPU-second, so the
+/// SHA unit's throughput, not latency, is the limit there; 2 spills the fewest registers.
+pub(crate) const STREAMS: usize = 2;
 
 /// Whether this CPU can run the SHA-NI path.
 pub(crate) fn available() -> bool {
@@ -160,11 +162,17 @@ fn scan_shani(p: &Prepared, start: u32, steps: u32, top: u32, cand: &mut dyn FnM
             cdgh_s[j] = c.abef2;
             msg[j][0] = _mm_insert_epi32::<3>(c.m0, w3 as i32);
         }
-        quad_const!(abef_s, cdgh_s, [
-            K[4].wrapping_add(PAD2_W4), K[5], K[6], K[7]
-        ]);
+        quad_const!(
+            abef_s,
+            cdgh_s,
+            [K[4].wrapping_add(PAD2_W4), K[5], K[6], K[7]]
+        );
         quad_const!(abef_s, cdgh_s, [K[8], K[9], K[10], K[11]]);
-        quad_const!(abef_s, cdgh_s, [K[12], K[13], K[14], K[15].wrapping_add(PAD2_W15)]);
+        quad_const!(
+            abef_s,
+            cdgh_s,
+            [K[12], K[13], K[14], K[15].wrapping_add(PAD2_W15)]
+        );
         scheduled!(abef_s, cdgh_s, msg, 4 5 6 7 8 9 10 11 12 13 14 15);
 
         // First hash = state + midstate, then as the outer hash's message words 0..8.
@@ -190,8 +198,16 @@ fn scan_shani(p: &Prepared, start: u32, steps: u32, top: u32, cand: &mut dyn FnM
             wk[j] = _mm_add_epi32(omsg[j][1], k1);
         }
         quad!(abef_o, cdgh_o, wk);
-        quad_const!(abef_o, cdgh_o, [K[8].wrapping_add(PADO_W8), K[9], K[10], K[11]]);
-        quad_const!(abef_o, cdgh_o, [K[12], K[13], K[14], K[15].wrapping_add(PADO_W15)]);
+        quad_const!(
+            abef_o,
+            cdgh_o,
+            [K[8].wrapping_add(PADO_W8), K[9], K[10], K[11]]
+        );
+        quad_const!(
+            abef_o,
+            cdgh_o,
+            [K[12], K[13], K[14], K[15].wrapping_add(PADO_W15)]
+        );
         scheduled!(abef_o, cdgh_o, omsg, 4 5 6 7 8 9 10 11 12 13 14);
         // Group 15: only rounds 60, 61; then lane 0 (F) of ABEF is e after round 61, which
         // rounds 62, 63 would shift into H.
