@@ -121,18 +121,7 @@ macro_rules! scheduled {
 
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 fn scan_shani(p: &Prepared, start: u32, steps: u32, top: u32, cand: &mut dyn FnMut(u32)) {
-    // State after rounds 0, 1 of the second block (scalar, once per work).
-    let mut s2 = p.mid;
-    for t in 0..2 {
-        let [a, b, c, d, e, f, g, h] = s2;
-        let t1 = h
-            .wrapping_add(super::compress::big_sigma1(e))
-            .wrapping_add(super::compress::ch(e, f, g))
-            .wrapping_add(K[t])
-            .wrapping_add(p.w[t]);
-        let t2 = super::compress::big_sigma0(a).wrapping_add(super::compress::maj(a, b, c));
-        s2 = [t1.wrapping_add(t2), a, b, c, d.wrapping_add(t1), e, f, g];
-    }
+    let s2 = p.s2;
     let c = Consts {
         abef2: abef(&s2),
         cdgh2: cdgh(&s2),
