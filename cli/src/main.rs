@@ -4,6 +4,7 @@
 //! output; this file only dispatches.
 
 mod cmd_bench_protocol;
+mod cmd_bench_sha256d;
 mod cmd_keygen;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ enum Command {
 enum BenchWhat {
     /// Encode + seal + open + decode of a Heartbeat and of a 60 KiB ResultChunk.
     Protocol(cmd_bench_protocol::BenchProtocolArgs),
+    /// SHA-256d nonce-scanning throughput.
+    Sha256d(cmd_bench_sha256d::BenchSha256dArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +44,7 @@ fn main() -> std::process::ExitCode {
     let result: anyhow::Result<()> = match cli.command {
         Command::Bench { what } => match what {
             BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
+            BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
         },
         Command::Keygen(args) => cmd_keygen::run(args),
     };
