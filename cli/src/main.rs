@@ -3,6 +3,8 @@
 //! Each subcommand lives in its own module (`cmd_*.rs`) that owns its arguments and its
 //! output; this file only dispatches.
 
+mod cmd_bench_sha256d;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -22,12 +24,17 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum BenchWhat {}
+enum BenchWhat {
+    /// SHA-256d nonce-scanning throughput.
+    Sha256d(cmd_bench_sha256d::BenchSha256dArgs),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
-        Command::Bench { what } => match what {},
+        Command::Bench { what } => match what {
+            BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

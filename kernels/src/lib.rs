@@ -5,3 +5,4 @@
 //! (what a device does when no paid work is present).
 
 pub mod transport;
+pub mod sha256d;
