@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use compushare_kernels::sha256d;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -65,6 +66,41 @@ impl NonceScanner for ReferenceScanner {
 
     fn name(&self) -> String {
         "reference".into()
+    }
+}
+
+/// The kernels' SHA-256d scanner (run-time chosen CPU path; the CUDA backend later).
+pub struct KernelScanner<S>(pub S);
+
+impl KernelScanner<sha256d::CpuScanner> {
+    /// The fastest CPU path this machine supports.
+    pub fn cpu() -> Self {
+        KernelScanner(sha256d::CpuScanner::auto())
+    }
+}
+
+impl<S: sha256d::Scanner> NonceScanner for KernelScanner<S> {
+    fn scan(
+        &self,
+        header: &[u8; 80],
+        target: &ShareTarget,
+        nonces: Range<u64>,
+        cancel: &AtomicBool,
+        found: &mut dyn FnMut(u32),
+    ) -> u64 {
+        // The exact share target is handed over as bytes so both sides agree to the bit.
+        let work = sha256d::ScanWork::new(*header, sha256d::Target::from_be_bytes(target.to_be_bytes()));
+        match self.0.scan(&work, nonces, cancel, found) {
+            Ok(stats) => stats.hashes,
+            Err(e) => {
+                warn!("scanner {}: {e}", self.0.name());
+                0
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        self.0.name().to_owned()
     }
 }
 
