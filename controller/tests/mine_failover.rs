@@ -46,6 +46,11 @@ async fn dies_fails_over_then_switches_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_rejecting_and_refusing_pools_are_skipped() {
+    let settings = || {
+        let mut s = settings();
+        s.job_interval = Some(Duration::from_millis(300));
+        s
+    };
     let hung = pool(settings()).await;
     hung.set_behaviour(Behaviour::Silent);
     let rejecting = pool(settings()).await;
@@ -54,7 +59,7 @@ async fn hung_rejecting_and_refusing_pools_are_skipped() {
     refusing.set_behaviour(Behaviour::RefuseAuth);
     let good = pool(settings()).await;
     let mut cfg = client();
-    cfg.job_timeout = Duration::from_millis(800);
+    cfg.job_timeout = Duration::from_millis(1500);
     cfg.max_consecutive_rejects = 3;
     let mut failover = fast_failover();
     // No switching back during this test: every higher pool stays broken anyway.

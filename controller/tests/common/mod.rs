@@ -85,3 +85,11 @@ pub fn assert_clean(name: &str, s: &PoolServerStats) {
 }
 
 pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether pool job id `id` was issued at or after `since` (the pool numbers jobs in hex).
+pub fn job_at_or_after(id: &str, since: &str) -> bool {
+    match (u64::from_str_radix(id, 16), u64::from_str_radix(since, 16)) {
+        (Ok(a), Ok(b)) => a >= b,
+        _ => false,
+    }
+}
