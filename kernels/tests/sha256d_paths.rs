@@ -43,12 +43,18 @@ fn target_with_top(rng: &mut Rng, top: u32) -> Target {
 fn reference_scan(work: &ScanWork, start: u64, end: u64) -> Vec<u32> {
     (start..end)
         .map(|n| n as u32)
-        .filter(|&n| work.target().is_met_by(&sha256d(&work.header_with_nonce(n))))
+        .filter(|&n| {
+            work.target()
+                .is_met_by(&sha256d(&work.header_with_nonce(n)))
+        })
         .collect()
 }
 
 fn available_paths() -> Vec<CpuPath> {
-    CpuPath::ALL.into_iter().filter(|p| p.is_available()).collect()
+    CpuPath::ALL
+        .into_iter()
+        .filter(|p| p.is_available())
+        .collect()
 }
 
 #[test]
@@ -68,7 +74,13 @@ fn all_paths_agree_with_reference_on_easy_targets() {
     let mut rng = Rng(42);
     // Top words: 0 (realistic: early reject is "H7 == 0"), and easier ones where the
     // byte-swapped comparison and the full 256-bit re-check both matter.
-    let tops = [0x0000_0000u32, 0x0300_0000, 0x0400_ffff, 0x7fff_ffff, 0xffff_ffff];
+    let tops = [
+        0x0000_0000u32,
+        0x0300_0000,
+        0x0400_ffff,
+        0x7fff_ffff,
+        0xffff_ffff,
+    ];
     for (i, &top) in tops.iter().enumerate() {
         let header: [u8; 80] = rng.bytes();
         let mut target = target_with_top(&mut rng, top);
@@ -89,7 +101,9 @@ fn all_paths_agree_with_reference_on_easy_targets() {
             let scanner = CpuScanner::with_path(path).expect("available");
             let mut got = Vec::new();
             let stats = scanner
-                .scan(&work, start..end, &AtomicBool::new(false), &mut |n| got.push(n))
+                .scan(&work, start..end, &AtomicBool::new(false), &mut |n| {
+                    got.push(n)
+                })
                 .expect("valid range");
             assert_eq!(got, expect, "path {path}, top {top:#x}");
             assert_eq!(stats.hashes, end - start);
@@ -110,7 +124,9 @@ fn all_paths_agree_at_the_top_of_the_nonce_space() {
         let scanner = CpuScanner::with_path(path).expect("available");
         let mut got = Vec::new();
         scanner
-            .scan(&work, start..end, &AtomicBool::new(false), &mut |n| got.push(n))
+            .scan(&work, start..end, &AtomicBool::new(false), &mut |n| {
+                got.push(n)
+            })
             .expect("valid range");
         assert_eq!(got, expect, "path {path}");
     }
@@ -140,7 +156,9 @@ fn bad_ranges_are_errors() {
     #[allow(clippy::reversed_empty_ranges)]
     let backwards = scanner.scan(&work, 10..5, &cancel, &mut sink);
     assert!(matches!(backwards, Err(ScanError::NonceRange { .. })));
-    let empty = scanner.scan(&work, 7..7, &cancel, &mut sink).expect("empty is fine");
+    let empty = scanner
+        .scan(&work, 7..7, &cancel, &mut sink)
+        .expect("empty is fine");
     assert_eq!(empty.hashes, 0);
 }
 

@@ -8,7 +8,7 @@ use compushare_kernels::sha256d::{sha256d, CpuPath, CpuScanner, ScanWork, Scanne
 
 fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
@@ -73,11 +73,26 @@ fn v3_and_v7_header_hashes() {
 #[test]
 fn v8_difficulty_to_target() {
     let table: [(f64, &str); 5] = [
-        (1.0, "00000000ffff0000000000000000000000000000000000000000000000000000"),
-        (2.0, "000000007fff8000000000000000000000000000000000000000000000000000"),
-        (1024.0, "00000000003fffc0000000000000000000000000000000000000000000000000"),
-        (65536.0, "000000000000ffff000000000000000000000000000000000000000000000000"),
-        (0.5, "00000001fffe0000000000000000000000000000000000000000000000000000"),
+        (
+            1.0,
+            "00000000ffff0000000000000000000000000000000000000000000000000000",
+        ),
+        (
+            2.0,
+            "000000007fff8000000000000000000000000000000000000000000000000000",
+        ),
+        (
+            1024.0,
+            "00000000003fffc0000000000000000000000000000000000000000000000000",
+        ),
+        (
+            65536.0,
+            "000000000000ffff000000000000000000000000000000000000000000000000",
+        ),
+        (
+            0.5,
+            "00000001fffe0000000000000000000000000000000000000000000000000000",
+        ),
     ];
     for (d, hex) in table {
         let t = Target::from_difficulty(d).expect("valid difficulty");
@@ -93,7 +108,10 @@ fn difficulty_edge_cases() {
     }
     // Tiny difficulties saturate instead of wrapping.
     assert_eq!(Target::from_difficulty(1e-300).ok(), Some(Target::MAX));
-    assert_eq!(Target::from_difficulty(f64::MIN_POSITIVE / 4.0).ok(), Some(Target::MAX));
+    assert_eq!(
+        Target::from_difficulty(f64::MIN_POSITIVE / 4.0).ok(),
+        Some(Target::MAX)
+    );
     // Huge difficulties go to zero, not to garbage.
     assert_eq!(
         Target::from_difficulty(1e300).map(|t| t.to_be_bytes()).ok(),
@@ -107,9 +125,15 @@ fn difficulty_edge_cases() {
     );
     // 1/3 is rounded in f64, so the exact quotient is not a clean hex pattern; the target
     // must still lie between D = 0.3333 and 0.3334 ones and be monotone.
-    let lo = Target::from_difficulty(0.3334).expect("valid").to_be_bytes();
-    let mid = Target::from_difficulty(1.0 / 3.0).expect("valid").to_be_bytes();
-    let hi = Target::from_difficulty(0.3333).expect("valid").to_be_bytes();
+    let lo = Target::from_difficulty(0.3334)
+        .expect("valid")
+        .to_be_bytes();
+    let mid = Target::from_difficulty(1.0 / 3.0)
+        .expect("valid")
+        .to_be_bytes();
+    let hi = Target::from_difficulty(0.3333)
+        .expect("valid")
+        .to_be_bytes();
     assert!(lo < mid && mid < hi);
 }
 

@@ -149,7 +149,7 @@ pub(crate) fn hash_h7<V: Lanes>(p: &Prepared, w3: V) -> V {
         .add(w23)
         .add(sp(super::compress::small_sigma0(PAD2_W15)));
     let w31 = w29.small_sigma1().add(w24).add(sp(
-        super::compress::small_sigma0(p.w16).wrapping_add(PAD2_W15),
+        super::compress::small_sigma0(p.w16).wrapping_add(PAD2_W15)
     ));
     let mut w = [
         w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,

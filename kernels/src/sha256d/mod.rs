@@ -7,6 +7,8 @@
 //! - `work`: a header + target to scan and its per-job precomputation.
 //! - `lanes`: the scan core written once over N-lane vectors (portable is N = 1).
 //! - `scan`: the `Scanner` interface shared with the coming CUDA backend, the CPU scanner.
+//! - `sys_shani`: interleaved SHA-NI streams; `sys_avx512`, `sys_avx2`: the scan core on
+//!   16 / 8 SIMD lanes. These three hold the only unsafe code.
 //!
 //! Byte order: hashes are the bytes as computed (a block explorer shows them reversed) and
 //! are compared with targets as little-endian 256-bit integers; see `target`.
@@ -16,6 +18,12 @@
 mod compress;
 mod lanes;
 mod scan;
+#[cfg(target_arch = "x86_64")]
+mod sys_avx2;
+#[cfg(target_arch = "x86_64")]
+mod sys_avx512;
+#[cfg(target_arch = "x86_64")]
+mod sys_shani;
 mod target;
 mod work;
 

@@ -36,7 +36,9 @@ const DIFF1_SHIFT: i32 = 208;
 
 impl Target {
     /// The largest target: every hash meets it.
-    pub const MAX: Target = Target { limbs: [u32::MAX; 8] };
+    pub const MAX: Target = Target {
+        limbs: [u32::MAX; 8],
+    };
 
     /// The difficulty-1 target, 0x00000000FFFF0000...0000.
     pub const DIFF1: Target = Target {
@@ -155,7 +157,12 @@ impl Target {
     pub fn is_met_by(&self, hash: &[u8; 32]) -> bool {
         // Compare most significant limb first; hash limb i is little-endian bytes 4i..4i+4.
         for i in (0..8).rev() {
-            let h = u32::from_le_bytes([hash[4 * i], hash[4 * i + 1], hash[4 * i + 2], hash[4 * i + 3]]);
+            let h = u32::from_le_bytes([
+                hash[4 * i],
+                hash[4 * i + 1],
+                hash[4 * i + 2],
+                hash[4 * i + 3],
+            ]);
             let t = self.limbs[i];
             if h != t {
                 return h < t;

@@ -49,6 +49,8 @@ pub(crate) struct Prepared {
     pub mid: [u32; 8],
     /// Second-block message words 0..3 (merkle root tail, time, bits).
     pub w: [u32; 3],
+    /// Second-block state after rounds 0, 1 (where SHA-NI, two rounds at a time, starts).
+    pub s2: [u32; 8],
     /// Second-block state after rounds 0..=2 (a..h).
     pub s3: [u32; 8],
     /// Round 3: T1 = `r3_t1` + W3; then new a = `r3_a` + W3 and new e = `r3_e` + W3.
@@ -129,10 +131,11 @@ impl Prepared {
         second[..16].copy_from_slice(&header[64..80]);
         let words = block_words(&second);
         let w = [words[0], words[1], words[2]];
-        let mut s3 = mid;
-        for (t, &wt) in w.iter().enumerate() {
-            round(&mut s3, K[t].wrapping_add(wt));
-        }
+        let mut s2 = mid;
+        round(&mut s2, K[0].wrapping_add(w[0]));
+        round(&mut s2, K[1].wrapping_add(w[1]));
+        let mut s3 = s2;
+        round(&mut s3, K[2].wrapping_add(w[2]));
         let [a, b, c, d, e, f, g, h] = s3;
         let r3_t1 = h
             .wrapping_add(big_sigma1(e))
@@ -154,6 +157,7 @@ impl Prepared {
         Prepared {
             mid,
             w,
+            s2,
             s3,
             r3_a: r3_t1.wrapping_add(r3_t2),
             r3_e: d.wrapping_add(r3_t1),
