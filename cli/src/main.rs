@@ -4,6 +4,7 @@
 //! output; this file only dispatches.
 
 mod cmd_bench_sha256d;
+mod cmd_mine;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+    /// Stand-alone Stratum v1 miner (like cpuminer), with pool failover.
+    Mine(cmd_mine::MineArgs),
 }
 
 #[derive(Subcommand)]
@@ -39,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench { what } => match what {
             BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
         },
+        Command::Mine(args) => cmd_mine::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
