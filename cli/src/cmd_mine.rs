@@ -57,7 +57,8 @@ fn per_pool(values: &[String], pools: usize, what: &str) -> anyhow::Result<Vec<S
 }
 
 fn seconds(v: f64, what: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v).with_context(|| format!("--{what} {v}: not a valid number of seconds"))
+    Duration::try_from_secs_f64(v)
+        .with_context(|| format!("--{what} {v}: not a valid number of seconds"))
 }
 
 /// Runs the miner.
@@ -132,14 +133,26 @@ pub fn run(args: MineArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(engine.stop().await)
     })?;
-    let (accepted, rejected, stale, connections) = report.pools.iter().fold((0, 0, 0, 0), |t, c| {
-        (t.0 + c.accepted, t.1 + c.rejected, t.2 + c.stale, t.3 + c.connections)
-    });
+    let (accepted, rejected, stale, connections) =
+        report.pools.iter().fold((0, 0, 0, 0), |t, c| {
+            (
+                t.0 + c.accepted,
+                t.1 + c.rejected,
+                t.2 + c.stale,
+                t.3 + c.connections,
+            )
+        });
     if connections == 0 {
         let why: Vec<String> = pools
             .iter()
             .zip(&report.pools)
-            .map(|(p, c)| format!("{}: {}", p.url, c.last_error.as_deref().unwrap_or("no answer")))
+            .map(|(p, c)| {
+                format!(
+                    "{}: {}",
+                    p.url,
+                    c.last_error.as_deref().unwrap_or("no answer")
+                )
+            })
             .collect();
         bail!("no pool could be reached ({})", why.join("; "));
     }

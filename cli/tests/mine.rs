@@ -35,15 +35,32 @@ async fn json_summary_matches_the_contract_and_the_pool() {
     let pool = StratumPool::start("127.0.0.1:0", settings()).await.unwrap();
     let url = pool.url();
     let out = run(strings(&[
-        "--pool", &url, "--user", "w", "--pass", "x", "--threads", "1", "--duration", "3", "--json",
+        "--pool",
+        &url,
+        "--user",
+        "w",
+        "--pass",
+        "x",
+        "--threads",
+        "1",
+        "--duration",
+        "3",
+        "--json",
     ]))
     .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     let o = v.as_object().unwrap();
     let mut keys: Vec<_> = o.keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["accepted", "hashes_per_s", "pool", "rejected", "stale"]);
+    assert_eq!(
+        keys,
+        ["accepted", "hashes_per_s", "pool", "rejected", "stale"]
+    );
     assert_eq!(o["pool"], url.as_str());
     let accepted = o["accepted"].as_u64().unwrap();
     assert!(accepted >= 1, "{v}");
@@ -52,7 +69,11 @@ async fn json_summary_matches_the_contract_and_the_pool() {
     assert!(o["hashes_per_s"].as_f64().unwrap() > 0.0);
     let s = pool.stats();
     assert!(accepted <= s.accepted, "{v} vs {s:?}");
-    assert_eq!(s.low_difficulty + s.duplicate + s.bad_submit + s.unknown_job, 0, "{s:?}");
+    assert_eq!(
+        s.low_difficulty + s.duplicate + s.bad_submit + s.unknown_job,
+        0,
+        "{s:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,11 +84,28 @@ async fn fails_over_to_the_second_pool() {
     drop(dead);
     let live = StratumPool::start("127.0.0.1:0", settings()).await.unwrap();
     let out = run(strings(&[
-        "--pool", &dead_url, "--pool", &live.url(), "--user", "a", "--user", "b", "--pass", "x",
-        "--threads", "1", "--duration", "3", "--json",
+        "--pool",
+        &dead_url,
+        "--pool",
+        &live.url(),
+        "--user",
+        "a",
+        "--user",
+        "b",
+        "--pass",
+        "x",
+        "--threads",
+        "1",
+        "--duration",
+        "3",
+        "--json",
     ]))
     .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["pool"], live.url().as_str());
     assert!(v["accepted"].as_u64().unwrap() >= 1);
@@ -76,7 +114,17 @@ async fn fails_over_to_the_second_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argument_and_connection_errors() {
-    let bad_url = run(strings(&["--pool", "http://127.0.0.1:1", "--user", "w", "--pass", "x", "--duration", "1"])).await;
+    let bad_url = run(strings(&[
+        "--pool",
+        "http://127.0.0.1:1",
+        "--user",
+        "w",
+        "--pass",
+        "x",
+        "--duration",
+        "1",
+    ]))
+    .await;
     assert!(!bad_url.status.success());
     assert!(String::from_utf8_lossy(&bad_url.stderr).contains("--pool http://127.0.0.1:1"));
 
@@ -84,8 +132,20 @@ async fn argument_and_connection_errors() {
     assert!(!no_pool.status.success());
 
     let users = run(strings(&[
-        "--pool", "127.0.0.1:1", "--pool", "127.0.0.1:2", "--pool", "127.0.0.1:3",
-        "--user", "a", "--user", "b", "--pass", "x", "--duration", "1",
+        "--pool",
+        "127.0.0.1:1",
+        "--pool",
+        "127.0.0.1:2",
+        "--pool",
+        "127.0.0.1:3",
+        "--user",
+        "a",
+        "--user",
+        "b",
+        "--pass",
+        "x",
+        "--duration",
+        "1",
     ]))
     .await;
     assert!(!users.status.success());
@@ -96,9 +156,25 @@ async fn argument_and_connection_errors() {
     let url = dead.url();
     dead.kill();
     drop(dead);
-    let unreachable = run(strings(&["--pool", &url, "--user", "w", "--pass", "x", "--threads", "1", "--duration", "1", "--json"])).await;
+    let unreachable = run(strings(&[
+        "--pool",
+        &url,
+        "--user",
+        "w",
+        "--pass",
+        "x",
+        "--threads",
+        "1",
+        "--duration",
+        "1",
+        "--json",
+    ]))
+    .await;
     assert!(!unreachable.status.success());
     let err = String::from_utf8_lossy(&unreachable.stderr);
-    assert!(err.contains("no pool could be reached") && err.contains(&url), "{err}");
+    assert!(
+        err.contains("no pool could be reached") && err.contains(&url),
+        "{err}"
+    );
     assert!(unreachable.stdout.is_empty());
 }

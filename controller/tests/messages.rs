@@ -27,12 +27,27 @@ fn response(line: &str) -> Response {
 
 #[test]
 fn ids_may_be_numbers_strings_or_null() {
-    assert_eq!(response(r#"{"id":7,"result":true,"error":null}"#).id, Id::Num(7));
-    assert_eq!(response(r#"{"id":"abc","result":true}"#).id, Id::Str("abc".into()));
-    assert_eq!(request(r#"{"id":null,"method":"x","params":[]}"#).id, Id::Null);
+    assert_eq!(
+        response(r#"{"id":7,"result":true,"error":null}"#).id,
+        Id::Num(7)
+    );
+    assert_eq!(
+        response(r#"{"id":"abc","result":true}"#).id,
+        Id::Str("abc".into())
+    );
+    assert_eq!(
+        request(r#"{"id":null,"method":"x","params":[]}"#).id,
+        Id::Null
+    );
     assert_eq!(request(r#"{"method":"x"}"#).id, Id::Null);
-    assert_eq!(parse_line(r#"{"id":1.5,"result":true}"#), Err(MessageError::BadId));
-    assert_eq!(parse_line(r#"{"id":[1],"result":true}"#), Err(MessageError::BadId));
+    assert_eq!(
+        parse_line(r#"{"id":1.5,"result":true}"#),
+        Err(MessageError::BadId)
+    );
+    assert_eq!(
+        parse_line(r#"{"id":[1],"result":true}"#),
+        Err(MessageError::BadId)
+    );
 }
 
 #[test]
@@ -48,7 +63,10 @@ fn error_shapes() {
     assert_eq!(null_id.error.map(|e| e.message), Some("Other".to_string()));
     let text = response(r#"{"id":2,"result":false,"error":"nope"}"#);
     assert_eq!(text.error.map(|e| e.message), Some("nope".to_string()));
-    assert_eq!(response(r#"{"id":2,"result":true,"error":null}"#).error, None);
+    assert_eq!(
+        response(r#"{"id":2,"result":true,"error":null}"#).error,
+        None
+    );
 }
 
 #[test]
@@ -58,7 +76,11 @@ fn unknown_methods_are_typed_not_fatal() {
         ServerMessage::from_request(&r),
         Ok(ServerMessage::Unknown("mining.frobnicate".into()))
     );
-    let r = request(r#"{"id":3,"method":"mining.frobnicate","params":{"a":1}}"#.replace("params\":{\"a\":1}", "params\":[]").as_str());
+    let r = request(
+        r#"{"id":3,"method":"mining.frobnicate","params":{"a":1}}"#
+            .replace("params\":{\"a\":1}", "params\":[]")
+            .as_str(),
+    );
     assert!(ServerMessage::from_request(&r).is_ok());
     assert!(matches!(
         parse_line(r#"{"id":3,"method":"x","params":{"a":1}}"#),
@@ -123,17 +145,26 @@ fn notify_round_trip_and_bad_fields() {
     let again = Notify::from_params(n.to_params().as_array().unwrap()).unwrap();
     assert_eq!(n, again);
     let mut bad = [
-        NOTIFY.replace("\"00000001\"", "\"0000001\""),  // odd length version
+        NOTIFY.replace("\"00000001\"", "\"0000001\""), // odd length version
         NOTIFY.replace("\"1b04864c\"", "\"1b04864c00\""), // long nbits
         NOTIFY.replace("1901125004612a", "19011250046z2a"), // bad hex digit
-        NOTIFY.replace("\"1901125004612a1701c3a621d930d31d36b607df1fccc2160002d01c00000000\"", "\"1901\""), // short prevhash
-        NOTIFY.replace("c40297f730dd7b5a99567eb8d27b78758f607507c52292d02d4031895b52f2ff", "c40297"), // short branch
-        NOTIFY.replace("true]}", "\"yes\"]}"), // clean_jobs not bool
-        NOTIFY.replace(",true]}", "]}"), // missing clean_jobs
+        NOTIFY.replace(
+            "\"1901125004612a1701c3a621d930d31d36b607df1fccc2160002d01c00000000\"",
+            "\"1901\"",
+        ), // short prevhash
+        NOTIFY.replace(
+            "c40297f730dd7b5a99567eb8d27b78758f607507c52292d02d4031895b52f2ff",
+            "c40297",
+        ), // short branch
+        NOTIFY.replace("true]}", "\"yes\"]}"),         // clean_jobs not bool
+        NOTIFY.replace(",true]}", "]}"),               // missing clean_jobs
     ];
     for (i, l) in bad.iter_mut().enumerate() {
         let r = request(l);
-        assert!(ServerMessage::from_request(&r).is_err(), "case {i} accepted: {l}");
+        assert!(
+            ServerMessage::from_request(&r).is_err(),
+            "case {i} accepted: {l}"
+        );
     }
 }
 
@@ -151,22 +182,45 @@ fn client_messages_and_results() {
         s.to_params(),
         json!(["w", "bf", "00000001", "504e86ed", "b2957c02", "00002000"])
     );
-    assert_eq!(Submit::from_params(s.to_params().as_array().unwrap()), Ok(s));
-    let sub = SubscribeResult::from_result(&json!([[["mining.notify", "ae6812eb4cd7735a302a8a9dd95cf71f"]], "08000002", 4])).unwrap();
+    assert_eq!(
+        Submit::from_params(s.to_params().as_array().unwrap()),
+        Ok(s)
+    );
+    let sub = SubscribeResult::from_result(&json!([
+        [["mining.notify", "ae6812eb4cd7735a302a8a9dd95cf71f"]],
+        "08000002",
+        4
+    ]))
+    .unwrap();
     assert_eq!(sub.extranonce1, vec![8, 0, 0, 2]);
     assert_eq!(sub.extranonce2_size, 4);
     assert!(SubscribeResult::from_result(&json!([[], "080", 4])).is_err());
     assert!(SubscribeResult::from_result(&json!([[], "08", 400])).is_err());
     assert_eq!(
-        configure_result_mask(&json!({"version-rolling": true, "version-rolling.mask": "1fffe000"})),
+        configure_result_mask(
+            &json!({"version-rolling": true, "version-rolling.mask": "1fffe000"})
+        ),
         Ok(Some(0x1fffe000))
     );
-    assert_eq!(configure_result_mask(&json!({"version-rolling": false})), Ok(None));
+    assert_eq!(
+        configure_result_mask(&json!({"version-rolling": false})),
+        Ok(None)
+    );
     let line = request_line(&Id::Num(1), "mining.subscribe", json!(["x"]));
     assert!(line.ends_with('\n'));
     let r = request(line.trim_end());
-    assert_eq!(ClientMessage::from_request(&r), Ok(ClientMessage::Subscribe));
-    let r = request(request_line(&Id::Num(2), "mining.configure", configure_params(0x1fffe000)).trim_end());
+    assert_eq!(
+        ClientMessage::from_request(&r),
+        Ok(ClientMessage::Subscribe)
+    );
+    let r = request(
+        request_line(
+            &Id::Num(2),
+            "mining.configure",
+            configure_params(0x1fffe000),
+        )
+        .trim_end(),
+    );
     assert_eq!(
         ClientMessage::from_request(&r),
         Ok(ClientMessage::Configure {
@@ -179,7 +233,10 @@ fn client_messages_and_results() {
 #[test]
 fn too_long_lines_are_rejected() {
     let huge = format!("{{\"id\":1,\"result\":\"{}\"}}", "a".repeat(MAX_LINE_BYTES));
-    assert!(matches!(parse_line(&huge), Err(MessageError::LineTooLong(_))));
+    assert!(matches!(
+        parse_line(&huge),
+        Err(MessageError::LineTooLong(_))
+    ));
     let deep = "[".repeat(100_000);
     assert!(matches!(parse_line(&deep), Err(MessageError::Json(_))));
 }

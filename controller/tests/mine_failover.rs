@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use compushare_controller::stratum::pool::Behaviour;
 use common::*;
+use compushare_controller::stratum::pool::Behaviour;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dies_fails_over_then_switches_back() {
@@ -18,12 +18,22 @@ async fn dies_fails_over_then_switches_back() {
         client(),
         fast_failover(),
     );
-    wait_for("shares on the first pool", LIMIT, || a.stats().accepted >= 3).await;
-    assert_eq!(b.stats().accepted, 0, "the second pool is idle while the first works");
+    wait_for("shares on the first pool", LIMIT, || {
+        a.stats().accepted >= 3
+    })
+    .await;
+    assert_eq!(
+        b.stats().accepted,
+        0,
+        "the second pool is idle while the first works"
+    );
     assert_eq!(engine.stats().active(), Some(0));
 
     a.kill();
-    wait_for("shares on the second pool", LIMIT, || b.stats().accepted >= 3).await;
+    wait_for("shares on the second pool", LIMIT, || {
+        b.stats().accepted >= 3
+    })
+    .await;
     assert_eq!(engine.stats().active(), Some(1));
     let a_before = a.stats().accepted;
 
@@ -41,7 +51,10 @@ async fn dies_fails_over_then_switches_back() {
     assert_clean("first", &a.stats());
     assert_clean("second", &b.stats());
     assert!(report.pools[0].accepted > 0 && report.pools[1].accepted > 0);
-    assert!(report.pools[0].last_error.is_some(), "the death was recorded");
+    assert!(
+        report.pools[0].last_error.is_some(),
+        "the death was recorded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,19 +87,38 @@ async fn hung_rejecting_and_refusing_pools_are_skipped() {
         cfg,
         failover,
     );
-    wait_for("shares on the good pool", LIMIT, || good.stats().accepted >= 3).await;
+    wait_for("shares on the good pool", LIMIT, || {
+        good.stats().accepted >= 3
+    })
+    .await;
     let report = engine.stop().await;
     assert_eq!(hung.stats().accepted, 0);
     assert!(hung.stats().connections >= 1);
     assert_eq!(rejecting.stats().accepted, 0);
     assert!(report.pools[1].rejected >= 3, "{:?}", report.pools[1]);
     assert_eq!(refusing.stats().authorized, 0);
-    assert!(report.pools[0].last_error.as_deref().unwrap_or("").contains("no job"));
-    assert!(report.pools[1].last_error.as_deref().unwrap_or("").contains("rejected"));
-    assert!(report.pools[2].last_error.as_deref().unwrap_or("").contains("authorize"));
+    assert!(report.pools[0]
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("no job"));
+    assert!(report.pools[1]
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("rejected"));
+    assert!(report.pools[2]
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("authorize"));
     for (name, p) in [("rejecting", &rejecting), ("good", &good)] {
         let s = p.stats();
-        assert_eq!(s.low_difficulty + s.duplicate + s.bad_submit + s.stale_late, 0, "{name}: {s:?}");
+        assert_eq!(
+            s.low_difficulty + s.duplicate + s.bad_submit + s.stale_late,
+            0,
+            "{name}: {s:?}"
+        );
     }
 }
 
@@ -101,7 +133,10 @@ async fn all_pools_down_then_one_appears() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(engine.stats().pool(0).connections, 0);
     a.revive().await.expect("revive");
-    wait_for("shares once the pool is up", LIMIT, || a.stats().accepted >= 2).await;
+    wait_for("shares once the pool is up", LIMIT, || {
+        a.stats().accepted >= 2
+    })
+    .await;
     engine.stop().await;
     assert_clean("pool", &a.stats());
 }

@@ -19,7 +19,10 @@ async fn malformed_messages_do_not_drop_the_connection() {
         r#"{"id":1}"#.into(),
         good.replace("\"0100\"", "\"01zz\""),
         good.replace("\"0100\"", "\"010\""),
-        good.replace("1901125004612a1701c3a621d930d31d36b607df1fccc2160002d01c00000000", "19011250"),
+        good.replace(
+            "1901125004612a1701c3a621d930d31d36b607df1fccc2160002d01c00000000",
+            "19011250",
+        ),
         good.replace("[]", "[\"abcd\"]"),
         good.replace("\"20000000\"", "\"2000000\""),
         good.replace("true]", "\"true\"]"),
@@ -30,7 +33,10 @@ async fn malformed_messages_do_not_drop_the_connection() {
         r#"{"id":null,"method":"mining.set_extranonce","params":["xyz",4]}"#.into(),
         r#"{"id":null,"method":"mining.set_extranonce","params":["00",100000]}"#.into(),
         r#"{"id":null,"method":"client.reconnect","params":["127.0.0.1","port",0]}"#.into(),
-        format!(r#"{{"id":null,"method":"mining.notify","params":["{}"]}}"#, "a".repeat(300_000)),
+        format!(
+            r#"{{"id":null,"method":"mining.notify","params":["{}"]}}"#,
+            "a".repeat(300_000)
+        ),
         "[".repeat(50_000),
         r#"{"id":1,"method":"x","params":{"not":"an array"}}"#.into(),
     ];
@@ -48,7 +54,9 @@ async fn malformed_messages_do_not_drop_the_connection() {
 
     let job = pool.new_job(true);
     wait_for("shares on the next good job", LIMIT, || {
-        pool.accepted_shares().iter().any(|a| job_at_or_after(&a.job_id, &job))
+        pool.accepted_shares()
+            .iter()
+            .any(|a| job_at_or_after(&a.job_id, &job))
     })
     .await;
     let report = engine.stop().await;

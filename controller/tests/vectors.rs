@@ -22,8 +22,12 @@ fn v3_notify() -> Notify {
        "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20020862062f503253482f04b8864e5008",
        "072f736c7573682f000000000100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",
        [], "00000002", "1c2ac4af", "504e86b9", false]}).to_string();
-    let Message::Request(r) = parse_line(&line).unwrap() else { panic!("not a request") };
-    let ServerMessage::Notify(n) = ServerMessage::from_request(&r).unwrap() else { panic!("not a notify") };
+    let Message::Request(r) = parse_line(&line).unwrap() else {
+        panic!("not a request")
+    };
+    let ServerMessage::Notify(n) = ServerMessage::from_request(&r).unwrap() else {
+        panic!("not a notify")
+    };
     n
 }
 
@@ -53,7 +57,10 @@ fn v2_block_125552_hash() {
     let header = h("01000000 81cd02ab7e569e8bcd9317e2fe99f2de44d49ab2b8851ba4a308000000000000
         e320b6c2fffc8d750423db8b1eb942ae710e951ed797f7affc8892b0f1fc122b c7f5d74d f2b9441a 42a14695");
     let raw = sha256d(&header);
-    assert_eq!(encode(&raw), "1dbd981fe6985776b644b173a4d0385ddc1aa2a829688d1e0000000000000000");
+    assert_eq!(
+        encode(&raw),
+        "1dbd981fe6985776b644b173a4d0385ddc1aa2a829688d1e0000000000000000"
+    );
     assert!(ShareTarget::from_nbits(0x1a44b9f2).unwrap().is_met_by(&raw));
 }
 
@@ -69,7 +76,10 @@ fn v3_notify_to_header_with_rolled_ntime() {
         "ec9d69b1c30dd91529e2f5a5636354a310a79b9b83622cfd79c8da9daa4d4132"
     );
     let root = merkle_root(cb_hash, &n.merkle_branch);
-    assert_eq!(encode(&root), "32414daa9ddac879fd2c62839b9ba710a3546363a5f5e22915d90dc3b1699dec");
+    assert_eq!(
+        encode(&root),
+        "32414daa9ddac879fd2c62839b9ba710a3546363a5f5e22915d90dc3b1699dec"
+    );
     // The miner rolled ntime: the header carries the submitted one, not the job's.
     let ntime = decode_u32_be("504e86ed").unwrap();
     let nonce = decode_u32_be("b2957c02").unwrap();
@@ -87,11 +97,18 @@ fn v3_notify_to_header_with_rolled_ntime() {
     );
     assert!(ShareTarget::from_difficulty(1.0).unwrap().is_met_by(&hash));
     // The job's own ntime gives a different header, hence a different hash.
-    assert_ne!(sha256d(&share_header(&n, &en1, &en2, n.ntime, n.version, nonce)), hash);
+    assert_ne!(
+        sha256d(&share_header(&n, &en1, &en2, n.ntime, n.version, nonce)),
+        hash
+    );
     // Economics: 50 BTC coinbase, difficulty of nbits 1c2ac4af.
     let e = economics(&n, &en1, 4).unwrap();
     assert_eq!(e.coinbase_value_sat, 5_000_000_000);
-    assert!((e.network_difficulty - 5.987).abs() < 0.01, "{}", e.network_difficulty);
+    assert!(
+        (e.network_difficulty - 5.987).abs() < 0.01,
+        "{}",
+        e.network_difficulty
+    );
     assert!(e.sat_per_hash > 0.0);
 }
 
@@ -125,7 +142,11 @@ fn v7_block_100000_as_a_stratum_job() {
     assert!(ShareTarget::from_nbits(n.nbits).unwrap().is_met_by(&hash));
     let e = economics(&n, &en1, 2).unwrap();
     assert_eq!(e.coinbase_value_sat, 5_000_000_000);
-    assert!((e.network_difficulty - 14484.16).abs() < 0.01, "{}", e.network_difficulty);
+    assert!(
+        (e.network_difficulty - 14484.16).abs() < 0.01,
+        "{}",
+        e.network_difficulty
+    );
 }
 
 #[test]
@@ -149,7 +170,10 @@ fn v7_work_unit_zero_version_bits_matches_the_vector() {
     assert_eq!(unit.extranonce2, h("0602"));
     assert_eq!(unit.nonces, 0..1 << 32);
     let nonce = decode_u32_be("10572b0f").unwrap();
-    let hash = sha256d(&compushare_controller::stratum::job::with_nonce(&unit.header, nonce));
+    let hash = sha256d(&compushare_controller::stratum::job::with_nonce(
+        &unit.header,
+        nonce,
+    ));
     assert_eq!(
         encode(&reversed(&hash)),
         "000000000003ba27aa200b1cecaad478d2b00432346c3f1f3986da1afd33e506"
@@ -170,18 +194,36 @@ fn prevhash_words_are_swapped() {
 #[test]
 fn v8_difficulty_to_target() {
     let cases = [
-        (1.0, "00000000ffff0000000000000000000000000000000000000000000000000000"),
-        (2.0, "000000007fff8000000000000000000000000000000000000000000000000000"),
-        (1024.0, "00000000003fffc0000000000000000000000000000000000000000000000000"),
-        (65536.0, "000000000000ffff000000000000000000000000000000000000000000000000"),
-        (0.5, "00000001fffe0000000000000000000000000000000000000000000000000000"),
+        (
+            1.0,
+            "00000000ffff0000000000000000000000000000000000000000000000000000",
+        ),
+        (
+            2.0,
+            "000000007fff8000000000000000000000000000000000000000000000000000",
+        ),
+        (
+            1024.0,
+            "00000000003fffc0000000000000000000000000000000000000000000000000",
+        ),
+        (
+            65536.0,
+            "000000000000ffff000000000000000000000000000000000000000000000000",
+        ),
+        (
+            0.5,
+            "00000001fffe0000000000000000000000000000000000000000000000000000",
+        ),
     ];
     for (d, want) in cases {
         let t = ShareTarget::from_difficulty(d).unwrap();
         assert_eq!(encode(&t.to_be_bytes()), want, "difficulty {d}");
         assert!((t.difficulty() - d).abs() / d < 1e-9);
     }
-    assert_eq!(ShareTarget::from_difficulty(1e-30).unwrap().to_be_bytes(), [0xff; 32]);
+    assert_eq!(
+        ShareTarget::from_difficulty(1e-30).unwrap().to_be_bytes(),
+        [0xff; 32]
+    );
     assert!(ShareTarget::from_difficulty(0.0).is_err());
     assert!(ShareTarget::from_difficulty(f64::NAN).is_err());
     assert!(ShareTarget::from_difficulty(-1.0).is_err());
@@ -190,7 +232,9 @@ fn v8_difficulty_to_target() {
 #[test]
 fn our_targets_match_the_kernels() {
     use compushare_kernels::sha256d::Target;
-    for d in [1.0, 2.0, 3.0, 0.001, 1e-4, 0.3333, 1024.5, 65536.0, 1e12, 1e-9] {
+    for d in [
+        1.0, 2.0, 3.0, 0.001, 1e-4, 0.3333, 1024.5, 65536.0, 1e12, 1e-9,
+    ] {
         let ours = ShareTarget::from_difficulty(d).unwrap().to_be_bytes();
         let theirs = Target::from_difficulty(d).unwrap().to_be_bytes();
         assert_eq!(encode(&ours), encode(&theirs), "difficulty {d}");
@@ -236,7 +280,10 @@ fn extranonce2_split_is_disjoint_and_covers_the_space() {
         for i in 0..300u64 {
             let u = work.unit(&r, i, 20).unwrap();
             assert_eq!(u.version & !0x1fffe000, 0x00000001 & !0x1fffe000);
-            assert!(seen.insert((u.header, u.nonces.start)), "slot {slot} unit {i} repeats");
+            assert!(
+                seen.insert((u.header, u.nonces.start)),
+                "slot {slot} unit {i} repeats"
+            );
         }
     }
     // Past the end there is no unit.

@@ -38,6 +38,7 @@ pub struct FoundShare {
 pub struct WorkBoard {
     current: Mutex<Option<Arc<Work>>>,
     cancel: Vec<AtomicBool>,
+    working: Vec<AtomicU64>,
     generation: AtomicU64,
     changed: Condvar,
     gate: Mutex<()>,
@@ -49,6 +50,7 @@ impl WorkBoard {
         Arc::new(WorkBoard {
             current: Mutex::new(None),
             cancel: (0..slots.max(1)).map(|_| AtomicBool::new(false)).collect(),
+            working: (0..slots.max(1)).map(|_| AtomicU64::new(0)).collect(),
             generation: AtomicU64::new(0),
             changed: Condvar::new(),
             gate: Mutex::new(()),
@@ -95,6 +97,18 @@ impl WorkBoard {
         self.cancel.get(slot)
     }
 
+    /// Records that `slot` now works on what the board held at `generation`.
+    pub fn mark_working(&self, slot: usize, generation: u64) {
+        if let Some(w) = self.working.get(slot) {
+            w.store(generation, Ordering::SeqCst);
+        }
+    }
+
+    /// The board generation `slot` last started working on (how fresh its work is).
+    pub fn slot_generation(&self, slot: usize) -> Option<u64> {
+        self.working.get(slot).map(|w| w.load(Ordering::SeqCst))
+    }
+
     /// Blocks until the generation moves past `seen` or `timeout` passes.
     pub fn wait_change(&self, seen: u64, timeout: Duration) {
         let g = lock(&self.gate);
@@ -139,7 +153,9 @@ impl MiningStats {
     /// Counters for `pools` pools.
     pub fn new(pools: usize) -> Arc<MiningStats> {
         Arc::new(MiningStats {
-            pools: (0..pools).map(|_| Mutex::new(PoolCounters::default())).collect(),
+            pools: (0..pools)
+                .map(|_| Mutex::new(PoolCounters::default()))
+                .collect(),
             started: Instant::now(),
             hashes: AtomicU64::new(0),
             false_positives: AtomicU64::new(0),
@@ -156,7 +172,10 @@ impl MiningStats {
 
     /// A copy of pool `i`'s counters.
     pub fn pool(&self, i: usize) -> PoolCounters {
-        self.pools.get(i).map(|p| lock(p).clone()).unwrap_or_default()
+        self.pools
+            .get(i)
+            .map(|p| lock(p).clone())
+            .unwrap_or_default()
     }
 
     /// Number of pools.

@@ -166,7 +166,12 @@ impl Session<'_> {
         Ok(())
     }
 
-    async fn request(&mut self, method: &str, params: Value, kind: Pending) -> Result<(), SessionError> {
+    async fn request(
+        &mut self,
+        method: &str,
+        params: Value,
+        kind: Pending,
+    ) -> Result<(), SessionError> {
         let id = self.next_id;
         self.next_id += 1;
         if self.pending.len() < MAX_PENDING {
@@ -177,7 +182,8 @@ impl Session<'_> {
     }
 
     fn publish(&mut self, board: Option<&WorkBoard>) {
-        let (Some(n), Some((en1, en2))) = (self.last_notify.clone(), self.extranonce.clone()) else {
+        let (Some(n), Some((en1, en2))) = (self.last_notify.clone(), self.extranonce.clone())
+        else {
             return;
         };
         let target = match ShareTarget::from_difficulty(self.difficulty) {
@@ -212,7 +218,10 @@ impl Session<'_> {
         };
         let Some(kind) = pending else {
             if let Some(e) = &r.error {
-                warn!("{}: pool error without a request: [{}] {}", self.url, e.code, e.message);
+                warn!(
+                    "{}: pool error without a request: [{}] {}",
+                    self.url, e.code, e.message
+                );
             } else {
                 debug!("{}: response to unknown id {:?}", self.url, r.id);
             }
@@ -231,7 +240,10 @@ impl Session<'_> {
             }
             Pending::Subscribe => {
                 if let Some(e) = r.error {
-                    return Err(SessionError::Subscribe(format!("[{}] {}", e.code, e.message)));
+                    return Err(SessionError::Subscribe(format!(
+                        "[{}] {}",
+                        e.code, e.message
+                    )));
                 }
                 let s = SubscribeResult::from_result(&r.result)
                     .map_err(|e| SessionError::Subscribe(e.to_string()))?;
@@ -370,8 +382,12 @@ pub async fn run_session(
     let lost = |error: SessionError, had_work: bool| SessionEnd::Lost { error, had_work };
     let start: Result<(), SessionError> = async {
         if let Some(mask) = cfg.version_rolling {
-            s.request("mining.configure", message::configure_params(mask), Pending::Configure)
-                .await?;
+            s.request(
+                "mining.configure",
+                message::configure_params(mask),
+                Pending::Configure,
+            )
+            .await?;
         }
         s.request("mining.subscribe", json!([cfg.agent]), Pending::Subscribe)
             .await?;
@@ -381,8 +397,12 @@ pub async fn run_session(
             Pending::Authorize,
         )
         .await?;
-        s.request("mining.extranonce.subscribe", json!([]), Pending::ExtranonceSubscribe)
-            .await
+        s.request(
+            "mining.extranonce.subscribe",
+            json!([]),
+            Pending::ExtranonceSubscribe,
+        )
+        .await
     }
     .await;
     if let Err(e) = start {
@@ -495,7 +515,10 @@ async fn on_request(
             extranonce1,
             extranonce2_size,
         } => {
-            info!("{url}: new extranonce1 {}", super::hex::encode(&extranonce1));
+            info!(
+                "{url}: new extranonce1 {}",
+                super::hex::encode(&extranonce1)
+            );
             s.extranonce = Some((extranonce1, extranonce2_size));
         }
         ServerMessage::SetVersionMask(m) => {
@@ -509,7 +532,10 @@ async fn on_request(
                     warn!("{url}: client.reconnect to other host {h} refused; reconnecting here");
                 }
             }
-            let to = r.port.map(|p| url.with_port(p)).unwrap_or_else(|| url.clone());
+            let to = r
+                .port
+                .map(|p| url.with_port(p))
+                .unwrap_or_else(|| url.clone());
             info!("{url}: pool asked to reconnect to {to} in {} s", r.wait_s);
             return Ok(Step::End(SessionEnd::Reconnect {
                 url: to,

@@ -10,7 +10,9 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::{self, pki_types::pem::PemObject, pki_types::CertificateDer, pki_types::ServerName};
+use tokio_rustls::rustls::{
+    self, pki_types::pem::PemObject, pki_types::CertificateDer, pki_types::ServerName,
+};
 
 /// Why a pool address is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -74,7 +74,13 @@ pub fn rolled_version(base: u32, bits: u32, mask: u32) -> u32 {
 }
 
 /// The 80-byte header.
-pub fn header(n: &Notify, merkle_root: &[u8; 32], version: u32, ntime: u32, nonce: u32) -> [u8; 80] {
+pub fn header(
+    n: &Notify,
+    merkle_root: &[u8; 32],
+    version: u32,
+    ntime: u32,
+    nonce: u32,
+) -> [u8; 80] {
     let mut h = [0u8; 80];
     h[0..4].copy_from_slice(&version.to_le_bytes());
     h[4..36].copy_from_slice(&prevhash_header_order(&n.prevhash_wire));
@@ -112,7 +118,11 @@ pub struct JobEconomics {
 }
 
 /// Reads the coinbase's outputs and the network difficulty.
-pub fn economics(n: &Notify, extranonce1: &[u8], extranonce2_size: usize) -> Result<JobEconomics, JobError> {
+pub fn economics(
+    n: &Notify,
+    extranonce1: &[u8],
+    extranonce2_size: usize,
+) -> Result<JobEconomics, JobError> {
     let tx = coinbase(n, extranonce1, &vec![0u8; extranonce2_size]);
     let value = coinbase_output_value(&tx)?;
     let network_difficulty = ShareTarget::from_nbits(n.nbits)?.difficulty();
@@ -135,7 +145,10 @@ impl<'a> Cursor<'a> {
             .checked_add(n)
             .filter(|e| *e <= self.b.len())
             .ok_or(JobError::Coinbase("truncated"))?;
-        let s = self.b.get(self.pos..end).ok_or(JobError::Coinbase("truncated"))?;
+        let s = self
+            .b
+            .get(self.pos..end)
+            .ok_or(JobError::Coinbase("truncated"))?;
         self.pos = end;
         Ok(s)
     }
@@ -306,7 +319,10 @@ impl Work {
         let rest = index / rolls;
         let chunk = rest % chunks;
         let en2_off = rest / chunks;
-        let en2 = range.start.checked_add(en2_off).filter(|e| *e < range.end)?;
+        let en2 = range
+            .start
+            .checked_add(en2_off)
+            .filter(|e| *e < range.end)?;
         let extranonce2 = self.extranonce2_bytes(en2);
         let n = &self.notify;
         let (version, version_bits) = match self.version_mask {

@@ -394,24 +394,26 @@ impl Notify {
     pub fn from_params(p: &[Value]) -> Result<Notify, MessageError> {
         let m = Self::M;
         let job_id = name_param(p, m, 0, "job_id")?;
-        let prevhash_wire = hex::decode_array::<32>(str_param(p, m, 1, "prevhash")?).map_err(
-            |err| MessageError::BadHex {
-                method: m,
-                index: 1,
-                field: "prevhash",
-                err,
-            },
-        )?;
+        let prevhash_wire =
+            hex::decode_array::<32>(str_param(p, m, 1, "prevhash")?).map_err(|err| {
+                MessageError::BadHex {
+                    method: m,
+                    index: 1,
+                    field: "prevhash",
+                    err,
+                }
+            })?;
         let coinb1 = hex_param(p, m, 2, "coinb1", MAX_COINBASE_PART)?;
         let coinb2 = hex_param(p, m, 3, "coinb2", MAX_COINBASE_PART)?;
-        let branch = param(p, m, 4, "merkle_branch")?
-            .as_array()
-            .ok_or_else(|| MessageError::BadParam {
-                method: m,
-                index: 4,
-                field: "merkle_branch",
-                why: "not an array".into(),
-            })?;
+        let branch =
+            param(p, m, 4, "merkle_branch")?
+                .as_array()
+                .ok_or_else(|| MessageError::BadParam {
+                    method: m,
+                    index: 4,
+                    field: "merkle_branch",
+                    why: "not an array".into(),
+                })?;
         if branch.len() > MAX_MERKLE_BRANCH {
             return Err(MessageError::BadParam {
                 method: m,
@@ -428,14 +430,14 @@ impl Notify {
                 field: "merkle_branch",
                 why: format!("entry {i} is not a string"),
             })?;
-            merkle_branch.push(hex::decode_array::<32>(s).map_err(|err| {
-                MessageError::BadHex {
+            merkle_branch.push(
+                hex::decode_array::<32>(s).map_err(|err| MessageError::BadHex {
                     method: m,
                     index: 4,
                     field: "merkle_branch",
                     err,
-                }
-            })?);
+                })?,
+            );
         }
         let version = word_param(p, m, 5, "version")?;
         let nbits = word_param(p, m, 6, "nbits")?;
@@ -621,8 +623,8 @@ impl SubscribeResult {
             .get(1)
             .and_then(Value::as_str)
             .ok_or_else(|| bad("extranonce1 missing"))?;
-        let extranonce1 = hex::decode(en1, MAX_EXTRANONCE1)
-            .map_err(|e| bad(&format!("extranonce1: {e}")))?;
+        let extranonce1 =
+            hex::decode(en1, MAX_EXTRANONCE1).map_err(|e| bad(&format!("extranonce1: {e}")))?;
         let extranonce2_size = a
             .get(2)
             .and_then(Value::as_u64)
@@ -758,14 +760,14 @@ impl ClientMessage {
             },
             "mining.configure" => {
                 let m = "mining.configure";
-                let ext = param(p, m, 0, "extensions")?
-                    .as_array()
-                    .ok_or_else(|| MessageError::BadParam {
+                let ext = param(p, m, 0, "extensions")?.as_array().ok_or_else(|| {
+                    MessageError::BadParam {
                         method: m,
                         index: 0,
                         field: "extensions",
                         why: "not an array".into(),
-                    })?;
+                    }
+                })?;
                 let extensions = ext
                     .iter()
                     .filter_map(Value::as_str)
@@ -814,7 +816,9 @@ pub fn result_line(id: &Id, result: Value) -> String {
 
 /// An error response line, `[code, message, null]` as most pools send it.
 pub fn error_line(id: &Id, code: i64, message: &str) -> String {
-    line(json!({ "id": id.to_value(), "result": Value::Null, "error": [code, message, Value::Null] }))
+    line(
+        json!({ "id": id.to_value(), "result": Value::Null, "error": [code, message, Value::Null] }),
+    )
 }
 
 fn line(v: Value) -> String {

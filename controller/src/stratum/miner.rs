@@ -89,7 +89,10 @@ impl<S: sha256d::Scanner> NonceScanner for KernelScanner<S> {
         found: &mut dyn FnMut(u32),
     ) -> u64 {
         // The exact share target is handed over as bytes so both sides agree to the bit.
-        let work = sha256d::ScanWork::new(*header, sha256d::Target::from_be_bytes(target.to_be_bytes()));
+        let work = sha256d::ScanWork::new(
+            *header,
+            sha256d::Target::from_be_bytes(target.to_be_bytes()),
+        );
         match self.0.scan(&work, nonces, cancel, found) {
             Ok(stats) => stats.hashes,
             Err(e) => {
@@ -228,7 +231,8 @@ impl Worker {
             let generation = self.board.generation();
             let Some(work) = self.board.current() else {
                 current = None;
-                self.board.wait_change(generation, Duration::from_millis(100));
+                self.board
+                    .wait_change(generation, Duration::from_millis(100));
                 continue;
             };
             if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &work)) {
@@ -238,10 +242,12 @@ impl Worker {
             let range = work.slot_range(self.slot, self.board.slots());
             let Some(unit) = work.unit(&range, index, self.chunk_bits) else {
                 // This slot's space is used up (or empty): wait for the next job.
-                self.board.wait_change(generation, Duration::from_millis(100));
+                self.board
+                    .wait_change(generation, Duration::from_millis(100));
                 continue;
             };
             index += 1;
+            self.board.mark_working(self.slot, generation);
             let mut found = Vec::new();
             let hashed = self.scanner.scan(
                 &unit.header,
@@ -256,7 +262,10 @@ impl Worker {
                 let hash = sha256d(&with_nonce(&unit.header, nonce));
                 if !work.target.is_met_by(&hash) {
                     self.stats.add_false_positive();
-                    warn!("scanner {} reported nonce {nonce:08x} that misses the target", self.scanner.name());
+                    warn!(
+                        "scanner {} reported nonce {nonce:08x} that misses the target",
+                        self.scanner.name()
+                    );
                     continue;
                 }
                 let share = FoundShare {

@@ -361,7 +361,10 @@ impl StratumPool {
 
     /// Sends client.reconnect (to `port` on the same host, or the same port) and closes.
     pub fn reconnect(&self, port: Option<u16>, wait_s: u64) {
-        let _ = self.inner.commands.send(Command::Reconnect { port, wait_s });
+        let _ = self
+            .inner
+            .commands
+            .send(Command::Reconnect { port, wait_s });
     }
 
     /// Sends client.show_message.
@@ -452,7 +455,9 @@ fn make_job(inner: &Inner, clean: bool) -> String {
         prevhash_wire: seed("prev", 0),
         coinb1,
         coinb2,
-        merkle_branch: (0..s.merkle_branch_len as u64).map(|i| seed("tx", i)).collect(),
+        merkle_branch: (0..s.merkle_branch_len as u64)
+            .map(|i| seed("tx", i))
+            .collect(),
         version: 0x2000_0000,
         nbits: s.nbits,
         ntime: now_unix(),
@@ -586,7 +591,10 @@ fn handle_command(inner: &Inner, c: &mut Conn, cmd: Command, out: &mut String) -
         }
         Command::Difficulty(d) => {
             c.difficulty = d;
-            out.push_str(&message::notification_line("mining.set_difficulty", json!([d])));
+            out.push_str(&message::notification_line(
+                "mining.set_difficulty",
+                json!([d]),
+            ));
         }
         Command::Extranonce => {
             if c.extranonce_subscribed {
@@ -616,13 +624,20 @@ fn handle_command(inner: &Inner, c: &mut Conn, cmd: Command, out: &mut String) -
             return true;
         }
         Command::Show(t) => {
-            out.push_str(&message::notification_line("client.show_message", json!([t])));
+            out.push_str(&message::notification_line(
+                "client.show_message",
+                json!([t]),
+            ));
         }
         Command::GetVersion => {
             let id = c.next_id;
             c.next_id += 1;
             c.get_version_ids.insert(id);
-            out.push_str(&message::request_line(&Id::Num(id), "client.get_version", json!([])));
+            out.push_str(&message::request_line(
+                &Id::Num(id),
+                "client.get_version",
+                json!([]),
+            ));
         }
         Command::Raw(mut l) => {
             l.push('\n');
@@ -657,7 +672,11 @@ fn handle_line(inner: &Inner, c: &mut Conn, text: &str, behaviour: Behaviour, ou
             } else {
                 st.stats.malformed += 1;
             }
-            out.push_str(&message::error_line(&req.id, RpcError::OTHER, &e.to_string()));
+            out.push_str(&message::error_line(
+                &req.id,
+                RpcError::OTHER,
+                &e.to_string(),
+            ));
             return;
         }
     };
@@ -702,7 +721,11 @@ fn handle_line(inner: &Inner, c: &mut Conn, text: &str, behaviour: Behaviour, ou
         }
         ClientMessage::Authorize { worker, .. } => {
             if behaviour == Behaviour::RefuseAuth {
-                out.push_str(&message::error_line(&req.id, RpcError::UNAUTHORIZED, "unauthorized worker"));
+                out.push_str(&message::error_line(
+                    &req.id,
+                    RpcError::UNAUTHORIZED,
+                    "unauthorized worker",
+                ));
                 return;
             }
             c.authorized.insert(worker);
@@ -733,19 +756,30 @@ fn handle_line(inner: &Inner, c: &mut Conn, text: &str, behaviour: Behaviour, ou
             }
         }
         ClientMessage::Unknown(_) => {
-            out.push_str(&message::error_line(&req.id, RpcError::OTHER, "unknown method"));
+            out.push_str(&message::error_line(
+                &req.id,
+                RpcError::OTHER,
+                "unknown method",
+            ));
         }
     }
 }
 
-fn validate(inner: &Inner, c: &Conn, s: &Submit, behaviour: Behaviour) -> Result<(), (i64, &'static str)> {
+fn validate(
+    inner: &Inner,
+    c: &Conn,
+    s: &Submit,
+    behaviour: Behaviour,
+) -> Result<(), (i64, &'static str)> {
     let mut st = lock(&inner.state);
     let grace = inner.settings.stale_grace;
     if !c.authorized.contains(&s.worker) {
         st.stats.bad_submit += 1;
         return Err((RpcError::UNAUTHORIZED, "unauthorized worker"));
     }
-    let (Some(job), Some((en1, en2_size, difficulty))) = (st.jobs.get(&s.job_id), c.sent.get(&s.job_id)) else {
+    let (Some(job), Some((en1, en2_size, difficulty))) =
+        (st.jobs.get(&s.job_id), c.sent.get(&s.job_id))
+    else {
         st.stats.unknown_job += 1;
         return Err((RpcError::JOB_NOT_FOUND, "job not found"));
     };
@@ -775,14 +809,22 @@ fn validate(inner: &Inner, c: &Conn, s: &Submit, behaviour: Behaviour) -> Result
             return Err((RpcError::OTHER, "version bits outside the negotiated mask"));
         }
     };
-    let key = (s.job_id.clone(), en1.clone(), s.extranonce2.clone(), s.ntime, s.nonce, version);
+    let key = (
+        s.job_id.clone(),
+        en1.clone(),
+        s.extranonce2.clone(),
+        s.ntime,
+        s.nonce,
+        version,
+    );
     if st.seen.contains(&key) {
         st.stats.duplicate += 1;
         return Err((RpcError::DUPLICATE, "duplicate share"));
     }
     let header = share_header(&n, &en1, &s.extranonce2, s.ntime, version, s.nonce);
     let hash = sha256d(&header);
-    let target = ShareTarget::from_difficulty(difficulty).map_err(|_| (RpcError::OTHER, "bad difficulty"))?;
+    let target = ShareTarget::from_difficulty(difficulty)
+        .map_err(|_| (RpcError::OTHER, "bad difficulty"))?;
     if !target.is_met_by(&hash) {
         st.stats.low_difficulty += 1;
         return Err((RpcError::LOW_DIFFICULTY, "low difficulty share"));

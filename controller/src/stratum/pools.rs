@@ -61,7 +61,8 @@ impl Jitter {
 pub fn backoff(cfg: &FailoverConfig, failures: u32, jitter_factor: f64) -> Duration {
     let exp = failures.saturating_sub(1).min(20);
     let raw = cfg.backoff_min.saturating_mul(1u32 << exp);
-    raw.min(cfg.backoff_max).mul_f64(jitter_factor.clamp(0.0, 1.0))
+    raw.min(cfg.backoff_max)
+        .mul_f64(jitter_factor.clamp(0.0, 1.0))
 }
 
 /// Runs the pools until `stop` turns true.
@@ -85,7 +86,11 @@ enum Outcome {
 
 impl PoolManager {
     /// Drives sessions until stopped.
-    pub async fn run(self, mut shares: mpsc::Receiver<FoundShare>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        mut shares: mpsc::Receiver<FoundShare>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let n = self.pools.len();
         let mut next_attempt = vec![Instant::now(); n];
         let mut failures = vec![0u32; n];
@@ -110,7 +115,11 @@ impl PoolManager {
             };
             let (Some(pool), Some(url)) = (
                 self.pools.get(i),
-                redirect.get(i).cloned().flatten().or_else(|| self.pools.get(i).map(|p| p.url.clone())),
+                redirect
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .or_else(|| self.pools.get(i).map(|p| p.url.clone())),
             ) else {
                 break;
             };
@@ -145,7 +154,8 @@ impl PoolManager {
                 Outcome::Session(SessionEnd::Ready) => {}
                 Outcome::Session(SessionEnd::Lost { error, had_work }) => {
                     warn!("pool {i} ({url}) lost: {error}");
-                    self.stats.update(i, |c| c.last_error = Some(error.to_string()));
+                    self.stats
+                        .update(i, |c| c.last_error = Some(error.to_string()));
                     if let Some(f) = failures.get_mut(i) {
                         *f = if had_work { 1 } else { f.saturating_add(1) };
                         let delay = backoff(&self.failover, *f, jitter.factor());
@@ -192,8 +202,11 @@ impl PoolManager {
         loop {
             tokio::time::sleep(self.failover.switch_back_delay).await;
             for j in 0..active {
-                let Some(pool) = self.pools.get(j) else { continue };
-                let end = run_session(j, 0, pool, &pool.url, &self.client, &self.stats, None, stop).await;
+                let Some(pool) = self.pools.get(j) else {
+                    continue;
+                };
+                let end =
+                    run_session(j, 0, pool, &pool.url, &self.client, &self.stats, None, stop).await;
                 match end {
                     SessionEnd::Ready => return j,
                     SessionEnd::Stopped => return std::future::pending().await,

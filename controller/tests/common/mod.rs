@@ -25,7 +25,9 @@ pub fn settings() -> PoolSettings {
 }
 
 pub async fn pool(settings: PoolSettings) -> StratumPool {
-    StratumPool::start("127.0.0.1:0", settings).await.expect("pool starts")
+    StratumPool::start("127.0.0.1:0", settings)
+        .await
+        .expect("pool starts")
 }
 
 pub fn pool_config(p: &StratumPool, user: &str) -> PoolConfig {
@@ -60,16 +62,29 @@ pub fn miner() -> MinerConfig {
     }
 }
 
-pub fn engine(pools: Vec<PoolConfig>, client: ClientConfig, failover: FailoverConfig) -> MiningEngine {
-    MiningEngine::start(pools, client, failover, &miner(), Arc::new(KernelScanner::cpu()))
-        .expect("engine starts")
+pub fn engine(
+    pools: Vec<PoolConfig>,
+    client: ClientConfig,
+    failover: FailoverConfig,
+) -> MiningEngine {
+    MiningEngine::start(
+        pools,
+        client,
+        failover,
+        &miner(),
+        Arc::new(KernelScanner::cpu()),
+    )
+    .expect("engine starts")
 }
 
 /// Polls `cond` every 20 ms until it holds; panics with `what` after `limit`.
 pub async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < end, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -80,8 +95,14 @@ pub fn assert_clean(name: &str, s: &PoolServerStats) {
     assert_eq!(s.duplicate, 0, "{name}: duplicate shares: {s:?}");
     assert_eq!(s.bad_submit, 0, "{name}: malformed submits: {s:?}");
     assert_eq!(s.unknown_job, 0, "{name}: shares for unknown jobs: {s:?}");
-    assert_eq!(s.stale_late, 0, "{name}: shares for long-discarded jobs: {s:?}");
-    assert_eq!(s.malformed, 0, "{name}: malformed lines from the miner: {s:?}");
+    assert_eq!(
+        s.stale_late, 0,
+        "{name}: shares for long-discarded jobs: {s:?}"
+    );
+    assert_eq!(
+        s.malformed, 0,
+        "{name}: malformed lines from the miner: {s:?}"
+    );
 }
 
 pub const LIMIT: Duration = Duration::from_secs(30);
