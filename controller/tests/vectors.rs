@@ -166,7 +166,7 @@ fn v7_work_unit_zero_version_bits_matches_the_vector() {
     // extranonce2 0x0602 is counter value 0x0602 in a one-slot split.
     let range = work.slot_range(0, 1);
     assert_eq!(range, 0..65536);
-    let unit = work.unit(&range, 0x0602 * 1, 32).unwrap();
+    let unit = work.unit(&range, 0x0602, 32).unwrap();
     assert_eq!(unit.extranonce2, h("0602"));
     assert_eq!(unit.nonces, 0..1 << 32);
     let nonce = decode_u32_be("10572b0f").unwrap();

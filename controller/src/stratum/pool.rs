@@ -168,6 +168,9 @@ pub struct AcceptedShare {
 /// Most accepted shares kept in the log.
 const SHARE_LOG: usize = 100_000;
 
+/// What makes a share unique: job, extranonce1, extranonce2, ntime, nonce, version.
+type ShareKey = (String, Vec<u8>, Vec<u8>, u32, u32, u32);
+
 struct JobRecord {
     notify: Arc<Notify>,
     discarded_at: Option<Instant>,
@@ -176,7 +179,7 @@ struct JobRecord {
 struct State {
     jobs: HashMap<String, JobRecord>,
     current: Option<Arc<Notify>>,
-    seen: HashSet<(String, Vec<u8>, Vec<u8>, u32, u32, u32)>,
+    seen: HashSet<ShareKey>,
     stats: PoolServerStats,
     shares: Vec<AcceptedShare>,
     behaviour: Behaviour,
