@@ -205,6 +205,7 @@ impl Session<'_> {
             received: Instant::now(),
         };
         if let Some(b) = board {
+            self.stats.set_economics(work.economics().ok());
             b.publish(Arc::new(work));
         }
     }

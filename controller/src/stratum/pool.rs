@@ -171,7 +171,15 @@ const SHARE_LOG: usize = 100_000;
 /// What makes a share unique: job, extranonce1, extranonce2, ntime, nonce, version.
 type ShareKey = (String, Vec<u8>, Vec<u8>, u32, u32, u32);
 
+/// Live jobs kept; an older one counts as discarded (shares for it are stale).
+const LIVE_JOBS: usize = 32;
+/// How long a discarded job is remembered (stale rather than unknown, duplicate checks).
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+/// Per-connection job records kept before pruning those the pool forgot.
+const SENT_JOBS: usize = 4 * LIVE_JOBS;
+
 struct JobRecord {
+    seq: u64,
     notify: Arc<Notify>,
     discarded_at: Option<Instant>,
 }
@@ -477,11 +485,29 @@ fn make_job(inner: &Inner, clean: bool) -> String {
         st.jobs.insert(
             job_id.clone(),
             JobRecord {
+                seq: n,
                 notify: notify.clone(),
                 discarded_at: None,
             },
         );
         st.current = Some(notify.clone());
+        // Bound memory for a pool that runs for days.
+        let State { jobs, seen, .. } = &mut *st;
+        let mut live: Vec<u64> = jobs
+            .values()
+            .filter(|j| j.discarded_at.is_none())
+            .map(|j| j.seq)
+            .collect();
+        if live.len() > LIVE_JOBS {
+            live.sort_unstable();
+            let cutoff = live[live.len() - LIVE_JOBS];
+            let now = Instant::now();
+            for j in jobs.values_mut().filter(|j| j.seq < cutoff) {
+                j.discarded_at.get_or_insert(now);
+            }
+        }
+        jobs.retain(|_, j| j.discarded_at.is_none_or(|t| t.elapsed() < FORGET_AFTER));
+        seen.retain(|k| jobs.contains_key(&k.0));
     }
     let _ = inner.commands.send(Command::Job(notify));
     job_id
@@ -573,7 +599,11 @@ async fn serve(inner: Arc<Inner>, stream: Box<dyn PoolStream>) {
     }
 }
 
-fn send_job(c: &mut Conn, n: &Arc<Notify>, clean: bool, out: &mut String) {
+fn send_job(inner: &Inner, c: &mut Conn, n: &Arc<Notify>, clean: bool, out: &mut String) {
+    if c.sent.len() >= SENT_JOBS {
+        let st = lock(&inner.state);
+        c.sent.retain(|k, _| st.jobs.contains_key(k));
+    }
     c.sent.insert(
         n.job_id.clone(),
         (c.extranonce1.clone(), c.extranonce2_size, c.difficulty),
@@ -590,7 +620,7 @@ fn handle_command(inner: &Inner, c: &mut Conn, cmd: Command, out: &mut String) -
     match cmd {
         Command::Job(n) => {
             let clean = n.clean_jobs;
-            send_job(c, &n, clean, out);
+            send_job(inner, c, &n, clean, out);
         }
         Command::Difficulty(d) => {
             c.difficulty = d;
@@ -742,7 +772,7 @@ fn handle_line(inner: &Inner, c: &mut Conn, text: &str, behaviour: Behaviour, ou
                 ));
                 let current = lock(&inner.state).current.clone();
                 if let Some(n) = current {
-                    send_job(c, &n, true, out);
+                    send_job(inner, c, &n, true, out);
                 }
             }
         }
