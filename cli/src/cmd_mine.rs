@@ -1,6 +1,6 @@
 //! `compushare mine`: a stand-alone Stratum v1 miner on the CPU (like cpuminer), with pool
 //! failover in the order the `--pool` options are given. With `--duration` it stops after
-//! that many seconds and prints a summary (`--json`: the CONTRACT's object).
+//! that many seconds (or at Ctrl-C) and prints a summary (`--json`: the CONTRACT's object).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -129,6 +129,8 @@ pub fn run(args: MineArgs) -> anyhow::Result<()> {
                     }
                 }
                 _ = tokio::time::sleep(wait) => {}
+                // Ctrl-C ends the run like --duration does: the summary is still printed.
+                _ = tokio::signal::ctrl_c() => break,
             }
         }
         anyhow::Ok(engine.stop().await)

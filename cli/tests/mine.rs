@@ -178,3 +178,43 @@ async fn argument_and_connection_errors() {
     );
     assert!(unreachable.stdout.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_prints_the_summary() {
+    let pool = StratumPool::start("127.0.0.1:0", settings()).await.unwrap();
+    let url = pool.url();
+    let out = tokio::task::spawn_blocking(move || {
+        let child = Command::new(env!("CARGO_BIN_EXE_compushare"))
+            .args([
+                "mine",
+                "--pool",
+                &url,
+                "--user",
+                "w",
+                "--pass",
+                "x",
+                "--threads",
+                "1",
+                "--json",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starts");
+        std::thread::sleep(Duration::from_secs(2));
+        // SIGINT, as a terminal's Ctrl-C sends.
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        child.wait_with_output().expect("exits")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary on stdout");
+    assert!(v["accepted"].as_u64().is_some());
+}
