@@ -293,6 +293,10 @@ impl Session<'_> {
         let current = s.pool == self.pool_index && s.session == self.session_id;
         if !current || !self.valid_jobs.contains(&s.job_id) {
             // The job was discarded (clean_jobs, new session): never submit it.
+            debug!(
+                "{}: dropping share for discarded job {} (session {} vs {})",
+                self.url, s.job_id, s.session, self.session_id
+            );
             self.stats.update(s.pool, |c| c.stale += 1);
             return Ok(());
         }

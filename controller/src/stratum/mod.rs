@@ -97,12 +97,13 @@ impl MiningEngine {
     /// Stops everything and returns the figures.
     pub async fn stop(self) -> MiningReport {
         let active = self.stats.active();
-        let _ = self.stop.send(true);
-        let _ = self.manager.await;
-        let stats = self.stats.clone();
+        // Devices first, so nothing is found after the pools stop listening for shares.
         // Joining threads blocks; keep the runtime's workers free.
         let miner = self.miner;
         let _ = tokio::task::spawn_blocking(move || miner.stop()).await;
+        let _ = self.stop.send(true);
+        let _ = self.manager.await;
+        let stats = self.stats.clone();
         MiningReport {
             pools: (0..stats.pool_count()).map(|i| stats.pool(i)).collect(),
             hashes_per_s: stats.measured_hashrate(),
