@@ -84,6 +84,23 @@ async fn valid_shares_through_difficulty_rolling_clean_jobs_and_extranonce() {
         assert_eq!(a.submit.extranonce2.len(), 3);
     }
 
+    // A narrower version mask mid-session: applies from the next job.
+    pool.set_version_mask(0x0000_6000);
+    let job = pool.new_job(true);
+    wait_for("rolled shares under the new mask", LIMIT, || {
+        pool.accepted_shares()
+            .iter()
+            .any(|a| job_at_or_after(&a.job_id, &job) && a.version != 0x2000_0000)
+    })
+    .await;
+    for a in pool
+        .accepted_shares()
+        .iter()
+        .filter(|a| job_at_or_after(&a.job_id, &job))
+    {
+        assert_eq!(a.version & !0x0000_6000, 0x2000_0000, "{a:?}");
+    }
+
     // Pool-initiated requests and notifications the miner must handle or ignore.
     pool.get_version();
     pool.show_message("maintenance at noon");
@@ -121,6 +138,10 @@ async fn valid_shares_through_difficulty_rolling_clean_jobs_and_extranonce() {
     // (duplicates counted above), and rolled versions stay inside the mask.
     for a in pool.accepted_shares() {
         assert_eq!(a.version & !0x1fff_e000, 0x2000_0000 & !0x1fff_e000);
+        assert_eq!(
+            a.submit.version_bits.map(|b| b | 0x2000_0000),
+            Some(a.version)
+        );
     }
 }
 

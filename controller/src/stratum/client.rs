@@ -527,7 +527,12 @@ async fn on_request(
             s.extranonce = Some((extranonce1, extranonce2_size));
         }
         ServerMessage::SetVersionMask(m) => {
-            s.version_mask = s.cfg.version_rolling.map(|ours| ours & m);
+            // Only meaningful after mining.configure granted rolling; applies from the next job.
+            if s.version_mask.is_some() {
+                s.version_mask = s.cfg.version_rolling.map(|ours| ours & m);
+            } else {
+                debug!("{url}: set_version_mask without negotiated rolling ignored");
+            }
         }
         ServerMessage::Reconnect(r) => {
             if let Some(h) = &r.host {

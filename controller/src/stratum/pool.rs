@@ -513,6 +513,16 @@ fn make_job(inner: &Inner, clean: bool) -> String {
     job_id
 }
 
+/// The terms a job was sent under on one connection: shares are judged by them, whatever
+/// changed since (set_difficulty, set_extranonce and set_version_mask apply from the next job).
+#[derive(Clone)]
+struct SentJob {
+    extranonce1: Vec<u8>,
+    extranonce2_size: usize,
+    difficulty: f64,
+    version_mask: Option<u32>,
+}
+
 /// Per-connection facts.
 struct Conn {
     extranonce1: Vec<u8>,
@@ -522,8 +532,8 @@ struct Conn {
     subscribed: bool,
     extranonce_subscribed: bool,
     authorized: HashSet<String>,
-    /// Job id -> (extranonce1, extranonce2 size, difficulty) when it was sent here.
-    sent: HashMap<String, (Vec<u8>, usize, f64)>,
+    /// What each job was sent with on this connection.
+    sent: HashMap<String, SentJob>,
     next_id: i64,
     get_version_ids: HashSet<i64>,
 }
@@ -606,7 +616,12 @@ fn send_job(inner: &Inner, c: &mut Conn, n: &Arc<Notify>, clean: bool, out: &mut
     }
     c.sent.insert(
         n.job_id.clone(),
-        (c.extranonce1.clone(), c.extranonce2_size, c.difficulty),
+        SentJob {
+            extranonce1: c.extranonce1.clone(),
+            extranonce2_size: c.extranonce2_size,
+            difficulty: c.difficulty,
+            version_mask: c.version_mask,
+        },
     );
     let mut n2 = (**n).clone();
     n2.clean_jobs = clean;
@@ -810,13 +825,16 @@ fn validate(
         st.stats.bad_submit += 1;
         return Err((RpcError::UNAUTHORIZED, "unauthorized worker"));
     }
-    let (Some(job), Some((en1, en2_size, difficulty))) =
-        (st.jobs.get(&s.job_id), c.sent.get(&s.job_id))
-    else {
+    let (Some(job), Some(sent)) = (st.jobs.get(&s.job_id), c.sent.get(&s.job_id)) else {
         st.stats.unknown_job += 1;
         return Err((RpcError::JOB_NOT_FOUND, "job not found"));
     };
-    let (en1, en2_size, difficulty) = (en1.clone(), *en2_size, *difficulty);
+    let SentJob {
+        extranonce1: en1,
+        extranonce2_size: en2_size,
+        difficulty,
+        version_mask,
+    } = sent.clone();
     if let Some(at) = job.discarded_at {
         let late = at.elapsed() > grace;
         st.stats.stale += 1;
@@ -834,7 +852,7 @@ fn validate(
         st.stats.bad_submit += 1;
         return Err((RpcError::OTHER, "ntime out of range"));
     }
-    let version = match (s.version_bits, c.version_mask) {
+    let version = match (s.version_bits, version_mask) {
         (None, _) => n.version,
         (Some(bits), Some(mask)) if bits & !mask == 0 => rolled_version(n.version, bits, mask),
         (Some(_), _) => {
