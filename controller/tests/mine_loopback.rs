@@ -101,6 +101,32 @@ async fn valid_shares_through_difficulty_rolling_clean_jobs_and_extranonce() {
         assert_eq!(a.version & !0x0000_6000, 0x2000_0000, "{a:?}");
     }
 
+    // The same job again (as some pools do): the devices must not restart its space,
+    // which would hash the same headers twice and send duplicates.
+    let before = pool.stats().accepted;
+    for clean in [false, true, false, true] {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        pool.resend_current(clean);
+    }
+    wait_for("shares after the repeats", LIMIT, || {
+        pool.stats().accepted >= before + 5
+    })
+    .await;
+    // The classic way to apply a new difficulty at once: set_difficulty, then the same job
+    // again. The devices keep their place in the job rather than repeat headers.
+    let before = pool.stats().accepted;
+    // Easier each time, so shares found just before a change stay valid after it.
+    for d in [8e-6, 5e-6] {
+        pool.set_difficulty(d);
+        pool.resend_current(true);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    wait_for("shares after difficulty on the same job", LIMIT, || {
+        pool.stats().accepted >= before + 5
+    })
+    .await;
+    assert_eq!(pool.stats().duplicate, 0);
+
     // Pool-initiated requests and notifications the miner must handle or ignore.
     pool.get_version();
     pool.show_message("maintenance at noon");

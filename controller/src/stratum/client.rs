@@ -126,6 +126,10 @@ enum Pending {
     Submit { difficulty: f64 },
 }
 
+/// What makes published work distinct: the job (clean flag aside), extranonce1 and size,
+/// difficulty and version mask.
+type PublishedKey = (Notify, Vec<u8>, usize, u64, Option<u32>);
+
 /// How many recent job ids are kept as valid targets for submits.
 const VALID_JOBS: usize = 16;
 /// Most unanswered requests remembered (a pool that never answers must not grow memory).
@@ -153,6 +157,7 @@ struct Session<'a> {
     difficulty: f64,
     version_mask: Option<u32>,
     last_notify: Option<Arc<Notify>>,
+    published: Option<PublishedKey>,
     valid_jobs: VecDeque<String>,
     had_work: bool,
     consecutive_rejects: u32,
@@ -193,6 +198,21 @@ impl Session<'_> {
                 return;
             }
         };
+        // A pool that repeats a job unchanged must not make the devices start its
+        // extranonce2 space over: that would hash the same headers twice (duplicates).
+        let mut same_job = (*n).clone();
+        same_job.clean_jobs = false;
+        let key = (
+            same_job,
+            en1.clone(),
+            en2,
+            self.difficulty.to_bits(),
+            self.version_mask.filter(|m| *m != 0),
+        );
+        if self.published.as_ref() == Some(&key) {
+            return;
+        }
+        self.published = Some(key);
         let work = Work {
             pool: self.pool_index,
             session: self.session_id,
@@ -379,6 +399,7 @@ pub async fn run_session(
         difficulty: 1.0,
         version_mask: None,
         last_notify: None,
+        published: None,
         valid_jobs: VecDeque::new(),
         had_work: false,
         consecutive_rejects: 0,

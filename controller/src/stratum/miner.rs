@@ -267,10 +267,13 @@ impl Worker {
                     .wait_change(generation, Duration::from_millis(100));
                 continue;
             };
-            if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &work)) {
-                current = Some(work.clone());
+            let same = current
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &work) || c.same_space(&work));
+            if !same {
                 index = 0;
             }
+            current = Some(work.clone());
             let range = work.slot_range(self.slot, self.board.slots());
             let Some(unit) = work.unit(&range, index, self.chunk_bits) else {
                 // This slot's space is used up (or empty): wait for the next job.

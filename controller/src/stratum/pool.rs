@@ -352,6 +352,16 @@ impl StratumPool {
         make_job(&self.inner, clean)
     }
 
+    /// Sends the current job again, unchanged except for `clean` (some pools do).
+    pub fn resend_current(&self, clean: bool) {
+        let current = lock(&self.inner.state).current.clone();
+        if let Some(n) = current {
+            let mut again = (*n).clone();
+            again.clean_jobs = clean;
+            let _ = self.inner.commands.send(Command::Job(Arc::new(again)));
+        }
+    }
+
     /// Sends a new share difficulty (it applies from the next job, which is not sent here).
     pub fn set_difficulty(&self, d: f64) {
         lock(&self.inner.state).difficulty = d;
