@@ -162,15 +162,11 @@ pub fn run(args: MineArgs) -> anyhow::Result<()> {
     // The URL as the operator typed it, so scripts can match it.
     let pool_url = args.pools.get(pool_index).cloned().unwrap_or_default();
     if args.json {
+        // Written field by field to keep the CONTRACT's order.
         println!(
-            "{}",
-            json!({
-                "accepted": accepted,
-                "rejected": rejected,
-                "stale": stale,
-                "hashes_per_s": report.hashes_per_s,
-                "pool": pool_url,
-            })
+            "{{ \"accepted\": {accepted}, \"rejected\": {rejected}, \"stale\": {stale}, \"hashes_per_s\": {}, \"pool\": {} }}",
+            json!(report.hashes_per_s),
+            json!(pool_url)
         );
     } else {
         println!(
