@@ -151,6 +151,20 @@ async fn argument_and_connection_errors() {
     assert!(!users.status.success());
     assert!(String::from_utf8_lossy(&users.stderr).contains("--user given 2 times for 3 pools"));
 
+    let ca = run(strings(&[
+        "--pool",
+        "stratum+ssl://127.0.0.1:1",
+        "--user",
+        "w",
+        "--pass",
+        "x",
+        "--ca-file",
+        "/nonexistent/ca.pem",
+    ]))
+    .await;
+    assert!(!ca.status.success());
+    assert!(String::from_utf8_lossy(&ca.stderr).contains("--ca-file /nonexistent/ca.pem"));
+
     // Nothing listens there: after the duration the miner says no pool could be reached.
     let dead = StratumPool::start("127.0.0.1:0", settings()).await.unwrap();
     let url = dead.url();
