@@ -6,6 +6,7 @@
 mod cmd_bench_protocol;
 mod cmd_bench_sha256d;
 mod cmd_keygen;
+mod cmd_mine;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ enum Command {
     },
     /// Create an identity key file (0600) if missing and print its public key (hex).
     Keygen(cmd_keygen::KeygenArgs),
+    /// Stand-alone Stratum v1 miner (like cpuminer), with pool failover.
+    Mine(cmd_mine::MineArgs),
 }
 
 #[derive(Subcommand)]
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
             BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
         },
         Command::Keygen(args) => cmd_keygen::run(args),
+        Command::Mine(args) => cmd_mine::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,10 @@
+//! CompuShare rig firmware.
+//!
+//! Today this crate owns the mining engine: a Stratum v1 client with pool failover, the
+//! driver that runs the SHA-256d scanner over threads, and a validating Stratum v1 pool
+//! server used by tests and by `compushare demo`. Roles, scheduler, vault and console
+//! arrive later as sibling modules.
+#![deny(unsafe_code)]
+
+pub mod log;
+pub mod stratum;
