@@ -464,6 +464,9 @@ pub(crate) fn run_photon<S: DepositSink>(
         let limit = if scatter_first { s_dist } else { t_dist };
         let p0 = p;
         let mut traveled = 0.0f32;
+        // True while the segment is one distance-map jump: then every point of it has `cur`'s
+        // label by construction and the deposit voxel needs no label check.
+        let mut one_jump = true;
         let stop = loop {
             let rem = limit - traveled;
             let dm = m.dist.get(m.index(v)).copied().unwrap_or(1);
@@ -479,8 +482,10 @@ pub(crate) fn run_photon<S: DepositSink>(
                     break Stop::Limit;
                 }
                 traveled += safe;
+                one_jump = false;
                 continue;
             }
+            one_jump = false;
             let (t, axis) = face_distance(p, d, v);
             if rem <= t {
                 for a in 0..3 {
@@ -518,7 +523,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                 for a in 0..3 {
                     sv[a] = ((p0[a] + d[a] * sstar) as i32).clamp(0, m.dim[a] - 1);
                 }
-                if m.label(sv) != cur {
+                if !one_jump && m.label(sv) != cur {
                     sv = v;
                 }
                 let gate = m.gate(lopt + sstar * med.nl) as usize;
