@@ -6,7 +6,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "compushare", version, about = "CompuShare: GPU rigs that hash or run paid photon transport")]
+#[command(
+    name = "compushare",
+    version,
+    about = "CompuShare: GPU rigs that hash or run paid photon transport"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

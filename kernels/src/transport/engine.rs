@@ -46,7 +46,10 @@ struct AtomicSink<'t> {
 
 impl<'t> AtomicSink<'t> {
     fn new(shared: &'t [AtomicU64]) -> Self {
-        AtomicSink { shared, cache: vec![(0, 0); 1 << CACHE_BITS] }
+        AtomicSink {
+            shared,
+            cache: vec![(0, 0); 1 << CACHE_BITS],
+        }
     }
 
     fn flush_one(shared: &[AtomicU64], tag: usize, amount: u64) {
@@ -111,13 +114,18 @@ impl Partial {
 impl<'a> Engine<'a> {
     /// Validates `job` and precomputes what every photon needs.
     pub fn new(job: &'a Job) -> Result<Self, TransportError> {
-        Ok(Engine { model: Model::new(job)? })
+        Ok(Engine {
+            model: Model::new(job)?,
+        })
     }
 
     /// Re-simulates photon `index` alone; equals its record from any range run.
     pub fn simulate_photon(&self, index: u64) -> PhotonRecord {
         let mut path = Vec::new();
-        let mut extras = Extras { path: &mut path, detected: None };
+        let mut extras = Extras {
+            path: &mut path,
+            detected: None,
+        };
         run_photon(&self.model, index, &mut NoSink, &mut extras)
     }
 
@@ -156,11 +164,17 @@ impl<'a> Engine<'a> {
         let bytes = tally_bytes(job);
         let cells = tally_cells(job)
             .and_then(|c| usize::try_from(c).ok())
-            .ok_or(TransportError::TallyTooLarge { bytes, reason: "size overflows" })?;
+            .ok_or(TransportError::TallyTooLarge {
+                bytes,
+                reason: "size overflows",
+            })?;
         let mut shared: Vec<AtomicU64> = Vec::new();
         shared
             .try_reserve_exact(cells)
-            .map_err(|_| TransportError::TallyTooLarge { bytes, reason: "allocation failed" })?;
+            .map_err(|_| TransportError::TallyTooLarge {
+                bytes,
+                reason: "allocation failed",
+            })?;
         shared.resize_with(cells, || AtomicU64::new(0));
         let count = photons.end.saturating_sub(photons.start);
         let mut records: Vec<PhotonRecord> = Vec::new();
@@ -169,10 +183,12 @@ impl<'a> Engine<'a> {
                 bytes: count.saturating_mul(64),
                 reason: "record list overflows",
             })?;
-            records.try_reserve_exact(n).map_err(|_| TransportError::TallyTooLarge {
-                bytes: count.saturating_mul(64),
-                reason: "record list allocation failed",
-            })?;
+            records
+                .try_reserve_exact(n)
+                .map_err(|_| TransportError::TallyTooLarge {
+                    bytes: count.saturating_mul(64),
+                    reason: "record list allocation failed",
+                })?;
         }
         let next = AtomicU64::new(photons.start);
         let done = AtomicU64::new(0);
@@ -187,18 +203,16 @@ impl<'a> Engine<'a> {
                         let mut part = Partial::default();
                         let mut sink = AtomicSink::new(shared_ref);
                         let mut path = Vec::new();
-                        loop {
-                            let start = match next.fetch_update(
-                                Ordering::Relaxed,
-                                Ordering::Relaxed,
-                                |x| if x >= end { None } else { Some(x.saturating_add(CHUNK)) },
-                            ) {
-                                Ok(x) => x,
-                                Err(_) => break,
-                            };
+                        let claim = |x: u64| (x < end).then(|| x.saturating_add(CHUNK));
+                        while let Ok(start) =
+                            next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, claim)
+                        {
                             let stop = start.saturating_add(CHUNK).min(end);
                             for i in start..stop {
-                                let mut extras = Extras { path: &mut path, detected: None };
+                                let mut extras = Extras {
+                                    path: &mut path,
+                                    detected: None,
+                                };
                                 let rec = run_photon(model, i, &mut sink, &mut extras);
                                 part.add(&rec);
                                 if let Some(d) = extras.detected.take() {
