@@ -13,6 +13,7 @@
 //! - [`sincos_turns`]: `sin(2 pi u)` and `cos(2 pi u)` with absolute error at most `1.5e-7`
 //!   (9.8e-8) for `u` in `[-4, 4]` (the kernel only passes `[0, 1)`), and at most 2 ulp
 //!   (1.87 ulp) where the result exceeds `2^-10` in magnitude.
+//! - [`neg_ln_1m`]: `-ln(1 - y)` within 2 ulp on `[0, 1)` (sampled every 5e-7).
 //! - [`cos`]: via `sincos_turns(x / 2 pi)`; absolute error at most `5e-7` (3.8e-7) for
 //!   `|x| <= 2 pi` (set-up use only).
 //!
@@ -104,6 +105,20 @@ pub fn ln(x: f32) -> f32 {
     // fdlibm's arrangement: f - hfsq carries the big part, s*(hfsq+R) the small; e * LN2_HI is
     // exact (9 trailing zero bits, |e| < 2^8).
     ef * LN2_HI + (f - (hfsq - (s * (hfsq + r) + ef * LN2_LO)))
+}
+
+/// `-ln(1 - y)` for `y` in `[0, 1)`: a degree-5 series below `1/64` (truncation below
+/// `1.1e-9` relative), [`ln`] above.
+#[inline(always)]
+pub fn neg_ln_1m(y: f32) -> f32 {
+    if y < 1.0 / 64.0 {
+        let mut p = y * (1.0 / 5.0) + 0.25;
+        p = y * p + 1.0 / 3.0;
+        p = y * p + 0.5;
+        p = y * p + 1.0;
+        return y * p;
+    }
+    -ln(1.0 - y)
 }
 
 /// `pi / 2` split in two so that `r * (PIO2_HI + PIO2_LO)` keeps extra bits.
@@ -231,6 +246,21 @@ mod tests {
         eprintln!("sincos worst abs {worst_abs}, worst {worst_ulp} ulp");
         assert!(worst_abs <= 1.5e-7, "sincos worst abs {worst_abs}");
         assert!(worst_ulp <= 2.0, "sincos worst {worst_ulp} ulp");
+    }
+
+    #[test]
+    fn neg_ln_1m_matches() {
+        let mut worst = 0.0f64;
+        for i in 0..2_000_000 {
+            let y = i as f32 / 2_000_000.0;
+            let exact = -(1.0 - f64::from(y)).ln();
+            // Relative to the exact value: the argument 1 - y is itself rounded above 1/64.
+            if y > 0.0 {
+                worst = worst.max(ulps(neg_ln_1m(y), exact));
+            }
+        }
+        eprintln!("neg_ln_1m worst {worst} ulp");
+        assert!(worst <= 2.0, "neg_ln_1m worst {worst} ulp");
     }
 
     #[test]

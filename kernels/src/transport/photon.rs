@@ -19,7 +19,9 @@
 //!    medium `m` it moves straight until the first of: depth exhausted (scatter), the time
 //!    window ends (`t1`), or a medium change / grid face. Movement uses the distance map
 //!    (`grid`): in a voxel whose map value is `D >= 2` it jumps `min(remaining, D - 1.01)`
-//!    and recomputes its voxel by truncation; otherwise it steps to the next voxel face.
+//!    and recomputes its voxel by truncation, unless the grid box surface (distance computed
+//!    once per segment from its start) is nearer, in which case it lands exactly on that face;
+//!    otherwise (`D <= 1`) it steps to the next voxel face.
 //! 3. **Absorption** along a segment of length `L` is continuous: `w <- w * exp(-mua L)`. The
 //!    lost weight, in fixed point `q(w_before) - q(w_after)` with `q(w) = trunc(w * 2^32)`, is
 //!    deposited in one voxel: the one containing the point at distance `s*` drawn from the
@@ -40,14 +42,16 @@
 
 use super::job::{FaceBoundary, SourceKind};
 use super::math;
-use super::model::Model;
+use super::model::{Med, Model};
 use super::rng::PhotonRng;
 use super::tally::DetectedPhoton;
 
 /// Fixed-point weight: `trunc(w * 2^32)`, exact scaling then truncation, same on every device.
+/// Weights are in `[0, 2^31)` (roulette gains are bounded in `Model::new`); the signed
+/// conversion is one instruction on x86-64 where the unsigned one is a branchy sequence.
 #[inline(always)]
 pub fn q(w: f32) -> u64 {
-    (w * 4_294_967_296.0) as u64
+    ((w * 4_294_967_296.0) as i64).max(0) as u64
 }
 
 /// Where deposits go: the shared atomic tally in range runs, nowhere for re-simulation.
@@ -387,13 +391,36 @@ fn face_distance(p: [f32; 3], d: [f32; 3], v: [i32; 3]) -> (f32, usize) {
     (best, axis)
 }
 
+/// Distance along `d` from `p` (inside the grid box) to the box surface, and the face's axis.
+#[inline(always)]
+fn box_exit(p: [f32; 3], d: [f32; 3], dimf: [f32; 3]) -> (f32, usize) {
+    let mut best = f32::INFINITY;
+    let mut axis = 0;
+    for a in 0..3 {
+        let t = if d[a] > 0.0 {
+            (dimf[a] - p[a]) / d[a]
+        } else if d[a] < 0.0 {
+            -p[a] / d[a]
+        } else {
+            f32::INFINITY
+        };
+        let t = t.max(0.0);
+        if t < best {
+            best = t;
+            axis = a;
+        }
+    }
+    (best, axis)
+}
+
 /// Henyey-Greenstein scattering of direction `d` (MCX's sampling and rotation).
 #[inline(always)]
-fn scatter(d: [f32; 3], g: f32, rng: &mut PhotonRng) -> [f32; 3] {
+fn scatter(d: [f32; 3], med: &Med, rng: &mut PhotonRng) -> [f32; 3] {
     let u = rng.uniform();
-    let ct = if g.abs() > 1e-6 {
-        let tmp = (1.0 - g * g) / (1.0 - g + 2.0 * g * u);
-        ((1.0 + g * g - tmp * tmp) / (2.0 * g)).clamp(-1.0, 1.0)
+    let [a, b, c, e, inv2g] = med.hg;
+    let ct = if med.g.abs() > 1e-6 {
+        let tmp = a / (b + c * u);
+        ((e - tmp * tmp) * inv2g).clamp(-1.0, 1.0)
     } else {
         2.0 * u - 1.0
     };
@@ -505,11 +532,39 @@ pub(crate) fn run_photon<S: DepositSink>(
         // True while the segment is one distance-map jump: then every point of it has `cur`'s
         // label by construction and the deposit voxel needs no label check.
         let mut one_jump = true;
+        // The box surface is at least `near` away along any unit direction; when the segment is
+        // shorter (with a margin for rounding) the exact exit distance is not needed.
+        let mut near = f32::INFINITY;
+        for a in 0..3 {
+            near = near.min(p[a]).min(m.dimf[a] - p[a]);
+        }
+        let (t_box, box_axis) = if limit * 1.001 + 0.001 < near {
+            (f32::INFINITY, 0)
+        } else {
+            box_exit(p, d, m.dimf)
+        };
         let stop = loop {
             let rem = limit - traveled;
             let dm = m.dist.get(m.index(v)).copied().unwrap_or(1);
             if dm > 1 {
                 let safe = f32::from(dm) - 1.01;
+                let to_box = t_box - traveled;
+                if to_box <= rem && to_box <= safe {
+                    // The grid face comes first: land exactly on it.
+                    let pos = d[box_axis] > 0.0;
+                    for a in 0..3 {
+                        p[a] = (p[a] + d[a] * to_box).clamp(0.0, m.dimf[a]);
+                    }
+                    p[box_axis] = if pos { m.dimf[box_axis] } else { 0.0 };
+                    for a in 0..3 {
+                        v[a] = (p[a] as i32).clamp(0, m.dim[a] - 1);
+                    }
+                    traveled = t_box.max(traveled);
+                    break Stop::Face {
+                        axis: box_axis,
+                        pos,
+                    };
+                }
                 let step = if rem <= safe { rem } else { safe };
                 for a in 0..3 {
                     p[a] += d[a] * step;
@@ -556,7 +611,7 @@ pub(crate) fn run_photon<S: DepositSink>(
             let loss = q(w).saturating_sub(q(w_new));
             if loss > 0 {
                 let x = rng.uniform();
-                let sstar = (-math::ln(1.0 - x * (1.0 - att)) / med.mua_g).clamp(0.0, traveled);
+                let sstar = (math::neg_ln_1m(x * (1.0 - att)) * med.inv_mua_g).clamp(0.0, traveled);
                 let mut sv = [0i32; 3];
                 for a in 0..3 {
                     sv[a] = ((p0[a] + d[a] * sstar) as i32).clamp(0, m.dim[a] - 1);
@@ -601,7 +656,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                         }
                     }
                 }
-                d = scatter(d, med.g, &mut rng);
+                d = scatter(d, &med, &mut rng);
                 rec.scatters = rec.scatters.saturating_add(1);
                 s_rem = -math::ln(rng.uniform_open());
             }
