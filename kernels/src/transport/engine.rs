@@ -119,6 +119,15 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// The same job walked voxel by voxel (distance map disabled). Statistically equivalent to
+    /// [`Engine::new`] but not bit-identical (the acceleration is part of the walk's
+    /// definition); exists so tests can check that the acceleration does not change physics.
+    pub fn new_voxel_stepping(job: &'a Job) -> Result<Self, TransportError> {
+        let mut model = Model::new(job)?;
+        model.dist.iter_mut().for_each(|d| *d = 1);
+        Ok(Engine { model })
+    }
+
     /// Re-simulates photon `index` alone; equals its record from any range run.
     pub fn simulate_photon(&self, index: u64) -> PhotonRecord {
         let mut path = Vec::new();

@@ -504,11 +504,12 @@ pub(crate) fn run_photon<S: DepositSink>(
             rec.specular = launched - q(w).min(launched);
         }
     }
+    let mut qw = q(w);
     let mut lopt = 0.0f32;
     let mut s_rem = -math::ln(rng.uniform_open());
     let voxels = m.voxels;
     loop {
-        let Some(&med) = m.media.get(cur) else {
+        let Some(med) = m.media.get(cur) else {
             // Unreachable: `Model::new` checked every label against the media table.
             rec.fate = Fate::WeightExhausted;
             rec.exit_weight = q(w);
@@ -608,7 +609,8 @@ pub(crate) fn run_photon<S: DepositSink>(
         if med.mua_g > 0.0 && traveled > 0.0 {
             let att = math::exp(-med.mua_g * traveled);
             let w_new = w * att;
-            let loss = q(w).saturating_sub(q(w_new));
+            let qw_new = q(w_new);
+            let loss = qw.saturating_sub(qw_new);
             if loss > 0 {
                 let x = rng.uniform();
                 let sstar = (math::neg_ln_1m(x * (1.0 - att)) * med.inv_mua_g).clamp(0.0, traveled);
@@ -624,6 +626,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                 rec.deposited += loss;
             }
             w = w_new;
+            qw = qw_new;
         }
         lopt += traveled * med.nl;
         if track {
@@ -631,7 +634,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                 *x += traveled;
             }
         }
-        if q(w) == 0 {
+        if qw == 0 {
             rec.fate = Fate::WeightExhausted;
             break;
         }
@@ -639,16 +642,17 @@ pub(crate) fn run_photon<S: DepositSink>(
             Stop::Limit => {
                 if !scatter_first {
                     rec.fate = Fate::AliveAtT1;
-                    rec.exit_weight = q(w);
+                    rec.exit_weight = qw;
                     break;
                 }
                 if let Some(r) = job.roulette {
                     if w < r.threshold {
                         let x = rng.uniform();
                         if x * r.survival_factor < 1.0 {
-                            let before = q(w);
                             w *= r.survival_factor;
-                            rec.roulette_gain += q(w).saturating_sub(before);
+                            let after = q(w);
+                            rec.roulette_gain += after.saturating_sub(qw);
+                            qw = after;
                         } else {
                             rec.fate = Fate::RouletteKilled;
                             rec.exit_weight = q(w);
@@ -656,7 +660,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                         }
                     }
                 }
-                d = scatter(d, &med, &mut rng);
+                d = scatter(d, med, &mut rng);
                 rec.scatters = rec.scatters.saturating_add(1);
                 s_rem = -math::ln(rng.uniform_open());
             }
