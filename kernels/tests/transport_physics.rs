@@ -63,7 +63,9 @@ fn acceleration_preserves_physics() {
     let n = 30_000u64;
     let one = compushare_kernels::transport::tally::WEIGHT_ONE as f64;
     let mean_var = |e: &Engine| {
-        let (_, recs) = e.simulate_with_records(0..n, 2, None).unwrap_or_else(|e| panic!("{e}"));
+        let (_, recs) = e
+            .simulate_with_records(0..n, 2, None)
+            .unwrap_or_else(|e| panic!("{e}"));
         let xs: Vec<f64> = recs.iter().map(|r| r.deposited as f64 / one).collect();
         let m = xs.iter().sum::<f64>() / n as f64;
         let v = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n as f64 - 1.0);

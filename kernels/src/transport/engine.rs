@@ -104,7 +104,7 @@ impl Partial {
                     *e += r.exit_weight;
                 }
             }
-            Fate::AliveAtT1 => t.alive_at_t1 += r.exit_weight,
+            Fate::AliveAtT1 | Fate::StepLimit => t.alive_at_t1 += r.exit_weight,
             Fate::RouletteKilled => t.roulette_killed += r.exit_weight,
             Fate::WeightExhausted => {}
         }

@@ -80,7 +80,14 @@ pub enum Fate {
     WeightExhausted,
     /// Never reached a nonzero label; weight counted as escaped through `face`.
     NeverEntered { face: u8 },
+    /// Stopped after [`MAX_SEGMENTS`] straight moves (a guard against jobs whose photons can
+    /// never end, e.g. mirror faces, no absorption and a huge time window); its weight is
+    /// counted with `alive_at_t1`.
+    StepLimit,
 }
+
+/// Most straight moves one photon may make before it is stopped (`Fate::StepLimit`).
+pub const MAX_SEGMENTS: u32 = 1 << 24;
 
 impl Fate {
     fn code(self) -> (u8, u8) {
@@ -90,6 +97,7 @@ impl Fate {
             Fate::RouletteKilled => (2, 0),
             Fate::WeightExhausted => (3, 0),
             Fate::NeverEntered { face } => (4, face),
+            Fate::StepLimit => (5, 0),
         }
     }
 }
@@ -123,7 +131,8 @@ pub struct PhotonRecord {
 
 impl PhotonRecord {
     /// Canonical encoding, 64 bytes, integers little-endian: index u64; fate code u8 (0
-    /// escaped, 1 alive at t1, 2 roulette killed, 3 weight exhausted, 4 never entered); face
+    /// escaped, 1 alive at t1, 2 roulette killed, 3 weight exhausted, 4 never entered, 5 step
+    /// limit); face
     /// u8 (0 unless escaped/never entered); detector flag u8 (0/1); reserved u8 (0); detector
     /// u16 (0 when none); reserved u16 (0); launched, specular, deposited, exit_weight,
     /// roulette_gain (u64 each); scatters u32; end_gate u32.
@@ -508,7 +517,14 @@ pub(crate) fn run_photon<S: DepositSink>(
     let mut lopt = 0.0f32;
     let mut s_rem = -math::ln(rng.uniform_open());
     let voxels = m.voxels;
+    let mut segments = 0u32;
     loop {
+        segments += 1;
+        if segments > MAX_SEGMENTS {
+            rec.fate = Fate::StepLimit;
+            rec.exit_weight = qw;
+            break;
+        }
         let Some(med) = m.media.get(cur) else {
             // Unreachable: `Model::new` checked every label against the media table.
             rec.fate = Fate::WeightExhausted;
