@@ -552,8 +552,8 @@ pub(crate) fn run_photon<S: DepositSink>(
         // The box surface is at least `near` away along any unit direction; when the segment is
         // shorter (with a margin for rounding) the exact exit distance is not needed.
         let mut near = f32::INFINITY;
-        for a in 0..3 {
-            near = near.min(p[a]).min(m.dimf[a] - p[a]);
+        for (pa, da) in p.iter().zip(m.dimf) {
+            near = near.min(*pa).min(da - pa);
         }
         let (t_box, box_axis) = if limit * 1.001 + 0.001 < near {
             (f32::INFINITY, 0)
