@@ -1,12 +1,19 @@
 //! One photon's life, from launch to its fate, and its integer record.
 //!
 //! # The walk (the definition every backend reproduces bit for bit)
-//! All arithmetic is f32 with explicit `mul_add` only where written; transcendental functions
-//! are `math`'s. Positions are grid units; the photon always knows its voxel as integers, so
-//! float rounding never decides which medium it is in.
+//! All arithmetic is plain IEEE f32 in the order written (no fused multiply-add anywhere: the
+//! CUDA port compiles with `--fmad=false`); transcendental functions are `math`'s. Positions
+//! are grid units; the photon always knows its voxel as integers, so float rounding never
+//! decides which medium it is in.
 //!
-//! 1. **Launch** (`source`): position, direction and weight `w0` from the source, drawing from
-//!    the photon's own RNG stream. A photon starting outside the grid moves along its direction
+//! RNG draws, in this order, from the photon's Philox stream (`rng`): the launch draws of its
+//! source kind (`launch`), then the first scattering depth; after every segment, one draw for
+//! the deposit point if the segment lost fixed-point weight; then for the event, one draw for
+//! a Fresnel decision unless total internal reflection (`R >= 1`), one for roulette when it
+//! applies, and for a scatter the Henyey-Greenstein cosine, the azimuth (in turns) and the
+//! next depth.
+//!
+//! 1. **Launch** (`launch`, `enter`): position, direction and weight `w0` from the source. A photon starting outside the grid moves along its direction
 //!    to the grid (no time passes); one in a label-0 voxel then moves voxel by voxel to the
 //!    first voxel with a nonzero label. A photon that never reaches a nonzero label leaves with
 //!    fate `NeverEntered`: its weight counts as escaped through the face it last left by, or,
@@ -25,7 +32,8 @@
 //! 3. **Absorption** along a segment of length `L` is continuous: `w <- w * exp(-mua L)`. The
 //!    lost weight, in fixed point `q(w_before) - q(w_after)` with `q(w) = trunc(w * 2^32)`, is
 //!    deposited in one voxel: the one containing the point at distance `s*` drawn from the
-//!    segment's absorption density (`s* = -ln(1 - u (1 - e^{-mua L})) / mua`), and in the time
+//!    segment's absorption density (`s* = -ln(1 - u (1 - e^{-mua L})) / mua`, computed with
+//!    `math::neg_ln_1m`), and in the time
 //!    gate of that point. This is an unbiased estimate of MCX's per-voxel continuous deposit
 //!    (the expected deposit of every voxel and gate is the same), and it is what makes a
 //!    segment cost the same whatever the voxel size. If rounding puts `s*` in a voxel of
@@ -38,7 +46,11 @@
 //!    crossing. Grid faces follow `Job::faces`; `Fresnel` faces reflect only when
 //!    `do_mismatch`. Time: optical path `n L` accumulates in mm; at `t1` the photon stops and
 //!    its weight is `alive_at_t1`. A photon whose fixed-point weight reaches 0 stops
-//!    (`WeightExhausted`).
+//!    (`WeightExhausted`); one that makes more than `MAX_SEGMENTS` moves stops (`StepLimit`,
+//!    counted as alive at t1).
+//! 5. **Detectors.** When a photon escapes (grid face or internal label 0), the first detector
+//!    sphere containing its exit point records it (`DetectedPhoton`: path per medium in mm,
+//!    scatters, exit position and direction, exit weight).
 
 use super::job::{FaceBoundary, SourceKind};
 use super::math;
