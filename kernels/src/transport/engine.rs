@@ -7,6 +7,10 @@
 //! roulette) are integers summed per thread and then across threads. Detected photons are
 //! sorted by photon index at the end. The result is therefore bit-identical for any thread
 //! count, chunking or split of the range.
+//!
+//! Memory: the shared tally (`tally_bytes`: cells x 8 bytes plus the 1-byte-per-voxel distance
+//! map) once, plus a fixed 64 KiB deposit cache and a few small buffers per thread; records,
+//! when asked for, take 64 bytes-ish per photon.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
