@@ -6,4 +6,6 @@
 //! are the only things that turn one into the other.
 
 pub mod job;
+pub mod builtin;
+pub mod input;
 pub mod tally;
