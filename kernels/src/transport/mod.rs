@@ -8,4 +8,5 @@
 pub mod job;
 pub mod builtin;
 pub mod input;
+pub mod output;
 pub mod tally;
