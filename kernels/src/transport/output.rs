@@ -2,9 +2,11 @@
 //!
 //! Fluence follows MCX's normalisation of continuous-wave output per time gate:
 //!
-//! `fluence(v, g) = deposit(v, g) / (WEIGHT_ONE * photons) / (mua(v) * Dt * voxel_volume_mm3)`
+//! `fluence(v, g) = deposit(v, g) / launched / (mua(v) * Dt * voxel_volume_mm3)`
 //!
-//! in 1/(mm^2 s) per launched photon, so that `sum over v, g of mua * fluence * Dt *
+//! in 1/(mm^2 s) per unit launched energy, where `launched` is `Tally::launched`
+//! (`WEIGHT_ONE * photons`, except for pattern sources whose photons start with their pattern
+//! weight, so the launched energy stays the denominator as in MCX), so that `sum over v, g of mua * fluence * Dt *
 //! voxel_volume` equals the deposited fraction. A voxel with `mua = 0` absorbs nothing, so
 //! its fluence cannot be recovered from deposited energy: it is written as `0.0` (the identity
 //! above is unaffected, since such voxels contribute `mua * fluence = 0` either way).
@@ -24,7 +26,7 @@ pub use self::nifti::{nifti_header, write_nifti, NIFTI_HEADER_BYTES};
 pub use self::summary::{RunInfo, Summary};
 
 use super::job::Job;
-use super::tally::{Tally, WEIGHT_ONE};
+use super::tally::Tally;
 
 /// Why output could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +40,8 @@ pub enum OutputError {
         /// Cells the tally has.
         found: usize,
     },
-    /// The tally holds no photons, so nothing can be normalised.
-    #[error("the tally holds no photons")]
+    /// The tally holds no launched energy, so nothing can be normalised.
+    #[error("the tally holds no launched photons")]
     NoPhotons,
     /// `--out` names a file whose extension selects no format.
     #[error("{}: unknown output format (use a .mc2 or .nii file name)", path.display())]
@@ -99,11 +101,11 @@ pub fn fluence(job: &Job, tally: &Tally) -> Result<Vec<f32>, OutputError> {
     if tally.deposit.len() != expected || job.labels.len() != voxels {
         return Err(OutputError::TallyShape { expected, found: tally.deposit.len() });
     }
-    if tally.photons == 0 {
+    if tally.launched == 0 {
         return Err(OutputError::NoPhotons);
     }
     let voxel_volume = f64::from(job.unit_mm).powi(3);
-    let launched = WEIGHT_ONE as f64 * tally.photons as f64;
+    let launched = tally.launched as f64;
     // 1 / (launched * mua * Dt * V) per label; 0 where mua = 0 (see module header).
     let scale: Vec<f64> = job
         .media

@@ -1,13 +1,14 @@
 //! The run summary (`compushare sim --json`), computed from a tally.
 //!
-//! All energies are fractions of the launched energy (`WEIGHT_ONE * photons`).
+//! All energies are fractions of the launched energy (`Tally::launched`: `WEIGHT_ONE *
+//! photons`, less for pattern sources).
 //! `absorbed_fraction` is MCX's printed definition, `1 - escaped - specular`, so weight still
 //! alive at `T1` counts as absorbed; `deposited` is what the voxels actually received.
 
 use serde_json::{json, Map, Value};
 
 use crate::transport::job::FACE_NAMES;
-use crate::transport::tally::{Tally, WEIGHT_ONE};
+use crate::transport::tally::Tally;
 
 /// Energy balance and counts of one tally.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,9 +45,9 @@ pub struct RunInfo {
 }
 
 impl Summary {
-    /// Computes the summary; a tally with no photons gives all-zero fractions.
+    /// Computes the summary; a tally with nothing launched gives all-zero fractions.
     pub fn new(tally: &Tally) -> Self {
-        let launched = WEIGHT_ONE as f64 * tally.photons as f64;
+        let launched = tally.launched as f64;
         let frac = |units: u128| if launched > 0.0 { units as f64 / launched } else { 0.0 };
         let deposited_units: u128 = tally.deposit.iter().map(|&d| u128::from(d)).sum();
         let escaped = tally.escaped.map(|e| frac(u128::from(e)));
