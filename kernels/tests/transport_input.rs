@@ -344,3 +344,18 @@ fn volume_files_uint8_uint16_and_bad_sizes() {
     assert!(e.contains("missing.bin"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[path = "common/mod.rs"]
+mod common;
+
+#[test]
+fn builtins_equal_the_engines_hand_built_jobs() {
+    // cube60 without mismatch: the engine's hand-built job marks faces Fresnel, which the
+    // engine treats as leaving when DoMismatch is off; the parser writes Absorb. Same physics.
+    let mut hand = common::cube60(false);
+    hand.faces = [FaceBoundary::Absorb; 6];
+    assert_eq!(builtin_job("cube60", &opts()).unwrap(), hand);
+    assert_eq!(builtin_job("cube60b", &opts()).unwrap(), common::cube60(true));
+    assert_eq!(builtin_job("cubesph60b", &opts()).unwrap(), common::cubesph60b());
+    assert_eq!(builtin_job("cube60planar", &opts()).unwrap(), common::cube60planar());
+}

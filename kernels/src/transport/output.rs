@@ -168,3 +168,6 @@ pub fn write_outputs(path: &Path, job: &Job, tally: &Tally) -> Result<Vec<PathBu
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests;
