@@ -3,6 +3,8 @@
 //! Each subcommand lives in its own module (`cmd_*.rs`) that owns its arguments and its
 //! output; this file only dispatches.
 
+mod cmd_sim;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -19,6 +21,8 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+    /// Run a photon-transport job locally (MCX JSON input or a built-in benchmark).
+    Sim(cmd_sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -28,6 +32,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Bench { what } => match what {},
+        Command::Sim(args) => cmd_sim::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
