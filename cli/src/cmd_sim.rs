@@ -23,7 +23,11 @@ use compushare_kernels::transport::simulate;
 #[derive(clap::Args, Debug)]
 pub struct SimArgs {
     /// MCX JSON input file.
-    #[arg(value_name = "INPUT.json", required_unless_present = "bench", conflicts_with = "bench")]
+    #[arg(
+        value_name = "INPUT.json",
+        required_unless_present = "bench",
+        conflicts_with = "bench"
+    )]
     pub input: Option<PathBuf>,
     /// Run a built-in benchmark instead of INPUT: cube60, cube60b, cubesph60b, cube60planar.
     #[arg(long, value_name = "NAME")]
@@ -54,19 +58,23 @@ fn check_device(device: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     match device.strip_prefix("cuda:").map(str::parse::<u32>) {
-        Some(Ok(k)) => bail!(
-            "--device cuda:{k}: the CUDA backend is not built yet; use --device cpu"
-        ),
+        Some(Ok(k)) => {
+            bail!("--device cuda:{k}: the CUDA backend is not built yet; use --device cpu")
+        }
         _ => bail!("--device {device:?}: expected cpu or cuda:K (K a GPU index)"),
     }
 }
 
 fn load(args: &SimArgs) -> anyhow::Result<Job> {
-    let opts = ParseOptions { photons: args.photons, ..ParseOptions::default() };
+    let opts = ParseOptions {
+        photons: args.photons,
+        ..ParseOptions::default()
+    };
     let mut job = match (&args.bench, &args.input) {
         (Some(name), _) => builtin_job(name, &opts).context("--bench")?,
-        (None, Some(path)) => load_job(path, &opts)
-            .with_context(|| format!("input {}", path.display()))?,
+        (None, Some(path)) => {
+            load_job(path, &opts).with_context(|| format!("input {}", path.display()))?
+        }
         (None, None) => bail!("give an INPUT.json file or --bench NAME"),
     };
     if let Some(seed) = args.seed {
@@ -85,7 +93,9 @@ impl ProgressBar {
     const WIDTH: u64 = 40;
 
     fn update(&self, done: u64) {
-        let permille = if self.total == 0 { 1000 } else { done.min(self.total) * 1000 / self.total };
+        let permille = (u128::from(done.min(self.total)) * 1000)
+            .checked_div(u128::from(self.total))
+            .map_or(1000, |p| p as u64);
         if self.shown.swap(permille + 1, Ordering::Relaxed) == permille + 1 {
             return;
         }
@@ -121,9 +131,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     let job = load(&args)?;
 
-    let bar = std::io::stderr()
-        .is_terminal()
-        .then(|| ProgressBar { total: job.photons, shown: AtomicU64::new(0) });
+    let bar = std::io::stderr().is_terminal().then(|| ProgressBar {
+        total: job.photons,
+        shown: AtomicU64::new(0),
+    });
     let report = |done: u64| {
         if let Some(b) = &bar {
             b.update(done);
@@ -168,21 +179,41 @@ fn print_human(
     written: &[PathBuf],
 ) -> std::io::Result<()> {
     let digest: String = run.digest.iter().map(|b| format!("{b:02x}")).collect();
-    let per_ms = if run.elapsed_ms > 0.0 { s.photons as f64 / run.elapsed_ms } else { 0.0 };
+    let per_ms = if run.elapsed_ms > 0.0 {
+        s.photons as f64 / run.elapsed_ms
+    } else {
+        0.0
+    };
     writeln!(
         w,
         "{}: {} photons, seed {}, {} thread(s) on {}",
         job.id, s.photons, run.seed, run.threads, run.device
     )?;
-    writeln!(w, "  absorbed fraction  {:.6}  (1 - escaped - specular)", s.absorbed_fraction)?;
+    writeln!(
+        w,
+        "  absorbed fraction  {:.6}  (1 - escaped - specular)",
+        s.absorbed_fraction
+    )?;
     writeln!(w, "  deposited          {:.6}", s.deposited)?;
     writeln!(w, "  alive at T1        {:.6}", s.alive_at_t1)?;
     writeln!(w, "  specular           {:.6}", s.specular)?;
-    let faces: Vec<String> =
-        FACE_NAMES.iter().zip(s.escaped).map(|(n, e)| format!("{n} {e:.6}")).collect();
-    writeln!(w, "  escaped            {:.6}  ({})", s.escaped_total(), faces.join(", "))?;
+    let faces: Vec<String> = FACE_NAMES
+        .iter()
+        .zip(s.escaped)
+        .map(|(n, e)| format!("{n} {e:.6}"))
+        .collect();
+    writeln!(
+        w,
+        "  escaped            {:.6}  ({})",
+        s.escaped_total(),
+        faces.join(", ")
+    )?;
     writeln!(w, "  detected           {} photons", s.detected)?;
-    writeln!(w, "  time               {:.1} ms  ({per_ms:.1} photon/ms)", run.elapsed_ms)?;
+    writeln!(
+        w,
+        "  time               {:.1} ms  ({per_ms:.1} photon/ms)",
+        run.elapsed_ms
+    )?;
     writeln!(w, "  digest             {digest}")?;
     for p in written {
         writeln!(w, "  wrote              {}", p.display())?;

@@ -14,12 +14,20 @@ fn sim(args: &[&str]) -> Output {
 }
 
 fn json_of(out: &Output) -> Value {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
 }
 
 fn stderr_of(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure, stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -31,7 +39,15 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn bench_cube60_json_summary() {
-    let v = json_of(&sim(&["--bench", "cube60", "--photons", "20000", "--threads", "2", "--json"]));
+    let v = json_of(&sim(&[
+        "--bench",
+        "cube60",
+        "--photons",
+        "20000",
+        "--threads",
+        "2",
+        "--json",
+    ]));
     assert_eq!(v["photons"], 20000);
     assert_eq!(v["seed"], 1_648_335_518u64);
     assert_eq!(v["threads"], 2);
@@ -47,7 +63,10 @@ fn bench_cube60_json_summary() {
     assert!((absorbed - (1.0 - escaped - specular)).abs() < 1e-12);
     let deposited = v["deposited"].as_f64().unwrap();
     let alive = v["alive_at_t1"].as_f64().unwrap();
-    assert!((deposited + alive + escaped + specular - 1.0).abs() < 1e-6, "energy identity");
+    assert!(
+        (deposited + alive + escaped + specular - 1.0).abs() < 1e-6,
+        "energy identity"
+    );
     assert!(v["detected"].as_u64().is_some());
     assert!(v["elapsed_ms"].as_f64().unwrap() > 0.0);
     assert!(v["photons_per_ms"].as_f64().unwrap() > 0.0);
@@ -71,12 +90,25 @@ fn digest_is_independent_of_threads_and_follows_the_seed() {
 
 #[test]
 fn human_summary_without_json() {
-    let out = sim(&["--bench", "cube60planar", "--photons", "2000", "--threads", "2"]);
+    let out = sim(&[
+        "--bench",
+        "cube60planar",
+        "--photons",
+        "2000",
+        "--threads",
+        "2",
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("cube60planar: 2000 photons"), "{text}");
-    assert!(text.contains("absorbed fraction") && text.contains("digest"), "{text}");
-    assert!(out.stderr.is_empty(), "no progress bar when stderr is not a terminal");
+    assert!(
+        text.contains("absorbed fraction") && text.contains("digest"),
+        "{text}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no progress bar when stderr is not a terminal"
+    );
 }
 
 #[test]
@@ -84,19 +116,47 @@ fn out_writes_mc2_nii_and_detected_photons() {
     let dir = temp_dir("out");
     let mc2 = dir.join("run.mc2");
     let v = json_of(&sim(&[
-        "--bench", "cube60", "--photons", "3000", "--json", "--out", mc2.to_str().unwrap(),
+        "--bench",
+        "cube60",
+        "--photons",
+        "3000",
+        "--json",
+        "--out",
+        mc2.to_str().unwrap(),
     ]));
     assert_eq!(std::fs::metadata(&mc2).unwrap().len(), 60 * 60 * 60 * 4);
     let detp: Value =
         serde_json::from_slice(&std::fs::read(dir.join("run.detp.json")).unwrap()).unwrap();
-    assert_eq!(detp["records"].as_array().unwrap().len() as u64, v["detected"].as_u64().unwrap());
+    assert_eq!(
+        detp["records"].as_array().unwrap().len() as u64,
+        v["detected"].as_u64().unwrap()
+    );
     let nii = dir.join("run.nii");
-    json_of(&sim(&["--bench", "cube60", "--photons", "3000", "--json", "--out", nii.to_str().unwrap()]));
+    json_of(&sim(&[
+        "--bench",
+        "cube60",
+        "--photons",
+        "3000",
+        "--json",
+        "--out",
+        nii.to_str().unwrap(),
+    ]));
     let bytes = std::fs::read(&nii).unwrap();
     assert_eq!(bytes.len(), 352 + 60 * 60 * 60 * 4);
     assert_eq!(&bytes[344..348], b"n+1\0");
-    assert_eq!(&bytes[352..], &std::fs::read(&mc2).unwrap()[..], "same run, same fluence");
-    let e = stderr_of(&sim(&["--bench", "cube60", "--photons", "10", "--out", "x.txt"]));
+    assert_eq!(
+        &bytes[352..],
+        &std::fs::read(&mc2).unwrap()[..],
+        "same run, same fluence"
+    );
+    let e = stderr_of(&sim(&[
+        "--bench",
+        "cube60",
+        "--photons",
+        "10",
+        "--out",
+        "x.txt",
+    ]));
     assert!(e.contains("x.txt") && e.contains(".mc2"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -121,19 +181,41 @@ fn input_file_runs_and_bad_inputs_name_the_field() {
     assert_eq!(v["photons"], 40);
 
     let cases = [
-        (good.replace("\"Dim\": [8, 8, 8]", "\"Dim\": [8, -8, 8]"), "Domain.Dim[1]"),
-        (good.replace("\"Tag\": 1", "\"Tag\": 4"), "Shapes[0].Grid.Tag"),
-        (good.replace("\"Type\": \"disk\"", "\"Type\": \"slit\""), "Optode.Source.Type"),
-        (good.replace("\"RNGSeed\": 3", "\"RNGSeed\": 3, \"DoSaveExit\": 1"), "Session.DoSaveExit"),
-        (good.replace("\"Dim\": [8, 8, 8]", "\"Dim\": [100000, 100000, 100000]").replace("\"Size\": [8, 8, 8]", "\"Size\": [100000, 100000, 100000]"), "over the limit"),
+        (
+            good.replace("\"Dim\": [8, 8, 8]", "\"Dim\": [8, -8, 8]"),
+            "Domain.Dim[1]",
+        ),
+        (
+            good.replace("\"Tag\": 1", "\"Tag\": 4"),
+            "Shapes[0].Grid.Tag",
+        ),
+        (
+            good.replace("\"Type\": \"disk\"", "\"Type\": \"slit\""),
+            "Optode.Source.Type",
+        ),
+        (
+            good.replace("\"RNGSeed\": 3", "\"RNGSeed\": 3, \"DoSaveExit\": 1"),
+            "Session.DoSaveExit",
+        ),
+        (
+            good.replace("\"Dim\": [8, 8, 8]", "\"Dim\": [100000, 100000, 100000]")
+                .replace("\"Size\": [8, 8, 8]", "\"Size\": [100000, 100000, 100000]"),
+            "over the limit",
+        ),
         (good.replace(", \"mus\": 1", ""), "Domain.Media[1].mus"),
-        (good.replace("\"Forward\"", "\"forward\""), "unsupported field `forward`"),
+        (
+            good.replace("\"Forward\"", "\"forward\""),
+            "unsupported field `forward`",
+        ),
         (good[..200].to_owned(), "invalid JSON"),
     ];
     for (text, needle) in cases {
         std::fs::write(&path, text).unwrap();
         let e = stderr_of(&sim(&[path.to_str().unwrap(), "--json"]));
-        assert!(e.contains(needle) && e.contains("good.json"), "{e:?} should name {needle:?}");
+        assert!(
+            e.contains(needle) && e.contains("good.json"),
+            "{e:?} should name {needle:?}"
+        );
     }
     let e = stderr_of(&sim(&[dir.join("absent.json").to_str().unwrap()]));
     assert!(e.contains("absent.json"), "{e}");

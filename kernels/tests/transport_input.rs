@@ -56,8 +56,24 @@ fn builtins_parse_as_the_reference_defines_them() {
         assert_eq!(job.time.gates, 1);
         assert_eq!((job.time.t0, job.time.t1, job.time.dt), (0.0, 5e-9, 5e-9));
         assert_eq!(job.media.len(), 3);
-        assert_eq!((job.media[1].mua, job.media[1].mus, job.media[1].g, job.media[1].n), (0.005, 1.0, 0.01, 1.37));
-        assert_eq!((job.media[2].mua, job.media[2].mus, job.media[2].g, job.media[2].n), (0.002, 5.0, 0.9, 1.0));
+        assert_eq!(
+            (
+                job.media[1].mua,
+                job.media[1].mus,
+                job.media[1].g,
+                job.media[1].n
+            ),
+            (0.005, 1.0, 0.01, 1.37)
+        );
+        assert_eq!(
+            (
+                job.media[2].mua,
+                job.media[2].mus,
+                job.media[2].g,
+                job.media[2].n
+            ),
+            (0.002, 5.0, 0.9, 1.0)
+        );
         assert_eq!(job.detectors.len(), 4);
         assert_eq!(job.detectors[0].pos, [29.0, 19.0, 0.0]);
         assert_eq!(job.detectors[3].pos, [39.0, 29.0, 0.0]);
@@ -67,18 +83,34 @@ fn builtins_parse_as_the_reference_defines_them() {
         assert!(!job.do_specular);
         let mismatch = name != "cube60";
         assert_eq!(job.do_mismatch, mismatch);
-        let face = if mismatch { FaceBoundary::Fresnel } else { FaceBoundary::Absorb };
+        let face = if mismatch {
+            FaceBoundary::Fresnel
+        } else {
+            FaceBoundary::Absorb
+        };
         assert_eq!(job.faces, [face; 6]);
-        assert!(job.labels.iter().all(|&l| l == 1 || (name == "cubesph60b" && l == 2)));
+        assert!(job
+            .labels
+            .iter()
+            .all(|&l| l == 1 || (name == "cubesph60b" && l == 2)));
     }
     let planar = builtin_job("cube60planar", &opts()).unwrap();
     assert_eq!(planar.source.pos, [10.0, 10.0, -10.0]);
-    assert_eq!(planar.source.kind, SourceKind::Planar { v1: [40.0, 0.0, 0.0], v2: [0.0, 40.0, 0.0] });
+    assert_eq!(
+        planar.source.kind,
+        SourceKind::Planar {
+            v1: [40.0, 0.0, 0.0],
+            v2: [0.0, 40.0, 0.0]
+        }
+    );
     let pencil = builtin_job("cube60", &opts()).unwrap();
     assert_eq!(pencil.source.pos, [29.0, 29.0, 0.0]);
     assert_eq!(pencil.source.kind, SourceKind::Pencil);
     assert!(builtin_json("cube61").is_none());
-    assert!(builtin_job("nope", &opts()).unwrap_err().to_string().contains("nope"));
+    assert!(builtin_job("nope", &opts())
+        .unwrap_err()
+        .to_string()
+        .contains("nope"));
 }
 
 #[test]
@@ -91,13 +123,20 @@ fn cubesph60b_sphere_is_rasterised_by_voxel_centres() {
             for i in 0..60 {
                 let d = |a: u32| (f64::from(a) + 0.5 - 30.0).powi(2);
                 let inside = d(i) + d(j) + d(k) <= 225.0;
-                assert_eq!(label(&job, i, j, k), if inside { 2 } else { 1 }, "voxel {i},{j},{k}");
+                assert_eq!(
+                    label(&job, i, j, k),
+                    if inside { 2 } else { 1 },
+                    "voxel {i},{j},{k}"
+                );
                 expect += usize::from(inside);
             }
         }
     }
     let volume = 4.0 / 3.0 * std::f64::consts::PI * 15f64.powi(3);
-    assert_eq!(expect, 14328, "count of centres within R, computed independently");
+    assert_eq!(
+        expect, 14328,
+        "count of centres within R, computed independently"
+    );
     assert!((expect as f64 - volume).abs() / volume < 0.02);
     assert_eq!(label(&job, 44, 30, 30), 2);
     assert_eq!(label(&job, 45, 30, 30), 1);
@@ -171,14 +210,32 @@ fn shapes_box_cylinder_layers_origin() {
 #[test]
 fn every_source_type_parses() {
     let cases = [
-        (json!({ "Type": "isotropic", "Pos": [5, 4, 3], "Dir": [0, 0, 1] }), SourceKind::Isotropic),
-        (json!({ "Type": "cone", "Pos": [5, 4, 0], "Dir": [0, 0, 2], "Param1": [0.5] }), SourceKind::Cone { half_angle: 0.5 }),
-        (json!({ "Type": "gaussian", "Pos": [5, 4, 0], "Dir": [0, 0, 1], "Param1": [2, 0, 0, 0] }), SourceKind::Gaussian { waist: 2.0 }),
-        (json!({ "Type": "disk", "Pos": [5, 4, 0], "Dir": [0, 0, 1, 0], "Param1": [1.5] }), SourceKind::Disk { radius: 1.5 }),
+        (
+            json!({ "Type": "isotropic", "Pos": [5, 4, 3], "Dir": [0, 0, 1] }),
+            SourceKind::Isotropic,
+        ),
+        (
+            json!({ "Type": "cone", "Pos": [5, 4, 0], "Dir": [0, 0, 2], "Param1": [0.5] }),
+            SourceKind::Cone { half_angle: 0.5 },
+        ),
+        (
+            json!({ "Type": "gaussian", "Pos": [5, 4, 0], "Dir": [0, 0, 1], "Param1": [2, 0, 0, 0] }),
+            SourceKind::Gaussian { waist: 2.0 },
+        ),
+        (
+            json!({ "Type": "disk", "Pos": [5, 4, 0], "Dir": [0, 0, 1, 0], "Param1": [1.5] }),
+            SourceKind::Disk { radius: 1.5 },
+        ),
         (
             json!({ "Type": "pattern", "Pos": [0, 0, 0], "Dir": [0, 0, 1], "Param1": [4, 0, 0, 2], "Param2": [0, 4, 0],
                     "Pattern": { "Nx": 2, "Ny": 3, "Data": [0, 0.5, 1, 1, 0.25, 0] } }),
-            SourceKind::Pattern { v1: [4.0, 0.0, 0.0], v2: [0.0, 4.0, 0.0], width: 2, height: 3, pattern: vec![0.0, 0.5, 1.0, 1.0, 0.25, 0.0] },
+            SourceKind::Pattern {
+                v1: [4.0, 0.0, 0.0],
+                v2: [0.0, 4.0, 0.0],
+                width: 2,
+                height: 3,
+                pattern: vec![0.0, 0.5, 1.0, 1.0, 0.25, 0.0],
+            },
         ),
     ];
     for (src, kind) in cases {
@@ -203,64 +260,214 @@ fn bcflags_roulette_gates_and_overrides() {
     assert_eq!((r.threshold, r.survival_factor), (0.001, 20.0));
     assert_eq!(job.time.gates, 5, "5e-9 / 1e-9 is 5 gates despite rounding");
     v["Forward"]["Dt"] = json!(2e-9);
-    assert_eq!(parse(&v).unwrap().time.gates, 3, "a partial last gate counts");
+    assert_eq!(
+        parse(&v).unwrap().time.gates,
+        3,
+        "a partial last gate counts"
+    );
     v["Session"]["RussianRoulette"] = json!(1);
     assert_eq!(parse(&v).unwrap().roulette.unwrap().survival_factor, 10.0);
 
     v["Session"].as_object_mut().unwrap().remove("Photons");
     assert!(err(&v).contains("missing field `Session.Photons`"));
-    let job = parse_job(&v.to_string(), &ParseOptions { photons: Some(42), ..opts() }).unwrap();
+    let job = parse_job(
+        &v.to_string(),
+        &ParseOptions {
+            photons: Some(42),
+            ..opts()
+        },
+    )
+    .unwrap();
     assert_eq!(job.photons, 42);
     assert_eq!(
-        parse_job(&base().to_string(), &ParseOptions { photons: Some(9), ..opts() }).unwrap().photons,
+        parse_job(
+            &base().to_string(),
+            &ParseOptions {
+                photons: Some(9),
+                ..opts()
+            }
+        )
+        .unwrap()
+        .photons,
         9
     );
 }
 
 #[test]
 fn malformed_inputs_name_the_field() {
-    let cases: Vec<(fn(&mut Value), &str)> = vec![
-        (|v| { v["Domain"].as_object_mut().unwrap().remove("Media"); }, "missing field `Domain.Media`"),
-        (|v| { v.as_object_mut().unwrap().remove("Forward"); }, "missing field `Forward`"),
-        (|v| { v["Optode"]["Source"].as_object_mut().unwrap().remove("Dir"); }, "missing field `Optode.Source.Dir`"),
-        (|v| v["Domain"]["Dim"] = json!([10, -8, 6]), "`Domain.Dim[1]`: grid sizes must be positive"),
-        (|v| v["Domain"]["Dim"] = json!([10, 0, 6]), "`Domain.Dim[1]`"),
-        (|v| v["Domain"]["Dim"] = json!([10, 8]), "`Domain.Dim`: expected 3 sizes"),
-        (|v| v["Domain"]["LengthUnit"] = json!(-1), "`Domain.LengthUnit`: must be positive"),
-        (|v| v["Domain"]["Media"][1]["mua"] = json!(-0.1), "`Domain.Media[1].mua`"),
-        (|v| v["Domain"]["Media"][2]["g"] = json!(1.5), "`Domain.Media[2].g`"),
-        (|v| v["Domain"]["Media"][2]["n"] = json!(0), "`Domain.Media[2].n`"),
-        (|v| { v["Domain"]["Media"][1].as_object_mut().unwrap().remove("mus"); }, "missing field `Domain.Media[1].mus`"),
-        (|v| v["Shapes"][0]["Grid"]["Tag"] = json!(3), "`Shapes[0].Grid.Tag`: label 3 is outside the media table"),
-        (|v| v["Shapes"] = json!([{ "Sphere": { "Tag": 9, "O": [1, 1, 1], "R": 1 } }]), "`Shapes[0].Sphere.Tag`: label 9"),
-        (|v| v["Shapes"] = json!([{ "ZLayers": [[1, 2, 7]] }]), "`Shapes[0].ZLayers[0]`: label 7"),
-        (|v| v["Shapes"] = json!([{ "Sphere": { "Tag": 1, "O": [1, 1, 1], "R": -2 } }]), "`Shapes[0].Sphere.R`: must be positive"),
-        (|v| v["Shapes"] = json!([{ "Box": { "Tag": 1, "O": [1, 1, 1], "Size": [1, 0, 1] } }]), "`Shapes[0].Box.Size`"),
-        (|v| v["Shapes"] = json!([{ "Subgrid": { "Tag": 1 } }]), "unsupported field `Shapes[0].Subgrid`"),
-        (|v| v["Shapes"][0]["Grid"]["Size"] = json!([10, 8, 7]), "`Shapes[0].Grid.Size`: Grid size"),
-        (|v| v["Session"]["DoSaveExit"] = json!(1), "unsupported field `Session.DoSaveExit`"),
-        (|v| v["Session"]["Photons"] = json!(-5), "`Session.Photons`: expected a non-negative integer"),
-        (|v| v["Session"]["Photons"] = json!(0), "`Session.Photons`: must be at least 1"),
-        (|v| v["Session"]["RNGSeed"] = json!(-1), "`Session.RNGSeed`: negative seeds"),
+    type Case = (fn(&mut Value), &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            |v| {
+                v["Domain"].as_object_mut().unwrap().remove("Media");
+            },
+            "missing field `Domain.Media`",
+        ),
+        (
+            |v| {
+                v.as_object_mut().unwrap().remove("Forward");
+            },
+            "missing field `Forward`",
+        ),
+        (
+            |v| {
+                v["Optode"]["Source"].as_object_mut().unwrap().remove("Dir");
+            },
+            "missing field `Optode.Source.Dir`",
+        ),
+        (
+            |v| v["Domain"]["Dim"] = json!([10, -8, 6]),
+            "`Domain.Dim[1]`: grid sizes must be positive",
+        ),
+        (
+            |v| v["Domain"]["Dim"] = json!([10, 0, 6]),
+            "`Domain.Dim[1]`",
+        ),
+        (
+            |v| v["Domain"]["Dim"] = json!([10, 8]),
+            "`Domain.Dim`: expected 3 sizes",
+        ),
+        (
+            |v| v["Domain"]["LengthUnit"] = json!(-1),
+            "`Domain.LengthUnit`: must be positive",
+        ),
+        (
+            |v| v["Domain"]["Media"][1]["mua"] = json!(-0.1),
+            "`Domain.Media[1].mua`",
+        ),
+        (
+            |v| v["Domain"]["Media"][2]["g"] = json!(1.5),
+            "`Domain.Media[2].g`",
+        ),
+        (
+            |v| v["Domain"]["Media"][2]["n"] = json!(0),
+            "`Domain.Media[2].n`",
+        ),
+        (
+            |v| {
+                v["Domain"]["Media"][1]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("mus");
+            },
+            "missing field `Domain.Media[1].mus`",
+        ),
+        (
+            |v| v["Shapes"][0]["Grid"]["Tag"] = json!(3),
+            "`Shapes[0].Grid.Tag`: label 3 is outside the media table",
+        ),
+        (
+            |v| v["Shapes"] = json!([{ "Sphere": { "Tag": 9, "O": [1, 1, 1], "R": 1 } }]),
+            "`Shapes[0].Sphere.Tag`: label 9",
+        ),
+        (
+            |v| v["Shapes"] = json!([{ "ZLayers": [[1, 2, 7]] }]),
+            "`Shapes[0].ZLayers[0]`: label 7",
+        ),
+        (
+            |v| v["Shapes"] = json!([{ "Sphere": { "Tag": 1, "O": [1, 1, 1], "R": -2 } }]),
+            "`Shapes[0].Sphere.R`: must be positive",
+        ),
+        (
+            |v| v["Shapes"] = json!([{ "Box": { "Tag": 1, "O": [1, 1, 1], "Size": [1, 0, 1] } }]),
+            "`Shapes[0].Box.Size`",
+        ),
+        (
+            |v| v["Shapes"] = json!([{ "Subgrid": { "Tag": 1 } }]),
+            "unsupported field `Shapes[0].Subgrid`",
+        ),
+        (
+            |v| v["Shapes"][0]["Grid"]["Size"] = json!([10, 8, 7]),
+            "`Shapes[0].Grid.Size`: Grid size",
+        ),
+        (
+            |v| v["Session"]["DoSaveExit"] = json!(1),
+            "unsupported field `Session.DoSaveExit`",
+        ),
+        (
+            |v| v["Session"]["Photons"] = json!(-5),
+            "`Session.Photons`: expected a non-negative integer",
+        ),
+        (
+            |v| v["Session"]["Photons"] = json!(0),
+            "`Session.Photons`: must be at least 1",
+        ),
+        (
+            |v| v["Session"]["RNGSeed"] = json!(-1),
+            "`Session.RNGSeed`: negative seeds",
+        ),
         (|v| v["Session"]["ID"] = json!("../x"), "`Session.ID`"),
-        (|v| v["Session"]["DoNormalize"] = json!(0), "`Session.DoNormalize`"),
-        (|v| v["Session"]["BCFlags"] = json!("rrx"), "`Session.BCFlags`: unknown boundary flag 'x'"),
-        (|v| v["Session"]["BCFlags"] = json!("rrrrrr001000"), "`Session.BCFlags`: at most 6"),
-        (|v| v["Forward"]["T1"] = json!(0), "`Forward.T1`: must be greater than T0"),
-        (|v| v["Forward"]["Dt"] = json!(0), "`Forward.Dt`: must be positive"),
+        (
+            |v| v["Session"]["DoNormalize"] = json!(0),
+            "`Session.DoNormalize`",
+        ),
+        (
+            |v| v["Session"]["BCFlags"] = json!("rrx"),
+            "`Session.BCFlags`: unknown boundary flag 'x'",
+        ),
+        (
+            |v| v["Session"]["BCFlags"] = json!("rrrrrr001000"),
+            "`Session.BCFlags`: at most 6",
+        ),
+        (
+            |v| v["Forward"]["T1"] = json!(0),
+            "`Forward.T1`: must be greater than T0",
+        ),
+        (
+            |v| v["Forward"]["Dt"] = json!(0),
+            "`Forward.Dt`: must be positive",
+        ),
         (|v| v["Forward"]["Dt"] = json!(1e-30), "`Forward.Dt`"),
-        (|v| v["Optode"]["Source"]["Type"] = json!("fourier"), "`Optode.Source.Type`: source type \"fourier\" is not supported"),
-        (|v| v["Optode"]["Source"]["Dir"] = json!([0, 0, 0]), "`Optode.Source.Dir`: must be a non-zero"),
-        (|v| v["Optode"]["Source"]["Dir"] = json!([0, 0, 1, 5]), "`Optode.Source.Dir[3]`"),
-        (|v| v["Optode"]["Source"]["Param1"] = json!([1, 0, 0, 0]), "`Optode.Source.Param1`: not used by a pencil source"),
-        (|v| v["Optode"]["Source"] = json!({ "Type": "cone", "Pos": [0, 0, 0], "Dir": [0, 0, 1], "Param1": [4] }), "`Optode.Source.Param1[0]`"),
-        (|v| v["Optode"]["Source"] = json!({ "Type": "planar", "Pos": [0, 0, 0], "Dir": [0, 0, 1], "Param1": [1, 0, 0], "Param2": [2, 0, 0] }), "`Optode.Source.Param2`"),
-        (|v| v["Optode"]["Source"] = json!({ "Type": "pattern", "Pos": [0, 0, 0], "Dir": [0, 0, 1], "Param1": [1, 0, 0], "Param2": [0, 1, 0],
-              "Pattern": { "Nx": 2, "Ny": 2, "Data": [0, 1, 1] } }), "`Optode.Source.Pattern.Data`: expected Nx x Ny = 4"),
-        (|v| v["Optode"]["Detector"] = json!([{ "Pos": [1, 1, 0], "R": 0 }]), "`Optode.Detector[0].R`: must be positive"),
-        (|v| v["Optode"]["Detector"] = json!([{ "Pos": [1, 1, 0], "R": 1, "Z": 2 }]), "unsupported field `Optode.Detector[0].Z`"),
-        (|v| v["Domain"]["MediaFormat"] = json!("byte"), "`Domain.MediaFormat`: only meaningful with Domain.VolumeFile"),
-        (|v| v["Comment"] = json!("hi"), "unsupported field `Comment`"),
+        (
+            |v| v["Optode"]["Source"]["Type"] = json!("fourier"),
+            "`Optode.Source.Type`: source type \"fourier\" is not supported",
+        ),
+        (
+            |v| v["Optode"]["Source"]["Dir"] = json!([0, 0, 0]),
+            "`Optode.Source.Dir`: must be a non-zero",
+        ),
+        (
+            |v| v["Optode"]["Source"]["Dir"] = json!([0, 0, 1, 5]),
+            "`Optode.Source.Dir[3]`",
+        ),
+        (
+            |v| v["Optode"]["Source"]["Param1"] = json!([1, 0, 0, 0]),
+            "`Optode.Source.Param1`: not used by a pencil source",
+        ),
+        (
+            |v| {
+                v["Optode"]["Source"] =
+                    json!({ "Type": "cone", "Pos": [0, 0, 0], "Dir": [0, 0, 1], "Param1": [4] })
+            },
+            "`Optode.Source.Param1[0]`",
+        ),
+        (
+            |v| v["Optode"]["Source"] = json!({ "Type": "planar", "Pos": [0, 0, 0], "Dir": [0, 0, 1], "Param1": [1, 0, 0], "Param2": [2, 0, 0] }),
+            "`Optode.Source.Param2`",
+        ),
+        (
+            |v| {
+                v["Optode"]["Source"] = json!({ "Type": "pattern", "Pos": [0, 0, 0], "Dir": [0, 0, 1], "Param1": [1, 0, 0], "Param2": [0, 1, 0],
+              "Pattern": { "Nx": 2, "Ny": 2, "Data": [0, 1, 1] } })
+            },
+            "`Optode.Source.Pattern.Data`: expected Nx x Ny = 4",
+        ),
+        (
+            |v| v["Optode"]["Detector"] = json!([{ "Pos": [1, 1, 0], "R": 0 }]),
+            "`Optode.Detector[0].R`: must be positive",
+        ),
+        (
+            |v| v["Optode"]["Detector"] = json!([{ "Pos": [1, 1, 0], "R": 1, "Z": 2 }]),
+            "unsupported field `Optode.Detector[0].Z`",
+        ),
+        (
+            |v| v["Domain"]["MediaFormat"] = json!("byte"),
+            "`Domain.MediaFormat`: only meaningful with Domain.VolumeFile",
+        ),
+        (
+            |v| v["Comment"] = json!("hi"),
+            "unsupported field `Comment`",
+        ),
     ];
     for (mutate, needle) in cases {
         let mut v = base();
@@ -268,7 +475,9 @@ fn malformed_inputs_name_the_field() {
         let e = err(&v);
         assert!(e.contains(needle), "error {e:?} should contain {needle:?}");
     }
-    let e = parse_job("{ \"Session\": {\n  \"ID\": }", &opts()).unwrap_err().to_string();
+    let e = parse_job("{ \"Session\": {\n  \"ID\": }", &opts())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("line 2"), "{e}");
 }
 
@@ -283,7 +492,10 @@ fn huge_dim_is_refused_before_allocation() {
     // The limit is the caller's: a small limit refuses a small grid with many gates.
     let mut v = base();
     v["Forward"]["Dt"] = json!(5e-12);
-    let small = ParseOptions { max_job_bytes: 100_000, ..opts() };
+    let small = ParseOptions {
+        max_job_bytes: 100_000,
+        ..opts()
+    };
     let e = parse_job(&v.to_string(), &small).unwrap_err();
     assert!(e.to_string().contains("1000 time gate(s)"), "{e}");
     assert!(parse_job(&v.to_string(), &opts()).is_ok());
@@ -301,7 +513,9 @@ fn volume_files_uint8_uint16_and_bad_sizes() {
     let voxels = 10 * 8 * 6;
     let mut bytes: Vec<u8> = (0..voxels).map(|i| (i % 3) as u8).collect();
     std::fs::write(dir.join("vol8.bin"), &bytes).unwrap();
-    let wide: Vec<u8> = (0..voxels).flat_map(|i| ((i % 3) as u16).to_le_bytes()).collect();
+    let wide: Vec<u8> = (0..voxels)
+        .flat_map(|i| ((i % 3) as u16).to_le_bytes())
+        .collect();
     std::fs::write(dir.join("vol16.bin"), &wide).unwrap();
 
     let mut v = base();
@@ -355,7 +569,16 @@ fn builtins_equal_the_engines_hand_built_jobs() {
     let mut hand = common::cube60(false);
     hand.faces = [FaceBoundary::Absorb; 6];
     assert_eq!(builtin_job("cube60", &opts()).unwrap(), hand);
-    assert_eq!(builtin_job("cube60b", &opts()).unwrap(), common::cube60(true));
-    assert_eq!(builtin_job("cubesph60b", &opts()).unwrap(), common::cubesph60b());
-    assert_eq!(builtin_job("cube60planar", &opts()).unwrap(), common::cube60planar());
+    assert_eq!(
+        builtin_job("cube60b", &opts()).unwrap(),
+        common::cube60(true)
+    );
+    assert_eq!(
+        builtin_job("cubesph60b", &opts()).unwrap(),
+        common::cubesph60b()
+    );
+    assert_eq!(
+        builtin_job("cube60planar", &opts()).unwrap(),
+        common::cube60planar()
+    );
 }

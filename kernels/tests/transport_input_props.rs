@@ -8,7 +8,10 @@ use serde_json::Value;
 
 /// A tight memory limit so mutated sizes cannot make a test allocate gigabytes.
 fn opts() -> ParseOptions {
-    ParseOptions { max_job_bytes: 32 << 20, ..ParseOptions::default() }
+    ParseOptions {
+        max_job_bytes: 32 << 20,
+        ..ParseOptions::default()
+    }
 }
 
 /// What every accepted job guarantees to the engine.
@@ -20,7 +23,10 @@ fn check_invariants(job: &Job) {
     let d = job.source.dir;
     let norm = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
     assert!((norm - 1.0).abs() < 1e-5);
-    assert!(job.media.iter().all(|m| m.mua >= 0.0 && m.mus >= 0.0 && m.g.abs() <= 1.0 && m.n > 0.0));
+    assert!(job
+        .media
+        .iter()
+        .all(|m| m.mua >= 0.0 && m.mus >= 0.0 && m.g.abs() <= 1.0 && m.n > 0.0));
     assert!(job.detectors.iter().all(|d| d.radius > 0.0));
 }
 
@@ -28,7 +34,8 @@ fn check_invariants(job: &Job) {
 fn any_leaf() -> impl Strategy<Value = Value> {
     prop_oneof![
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|x| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|x| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)),
         (-100i64..200).prop_map(Value::from),
         Just(Value::Null),
         Just(Value::Bool(true)),

@@ -135,6 +135,11 @@ pub enum BuiltinError {
 
 /// Parses a built-in benchmark into a job.
 pub fn builtin_job(name: &str, opts: &ParseOptions) -> Result<Job, BuiltinError> {
-    let text = builtin_json(name).ok_or_else(|| BuiltinError::Unknown { name: name.to_owned() })?;
-    parse_job(text, opts).map_err(|source| BuiltinError::Input { name: name.to_owned(), source })
+    let text = builtin_json(name).ok_or_else(|| BuiltinError::Unknown {
+        name: name.to_owned(),
+    })?;
+    parse_job(text, opts).map_err(|source| BuiltinError::Input {
+        name: name.to_owned(),
+        source,
+    })
 }

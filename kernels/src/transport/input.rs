@@ -128,7 +128,10 @@ pub enum InputError {
 
 impl InputError {
     pub(crate) fn invalid(path: &str, reason: impl Into<String>) -> Self {
-        InputError::Invalid { path: path.to_owned(), reason: reason.into() }
+        InputError::Invalid {
+            path: path.to_owned(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -146,7 +149,11 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions { base_dir: None, max_job_bytes: DEFAULT_MAX_JOB_BYTES, photons: None }
+        ParseOptions {
+            base_dir: None,
+            max_job_bytes: DEFAULT_MAX_JOB_BYTES,
+            photons: None,
+        }
     }
 }
 
@@ -173,7 +180,10 @@ pub fn parse_job_bytes(bytes: &[u8], opts: &ParseOptions) -> Result<Job, InputEr
 
 /// Reads and parses an MCX JSON file; `VolumeFile` is resolved against its directory.
 pub fn load_job(path: &Path, opts: &ParseOptions) -> Result<Job, InputError> {
-    let io_err = |source| InputError::Io { file: path.to_owned(), source };
+    let io_err = |source| InputError::Io {
+        file: path.to_owned(),
+        source,
+    };
     let len = std::fs::metadata(path).map_err(io_err)?.len();
     if len > MAX_JSON_BYTES {
         return Err(InputError::FileSize {
@@ -202,7 +212,10 @@ pub fn job_from_value(root: &Value, opts: &ParseOptions) -> Result<Job, InputErr
     let shapes = top.get("Shapes");
     let domain = domain::parse(&domain_obj, shapes, time.gates, opts)?;
 
-    let optode = optode::parse(&Obj::new(top.req("Optode")?, "Optode")?, domain.origin_shift)?;
+    let optode = optode::parse(
+        &Obj::new(top.req("Optode")?, "Optode")?,
+        domain.origin_shift,
+    )?;
 
     let bc = match (session.get("BCFlags"), domain_obj.get("BCFlags")) {
         (Some(_), Some(_)) => {
@@ -265,7 +278,9 @@ fn parse_session(s: &Obj<'_>, opts: &ParseOptions) -> Result<SessionFields, Inpu
             let id = string(v, &p)?;
             let ok = !id.is_empty()
                 && id.len() <= 128
-                && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
                 && !id.starts_with('.');
             if !ok {
                 return Err(InputError::invalid(
@@ -290,9 +305,18 @@ fn parse_session(s: &Obj<'_>, opts: &ParseOptions) -> Result<SessionFields, Inpu
         None => None,
     };
     let photons = match (opts.photons, json_photons) {
-        (Some(0), _) => return Err(InputError::invalid("Session.Photons", "override must be at least 1")),
+        (Some(0), _) => {
+            return Err(InputError::invalid(
+                "Session.Photons",
+                "override must be at least 1",
+            ))
+        }
         (Some(n), _) | (None, Some(n)) => n,
-        (None, None) => return Err(InputError::Missing { path: s.path("Photons") }),
+        (None, None) => {
+            return Err(InputError::Missing {
+                path: s.path("Photons"),
+            })
+        }
     };
     let seed = match s.get("RNGSeed") {
         Some(v) => {
@@ -323,18 +347,31 @@ fn parse_session(s: &Obj<'_>, opts: &ParseOptions) -> Result<SessionFields, Inpu
     if let Some(v) = s.get("OutputType") {
         let p = s.path("OutputType");
         if !matches!(string(v, &p)?, "x" | "X") {
-            return Err(InputError::invalid(&p, "only \"x\" (fluence rate) is supported"));
+            return Err(InputError::invalid(
+                &p,
+                "only \"x\" (fluence rate) is supported",
+            ));
         }
     }
     let roulette = match s.get("RussianRoulette") {
         None => None,
         Some(v) => parse_roulette(v, &s.path("RussianRoulette"))?,
     };
-    Ok(SessionFields { id, photons, seed, do_mismatch, do_specular, roulette })
+    Ok(SessionFields {
+        id,
+        photons,
+        seed,
+        do_mismatch,
+        do_specular,
+        roulette,
+    })
 }
 
 fn parse_roulette(v: &Value, path: &str) -> Result<Option<Roulette>, InputError> {
-    const DEFAULT: Roulette = Roulette { threshold: 1e-4, survival_factor: 10.0 };
+    const DEFAULT: Roulette = Roulette {
+        threshold: 1e-4,
+        survival_factor: 10.0,
+    };
     if !v.is_object() {
         return Ok(flag(v, path)?.then_some(DEFAULT));
     }
@@ -345,16 +382,25 @@ fn parse_roulette(v: &Value, path: &str) -> Result<Option<Roulette>, InputError>
         None => DEFAULT.threshold,
     };
     if !(threshold > 0.0 && threshold < 1.0) {
-        return Err(InputError::invalid(&o.path("Threshold"), "must be in (0, 1)"));
+        return Err(InputError::invalid(
+            &o.path("Threshold"),
+            "must be in (0, 1)",
+        ));
     }
     let survival_factor = match o.get("Survival") {
         Some(m) => num32(m, &o.path("Survival"))?,
         None => DEFAULT.survival_factor,
     };
-    if !(survival_factor > 1.0) {
-        return Err(InputError::invalid(&o.path("Survival"), "must be greater than 1"));
+    if survival_factor <= 1.0 {
+        return Err(InputError::invalid(
+            &o.path("Survival"),
+            "must be greater than 1",
+        ));
     }
-    Ok(Some(Roulette { threshold, survival_factor }))
+    Ok(Some(Roulette {
+        threshold,
+        survival_factor,
+    }))
 }
 
 fn parse_forward(f: &Obj<'_>) -> Result<TimeGates, InputError> {
@@ -366,31 +412,50 @@ fn parse_forward(f: &Obj<'_>) -> Result<TimeGates, InputError> {
         return Err(InputError::invalid(&f.path("T0"), "must not be negative"));
     }
     if t1 <= t0 {
-        return Err(InputError::invalid(&f.path("T1"), "must be greater than T0"));
+        return Err(InputError::invalid(
+            &f.path("T1"),
+            "must be greater than T0",
+        ));
     }
     if dt <= 0.0 {
         return Err(InputError::invalid(&f.path("Dt"), "must be positive"));
     }
     let ratio = (t1 - t0) / dt;
     let nearest = ratio.round();
-    let gates_f = if (ratio - nearest).abs() <= 1e-9 * nearest.max(1.0) { nearest } else { ratio.ceil() };
+    let gates_f = if (ratio - nearest).abs() <= 1e-9 * nearest.max(1.0) {
+        nearest
+    } else {
+        ratio.ceil()
+    };
     let gates_f = gates_f.max(1.0);
-    if !(gates_f <= MAX_GATES as f64) {
+    // Also catches an infinite ratio (T1 - T0 overflowing against a tiny Dt).
+    if gates_f > MAX_GATES as f64 {
         return Err(InputError::invalid(
             &f.path("Dt"),
             format!("(T1 - T0) / Dt gives {ratio:e} time gates, more than the {MAX_GATES} allowed"),
         ));
     }
-    Ok(TimeGates { t0, t1, dt, gates: gates_f as u32 })
+    Ok(TimeGates {
+        t0,
+        t1,
+        dt,
+        gates: gates_f as u32,
+    })
 }
 
 fn parse_bcflags(
     bc: Option<(&Value, String)>,
     do_mismatch: bool,
 ) -> Result<[FaceBoundary; 6], InputError> {
-    let default = if do_mismatch { FaceBoundary::Fresnel } else { FaceBoundary::Absorb };
+    let default = if do_mismatch {
+        FaceBoundary::Fresnel
+    } else {
+        FaceBoundary::Absorb
+    };
     let mut faces = [default; 6];
-    let Some((v, path)) = bc else { return Ok(faces) };
+    let Some((v, path)) = bc else {
+        return Ok(faces);
+    };
     let text = string(v, &path)?;
     if text.chars().count() > 6 {
         return Err(InputError::invalid(

@@ -50,7 +50,9 @@ pub enum OutputError {
         path: PathBuf,
     },
     /// A dimension does not fit a NIfTI-1 header (16-bit signed sizes).
-    #[error("grid {dim:?} x {gates} gates does not fit NIfTI-1 (each size at most 32767); use .mc2")]
+    #[error(
+        "grid {dim:?} x {gates} gates does not fit NIfTI-1 (each size at most 32767); use .mc2"
+    )]
     NiftiTooLarge {
         /// Grid size.
         dim: [u32; 3],
@@ -79,11 +81,16 @@ pub enum VolumeFormat {
 impl VolumeFormat {
     /// The format selected by a file name's extension (case-insensitive).
     pub fn from_path(path: &Path) -> Result<Self, OutputError> {
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
         match ext.as_deref() {
             Some("mc2") => Ok(VolumeFormat::Mc2),
             Some("nii") => Ok(VolumeFormat::Nifti),
-            _ => Err(OutputError::UnknownFormat { path: path.to_owned() }),
+            _ => Err(OutputError::UnknownFormat {
+                path: path.to_owned(),
+            }),
         }
     }
 }
@@ -99,7 +106,10 @@ pub fn fluence(job: &Job, tally: &Tally) -> Result<Vec<f32>, OutputError> {
     let voxels = job.voxels();
     let expected = voxels.saturating_mul(job.time.gates as usize);
     if tally.deposit.len() != expected || job.labels.len() != voxels {
-        return Err(OutputError::TallyShape { expected, found: tally.deposit.len() });
+        return Err(OutputError::TallyShape {
+            expected,
+            found: tally.deposit.len(),
+        });
     }
     if tally.launched == 0 {
         return Err(OutputError::NoPhotons);
@@ -112,7 +122,11 @@ pub fn fluence(job: &Job, tally: &Tally) -> Result<Vec<f32>, OutputError> {
         .iter()
         .map(|m| {
             let denom = launched * f64::from(m.mua) * job.time.dt * voxel_volume;
-            if denom > 0.0 { 1.0 / denom } else { 0.0 }
+            if denom > 0.0 {
+                1.0 / denom
+            } else {
+                0.0
+            }
         })
         .collect();
     let mut out = Vec::with_capacity(expected);
@@ -142,7 +156,10 @@ pub fn write_mc2<W: Write>(mut w: W, volume: &[f32]) -> std::io::Result<()> {
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> OutputError + '_ {
-    move |source| OutputError::Io { path: path.to_owned(), source }
+    move |source| OutputError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Writes the fluence volume to `path` in the format its extension selects, and, when the job

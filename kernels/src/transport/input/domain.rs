@@ -52,15 +52,23 @@ pub(super) fn parse(
         Some(v) => match uint(v, &d.path("OriginType")) {
             Ok(0) => -1.0,
             Ok(1) => 0.0,
-            _ => return Err(InputError::invalid(&d.path("OriginType"), "expected 0 or 1")),
+            _ => {
+                return Err(InputError::invalid(
+                    &d.path("OriginType"),
+                    "expected 0 or 1",
+                ))
+            }
         },
     };
     let unit_mm = match d.get("LengthUnit") {
         None => 1.0,
         Some(v) => {
             let u = num32(v, &d.path("LengthUnit"))?;
-            if !(u > 0.0) {
-                return Err(InputError::invalid(&d.path("LengthUnit"), "must be positive"));
+            if u <= 0.0 {
+                return Err(InputError::invalid(
+                    &d.path("LengthUnit"),
+                    "must be positive",
+                ));
             }
             u
         }
@@ -75,7 +83,11 @@ pub(super) fn parse(
         Some(v) => parse_dim(v, &d.path("Dim"))?,
         None => match shapes::grid_size(&shapes) {
             Some(size) => size,
-            None => return Err(InputError::Missing { path: d.path("Dim") }),
+            None => {
+                return Err(InputError::Missing {
+                    path: d.path("Dim"),
+                })
+            }
         },
     };
 
@@ -108,13 +120,24 @@ pub(super) fn parse(
     };
     check_labels(&labels, media.len(), &d.path("VolumeFile"))?;
     shapes::rasterise(&shapes, dim, &mut labels)?;
-    Ok(Domain { dim, unit_mm, media, labels, origin_shift })
+    Ok(Domain {
+        dim,
+        unit_mm,
+        media,
+        labels,
+        origin_shift,
+    })
 }
 
 fn parse_dim(v: &Value, path: &str) -> Result<[u32; 3], InputError> {
-    let arr = v.as_array().ok_or_else(|| InputError::invalid(path, "expected [nx, ny, nz]"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| InputError::invalid(path, "expected [nx, ny, nz]"))?;
     if arr.len() != 3 {
-        return Err(InputError::invalid(path, format!("expected 3 sizes, found {}", arr.len())));
+        return Err(InputError::invalid(
+            path,
+            format!("expected 3 sizes, found {}", arr.len()),
+        ));
     }
     let mut dim = [0u32; 3];
     for (i, (slot, x)) in dim.iter_mut().zip(arr).enumerate() {
@@ -138,10 +161,16 @@ fn parse_media(d: &Obj<'_>) -> Result<Vec<Medium>, InputError> {
         .as_array()
         .ok_or_else(|| InputError::invalid(&path, "expected an array of {mua, mus, g, n}"))?;
     if rows.is_empty() {
-        return Err(InputError::invalid(&path, "needs at least row 0 (the background)"));
+        return Err(InputError::invalid(
+            &path,
+            "needs at least row 0 (the background)",
+        ));
     }
     if rows.len() > MAX_MEDIA {
-        return Err(InputError::invalid(&path, format!("more than {MAX_MEDIA} media")));
+        return Err(InputError::invalid(
+            &path,
+            format!("more than {MAX_MEDIA} media"),
+        ));
     }
     rows.iter()
         .enumerate()
@@ -149,7 +178,12 @@ fn parse_media(d: &Obj<'_>) -> Result<Vec<Medium>, InputError> {
             let r = Obj::new(row, &format!("{path}[{i}]"))?;
             r.deny_unknown(&["mua", "mus", "g", "n"])?;
             let get = |k: &str| num32(r.req(k)?, &r.path(k));
-            let m = Medium { mua: get("mua")?, mus: get("mus")?, g: get("g")?, n: get("n")? };
+            let m = Medium {
+                mua: get("mua")?,
+                mus: get("mus")?,
+                g: get("g")?,
+                n: get("n")?,
+            };
             if m.mua < 0.0 {
                 return Err(InputError::invalid(&r.path("mua"), "must not be negative"));
             }
@@ -159,7 +193,7 @@ fn parse_media(d: &Obj<'_>) -> Result<Vec<Medium>, InputError> {
             if !(-1.0..=1.0).contains(&m.g) {
                 return Err(InputError::invalid(&r.path("g"), "must be in [-1, 1]"));
             }
-            if !(m.n > 0.0) {
+            if m.n <= 0.0 {
                 return Err(InputError::invalid(&r.path("n"), "must be positive"));
             }
             Ok(m)
@@ -179,7 +213,10 @@ fn read_volume(
         Some(base) => base.join(rel),
         None => PathBuf::from(rel),
     };
-    let io_err = |source| InputError::Io { file: file.clone(), source };
+    let io_err = |source| InputError::Io {
+        file: file.clone(),
+        source,
+    };
     let len = std::fs::metadata(&file).map_err(io_err)?.len();
     let width = match d.get("MediaFormat") {
         Some(f) => match string(f, &d.path("MediaFormat"))? {
@@ -209,9 +246,7 @@ fn read_volume(
     if len != expected {
         return Err(InputError::FileSize {
             file,
-            reason: format!(
-                "{len} bytes, expected {expected} ({voxels} voxels x {width} byte(s))"
-            ),
+            reason: format!("{len} bytes, expected {expected} ({voxels} voxels x {width} byte(s))"),
         });
     }
     let mut raw = Vec::with_capacity(voxels * width as usize);
@@ -221,13 +256,18 @@ fn read_volume(
     if raw.len() as u64 != expected {
         return Err(InputError::FileSize {
             file,
-            reason: format!("changed while reading: got {} bytes, expected {expected}", raw.len()),
+            reason: format!(
+                "changed while reading: got {} bytes, expected {expected}",
+                raw.len()
+            ),
         });
     }
     Ok(if width == 1 {
         raw.iter().map(|&b| u16::from(b)).collect()
     } else {
-        raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+        raw.chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect()
     })
 }
 

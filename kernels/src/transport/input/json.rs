@@ -21,7 +21,10 @@ impl<'a> Obj<'a> {
     /// Views `value` as an object, or fails naming `path`.
     pub(crate) fn new(value: &'a Value, path: &str) -> Result<Self, InputError> {
         match value {
-            Value::Object(map) => Ok(Obj { map, path: path.to_owned() }),
+            Value::Object(map) => Ok(Obj {
+                map,
+                path: path.to_owned(),
+            }),
             _ => Err(InputError::invalid(path, "expected a JSON object")),
         }
     }
@@ -50,7 +53,9 @@ impl<'a> Obj<'a> {
 
     /// A required member.
     pub(crate) fn req(&self, key: &str) -> Result<&'a Value, InputError> {
-        self.get(key).ok_or_else(|| InputError::Missing { path: self.path(key) })
+        self.get(key).ok_or_else(|| InputError::Missing {
+            path: self.path(key),
+        })
     }
 
     /// Fails on the first key (in document order) that is not in `allowed`.
@@ -82,7 +87,10 @@ pub(crate) fn num32(v: &Value, path: &str) -> Result<f32, InputError> {
     if y.is_finite() {
         Ok(y)
     } else {
-        Err(InputError::invalid(path, "number out of single-precision range"))
+        Err(InputError::invalid(
+            path,
+            "number out of single-precision range",
+        ))
     }
 }
 
@@ -113,7 +121,8 @@ pub(crate) fn flag(v: &Value, path: &str) -> Result<bool, InputError> {
 
 /// A string.
 pub(crate) fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str, InputError> {
-    v.as_str().ok_or_else(|| InputError::invalid(path, "expected a string"))
+    v.as_str()
+        .ok_or_else(|| InputError::invalid(path, "expected a string"))
 }
 
 /// An array of `min..=max` finite numbers.
@@ -123,15 +132,24 @@ pub(crate) fn numbers(
     min: usize,
     max: usize,
 ) -> Result<Vec<f64>, InputError> {
-    let arr = v.as_array().ok_or_else(|| InputError::invalid(path, "expected an array of numbers"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| InputError::invalid(path, "expected an array of numbers"))?;
     if arr.len() < min || arr.len() > max {
-        let want = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+        let want = if min == max {
+            format!("{min}")
+        } else {
+            format!("{min} to {max}")
+        };
         return Err(InputError::invalid(
             path,
             format!("expected {want} numbers, found {}", arr.len()),
         ));
     }
-    arr.iter().enumerate().map(|(i, x)| num(x, &format!("{path}[{i}]"))).collect()
+    arr.iter()
+        .enumerate()
+        .map(|(i, x)| num(x, &format!("{path}[{i}]")))
+        .collect()
 }
 
 /// Exactly three finite numbers.
@@ -146,6 +164,9 @@ pub(crate) fn to_f32x3(v: [f64; 3], path: &str) -> Result<[f32; 3], InputError> 
     if out.iter().all(|x| x.is_finite()) {
         Ok(out)
     } else {
-        Err(InputError::invalid(path, "number out of single-precision range"))
+        Err(InputError::invalid(
+            path,
+            "number out of single-precision range",
+        ))
     }
 }

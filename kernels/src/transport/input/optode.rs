@@ -56,7 +56,10 @@ fn parse_source(s: &Obj<'_>, shift: f32) -> Result<Source, InputError> {
     }
     let norm = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
     if !(norm > 0.0 && norm.is_finite()) {
-        return Err(InputError::invalid(&dir_path, "must be a non-zero finite vector"));
+        return Err(InputError::invalid(
+            &dir_path,
+            "must be a non-zero finite vector",
+        ));
     }
     let dir = to_f32x3([d[0] / norm, d[1] / norm, d[2] / norm], &dir_path)?;
 
@@ -78,7 +81,10 @@ fn parse_source(s: &Obj<'_>, shift: f32) -> Result<Source, InputError> {
     };
     let unused = |key: &str, p: [f64; 4]| -> Result<(), InputError> {
         if p.iter().any(|&x| x != 0.0) {
-            Err(InputError::invalid(&s.path(key), format!("not used by a {ty} source; leave it zero")))
+            Err(InputError::invalid(
+                &s.path(key),
+                format!("not used by a {ty} source; leave it zero"),
+            ))
         } else {
             Ok(())
         }
@@ -88,13 +94,17 @@ fn parse_source(s: &Obj<'_>, shift: f32) -> Result<Source, InputError> {
         if x > 0.0 && x.is_finite() {
             Ok(x)
         } else {
-            Err(InputError::invalid(&format!("{}[0]", s.path("Param1")), format!("{what} must be positive")))
+            Err(InputError::invalid(
+                &format!("{}[0]", s.path("Param1")),
+                format!("{what} must be positive"),
+            ))
         }
     };
-    if ty != "pattern" {
-        if let Some(_) = s.get("Pattern") {
-            return Err(InputError::invalid(&s.path("Pattern"), "only used by a pattern source"));
-        }
+    if ty != "pattern" && s.get("Pattern").is_some() {
+        return Err(InputError::invalid(
+            &s.path("Pattern"),
+            "only used by a pattern source",
+        ));
     }
     let kind = match ty {
         "pencil" | "isotropic" => {
@@ -125,8 +135,12 @@ fn parse_source(s: &Obj<'_>, shift: f32) -> Result<Source, InputError> {
                     }
                     SourceKind::Cone { half_angle: a }
                 }
-                "gaussian" => SourceKind::Gaussian { waist: first_positive("the waist radius")? },
-                _ => SourceKind::Disk { radius: first_positive("the disk radius")? },
+                "gaussian" => SourceKind::Gaussian {
+                    waist: first_positive("the waist radius")?,
+                },
+                _ => SourceKind::Disk {
+                    radius: first_positive("the disk radius")?,
+                },
             }
         }
         "planar" | "pattern" => {
@@ -153,7 +167,13 @@ fn parse_source(s: &Obj<'_>, shift: f32) -> Result<Source, InputError> {
                 SourceKind::Planar { v1, v2 }
             } else {
                 let (width, height, pattern) = parse_pattern(s, p1[3], p2[3])?;
-                SourceKind::Pattern { v1, v2, width, height, pattern }
+                SourceKind::Pattern {
+                    v1,
+                    v2,
+                    width,
+                    height,
+                    pattern,
+                }
             }
         }
         other => {
@@ -169,16 +189,26 @@ fn parse_source(s: &Obj<'_>, shift: f32) -> Result<Source, InputError> {
     Ok(Source { pos, dir, kind })
 }
 
-fn parse_pattern(s: &Obj<'_>, nx_hint: f64, ny_hint: f64) -> Result<(u32, u32, Vec<f32>), InputError> {
+fn parse_pattern(
+    s: &Obj<'_>,
+    nx_hint: f64,
+    ny_hint: f64,
+) -> Result<(u32, u32, Vec<f32>), InputError> {
     let p = Obj::new(s.req("Pattern")?, &s.path("Pattern"))?;
     p.deny_unknown(&["Nx", "Ny", "Data"])?;
     let dim = |key: &str, hint: f64, hint_path: String| -> Result<u32, InputError> {
         let n = uint(p.req(key)?, &p.path(key))?;
         if n == 0 || n > MAX_PATTERN {
-            return Err(InputError::invalid(&p.path(key), format!("must be in 1..={MAX_PATTERN}")));
+            return Err(InputError::invalid(
+                &p.path(key),
+                format!("must be in 1..={MAX_PATTERN}"),
+            ));
         }
         if hint != 0.0 && hint != n as f64 {
-            return Err(InputError::invalid(&hint_path, format!("must be 0 or equal Pattern.{key} ({n})")));
+            return Err(InputError::invalid(
+                &hint_path,
+                format!("must be 0 or equal Pattern.{key} ({n})"),
+            ));
         }
         Ok(n as u32)
     };
@@ -186,10 +216,16 @@ fn parse_pattern(s: &Obj<'_>, nx_hint: f64, ny_hint: f64) -> Result<(u32, u32, V
     let height = dim("Ny", ny_hint, format!("{}[3]", s.path("Param2")))?;
     let pixels = u64::from(width) * u64::from(height);
     if pixels > MAX_PATTERN {
-        return Err(InputError::invalid(p.own_path(), format!("Nx x Ny over {MAX_PATTERN} pixels")));
+        return Err(InputError::invalid(
+            p.own_path(),
+            format!("Nx x Ny over {MAX_PATTERN} pixels"),
+        ));
     }
     let data_path = p.path("Data");
-    let data = p.req("Data")?.as_array().ok_or_else(|| InputError::invalid(&data_path, "expected an array of numbers"))?;
+    let data = p
+        .req("Data")?
+        .as_array()
+        .ok_or_else(|| InputError::invalid(&data_path, "expected an array of numbers"))?;
     if data.len() as u64 != pixels {
         return Err(InputError::invalid(
             &data_path,
@@ -205,7 +241,10 @@ fn parse_pattern(s: &Obj<'_>, nx_hint: f64, ny_hint: f64) -> Result<(u32, u32, V
             if (0.0..=1.0).contains(&x) {
                 Ok(x)
             } else {
-                Err(InputError::invalid(&path, "pattern values must be in [0, 1]"))
+                Err(InputError::invalid(
+                    &path,
+                    "pattern values must be in [0, 1]",
+                ))
             }
         })
         .collect::<Result<Vec<f32>, _>>()?;
@@ -213,7 +252,9 @@ fn parse_pattern(s: &Obj<'_>, nx_hint: f64, ny_hint: f64) -> Result<(u32, u32, V
 }
 
 fn parse_detectors(v: &Value, path: &str, shift: f32) -> Result<Vec<Detector>, InputError> {
-    let arr = v.as_array().ok_or_else(|| InputError::invalid(path, "expected an array of {Pos, R}"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| InputError::invalid(path, "expected an array of {Pos, R}"))?;
     if arr.len() > usize::from(u16::MAX) + 1 {
         return Err(InputError::invalid(path, "more than 65536 detectors"));
     }
@@ -224,7 +265,7 @@ fn parse_detectors(v: &Value, path: &str, shift: f32) -> Result<Vec<Detector>, I
             d.deny_unknown(&["Pos", "R"])?;
             let pos = shifted(vec3(d.req("Pos")?, &d.path("Pos"))?, shift, &d.path("Pos"))?;
             let radius = num32(d.req("R")?, &d.path("R"))?;
-            if !(radius > 0.0) {
+            if radius <= 0.0 {
                 return Err(InputError::invalid(&d.path("R"), "must be positive"));
             }
             Ok(Detector { pos, radius })

@@ -23,12 +23,32 @@ use super::InputError;
 /// One validated drawing step.
 pub(super) enum Shape {
     Origin([f64; 3]),
-    Grid { tag: u16, size: [u32; 3], path: String },
-    Sphere { tag: u16, o: [f64; 3], r: f64 },
-    Box { tag: u16, o: [f64; 3], size: [f64; 3] },
-    Cylinder { tag: u16, c0: [f64; 3], c1: [f64; 3], r: f64 },
+    Grid {
+        tag: u16,
+        size: [u32; 3],
+        path: String,
+    },
+    Sphere {
+        tag: u16,
+        o: [f64; 3],
+        r: f64,
+    },
+    Box {
+        tag: u16,
+        o: [f64; 3],
+        size: [f64; 3],
+    },
+    Cylinder {
+        tag: u16,
+        c0: [f64; 3],
+        c1: [f64; 3],
+        r: f64,
+    },
     /// `(first, last, tag)`, 0-based inclusive plane indices, along `axis`.
-    Layers { axis: usize, layers: Vec<(u64, u64, u16)> },
+    Layers {
+        axis: usize,
+        layers: Vec<(u64, u64, u16)>,
+    },
 }
 
 /// The `Size` of the first `Grid` shape, which stands in for a missing `Domain.Dim`.
@@ -76,7 +96,11 @@ pub(super) fn parse(v: &Value, media: usize) -> Result<Vec<Shape>, InputError> {
                     }
                     *d = s as u32;
                 }
-                Shape::Grid { tag: tag(&o, media)?, size: dims, path: o.path("Size") }
+                Shape::Grid {
+                    tag: tag(&o, media)?,
+                    size: dims,
+                    path: o.path("Size"),
+                }
             }
             "Sphere" => {
                 let o = Obj::new(body, &path)?;
@@ -92,9 +116,16 @@ pub(super) fn parse(v: &Value, media: usize) -> Result<Vec<Shape>, InputError> {
                 o.deny_unknown(&["Tag", "O", "Size"])?;
                 let size = vec3(o.req("Size")?, &o.path("Size"))?;
                 if size.iter().any(|&s| s <= 0.0) {
-                    return Err(InputError::invalid(&o.path("Size"), "sizes must be positive"));
+                    return Err(InputError::invalid(
+                        &o.path("Size"),
+                        "sizes must be positive",
+                    ));
                 }
-                Shape::Box { tag: tag(&o, media)?, o: vec3(o.req("O")?, &o.path("O"))?, size }
+                Shape::Box {
+                    tag: tag(&o, media)?,
+                    o: vec3(o.req("O")?, &o.path("O"))?,
+                    size,
+                }
             }
             "Cylinder" => {
                 let o = Obj::new(body, &path)?;
@@ -117,7 +148,10 @@ pub(super) fn parse(v: &Value, media: usize) -> Result<Vec<Shape>, InputError> {
                     "YLayers" => 1,
                     _ => 2,
                 };
-                Shape::Layers { axis, layers: layers(body, &path, media)? }
+                Shape::Layers {
+                    axis,
+                    layers: layers(body, &path, media)?,
+                }
             }
             _ => return Err(InputError::Unsupported { path }),
         };
@@ -144,14 +178,19 @@ fn label(t: u64, path: &str, media: usize) -> Result<u16, InputError> {
 }
 
 fn layers(v: &Value, path: &str, media: usize) -> Result<Vec<(u64, u64, u16)>, InputError> {
-    let arr = v.as_array().ok_or_else(|| InputError::invalid(path, "expected [[start, end, tag], ...]"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| InputError::invalid(path, "expected [[start, end, tag], ...]"))?;
     let one = |item: &Value, p: &str| -> Result<(u64, u64, u16), InputError> {
         let n = numbers(item, p, 3, 3)?;
         let int = |x: f64, what: &str| -> Result<u64, InputError> {
             if x >= 1.0 && x.fract() == 0.0 && x <= 4_294_967_296.0 {
                 Ok(x as u64)
             } else {
-                Err(InputError::invalid(p, format!("{what} must be an integer >= 1 (1-based)")))
+                Err(InputError::invalid(
+                    p,
+                    format!("{what} must be an integer >= 1 (1-based)"),
+                ))
             }
         };
         let (start, end) = (int(n[0], "start")?, int(n[1], "end")?);
@@ -166,7 +205,10 @@ fn layers(v: &Value, path: &str, media: usize) -> Result<Vec<(u64, u64, u16)>, I
     if arr.first().is_some_and(Value::is_number) {
         return Ok(vec![one(v, path)?]);
     }
-    arr.iter().enumerate().map(|(i, item)| one(item, &format!("{path}[{i}]"))).collect()
+    arr.iter()
+        .enumerate()
+        .map(|(i, item)| one(item, &format!("{path}[{i}]")))
+        .collect()
 }
 
 /// Voxel indices along one axis whose centres may lie in `[lo, hi]`.
@@ -178,14 +220,21 @@ fn span(lo: f64, hi: f64, n: u32) -> std::ops::Range<u32> {
 }
 
 /// Draws the shapes, in order, over `labels` (a grid of `dim`).
-pub(super) fn rasterise(shapes: &[Shape], dim: [u32; 3], labels: &mut [u16]) -> Result<(), InputError> {
+pub(super) fn rasterise(
+    shapes: &[Shape],
+    dim: [u32; 3],
+    labels: &mut [u16],
+) -> Result<(), InputError> {
     let [nx, ny, nz] = dim;
-    let index = |i: u32, j: u32, k: u32| {
-        i as usize + nx as usize * (j as usize + ny as usize * k as usize)
-    };
+    let index =
+        |i: u32, j: u32, k: u32| i as usize + nx as usize * (j as usize + ny as usize * k as usize);
     let mut origin = [0.0f64; 3];
     // Paints every voxel in the box of spans whose centre passes `inside`.
-    let paint = |labels: &mut [u16], tag: u16, lo: [f64; 3], hi: [f64; 3], inside: &dyn Fn([f64; 3]) -> bool| {
+    let paint = |labels: &mut [u16],
+                 tag: u16,
+                 lo: [f64; 3],
+                 hi: [f64; 3],
+                 inside: &dyn Fn([f64; 3]) -> bool| {
         for k in span(lo[2], hi[2], nz) {
             for j in span(lo[1], hi[1], ny) {
                 for i in span(lo[0], hi[0], nx) {
@@ -214,12 +263,16 @@ pub(super) fn rasterise(shapes: &[Shape], dim: [u32; 3], labels: &mut [u16]) -> 
             Shape::Sphere { tag, o, r } => {
                 let c = add(*o, origin);
                 let r2 = r * r;
-                paint(labels, *tag, c.map(|x| x - r), c.map(|x| x + r), &|p| dist2(p, c) <= r2);
+                paint(labels, *tag, c.map(|x| x - r), c.map(|x| x + r), &|p| {
+                    dist2(p, c) <= r2
+                });
             }
             Shape::Box { tag, o, size } => {
                 let lo = add(*o, origin);
                 let hi = add(lo, *size);
-                paint(labels, *tag, lo, hi, &|p| (0..3).all(|a| p[a] >= lo[a] && p[a] < hi[a]));
+                paint(labels, *tag, lo, hi, &|p| {
+                    (0..3).all(|a| p[a] >= lo[a] && p[a] < hi[a])
+                });
             }
             Shape::Cylinder { tag, c0, c1, r } => {
                 let a = add(*c0, origin);

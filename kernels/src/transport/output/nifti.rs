@@ -46,9 +46,17 @@ fn put_str(h: &mut [u8; NIFTI_HEADER_BYTES], at: usize, max: usize, s: &str) {
 
 /// The header and extension flag for a job's fluence volume.
 pub fn nifti_header(job: &Job) -> Result<[u8; NIFTI_HEADER_BYTES], OutputError> {
-    let too_large = || OutputError::NiftiTooLarge { dim: job.dim, gates: job.time.gates };
+    let too_large = || OutputError::NiftiTooLarge {
+        dim: job.dim,
+        gates: job.time.gates,
+    };
     let to16 = |n: u32| i16::try_from(n).map_err(|_| too_large());
-    let dims = [to16(job.dim[0])?, to16(job.dim[1])?, to16(job.dim[2])?, to16(job.time.gates)?];
+    let dims = [
+        to16(job.dim[0])?,
+        to16(job.dim[1])?,
+        to16(job.dim[2])?,
+        to16(job.time.gates)?,
+    ];
     let mut h = [0u8; NIFTI_HEADER_BYTES];
     put_i32(&mut h, 0, 348); // sizeof_hdr
     h[38] = b'r'; // regular
@@ -87,7 +95,10 @@ pub fn nifti_header(job: &Job) -> Result<[u8; NIFTI_HEADER_BYTES], OutputError> 
 /// Writes a NIfTI-1 file: header, extension flag, then `volume` as float32.
 pub fn write_nifti<W: Write>(mut w: W, job: &Job, volume: &[f32]) -> Result<(), OutputError> {
     let header = nifti_header(job)?;
-    let io = |source| OutputError::Io { path: std::path::PathBuf::new(), source };
+    let io = |source| OutputError::Io {
+        path: std::path::PathBuf::new(),
+        source,
+    };
     w.write_all(&header).map_err(io)?;
     super::write_mc2(w, volume).map_err(io)
 }

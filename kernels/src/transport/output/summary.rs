@@ -48,13 +48,22 @@ impl Summary {
     /// Computes the summary; a tally with nothing launched gives all-zero fractions.
     pub fn new(tally: &Tally) -> Self {
         let launched = tally.launched as f64;
-        let frac = |units: u128| if launched > 0.0 { units as f64 / launched } else { 0.0 };
+        let frac = |units: u128| {
+            if launched > 0.0 {
+                units as f64 / launched
+            } else {
+                0.0
+            }
+        };
         let deposited_units: u128 = tally.deposit.iter().map(|&d| u128::from(d)).sum();
         let escaped = tally.escaped.map(|e| frac(u128::from(e)));
         let escaped_units: u128 = tally.escaped.iter().map(|&e| u128::from(e)).sum();
         let specular = frac(u128::from(tally.specular));
-        let absorbed_fraction =
-            if launched > 0.0 { 1.0 - frac(escaped_units) - specular } else { 0.0 };
+        let absorbed_fraction = if launched > 0.0 {
+            1.0 - frac(escaped_units) - specular
+        } else {
+            0.0
+        };
         Summary {
             photons: tally.photons,
             absorbed_fraction,
@@ -77,7 +86,11 @@ impl Summary {
         for (name, e) in FACE_NAMES.iter().zip(self.escaped) {
             escaped.insert((*name).to_owned(), json!(e));
         }
-        let per_ms = if run.elapsed_ms > 0.0 { self.photons as f64 / run.elapsed_ms } else { 0.0 };
+        let per_ms = if run.elapsed_ms > 0.0 {
+            self.photons as f64 / run.elapsed_ms
+        } else {
+            0.0
+        };
         let digest: String = run.digest.iter().map(|b| format!("{b:02x}")).collect();
         json!({
             "photons": self.photons,

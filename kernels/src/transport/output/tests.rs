@@ -79,13 +79,21 @@ fn normalisation_identity_on_a_hand_tally() {
 #[test]
 fn normalisation_identity_on_an_engine_run() {
     let mut job = builtin_job("cubesph60b", &ParseOptions::default()).unwrap();
-    job.time = crate::transport::job::TimeGates { t0: 0.0, t1: 2e-9, dt: 0.5e-9, gates: 4 };
+    job.time = crate::transport::job::TimeGates {
+        t0: 0.0,
+        t1: 2e-9,
+        dt: 0.5e-9,
+        gates: 4,
+    };
     let tally = crate::transport::simulate(&job, 0..3000, 2, None).unwrap();
     let f = fluence(&job, &tally).unwrap();
     let deposited = Summary::new(&tally).deposited;
     assert!(deposited > 0.01, "{deposited}");
     let sum = identity_sum(&job, &f);
-    assert!((sum - deposited).abs() <= 1e-5 * deposited, "{sum} vs {deposited}");
+    assert!(
+        (sum - deposited).abs() <= 1e-5 * deposited,
+        "{sum} vs {deposited}"
+    );
 }
 
 #[test]
@@ -140,7 +148,10 @@ fn nifti_header_reads_back() {
 
     let mut big = job.clone();
     big.dim = [40_000, 1, 1];
-    assert!(matches!(nifti_header(&big), Err(OutputError::NiftiTooLarge { .. })));
+    assert!(matches!(
+        nifti_header(&big),
+        Err(OutputError::NiftiTooLarge { .. })
+    ));
 }
 
 #[test]
@@ -152,12 +163,29 @@ fn summary_fractions_and_contract_keys() {
     assert_eq!(s.specular, 0.025);
     assert_eq!(s.alive_at_t1, 0.0125);
     assert!((s.absorbed_fraction - (1.0 - 0.35 - 0.025)).abs() < 1e-15);
-    let run = RunInfo { seed: 9, threads: 2, device: "cpu".into(), elapsed_ms: 4.0, digest: [0xab; 32] };
+    let run = RunInfo {
+        seed: 9,
+        threads: 2,
+        device: "cpu".into(),
+        elapsed_ms: 4.0,
+        digest: [0xab; 32],
+    };
     let v = s.to_json(&run);
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     for k in [
-        "photons", "seed", "threads", "device", "absorbed_fraction", "deposited", "alive_at_t1",
-        "specular", "escaped", "detected", "elapsed_ms", "photons_per_ms", "digest",
+        "photons",
+        "seed",
+        "threads",
+        "device",
+        "absorbed_fraction",
+        "deposited",
+        "alive_at_t1",
+        "specular",
+        "escaped",
+        "detected",
+        "elapsed_ms",
+        "photons_per_ms",
+        "digest",
     ] {
         assert!(keys.contains(&k), "missing {k}");
     }
@@ -215,15 +243,30 @@ fn detected_photons_json_reads_back() {
 #[test]
 fn formats_and_paths() {
     use std::path::Path;
-    assert_eq!(VolumeFormat::from_path(Path::new("a/b.mc2")).unwrap(), VolumeFormat::Mc2);
-    assert_eq!(VolumeFormat::from_path(Path::new("b.NII")).unwrap(), VolumeFormat::Nifti);
+    assert_eq!(
+        VolumeFormat::from_path(Path::new("a/b.mc2")).unwrap(),
+        VolumeFormat::Mc2
+    );
+    assert_eq!(
+        VolumeFormat::from_path(Path::new("b.NII")).unwrap(),
+        VolumeFormat::Nifti
+    );
     assert!(VolumeFormat::from_path(Path::new("b.nii.gz")).is_err());
     assert!(VolumeFormat::from_path(Path::new("b")).is_err());
-    assert_eq!(detected_path(Path::new("x/out.mc2")), Path::new("x/out.detp.json"));
+    assert_eq!(
+        detected_path(Path::new("x/out.mc2")),
+        Path::new("x/out.detp.json")
+    );
     let job = small_job();
     let mut t = hand_tally(&job);
     t.deposit.pop();
-    assert!(matches!(fluence(&job, &t), Err(OutputError::TallyShape { .. })));
-    let empty = Tally { deposit: vec![0; 72], ..Tally::default() };
+    assert!(matches!(
+        fluence(&job, &t),
+        Err(OutputError::TallyShape { .. })
+    ));
+    let empty = Tally {
+        deposit: vec![0; 72],
+        ..Tally::default()
+    };
     assert!(matches!(fluence(&job, &empty), Err(OutputError::NoPhotons)));
 }
