@@ -8,7 +8,11 @@ mod cmd_sim;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "compushare", version, about = "CompuShare: GPU rigs that hash or run paid photon transport")]
+#[command(
+    name = "compushare",
+    version,
+    about = "CompuShare: GPU rigs that hash or run paid photon transport"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -11,7 +11,10 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let name = args.get(1).map(String::as_str).unwrap_or("cube60");
-    let photons: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let photons: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let threads: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2);
     let runs: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(3);
     let job = match name {
@@ -47,8 +50,11 @@ fn main() {
         let speed = photons as f64 / ms;
         speeds.push(speed);
         let l = tally.launched as f64;
-        let esc: Vec<String> =
-            tally.escaped.iter().map(|&e| format!("{:.5}", e as f64 / l)).collect();
+        let esc: Vec<String> = tally
+            .escaped
+            .iter()
+            .map(|&e| format!("{:.5}", e as f64 / l))
+            .collect();
         println!(
             "{name} run {run}: {photons} photons, {threads} threads, {ms:.0} ms, {speed:.1} photon/ms, absorbed {:.5}, deposited {:.5}, alive {:.5}, escaped [{}], detected {}, digest {}",
             tally.absorbed_fraction(),

@@ -62,12 +62,15 @@ pub fn distance_map(labels: &[u16], dim: [u32; 3]) -> Vec<u8> {
             }
         }
     };
-    let mut forward = (0..nz).flat_map(|z| (0..ny).flat_map(move |y| (0..nx).map(move |x| (x, y, z))));
+    let mut forward =
+        (0..nz).flat_map(|z| (0..ny).flat_map(move |y| (0..nx).map(move |x| (x, y, z))));
     pass(&fwd, &mut forward);
     let bwd: Vec<(i64, i64, i64)> = fwd.iter().map(|&(a, b, c)| (-a, -b, -c)).collect();
-    let mut backward = (0..nz)
-        .rev()
-        .flat_map(|z| (0..ny).rev().flat_map(move |y| (0..nx).rev().map(move |x| (x, y, z))));
+    let mut backward = (0..nz).rev().flat_map(|z| {
+        (0..ny)
+            .rev()
+            .flat_map(move |y| (0..nx).rev().map(move |x| (x, y, z)))
+    });
     pass(&bwd, &mut backward);
     d
 }
@@ -123,7 +126,11 @@ mod tests {
                 let i = (rng.next_u32() as usize) % n;
                 labels[i] = (rng.next_u32() % 3) as u16;
             }
-            assert_eq!(distance_map(&labels, dim), brute(&labels, dim), "case {case}");
+            assert_eq!(
+                distance_map(&labels, dim),
+                brute(&labels, dim),
+                "case {case}"
+            );
         }
     }
 

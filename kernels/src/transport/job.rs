@@ -68,7 +68,13 @@ pub enum SourceKind {
     Planar { v1: [f32; 3], v2: [f32; 3] },
     /// Like `Planar`, but launch weight follows a `width x height` pattern (row-major in
     /// `width`, values in [0, 1]) laid over the parallelogram.
-    Pattern { v1: [f32; 3], v2: [f32; 3], width: u32, height: u32, pattern: Vec<f32> },
+    Pattern {
+        v1: [f32; 3],
+        v2: [f32; 3],
+        width: u32,
+        height: u32,
+        pattern: Vec<f32>,
+    },
 }
 
 /// A photon source.

@@ -1,18 +1,20 @@
 //! The kernel's own transcendental functions, built only from IEEE-754 operations that every
-//! device rounds identically: `+ - * /`, `sqrt`, `mul_add` (fused multiply-add), comparisons,
-//! and bit reinterpretation. No libm call, so the CUDA port computes the same bits.
+//! device rounds identically: `+ - * /`, comparisons and bit reinterpretation. No libm call,
+//! so the CUDA port (compiled with `--fmad=false`) computes the same bits. No fused
+//! multiply-add either: x86-64 baseline CPUs (what mining-rig hosts often are) have no FMA
+//! instruction and Rust's software `mul_add` fallback made the photon loop 20 % slower.
 //!
-//! Accuracy (measured by the tests in this module against `f64` std over dense sweeps,
-//! in units in the last place of the correctly rounded f32 result):
-//! - [`exp`]: at most 1 ulp on `[-87.3, 88.7]`; returns `0` below `-87.33` (no subnormal
-//!   results) and `+inf` above `88.72`.
-//! - [`ln`]: at most 1 ulp for every positive finite f32 (subnormals included); `ln(0)` is
-//!   `-inf`, negative inputs give NaN.
+//! Accuracy (measured by the tests in this module against `f64` std over dense sweeps; ulp =
+//! spacing of f32 at the exact value; measured maximum in brackets):
+//! - [`exp`]: at most 1.5 ulp on `[-87.3, 88.7]` and on every f32 in `[-1, 0]` (1.19 ulp);
+//!   returns `0` below `-87.33` (no subnormal results) and `+inf` above `88.72`.
+//! - [`ln`]: at most 1 ulp for every positive finite f32, subnormals included (0.83 ulp);
+//!   `ln(0)` is `-inf`, negative inputs give NaN.
 //! - [`sincos_turns`]: `sin(2 pi u)` and `cos(2 pi u)` with absolute error at most `1.5e-7`
-//!   for `u` in `[-4, 4]` (the kernel only passes `[0, 1)`), at most 2 ulp where the result
-//!   exceeds `2^-10` in magnitude.
-//! - [`cos`]: via `sincos_turns(x / 2 pi)`; absolute error at most `3e-7` for `|x| <= 2 pi`
-//!   (set-up use only).
+//!   (9.8e-8) for `u` in `[-4, 4]` (the kernel only passes `[0, 1)`), and at most 2 ulp
+//!   (1.87 ulp) where the result exceeds `2^-10` in magnitude.
+//! - [`cos`]: via `sincos_turns(x / 2 pi)`; absolute error at most `5e-7` (3.8e-7) for
+//!   `|x| <= 2 pi` (set-up use only).
 //!
 //! Rounding to an integer uses the `1.5 * 2^23` trick (round to nearest even), valid for
 //! `|x| < 2^22`, instead of `f32::round`, whose tie rule differs from CUDA's `rintf`.
@@ -43,16 +45,16 @@ pub fn exp(x: f32) -> f32 {
         return x;
     }
     let k = round_even(x * LOG2_E);
-    let r = (-k).mul_add(LN2_HI, x);
-    let r = (-k).mul_add(LN2_LO, r);
+    // Cody-Waite: k * LN2_HI is exact (LN2_HI has 9 trailing zero bits), so is x - k * LN2_HI.
+    let r = (x - k * LN2_HI) - k * LN2_LO;
     // Taylor series to degree 7: |r| <= 0.347, truncation < 5e-9 relative.
-    let mut p = r.mul_add(1.0 / 5040.0, 1.0 / 720.0);
-    p = r.mul_add(p, 1.0 / 120.0);
-    p = r.mul_add(p, 1.0 / 24.0);
-    p = r.mul_add(p, 1.0 / 6.0);
-    p = r.mul_add(p, 0.5);
-    p = r.mul_add(p, 1.0);
-    p = r.mul_add(p, 1.0);
+    let mut p = r * (1.0 / 5040.0) + 1.0 / 720.0;
+    p = r * p + 1.0 / 120.0;
+    p = r * p + 1.0 / 24.0;
+    p = r * p + 1.0 / 6.0;
+    p = r * p + 0.5;
+    p = r * p + 1.0;
+    p = r * p + 1.0;
     let ki = k as i32;
     if ki > 127 {
         // x in (88.38, 88.72]: split the scale so the exponent field stays in range.
@@ -93,14 +95,15 @@ pub fn ln(x: f32) -> f32 {
     let s = f / (2.0 + f);
     let z = s * s;
     // 2 atanh(s) = 2s + s * R(z); truncation after z^4 is below 1e-9 relative.
-    let mut r = z.mul_add(2.0 / 9.0, 2.0 / 7.0);
-    r = z.mul_add(r, 2.0 / 5.0);
-    r = z.mul_add(r, 2.0 / 3.0);
+    let mut r = z * (2.0 / 9.0) + 2.0 / 7.0;
+    r = z * r + 2.0 / 5.0;
+    r = z * r + 2.0 / 3.0;
     r *= z;
     let hfsq = 0.5 * f * f;
     let ef = e as f32;
-    // fdlibm's arrangement: f - hfsq carries the big part exactly, s*(hfsq+R) the small.
-    ef.mul_add(LN2_HI, f - (hfsq - s.mul_add(hfsq + r, ef * LN2_LO)))
+    // fdlibm's arrangement: f - hfsq carries the big part, s*(hfsq+R) the small; e * LN2_HI is
+    // exact (9 trailing zero bits, |e| < 2^8).
+    ef * LN2_HI + (f - (hfsq - (s * (hfsq + r) + ef * LN2_LO)))
 }
 
 /// `pi / 2` split in two so that `r * (PIO2_HI + PIO2_LO)` keeps extra bits.
@@ -115,17 +118,17 @@ pub fn sincos_turns(u: f32) -> (f32, f32) {
     let q = round_even(t);
     // Exact: t and q are within 0.5 of each other.
     let r = t - q;
-    let a = r.mul_add(PIO2_HI, r * PIO2_LO);
+    let a = r * PIO2_HI + r * PIO2_LO;
     let z = a * a;
-    let mut sp = z.mul_add(1.0 / 362_880.0, -1.0 / 5040.0);
-    sp = z.mul_add(sp, 1.0 / 120.0);
-    sp = z.mul_add(sp, -1.0 / 6.0);
-    let s = (a * z).mul_add(sp, a);
-    let mut cp = z.mul_add(-1.0 / 3_628_800.0, 1.0 / 40_320.0);
-    cp = z.mul_add(cp, -1.0 / 720.0);
-    cp = z.mul_add(cp, 1.0 / 24.0);
-    cp = z.mul_add(cp, -0.5);
-    let c = z.mul_add(cp, 1.0);
+    let mut sp = z * (1.0 / 362_880.0) - 1.0 / 5040.0;
+    sp = z * sp + 1.0 / 120.0;
+    sp = z * sp - 1.0 / 6.0;
+    let s = (a * z) * sp + a;
+    let mut cp = z * (-1.0 / 3_628_800.0) + 1.0 / 40_320.0;
+    cp = z * cp - 1.0 / 720.0;
+    cp = z * cp + 1.0 / 24.0;
+    cp = z * cp - 0.5;
+    let c = z * cp + 1.0;
     match (q as i32) & 3 {
         0 => (s, c),
         1 => (c, -s),
@@ -166,12 +169,13 @@ mod tests {
         }
         // Every f32 in the kernel's common range [-1, 0].
         let mut b = 0.0f32.to_bits();
-        while b <= (-1.0f32).to_bits() {
+        while b <= 1.0f32.to_bits() {
             let x = f32::from_bits(b | 0x8000_0000);
             worst = worst.max(ulps(exp(x), f64::from(x).exp()));
             b += 7;
         }
-        assert!(worst <= 1.0, "exp worst {worst} ulp");
+        eprintln!("exp worst {worst} ulp");
+        assert!(worst <= 1.5, "exp worst {worst} ulp");
         assert_eq!(exp(0.0), 1.0);
         assert_eq!(exp(-100.0), 0.0);
         assert_eq!(exp(100.0), f32::INFINITY);
@@ -193,6 +197,7 @@ mod tests {
             worst = worst.max(ulps(ln(x), f64::from(x).ln()));
             b += 997;
         }
+        eprintln!("ln worst {worst} ulp");
         assert!(worst <= 1.0, "ln worst {worst} ulp");
         assert_eq!(ln(1.0), 0.0);
         assert_eq!(ln(0.0), f32::NEG_INFINITY);
@@ -223,6 +228,7 @@ mod tests {
             worst_abs = worst_abs.max((f64::from(s) - a.sin()).abs());
             worst_abs = worst_abs.max((f64::from(c) - a.cos()).abs());
         }
+        eprintln!("sincos worst abs {worst_abs}, worst {worst_ulp} ulp");
         assert!(worst_abs <= 1.5e-7, "sincos worst abs {worst_abs}");
         assert!(worst_ulp <= 2.0, "sincos worst {worst_ulp} ulp");
     }
@@ -234,6 +240,7 @@ mod tests {
             let x = -std::f32::consts::TAU + 2.0 * std::f32::consts::TAU * (i as f32 / 1e5);
             worst = worst.max((f64::from(cos(x)) - f64::from(x).cos()).abs());
         }
-        assert!(worst <= 3e-7, "cos worst {worst}");
+        eprintln!("cos worst abs {worst}");
+        assert!(worst <= 5e-7, "cos worst {worst}");
     }
 }

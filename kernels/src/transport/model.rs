@@ -58,7 +58,10 @@ pub struct Model<'a> {
 }
 
 fn bad(field: &'static str, reason: impl Into<String>) -> TransportError {
-    TransportError::InvalidJob { field, reason: reason.into() }
+    TransportError::InvalidJob {
+        field,
+        reason: reason.into(),
+    }
 }
 
 fn norm(v: [f32; 3]) -> f32 {
@@ -66,7 +69,11 @@ fn norm(v: [f32; 3]) -> f32 {
 }
 
 fn cross(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 
 fn unit(v: [f32; 3]) -> [f32; 3] {
@@ -78,7 +85,10 @@ impl<'a> Model<'a> {
     /// Checks the invariants the photon loop indexes with and precomputes its constants.
     pub fn new(job: &'a Job) -> Result<Self, TransportError> {
         if job.dim.iter().any(|&d| d == 0 || d > (1 << 30)) {
-            return Err(bad("dim", format!("{:?}: every size must be in 1..=2^30", job.dim)));
+            return Err(bad(
+                "dim",
+                format!("{:?}: every size must be in 1..=2^30", job.dim),
+            ));
         }
         let voxels = job
             .dim
@@ -86,7 +96,10 @@ impl<'a> Model<'a> {
             .try_fold(1usize, |a, &d| a.checked_mul(d as usize))
             .ok_or_else(|| bad("dim", "voxel count overflows"))?;
         if job.labels.len() != voxels {
-            return Err(bad("labels", format!("{} labels for {voxels} voxels", job.labels.len())));
+            return Err(bad(
+                "labels",
+                format!("{} labels for {voxels} voxels", job.labels.len()),
+            ));
         }
         if job.media.is_empty() {
             return Err(bad("media", "empty media table"));
@@ -95,13 +108,19 @@ impl<'a> Model<'a> {
             return Err(bad("labels", format!("label {l} outside the media table")));
         }
         if !(job.unit_mm.is_finite() && job.unit_mm > 0.0) {
-            return Err(bad("unit_mm", format!("{} is not a positive length", job.unit_mm)));
+            return Err(bad(
+                "unit_mm",
+                format!("{} is not a positive length", job.unit_mm),
+            ));
         }
         let t = job.time;
         if !(t.t0.is_finite() && t.t1.is_finite() && t.dt.is_finite() && t.dt > 0.0 && t.t1 > t.t0)
             || t.gates == 0
         {
-            return Err(bad("time", format!("{t:?}: need t1 > t0, dt > 0, gates >= 1")));
+            return Err(bad(
+                "time",
+                format!("{t:?}: need t1 > t0, dt > 0, gates >= 1"),
+            ));
         }
         let mut media = Vec::with_capacity(job.media.len());
         for (i, m) in job.media.iter().enumerate() {
@@ -125,10 +144,17 @@ impl<'a> Model<'a> {
         }
         let s = &job.source;
         if s.pos.iter().chain(s.dir.iter()).any(|x| !x.is_finite()) || norm(s.dir) == 0.0 {
-            return Err(bad("source", "position and direction must be finite, direction nonzero"));
+            return Err(bad(
+                "source",
+                "position and direction must be finite, direction nonzero",
+            ));
         }
         let dir = unit(s.dir);
-        let helper = if dir[2].abs() < 0.9 { [0.0, 0.0, 1.0] } else { [1.0, 0.0, 0.0] };
+        let helper = if dir[2].abs() < 0.9 {
+            [0.0, 0.0, 1.0]
+        } else {
+            [1.0, 0.0, 0.0]
+        };
         let e1 = unit(cross(dir, helper));
         let e2 = cross(dir, e1);
         let mut cos_half = 1.0;
@@ -149,7 +175,13 @@ impl<'a> Model<'a> {
                     return Err(bad("source", "planar vectors must be finite"));
                 }
             }
-            SourceKind::Pattern { v1, v2, width, height, pattern } => {
+            SourceKind::Pattern {
+                v1,
+                v2,
+                width,
+                height,
+                pattern,
+            } => {
                 if v1.iter().chain(v2.iter()).any(|x| !x.is_finite()) {
                     return Err(bad("source", "pattern vectors must be finite"));
                 }
@@ -157,7 +189,10 @@ impl<'a> Model<'a> {
                 if *width == 0 || *height == 0 || cells != Some(pattern.len()) {
                     return Err(bad("source", "pattern size does not match width x height"));
                 }
-                if pattern.iter().any(|p| !(p.is_finite() && (0.0..=1.0).contains(p))) {
+                if pattern
+                    .iter()
+                    .any(|p| !(p.is_finite() && (0.0..=1.0).contains(p)))
+                {
                     return Err(bad("source", "pattern values must be in [0, 1]"));
                 }
             }
@@ -169,13 +204,21 @@ impl<'a> Model<'a> {
         if job.detectors.iter().any(|d| {
             d.pos.iter().any(|x| !x.is_finite()) || !(d.radius.is_finite() && d.radius >= 0.0)
         }) {
-            return Err(bad("detectors", "positions and radii must be finite, radii >= 0"));
+            return Err(bad(
+                "detectors",
+                "positions and radii must be finite, radii >= 0",
+            ));
         }
         if let Some(r) = job.roulette {
-            if !(r.threshold.is_finite() && r.threshold >= 0.0)
-                || !(r.survival_factor.is_finite() && r.survival_factor >= 1.0)
-            {
-                return Err(bad("roulette", "threshold >= 0 and survival factor >= 1 required"));
+            let ok = r.threshold.is_finite()
+                && r.threshold >= 0.0
+                && r.survival_factor.is_finite()
+                && r.survival_factor >= 1.0;
+            if !ok {
+                return Err(bad(
+                    "roulette",
+                    "threshold >= 0 and survival factor >= 1 required",
+                ));
             }
         }
         let dist = grid::distance_map(&job.labels, job.dim);
@@ -192,7 +235,14 @@ impl<'a> Model<'a> {
             l1: (t.t1 * C0_MM_PER_S) as f32,
             inv_ldt: (1.0 / (t.dt * C0_MM_PER_S)) as f32,
             gates: t.gates,
-            src: Src { pos: s.pos, dir, e1, e2, kind: s.kind.clone(), cos_half },
+            src: Src {
+                pos: s.pos,
+                dir,
+                e1,
+                e2,
+                kind: s.kind.clone(),
+                cos_half,
+            },
             faces: job.faces,
             unit: job.unit_mm,
         })
@@ -205,7 +255,8 @@ impl<'a> Model<'a> {
 
     #[inline(always)]
     pub(crate) fn index(&self, v: [i32; 3]) -> usize {
-        v[0] as usize + self.dim[0] as usize * (v[1] as usize + self.dim[1] as usize * v[2] as usize)
+        v[0] as usize
+            + self.dim[0] as usize * (v[1] as usize + self.dim[1] as usize * v[2] as usize)
     }
 
     #[inline(always)]

@@ -132,7 +132,13 @@ impl PhotonRecord {
         b[10] = u8::from(self.detector.is_some());
         b[12..14].copy_from_slice(&self.detector.unwrap_or(0).to_le_bytes());
         let mut o = 16;
-        for v in [self.launched, self.specular, self.deposited, self.exit_weight, self.roulette_gain] {
+        for v in [
+            self.launched,
+            self.specular,
+            self.deposited,
+            self.exit_weight,
+            self.roulette_gain,
+        ] {
             b[o..o + 8].copy_from_slice(&v.to_le_bytes());
             o += 8;
         }
@@ -233,7 +239,13 @@ fn launch(m: &Model, rng: &mut PhotonRng) -> ([f32; 3], [f32; 3], f32) {
             ];
             (np, d, 1.0)
         }
-        SourceKind::Pattern { v1, v2, width, height, pattern } => {
+        SourceKind::Pattern {
+            v1,
+            v2,
+            width,
+            height,
+            pattern,
+        } => {
             let a = rng.uniform();
             let b = rng.uniform();
             let np = [
@@ -243,7 +255,10 @@ fn launch(m: &Model, rng: &mut PhotonRng) -> ([f32; 3], [f32; 3], f32) {
             ];
             let ix = ((a * *width as f32) as usize).min(*width as usize - 1);
             let iy = ((b * *height as f32) as usize).min(*height as usize - 1);
-            let w0 = pattern.get(ix + *width as usize * iy).copied().unwrap_or(0.0);
+            let w0 = pattern
+                .get(ix + *width as usize * iy)
+                .copied()
+                .unwrap_or(0.0);
             (np, d, w0)
         }
     }
@@ -252,8 +267,14 @@ fn launch(m: &Model, rng: &mut PhotonRng) -> ([f32; 3], [f32; 3], f32) {
 /// Result of moving a launched photon into the grid.
 enum Entry {
     /// In voxel `v` at `p`; `entered` holds the entry axis when it came from the background.
-    In { p: [f32; 3], v: [i32; 3], entered: Option<usize> },
-    Never { face: u8 },
+    In {
+        p: [f32; 3],
+        v: [i32; 3],
+        entered: Option<usize>,
+    },
+    Never {
+        face: u8,
+    },
 }
 
 fn dominant_face(d: [f32; 3]) -> u8 {
@@ -286,7 +307,9 @@ fn enter(m: &Model, mut p: [f32; 3], d: [f32; 3]) -> Entry {
         for a in 0..3 {
             if d[a] == 0.0 {
                 if p[a] < 0.0 || p[a] > m.dimf[a] {
-                    return Entry::Never { face: dominant_face(d) };
+                    return Entry::Never {
+                        face: dominant_face(d),
+                    };
                 }
                 continue;
             }
@@ -302,7 +325,9 @@ fn enter(m: &Model, mut p: [f32; 3], d: [f32; 3]) -> Entry {
             tfar = tfar.min(t_out);
         }
         if tnear > tfar || tfar <= 0.0 || tnear < 0.0 {
-            return Entry::Never { face: dominant_face(d) };
+            return Entry::Never {
+                face: dominant_face(d),
+            };
         }
         for a in 0..3 {
             p[a] = (p[a] + d[a] * tnear).clamp(0.0, m.dimf[a]);
@@ -319,7 +344,9 @@ fn enter(m: &Model, mut p: [f32; 3], d: [f32; 3]) -> Entry {
     while m.label(v) == 0 {
         let (t, axis) = face_distance(p, d, v);
         if !t.is_finite() || steps > max_steps {
-            return Entry::Never { face: dominant_face(d) };
+            return Entry::Never {
+                face: dominant_face(d),
+            };
         }
         steps += 1;
         for a in 0..3 {
@@ -329,7 +356,9 @@ fn enter(m: &Model, mut p: [f32; 3], d: [f32; 3]) -> Entry {
         p[axis] = (v[axis] + i32::from(pos)) as f32;
         v[axis] += if pos { 1 } else { -1 };
         if v[axis] < 0 || v[axis] >= m.dim[axis] {
-            return Entry::Never { face: face_index(axis, pos) };
+            return Entry::Never {
+                face: face_index(axis, pos),
+            };
         }
         entered = Some(axis);
     }
@@ -389,7 +418,12 @@ enum Stop {
     /// Reached grid face `axis` (positive side if `pos`) from voxel `v`.
     Face { axis: usize, pos: bool },
     /// About to enter voxel `nv` with label `nl` across `axis`.
-    Interface { axis: usize, pos: bool, nv: [i32; 3], nl: usize },
+    Interface {
+        axis: usize,
+        pos: bool,
+        nv: [i32; 3],
+        nl: usize,
+    },
 }
 
 /// Simulates photon `index` of the model's job.
@@ -453,7 +487,11 @@ pub(crate) fn run_photon<S: DepositSink>(
             rec.exit_weight = q(w);
             break;
         };
-        let s_dist = if med.mus_g > 0.0 { s_rem / med.mus_g } else { f32::INFINITY };
+        let s_dist = if med.mus_g > 0.0 {
+            s_rem / med.mus_g
+        } else {
+            f32::INFINITY
+        };
         let t_dist = (m.l1 - lopt) * med.inv_nl;
         if t_dist <= 0.0 {
             rec.fate = Fate::AliveAtT1;
@@ -464,6 +502,9 @@ pub(crate) fn run_photon<S: DepositSink>(
         let limit = if scatter_first { s_dist } else { t_dist };
         let p0 = p;
         let mut traveled = 0.0f32;
+        // True while the segment is one distance-map jump: then every point of it has `cur`'s
+        // label by construction and the deposit voxel needs no label check.
+        let mut one_jump = true;
         let stop = loop {
             let rem = limit - traveled;
             let dm = m.dist.get(m.index(v)).copied().unwrap_or(1);
@@ -479,8 +520,10 @@ pub(crate) fn run_photon<S: DepositSink>(
                     break Stop::Limit;
                 }
                 traveled += safe;
+                one_jump = false;
                 continue;
             }
+            one_jump = false;
             let (t, axis) = face_distance(p, d, v);
             if rem <= t {
                 for a in 0..3 {
@@ -518,7 +561,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                 for a in 0..3 {
                     sv[a] = ((p0[a] + d[a] * sstar) as i32).clamp(0, m.dim[a] - 1);
                 }
-                if m.label(sv) != cur {
+                if !one_jump && m.label(sv) != cur {
                     sv = v;
                 }
                 let gate = m.gate(lopt + sstar * med.nl) as usize;
@@ -565,7 +608,12 @@ pub(crate) fn run_photon<S: DepositSink>(
             Stop::Face { axis, pos } => {
                 s_rem = (s_rem - traveled * med.mus_g).max(0.0);
                 let face = face_index(axis, pos);
-                match m.faces.get(face as usize).copied().unwrap_or(FaceBoundary::Absorb) {
+                match m
+                    .faces
+                    .get(face as usize)
+                    .copied()
+                    .unwrap_or(FaceBoundary::Absorb)
+                {
                     FaceBoundary::Absorb => {
                         escape(m, &mut rec, extras, face, p, d, w);
                         break;
@@ -632,9 +680,20 @@ enum Cross {
 }
 
 #[inline(always)]
-fn cross(m: &Model, rng: &mut PhotonRng, d: &mut [f32; 3], cur: usize, nl: usize, axis: usize) -> Cross {
+fn cross(
+    m: &Model,
+    rng: &mut PhotonRng,
+    d: &mut [f32; 3],
+    cur: usize,
+    nl: usize,
+    axis: usize,
+) -> Cross {
     let n1 = m.media.get(cur).map_or(m.n0, |x| x.n);
-    let n2 = if nl == 0 { m.n0 } else { m.media.get(nl).map_or(m.n0, |x| x.n) };
+    let n2 = if nl == 0 {
+        m.n0
+    } else {
+        m.media.get(nl).map_or(m.n0, |x| x.n)
+    };
     if m.job.do_mismatch && n1 != n2 {
         let (r, ct) = fresnel(n1, n2, d[axis].abs());
         if r >= 1.0 || rng.uniform() < r {

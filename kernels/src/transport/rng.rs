@@ -111,26 +111,30 @@ mod tests {
 
     #[test]
     fn streams_differ_by_index_and_seed_and_repeat() {
-        let a: Vec<u32> = (0..10).map({
-            let mut r = PhotonRng::new(7, 3);
-            move |_| r.next_u32()
-        })
-        .collect();
-        let b: Vec<u32> = (0..10).map({
-            let mut r = PhotonRng::new(7, 3);
-            move |_| r.next_u32()
-        })
-        .collect();
-        let c: Vec<u32> = (0..10).map({
-            let mut r = PhotonRng::new(7, 4);
-            move |_| r.next_u32()
-        })
-        .collect();
-        let d: Vec<u32> = (0..10).map({
-            let mut r = PhotonRng::new(8, 3);
-            move |_| r.next_u32()
-        })
-        .collect();
+        let a: Vec<u32> = (0..10)
+            .map({
+                let mut r = PhotonRng::new(7, 3);
+                move |_| r.next_u32()
+            })
+            .collect();
+        let b: Vec<u32> = (0..10)
+            .map({
+                let mut r = PhotonRng::new(7, 3);
+                move |_| r.next_u32()
+            })
+            .collect();
+        let c: Vec<u32> = (0..10)
+            .map({
+                let mut r = PhotonRng::new(7, 4);
+                move |_| r.next_u32()
+            })
+            .collect();
+        let d: Vec<u32> = (0..10)
+            .map({
+                let mut r = PhotonRng::new(8, 3);
+                move |_| r.next_u32()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);

@@ -25,7 +25,10 @@ pub fn tally_cells(job: &Job) -> Option<u64> {
 /// Memory a run of `job` needs besides the job itself: the tally cells (8 bytes each) and the
 /// distance map (1 byte per voxel); saturates at `u64::MAX`. Independent of thread count.
 pub fn tally_bytes(job: &Job) -> u64 {
-    let voxels = job.dim.iter().try_fold(1u64, |a, &d| a.checked_mul(u64::from(d)));
+    let voxels = job
+        .dim
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(u64::from(d)));
     match (tally_cells(job).and_then(|c| c.checked_mul(8)), voxels) {
         (Some(c), Some(v)) => c.saturating_add(v),
         _ => u64::MAX,
@@ -37,7 +40,10 @@ impl Tally {
     /// use [`Tally::try_new`] where the size is not already checked.
     pub fn new(job: &Job) -> Self {
         let cells = tally_cells(job).unwrap_or(0) as usize;
-        Tally { deposit: vec![0; cells], ..Tally::default() }
+        Tally {
+            deposit: vec![0; cells],
+            ..Tally::default()
+        }
     }
 
     /// Like [`Tally::new`], but refuses sizes that overflow or cannot be allocated.
@@ -45,19 +51,30 @@ impl Tally {
         let bytes = tally_bytes(job);
         let cells = tally_cells(job)
             .and_then(|c| usize::try_from(c).ok())
-            .ok_or(TransportError::TallyTooLarge { bytes, reason: "size overflows" })?;
+            .ok_or(TransportError::TallyTooLarge {
+                bytes,
+                reason: "size overflows",
+            })?;
         let mut deposit = Vec::new();
         deposit
             .try_reserve_exact(cells)
-            .map_err(|_| TransportError::TallyTooLarge { bytes, reason: "allocation failed" })?;
+            .map_err(|_| TransportError::TallyTooLarge {
+                bytes,
+                reason: "allocation failed",
+            })?;
         deposit.resize(cells, 0);
-        Ok(Tally { deposit, ..Tally::default() })
+        Ok(Tally {
+            deposit,
+            ..Tally::default()
+        })
     }
 
     /// Adds `other` (a disjoint photon range of the same job) into `self`.
     pub fn merge(&mut self, other: &Tally) -> Result<(), TransportError> {
         if self.deposit.len() != other.deposit.len() {
-            return Err(TransportError::MergeMismatch { what: "deposit cell count" });
+            return Err(TransportError::MergeMismatch {
+                what: "deposit cell count",
+            });
         }
         for (a, b) in self.deposit.iter_mut().zip(&other.deposit) {
             *a = a.wrapping_add(*b);
@@ -73,7 +90,7 @@ impl Tally {
         self.roulette_killed = self.roulette_killed.wrapping_add(other.roulette_killed);
         if !other.detected.is_empty() {
             let mut all = Vec::with_capacity(self.detected.len() + other.detected.len());
-            all.extend(self.detected.drain(..));
+            all.append(&mut self.detected);
             all.extend(other.detected.iter().cloned());
             all.sort_by_key(|d| d.photon);
             self.detected = all;
@@ -119,7 +136,12 @@ impl Tally {
         for e in self.escaped {
             h(&e.to_le_bytes());
         }
-        for v in [self.specular, self.alive_at_t1, self.roulette_gained, self.roulette_killed] {
+        for v in [
+            self.specular,
+            self.alive_at_t1,
+            self.roulette_gained,
+            self.roulette_killed,
+        ] {
             h(&v.to_le_bytes());
         }
         h(&(self.detected.len() as u64).to_le_bytes());

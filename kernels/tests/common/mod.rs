@@ -8,9 +8,24 @@ use compushare_kernels::transport::job::{
 
 pub fn cube60_media() -> Vec<Medium> {
     vec![
-        Medium { mua: 0.0, mus: 0.0, g: 1.0, n: 1.0 },
-        Medium { mua: 0.005, mus: 1.0, g: 0.01, n: 1.37 },
-        Medium { mua: 0.002, mus: 5.0, g: 0.90, n: 1.0 },
+        Medium {
+            mua: 0.0,
+            mus: 0.0,
+            g: 1.0,
+            n: 1.0,
+        },
+        Medium {
+            mua: 0.005,
+            mus: 1.0,
+            g: 0.01,
+            n: 1.37,
+        },
+        Medium {
+            mua: 0.002,
+            mus: 5.0,
+            g: 0.90,
+            n: 1.0,
+        },
     ]
 }
 
@@ -22,12 +37,26 @@ pub fn cube60(mismatch: bool) -> Job {
         unit_mm: 1.0,
         media: cube60_media(),
         labels: vec![1; 60 * 60 * 60],
-        time: TimeGates { t0: 0.0, t1: 5e-9, dt: 5e-9, gates: 1 },
-        source: Source { pos: [29.0, 29.0, 0.0], dir: [0.0, 0.0, 1.0], kind: SourceKind::Pencil },
-        detectors: [[29.0, 19.0, 0.0], [29.0, 39.0, 0.0], [19.0, 29.0, 0.0], [39.0, 29.0, 0.0]]
-            .into_iter()
-            .map(|pos| Detector { pos, radius: 1.0 })
-            .collect(),
+        time: TimeGates {
+            t0: 0.0,
+            t1: 5e-9,
+            dt: 5e-9,
+            gates: 1,
+        },
+        source: Source {
+            pos: [29.0, 29.0, 0.0],
+            dir: [0.0, 0.0, 1.0],
+            kind: SourceKind::Pencil,
+        },
+        detectors: [
+            [29.0, 19.0, 0.0],
+            [29.0, 39.0, 0.0],
+            [19.0, 29.0, 0.0],
+            [39.0, 29.0, 0.0],
+        ]
+        .into_iter()
+        .map(|pos| Detector { pos, radius: 1.0 })
+        .collect(),
         do_mismatch: mismatch,
         do_specular: false,
         faces: [FaceBoundary::Fresnel; 6],
@@ -62,7 +91,10 @@ pub fn cube60planar() -> Job {
     j.source = Source {
         pos: [10.0, 10.0, -10.0],
         dir: [0.0, 0.0, 1.0],
-        kind: SourceKind::Planar { v1: [40.0, 0.0, 0.0], v2: [0.0, 40.0, 0.0] },
+        kind: SourceKind::Planar {
+            v1: [40.0, 0.0, 0.0],
+            v2: [0.0, 40.0, 0.0],
+        },
     };
     j
 }
@@ -76,11 +108,26 @@ pub fn slab(voxel_mm: f32) -> Job {
         dim: [nxy, nxy, nz],
         unit_mm: voxel_mm,
         media: vec![
-            Medium { mua: 0.0, mus: 0.0, g: 1.0, n: 1.0 },
-            Medium { mua: 1.0, mus: 9.0, g: 0.75, n: 1.0 },
+            Medium {
+                mua: 0.0,
+                mus: 0.0,
+                g: 1.0,
+                n: 1.0,
+            },
+            Medium {
+                mua: 1.0,
+                mus: 9.0,
+                g: 0.75,
+                n: 1.0,
+            },
         ],
         labels: vec![1; (nxy * nxy * nz) as usize],
-        time: TimeGates { t0: 0.0, t1: 1e-6, dt: 1e-6, gates: 1 },
+        time: TimeGates {
+            t0: 0.0,
+            t1: 1e-6,
+            dt: 1e-6,
+            gates: 1,
+        },
         source: Source {
             pos: [nxy as f32 / 2.0, nxy as f32 / 2.0, 0.0],
             dir: [0.0, 0.0, 1.0],
