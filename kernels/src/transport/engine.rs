@@ -7,6 +7,10 @@
 //! roulette) are integers summed per thread and then across threads. Detected photons are
 //! sorted by photon index at the end. The result is therefore bit-identical for any thread
 //! count, chunking or split of the range.
+//!
+//! Memory: the shared tally (`tally_bytes`: cells x 8 bytes plus the 1-byte-per-voxel distance
+//! map) once, plus a fixed 64 KiB deposit cache and a few small buffers per thread; records,
+//! when asked for, take 64 bytes-ish per photon.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -104,7 +108,7 @@ impl Partial {
                     *e += r.exit_weight;
                 }
             }
-            Fate::AliveAtT1 => t.alive_at_t1 += r.exit_weight,
+            Fate::AliveAtT1 | Fate::StepLimit => t.alive_at_t1 += r.exit_weight,
             Fate::RouletteKilled => t.roulette_killed += r.exit_weight,
             Fate::WeightExhausted => {}
         }
@@ -117,6 +121,15 @@ impl<'a> Engine<'a> {
         Ok(Engine {
             model: Model::new(job)?,
         })
+    }
+
+    /// The same job walked voxel by voxel (distance map disabled). Statistically equivalent to
+    /// [`Engine::new`] but not bit-identical (the acceleration is part of the walk's
+    /// definition); exists so tests can check that the acceleration does not change physics.
+    pub fn new_voxel_stepping(job: &'a Job) -> Result<Self, TransportError> {
+        let mut model = Model::new(job)?;
+        model.dist.iter_mut().for_each(|d| *d = 1);
+        Ok(Engine { model })
     }
 
     /// Re-simulates photon `index` alone; equals its record from any range run.
