@@ -9,12 +9,15 @@
 //! (distance map), `model` (a job prepared for the loop), `photon` (one photon's life and
 //! record), `engine` (threads, shared integer tally), `tally_ops` (merge, digest), `error`.
 
+pub mod builtin;
 pub mod engine;
 pub mod error;
 pub mod grid;
+pub mod input;
 pub mod job;
 pub mod math;
 pub mod model;
+pub mod output;
 pub mod photon;
 pub mod rng;
 pub mod tally;
