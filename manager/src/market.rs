@@ -187,6 +187,8 @@ struct Assignment {
     tally: Option<Arc<Tally>>,
     outstanding: BTreeSet<u64>,
     checks_in_flight: usize,
+    /// When the sample proofs must be in.
+    check_deadline: Option<Instant>,
     sampled: bool,
     /// A duplicate was started; `Some(true)` once it matched.
     duplicate: Option<bool>,
@@ -619,6 +621,7 @@ impl Market {
                 tally: None,
                 outstanding: BTreeSet::new(),
                 checks_in_flight: 0,
+                check_deadline: None,
                 sampled: false,
                 duplicate: None,
             },
@@ -806,6 +809,7 @@ impl Market {
         let (rig_key, range, job) = (a.rig, a.range, a.job);
         a.tally = Some(Arc::new(tally));
         a.state = AState::Checking;
+        a.check_deadline = Some(Instant::now() + self.cfg.deadline_floor);
         let Some(rig) = self.rigs.get(&rig_key) else {
             return Vec::new();
         };
@@ -1207,6 +1211,20 @@ impl Market {
             self.uploads.retain(|_, v| *v != id);
             self.send(&rig, ManagerToRig::Cancel { assignment: id });
             self.release(id, AState::Late);
+        }
+        // A rig that does not answer its sample requests fails the check.
+        let silent: Vec<AssignmentId> = self
+            .assignments
+            .iter()
+            .filter(|(_, a)| {
+                a.state == AState::Checking
+                    && !a.outstanding.is_empty()
+                    && a.check_deadline.is_some_and(|d| d <= now)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            self.fail(id, "sample proofs not returned in time");
         }
         // Old finished assignments are forgotten so memory stays bounded.
         self.assignments.retain(|_, a| {
