@@ -4,7 +4,9 @@
 //! output; this file only dispatches.
 
 mod cmd_bench_protocol;
+mod cmd_client;
 mod cmd_keygen;
+mod cmd_manager_run;
 mod cmd_sim;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +33,23 @@ enum Command {
     Keygen(cmd_keygen::KeygenArgs),
     /// Run a photon-transport job locally (MCX JSON input or a built-in benchmark).
     Sim(cmd_sim::SimArgs),
+    /// Run the management node.
+    Manager {
+        #[command(subcommand)]
+        what: ManagerWhat,
+    },
+    /// Submit a job to a manager (and optionally wait for and fetch its result).
+    Submit(cmd_client::SubmitArgs),
+    /// A job's status.
+    Status(cmd_client::StatusArgs),
+    /// Fetch a finished job's result and write it like `sim --out`.
+    Fetch(cmd_client::FetchArgs),
+}
+
+#[derive(Subcommand)]
+enum ManagerWhat {
+    /// Serve rigs and clients.
+    Run(cmd_manager_run::RunArgs),
 }
 
 #[derive(Subcommand)]
@@ -47,6 +66,12 @@ fn main() -> std::process::ExitCode {
         },
         Command::Keygen(args) => cmd_keygen::run(args),
         Command::Sim(args) => cmd_sim::run(args),
+        Command::Manager { what } => match what {
+            ManagerWhat::Run(args) => cmd_manager_run::run(args),
+        },
+        Command::Submit(args) => cmd_client::submit(args),
+        Command::Status(args) => cmd_client::status(args),
+        Command::Fetch(args) => cmd_client::fetch(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,8 +6,6 @@
 //! and takes the mean of (1 + scattering events) per photon, in thousandths. It depends only on
 //! the job's physics, never on the machine, so every rig is paid the same for the same work.
 
-use std::net::SocketAddr;
-
 use compushare_kernels::transport::input::{parse_job_bytes, InputError, ParseOptions};
 use compushare_kernels::transport::tally::Tally;
 use compushare_kernels::transport::tally_ops::tally_cells;
@@ -122,7 +120,11 @@ pub struct Client {
 
 impl Client {
     /// Connects, checks the manager's key and says Hello.
-    pub async fn connect(addr: SocketAddr, me: Identity, manager: &PublicKey) -> Result<Self, ClientError> {
+    pub async fn connect(
+        addr: impl tokio::net::ToSocketAddrs,
+        me: Identity,
+        manager: &PublicKey,
+    ) -> Result<Self, ClientError> {
         let mut ch = connect_tcp(addr, &me, manager, HANDSHAKE_TIMEOUT).await?;
         ch.send(&ClientToManager::Hello {
             version: PROTOCOL_VERSION,
