@@ -5,6 +5,8 @@
 
 mod cmd_bench_sha256d;
 mod cmd_mine;
+mod cmd_bench_protocol;
+mod cmd_keygen;
 
 use clap::{Parser, Subcommand};
 
@@ -28,12 +30,16 @@ enum Command {
     },
     /// Stand-alone Stratum v1 miner (like cpuminer), with pool failover.
     Mine(cmd_mine::MineArgs),
+    /// Create an identity key file (0600) if missing and print its public key (hex).
+    Keygen(cmd_keygen::KeygenArgs),
 }
 
 #[derive(Subcommand)]
 enum BenchWhat {
     /// SHA-256d nonce-scanning throughput.
     Sha256d(cmd_bench_sha256d::BenchSha256dArgs),
+    /// Encode + seal + open + decode of a Heartbeat and of a 60 KiB ResultChunk.
+    Protocol(cmd_bench_protocol::BenchProtocolArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,8 +47,10 @@ fn main() -> std::process::ExitCode {
     let result: anyhow::Result<()> = match cli.command {
         Command::Bench { what } => match what {
             BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
+            BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
         },
         Command::Mine(args) => cmd_mine::run(args),
+        Command::Keygen(args) => cmd_keygen::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,253 @@
+//! Large payloads (geometry, job input, sealed results) split into content-addressed chunks.
+//!
+//! A payload is named by the SHA-256 of its bytes. Each [`Chunk`] carries that name, the
+//! payload's total length and its own offset, so chunks may arrive in any order and a receiver
+//! can check each one on arrival. [`Reassembler`] writes into a caller-provided buffer (it never
+//! allocates), rejects anything that does not fit, and checks the whole against its name.
+
+use heapless::Vec;
+use postcard::experimental::max_size::MaxSize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::limits::{CHUNK_DATA, MAX_PAYLOAD};
+use crate::types::Digest;
+
+/// One piece of a content-addressed payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct Chunk {
+    /// SHA-256 of the whole payload.
+    pub content: Digest,
+    /// Length of the whole payload, bytes.
+    pub total_len: u32,
+    /// Offset of `data` in the payload; a multiple of [`CHUNK_DATA`].
+    pub offset: u32,
+    #[serde(with = "crate::bytes")]
+    pub data: Vec<u8, CHUNK_DATA>,
+}
+
+/// SHA-256 of a payload: its content address.
+pub fn content_address(payload: &[u8]) -> Digest {
+    Sha256::digest(payload).into()
+}
+
+/// Number of chunks a payload of `len` bytes is split into (an empty payload is one chunk).
+pub fn chunk_count(len: u32) -> u32 {
+    len.div_ceil(CHUNK_DATA as u32).max(1)
+}
+
+/// Why a payload cannot be chunked or a chunk cannot be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChunkError {
+    /// The payload is longer than [`MAX_PAYLOAD`] or than the receiver's buffer.
+    TooLarge { len: u32, capacity: u32 },
+    /// The chunk belongs to another payload than the one being reassembled.
+    WrongContent,
+    /// The chunk's total length differs from the one being reassembled.
+    LengthChanged { expected: u32, got: u32 },
+    /// The offset is not on a chunk boundary, or the data runs past the end, or a non-final
+    /// chunk is short.
+    BadPlacement { offset: u32, len: u32 },
+    /// Every chunk arrived but the bytes do not hash to the payload's name.
+    DigestMismatch,
+}
+
+impl core::fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ChunkError::TooLarge { len, capacity } => {
+                write!(
+                    f,
+                    "payload of {len} bytes exceeds the limit of {capacity} bytes"
+                )
+            }
+            ChunkError::WrongContent => write!(f, "chunk belongs to a different payload"),
+            ChunkError::LengthChanged { expected, got } => {
+                write!(
+                    f,
+                    "chunk says the payload is {got} bytes, earlier chunks said {expected}"
+                )
+            }
+            ChunkError::BadPlacement { offset, len } => {
+                write!(
+                    f,
+                    "chunk of {len} bytes at offset {offset} does not fit the payload"
+                )
+            }
+            ChunkError::DigestMismatch => {
+                write!(f, "reassembled payload does not match its SHA-256")
+            }
+        }
+    }
+}
+
+/// Splits a payload into chunks, in order.
+pub struct Chunker<'a> {
+    payload: &'a [u8],
+    content: Digest,
+    next: usize,
+    done: bool,
+}
+
+impl<'a> Chunker<'a> {
+    /// Prepares to chunk `payload`, hashing it once.
+    pub fn new(payload: &'a [u8]) -> Result<Self, ChunkError> {
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        if len > MAX_PAYLOAD {
+            return Err(ChunkError::TooLarge {
+                len,
+                capacity: MAX_PAYLOAD,
+            });
+        }
+        Ok(Chunker {
+            payload,
+            content: content_address(payload),
+            next: 0,
+            done: false,
+        })
+    }
+
+    /// The payload's content address.
+    pub fn content(&self) -> Digest {
+        self.content
+    }
+}
+
+impl Iterator for Chunker<'_> {
+    type Item = Chunk;
+
+    fn next(&mut self) -> Option<Chunk> {
+        if self.done {
+            return None;
+        }
+        let start = self.next;
+        let end = (start + CHUNK_DATA).min(self.payload.len());
+        self.next = end;
+        self.done = end >= self.payload.len();
+        let mut data = Vec::new();
+        // The slice is at most CHUNK_DATA long, so it always fits.
+        let _ = data.extend_from_slice(&self.payload[start..end]);
+        Some(Chunk {
+            content: self.content,
+            // Both fit: `new` checked the payload against MAX_PAYLOAD.
+            total_len: self.payload.len() as u32,
+            offset: start as u32,
+            data,
+        })
+    }
+}
+
+/// Reassembles one payload into a bounded buffer.
+///
+/// Duplicated chunks are accepted if identical in placement (a retransmission overwrites the
+/// same bytes); completeness is tracked per chunk, and the digest decides at the end.
+pub struct Reassembler<'b> {
+    buf: &'b mut [u8],
+    content: Digest,
+    total_len: u32,
+    /// One bit per chunk received, in a fixed bitmap sized for the buffer.
+    received: &'b mut [u8],
+    missing: u32,
+}
+
+impl<'b> Reassembler<'b> {
+    /// Bytes of bitmap needed for a buffer of `capacity` bytes.
+    pub const fn bitmap_len(capacity: usize) -> usize {
+        let bytes = capacity.div_ceil(CHUNK_DATA).div_ceil(8);
+        if bytes == 0 {
+            1
+        } else {
+            bytes
+        }
+    }
+
+    /// Starts reassembling the payload named `content` of `total_len` bytes into `buf`, using
+    /// `bitmap` (at least [`Self::bitmap_len`]`(buf.len())` bytes) to track chunks.
+    pub fn new(
+        buf: &'b mut [u8],
+        bitmap: &'b mut [u8],
+        content: Digest,
+        total_len: u32,
+    ) -> Result<Self, ChunkError> {
+        let capacity = u32::try_from(buf.len())
+            .unwrap_or(u32::MAX)
+            .min(MAX_PAYLOAD);
+        let chunks = chunk_count(total_len);
+        if total_len > capacity || bitmap.len() * 8 < chunks as usize {
+            return Err(ChunkError::TooLarge {
+                len: total_len,
+                capacity,
+            });
+        }
+        bitmap.fill(0);
+        Ok(Reassembler {
+            buf,
+            content,
+            total_len,
+            received: bitmap,
+            missing: chunks,
+        })
+    }
+
+    /// Accepts one chunk. Returns `Ok(true)` once the payload is complete and verified.
+    pub fn accept(&mut self, chunk: &Chunk) -> Result<bool, ChunkError> {
+        if chunk.content != self.content {
+            return Err(ChunkError::WrongContent);
+        }
+        if chunk.total_len != self.total_len {
+            return Err(ChunkError::LengthChanged {
+                expected: self.total_len,
+                got: chunk.total_len,
+            });
+        }
+        let len = chunk.data.len() as u32;
+        let bad = ChunkError::BadPlacement {
+            offset: chunk.offset,
+            len,
+        };
+        if chunk.offset % CHUNK_DATA as u32 != 0 {
+            return Err(bad);
+        }
+        let end = chunk.offset.checked_add(len).ok_or(bad)?;
+        // Every chunk but the last is full; the last ends exactly at the payload's end.
+        let expected_end = chunk
+            .offset
+            .saturating_add(CHUNK_DATA as u32)
+            .min(self.total_len);
+        if end != expected_end || (chunk.offset >= self.total_len && self.total_len != 0) {
+            return Err(bad);
+        }
+        let index = (chunk.offset / CHUNK_DATA as u32) as usize;
+        let (byte, bit) = (index / 8, 1u8 << (index % 8));
+        let seen = self.received.get(byte).copied().ok_or(bad)? & bit != 0;
+        let dst = self
+            .buf
+            .get_mut(chunk.offset as usize..end as usize)
+            .ok_or(bad)?;
+        dst.copy_from_slice(&chunk.data);
+        if !seen {
+            if let Some(b) = self.received.get_mut(byte) {
+                *b |= bit;
+            }
+            self.missing -= 1;
+        }
+        if self.missing > 0 {
+            return Ok(false);
+        }
+        if content_address(self.payload()) != self.content {
+            return Err(ChunkError::DigestMismatch);
+        }
+        Ok(true)
+    }
+
+    /// Chunks still missing.
+    pub fn missing(&self) -> u32 {
+        self.missing
+    }
+
+    /// The payload bytes (complete once `accept` returned `Ok(true)`).
+    pub fn payload(&self) -> &[u8] {
+        &self.buf[..self.total_len as usize]
+    }
+}

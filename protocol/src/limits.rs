@@ -1,0 +1,40 @@
+//! Every capacity on the wire, in one place.
+//!
+//! Messages are bounded (heapless) so that a decoder can never be made to allocate, and each
+//! message enum's largest encoding is checked at compile time against [`MAX_MESSAGE`].
+
+/// Largest frame on a byte stream: the length prefix is a `u16`.
+pub const MAX_FRAME: usize = u16::MAX as usize;
+/// ChaCha20-Poly1305 tag that sealing adds to every frame.
+pub const SEAL_OVERHEAD: usize = 16;
+/// Largest encoded message: a sealed message must still fit one frame.
+pub const MAX_MESSAGE: usize = MAX_FRAME - SEAL_OVERHEAD;
+
+/// Data bytes in one chunk of a large payload (geometry, job input, results).
+pub const CHUNK_DATA: usize = 60 * 1024;
+/// Largest payload that is chunked: 256 MiB (a 512^3 uint16 volume fits with room to spare).
+pub const MAX_PAYLOAD: u32 = 256 * 1024 * 1024;
+
+/// Devices one rig may report (GPUs plus CPU worker devices).
+pub const MAX_DEVICES: usize = 32;
+/// Bytes of a rig, device or label name.
+pub const NAME_LEN: usize = 48;
+/// Bytes of a firmware version string.
+pub const FIRMWARE_LEN: usize = 32;
+/// Bytes of an operator console command line.
+pub const CONSOLE_LINE: usize = 256;
+/// Bytes of an operator console reply.
+pub const CONSOLE_REPLY: usize = 8 * 1024;
+/// Bytes of a human-readable reason or error message.
+pub const REASON_LEN: usize = 256;
+
+/// Photon indices one `SampleRequest` may name.
+pub const SAMPLES_PER_REQUEST: usize = 64;
+/// History proofs in one `SampleProof` message (a request is answered in several).
+pub const PROOFS_PER_MESSAGE: usize = 32;
+/// Bytes of one per-history record (the engine's canonical `PhotonRecord` encoding).
+pub const HISTORY_RECORD: usize = 96;
+/// Depth of a Merkle proof: 2^40 histories per assignment is far beyond any real one.
+pub const MERKLE_DEPTH: usize = 40;
+/// Assignments one `PaymentClaim` may list.
+pub const CLAIMS_PER_MESSAGE: usize = 64;

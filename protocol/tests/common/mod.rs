@@ -1,0 +1,417 @@
+//! Proptest strategies for every message type (shared by the round-trip and fuzz tests).
+#![allow(dead_code)]
+
+use compushare_protocol::chunk::Chunk;
+use compushare_protocol::limits::*;
+use compushare_protocol::msg::*;
+use compushare_protocol::types::*;
+use heapless::{String, Vec};
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+pub fn hstr<const N: usize>() -> impl Strategy<Value = String<N>> {
+    prop_oneof!["\\PC{0,24}", "[a-z0-9 ._-]{0,200}"].prop_map(|s: std::string::String| {
+        let mut h = String::new();
+        for c in s.chars() {
+            if h.push(c).is_err() {
+                break;
+            }
+        }
+        h
+    })
+}
+
+pub fn hvec<T: core::fmt::Debug + Clone, const N: usize>(
+    s: impl Strategy<Value = T>,
+    max: usize,
+) -> impl Strategy<Value = Vec<T, N>> {
+    vec(s, 0..=max.min(N)).prop_map(|v| v.into_iter().collect())
+}
+
+pub fn key() -> impl Strategy<Value = [u8; 32]> {
+    any::<[u8; 32]>()
+}
+
+/// Chunk data: small random bytes, or a full 60 KiB chunk filled from a seed (fast to make).
+pub fn chunk() -> impl Strategy<Value = Chunk> {
+    let data = prop_oneof![
+        vec(any::<u8>(), 0..64).prop_map(|v| Vec::from_slice(&v).unwrap_or_default()),
+        (0..=CHUNK_DATA, any::<u8>())
+            .prop_map(|(n, seed)| { (0..n).map(|i| (i as u8).wrapping_mul(seed | 1)).collect() }),
+    ];
+    (key(), any::<u32>(), any::<u32>(), data).prop_map(|(content, total_len, offset, data)| Chunk {
+        content,
+        total_len,
+        offset,
+        data,
+    })
+}
+
+fn device_kind() -> impl Strategy<Value = DeviceKind> {
+    prop_oneof![Just(DeviceKind::Cpu), Just(DeviceKind::CudaGpu)]
+}
+
+fn role() -> impl Strategy<Value = Role> {
+    prop_oneof![
+        Just(Role::Auto),
+        Just(Role::Mine),
+        Just(Role::Transport),
+        Just(Role::Off)
+    ]
+}
+
+fn device_info() -> impl Strategy<Value = DeviceInfo> {
+    (
+        any::<u8>(),
+        device_kind(),
+        hstr(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(index, kind, name, compute_units, cores, memory, hash_rate, histories_per_s)| {
+                DeviceInfo {
+                    index,
+                    kind,
+                    name,
+                    compute_units,
+                    cores,
+                    memory,
+                    hash_rate,
+                    histories_per_s,
+                }
+            },
+        )
+}
+
+pub fn device_status() -> impl Strategy<Value = DeviceStatus> {
+    (
+        any::<u8>(),
+        role(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<Option<i16>>(),
+        any::<Option<u16>>(),
+    )
+        .prop_map(
+            |(index, role, hash_rate, histories_per_s, temperature_dc, power_w)| DeviceStatus {
+                index,
+                role,
+                hash_rate,
+                histories_per_s,
+                temperature_dc,
+                power_w,
+            },
+        )
+}
+
+pub fn heartbeat() -> impl Strategy<Value = Heartbeat> {
+    (
+        any::<u64>(),
+        hvec(device_status(), MAX_DEVICES),
+        any::<u16>(),
+        any::<u16>(),
+    )
+        .prop_map(|(uptime_s, devices, vault_used, vault_slots)| Heartbeat {
+            uptime_s,
+            devices,
+            vault_used,
+            vault_slots,
+        })
+}
+
+fn reject_reason() -> impl Strategy<Value = RejectReason> {
+    prop_oneof![
+        Just(RejectReason::Busy),
+        Just(RejectReason::NoSuchDevice),
+        Just(RejectReason::OutOfMemory),
+        Just(RejectReason::Unsupported),
+        Just(RejectReason::PriceTooLow),
+        Just(RejectReason::VaultFull),
+    ]
+}
+
+fn refusal() -> impl Strategy<Value = Refusal> {
+    (any::<u16>(), any::<u16>(), any::<u16>(), hstr()).prop_map(
+        |(code, min_version, max_version, reason)| Refusal {
+            code,
+            min_version,
+            max_version,
+            reason,
+        },
+    )
+}
+
+fn proof() -> impl Strategy<Value = HistoryProof> {
+    (
+        any::<u64>(),
+        hvec(any::<u8>(), HISTORY_RECORD),
+        hvec(key(), MERKLE_DEPTH),
+    )
+        .prop_map(|(photon, record, path)| HistoryProof {
+            photon,
+            record,
+            path,
+        })
+}
+
+pub fn rig_to_manager() -> impl Strategy<Value = RigToManager> {
+    let id = any::<u64>().prop_map(AssignmentId);
+    prop_oneof![
+        (
+            any::<u16>(),
+            hstr(),
+            hstr(),
+            key(),
+            hvec(device_info(), MAX_DEVICES)
+        )
+            .prop_map(
+                |(version, firmware, name, payout, devices)| RigToManager::Hello(RigHello {
+                    version,
+                    firmware,
+                    name,
+                    payout,
+                    devices
+                })
+            ),
+        heartbeat().prop_map(RigToManager::Heartbeat),
+        (
+            any::<u64>(),
+            any::<u8>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(|(j, device, cores, h, p)| {
+                RigToManager::Bid(Bid {
+                    job: JobId(j),
+                    device,
+                    cores,
+                    histories_per_s: h,
+                    min_price: Amount(p),
+                })
+            }),
+        id.clone()
+            .prop_map(|assignment| RigToManager::AssignmentAccepted { assignment }),
+        (id.clone(), reject_reason()).prop_map(|(assignment, reason)| {
+            RigToManager::AssignmentRejected { assignment, reason }
+        }),
+        (
+            id.clone(),
+            any::<u64>(),
+            key(),
+            key(),
+            key(),
+            any::<u32>(),
+            any::<[u64; 3]>()
+        )
+            .prop_map(
+                |(assignment, histories, tally, merkle_root, sealed, sealed_len, s)| {
+                    RigToManager::ResultCommit(ResultCommit {
+                        assignment,
+                        histories,
+                        tally,
+                        merkle_root,
+                        sealed,
+                        sealed_len,
+                        stats: CostStats {
+                            elapsed_ms: s[0],
+                            voxel_steps: s[1],
+                            scatters: s[2],
+                        },
+                    })
+                }
+            ),
+        chunk().prop_map(RigToManager::ResultChunk),
+        (id.clone(), hvec(proof(), PROOFS_PER_MESSAGE)).prop_map(|(assignment, proofs)| {
+            RigToManager::SampleProof(SampleProof { assignment, proofs })
+        }),
+        (key(), hvec(id, CLAIMS_PER_MESSAGE)).prop_map(|(payout, assignments)| {
+            RigToManager::PaymentClaim(PaymentClaim {
+                payout,
+                assignments,
+            })
+        }),
+        (any::<u32>(), any::<bool>(), hstr()).prop_map(|(request, ok, text)| {
+            RigToManager::ConsoleReply(ConsoleReply { request, ok, text })
+        }),
+        key().prop_map(|content| RigToManager::GeometryRequest { content }),
+    ]
+}
+
+pub fn manager_to_rig() -> impl Strategy<Value = ManagerToRig> {
+    let id = any::<u64>().prop_map(AssignmentId);
+    let trust = prop_oneof![Just(TrustLevel::Untrusted), Just(TrustLevel::Trusted)];
+    let ack = prop_oneof![
+        Just(AckStatus::Received),
+        Just(AckStatus::Verified),
+        Just(AckStatus::Failed),
+        Just(AckStatus::Unknown)
+    ];
+    prop_oneof![
+        refusal().prop_map(ManagerToRig::Refused),
+        (any::<u16>(), trust, hstr(), any::<u16>()).prop_map(
+            |(version, trust, label, heartbeat_s)| {
+                ManagerToRig::Welcome(Welcome {
+                    version,
+                    trust,
+                    label,
+                    heartbeat_s,
+                })
+            }
+        ),
+        (any::<u64>(), any::<u32>()).prop_map(|(p, valid_for_s)| ManagerToRig::PriceAnnounce {
+            price_per_unit: Amount(p),
+            valid_for_s
+        }),
+        (
+            id.clone(),
+            any::<u64>(),
+            any::<u8>(),
+            key(),
+            any::<u32>(),
+            any::<[u64; 5]>()
+        )
+            .prop_map(|(assignment, job, device, geometry, geometry_len, n)| {
+                ManagerToRig::Assign(Assign {
+                    assignment,
+                    job: JobId(job),
+                    device,
+                    geometry,
+                    geometry_len,
+                    seed: n[0],
+                    photons: PhotonRange {
+                        start: n[1],
+                        count: n[2],
+                    },
+                    deadline_unix_s: n[3],
+                    payout: Amount(n[4]),
+                })
+            }),
+        chunk().prop_map(ManagerToRig::GeometryChunk),
+        (id.clone(), hvec(any::<u64>(), SAMPLES_PER_REQUEST)).prop_map(|(assignment, photons)| {
+            ManagerToRig::SampleRequest {
+                assignment,
+                photons,
+            }
+        }),
+        (id.clone(), ack).prop_map(|(assignment, status)| ManagerToRig::Ack { assignment, status }),
+        (any::<Option<u8>>(), role())
+            .prop_map(|(device, role)| ManagerToRig::RoleCommand { device, role }),
+        (id.clone(), any::<u64>(), any::<bool>()).prop_map(|(assignment, a, spendable)| {
+            ManagerToRig::PaymentNotice {
+                assignment,
+                amount: Amount(a),
+                spendable,
+            }
+        }),
+        (any::<u32>(), hstr())
+            .prop_map(|(request, line)| ManagerToRig::ConsoleCommand { request, line }),
+        id.prop_map(|assignment| ManagerToRig::Cancel { assignment }),
+        (any::<u64>(), any::<[u64; 3]>(), key(), any::<u32>()).prop_map(
+            |(job, n, geometry, geometry_len)| {
+                ManagerToRig::Offer(Offer {
+                    job: JobId(job),
+                    cost_per_history_milli: n[0],
+                    price_per_unit: Amount(n[1]),
+                    geometry,
+                    geometry_len,
+                    photons_left: n[2],
+                })
+            }
+        ),
+    ]
+}
+
+pub fn client_to_manager() -> impl Strategy<Value = ClientToManager> {
+    let job = any::<u64>().prop_map(JobId);
+    let mode = prop_oneof![Just(Mode::Cheapest), Just(Mode::Fastest)];
+    prop_oneof![
+        any::<u16>().prop_map(|version| ClientToManager::Hello { version }),
+        (
+            key(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<Option<u64>>(),
+            mode,
+            any::<u64>()
+        )
+            .prop_map(|(input, input_len, photons, seed, mode, max)| {
+                ClientToManager::SubmitJob(SubmitJob {
+                    input,
+                    input_len,
+                    photons,
+                    seed,
+                    mode,
+                    max_price: Amount(max),
+                })
+            }),
+        chunk().prop_map(ClientToManager::JobData),
+        job.clone()
+            .prop_map(|job| ClientToManager::JobStatus { job }),
+        job.clone()
+            .prop_map(|job| ClientToManager::FetchResult { job }),
+        (job, key(), any::<u8>()).prop_map(|(job, rig, stars)| ClientToManager::Rate {
+            job,
+            rig,
+            stars
+        }),
+    ]
+}
+
+pub fn manager_to_client() -> impl Strategy<Value = ManagerToClient> {
+    let job = any::<u64>().prop_map(JobId);
+    let state = prop_oneof![
+        Just(JobState::Queued),
+        Just(JobState::Running),
+        Just(JobState::Verifying),
+        Just(JobState::Done),
+        Just(JobState::Failed)
+    ];
+    let code = prop_oneof![
+        Just(ErrorCode::BadJob),
+        Just(ErrorCode::InsufficientFunds),
+        Just(ErrorCode::TooExpensive),
+        Just(ErrorCode::UnknownJob),
+        Just(ErrorCode::NotReady),
+        Just(ErrorCode::Protocol),
+        Just(ErrorCode::Internal)
+    ];
+    prop_oneof![
+        refusal().prop_map(ManagerToClient::Refused),
+        any::<u16>().prop_map(|version| ManagerToClient::Welcome { version }),
+        (job.clone(), any::<u64>(), any::<u64>()).prop_map(|(job, p, e)| {
+            ManagerToClient::JobAccepted {
+                job,
+                price_per_history: Amount(p),
+                escrowed: Amount(e),
+            }
+        }),
+        (
+            job.clone(),
+            state,
+            any::<[u64; 3]>(),
+            hvec(key(), MAX_DEVICES)
+        )
+            .prop_map(|(job, state, n, rigs)| {
+                ManagerToClient::JobStatus(JobStatus {
+                    job,
+                    state,
+                    photons_done: n[0],
+                    photons_total: n[1],
+                    spent: Amount(n[2]),
+                    rigs,
+                })
+            }),
+        (job, key(), any::<u32>()).prop_map(|(job, content, len)| ManagerToClient::ResultReady {
+            job,
+            content,
+            len
+        }),
+        chunk().prop_map(ManagerToClient::ResultChunk),
+        (code, hstr()).prop_map(|(code, message)| ManagerToClient::Error { code, message }),
+    ]
+}

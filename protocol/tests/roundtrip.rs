@@ -1,0 +1,59 @@
+//! Every message of every direction survives encode -> decode unchanged, and never encodes
+//! larger than its compile-time maximum.
+
+mod common;
+
+use compushare_protocol::limits::MAX_MESSAGE;
+use compushare_protocol::msg::{self, Message};
+use proptest::prelude::*;
+
+fn round_trip<M: Message + PartialEq + core::fmt::Debug>(m: &M) -> Result<(), TestCaseError> {
+    let mut buf = vec![0u8; M::POSTCARD_MAX_SIZE];
+    let bytes = msg::encode(m, &mut buf).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(bytes.len() <= M::POSTCARD_MAX_SIZE && bytes.len() <= MAX_MESSAGE);
+    let back: M = msg::decode(bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&back, m);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rig_to_manager(m in common::rig_to_manager()) { round_trip(&m)?; }
+
+    #[test]
+    fn manager_to_rig(m in common::manager_to_rig()) { round_trip(&m)?; }
+
+    #[test]
+    fn client_to_manager(m in common::client_to_manager()) { round_trip(&m)?; }
+
+    #[test]
+    fn manager_to_client(m in common::manager_to_client()) { round_trip(&m)?; }
+
+    /// The version of any Hello is readable without decoding the rest.
+    #[test]
+    fn hello_version_peek(m in common::rig_to_manager()) {
+        let mut buf = vec![0u8; 70_000];
+        let bytes = msg::encode(&m, &mut buf).unwrap();
+        match &m {
+            msg::RigToManager::Hello(h) => prop_assert_eq!(msg::peek_version(bytes), Ok(h.version)),
+            _ => prop_assert_eq!(msg::peek_version(bytes), Err(msg::CodecError::NotHello)),
+        }
+    }
+}
+
+#[test]
+fn every_message_fits_a_sealed_frame() {
+    use compushare_protocol::msg::MaxSize;
+    use compushare_protocol::msg::*;
+    for (name, max) in [
+        ("RigToManager", RigToManager::POSTCARD_MAX_SIZE),
+        ("ManagerToRig", ManagerToRig::POSTCARD_MAX_SIZE),
+        ("ClientToManager", ClientToManager::POSTCARD_MAX_SIZE),
+        ("ManagerToClient", ManagerToClient::POSTCARD_MAX_SIZE),
+    ] {
+        assert!(max <= MAX_MESSAGE, "{name}: {max} > {MAX_MESSAGE}");
+        println!("{name}: max {max} bytes");
+    }
+}
