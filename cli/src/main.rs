@@ -7,6 +7,7 @@ mod cmd_bench_sha256d;
 mod cmd_mine;
 mod cmd_bench_protocol;
 mod cmd_keygen;
+mod cmd_sim;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ enum Command {
     Mine(cmd_mine::MineArgs),
     /// Create an identity key file (0600) if missing and print its public key (hex).
     Keygen(cmd_keygen::KeygenArgs),
+    /// Run a photon-transport job locally (MCX JSON input or a built-in benchmark).
+    Sim(cmd_sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         },
         Command::Mine(args) => cmd_mine::run(args),
         Command::Keygen(args) => cmd_keygen::run(args),
+        Command::Sim(args) => cmd_sim::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
