@@ -8,6 +8,7 @@ mod cmd_mine;
 mod cmd_bench_protocol;
 mod cmd_keygen;
 mod cmd_sim;
+mod cmd_rig;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,8 @@ enum Command {
     Keygen(cmd_keygen::KeygenArgs),
     /// Run a photon-transport job locally (MCX JSON input or a built-in benchmark).
     Sim(cmd_sim::SimArgs),
+    /// Run the rig controller (transport client) from rig.conf.
+    Rig(cmd_rig::RigArgs),
 }
 
 #[derive(Subcommand)]
@@ -55,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Mine(args) => cmd_mine::run(args),
         Command::Keygen(args) => cmd_keygen::run(args),
         Command::Sim(args) => cmd_sim::run(args),
+        Command::Rig(args) => cmd_rig::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -144,7 +144,7 @@ pub enum ConfigError {
     #[error("{}: file of {len} bytes is larger than {MAX_FILE_BYTES} bytes", path.display())]
     TooLarge { path: PathBuf, len: u64 },
     /// A line or key is wrong; `line` is 1-based (0 for a required key that is absent).
-    #[error("{}:{line}: {key}: {problem}{}", path.display(), value.as_ref().map(|v| format!(", got {v:?}")).unwrap_or_default())]
+    #[error("{}", line_message(path, *line, key, problem, value.as_deref()))]
     Line {
         path: PathBuf,
         line: usize,
@@ -154,6 +154,24 @@ pub enum ConfigError {
         /// The offending value, cut to 80 characters.
         value: Option<String>,
     },
+}
+
+/// `rig.conf:12: MANAGER_KEY: expected ..., got "xyz"` (the key left out when the line has
+/// none).
+fn line_message(
+    path: &Path,
+    line: usize,
+    key: &str,
+    problem: &Problem,
+    value: Option<&str>,
+) -> String {
+    let key = if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    };
+    let got = value.map(|v| format!(", got {v:?}")).unwrap_or_default();
+    format!("{}:{line}: {key}{problem}{got}", path.display())
 }
 
 impl ConfigError {
