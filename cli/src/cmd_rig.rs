@@ -31,11 +31,8 @@ pub fn run(args: RigArgs) -> anyhow::Result<()> {
         set_level(if args.verbose { Level::Debug } else { Level::Info });
     }
     let cfg = RigConfig::load(&args.config)?;
-    let manager = cfg.manager.clone().ok_or_else(|| cfg.missing("MANAGER"))?;
-    let manager_key = cfg.manager_key.ok_or_else(|| cfg.missing("MANAGER_KEY"))?;
-    let state_dir = cfg.state_dir.clone().ok_or_else(|| cfg.missing("STATE_DIR"))?;
-    let payout = cfg.payout_key()?;
-    let name = cfg.rig_name.clone().unwrap_or_else(|| "rig".to_owned());
+    let settings = RigSettings::from_config(&cfg, RigOptions::default())?;
+    let state_dir = settings.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("STATE_DIR {}", state_dir.display()))?;
     let key_path = state_dir.join(KEY_FILE);
@@ -45,19 +42,11 @@ pub fn run(args: RigArgs) -> anyhow::Result<()> {
         eprintln!("compushare: created rig identity {}", key_path.display());
     }
     eprintln!(
-        "compushare: rig {name} ({}) -> manager {manager}",
-        hex::encode(&identity.public())
+        "compushare: rig {} ({}) -> manager {}; measuring devices",
+        settings.name,
+        hex::encode(&identity.public()),
+        settings.manager
     );
-    let settings = RigSettings {
-        manager,
-        manager_key,
-        name,
-        payout,
-        cpu_devices: cfg.cpu_devices,
-        roles: cfg.roles.clone(),
-        state_dir,
-        options: RigOptions::default(),
-    };
     let rig = Rig::new(settings, identity)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

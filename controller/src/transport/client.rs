@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use super::assignment::{self, block_log2_for, Completed, Fabricate, RunError};
 use super::proofs::{self, Commitments};
 use super::state::{Payment, Payments, StateError};
-use crate::config::Roles;
+use crate::config::{ConfigError, RigConfig, Roles};
 use crate::{debug, info, warn};
 
 /// Firmware string announced in Hello.
@@ -93,6 +93,23 @@ pub struct RigSettings {
     pub roles: Roles,
     pub state_dir: PathBuf,
     pub options: RigOptions,
+}
+
+impl RigSettings {
+    /// Settings from rig.conf's MANAGER, MANAGER_KEY, RIG_NAME (default "rig"), PAYOUT,
+    /// CPU_DEVICES, ROLES and STATE_DIR; an absent or unusable key is an error naming it.
+    pub fn from_config(cfg: &RigConfig, options: RigOptions) -> Result<Self, ConfigError> {
+        Ok(RigSettings {
+            manager: cfg.manager.clone().ok_or_else(|| cfg.missing("MANAGER"))?,
+            manager_key: cfg.manager_key.ok_or_else(|| cfg.missing("MANAGER_KEY"))?,
+            name: cfg.rig_name.clone().unwrap_or_else(|| "rig".to_owned()),
+            payout: cfg.payout_key()?,
+            cpu_devices: cfg.cpu_devices,
+            roles: cfg.roles.clone(),
+            state_dir: cfg.state_dir.clone().ok_or_else(|| cfg.missing("STATE_DIR"))?,
+            options,
+        })
+    }
 }
 
 /// Why the rig stopped (fatal) or a session ended (retried).
@@ -398,8 +415,9 @@ impl Rig {
         });
         let result = self.session_loop(&mut writer, &mut in_rx, &welcome).await;
         reader_task.abort();
-        // Geometry fetches belong to the session that asked for them.
+        // Geometry fetches and offers belong to the session that carried them.
         self.fetches.clear();
+        self.offers.clear();
         result.map_err(|e| match e {
             Ended::Channel(source) => chan_err(source),
             Ended::Rig(e) => e,
