@@ -28,7 +28,11 @@ pub struct RigArgs {
 
 pub fn run(args: RigArgs) -> anyhow::Result<()> {
     if std::env::var_os("COMPUSHARE_LOG").is_none() {
-        set_level(if args.verbose { Level::Debug } else { Level::Info });
+        set_level(if args.verbose {
+            Level::Debug
+        } else {
+            Level::Info
+        });
     }
     let cfg = RigConfig::load(&args.config)?;
     let settings = RigSettings::from_config(&cfg, RigOptions::default())?;

@@ -86,7 +86,9 @@ fn good_config_connects_and_says_hello() {
             .await
             .expect("rig connects")
             .unwrap();
-        let mut ch = accept_tcp(stream, &manager, HANDSHAKE_TIMEOUT).await.unwrap();
+        let mut ch = accept_tcp(stream, &manager, HANDSHAKE_TIMEOUT)
+            .await
+            .unwrap();
         ch.recv_hello::<RigToManager>().await.unwrap()
     });
     let _ = child.kill();

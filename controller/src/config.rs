@@ -276,7 +276,10 @@ impl RigConfig {
     /// `PAYOUT` as a worker account key (what the transport client announces), or an error
     /// naming the key when it is absent or is not 64 hex digits.
     pub fn payout_key(&self) -> Result<PublicKey, ConfigError> {
-        let v = self.payout.as_deref().ok_or_else(|| self.missing("PAYOUT"))?;
+        let v = self
+            .payout
+            .as_deref()
+            .ok_or_else(|| self.missing("PAYOUT"))?;
         hex::decode_array::<32>(v).map_err(|_| ConfigError::Line {
             path: self.path.clone(),
             line: 0,
@@ -420,11 +423,13 @@ impl Parser<'_> {
                 );
             }
             "VAULT_SLOT_BYTES" => {
-                self.cfg.vault_slot_bytes = Some(
-                    parse_bytes(value)
-                        .filter(|&v| v >= 4096)
-                        .ok_or_else(|| invalid(self, "a size in bytes (K/M/G suffix allowed), at least 4096"))?,
-                );
+                self.cfg.vault_slot_bytes =
+                    Some(parse_bytes(value).filter(|&v| v >= 4096).ok_or_else(|| {
+                        invalid(
+                            self,
+                            "a size in bytes (K/M/G suffix allowed), at least 4096",
+                        )
+                    })?);
             }
             "SERIAL_CONSOLE" => {
                 if !value.starts_with('/') {
@@ -444,8 +449,9 @@ impl Parser<'_> {
                     .split(',')
                     .map(|k| hex::decode_array::<32>(k.trim()))
                     .collect();
-                self.cfg.console_keys =
-                    keys.map_err(|_| invalid(self, "operator keys, 64 hex digits each, comma separated"))?;
+                self.cfg.console_keys = keys.map_err(|_| {
+                    invalid(self, "operator keys, 64 hex digits each, comma separated")
+                })?;
             }
             "API_LISTEN" => {
                 self.cfg.api_listen = value

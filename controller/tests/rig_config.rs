@@ -77,7 +77,10 @@ fn good_file_sets_every_key() {
     assert_eq!(c.console_listen, Some("0.0.0.0:7734".parse().unwrap()));
     assert_eq!(c.console_keys, vec![[1u8; 32], [0xab; 32]]);
     assert_eq!(c.api_listen, "0.0.0.0:4028".parse().unwrap());
-    assert_eq!(c.state_dir.as_deref(), Some(Path::new("/var/lib/compushare")));
+    assert_eq!(
+        c.state_dir.as_deref(),
+        Some(Path::new("/var/lib/compushare"))
+    );
     assert_eq!(c.switch_margin, 0.1);
 }
 
@@ -111,7 +114,10 @@ fn check(text: &str, line: usize, key: &str, problem: fn(&Problem) -> bool) {
     assert_eq!(e.key(), Some(key), "{e}");
     assert!(problem(e.problem().unwrap()), "{e}");
     let shown = e.to_string();
-    assert!(shown.starts_with(&format!("rig.conf:{line}: {key}")), "{shown}");
+    assert!(
+        shown.starts_with(&format!("rig.conf:{line}: {key}")),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -129,17 +135,27 @@ fn every_error_names_line_and_key() {
     check(&with_line(n + 1, "COLOR=blue"), n + 1, "COLOR", |p| {
         *p == Problem::UnknownKey
     });
-    check(&with_line(n + 1, "POOL0=stratum+tcp://a:1"), n + 1, "POOL0", |p| {
-        *p == Problem::UnknownKey
-    });
-    check(&with_line(n + 1, "POOL1_WHAT=x"), n + 1, "POOL1_WHAT", |p| {
-        *p == Problem::UnknownKey
-    });
+    check(
+        &with_line(n + 1, "POOL0=stratum+tcp://a:1"),
+        n + 1,
+        "POOL0",
+        |p| *p == Problem::UnknownKey,
+    );
+    check(
+        &with_line(n + 1, "POOL1_WHAT=x"),
+        n + 1,
+        "POOL1_WHAT",
+        |p| *p == Problem::UnknownKey,
+    );
     check(&with_line(n + 1, "MANAGER=a:1"), n + 1, "MANAGER", |p| {
         *p == Problem::Duplicate { first_line: 3 }
     });
-    check(&with_line(5, "RIG_NAME="), 5, "RIG_NAME", |p| *p == Problem::Empty);
-    check(&with_line(5, "just words"), 5, "", |p| *p == Problem::NoEquals);
+    check(&with_line(5, "RIG_NAME="), 5, "RIG_NAME", |p| {
+        *p == Problem::Empty
+    });
+    check(&with_line(5, "just words"), 5, "", |p| {
+        *p == Problem::NoEquals
+    });
     check(&with_line(13, "ROLES=auto,fly"), 13, "ROLES", |p| {
         matches!(p, Problem::Invalid { .. })
     });
@@ -152,33 +168,54 @@ fn every_error_names_line_and_key() {
     check(&with_line(15, "VAULT_SLOTS=0"), 15, "VAULT_SLOTS", |p| {
         matches!(p, Problem::Invalid { .. })
     });
-    check(&with_line(16, "VAULT_SLOT_BYTES=12Q"), 16, "VAULT_SLOT_BYTES", |p| {
-        matches!(p, Problem::Invalid { .. })
-    });
-    check(&with_line(17, "SERIAL_CONSOLE=ttyS0"), 17, "SERIAL_CONSOLE", |p| {
-        matches!(p, Problem::Invalid { .. })
-    });
-    check(&with_line(18, "CONSOLE_LISTEN=everywhere"), 18, "CONSOLE_LISTEN", |p| {
-        matches!(p, Problem::Invalid { .. })
-    });
-    check(&with_line(19, &format!("CONSOLE_KEYS={KEY_A},zz")), 19, "CONSOLE_KEYS", |p| {
-        matches!(p, Problem::Invalid { .. })
-    });
+    check(
+        &with_line(16, "VAULT_SLOT_BYTES=12Q"),
+        16,
+        "VAULT_SLOT_BYTES",
+        |p| matches!(p, Problem::Invalid { .. }),
+    );
+    check(
+        &with_line(17, "SERIAL_CONSOLE=ttyS0"),
+        17,
+        "SERIAL_CONSOLE",
+        |p| matches!(p, Problem::Invalid { .. }),
+    );
+    check(
+        &with_line(18, "CONSOLE_LISTEN=everywhere"),
+        18,
+        "CONSOLE_LISTEN",
+        |p| matches!(p, Problem::Invalid { .. }),
+    );
+    check(
+        &with_line(19, &format!("CONSOLE_KEYS={KEY_A},zz")),
+        19,
+        "CONSOLE_KEYS",
+        |p| matches!(p, Problem::Invalid { .. }),
+    );
     check(&with_line(20, "API_LISTEN=4028"), 20, "API_LISTEN", |p| {
         matches!(p, Problem::Invalid { .. })
     });
-    check(&with_line(22, "SWITCH_MARGIN=1.5"), 22, "SWITCH_MARGIN", |p| {
-        matches!(p, Problem::Invalid { .. })
-    });
-    check(&with_line(22, "SWITCH_MARGIN=NaN"), 22, "SWITCH_MARGIN", |p| {
-        matches!(p, Problem::Invalid { .. })
-    });
+    check(
+        &with_line(22, "SWITCH_MARGIN=1.5"),
+        22,
+        "SWITCH_MARGIN",
+        |p| matches!(p, Problem::Invalid { .. }),
+    );
+    check(
+        &with_line(22, "SWITCH_MARGIN=NaN"),
+        22,
+        "SWITCH_MARGIN",
+        |p| matches!(p, Problem::Invalid { .. }),
+    );
     check(&with_line(7, "POOL2=http://x:1"), 7, "POOL2", |p| {
         matches!(p, Problem::Invalid { .. })
     });
-    check(&with_line(n + 1, "POOL3_USER=w"), n + 1, "POOL3_USER", |p| {
-        *p == Problem::PoolWithoutUrl
-    });
+    check(
+        &with_line(n + 1, "POOL3_USER=w"),
+        n + 1,
+        "POOL3_USER",
+        |p| *p == Problem::PoolWithoutUrl,
+    );
     check(&with_line(6, "PAYOUT=two words"), 6, "PAYOUT", |p| {
         matches!(p, Problem::Invalid { .. })
     });
@@ -189,9 +226,12 @@ fn every_error_names_line_and_key() {
     assert_eq!(e.problem(), Some(&Problem::NotUtf8));
     let long = format!("RIG_NAME={}", "x".repeat(5000));
     check(&with_line(5, &long), 5, "", |p| *p == Problem::LineTooLong);
-    check(&with_line(5, &format!("RIG_NAME={}", "x".repeat(49))), 5, "RIG_NAME", |p| {
-        matches!(p, Problem::Invalid { .. })
-    });
+    check(
+        &with_line(5, &format!("RIG_NAME={}", "x".repeat(49))),
+        5,
+        "RIG_NAME",
+        |p| matches!(p, Problem::Invalid { .. }),
+    );
 }
 
 #[test]
@@ -200,7 +240,10 @@ fn missing_file_and_missing_key_are_named() {
     assert!(e.to_string().contains("/nonexistent/rig.conf"), "{e}");
     let c = parse("").unwrap();
     let e = c.missing("MANAGER");
-    assert_eq!(e.to_string(), "rig.conf:0: MANAGER: required key is not set");
+    assert_eq!(
+        e.to_string(),
+        "rig.conf:0: MANAGER: required key is not set"
+    );
 }
 
 proptest! {

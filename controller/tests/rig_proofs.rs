@@ -23,7 +23,10 @@ fn every_leaf_proves_against_the_plain_root() {
     let start = 1000u64;
     for count in [1u64, 2, 3, 7, 8, 9, 16, 17, 31, 33] {
         let (tally, records) = simulate_with_records(&job, start..start + count, 1, None).unwrap();
-        let leaves: Vec<_> = records.iter().map(|r| merkle::leaf_hash(&r.to_bytes())).collect();
+        let leaves: Vec<_> = records
+            .iter()
+            .map(|r| merkle::leaf_hash(&r.to_bytes()))
+            .collect();
         let root = merkle::root_of(&leaves);
         for block_log2 in 0..=4u32 {
             let done = assignment::run(&engine, start, count, block_log2, 1, None, &never).unwrap();

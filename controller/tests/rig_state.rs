@@ -39,7 +39,10 @@ fn payments_survive_restart_once_each() {
     std::fs::write(&path, &bytes).unwrap();
     let mut p = Payments::open(&d).unwrap();
     assert_eq!((p.total(), p.spendable(), p.count_paid()), (150, 50, 2));
-    assert!(!p.record(pay(2, 50, true)).unwrap(), "repeat after restart ignored");
+    assert!(
+        !p.record(pay(2, 50, true)).unwrap(),
+        "repeat after restart ignored"
+    );
     assert_eq!(parse_record(&std::fs::read(&path).unwrap()).len(), 2);
     let _ = std::fs::remove_dir_all(&d);
 }

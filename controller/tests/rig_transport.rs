@@ -25,9 +25,7 @@ use compushare_protocol::msg::{
 };
 use compushare_protocol::secure::net::{accept_tcp, TcpChannel, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::{seal, Identity};
-use compushare_protocol::types::{
-    Amount, AssignmentId, JobId, PhotonRange, Role, TrustLevel,
-};
+use compushare_protocol::types::{Amount, AssignmentId, JobId, PhotonRange, Role, TrustLevel};
 use tokio::net::TcpListener;
 
 /// A small job (12^3 voxels, two time gates, one detector) so tests stay fast on 2 cores.
@@ -88,10 +86,11 @@ async fn start_rig(
         state_dir: dir,
         options: opts,
     };
-    let rig = tokio::task::spawn_blocking(move || Rig::new(settings, Identity::generate().unwrap()))
-        .await
-        .unwrap()
-        .unwrap();
+    let rig =
+        tokio::task::spawn_blocking(move || Rig::new(settings, Identity::generate().unwrap()))
+            .await
+            .unwrap()
+            .unwrap();
     tokio::spawn(rig.run())
 }
 
@@ -178,7 +177,11 @@ impl Session {
         (commit, sealed)
     }
 
-    async fn proofs(&mut self, assignment: AssignmentId, want: usize) -> Vec<compushare_protocol::msg::HistoryProof> {
+    async fn proofs(
+        &mut self,
+        assignment: AssignmentId,
+        want: usize,
+    ) -> Vec<compushare_protocol::msg::HistoryProof> {
         let mut got = Vec::new();
         while got.len() < want {
             let m = self.next().await;
@@ -244,8 +247,14 @@ async fn full_session_commit_proofs_pay_and_reconnect() {
 
     let mut s = Session::accept(&listener, &manager).await;
     // A heartbeat arrives within its period.
-    let hb = tokio::time::timeout(WAIT, s.ch.recv::<RigToManager>()).await.unwrap().unwrap();
-    assert!(matches!(hb, RigToManager::Heartbeat(ref h) if h.devices.len() == 1), "{hb:?}");
+    let hb = tokio::time::timeout(WAIT, s.ch.recv::<RigToManager>())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(hb, RigToManager::Heartbeat(ref h) if h.devices.len() == 1),
+        "{hb:?}"
+    );
 
     // Offer -> geometry fetch -> Bid.
     let o = offer();
@@ -272,18 +281,27 @@ async fn full_session_commit_proofs_pay_and_reconnect() {
     let (commit, sealed) = s.result().await;
     let job = job_with_seed(seed, count);
     let local = simulate(&job, start..start + count, 1, None).unwrap();
-    let (with_records, records) = simulate_with_records(&job, start..start + count, 2, None).unwrap();
+    let (with_records, records) =
+        simulate_with_records(&job, start..start + count, 2, None).unwrap();
     assert_eq!(local.digest(), with_records.digest());
     assert_eq!(commit.assignment, a.assignment);
     assert_eq!(commit.histories, count);
-    assert_eq!(commit.tally, local.digest(), "tally digest equals local simulate");
+    assert_eq!(
+        commit.tally,
+        local.digest(),
+        "tally digest equals local simulate"
+    );
     let mut b = merkle::Builder::new();
     for r in &records {
         b.push(merkle::leaf_hash(&r.to_bytes()));
     }
     assert_eq!(commit.merkle_root, b.root(), "Merkle root over the records");
     let opened = seal::open(&manager, &sealed).unwrap();
-    assert_eq!(opened, local.canonical_bytes(), "sealed result opens to the canonical tally");
+    assert_eq!(
+        opened,
+        local.canonical_bytes(),
+        "sealed result opens to the canonical tally"
+    );
     s.ch.send(&ManagerToRig::Ack {
         assignment: a.assignment,
         status: AckStatus::Received,
@@ -293,7 +311,15 @@ async fn full_session_commit_proofs_pay_and_reconnect() {
 
     // Sample proofs, including leaves in different blocks, the partial last block, a
     // duplicate and a photon outside the assignment (skipped).
-    let asked = [start, start + 8, start + 13, start + count - 1, start + 20, start + 13, 999];
+    let asked = [
+        start,
+        start + 8,
+        start + 13,
+        start + count - 1,
+        start + 20,
+        start + 13,
+        999,
+    ];
     let mut photons = heapless::Vec::new();
     for p in asked {
         photons.push(p).unwrap();
@@ -309,11 +335,17 @@ async fn full_session_commit_proofs_pay_and_reconnect() {
     for p in &proofs {
         let leaf = merkle::leaf_hash(&p.record);
         merkle::verify(p.photon - start, count, &leaf, &p.path, &commit.merkle_root).unwrap();
-        assert_eq!(p.record.as_slice(), engine.simulate_photon(p.photon).to_bytes().as_slice());
+        assert_eq!(
+            p.record.as_slice(),
+            engine.simulate_photon(p.photon).to_bytes().as_slice()
+        );
     }
     let mut got: Vec<u64> = proofs.iter().map(|p| p.photon).collect();
     got.sort_unstable();
-    assert_eq!(got, vec![start, start + 8, start + 13, start + 20, start + count - 1]);
+    assert_eq!(
+        got,
+        vec![start, start + 8, start + 13, start + 20, start + count - 1]
+    );
 
     // Verified, paid (twice: recorded once).
     s.ch.send(&ManagerToRig::Ack {
@@ -342,7 +374,10 @@ async fn full_session_commit_proofs_pay_and_reconnect() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let paid = parse_record(&std::fs::read(&log).unwrap());
     assert_eq!(paid.len(), 1, "one payment recorded");
-    assert_eq!((paid[0].assignment, paid[0].amount), (a.assignment, Amount(100)));
+    assert_eq!(
+        (paid[0].assignment, paid[0].amount),
+        (a.assignment, Amount(100))
+    );
 
     // The manager drops the session: the rig reconnects and says Hello again.
     drop(s);
@@ -385,11 +420,17 @@ async fn wrong_manager_key_is_a_clear_fatal_error() {
     });
     let result = tokio::time::timeout(WAIT, rig).await.unwrap().unwrap();
     let err = result.expect_err("a wrong key must stop the rig");
-    assert!(matches!(err, RigError::ManagerKeyMismatch { .. }), "{err:?}");
+    assert!(
+        matches!(err, RigError::ManagerKeyMismatch { .. }),
+        "{err:?}"
+    );
     assert!(err.is_fatal());
     let text = err.to_string();
     assert!(text.contains("MANAGER_KEY"), "{text}");
-    assert!(text.contains(&compushare_protocol::hex::encode(&pinned)), "{text}");
+    assert!(
+        text.contains(&compushare_protocol::hex::encode(&pinned)),
+        "{text}"
+    );
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -409,11 +450,19 @@ async fn dishonest_rig_test_double_fabricates() {
     let (seed, start, count) = (99u64, 100u64, 20u64);
     let a = assign(21, seed, start, count);
     s.ch.send(&ManagerToRig::Assign(a)).await.unwrap();
-    assert!(matches!(s.next().await, RigToManager::AssignmentAccepted { .. }));
+    assert!(matches!(
+        s.next().await,
+        RigToManager::AssignmentAccepted { .. }
+    ));
     s.serve_geometry(JOB.as_bytes()).await;
     let (commit, _) = s.result().await;
     let job = job_with_seed(seed, count);
-    assert_ne!(commit.tally, simulate(&job, start..start + count, 1, None).unwrap().digest());
+    assert_ne!(
+        commit.tally,
+        simulate(&job, start..start + count, 1, None)
+            .unwrap()
+            .digest()
+    );
     // Its proofs are consistent with its (fabricated) root, but fabricated records differ
     // from re-simulation: what the manager's sample check catches.
     let all: Vec<u64> = (start..start + count).collect();
@@ -434,7 +483,10 @@ async fn dishonest_rig_test_double_fabricates() {
         let leaf = merkle::leaf_hash(&p.record);
         merkle::verify(p.photon - start, count, &leaf, &p.path, &commit.merkle_root).unwrap();
         let honest = engine.simulate_photon(p.photon).to_bytes();
-        assert_eq!(p.record.as_slice() != honest.as_slice(), fab.fabricates(p.photon));
+        assert_eq!(
+            p.record.as_slice() != honest.as_slice(),
+            fab.fabricates(p.photon)
+        );
         caught += usize::from(p.record.as_slice() != honest.as_slice());
     }
     assert!(caught > 0);

@@ -21,9 +21,8 @@ use compushare_kernels::transport::Engine;
 use compushare_protocol::chunk::{content_address, Chunk, Chunker};
 use compushare_protocol::limits::{CHUNK_DATA, MAX_PAYLOAD, PROOFS_PER_MESSAGE};
 use compushare_protocol::msg::{
-    refusal, AckStatus, Assign, Bid, Heartbeat, HistoryProof, ManagerToRig, Offer,
-    RejectReason, ResultCommit, RigHello, RigToManager, SampleProof, Welcome,
-    PROTOCOL_VERSION,
+    refusal, AckStatus, Assign, Bid, Heartbeat, HistoryProof, ManagerToRig, Offer, RejectReason,
+    ResultCommit, RigHello, RigToManager, SampleProof, Welcome, PROTOCOL_VERSION,
 };
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::{seal, ChannelError, Identity};
@@ -106,7 +105,10 @@ impl RigSettings {
             payout: cfg.payout_key()?,
             cpu_devices: cfg.cpu_devices,
             roles: cfg.roles.clone(),
-            state_dir: cfg.state_dir.clone().ok_or_else(|| cfg.missing("STATE_DIR"))?,
+            state_dir: cfg
+                .state_dir
+                .clone()
+                .ok_or_else(|| cfg.missing("STATE_DIR"))?,
             options,
         })
     }
@@ -128,10 +130,7 @@ pub enum RigError {
     Refused { code: u16, reason: String },
     /// The secure channel failed (network, handshake, decryption).
     #[error("session with {addr}: {source}")]
-    Channel {
-        addr: String,
-        source: ChannelError,
-    },
+    Channel { addr: String, source: ChannelError },
     /// The manager broke the protocol (for example, no Welcome after Hello).
     #[error("protocol: {0}")]
     Protocol(String),
@@ -288,7 +287,10 @@ impl Rig {
             .unwrap_or(1)
             .max(1);
         let n = settings.cpu_devices as usize;
-        let rate = calibrate_reference(cores.div_ceil(n).max(1), settings.options.calibration_photons)?;
+        let rate = calibrate_reference(
+            cores.div_ceil(n).max(1),
+            settings.options.calibration_photons,
+        )?;
         let devices = (0..n)
             .map(|i| {
                 // Split the cores as evenly as possible; every device gets at least one.
@@ -692,7 +694,10 @@ impl Rig {
             None => Some(RejectReason::NoSuchDevice),
             Some(d) if d.role == Role::Off => Some(RejectReason::NoSuchDevice),
             Some(d) if !self.eligible(d) || d.busy.is_some() => Some(RejectReason::Busy),
-            Some(_) if self.running.contains_key(&a.assignment) || self.held.contains_key(&a.assignment) => {
+            Some(_)
+                if self.running.contains_key(&a.assignment)
+                    || self.held.contains_key(&a.assignment) =>
+            {
                 Some(RejectReason::Busy)
             }
             Some(_)
@@ -753,11 +758,19 @@ impl Rig {
         }
     }
 
-    async fn need_geometry(&mut self, w: &mut Writer, content: Digest, len: u32) -> Result<(), Ended> {
+    async fn need_geometry(
+        &mut self,
+        w: &mut Writer,
+        content: Digest,
+        len: u32,
+    ) -> Result<(), Ended> {
         if self.fetches.contains_key(&content) || self.job(&content).is_some() {
             return Ok(());
         }
-        if len > self.settings.options.max_geometry_bytes || len > MAX_PAYLOAD || self.fetches.len() >= MAX_FETCHES {
+        if len > self.settings.options.max_geometry_bytes
+            || len > MAX_PAYLOAD
+            || self.fetches.len() >= MAX_FETCHES
+        {
             warn!("geometry of {len} bytes not fetched (limit or too many fetches)");
             return Ok(());
         }
@@ -883,7 +896,10 @@ impl Rig {
 
     fn on_sample_request(&mut self, id: AssignmentId, photons: &[u64]) {
         let Some(h) = self.held.get(&id) else {
-            warn!("sample request for assignment {} that the rig does not hold", id.0);
+            warn!(
+                "sample request for assignment {} that the rig does not hold",
+                id.0
+            );
             return;
         };
         let c = h.commitments.clone();
@@ -893,11 +909,9 @@ impl Rig {
         let photons = photons.to_vec();
         let tx = self.events_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let result = Engine::new(&job)
-                .map_err(|e| e.to_string())
-                .and_then(|e| {
-                    proofs::prove(&e, &c, &photons, threads, fabricate).map_err(|e| e.to_string())
-                });
+            let result = Engine::new(&job).map_err(|e| e.to_string()).and_then(|e| {
+                proofs::prove(&e, &c, &photons, threads, fabricate).map_err(|e| e.to_string())
+            });
             let _ = tx.send(Event::Proofs {
                 assignment: id,
                 result,

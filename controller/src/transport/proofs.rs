@@ -85,7 +85,14 @@ pub fn prove(
         };
         let mut record = heapless::Vec::new();
         let _ = record.extend_from_slice(&rec.to_bytes());
-        made.push((photon, HistoryProof { photon, record, path }));
+        made.push((
+            photon,
+            HistoryProof {
+                photon,
+                record,
+                path,
+            },
+        ));
     }
     let mut out = Vec::with_capacity(photons.len());
     for p in photons {
@@ -116,5 +123,8 @@ fn subtree(c: &Commitments, rebuilt: &Rebuilt, s: u64, n: u64) -> Digest {
         return merkle::root_of(&[]);
     }
     let k = 1u64 << (63 - (n - 1).leading_zeros());
-    merkle::node_hash(&subtree(c, rebuilt, s, k), &subtree(c, rebuilt, s + k, n - k))
+    merkle::node_hash(
+        &subtree(c, rebuilt, s, k),
+        &subtree(c, rebuilt, s + k, n - k),
+    )
 }
