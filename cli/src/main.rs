@@ -3,10 +3,13 @@
 //! Each subcommand lives in its own module (`cmd_*.rs`) that owns its arguments and its
 //! output; this file only dispatches.
 
+mod cmd_bench_sha256d;
+mod cmd_mine;
 mod cmd_bench_protocol;
 mod cmd_client;
 mod cmd_keygen;
 mod cmd_manager_run;
+mod cmd_rig;
 mod cmd_sim;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +32,8 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+    /// Stand-alone Stratum v1 miner (like cpuminer), with pool failover.
+    Mine(cmd_mine::MineArgs),
     /// Create an identity key file (0600) if missing and print its public key (hex).
     Keygen(cmd_keygen::KeygenArgs),
     /// Run a photon-transport job locally (MCX JSON input or a built-in benchmark).
@@ -44,6 +49,8 @@ enum Command {
     Status(cmd_client::StatusArgs),
     /// Fetch a finished job's result and write it like `sim --out`.
     Fetch(cmd_client::FetchArgs),
+    /// Run the rig controller (transport client) from rig.conf.
+    Rig(cmd_rig::RigArgs),
 }
 
 #[derive(Subcommand)]
@@ -54,6 +61,8 @@ enum ManagerWhat {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// SHA-256d nonce-scanning throughput.
+    Sha256d(cmd_bench_sha256d::BenchSha256dArgs),
     /// Encode + seal + open + decode of a Heartbeat and of a 60 KiB ResultChunk.
     Protocol(cmd_bench_protocol::BenchProtocolArgs),
 }
@@ -62,8 +71,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Bench { what } => match what {
+            BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
             BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
         },
+        Command::Mine(args) => cmd_mine::run(args),
         Command::Keygen(args) => cmd_keygen::run(args),
         Command::Sim(args) => cmd_sim::run(args),
         Command::Manager { what } => match what {
@@ -72,6 +83,7 @@ fn main() -> std::process::ExitCode {
         Command::Submit(args) => cmd_client::submit(args),
         Command::Status(args) => cmd_client::status(args),
         Command::Fetch(args) => cmd_client::fetch(args),
+        Command::Rig(args) => cmd_rig::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,244 @@
+//! The hand-off between the Stratum client and the devices: the current [`Work`], one
+//! cancel flag per device slot (set the moment a new job arrives, so scanners stop within
+//! their polling interval), found shares travelling back, and per-pool counters.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::job::Work;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the mining engine down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A share a device found, on its way to the pool session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundShare {
+    /// Pool index of the work.
+    pub pool: usize,
+    /// Session of the work.
+    pub session: u64,
+    /// Job id.
+    pub job_id: String,
+    /// extranonce2 used.
+    pub extranonce2: Vec<u8>,
+    /// ntime used.
+    pub ntime: u32,
+    /// The winning nonce.
+    pub nonce: u32,
+    /// BIP 310 bits, when rolling.
+    pub version_bits: Option<u32>,
+    /// Share difficulty the work was issued at.
+    pub difficulty: f64,
+}
+
+/// The current job, shared by all device slots.
+pub struct WorkBoard {
+    current: Mutex<Option<Arc<Work>>>,
+    cancel: Vec<AtomicBool>,
+    working: Vec<AtomicU64>,
+    generation: AtomicU64,
+    changed: Condvar,
+    gate: Mutex<()>,
+}
+
+impl WorkBoard {
+    /// A board for `slots` devices (threads); each slot owns a disjoint extranonce2 range.
+    pub fn new(slots: usize) -> Arc<WorkBoard> {
+        Arc::new(WorkBoard {
+            current: Mutex::new(None),
+            cancel: (0..slots.max(1)).map(|_| AtomicBool::new(false)).collect(),
+            working: (0..slots.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            generation: AtomicU64::new(0),
+            changed: Condvar::new(),
+            gate: Mutex::new(()),
+        })
+    }
+
+    /// Number of device slots.
+    pub fn slots(&self) -> usize {
+        self.cancel.len()
+    }
+
+    fn bump(&self, work: Option<Arc<Work>>) {
+        *lock(&self.current) = work;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        for c in &self.cancel {
+            c.store(true, Ordering::SeqCst);
+        }
+        let _g = lock(&self.gate);
+        self.changed.notify_all();
+    }
+
+    /// Makes `work` current and tells every device to drop what it is scanning.
+    pub fn publish(&self, work: Arc<Work>) {
+        self.bump(Some(work));
+    }
+
+    /// No work (pool lost): devices idle until the next publish.
+    pub fn withdraw(&self) {
+        self.bump(None);
+    }
+
+    /// The current work.
+    pub fn current(&self) -> Option<Arc<Work>> {
+        lock(&self.current).clone()
+    }
+
+    /// Counts publishes and withdrawals.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The cancel flag of `slot` (a scanner polls it).
+    pub fn cancel_flag(&self, slot: usize) -> Option<&AtomicBool> {
+        self.cancel.get(slot)
+    }
+
+    /// Records that `slot` now works on what the board held at `generation`.
+    pub fn mark_working(&self, slot: usize, generation: u64) {
+        if let Some(w) = self.working.get(slot) {
+            w.store(generation, Ordering::SeqCst);
+        }
+    }
+
+    /// The board generation `slot` last started working on (how fresh its work is).
+    pub fn slot_generation(&self, slot: usize) -> Option<u64> {
+        self.working.get(slot).map(|w| w.load(Ordering::SeqCst))
+    }
+
+    /// Blocks until the generation moves past `seen` or `timeout` passes.
+    pub fn wait_change(&self, seen: u64, timeout: Duration) {
+        let g = lock(&self.gate);
+        if self.generation() != seen {
+            return;
+        }
+        let _ = self.changed.wait_timeout(g, timeout);
+    }
+}
+
+/// Counters of one pool.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolCounters {
+    /// Shares the pool accepted.
+    pub accepted: u64,
+    /// Shares the pool rejected (not counting stale).
+    pub rejected: u64,
+    /// Shares for jobs that were gone: dropped before submitting, or refused as stale.
+    pub stale: u64,
+    /// Sum of the difficulties of accepted shares.
+    pub accepted_difficulty: f64,
+    /// Lines from the pool that could not be understood.
+    pub malformed: u64,
+    /// Sessions opened (connections that completed TCP/TLS).
+    pub connections: u64,
+    /// Jobs received.
+    pub jobs: u64,
+    /// The last reason the pool was left.
+    pub last_error: Option<String>,
+}
+
+/// Counters of the whole engine.
+pub struct MiningStats {
+    pools: Vec<Mutex<PoolCounters>>,
+    started: Instant,
+    hashes: AtomicU64,
+    false_positives: AtomicU64,
+    active: AtomicUsize,
+}
+
+impl MiningStats {
+    /// Counters for `pools` pools.
+    pub fn new(pools: usize) -> Arc<MiningStats> {
+        Arc::new(MiningStats {
+            pools: (0..pools)
+                .map(|_| Mutex::new(PoolCounters::default()))
+                .collect(),
+            started: Instant::now(),
+            hashes: AtomicU64::new(0),
+            false_positives: AtomicU64::new(0),
+            active: AtomicUsize::new(usize::MAX),
+        })
+    }
+
+    /// Applies `f` to pool `i`'s counters (ignored for an unknown index).
+    pub fn update(&self, i: usize, f: impl FnOnce(&mut PoolCounters)) {
+        if let Some(p) = self.pools.get(i) {
+            f(&mut lock(p));
+        }
+    }
+
+    /// A copy of pool `i`'s counters.
+    pub fn pool(&self, i: usize) -> PoolCounters {
+        self.pools
+            .get(i)
+            .map(|p| lock(p).clone())
+            .unwrap_or_default()
+    }
+
+    /// Number of pools.
+    pub fn pool_count(&self) -> usize {
+        self.pools.len()
+    }
+
+    /// Adds hashes done by a device.
+    pub fn add_hashes(&self, n: u64) {
+        self.hashes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Hashes done so far.
+    pub fn hashes(&self) -> u64 {
+        self.hashes.load(Ordering::Relaxed)
+    }
+
+    /// Counts a nonce a scanner reported that does not meet the target on re-check.
+    pub fn add_false_positive(&self) {
+        self.false_positives.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Nonces reported by scanners that failed the re-check (should stay 0).
+    pub fn false_positives(&self) -> u64 {
+        self.false_positives.load(Ordering::Relaxed)
+    }
+
+    /// Records the pool now in use (`usize::MAX`: none).
+    pub fn set_active(&self, i: usize) {
+        self.active.store(i, Ordering::Relaxed);
+    }
+
+    /// The pool now in use.
+    pub fn active(&self) -> Option<usize> {
+        let a = self.active.load(Ordering::Relaxed);
+        (a != usize::MAX).then_some(a)
+    }
+
+    /// Time since the engine started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Hashes per second measured on the devices.
+    pub fn measured_hashrate(&self) -> f64 {
+        let s = self.elapsed().as_secs_f64();
+        if s > 0.0 {
+            self.hashes() as f64 / s
+        } else {
+            0.0
+        }
+    }
+
+    /// Hashes per second estimated from accepted shares: sum of D * 2^32 over time.
+    pub fn estimated_hashrate(&self) -> f64 {
+        let s = self.elapsed().as_secs_f64();
+        let d: f64 = (0..self.pools.len())
+            .map(|i| self.pool(i).accepted_difficulty)
+            .sum();
+        if s > 0.0 {
+            d * 4_294_967_296.0 / s
+        } else {
+            0.0
+        }
+    }
+}
