@@ -5,6 +5,7 @@
 
 mod cmd_bench_sha256d;
 mod cmd_mine;
+mod cmd_bench_manager;
 mod cmd_bench_protocol;
 mod cmd_client;
 mod cmd_keygen;
@@ -65,6 +66,8 @@ enum BenchWhat {
     Sha256d(cmd_bench_sha256d::BenchSha256dArgs),
     /// Encode + seal + open + decode of a Heartbeat and of a 60 KiB ResultChunk.
     Protocol(cmd_bench_protocol::BenchProtocolArgs),
+    /// Simulated rigs heartbeating and bidding against one manager: CPU, memory, latency.
+    Manager(cmd_bench_manager::BenchManagerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,6 +76,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench { what } => match what {
             BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
             BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
+            BenchWhat::Manager(args) => cmd_bench_manager::run(args),
         },
         Command::Mine(args) => cmd_mine::run(args),
         Command::Keygen(args) => cmd_keygen::run(args),

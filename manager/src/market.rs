@@ -503,8 +503,38 @@ impl Market {
         if let Some(rig) = self.rigs.get_mut(key) {
             rig.bids.insert((bid.job, bid.device), bid);
         }
-        self.match_job(bid.job);
+        // After every match either the job has no pending photons or no idle eligible bidder
+        // is left, so a new bid only needs to be matched itself: O(1), not a scan of all rigs.
+        self.match_bid(key, bid);
         Ok(())
+    }
+
+    fn match_bid(&mut self, key: &PublicKey, bid: Bid) {
+        let Some(j) = self.jobs.get(&bid.job) else { return };
+        if j.pending.is_empty() || !matches!(j.state, JobState::Queued | JobState::Running) {
+            return;
+        }
+        let cost_milli = j.cost_milli;
+        let Some(rig) = self.rigs.get(key) else { return };
+        if rig.link.is_none()
+            || rig.excluded.contains(&bid.job)
+            || rig.busy.contains_key(&bid.device)
+            || bid.min_price > self.cfg.price_per_unit
+        {
+            return;
+        }
+        let c = Candidate {
+            rig: 0,
+            device: bid.device,
+            cores: bid.cores.max(1),
+            histories_per_s: scheduler::expected_rate(
+                rig.public.s_per_milli,
+                bid.histories_per_s,
+                cost_milli,
+            ),
+            min_price: bid.min_price,
+        };
+        self.assign(bid.job, *key, c);
     }
 
     fn geometry(&mut self, key: &PublicKey, content: Digest) {
