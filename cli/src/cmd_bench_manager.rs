@@ -92,13 +92,24 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// A bounded string from a short literal (cut to its capacity).
+fn short<const N: usize>(s: &str) -> heapless::String<N> {
+    let mut out = heapless::String::new();
+    for c in s.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
+}
+
 fn hello(i: usize, devices: u8) -> RigHello {
     let mut list = heapless::Vec::new();
     for d in 0..devices {
         let _ = list.push(DeviceInfo {
             index: d,
             kind: DeviceKind::Cpu,
-            name: "sim".try_into().unwrap_or_default(),
+            name: short("sim"),
             compute_units: 8,
             cores: 8,
             memory: 1 << 30,
@@ -110,7 +121,7 @@ fn hello(i: usize, devices: u8) -> RigHello {
     let _ = name.push_str(&format!("sim{i}"));
     RigHello {
         version: PROTOCOL_VERSION,
-        firmware: "bench".try_into().unwrap_or_default(),
+        firmware: short("bench"),
         name,
         payout: [7; 32],
         devices: list,
@@ -240,7 +251,11 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
         .args(["manager", "run", "--data"])
         .arg(&dir)
         .args(["--listen", "127.0.0.1:0", "--grant"])
-        .arg(format!("{}={}", hex::encode(&client.public()), u64::MAX / 4))
+        .arg(format!(
+            "{}={}",
+            hex::encode(&client.public()),
+            u64::MAX / 4
+        ))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -258,11 +273,19 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
         };
         let key: PublicKey = hex::decode_array(key_hex).map_err(|e| anyhow::anyhow!("{e}"))?;
         let addr: std::net::SocketAddr = addr.parse()?;
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async {
             let mut c = Client::connect(addr, client, &key).await?;
             let (job, _, _) = c
-                .submit(JOB.as_bytes(), 1 << 40, Some(1), Mode::Cheapest, Amount(u64::MAX))
+                .submit(
+                    JOB.as_bytes(),
+                    1 << 40,
+                    Some(1),
+                    Mode::Cheapest,
+                    Amount(u64::MAX),
+                )
                 .await?;
             let counters = Arc::new(Counters::default());
             let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -288,7 +311,8 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
                 };
                 tasks.push(tokio::spawn(sim_rig(ctx)));
             }
-            while counters.connected.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed)
+            while counters.connected.load(Ordering::Relaxed)
+                + counters.failed.load(Ordering::Relaxed)
                 < args.rigs as u64
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -3,13 +3,13 @@
 //! Each subcommand lives in its own module (`cmd_*.rs`) that owns its arguments and its
 //! output; this file only dispatches.
 
-mod cmd_bench_sha256d;
-mod cmd_mine;
 mod cmd_bench_manager;
 mod cmd_bench_protocol;
+mod cmd_bench_sha256d;
 mod cmd_client;
 mod cmd_keygen;
 mod cmd_manager_run;
+mod cmd_mine;
 mod cmd_rig;
 mod cmd_sim;
 

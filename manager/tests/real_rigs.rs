@@ -37,7 +37,9 @@ async fn manager(client: PublicKey) -> Running {
         },
         ..ServerConfig::default()
     };
-    start(cfg, Identity::generate().unwrap(), Box::new(bank)).await.unwrap()
+    start(cfg, Identity::generate().unwrap(), Box::new(bank))
+        .await
+        .unwrap()
 }
 
 struct RealRig {
@@ -61,7 +63,11 @@ impl Drop for TempDir {
 }
 
 async fn real_rig(m: &Running, name: &str, fabricate: Option<Fabricate>) -> RealRig {
-    let dir = std::env::temp_dir().join(format!("cs-mserver-{}-{name}-{}", std::process::id(), rand_tag()));
+    let dir = std::env::temp_dir().join(format!(
+        "cs-mserver-{}-{name}-{}",
+        std::process::id(),
+        rand_tag()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let payout = Identity::generate().unwrap().public();
     let settings = RigSettings {
@@ -110,7 +116,13 @@ async fn run_job(m: &Running, client: Identity) -> [u8; 32] {
     let key = m.shared.identity.public();
     let mut c = Client::connect(m.addr, client, &key).await.unwrap();
     let (job, _, _) = c
-        .submit(JOB.as_bytes(), PHOTONS, Some(SEED), Mode::Cheapest, Amount(u64::MAX))
+        .submit(
+            JOB.as_bytes(),
+            PHOTONS,
+            Some(SEED),
+            Mode::Cheapest,
+            Amount(u64::MAX),
+        )
         .await
         .unwrap();
     let t0 = Instant::now();
@@ -164,10 +176,18 @@ async fn real_cheating_rigs_are_caught_and_unpaid() {
         };
         cheaters.push(real_rig(&m, &format!("cheat{per_million}"), Some(f)).await);
     }
-    assert_eq!(run_job(&m, client).await, local_digest(), "bad work reached the result");
+    assert_eq!(
+        run_job(&m, client).await,
+        local_digest(),
+        "bad work reached the result"
+    );
     let market = m.shared.market();
     for r in &honest {
-        assert_eq!(market.rig_record(&r.key).unwrap().errors, 0, "honest rig demoted");
+        assert_eq!(
+            market.rig_record(&r.key).unwrap().errors,
+            0,
+            "honest rig demoted"
+        );
     }
     for r in &cheaters {
         let rec = market.rig_record(&r.key).unwrap();
