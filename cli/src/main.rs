@@ -5,6 +5,7 @@
 
 mod cmd_bench_protocol;
 mod cmd_keygen;
+mod cmd_sim;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,8 @@ enum Command {
     },
     /// Create an identity key file (0600) if missing and print its public key (hex).
     Keygen(cmd_keygen::KeygenArgs),
+    /// Run a photon-transport job locally (MCX JSON input or a built-in benchmark).
+    Sim(cmd_sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
             BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
         },
         Command::Keygen(args) => cmd_keygen::run(args),
+        Command::Sim(args) => cmd_sim::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
