@@ -5,6 +5,8 @@
 
 mod cmd_bench_protocol;
 mod cmd_keygen;
+mod cmd_ledger;
+mod cmd_manager;
 mod cmd_sim;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +33,16 @@ enum Command {
     Keygen(cmd_keygen::KeygenArgs),
     /// Run a photon-transport job locally (MCX JSON input or a built-in benchmark).
     Sim(cmd_sim::SimArgs),
+    /// Management node: init, grant (operator commands).
+    Manager {
+        #[command(subcommand)]
+        what: cmd_manager::ManagerCmd,
+    },
+    /// The management node's ledger: verify.
+    Ledger {
+        #[command(subcommand)]
+        what: cmd_ledger::LedgerCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -47,6 +59,8 @@ fn main() -> std::process::ExitCode {
         },
         Command::Keygen(args) => cmd_keygen::run(args),
         Command::Sim(args) => cmd_sim::run(args),
+        Command::Manager { what } => cmd_manager::run(what),
+        Command::Ledger { what } => cmd_ledger::run(what),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

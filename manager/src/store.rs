@@ -74,8 +74,8 @@ pub enum StoreError {
     Db {
         /// The database file.
         path: String,
-        /// The engine's error.
-        source: redb::Error,
+        /// The engine's error (boxed: it is large and rare).
+        source: Box<redb::Error>,
     },
     /// A stored value does not decode.
     #[error("table `{table}` key {key}: {source}")]
@@ -246,14 +246,19 @@ impl Store {
                 path: path.display().to_string(),
             });
         }
-        let db = redb::Database::create(path).map_err(|e| db_err(path, e))?;
+        // `open`, not `create`: an empty or foreign file must not be initialised here.
+        let db = redb::Database::open(path).map_err(|e| db_err(path, e))?;
         let store = Store {
             db,
             path: path.to_owned(),
             settlement: Arc::new(InternalCredit),
         };
         let read = store.read()?;
-        let format: Option<u32> = read.meta(META_FORMAT)?;
+        let format: Option<u32> = match read.txn.open_table(META) {
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(db_err(path, e)),
+            Ok(_) => read.meta(META_FORMAT)?,
+        };
         match format {
             None => {
                 return Err(StoreError::NotInitialised {
@@ -294,10 +299,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| StoreError::from(db_err(&self.path, e)))?;
+        let txn = self.db.begin_write().map_err(|e| db_err(&self.path, e))?;
         let mut tx = WriteTx {
             txn,
             path: self.path.clone(),
@@ -309,9 +311,7 @@ impl Store {
             tx.config = config;
         }
         let out = f(&mut tx)?;
-        tx.txn
-            .commit()
-            .map_err(|e| StoreError::from(db_err(&self.path, e)))?;
+        tx.txn.commit().map_err(|e| db_err(&self.path, e))?;
         Ok(out)
     }
 
@@ -337,7 +337,7 @@ impl Store {
 fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db {
         path: path.display().to_string(),
-        source: e.into(),
+        source: Box::new(e.into()),
     }
 }
 
