@@ -124,6 +124,58 @@ impl Pricing {
     }
 }
 
+/// What a job would cost: its calibration and the escrow it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    pub calibration: Calibration,
+    pub pricing: Pricing,
+    /// Maximum cost of all photons, micro-credits.
+    pub max_cost: Amount,
+    /// Maximum fee on it.
+    pub fee: Amount,
+    /// `max_cost + fee`: what moves into escrow.
+    pub escrow: Amount,
+}
+
+/// Calibrates `job` with the configured batch and prices `photons` of it at the configured
+/// price per unit and fee.
+pub fn quote(job: &Job, photons: u64, config: &crate::Config) -> Result<Quote, QuoteError> {
+    let calibration = calibrate(
+        job,
+        config.calibration_photons,
+        Duration::from_millis(config.calibration_max_ms),
+    )?;
+    let pricing = Pricing {
+        cost_per_history_milli: calibration.cost_per_history_milli,
+        price_per_unit: config.price_per_unit,
+    };
+    let max_cost = pricing.max_cost(photons)?;
+    let fee = fee(max_cost, config.fee_bp)?;
+    let escrow = max_cost
+        .0
+        .checked_add(fee.0)
+        .map(Amount)
+        .ok_or(StoreError::Overflow("escrow"))?;
+    Ok(Quote {
+        calibration,
+        pricing,
+        max_cost,
+        fee,
+        escrow,
+    })
+}
+
+/// Why a job could not be quoted.
+#[derive(Debug, thiserror::Error)]
+pub enum QuoteError {
+    /// Calibration failed.
+    #[error(transparent)]
+    Costing(#[from] CostingError),
+    /// The price overflows.
+    #[error(transparent)]
+    Price(#[from] StoreError),
+}
+
 /// The manager's fee on `amount`: `fee_bp` basis points, rounded up.
 pub fn fee(amount: Amount, fee_bp: u32) -> Result<Amount, StoreError> {
     let v = (u128::from(amount.0) * u128::from(fee_bp)).div_ceil(10_000);
@@ -174,6 +226,28 @@ mod tests {
         assert_eq!(a.cost_per_history_milli, b.cost_per_history_milli);
         // cube60 is a scattering medium: far more than one unit per history.
         assert!(a.cost_per_history_milli > 10_000, "{a:?}");
+    }
+
+    #[test]
+    fn quote_matches_pricing() {
+        let job = builtin_job("cube60", &ParseOptions::default()).expect("builtin cube60");
+        let config = crate::Config {
+            calibration_photons: 256,
+            price_per_unit: Amount(2),
+            ..crate::Config::default()
+        };
+        let q = quote(&job, 1_000_000, &config).expect("quote");
+        let per = q.calibration.cost_per_history_milli;
+        assert_eq!(q.pricing.price_per_history_nano(), u128::from(per) * 2);
+        assert_eq!(
+            u128::from(q.max_cost.0),
+            (1_000_000 * u128::from(per) * 2).div_ceil(1000)
+        );
+        assert_eq!(q.escrow.0, q.max_cost.0 + q.fee.0);
+        assert_eq!(
+            u128::from(q.fee.0),
+            (u128::from(q.max_cost.0) * 500).div_ceil(10_000)
+        );
     }
 
     #[test]

@@ -281,6 +281,9 @@ impl WriteTx {
             assignment,
             prev_hash: head.hash,
         };
+        if self.relaxed {
+            return Err(StoreError::RelaxedMoney(kind_name(kind)));
+        }
         if amount.0 == 0 {
             return Err(StoreError::ZeroAmount(kind_name(kind)));
         }
@@ -433,6 +436,10 @@ impl WriteTx {
         }
         a.paid = true;
         self.put_assignment(&a)?;
+        if spendable {
+            // Pay earned before the rig qualified becomes spendable with it.
+            self.release(&a.rig)?;
+        }
         job.paid = Amount(
             job.paid
                 .0

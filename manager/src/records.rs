@@ -59,6 +59,21 @@ pub struct JobRecord {
     pub result: Option<Digest>,
 }
 
+impl JobRecord {
+    /// The job's price terms, fixed when it was accepted.
+    pub fn pricing(&self) -> crate::costing::Pricing {
+        crate::costing::Pricing {
+            cost_per_history_milli: self.cost_per_history_milli,
+            price_per_unit: self.price_per_unit,
+        }
+    }
+
+    /// Photons not yet verified.
+    pub fn photons_left(&self) -> u64 {
+        self.photons.saturating_sub(self.photons_verified)
+    }
+}
+
 /// Where an assignment is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AssignmentState {

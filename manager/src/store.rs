@@ -167,6 +167,9 @@ pub enum StoreError {
     /// The settlement backend refused or failed.
     #[error("settlement: {0}")]
     Settlement(String),
+    /// A ledger operation was attempted in a relaxed (not flushed) transaction.
+    #[error("money cannot move in a relaxed transaction ({0})")]
+    RelaxedMoney(&'static str),
 }
 
 /// Result of store operations.
@@ -299,13 +302,39 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let txn = self.db.begin_write().map_err(|e| db_err(&self.path, e))?;
+        self.write_with(false, f)
+    }
+
+    /// Like [`Store::write`], but the commit is not flushed to disk before returning: still
+    /// atomic, but a crash may lose it (and later relaxed commits). For bookkeeping that can be
+    /// redone (statistics, heartbeats); money cannot move in it: ledger operations are refused
+    /// with [`StoreError::RelaxedMoney`].
+    pub fn write_relaxed<T, E>(&self, f: impl FnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        self.write_with(true, f)
+    }
+
+    fn write_with<T, E>(
+        &self,
+        relaxed: bool,
+        f: impl FnOnce(&mut WriteTx) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut txn = self.db.begin_write().map_err(|e| db_err(&self.path, e))?;
+        if relaxed {
+            txn.set_durability(redb::Durability::Eventual);
+        }
         let mut tx = WriteTx {
             txn,
             path: self.path.clone(),
             now: now_unix_s(),
             config: Config::default(),
             settlement: Arc::clone(&self.settlement),
+            relaxed,
         };
         if let Some(config) = tx.meta::<Config>(META_CONFIG)? {
             tx.config = config;
@@ -541,6 +570,8 @@ pub struct WriteTx {
     pub(crate) now: u64,
     pub(crate) config: Config,
     pub(crate) settlement: Arc<dyn Settlement>,
+    /// Not flushed on commit: no money may move (see [`Store::write_relaxed`]).
+    pub(crate) relaxed: bool,
 }
 
 /// What a client asks for when it submits a job (the input is given separately).

@@ -251,3 +251,57 @@ fn unverified_assignment_is_not_paid() {
         Err(StoreError::NotVerified { .. })
     ));
 }
+
+#[test]
+fn relaxed_transactions_cannot_move_money() {
+    let (store, _path) = store_with("relaxed", &Config::default());
+    assert!(matches!(
+        store.write_relaxed(|tx| tx.grant(&CLIENT, Amount(5))),
+        Err(StoreError::RelaxedMoney("grant"))
+    ));
+    store
+        .write_relaxed(|tx| tx.trust_return(&RIG_A, 10, 1000).map(|_| ()))
+        .expect("bookkeeping is fine");
+    assert_eq!(store.read().expect("r").ledger_len().expect("len"), 0);
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<compushare_manager::Store>();
+}
+
+#[test]
+fn qualifying_payment_releases_earlier_pending() {
+    let config = Config {
+        spendable_after: 500,
+        ..Config::default()
+    };
+    let (store, _path) = store_with("auto-release", &config);
+    store
+        .write(|tx| tx.grant(&CLIENT, Amount(100_000)))
+        .expect("grant");
+    let job = store
+        .write(|tx| tx.create_job(&new_job(1000, 100_000), b"j"))
+        .expect("job");
+    let a1 = verified_assignment(&store, job.id, RIG_A, 0, 400).expect("a1");
+    store
+        .write(|tx| {
+            let p = tx.pay_assignment(a1)?;
+            tx.trust_verified(&RIG_A, 400)?;
+            Ok::<_, StoreError>(p)
+        })
+        .expect("pay");
+    let a2 = verified_assignment(&store, job.id, RIG_A, 400, 400).expect("a2");
+    let p2 = store
+        .write(|tx| {
+            tx.trust_verified(&RIG_A, 400)?;
+            tx.pay_assignment(a2)
+        })
+        .expect("pay");
+    assert!(p2.spendable);
+    let r = store.read().expect("r");
+    assert_eq!(r.balance(&Account::WorkerPending(RIG_A)).expect("b"), 0);
+    assert_eq!(
+        r.balance(&Account::WorkerSpendable(RIG_A)).expect("b"),
+        1_600
+    );
+    drop(r);
+    store.verify_ledger().expect("verify");
+}
