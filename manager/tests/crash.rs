@@ -2,13 +2,13 @@
 //! random moments; after each kill the database reopens, the ledger verifies, payments match
 //! the paid index and the assignments' own flags, and no assignment is paid twice.
 
-mod common;
+mod statekit;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use statekit::*;
 use compushare_manager::records::JobState;
 use compushare_manager::{Config, Store, StoreError};
 use compushare_protocol::types::Amount;

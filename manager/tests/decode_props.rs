@@ -1,9 +1,9 @@
 //! Stored values are read back from disk: arbitrary or mutated bytes must decode to a typed
 //! error (or a value), never a panic; the ledger verifier must survive corrupted entries too.
 
-mod common;
+mod statekit;
 
-use common::*;
+use statekit::*;
 use compushare_manager::codec;
 use compushare_manager::config::Config;
 use compushare_manager::ledger::{

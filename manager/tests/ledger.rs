@@ -1,8 +1,8 @@
 //! Ledger behaviour: double entry, refusals, pay-once, refunds, release/forfeit, verify.
 
-mod common;
+mod statekit;
 
-use common::*;
+use statekit::*;
 use compushare_manager::ledger::{Account, EntryKind};
 use compushare_manager::records::JobState;
 use compushare_manager::{Config, StoreError};

@@ -1,11 +1,11 @@
 //! `verify` passes on a healthy ledger and fails, naming the entry or account, when the redb
 //! file is altered behind the store's back.
 
-mod common;
+mod statekit;
 
 use std::path::{Path, PathBuf};
 
-use common::*;
+use statekit::*;
 use compushare_manager::codec;
 use compushare_manager::ledger::{Account, LedgerFault, StoredEntry};
 use compushare_manager::records::JobState;

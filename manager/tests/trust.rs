@@ -1,9 +1,9 @@
 //! Trust through the store: promotion at the threshold, demotion on error, count reset,
 //! ratings, persistence across reopen.
 
-mod common;
+mod statekit;
 
-use common::*;
+use statekit::*;
 use compushare_manager::trust::{ErrorKind, EventKind, Rater};
 use compushare_manager::{Config, Store, StoreError};
 use compushare_protocol::types::{AssignmentId, TrustLevel};
