@@ -1,5 +1,5 @@
-//! `compushare manager ...`: the management node's operator commands (`init`, `grant`; the
-//! network side adds `run`). Each subcommand is one variant of [`ManagerCmd`] with its own
+//! `compushare manager ...`: the management node's operator commands (`init`, `grant`, and the
+//! network side's `run`). Each subcommand is one variant of [`ManagerCmd`] with its own
 //! args struct.
 
 use std::path::PathBuf;
@@ -17,6 +17,8 @@ pub enum ManagerCmd {
     Init(InitArgs),
     /// Credit a client account (operator action); print its new balance.
     Grant(GrantArgs),
+    /// Serve rigs and clients.
+    Run(crate::cmd_manager_run::RunArgs),
 }
 
 /// Arguments of `compushare manager init`.
@@ -43,6 +45,7 @@ pub fn run(cmd: ManagerCmd) -> anyhow::Result<()> {
     match cmd {
         ManagerCmd::Init(args) => init(args),
         ManagerCmd::Grant(args) => grant(args),
+        ManagerCmd::Run(args) => crate::cmd_manager_run::run(args),
     }
 }
 

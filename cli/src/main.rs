@@ -4,9 +4,11 @@
 //! output; this file only dispatches.
 
 mod cmd_bench_protocol;
+mod cmd_client;
 mod cmd_keygen;
 mod cmd_ledger;
 mod cmd_manager;
+mod cmd_manager_run;
 mod cmd_sim;
 
 use clap::{Parser, Subcommand};
@@ -33,7 +35,7 @@ enum Command {
     Keygen(cmd_keygen::KeygenArgs),
     /// Run a photon-transport job locally (MCX JSON input or a built-in benchmark).
     Sim(cmd_sim::SimArgs),
-    /// Management node: init, grant (operator commands).
+    /// Management node: init, grant, run.
     Manager {
         #[command(subcommand)]
         what: cmd_manager::ManagerCmd,
@@ -43,6 +45,12 @@ enum Command {
         #[command(subcommand)]
         what: cmd_ledger::LedgerCmd,
     },
+    /// Submit a job to a manager (and optionally wait for and fetch its result).
+    Submit(cmd_client::SubmitArgs),
+    /// A job's status.
+    Status(cmd_client::StatusArgs),
+    /// Fetch a finished job's result and write it like `sim --out`.
+    Fetch(cmd_client::FetchArgs),
 }
 
 #[derive(Subcommand)]
@@ -61,6 +69,9 @@ fn main() -> std::process::ExitCode {
         Command::Sim(args) => cmd_sim::run(args),
         Command::Manager { what } => cmd_manager::run(what),
         Command::Ledger { what } => cmd_ledger::run(what),
+        Command::Submit(args) => cmd_client::submit(args),
+        Command::Status(args) => cmd_client::status(args),
+        Command::Fetch(args) => cmd_client::fetch(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -383,20 +383,58 @@ impl WriteTx {
         let mut job = self.job_required(a.job)?;
         let verified = self.rig(&a.rig)?.map_or(0, |r| r.histories_verified);
         let spendable = verified >= self.config.spendable_after;
-        let (seq, settlement) = if a.payout.0 == 0 {
-            // Nothing to move; still marked paid so it is never retried.
+        let payment = self.pay_worker(a.job, id, &a.rig, a.payout, spendable)?;
+        a.paid = true;
+        self.put_assignment(&a)?;
+        job.paid = Amount(
+            job.paid
+                .0
+                .checked_add(a.payout.0)
+                .ok_or(StoreError::Overflow("job paid"))?,
+        );
+        self.put_job(&job)?;
+        if spendable {
+            // Pay earned before the rig qualified becomes spendable with it.
+            self.release(&a.rig)?;
+        }
+        Ok(payment)
+    }
+
+    /// Pays `amount` from `job`'s escrow to `worker` for `assignment`: to spendable through
+    /// the settlement backend, or to pending (released later by [`WriteTx::release`],
+    /// forfeited by [`WriteTx::forfeit_pending`]). At most once per assignment, whatever the
+    /// amount: a second call is refused with [`StoreError::AlreadyPaid`].
+    pub fn pay_worker(
+        &mut self,
+        job: JobId,
+        assignment: AssignmentId,
+        worker: &PublicKey,
+        amount: Amount,
+        spendable: bool,
+    ) -> Result<Payment> {
+        if self.relaxed {
+            return Err(StoreError::RelaxedMoney("pay"));
+        }
+        if let Some(seq) = self.paid_by(assignment)? {
+            return Err(StoreError::AlreadyPaid {
+                assignment: assignment.0,
+                seq,
+            });
+        }
+        let (seq, settlement) = if amount.0 == 0 {
+            // Nothing to move; still indexed as paid so it is never paid later.
             (u64::MAX, None)
         } else if spendable {
             let s = std::sync::Arc::clone(&self.settlement);
             let r = s.settle(
                 self,
-                &a.rig,
-                Account::Escrow(a.job),
-                a.payout,
+                worker,
+                Account::Escrow(job),
+                amount,
                 SettlementReason {
                     kind: EntryKind::Pay,
-                    job: Some(a.job),
-                    assignment: Some(id),
+                    job: Some(job),
+                    assignment: Some(assignment),
                 },
             )?;
             let seq = match &r {
@@ -407,52 +445,62 @@ impl WriteTx {
         } else {
             let seq = self.post(
                 EntryKind::Pay,
-                Account::Escrow(a.job),
-                Account::WorkerPending(a.rig),
-                a.payout,
-                Some(a.job),
-                Some(id),
+                Account::Escrow(job),
+                Account::WorkerPending(*worker),
+                amount,
+                Some(job),
+                Some(assignment),
             )?;
-            let pp = codec::encode(
-                "pending",
-                &PendingPay {
-                    job: a.job,
-                    amount: a.payout,
-                },
-            )
-            .map_err(|source| StoreError::Corrupt {
-                table: "pending",
-                key: id.0.to_string(),
-                source,
+            let pp = codec::encode("pending", &PendingPay { job, amount }).map_err(|source| {
+                StoreError::Corrupt {
+                    table: "pending",
+                    key: assignment.0.to_string(),
+                    source,
+                }
             })?;
             let mut t = self.txn.open_table(PENDING).map_err(|e| self.db(e))?;
-            t.insert(pending_key(&a.rig, id).as_slice(), pp.as_slice())
+            t.insert(pending_key(worker, assignment).as_slice(), pp.as_slice())
                 .map_err(|e| self.db(e))?;
             (seq, None)
         };
         {
             let mut t = self.txn.open_table(PAID).map_err(|e| self.db(e))?;
-            t.insert(id.0, seq).map_err(|e| self.db(e))?;
+            t.insert(assignment.0, seq).map_err(|e| self.db(e))?;
         }
-        a.paid = true;
-        self.put_assignment(&a)?;
-        if spendable {
-            // Pay earned before the rig qualified becomes spendable with it.
-            self.release(&a.rig)?;
-        }
-        job.paid = Amount(
-            job.paid
-                .0
-                .checked_add(a.payout.0)
-                .ok_or(StoreError::Overflow("job paid"))?,
-        );
-        self.put_job(&job)?;
         Ok(Payment {
-            amount: a.payout,
+            amount,
             spendable,
             seq,
             settlement,
         })
+    }
+
+    /// Settles a job's escrow without a job record: `fee` (capped by what is left) to the fee
+    /// account, the rest back to `client`. Returns (fee taken, refund).
+    pub fn close_escrow(
+        &mut self,
+        job: JobId,
+        client: &PublicKey,
+        fee: Amount,
+    ) -> Result<(Amount, Amount)> {
+        let left = self.balance(&Account::Escrow(job))?;
+        let left = u64::try_from(left.max(0)).map_err(|_| StoreError::Overflow("escrow"))?;
+        let fee = fee.0.min(left);
+        if fee > 0 {
+            self.take_fee(job, Amount(fee))?;
+        }
+        let refund = left - fee;
+        if refund > 0 {
+            self.post(
+                EntryKind::Refund,
+                Account::Escrow(job),
+                Account::Client(*client),
+                Amount(refund),
+                Some(job),
+                None,
+            )?;
+        }
+        Ok((Amount(fee), Amount(refund)))
     }
 
     fn pending_of(&self, rig: &PublicKey) -> Result<Vec<(AssignmentId, PendingPay)>> {

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use statekit::*;
 use compushare_manager::records::JobState;
 use compushare_manager::{Config, Store, StoreError};
 use compushare_protocol::types::Amount;
+use statekit::*;
 
 const CHILD_ENV: &str = "COMPUSHARE_MANAGER_CRASH_CHILD_DB";
 /// Exit code of the child when a second payment was not refused.

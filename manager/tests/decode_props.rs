@@ -3,7 +3,6 @@
 
 mod statekit;
 
-use statekit::*;
 use compushare_manager::codec;
 use compushare_manager::config::Config;
 use compushare_manager::ledger::{
@@ -15,6 +14,7 @@ use compushare_manager::trust::RigRecord;
 use compushare_manager::Store;
 use compushare_protocol::types::Amount;
 use proptest::prelude::*;
+use statekit::*;
 
 fn decode_all(bytes: &[u8]) {
     let _ = codec::decode::<StoredEntry>("e", bytes);

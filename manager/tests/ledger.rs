@@ -2,11 +2,11 @@
 
 mod statekit;
 
-use statekit::*;
 use compushare_manager::ledger::{Account, EntryKind};
 use compushare_manager::records::JobState;
 use compushare_manager::{Config, StoreError};
 use compushare_protocol::types::Amount;
+use statekit::*;
 
 fn sum_of_balances(store: &compushare_manager::Store, accounts: &[Account]) -> i128 {
     let r = store.read().expect("read");

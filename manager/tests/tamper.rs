@@ -5,7 +5,6 @@ mod statekit;
 
 use std::path::{Path, PathBuf};
 
-use statekit::*;
 use compushare_manager::codec;
 use compushare_manager::ledger::{Account, LedgerFault, StoredEntry};
 use compushare_manager::records::JobState;
@@ -13,6 +12,7 @@ use compushare_manager::store::tables;
 use compushare_manager::{Config, Store};
 use compushare_protocol::types::Amount;
 use redb::ReadableTable;
+use statekit::*;
 
 /// A small healthy ledger: grant, escrow, two pays, fee, refund. Returns the db path.
 fn healthy(name: &str) -> PathBuf {

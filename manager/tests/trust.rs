@@ -3,10 +3,10 @@
 
 mod statekit;
 
-use statekit::*;
 use compushare_manager::trust::{ErrorKind, EventKind, Rater};
 use compushare_manager::{Config, Store, StoreError};
 use compushare_protocol::types::{AssignmentId, TrustLevel};
+use statekit::*;
 
 #[test]
 fn promote_demote_reset_and_persist() {
