@@ -87,6 +87,12 @@ pub enum StoreError {
         /// The decoder's error.
         source: CodecError,
     },
+    /// Another process (a running manager) holds the database open.
+    #[error("{path}: in use by another process (stop `compushare manager run` first)")]
+    Locked {
+        /// The database file.
+        path: String,
+    },
     /// The data directory has no initialised database (`compushare manager init`).
     #[error("{path}: not an initialised manager database (run `compushare manager init`)")]
     NotInitialised {
@@ -364,9 +370,15 @@ impl Store {
 }
 
 fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
+    let e = e.into();
+    if matches!(e, redb::Error::DatabaseAlreadyOpen) {
+        return StoreError::Locked {
+            path: path.display().to_string(),
+        };
+    }
     StoreError::Db {
         path: path.display().to_string(),
-        source: Box::new(e.into()),
+        source: Box::new(e),
     }
 }
 

@@ -305,3 +305,14 @@ fn qualifying_payment_releases_earlier_pending() {
     drop(r);
     store.verify_ledger().expect("verify");
 }
+
+#[test]
+fn a_second_opener_is_told_the_database_is_in_use() {
+    let (store, path) = store_with("locked", &Config::default());
+    match compushare_manager::Store::open(&path) {
+        Err(StoreError::Locked { path: p }) => assert!(p.ends_with("manager.redb")),
+        other => panic!("second open: {other:?}"),
+    }
+    drop(store);
+    compushare_manager::Store::open(&path).expect("open after the first closed");
+}
