@@ -98,8 +98,7 @@ fn client_key(path: &Option<PathBuf>) -> anyhow::Result<Identity> {
             dir.join("client.key")
         }
     };
-    let (id, created) =
-        Identity::load_or_create(&path).with_context(|| format!("--key {}", path.display()))?;
+    let (id, created) = Identity::load_or_create(&path).with_context(|| format!("--key {}", path.display()))?;
     if created {
         eprintln!("created client key {}", path.display());
     }
@@ -107,8 +106,8 @@ fn client_key(path: &Option<PathBuf>) -> anyhow::Result<Identity> {
 }
 
 async fn connect(conn: &Conn) -> anyhow::Result<Client> {
-    let key: [u8; 32] =
-        hex::decode_array(&conn.manager_key).map_err(|e| anyhow::anyhow!("--manager-key: {e}"))?;
+    let key: [u8; 32] = hex::decode_array(&conn.manager_key)
+        .map_err(|e| anyhow::anyhow!("--manager-key: {e}"))?;
     let me = client_key(&conn.key)?;
     Client::connect(conn.manager.as_str(), me, &key)
         .await
@@ -116,9 +115,7 @@ async fn connect(conn: &Conn) -> anyhow::Result<Client> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
 fn print_status(s: &JobStatus) {

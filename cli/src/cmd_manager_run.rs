@@ -36,11 +36,10 @@ pub struct RunArgs {
 
 /// Runs `compushare manager run` until killed.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data)
-        .with_context(|| format!("--data {}", args.data.display()))?;
+    std::fs::create_dir_all(&args.data).with_context(|| format!("--data {}", args.data.display()))?;
     let key_path = args.data.join("manager.key");
-    let (identity, created) =
-        Identity::load_or_create(&key_path).with_context(|| format!("{}", key_path.display()))?;
+    let (identity, created) = Identity::load_or_create(&key_path)
+        .with_context(|| format!("{}", key_path.display()))?;
     if created {
         eprintln!("created {}", key_path.display());
     }
@@ -49,21 +48,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let (k, a) = g
             .split_once('=')
             .with_context(|| format!("--grant {g:?}: expected HEX=AMOUNT"))?;
-        let key: [u8; 32] =
-            hex::decode_array(k).map_err(|e| anyhow::anyhow!("--grant {g:?}: {e}"))?;
-        let amount: u64 = a
-            .parse()
-            .with_context(|| format!("--grant {g:?}: amount"))?;
+        let key: [u8; 32] = hex::decode_array(k).map_err(|e| anyhow::anyhow!("--grant {g:?}: {e}"))?;
+        let amount: u64 = a.parse().with_context(|| format!("--grant {g:?}: amount"))?;
         bank.grant(key, amount);
     }
     if !(args.target_secs > 0.0 && args.target_secs.is_finite()) {
         anyhow::bail!("--target-secs must be a positive number of seconds");
     }
     let cfg = ServerConfig {
-        listen: args
-            .listen
-            .parse()
-            .with_context(|| format!("--listen {:?}", args.listen))?,
+        listen: args.listen.parse().with_context(|| format!("--listen {:?}", args.listen))?,
         market: MarketConfig {
             target: Duration::from_secs_f64(args.target_secs),
             samples: args.samples.max(1),
@@ -71,13 +64,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         ..ServerConfig::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
-        let running = start(cfg, identity, Box::new(bank))
-            .await
-            .context("--listen")?;
+        let running = start(cfg, identity, Box::new(bank)).await.context("--listen")?;
         println!(
             "manager {} listening on {}",
             hex::encode(&running.shared.identity.public()),

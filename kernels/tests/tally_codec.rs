@@ -48,10 +48,7 @@ fn huge_counts_are_refused_before_allocating() {
     b[36..44].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(matches!(
         Tally::from_canonical_bytes(&b),
-        Err(TallyCodecError::CountTooLarge {
-            field: "deposit.len",
-            ..
-        })
+        Err(TallyCodecError::CountTooLarge { field: "deposit.len", .. })
     ));
 }
 
@@ -64,17 +61,15 @@ fn detected() -> impl Strategy<Value = DetectedPhoton> {
         any::<[u32; 6]>(),
         any::<u64>(),
     )
-        .prop_map(
-            |(photon, detector, scatters, path, e, weight)| DetectedPhoton {
-                photon,
-                detector,
-                scatters,
-                path_mm: path.into_iter().map(f32::from_bits).collect(),
-                exit_pos: [e[0], e[1], e[2]].map(f32::from_bits),
-                exit_dir: [e[3], e[4], e[5]].map(f32::from_bits),
-                weight,
-            },
-        )
+        .prop_map(|(photon, detector, scatters, path, e, weight)| DetectedPhoton {
+            photon,
+            detector,
+            scatters,
+            path_mm: path.into_iter().map(f32::from_bits).collect(),
+            exit_pos: [e[0], e[1], e[2]].map(f32::from_bits),
+            exit_dir: [e[3], e[4], e[5]].map(f32::from_bits),
+            weight,
+        })
 }
 
 fn tally() -> impl Strategy<Value = Tally> {

@@ -48,11 +48,7 @@ pub struct PreparedJob {
 
 /// Parses a client's MCX JSON (photons and seed overridden as the submission says) and
 /// calibrates its cost.
-pub fn prepare_job(
-    input: Vec<u8>,
-    photons: u64,
-    seed: Option<u64>,
-) -> Result<PreparedJob, PrepareError> {
+pub fn prepare_job(input: Vec<u8>, photons: u64, seed: Option<u64>) -> Result<PreparedJob, PrepareError> {
     let opts = ParseOptions {
         photons: Some(photons),
         ..ParseOptions::default()
@@ -195,9 +191,7 @@ impl Client {
 
     /// Rates a rig that worked on `job` (1-5 stars).
     pub async fn rate(&mut self, job: JobId, rig: PublicKey, stars: u8) -> Result<(), ClientError> {
-        self.ch
-            .send(&ClientToManager::Rate { job, rig, stars })
-            .await?;
+        self.ch.send(&ClientToManager::Rate { job, rig, stars }).await?;
         match self.next().await? {
             ManagerToClient::JobStatus(_) => Ok(()),
             _ => Err(ClientError::Unexpected("expected JobStatus")),

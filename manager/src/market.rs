@@ -23,7 +23,8 @@ use compushare_protocol::msg::{
     ResultCommit, RigHello, RigToManager, Welcome,
 };
 use compushare_protocol::types::{
-    Amount, AssignmentId, DeviceInfo, Digest, JobId, Mode, Name, PhotonRange, PublicKey, TrustLevel,
+    Amount, AssignmentId, DeviceInfo, Digest, JobId, Mode, Name, PhotonRange, PublicKey,
+    TrustLevel,
 };
 use tokio::sync::mpsc;
 
@@ -412,7 +413,11 @@ impl Market {
     }
 
     /// One message from a rig. `Err` ends the session.
-    pub fn rig_message(&mut self, key: &PublicKey, msg: RigToManager) -> Result<Vec<Work>, Abuse> {
+    pub fn rig_message(
+        &mut self,
+        key: &PublicKey,
+        msg: RigToManager,
+    ) -> Result<Vec<Work>, Abuse> {
         match msg {
             RigToManager::Hello(_) => Err(self.abuse(key, "second Hello in a session")),
             RigToManager::Heartbeat(_) => {
@@ -510,10 +515,7 @@ impl Market {
             .map(|j| j.spec.input.clone());
         let Some(input) = input else {
             self.stats.abuse += 1;
-            log(format_args!(
-                "rig {}: asked for unknown geometry",
-                short(key)
-            ));
+            log(format_args!("rig {}: asked for unknown geometry", short(key)));
             return;
         };
         if let Ok(chunker) = compushare_protocol::chunk::Chunker::new(&input) {
@@ -701,7 +703,11 @@ impl Market {
         let Some(spec) = self.jobs.get(&a.job).map(|j| j.spec.clone()) else {
             return self.unknown(key, id, "result for a finished job");
         };
-        let max = max_sealed_len(spec.cells as u64, a.range.count, spec.job.media.len());
+        let max = max_sealed_len(
+            spec.cells as u64,
+            a.range.count,
+            spec.job.media.len(),
+        );
         let assembly = match Assembly::new(c.sealed, c.sealed_len, max) {
             Ok(x) => x,
             Err(e) => {
@@ -721,8 +727,7 @@ impl Market {
         if let Some(a) = self.assignments.get_mut(&id) {
             // Time to return / cost: the record that sizes this rig's next assignments.
             let secs = now.duration_since(a.assigned_at).as_secs_f64();
-            let cost =
-                a.range.count as f64 * self.jobs.get(&a.job).map_or(1, |j| j.cost_milli) as f64;
+            let cost = a.range.count as f64 * self.jobs.get(&a.job).map_or(1, |j| j.cost_milli) as f64;
             let sample = secs / cost.max(1.0);
             if let Some(r) = self.rigs.get_mut(key) {
                 let s = &mut r.public.s_per_milli;
@@ -852,12 +857,7 @@ impl Market {
         work
     }
 
-    fn start_duplicate(
-        &mut self,
-        id: AssignmentId,
-        spec: Arc<JobSpec>,
-        range: PhotonRange,
-    ) -> Work {
+    fn start_duplicate(&mut self, id: AssignmentId, spec: Arc<JobSpec>, range: PhotonRange) -> Work {
         self.stats.duplicates += 1;
         if let Some(a) = self.assignments.get_mut(&id) {
             a.duplicate = Some(false);
@@ -874,12 +874,7 @@ impl Market {
         }
     }
 
-    fn proofs(
-        &mut self,
-        key: &PublicKey,
-        id: AssignmentId,
-        proofs: Vec<HistoryProof>,
-    ) -> Vec<Work> {
+    fn proofs(&mut self, key: &PublicKey, id: AssignmentId, proofs: Vec<HistoryProof>) -> Vec<Work> {
         let Some(a) = self.assignments.get_mut(&id) else {
             self.unknown(key, id, "sample proofs for an unknown assignment");
             return Vec::new();
@@ -891,10 +886,7 @@ impl Market {
         for p in &proofs {
             if !a.outstanding.remove(&p.photon) {
                 let photon = p.photon;
-                self.fail(
-                    id,
-                    &format!("sent photon {photon}, which was not requested"),
-                );
+                self.fail(id, &format!("sent photon {photon}, which was not requested"));
                 return Vec::new();
             }
         }
@@ -1105,12 +1097,8 @@ impl Market {
         let spec = j.spec.clone();
         let mut asked: HashSet<PublicKey> = HashSet::new();
         for id in &held_ids {
-            let Some(a) = self.assignments.get(id) else {
-                continue;
-            };
-            let Some(r) = self.rigs.get(&a.rig) else {
-                continue;
-            };
+            let Some(a) = self.assignments.get(id) else { continue };
+            let Some(r) = self.rigs.get(&a.rig) else { continue };
             if r.public.trusted || r.dup_passed {
                 continue;
             }
@@ -1128,15 +1116,11 @@ impl Market {
     }
 
     fn finish(&mut self, job: JobId) {
-        let Some(j) = self.jobs.get_mut(&job) else {
-            return;
-        };
+        let Some(j) = self.jobs.get_mut(&job) else { return };
         let mut merged: Option<Tally> = None;
         let mut pays: Vec<(AssignmentId, PublicKey, u64, PublicKey)> = Vec::new();
         for id in j.held.values() {
-            let Some(a) = self.assignments.get(id) else {
-                continue;
-            };
+            let Some(a) = self.assignments.get(id) else { continue };
             let Some(t) = &a.tally else { continue };
             match &mut merged {
                 None => merged = Some((**t).clone()),
@@ -1181,10 +1165,7 @@ impl Market {
                         },
                     );
                 }
-                Err(e) => log(format_args!(
-                    "job {}: payment of {} failed: {e}",
-                    job.0, id.0
-                )),
+                Err(e) => log(format_args!("job {}: payment of {} failed: {e}", job.0, id.0)),
             }
         }
         let fee = spent.saturating_mul(fee_permille) / 1000;
@@ -1214,9 +1195,7 @@ impl Market {
             .map(|(id, _)| *id)
             .collect();
         for id in late {
-            let Some(a) = self.assignments.get(&id) else {
-                continue;
-            };
+            let Some(a) = self.assignments.get(&id) else { continue };
             let rig = a.rig;
             self.stats.late += 1;
             log(format_args!(
@@ -1267,9 +1246,8 @@ impl Market {
         max_price: Amount,
         cost_milli: u64,
     ) -> Result<(JobId, Amount, Amount), (ErrorCode, String)> {
-        let price_per_history = (cost_milli.saturating_mul(self.cfg.price_per_unit.0))
-            .div_ceil(1000)
-            .max(1);
+        let price_per_history =
+            (cost_milli.saturating_mul(self.cfg.price_per_unit.0)).div_ceil(1000).max(1);
         let max_cost = photons.saturating_mul(price_per_history);
         let fee = max_cost.saturating_mul(self.cfg.fee_permille) / 1000;
         let escrow = max_cost.saturating_add(fee);
@@ -1343,11 +1321,7 @@ impl Market {
         Some(JobStatus {
             job,
             state,
-            photons_done: if j.state == JobState::Done {
-                j.photons
-            } else {
-                done
-            },
+            photons_done: if j.state == JobState::Done { j.photons } else { done },
             photons_total: j.photons,
             spent: Amount(j.spent),
             rigs,
@@ -1365,13 +1339,7 @@ impl Market {
     }
 
     /// A client's star rating of a rig that worked on its job.
-    pub fn rate(
-        &mut self,
-        client: &PublicKey,
-        job: JobId,
-        rig: &PublicKey,
-        stars: u8,
-    ) -> Result<(), ErrorCode> {
+    pub fn rate(&mut self, client: &PublicKey, job: JobId, rig: &PublicKey, stars: u8) -> Result<(), ErrorCode> {
         let j = self
             .jobs
             .get(&job)

@@ -117,12 +117,7 @@ mod tests {
 
     #[test]
     fn modes_order_by_price_or_speed_first() {
-        let mut v = vec![
-            c(0, 100.0, 5),
-            c(1, 300.0, 5),
-            c(2, 50.0, 1),
-            c(3, 300.0, 9),
-        ];
+        let mut v = vec![c(0, 100.0, 5), c(1, 300.0, 5), c(2, 50.0, 1), c(3, 300.0, 9)];
         order(&mut v, Mode::Cheapest);
         assert_eq!(v.iter().map(|x| x.rig).collect::<Vec<_>>(), [2, 1, 0, 3]);
         order(&mut v, Mode::Fastest);
@@ -146,40 +141,16 @@ mod tests {
 
     #[test]
     fn ranges_split_and_merge_back() {
-        let mut p = vec![PhotonRange {
-            start: 0,
-            count: 100,
-        }];
+        let mut p = vec![PhotonRange { start: 0, count: 100 }];
         let a = take(&mut p, 30).unwrap();
         let b = take(&mut p, 30).unwrap();
         assert_eq!((a.start, a.count, b.start), (0, 30, 30));
         give_back(&mut p, a);
-        assert_eq!(
-            p,
-            vec![
-                PhotonRange {
-                    start: 0,
-                    count: 30
-                },
-                PhotonRange {
-                    start: 60,
-                    count: 40
-                }
-            ]
-        );
+        assert_eq!(p, vec![PhotonRange { start: 0, count: 30 }, PhotonRange { start: 60, count: 40 }]);
         give_back(&mut p, b);
-        assert_eq!(
-            p,
-            vec![PhotonRange {
-                start: 0,
-                count: 100
-            }]
-        );
+        assert_eq!(p, vec![PhotonRange { start: 0, count: 100 }]);
         assert_eq!(pending_total(&p), 100);
         assert!(take(&mut Vec::new(), 5).is_none());
-        assert_eq!(
-            allowance(Duration::from_secs(1), 3, Duration::from_secs(10)),
-            Duration::from_secs(10)
-        );
+        assert_eq!(allowance(Duration::from_secs(1), 3, Duration::from_secs(10)), Duration::from_secs(10));
     }
 }

@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use compushare_kernels::transport::engine::Engine;
 use compushare_kernels::transport::simulate;
-use compushare_protocol::msg::{
-    self, refusal, ClientToManager, CodecError, ManagerToRig, Refusal, RigToManager,
-};
+use compushare_protocol::msg::{self, refusal, ClientToManager, CodecError, ManagerToRig, Refusal, RigToManager};
 use compushare_protocol::secure::net::accept_tcp;
 use compushare_protocol::secure::Identity;
 use tokio::net::{TcpListener, TcpStream};
@@ -185,9 +183,7 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
     // a `ManagerToRig` reads correctly on a client too.
     let refuse = |code: u16, reason: &str| ManagerToRig::Refused(Refusal::new(code, reason));
     if open >= shared.cfg.max_sessions {
-        let _ = wr
-            .send(&refuse(refusal::UNAVAILABLE, "too many sessions"))
-            .await;
+        let _ = wr.send(&refuse(refusal::UNAVAILABLE, "too many sessions")).await;
         return;
     }
     match msg::peek_version(&first).and_then(msg::check_version) {
@@ -257,9 +253,8 @@ fn run(shared: &Shared, work: Work) -> Vec<Work> {
         } => {
             let n = proofs.len();
             let r = match Engine::new(&spec.job) {
-                Ok(engine) => {
-                    verify::check_proofs(&engine, range, &root, &proofs).map_err(|e| e.to_string())
-                }
+                Ok(engine) => verify::check_proofs(&engine, range, &root, &proofs)
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(format!("manager engine: {e}")),
             };
             shared.market().checked(assignment, n, r)

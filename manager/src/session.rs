@@ -37,13 +37,7 @@ fn hex4(key: &PublicKey) -> String {
 }
 
 /// Serves a rig until it leaves, breaks the protocol or goes silent.
-pub async fn rig(
-    shared: Arc<Shared>,
-    peer: PublicKey,
-    hello: RigHello,
-    mut rd: Reader,
-    mut wr: Writer,
-) {
+pub async fn rig(shared: Arc<Shared>, peer: PublicKey, hello: RigHello, mut rd: Reader, mut wr: Writer) {
     let handle = Handle::current();
     let (tx, mut rx) = mpsc::channel::<Box<ManagerToRig>>(shared.cfg.market.session_queue.max(8));
     let (session, welcome) = {
@@ -84,10 +78,7 @@ pub async fn rig(
             Err(e) => {
                 let why = format!("undecodable frame ({} bytes): {e}", bytes.len());
                 shared.market().stats.abuse += 1;
-                eprintln!(
-                    "manager: rig {}: protocol abuse: {why}; closing",
-                    hex4(&peer)
-                );
+                eprintln!("manager: rig {}: protocol abuse: {why}; closing", hex4(&peer));
                 let _ = tx.try_send(Box::new(ManagerToRig::Refused(Refusal::new(
                     refusal::PROTOCOL,
                     &why,
@@ -158,10 +149,7 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
         let message = match msg::decode::<ClientToManager>(bytes) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!(
-                    "manager: client {}: undecodable frame: {e}; closing",
-                    hex4(&peer)
-                );
+                eprintln!("manager: client {}: undecodable frame: {e}; closing", hex4(&peer));
                 let _ = wr
                     .send(&ManagerToClient::Refused(Refusal::new(
                         refusal::PROTOCOL,
@@ -185,26 +173,13 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
                         });
                         true
                     }
-                    Ok(_) => {
-                        reply(
-                            &mut wr,
-                            error(ErrorCode::BadJob, "photons: must be at least 1"),
-                        )
-                        .await
-                    }
-                    Err(e) => {
-                        reply(&mut wr, error(ErrorCode::BadJob, &format!("input: {e}"))).await
-                    }
+                    Ok(_) => reply(&mut wr, error(ErrorCode::BadJob, "photons: must be at least 1")).await,
+                    Err(e) => reply(&mut wr, error(ErrorCode::BadJob, &format!("input: {e}"))).await,
                 }
             }
             ClientToManager::JobData(chunk) => {
                 let Some(up) = upload.as_mut() else {
-                    if !reply(
-                        &mut wr,
-                        error(ErrorCode::Protocol, "JobData without SubmitJob"),
-                    )
-                    .await
-                    {
+                    if !reply(&mut wr, error(ErrorCode::Protocol, "JobData without SubmitJob")).await {
                         break;
                     }
                     continue;
@@ -226,13 +201,7 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
                 let st = shared.market().status(&peer, job);
                 match st {
                     Some(s) => reply(&mut wr, ManagerToClient::JobStatus(s)).await,
-                    None => {
-                        reply(
-                            &mut wr,
-                            error(ErrorCode::UnknownJob, "no such job of yours"),
-                        )
-                        .await
-                    }
+                    None => reply(&mut wr, error(ErrorCode::UnknownJob, "no such job of yours")).await,
                 }
             }
             ClientToManager::FetchResult { job } => fetch(&shared, peer, job, &mut wr).await,
@@ -241,16 +210,8 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
                 let st = shared.market().status(&peer, job);
                 match (r, st) {
                     (Ok(()), Some(s)) => reply(&mut wr, ManagerToClient::JobStatus(s)).await,
-                    (Err(code), _) => {
-                        reply(
-                            &mut wr,
-                            error(code, "rating refused (stars 1-5, a rig of this job)"),
-                        )
-                        .await
-                    }
-                    (Ok(()), None) => {
-                        reply(&mut wr, error(ErrorCode::UnknownJob, "no such job")).await
-                    }
+                    (Err(code), _) => reply(&mut wr, error(code, "rating refused (stars 1-5, a rig of this job)")).await,
+                    (Ok(()), None) => reply(&mut wr, error(ErrorCode::UnknownJob, "no such job")).await,
                 }
             }
         };
@@ -291,9 +252,7 @@ async fn fetch(
     let r = shared.market().result(&peer, job);
     let bytes = match r {
         Ok(b) => b,
-        Err(ErrorCode::NotReady) => {
-            return reply(wr, error(ErrorCode::NotReady, "result not ready")).await
-        }
+        Err(ErrorCode::NotReady) => return reply(wr, error(ErrorCode::NotReady, "result not ready")).await,
         Err(code) => return reply(wr, error(code, "no such job of yours")).await,
     };
     let sealed = tokio::task::spawn_blocking(move || seal::seal(&peer, &bytes)).await;

@@ -129,15 +129,10 @@ mod tests {
     fn samples_are_distinct_and_inside_the_range() {
         let mut s = 1u64;
         let mut next = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             s >> 11
         };
-        let r = PhotonRange {
-            start: 1000,
-            count: 5000,
-        };
+        let r = PhotonRange { start: 1000, count: 5000 };
         let v = pick_samples(r, 459, &mut next);
         assert_eq!(v.len(), 459);
         let set: std::collections::BTreeSet<_> = v.iter().copied().collect();

@@ -35,24 +35,17 @@ async fn manager(client: [u8; 32]) -> Running {
         },
         ..ServerConfig::default()
     };
-    start(cfg, Identity::generate().unwrap(), Box::new(bank))
-        .await
-        .unwrap()
+    start(cfg, Identity::generate().unwrap(), Box::new(bank)).await.unwrap()
 }
 
 async fn rig(m: &Running) -> TcpChannel {
     let me = Identity::generate().unwrap();
     let key = m.shared.identity.public();
-    let mut ch = connect_tcp(m.addr, &me, &key, HANDSHAKE_TIMEOUT)
-        .await
-        .unwrap();
+    let mut ch = connect_tcp(m.addr, &me, &key, HANDSHAKE_TIMEOUT).await.unwrap();
     ch.send(&RigToManager::Hello(hello("abuser", [3; 32], 2, 1000)))
         .await
         .unwrap();
-    assert!(matches!(
-        ch.recv::<ManagerToRig>().await.unwrap(),
-        ManagerToRig::Welcome(_)
-    ));
+    assert!(matches!(ch.recv::<ManagerToRig>().await.unwrap(), ManagerToRig::Welcome(_)));
     ch
 }
 
@@ -79,9 +72,7 @@ async fn unknown_versions_are_refused_for_rigs_and_clients() {
     let m = manager([1; 32]).await;
     let key = m.shared.identity.public();
     let me = Identity::generate().unwrap();
-    let mut ch = connect_tcp(m.addr, &me, &key, HANDSHAKE_TIMEOUT)
-        .await
-        .unwrap();
+    let mut ch = connect_tcp(m.addr, &me, &key, HANDSHAKE_TIMEOUT).await.unwrap();
     let mut h = hello("future", [3; 32], 1, 1);
     h.version = 99;
     ch.send(&RigToManager::Hello(h)).await.unwrap();
@@ -89,30 +80,19 @@ async fn unknown_versions_are_refused_for_rigs_and_clients() {
         ManagerToRig::Refused(r) => assert_eq!(r.code, refusal::UNSUPPORTED_VERSION),
         other => panic!("{other:?}"),
     }
-    assert!(
-        ch.recv::<ManagerToRig>().await.is_err(),
-        "session must close"
-    );
+    assert!(ch.recv::<ManagerToRig>().await.is_err(), "session must close");
 
-    let mut ch = connect_tcp(m.addr, &me, &key, HANDSHAKE_TIMEOUT)
-        .await
-        .unwrap();
-    ch.send(&ClientToManager::Hello { version: 0 })
-        .await
-        .unwrap();
+    let mut ch = connect_tcp(m.addr, &me, &key, HANDSHAKE_TIMEOUT).await.unwrap();
+    ch.send(&ClientToManager::Hello { version: 0 }).await.unwrap();
     match ch.recv::<ManagerToClient>().await.unwrap() {
         ManagerToClient::Refused(r) => assert_eq!(r.code, refusal::UNSUPPORTED_VERSION),
         other => panic!("{other:?}"),
     }
     // A first message that is no Hello at all.
-    let mut ch = connect_tcp(m.addr, &me, &key, HANDSHAKE_TIMEOUT)
+    let mut ch = connect_tcp(m.addr, &me, &key, HANDSHAKE_TIMEOUT).await.unwrap();
+    ch.send(&ClientToManager::JobStatus { job: compushare_protocol::types::JobId(1) })
         .await
         .unwrap();
-    ch.send(&ClientToManager::JobStatus {
-        job: compushare_protocol::types::JobId(1),
-    })
-    .await
-    .unwrap();
     match ch.recv::<ManagerToClient>().await.unwrap() {
         ManagerToClient::Refused(r) => assert_eq!(r.code, refusal::PROTOCOL),
         other => panic!("{other:?}"),
@@ -139,20 +119,15 @@ async fn oversize_and_undecodable_frames_close_the_session() {
         .await
         .unwrap();
         assert_eq!(refused, Some(refusal::PROTOCOL), "{} bytes", bytes.len());
-        assert!(
-            rd.recv::<ManagerToRig>().await.is_err(),
-            "session must close"
-        );
+        assert!(rd.recv::<ManagerToRig>().await.is_err(), "session must close");
         assert_eq!(abuse(&m), before + 1);
     }
     // A message of the wrong direction is undecodable too.
     let ch = rig(&m).await;
     let (mut rd, mut wr) = ch.split();
-    wr.send(&ClientToManager::FetchResult {
-        job: compushare_protocol::types::JobId(1),
-    })
-    .await
-    .unwrap();
+    wr.send(&ClientToManager::FetchResult { job: compushare_protocol::types::JobId(1) })
+        .await
+        .unwrap();
     loop {
         match rd.recv::<ManagerToRig>().await {
             Ok(ManagerToRig::Refused(_)) | Err(_) => break,
@@ -178,11 +153,7 @@ async fn foreign_and_replayed_results_are_rejected_and_the_session_stays() {
         merkle_root: [0; 32],
         sealed: [0; 32],
         sealed_len: 100,
-        stats: CostStats {
-            elapsed_ms: 1,
-            voxel_steps: 0,
-            scatters: 0,
-        },
+        stats: CostStats { elapsed_ms: 1, voxel_steps: 0, scatters: 0 },
     };
     ch.send(&RigToManager::ResultCommit(fake)).await.unwrap();
     let st = until(&mut ch, |m| match m {
@@ -196,13 +167,7 @@ async fn foreign_and_replayed_results_are_rejected_and_the_session_stays() {
     // Real work: submit a job, bid, run the assignment, deliver it.
     let mut c = Client::connect(m.addr, client, &key).await.unwrap();
     let (job, _, _) = c
-        .submit(
-            JOB.as_bytes(),
-            400,
-            Some(5),
-            Mode::Cheapest,
-            Amount(u64::MAX),
-        )
+        .submit(JOB.as_bytes(), 400, Some(5), Mode::Cheapest, Amount(u64::MAX))
         .await
         .unwrap();
     let offer = until(&mut ch, |m| match m {
@@ -230,10 +195,7 @@ async fn foreign_and_replayed_results_are_rejected_and_the_session_stays() {
     // Another rig cannot deliver this rig's assignment.
     let mut thief = rig(&m).await;
     let before = abuse(&m);
-    thief
-        .send(&RigToManager::ResultCommit(done.commit))
-        .await
-        .unwrap();
+    thief.send(&RigToManager::ResultCommit(done.commit)).await.unwrap();
     let st = until(&mut thief, |m| match m {
         ManagerToRig::Ack { assignment, status } if *assignment == a.assignment => Some(*status),
         _ => None,
@@ -242,9 +204,7 @@ async fn foreign_and_replayed_results_are_rejected_and_the_session_stays() {
     assert_eq!(st, AckStatus::Unknown);
     assert_eq!(abuse(&m), before + 1);
 
-    ch.send(&RigToManager::ResultCommit(done.commit))
-        .await
-        .unwrap();
+    ch.send(&RigToManager::ResultCommit(done.commit)).await.unwrap();
     for chunk in Chunker::new(&done.sealed).unwrap() {
         ch.send(&RigToManager::ResultChunk(chunk)).await.unwrap();
     }
@@ -256,22 +216,14 @@ async fn foreign_and_replayed_results_are_rejected_and_the_session_stays() {
                     ch.send(&RigToManager::SampleProof(p)).await.unwrap();
                 }
             }
-            ManagerToRig::Ack {
-                status: AckStatus::Verified,
-                ..
-            } => break,
-            ManagerToRig::Ack {
-                status: AckStatus::Failed,
-                ..
-            } => panic!("honest result failed"),
+            ManagerToRig::Ack { status: AckStatus::Verified, .. } => break,
+            ManagerToRig::Ack { status: AckStatus::Failed, .. } => panic!("honest result failed"),
             _ => {}
         }
     }
     // The same result again: a replay.
     let before = abuse(&m);
-    ch.send(&RigToManager::ResultCommit(done.commit))
-        .await
-        .unwrap();
+    ch.send(&RigToManager::ResultCommit(done.commit)).await.unwrap();
     let st = until(&mut ch, |m| match m {
         ManagerToRig::Ack { assignment, status } if *assignment == a.assignment => Some(*status),
         _ => None,

@@ -65,30 +65,18 @@ async fn three_honest_rigs_job_done_verified_paid_fetched() {
     let key = m.shared.identity.public();
     let mut rigs = Vec::new();
     for i in 0..3 {
-        rigs.push(
-            ScriptedRig::start(m.addr, key, &format!("honest{i}"), Behaviour::honest()).await,
-        );
+        rigs.push(ScriptedRig::start(m.addr, key, &format!("honest{i}"), Behaviour::honest()).await);
     }
     let mut c = Client::connect(m.addr, me, &key).await.unwrap();
     let (job, price, escrowed) = c
-        .submit(
-            JOB.as_bytes(),
-            PHOTONS,
-            Some(SEED),
-            Mode::Cheapest,
-            Amount(u64::MAX),
-        )
+        .submit(JOB.as_bytes(), PHOTONS, Some(SEED), Mode::Cheapest, Amount(u64::MAX))
         .await
         .unwrap();
     assert!(price.0 > 0 && escrowed.0 >= price.0 * PHOTONS);
     wait_done(&mut c, job).await;
     let tally = c.fetch(job).await.unwrap();
     assert_eq!(tally.photons, PHOTONS);
-    assert_eq!(
-        tally.digest(),
-        local_digest(),
-        "merged result differs from a local run"
-    );
+    assert_eq!(tally.digest(), local_digest(), "merged result differs from a local run");
 
     // Paid exactly once per verified assignment, and the money adds up.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -99,11 +87,7 @@ async fn three_honest_rigs_job_done_verified_paid_fetched() {
         let mut ids: Vec<_> = rep.payments.iter().map(|p| p.0).collect();
         ids.sort();
         ids.dedup();
-        assert_eq!(
-            ids.len(),
-            rep.payments.len(),
-            "an assignment was paid twice"
-        );
+        assert_eq!(ids.len(), rep.payments.len(), "an assignment was paid twice");
         for (a, amount, _) in &rep.payments {
             assert!(rep.acks.contains(&(*a, AckStatus::Verified)));
             paid_total += amount.0;
@@ -125,14 +109,9 @@ async fn three_honest_rigs_job_done_verified_paid_fetched() {
     let worker = status.rigs[0];
     c.rate(job, worker, 5).await.unwrap();
     assert!(c.rate(job, [9; 32], 5).await.is_err());
-    assert_eq!(
-        m.shared.market().rig_record(&worker).unwrap().ratings,
-        vec![5]
-    );
+    assert_eq!(m.shared.market().rig_record(&worker).unwrap().ratings, vec![5]);
     // Another client cannot see or fetch this job.
-    let mut other = Client::connect(m.addr, Identity::generate().unwrap(), &key)
-        .await
-        .unwrap();
+    let mut other = Client::connect(m.addr, Identity::generate().unwrap(), &key).await.unwrap();
     assert!(other.fetch(job).await.is_err());
 }
 
@@ -144,9 +123,7 @@ async fn cheaters_are_caught_demoted_excluded_and_unpaid() {
     let key = m.shared.identity.public();
     let mut honest = Vec::new();
     for i in 0..2 {
-        honest.push(
-            ScriptedRig::start(m.addr, key, &format!("honest{i}"), Behaviour::honest()).await,
-        );
+        honest.push(ScriptedRig::start(m.addr, key, &format!("honest{i}"), Behaviour::honest()).await);
     }
     let mut cheaters = Vec::new();
     for every in [1u64, 10, 100] {
@@ -160,35 +137,18 @@ async fn cheaters_are_caught_demoted_excluded_and_unpaid() {
     }
     let mut c = Client::connect(m.addr, me, &key).await.unwrap();
     let (job, _, _) = c
-        .submit(
-            JOB.as_bytes(),
-            PHOTONS,
-            Some(SEED),
-            Mode::Fastest,
-            Amount(u64::MAX),
-        )
+        .submit(JOB.as_bytes(), PHOTONS, Some(SEED), Mode::Fastest, Amount(u64::MAX))
         .await
         .unwrap();
     wait_done(&mut c, job).await;
     let tally = c.fetch(job).await.unwrap();
-    assert_eq!(
-        tally.digest(),
-        local_digest(),
-        "bad work reached the result"
-    );
+    assert_eq!(tally.digest(), local_digest(), "bad work reached the result");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let market = m.shared.market();
     for r in &cheaters {
         let rep = r.report();
-        assert!(
-            !rep.assigned.is_empty(),
-            "a cheater got no work to cheat on"
-        );
-        assert!(
-            rep.payments.is_empty(),
-            "a cheater was paid: {:?}",
-            rep.payments
-        );
+        assert!(!rep.assigned.is_empty(), "a cheater got no work to cheat on");
+        assert!(rep.payments.is_empty(), "a cheater was paid: {:?}", rep.payments);
         assert!(rep.acks.iter().any(|(_, s)| *s == AckStatus::Failed));
         let rec = market.rig_record(&rep.key).unwrap();
         assert!(rec.errors >= 1 && !rec.trusted && rec.paid == 0);

@@ -24,7 +24,9 @@ use compushare_protocol::msg::{
 };
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::{seal, Identity};
-use compushare_protocol::types::{Amount, AssignmentId, DeviceInfo, DeviceKind, Digest, PublicKey};
+use compushare_protocol::types::{
+    Amount, AssignmentId, DeviceInfo, DeviceKind, Digest, PublicKey,
+};
 use tokio::sync::mpsc;
 
 /// A small job: 10x10x10 voxels, two media, a detector.
@@ -55,12 +57,7 @@ pub struct Computed {
 
 /// Runs an assignment on the CPU engine; with `fabricate_every = Some(n)` every photon whose
 /// index is a multiple of n is faked.
-pub fn compute(
-    input: &[u8],
-    a: &Assign,
-    manager: &PublicKey,
-    fabricate_every: Option<u64>,
-) -> Computed {
+pub fn compute(input: &[u8], a: &Assign, manager: &PublicKey, fabricate_every: Option<u64>) -> Computed {
     let job = job_for(input, a.seed);
     let range = a.photons.start..a.photons.start + a.photons.count;
     let (mut tally, recs) = simulate_with_records(&job, range, 2, None).expect("simulate");
@@ -209,14 +206,9 @@ impl ScriptedRig {
             .await
             .expect("rig connects");
         let (mut rd, mut wr) = ch.split();
-        wr.send(&RigToManager::Hello(hello(
-            name,
-            payout,
-            b.cores,
-            b.histories_per_s,
-        )))
-        .await
-        .unwrap();
+        wr.send(&RigToManager::Hello(hello(name, payout, b.cores, b.histories_per_s)))
+            .await
+            .unwrap();
         match rd.recv::<ManagerToRig>().await.unwrap() {
             ManagerToRig::Welcome(_) => {}
             other => panic!("expected Welcome, got {other:?}"),
@@ -253,9 +245,7 @@ impl ScriptedRig {
                         let c = compute(&input, &a, &manager, b.fabricate_every);
                         let (commit, sealed) = (c.commit, c.sealed.clone());
                         // Kept before committing: sample requests may follow at once.
-                        done.lock()
-                            .unwrap()
-                            .insert(a.assignment, (a.photons.start, c));
+                        done.lock().unwrap().insert(a.assignment, (a.photons.start, c));
                         let _ = tx.send(RigToManager::ResultCommit(commit));
                         for chunk in Chunker::new(&sealed).unwrap() {
                             let _ = tx.send(RigToManager::ResultChunk(chunk));
@@ -278,9 +268,7 @@ impl ScriptedRig {
                             run(a, g.clone());
                         } else {
                             if !waiting.iter().any(|w| w.geometry == a.geometry) {
-                                let _ = tx.send(RigToManager::GeometryRequest {
-                                    content: a.geometry,
-                                });
+                                let _ = tx.send(RigToManager::GeometryRequest { content: a.geometry });
                             }
                             waiting.push(a);
                         }
@@ -307,10 +295,7 @@ impl ScriptedRig {
                             }
                         }
                     }
-                    ManagerToRig::SampleRequest {
-                        assignment,
-                        photons,
-                    } => {
+                    ManagerToRig::SampleRequest { assignment, photons } => {
                         let done = done.clone();
                         let tx = tx.clone();
                         let photons = photons.to_vec();
@@ -331,10 +316,7 @@ impl ScriptedRig {
                         amount,
                         spendable,
                     } => {
-                        r.lock()
-                            .unwrap()
-                            .payments
-                            .push((assignment, amount, spendable));
+                        r.lock().unwrap().payments.push((assignment, amount, spendable));
                     }
                     ManagerToRig::Cancel { assignment } => {
                         r.lock().unwrap().cancelled.push(assignment);
