@@ -8,6 +8,8 @@ mod cmd_bench_protocol;
 mod cmd_bench_sha256d;
 mod cmd_client;
 mod cmd_keygen;
+mod cmd_ledger;
+mod cmd_manager;
 mod cmd_manager_run;
 mod cmd_mine;
 mod cmd_rig;
@@ -39,10 +41,15 @@ enum Command {
     Keygen(cmd_keygen::KeygenArgs),
     /// Run a photon-transport job locally (MCX JSON input or a built-in benchmark).
     Sim(cmd_sim::SimArgs),
-    /// Run the management node.
+    /// Management node: init, grant, run.
     Manager {
         #[command(subcommand)]
-        what: ManagerWhat,
+        what: cmd_manager::ManagerCmd,
+    },
+    /// The management node's ledger: verify.
+    Ledger {
+        #[command(subcommand)]
+        what: cmd_ledger::LedgerCmd,
     },
     /// Submit a job to a manager (and optionally wait for and fetch its result).
     Submit(cmd_client::SubmitArgs),
@@ -52,12 +59,6 @@ enum Command {
     Fetch(cmd_client::FetchArgs),
     /// Run the rig controller (transport client) from rig.conf.
     Rig(cmd_rig::RigArgs),
-}
-
-#[derive(Subcommand)]
-enum ManagerWhat {
-    /// Serve rigs and clients.
-    Run(cmd_manager_run::RunArgs),
 }
 
 #[derive(Subcommand)]
@@ -81,9 +82,8 @@ fn main() -> std::process::ExitCode {
         Command::Mine(args) => cmd_mine::run(args),
         Command::Keygen(args) => cmd_keygen::run(args),
         Command::Sim(args) => cmd_sim::run(args),
-        Command::Manager { what } => match what {
-            ManagerWhat::Run(args) => cmd_manager_run::run(args),
-        },
+        Command::Manager { what } => cmd_manager::run(what),
+        Command::Ledger { what } => cmd_ledger::run(what),
         Command::Submit(args) => cmd_client::submit(args),
         Command::Status(args) => cmd_client::status(args),
         Command::Fetch(args) => cmd_client::fetch(args),
