@@ -1,8 +1,11 @@
 //! `compushare manager run`: serve rigs and clients on one port (default 0.0.0.0:7733).
 //!
-//! The identity is `DATA/manager.key` (created 0600 when missing). Accounts are kept in memory
-//! in this build (the persistent ledger plugs in behind the market's `Bank`): `--grant
-//! KEY=AMOUNT` credits a client at start.
+//! The identity is `DATA/manager.key` (created 0600 when missing). When `DATA/manager.redb`
+//! exists (`compushare manager init`), money moves on its persistent, hash-chained ledger
+//! (`StoreBank`); otherwise accounts live in memory for this run only. `--grant KEY=AMOUNT`
+//! credits a client at start either way. Job and assignment numbers start at the current
+//! Unix time in microseconds, so numbers never repeat across restarts on one ledger.
+//! Known gap: jobs in flight are kept in memory and do not survive a restart.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,7 +47,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if created {
         eprintln!("created {}", key_path.display());
     }
-    let mut bank = MemoryBank::default();
+    let mut grants = Vec::new();
     for g in &args.grant {
         let (k, a) = g
             .split_once('=')
@@ -54,8 +57,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let amount: u64 = a
             .parse()
             .with_context(|| format!("--grant {g:?}: amount"))?;
-        bank.grant(key, amount);
+        grants.push((key, amount));
     }
+    let db = args.data.join(compushare_manager::DB_FILE);
+    let bank: Box<dyn compushare_manager::escrow::Bank> = if db.exists() {
+        let store = std::sync::Arc::new(compushare_manager::Store::open_dir(&args.data)?);
+        let bank = compushare_manager::store_bank::StoreBank::new(store);
+        for (key, amount) in &grants {
+            bank.grant(key, *amount)
+                .with_context(|| format!("--grant {}", hex::encode(key)))?;
+        }
+        eprintln!("ledger: {}", db.display());
+        Box::new(bank)
+    } else {
+        let mut bank = MemoryBank::default();
+        for (key, amount) in grants {
+            bank.grant(key, amount);
+        }
+        eprintln!(
+            "no {} (run `compushare manager init`): accounts in memory",
+            db.display()
+        );
+        Box::new(bank)
+    };
+    let first_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64);
     if !(args.target_secs > 0.0 && args.target_secs.is_finite()) {
         anyhow::bail!("--target-secs must be a positive number of seconds");
     }
@@ -67,6 +94,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         market: MarketConfig {
             target: Duration::from_secs_f64(args.target_secs),
             samples: args.samples.max(1),
+            first_id,
             ..MarketConfig::default()
         },
         ..ServerConfig::default()
@@ -75,9 +103,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let running = start(cfg, identity, Box::new(bank))
-            .await
-            .context("--listen")?;
+        let running = start(cfg, identity, bank).await.context("--listen")?;
         println!(
             "manager {} listening on {}",
             hex::encode(&running.shared.identity.public()),

@@ -58,6 +58,9 @@ pub struct MarketConfig {
     pub max_input: u32,
     /// Queue depth of each session's outgoing messages.
     pub session_queue: usize,
+    /// First job and assignment number. A manager on a persistent ledger starts above every
+    /// number used before a restart (the ledger refuses a second payment per assignment id).
+    pub first_id: u64,
 }
 
 impl Default for MarketConfig {
@@ -75,6 +78,7 @@ impl Default for MarketConfig {
             fee_permille: 50,
             max_input: 64 << 20,
             session_queue: 256,
+            first_id: 1,
         }
     }
 }
@@ -273,11 +277,12 @@ impl Market {
     pub fn new(cfg: MarketConfig, bank: Box<dyn Bank>) -> Self {
         let mut seed = [0u8; 8];
         let _ = rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut seed);
+        let first = cfg.first_id.max(1);
         Market {
             cfg,
             bank,
-            next_job: 1,
-            next_assignment: 1,
+            next_job: first,
+            next_assignment: first,
             next_session: 1,
             rng: u64::from_le_bytes(seed) | 1,
             jobs: BTreeMap::new(),
