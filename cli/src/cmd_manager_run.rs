@@ -5,7 +5,8 @@
 //! (`StoreBank`); otherwise accounts live in memory for this run only. `--grant KEY=AMOUNT`
 //! credits a client at start either way. Job and assignment numbers start at the current
 //! Unix time in microseconds, so numbers never repeat across restarts on one ledger.
-//! Known gap: jobs in flight are kept in memory and do not survive a restart.
+//! With the ledger, jobs and verified results are journaled under `DATA/market/` and resume
+//! after a restart (rig records and results not yet verified are lost and recomputed).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,7 +61,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         grants.push((key, amount));
     }
     let db = args.data.join(compushare_manager::DB_FILE);
-    let bank: Box<dyn compushare_manager::escrow::Bank> = if db.exists() {
+    let persistent = db.exists();
+    let bank: Box<dyn compushare_manager::escrow::Bank> = if persistent {
         let store = std::sync::Arc::new(compushare_manager::Store::open_dir(&args.data)?);
         let bank = compushare_manager::store_bank::StoreBank::new(store);
         for (key, amount) in &grants {
@@ -87,6 +89,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("--target-secs must be a positive number of seconds");
     }
     let cfg = ServerConfig {
+        journal: persistent.then(|| args.data.join("market")),
         listen: args
             .listen
             .parse()

@@ -27,7 +27,8 @@ use compushare_protocol::types::{
 };
 use tokio::sync::mpsc;
 
-use crate::escrow::Bank;
+use crate::escrow::{Bank, BankError};
+use crate::journal::{JobMeta, Journal, StoredResult};
 use crate::results::{max_sealed_len, Assembly};
 use crate::scheduler::{self, Candidate};
 use crate::verify;
@@ -179,6 +180,8 @@ enum AState {
 struct Assignment {
     job: JobId,
     rig: PublicKey,
+    /// Where the rig's pay goes (kept with the result, so it survives a restart).
+    payout_to: PublicKey,
     device: u8,
     range: PhotonRange,
     payout: u64,
@@ -245,6 +248,7 @@ pub struct Market {
     assignments: HashMap<AssignmentId, Assignment>,
     /// Assignment waiting for each committed sealed result, by content address.
     uploads: HashMap<(PublicKey, Digest), AssignmentId>,
+    journal: Option<Journal>,
     pub stats: Stats,
 }
 
@@ -289,8 +293,120 @@ impl Market {
             rigs: HashMap::new(),
             assignments: HashMap::new(),
             uploads: HashMap::new(),
+            journal: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Keeps jobs and verified results in `journal` from now on, after restoring what it
+    /// holds: finished jobs keep their results, running ones resume with their verified
+    /// ranges held and the rest of their photons pending. Returns the jobs restored.
+    pub fn restore(&mut self, journal: Journal) -> Result<usize, crate::journal::JournalError> {
+        let stored = journal.load()?;
+        let now = Instant::now();
+        let n = stored.len();
+        for sj in stored {
+            let prepared = match crate::client::prepare_job(
+                sj.input.clone(),
+                sj.meta.photons,
+                Some(sj.meta.seed),
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    log(format_args!("journal: job {} no longer parses: {e}", sj.id.0));
+                    continue;
+                }
+            };
+            let mut pending = vec![PhotonRange {
+                start: 0,
+                count: sj.meta.photons,
+            }];
+            let mut held = BTreeMap::new();
+            for r in &sj.results {
+                let Ok(t) = Tally::from_canonical_bytes(&r.tally) else {
+                    continue;
+                };
+                // Take the range out of the pending list (it is inside exactly one piece).
+                let mut rest = Vec::new();
+                for p in pending {
+                    if r.range.start >= p.start && r.range.start + r.range.count <= p.start + p.count {
+                        rest.push(PhotonRange { start: p.start, count: r.range.start - p.start });
+                        rest.push(PhotonRange {
+                            start: r.range.start + r.range.count,
+                            count: p.start + p.count - r.range.start - r.range.count,
+                        });
+                    } else {
+                        rest.push(p);
+                    }
+                }
+                pending = rest.into_iter().filter(|p| p.count > 0).collect();
+                held.insert(r.range.start, r.assignment);
+                self.assignments.insert(
+                    r.assignment,
+                    Assignment {
+                        job: sj.id,
+                        rig: r.rig,
+                        payout_to: r.payout_to,
+                        device: 0,
+                        range: r.range,
+                        payout: r.payout,
+                        state: AState::Held,
+                        assigned_at: now,
+                        deadline: now,
+                        commit: None,
+                        assembly: None,
+                        tally: Some(Arc::new(t)),
+                        outstanding: BTreeSet::new(),
+                        checks_in_flight: 0,
+                        check_deadline: None,
+                        sampled: true,
+                        duplicate: None,
+                    },
+                );
+            }
+            let state = match (&sj.done, held.is_empty()) {
+                (Some(_), _) => JobState::Done,
+                (None, true) => JobState::Queued,
+                (None, false) => JobState::Running,
+            };
+            let rigs = sj.results.iter().map(|r| r.rig).fold(Vec::new(), |mut v, k| {
+                if !v.contains(&k) {
+                    v.push(k);
+                }
+                v
+            });
+            let spent = if sj.done.is_some() {
+                sj.results.iter().map(|r| r.payout).sum()
+            } else {
+                0
+            };
+            self.jobs.insert(
+                sj.id,
+                JobEntry {
+                    client: sj.meta.client,
+                    spec: Arc::new(prepared.spec),
+                    photons: sj.meta.photons,
+                    mode: sj.meta.mode,
+                    cost_milli: sj.meta.cost_milli,
+                    price_per_history: sj.meta.price_per_history,
+                    fee_permille: sj.meta.fee_permille,
+                    pending: if sj.done.is_some() { Vec::new() } else { pending },
+                    held,
+                    state,
+                    spent,
+                    result: sj.done.map(Arc::new),
+                    rigs,
+                },
+            );
+            log(format_args!("journal: restored job {} ({state:?})", sj.id.0));
+        }
+        self.journal = Some(journal);
+        // A job whose every range was verified before the crash completes now.
+        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        for id in ids {
+            let _ = self.try_finish(Some(id));
+        }
+        Ok(n)
     }
 
     /// The configuration.
@@ -642,11 +758,13 @@ impl Market {
             deadline_unix_s: unix_now() + allowance.as_secs(),
             payout: Amount(payout),
         };
+        let payout_to = self.rigs.get(&key).map_or(key, |r| r.payout);
         self.assignments.insert(
             id,
             Assignment {
                 job,
                 rig: key,
+                payout_to,
                 device: c.device,
                 range,
                 payout,
@@ -1023,6 +1141,19 @@ impl Market {
         }
         a.state = AState::Held;
         let (job, rig_key, range, sampled) = (a.job, a.rig, a.range, a.sampled);
+        if let (Some(journal), Some(t)) = (&self.journal, &a.tally) {
+            let stored = StoredResult {
+                assignment: id,
+                range,
+                rig: rig_key,
+                payout_to: a.payout_to,
+                payout: a.payout,
+                tally: t.canonical_bytes(),
+            };
+            if let Err(e) = journal.save_result(job, &stored) {
+                log(format_args!("journal: {e}"));
+            }
+        }
         if let Some(j) = self.jobs.get_mut(&job) {
             j.held.insert(range.start, id);
             if !j.rigs.contains(&rig_key) {
@@ -1108,6 +1239,9 @@ impl Market {
                 if let Some(j) = self.jobs.get_mut(&x.job) {
                     j.held.remove(&x.range.start);
                 }
+                if let Some(journal) = &self.journal {
+                    journal.drop_result(x.job, d, x.range);
+                }
             }
             x.tally = None;
             self.release(d, AState::Discarded);
@@ -1187,11 +1321,16 @@ impl Market {
                     }
                 }
             }
-            let payout = self.rigs.get(&a.rig).map_or(a.rig, |r| r.payout);
-            pays.push((*id, a.rig, a.payout, payout));
+            pays.push((*id, a.rig, a.payout, a.payout_to));
         }
         let Some(merged) = merged else { return };
-        j.result = Some(Arc::new(merged.canonical_bytes()));
+        let bytes = merged.canonical_bytes();
+        if let Some(journal) = &self.journal {
+            if let Err(e) = journal.save_done(job, &bytes) {
+                log(format_args!("journal: {e}"));
+            }
+        }
+        j.result = Some(Arc::new(bytes));
         j.state = JobState::Done;
         let client = j.client;
         let fee_permille = j.fee_permille;
@@ -1201,7 +1340,15 @@ impl Market {
                 .rigs
                 .get(&rig_key)
                 .is_some_and(|r| r.public.verified >= self.cfg.spendable_after);
-            match self.bank.pay(job, id, &payout_key, amount, spendable) {
+            let paid = match self.bank.pay(job, id, &payout_key, amount, spendable) {
+                // Paid before a restart: the ledger refused the repeat; count it once.
+                Err(BankError::AlreadyPaid(_)) => {
+                    spent += amount;
+                    continue;
+                }
+                other => other,
+            };
+            match paid {
                 Ok(()) => {
                     spent += amount;
                     if let Some(a) = self.assignments.get_mut(&id) {
@@ -1345,6 +1492,20 @@ impl Market {
             rigs: Vec::new(),
         };
         let offer = self.offer(id, &entry);
+        if let Some(journal) = &self.journal {
+            let meta = JobMeta {
+                client,
+                photons,
+                seed: entry.spec.job.seed,
+                mode,
+                cost_milli,
+                price_per_history,
+                fee_permille: entry.fee_permille,
+            };
+            if let Err(e) = journal.save_job(id, &meta, &entry.spec.input) {
+                log(format_args!("journal: {e}"));
+            }
+        }
         self.jobs.insert(id, entry);
         log(format_args!(
             "job {} accepted: {photons} photons, {price_per_history} per history, escrow {escrow}",

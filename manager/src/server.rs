@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub engine_threads: usize,
     /// Connections served at once; more are refused with `UNAVAILABLE`.
     pub max_sessions: usize,
+    /// Directory of the job journal (`None`: jobs live in memory only).
+    pub journal: Option<std::path::PathBuf>,
     pub market: MarketConfig,
 }
 
@@ -55,6 +57,7 @@ impl Default for ServerConfig {
             tick: Duration::from_secs(1),
             engine_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_sessions: 20_000,
+            journal: None,
             market: MarketConfig::default(),
         }
     }
@@ -105,10 +108,15 @@ pub async fn start(
     identity: Identity,
     bank: Box<dyn Bank>,
 ) -> std::io::Result<Running> {
+    let mut market = Market::new(cfg.market.clone(), bank);
+    if let Some(dir) = &cfg.journal {
+        let journal = crate::journal::Journal::open(dir).map_err(std::io::Error::other)?;
+        market.restore(journal).map_err(std::io::Error::other)?;
+    }
     let listener = TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
-        market: Mutex::new(Market::new(cfg.market.clone(), bank)),
+        market: Mutex::new(market),
         identity,
         cfg,
         sessions: std::sync::atomic::AtomicUsize::new(0),
