@@ -13,9 +13,9 @@ use compushare_controller::transport::{Rig, RigOptions, RigSettings};
 use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
 use compushare_kernels::transport::simulate;
 use compushare_manager::client::Client;
+use compushare_manager::escrow::Bank;
 use compushare_manager::store_bank::StoreBank;
 use compushare_manager::Store;
-use compushare_manager::escrow::Bank;
 use compushare_protocol::hex;
 use compushare_protocol::msg::JobState;
 use compushare_protocol::secure::Identity;
@@ -54,7 +54,10 @@ async fn client(addr: &str, key_file: &Path, manager_key: &PublicKey) -> Client 
         match Client::connect(addr, me, manager_key).await {
             Ok(c) => return c,
             Err(e) => {
-                assert!(t0.elapsed() < Duration::from_secs(30), "manager unreachable: {e}");
+                assert!(
+                    t0.elapsed() < Duration::from_secs(30),
+                    "manager unreachable: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -89,10 +92,13 @@ async fn kill_9_mid_job_restart_completes_and_pays_once() {
     let dir = std::env::temp_dir().join(format!("cs-manager-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let data = dir.join("data");
-    let init = Command::new(bin()).args(["manager", "init", "--data"]).arg(&data).output().unwrap();
+    let init = Command::new(bin())
+        .args(["manager", "init", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(init.status.success());
-    let mkey: PublicKey =
-        hex::decode_array(String::from_utf8_lossy(&init.stdout).trim()).unwrap();
+    let mkey: PublicKey = hex::decode_array(String::from_utf8_lossy(&init.stdout).trim()).unwrap();
     let ckey_file = dir.join("client.key");
     let (client_id, _) = Identity::load_or_create(&ckey_file).unwrap();
     let grant = Command::new(bin())
@@ -103,7 +109,11 @@ async fn kill_9_mid_job_restart_completes_and_pays_once() {
         .output()
         .unwrap();
     assert!(grant.status.success());
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr = format!("127.0.0.1:{port}");
     let mut child = manager(&data, &addr);
 
@@ -112,15 +122,22 @@ async fn kill_9_mid_job_restart_completes_and_pays_once() {
     for i in 0..3 {
         let (payout, settings) = rig(&addr, mkey, dir.join(format!("rig{i}")), &format!("rig{i}"));
         payouts.push(payout);
-        let r = tokio::task::spawn_blocking(move || Rig::new(settings, Identity::generate().unwrap()))
-            .await
-            .unwrap()
-            .unwrap();
+        let r =
+            tokio::task::spawn_blocking(move || Rig::new(settings, Identity::generate().unwrap()))
+                .await
+                .unwrap()
+                .unwrap();
         tasks.push(tokio::spawn(r.run()));
     }
     let mut c = client(&addr, &ckey_file, &mkey).await;
     let (job, price, _) = c
-        .submit(JOB.as_bytes(), PHOTONS, Some(SEED), Mode::Cheapest, Amount(u64::MAX))
+        .submit(
+            JOB.as_bytes(),
+            PHOTONS,
+            Some(SEED),
+            Mode::Cheapest,
+            Amount(u64::MAX),
+        )
         .await
         .unwrap();
     // Wait for some, not all, verified work; then kill -9.
@@ -130,8 +147,14 @@ async fn kill_9_mid_job_restart_completes_and_pays_once() {
         if s.photons_done > 0 && s.state != JobState::Done {
             break;
         }
-        assert!(s.state != JobState::Done, "job finished before the crash; make it longer");
-        assert!(t0.elapsed() < Duration::from_secs(120), "no progress: {s:?}");
+        assert!(
+            s.state != JobState::Done,
+            "job finished before the crash; make it longer"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no progress: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().unwrap();
@@ -145,21 +168,35 @@ async fn kill_9_mid_job_restart_completes_and_pays_once() {
         if s.state == JobState::Done {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(150), "stuck after restart: {s:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(150),
+            "stuck after restart: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let tally = c.fetch(job).await.unwrap();
     let mut local = parse_job_bytes(JOB.as_bytes(), &ParseOptions::default()).unwrap();
     local.seed = SEED;
-    assert_eq!(tally.digest(), simulate(&local, 0..PHOTONS, 2, None).unwrap().digest());
+    assert_eq!(
+        tally.digest(),
+        simulate(&local, 0..PHOTONS, 2, None).unwrap().digest()
+    );
     for t in &tasks {
         t.abort();
     }
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let verify = Command::new(bin()).args(["ledger", "verify", "--data"]).arg(&data).output().unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let verify = Command::new(bin())
+        .args(["ledger", "verify", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     // Paid exactly once for exactly the job's photons.
     let bank = StoreBank::new(std::sync::Arc::new(Store::open_dir(&data).unwrap()));
     let paid: u64 = payouts

@@ -282,7 +282,10 @@ mod tests {
         j.save_job(JobId(9), &meta, b"{}").unwrap();
         let r = StoredResult {
             assignment: AssignmentId(3),
-            range: PhotonRange { start: 10, count: 20 },
+            range: PhotonRange {
+                start: 10,
+                count: 20,
+            },
             rig: [1; 32],
             payout_to: [2; 32],
             payout: 40,

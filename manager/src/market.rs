@@ -313,7 +313,10 @@ impl Market {
             ) {
                 Ok(p) => p,
                 Err(e) => {
-                    log(format_args!("journal: job {} no longer parses: {e}", sj.id.0));
+                    log(format_args!(
+                        "journal: job {} no longer parses: {e}",
+                        sj.id.0
+                    ));
                     continue;
                 }
             };
@@ -329,8 +332,13 @@ impl Market {
                 // Take the range out of the pending list (it is inside exactly one piece).
                 let mut rest = Vec::new();
                 for p in pending {
-                    if r.range.start >= p.start && r.range.start + r.range.count <= p.start + p.count {
-                        rest.push(PhotonRange { start: p.start, count: r.range.start - p.start });
+                    if r.range.start >= p.start
+                        && r.range.start + r.range.count <= p.start + p.count
+                    {
+                        rest.push(PhotonRange {
+                            start: p.start,
+                            count: r.range.start - p.start,
+                        });
                         rest.push(PhotonRange {
                             start: r.range.start + r.range.count,
                             count: p.start + p.count - r.range.start - r.range.count,
@@ -369,12 +377,16 @@ impl Market {
                 (None, true) => JobState::Queued,
                 (None, false) => JobState::Running,
             };
-            let rigs = sj.results.iter().map(|r| r.rig).fold(Vec::new(), |mut v, k| {
-                if !v.contains(&k) {
-                    v.push(k);
-                }
-                v
-            });
+            let rigs = sj
+                .results
+                .iter()
+                .map(|r| r.rig)
+                .fold(Vec::new(), |mut v, k| {
+                    if !v.contains(&k) {
+                        v.push(k);
+                    }
+                    v
+                });
             let spent = if sj.done.is_some() {
                 sj.results.iter().map(|r| r.payout).sum()
             } else {
@@ -390,7 +402,11 @@ impl Market {
                     cost_milli: sj.meta.cost_milli,
                     price_per_history: sj.meta.price_per_history,
                     fee_permille: sj.meta.fee_permille,
-                    pending: if sj.done.is_some() { Vec::new() } else { pending },
+                    pending: if sj.done.is_some() {
+                        Vec::new()
+                    } else {
+                        pending
+                    },
                     held,
                     state,
                     spent,
@@ -398,7 +414,10 @@ impl Market {
                     rigs,
                 },
             );
-            log(format_args!("journal: restored job {} ({state:?})", sj.id.0));
+            log(format_args!(
+                "journal: restored job {} ({state:?})",
+                sj.id.0
+            ));
         }
         self.journal = Some(journal);
         // A job whose every range was verified before the crash completes now.
