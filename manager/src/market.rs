@@ -1241,13 +1241,22 @@ impl Market {
         }
         let mut forfeited = 0u64;
         let mut discard: Vec<AssignmentId> = vec![id];
+        let mut cancel: Vec<AssignmentId> = Vec::new();
         for (other, x) in &self.assignments {
-            if x.rig == rig_key
-                && *other != id
-                && matches!(x.state, AState::Held | AState::Checking | AState::Opening)
-            {
-                discard.push(*other);
+            if x.rig != rig_key || *other == id {
+                continue;
             }
+            if matches!(x.state, AState::Held | AState::Checking | AState::Opening) {
+                discard.push(*other);
+            } else if matches!(x.state, AState::Assigned | AState::Uploading) {
+                // Work still out with a caught rig is not wanted either.
+                cancel.push(*other);
+            }
+        }
+        for c in cancel {
+            self.uploads.retain(|_, v| *v != c);
+            self.send(&rig_key, ManagerToRig::Cancel { assignment: c });
+            discard.push(c);
         }
         for d in discard {
             let Some(x) = self.assignments.get_mut(&d) else {
