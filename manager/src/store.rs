@@ -343,6 +343,8 @@ impl Store {
             relaxed,
         };
         if let Some(config) = tx.meta::<Config>(META_CONFIG)? {
+            // A stored config edited out of range is refused rather than acted on.
+            config.validate().map_err(StoreError::from)?;
             tx.config = config;
         }
         let out = f(&mut tx)?;
@@ -361,11 +363,14 @@ impl Store {
 
     /// The stored configuration.
     pub fn config(&self) -> Result<Config> {
-        self.read()?
-            .meta(META_CONFIG)?
-            .ok_or_else(|| StoreError::NotInitialised {
-                path: self.path.display().to_string(),
-            })
+        let config: Config =
+            self.read()?
+                .meta(META_CONFIG)?
+                .ok_or_else(|| StoreError::NotInitialised {
+                    path: self.path.display().to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
     }
 }
 
