@@ -684,6 +684,25 @@ fn kind_name(k: EntryKind) -> &'static str {
     }
 }
 
+impl ReadTx {
+    /// Up to `limit` ledger entries from sequence number `from` on, in order.
+    pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<StoredEntry>> {
+        let t = self.txn.open_table(LEDGER).map_err(|e| self.db(e))?;
+        let mut out = Vec::new();
+        for item in t.range(from..).map_err(|e| self.db(e))?.take(limit) {
+            let (k, v) = item.map_err(|e| self.db(e))?;
+            out.push(codec::decode("ledger entry", v.value()).map_err(|source| {
+                StoreError::Corrupt {
+                    table: "ledger",
+                    key: k.value().to_string(),
+                    source,
+                }
+            })?);
+        }
+        Ok(out)
+    }
+}
+
 /// The first problem [`verify`] found.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerFault {
