@@ -64,6 +64,30 @@ fn init_grant_verify() {
     assert!(line.starts_with("ledger ok: 2 entries"), "{line}");
     assert!(line.contains("12.500001 credits granted"), "{line}");
 
+    // Alter the client's stored balance behind the ledger's back: verify names the account.
+    {
+        use compushare_manager::{codec, ledger::Account, store::tables};
+        use redb::ReadableTable;
+        let db = redb::Database::open(data.join("manager.redb")).expect("open raw");
+        let w = db.begin_write().expect("write");
+        {
+            let mut t = w.open_table(tables::BALANCES).expect("table");
+            let key = codec::encode("a", &Account::Client([0xc1; 32])).expect("key");
+            let v: i128 = codec::decode("b", t.get(key.as_slice()).expect("g").expect("v").value())
+                .expect("decode");
+            let nv = codec::encode("b", &(v * 2)).expect("enc");
+            t.insert(key.as_slice(), nv.as_slice()).expect("insert");
+        }
+        w.commit().expect("commit");
+    }
+    let v = compushare(&["ledger", "verify", "--data", d]);
+    assert!(!v.status.success());
+    let err = text(&v.stderr);
+    assert!(
+        err.contains("account client:c1c1") && err.contains("12500001"),
+        "{err}"
+    );
+
     let missing = compushare(&[
         "ledger",
         "verify",

@@ -559,18 +559,21 @@ impl WriteTx {
                 Some(id),
             )?;
             self.remove_pending(rig, id)?;
-            let mut job = self.job_required(pp.job)?;
-            job.paid = Amount(job.paid.0.saturating_sub(pp.amount.0));
-            self.put_job(&job)?;
-            if job.state.is_closed() {
-                self.post(
-                    EntryKind::Refund,
-                    Account::Escrow(pp.job),
-                    Account::Client(job.client),
-                    pp.amount,
-                    Some(pp.job),
-                    None,
-                )?;
+            // Jobs paid through `pay_worker` alone (the market's bank) have no job record:
+            // their escrow is settled by `close_escrow`, so the forfeit stays in escrow.
+            if let Some(mut job) = self.job(pp.job)? {
+                job.paid = Amount(job.paid.0.saturating_sub(pp.amount.0));
+                self.put_job(&job)?;
+                if job.state.is_closed() {
+                    self.post(
+                        EntryKind::Refund,
+                        Account::Escrow(pp.job),
+                        Account::Client(job.client),
+                        pp.amount,
+                        Some(pp.job),
+                        None,
+                    )?;
+                }
             }
             total = total.saturating_add(pp.amount.0);
         }
@@ -584,6 +587,12 @@ impl WriteTx {
         if verified < self.config.spendable_after {
             return Ok(None);
         }
+        self.release_pending(rig).map(Some)
+    }
+
+    /// Makes all of a rig's pending pay spendable now, for callers that keep their own record
+    /// of when a rig qualifies (see [`WriteTx::release`] for the rule on stored records).
+    pub fn release_pending(&mut self, rig: &PublicKey) -> Result<Amount> {
         let s = std::sync::Arc::clone(&self.settlement);
         let mut total = 0u64;
         for (id, pp) in self.pending_of(rig)? {
@@ -601,7 +610,7 @@ impl WriteTx {
             self.remove_pending(rig, id)?;
             total = total.saturating_add(pp.amount.0);
         }
-        Ok(Some(Amount(total)))
+        Ok(Amount(total))
     }
 
     /// Moves `amount` of a job's escrow to the manager's fee account.
@@ -672,6 +681,25 @@ fn kind_name(k: EntryKind) -> &'static str {
         EntryKind::Refund => "refund",
         EntryKind::Forfeit => "forfeit",
         EntryKind::Release => "release",
+    }
+}
+
+impl ReadTx {
+    /// Up to `limit` ledger entries from sequence number `from` on, in order.
+    pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<StoredEntry>> {
+        let t = self.txn.open_table(LEDGER).map_err(|e| self.db(e))?;
+        let mut out = Vec::new();
+        for item in t.range(from..).map_err(|e| self.db(e))?.take(limit) {
+            let (k, v) = item.map_err(|e| self.db(e))?;
+            out.push(codec::decode("ledger entry", v.value()).map_err(|source| {
+                StoreError::Corrupt {
+                    table: "ledger",
+                    key: k.value().to_string(),
+                    source,
+                }
+            })?);
+        }
+        Ok(out)
     }
 }
 

@@ -343,6 +343,8 @@ impl Store {
             relaxed,
         };
         if let Some(config) = tx.meta::<Config>(META_CONFIG)? {
+            // A stored config edited out of range is refused rather than acted on.
+            config.validate().map_err(StoreError::from)?;
             tx.config = config;
         }
         let out = f(&mut tx)?;
@@ -361,11 +363,14 @@ impl Store {
 
     /// The stored configuration.
     pub fn config(&self) -> Result<Config> {
-        self.read()?
-            .meta(META_CONFIG)?
-            .ok_or_else(|| StoreError::NotInitialised {
-                path: self.path.display().to_string(),
-            })
+        let config: Config =
+            self.read()?
+                .meta(META_CONFIG)?
+                .ok_or_else(|| StoreError::NotInitialised {
+                    path: self.path.display().to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -655,6 +660,18 @@ impl WriteTx {
         Ok(id)
     }
 
+    /// Takes the next job number from the durable counter (never repeats, across restarts
+    /// too, once this transaction commits).
+    pub fn allocate_job_id(&mut self) -> Result<JobId> {
+        self.next_id(META_NEXT_JOB).map(JobId)
+    }
+
+    /// Takes the next assignment number from the durable counter (see
+    /// [`WriteTx::allocate_job_id`]).
+    pub fn allocate_assignment_id(&mut self) -> Result<AssignmentId> {
+        self.next_id(META_NEXT_ASSIGNMENT).map(AssignmentId)
+    }
+
     pub(crate) fn put_u64<T: Serialize>(
         &mut self,
         def: redb::TableDefinition<u64, &[u8]>,
@@ -717,7 +734,7 @@ impl WriteTx {
         let digest: Digest = Sha256::digest(input).into();
         let input_len =
             u32::try_from(input.len()).map_err(|_| StoreError::Overflow("input_len"))?;
-        let id = JobId(self.next_id(META_NEXT_JOB)?);
+        let id = self.allocate_job_id()?;
         {
             let mut t = self.txn.open_table(INPUTS).map_err(|e| self.db(e))?;
             t.insert(digest.as_slice(), input).map_err(|e| self.db(e))?;
@@ -757,7 +774,7 @@ impl WriteTx {
             price_per_unit: job.price_per_unit,
         };
         let payout = pricing.cost_of(new.photons.count)?;
-        let id = AssignmentId(self.next_id(META_NEXT_ASSIGNMENT)?);
+        let id = self.allocate_assignment_id()?;
         let rec = AssignmentRecord {
             id,
             job: new.job,

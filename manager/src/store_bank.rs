@@ -38,6 +38,17 @@ impl StoreBank {
         Ok(u64::try_from(b).unwrap_or(0))
     }
 
+    /// Forfeits all of a worker's pending pay back to the escrows it came from (the worker
+    /// was caught cheating). Returns the total.
+    pub fn forfeit(&self, who: &PublicKey) -> Result<u64, StoreError> {
+        self.store.write(|tx| tx.forfeit_pending(who)).map(|a| a.0)
+    }
+
+    /// Makes all of a worker's pending pay spendable (it now qualifies). Returns the total.
+    pub fn release(&self, who: &PublicKey) -> Result<u64, StoreError> {
+        self.store.write(|tx| tx.release_pending(who)).map(|a| a.0)
+    }
+
     /// Money in a job's escrow.
     pub fn escrowed(&self, job: JobId) -> Result<u64, StoreError> {
         let b = self.store.read()?.balance(&Account::Escrow(job))?;

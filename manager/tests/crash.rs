@@ -6,11 +6,15 @@ mod statekit;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use compushare_manager::escrow::{Bank, BankError};
+use compushare_manager::ledger::EntryKind;
 use compushare_manager::records::JobState;
+use compushare_manager::store_bank::StoreBank;
 use compushare_manager::{Config, Store, StoreError};
-use compushare_protocol::types::Amount;
+use compushare_protocol::types::{Amount, JobId};
 use statekit::*;
 
 const CHILD_ENV: &str = "COMPUSHARE_MANAGER_CRASH_CHILD_DB";
@@ -24,7 +28,8 @@ fn crash_child_loop() {
     let Some(path) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let store = Store::open(Path::new(&path)).expect("child: open");
+    let store = Arc::new(Store::open(Path::new(&path)).expect("child: open"));
+    let mut bank = StoreBank::new(Arc::clone(&store));
     let mut round = 0u64;
     loop {
         round += 1;
@@ -55,6 +60,19 @@ fn crash_child_loop() {
                 .expect("forfeit");
         }
         store.write(|tx| tx.release(&RIG_B)).expect("release");
+        // The market's path: the same ledger through `StoreBank`, without job records.
+        let bank_job = JobId(1_000_000 + round);
+        bank.escrow(&CLIENT, bank_job, 3_000).expect("bank escrow");
+        for _ in 0..3 {
+            let a = store.write(|tx| tx.allocate_assignment_id()).expect("id");
+            bank.pay(bank_job, a, &RIG_B, 900, round % 2 == 0)
+                .expect("bank pay");
+            match bank.pay(bank_job, a, &RIG_B, 900, true) {
+                Err(BankError::AlreadyPaid(_)) => {}
+                _ => std::process::exit(DOUBLE_PAY),
+            }
+        }
+        bank.close(bank_job, &CLIENT, 100).expect("bank close");
         store
             .write(|tx| tx.finish_job(job.id, JobState::Done, None))
             .expect("finish");
@@ -151,5 +169,26 @@ fn kill_9_at_random_moments() {
         last = entries;
     }
     assert!(grew >= 4, "the child made progress in only {grew} rounds");
+    // Both paths ran: job-record payments and the market's bank payments.
+    let store = Store::open(&path).expect("open");
+    let entries = store
+        .read()
+        .expect("read")
+        .entries(0, usize::MAX)
+        .expect("entries");
+    let pays = |bank: bool| {
+        entries
+            .iter()
+            .filter(|e| e.entry.kind == EntryKind::Pay)
+            .filter(|e| e.entry.job.is_some_and(|j| (j.0 >= 1_000_000) == bank))
+            .count()
+    };
+    assert!(
+        pays(false) > 0 && pays(true) > 0,
+        "{} / {}",
+        pays(false),
+        pays(true)
+    );
+    drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }

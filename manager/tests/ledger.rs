@@ -316,3 +316,22 @@ fn a_second_opener_is_told_the_database_is_in_use() {
     drop(store);
     compushare_manager::Store::open(&path).expect("open after the first closed");
 }
+
+#[test]
+fn id_counters_never_repeat_across_reopen() {
+    let (store, path) = store_with("ids", &Config::default());
+    let a = store.write(|tx| tx.allocate_job_id()).expect("id");
+    let b = store.write(|tx| tx.allocate_assignment_id()).expect("id");
+    // An aborted transaction gives its number back; a committed one never repeats.
+    let aborted: Result<(), StoreError> = store.write(|tx| {
+        tx.allocate_job_id()?;
+        Err(StoreError::Overflow("test abort"))
+    });
+    assert!(aborted.is_err());
+    drop(store);
+    let store = compushare_manager::Store::open(&path).expect("reopen");
+    let a2 = store.write(|tx| tx.allocate_job_id()).expect("id");
+    let b2 = store.write(|tx| tx.allocate_assignment_id()).expect("id");
+    assert_eq!(a2.0, a.0 + 1);
+    assert_eq!(b2.0, b.0 + 1);
+}

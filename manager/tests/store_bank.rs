@@ -53,9 +53,20 @@ fn escrow_pay_close_and_refusals_survive_restart() {
         Err(BankError::AlreadyPaid(1))
     );
     assert_eq!(b.escrowed(JobId(1)).expect("escrowed"), 35);
-    assert_eq!(b.close(JobId(1), &client, 3), Ok(32));
-    assert_eq!(b.balance(&client), 40 + 32);
+    // A caught worker's pending pay goes back to the escrow; a qualified one's is released.
+    assert_eq!(b.forfeit(&worker).expect("forfeit"), 5);
+    assert_eq!(b.escrowed(JobId(1)).expect("escrowed"), 40);
+    b.pay(JobId(1), AssignmentId(4), &worker, 7, false)
+        .expect("pay pending");
+    assert_eq!(b.release(&worker).expect("release"), 7);
+    assert_eq!(b.held(&worker).expect("held"), 0);
+    assert_eq!(b.balance(&worker), 27);
+    assert_eq!(b.close(JobId(1), &client, 3), Ok(30));
+    assert_eq!(b.balance(&client), 40 + 30);
     assert_eq!(b.escrowed(JobId(1)).expect("escrowed"), 0);
     let s = store.verify_ledger().expect("verify");
-    assert_eq!(s.entries, 6, "grant, escrow, pay, pay, fee, refund");
+    assert_eq!(
+        s.entries, 9,
+        "grant, escrow, pay, pay, forfeit, pay, release, fee, refund"
+    );
 }
