@@ -2,14 +2,14 @@
 //! machine-independent cost) and the client-side library the CLI uses (connect, submit,
 //! status, fetch, rate).
 //!
-//! Cost of a history: the manager re-simulates a calibration batch of the job on its own engine
-//! and takes the mean of (1 + scattering events) per photon, in thousandths. It depends only on
-//! the job's physics, never on the machine, so every rig is paid the same for the same work.
+//! Cost of a history: the `costing` module's calibration batch on the manager's own engine,
+//! the mean of (1 + scattering events) per photon, in thousandths. It depends only on the
+//! job's physics, never on the machine, so every rig is paid the same for the same work.
 
 use compushare_kernels::transport::input::{parse_job_bytes, InputError, ParseOptions};
 use compushare_kernels::transport::tally::Tally;
 use compushare_kernels::transport::tally_ops::tally_cells;
-use compushare_kernels::transport::{Engine, TallyCodecError, TransportError};
+use compushare_kernels::transport::{TallyCodecError, TransportError};
 use compushare_protocol::chunk::{content_address, Chunker};
 use compushare_protocol::msg::{
     ClientToManager, ErrorCode, JobStatus, ManagerToClient, SubmitJob, PROTOCOL_VERSION,
@@ -22,7 +22,9 @@ use crate::market::JobSpec;
 use crate::results::{Assembly, ResultError};
 
 /// Photons the manager simulates to price a job.
-pub const CALIBRATION_PHOTONS: u64 = 500;
+pub const CALIBRATION_PHOTONS: u64 = 512;
+/// Longest the pricing batch may run (it stops after the block that crosses it).
+pub const CALIBRATION_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why a submitted job was refused before pricing.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,9 @@ pub enum PrepareError {
     /// The job's tally size overflows.
     #[error("the job's tally is too large")]
     TooLarge,
+    /// The calibration batch failed.
+    #[error("{0}")]
+    Costing(#[from] crate::costing::CostingError),
 }
 
 /// A validated, priced job.
@@ -64,12 +69,10 @@ pub fn prepare_job(
     let cells = tally_cells(&job)
         .and_then(|c| usize::try_from(c).ok())
         .ok_or(PrepareError::TooLarge)?;
-    let engine = Engine::new(&job)?;
-    let n = CALIBRATION_PHOTONS.min(photons).max(1);
-    let total: u64 = (0..n)
-        .map(|i| 1 + u64::from(engine.simulate_photon(i).scatters))
-        .sum();
-    let cost_milli = (total.saturating_mul(1000) / n).max(1);
+    // The costing module's deterministic batch (fixed seed, bounded time): the price does not
+    // depend on the client's seed or on this machine.
+    let cal = crate::costing::calibrate(&job, CALIBRATION_PHOTONS, CALIBRATION_TIME)?;
+    let cost_milli = cal.cost_per_history_milli.max(1);
     let content = content_address(&input);
     Ok(PreparedJob {
         spec: JobSpec {
