@@ -3,10 +3,16 @@
 //! Each subcommand lives in its own module (`cmd_*.rs`) that owns its arguments and its
 //! output; this file only dispatches.
 
+mod cmd_bench_manager;
 mod cmd_bench_protocol;
 mod cmd_bench_sha256d;
+mod cmd_client;
 mod cmd_keygen;
+mod cmd_ledger;
+mod cmd_manager;
+mod cmd_manager_run;
 mod cmd_mine;
+mod cmd_rig;
 mod cmd_sim;
 
 use clap::{Parser, Subcommand};
@@ -29,32 +35,59 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
-    /// Create an identity key file (0600) if missing and print its public key (hex).
-    Keygen(cmd_keygen::KeygenArgs),
     /// Stand-alone Stratum v1 miner (like cpuminer), with pool failover.
     Mine(cmd_mine::MineArgs),
+    /// Create an identity key file (0600) if missing and print its public key (hex).
+    Keygen(cmd_keygen::KeygenArgs),
     /// Run a photon-transport job locally (MCX JSON input or a built-in benchmark).
     Sim(cmd_sim::SimArgs),
+    /// Management node: init, grant, run.
+    Manager {
+        #[command(subcommand)]
+        what: cmd_manager::ManagerCmd,
+    },
+    /// The management node's ledger: verify.
+    Ledger {
+        #[command(subcommand)]
+        what: cmd_ledger::LedgerCmd,
+    },
+    /// Submit a job to a manager (and optionally wait for and fetch its result).
+    Submit(cmd_client::SubmitArgs),
+    /// A job's status.
+    Status(cmd_client::StatusArgs),
+    /// Fetch a finished job's result and write it like `sim --out`.
+    Fetch(cmd_client::FetchArgs),
+    /// Run the rig controller (transport client) from rig.conf.
+    Rig(cmd_rig::RigArgs),
 }
 
 #[derive(Subcommand)]
 enum BenchWhat {
-    /// Encode + seal + open + decode of a Heartbeat and of a 60 KiB ResultChunk.
-    Protocol(cmd_bench_protocol::BenchProtocolArgs),
     /// SHA-256d nonce-scanning throughput.
     Sha256d(cmd_bench_sha256d::BenchSha256dArgs),
+    /// Encode + seal + open + decode of a Heartbeat and of a 60 KiB ResultChunk.
+    Protocol(cmd_bench_protocol::BenchProtocolArgs),
+    /// Simulated rigs heartbeating and bidding against one manager: CPU, memory, latency.
+    Manager(cmd_bench_manager::BenchManagerArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Bench { what } => match what {
-            BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
             BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
+            BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
+            BenchWhat::Manager(args) => cmd_bench_manager::run(args),
         },
-        Command::Keygen(args) => cmd_keygen::run(args),
         Command::Mine(args) => cmd_mine::run(args),
+        Command::Keygen(args) => cmd_keygen::run(args),
         Command::Sim(args) => cmd_sim::run(args),
+        Command::Manager { what } => cmd_manager::run(what),
+        Command::Ledger { what } => cmd_ledger::run(what),
+        Command::Submit(args) => cmd_client::submit(args),
+        Command::Status(args) => cmd_client::status(args),
+        Command::Fetch(args) => cmd_client::fetch(args),
+        Command::Rig(args) => cmd_rig::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

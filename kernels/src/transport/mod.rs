@@ -21,9 +21,11 @@ pub mod output;
 pub mod photon;
 pub mod rng;
 pub mod tally;
+pub mod tally_codec;
 pub mod tally_ops;
 
 pub use engine::{simulate, simulate_photon, simulate_with_records, Engine};
 pub use error::TransportError;
 pub use photon::{Fate, PhotonRecord};
+pub use tally_codec::TallyCodecError;
 pub use tally_ops::tally_bytes;

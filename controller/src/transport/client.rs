@@ -1,0 +1,1187 @@
+//! The rig's session with its management node: connect, Hello, Heartbeat, bid, fetch
+//! geometry, run assignments, commit, upload, prove, record pay; reconnect when it drops.
+//!
+//! One task owns all rig state ([`Rig`]). Per session, a reader task turns frames into
+//! messages on a channel (a frame read is not cancel-safe, so it never sits in a `select!`);
+//! the session loop selects over those messages, the heartbeat tick and events from blocking
+//! work (geometry parsing, calibration, simulation, proofs). Events survive a dropped
+//! session in their channel, so a result finished while disconnected is committed on the
+//! next session.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
+use compushare_kernels::transport::job::Job;
+use compushare_kernels::transport::tally_ops::tally_cells;
+use compushare_kernels::transport::Engine;
+use compushare_protocol::chunk::{content_address, Chunk, Chunker};
+use compushare_protocol::limits::{CHUNK_DATA, MAX_PAYLOAD, PROOFS_PER_MESSAGE};
+use compushare_protocol::msg::{
+    refusal, AckStatus, Assign, Bid, Heartbeat, HistoryProof, ManagerToRig, Offer, RejectReason,
+    ResultCommit, RigHello, RigToManager, SampleProof, Welcome, PROTOCOL_VERSION,
+};
+use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
+use compushare_protocol::secure::{seal, ChannelError, Identity};
+use compushare_protocol::types::{
+    Amount, AssignmentId, DeviceInfo, DeviceKind, DeviceStatus, Digest, JobId, PublicKey, Role,
+};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use super::assignment::{self, block_log2_for, Completed, Fabricate, RunError};
+use super::proofs::{self, Commitments};
+use super::state::{Payment, Payments, StateError};
+use crate::config::{ConfigError, RigConfig, Roles};
+use crate::{debug, info, warn};
+
+/// Firmware string announced in Hello.
+pub const FIRMWARE: &str = concat!("compushare-rig/", env!("CARGO_PKG_VERSION"));
+
+/// Tunables of the transport client that rig.conf does not set.
+#[derive(Debug, Clone)]
+pub struct RigOptions {
+    /// CPU cores shared by the CPU devices (default: the machine's).
+    pub cores: Option<usize>,
+    /// Photons of the startup (cube60) and per-job calibrations.
+    pub calibration_photons: u64,
+    /// Lowest price per cost unit the rig bids for.
+    pub min_price: Amount,
+    /// First reconnect delay; doubles per failed attempt up to `backoff_max`, with jitter.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Fixed block size (log2 photons); `None` sizes blocks from the job's tally.
+    pub block_log2: Option<u32>,
+    /// Largest geometry the rig fetches, bytes.
+    pub max_geometry_bytes: u32,
+    /// Finished results held for sample requests; the oldest is dropped beyond this.
+    pub max_held: usize,
+    /// TEST DOUBLE of a dishonest rig (see [`Fabricate`]); `None` on every real rig.
+    pub fabricate: Option<Fabricate>,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        RigOptions {
+            cores: None,
+            calibration_photons: 2048,
+            min_price: Amount(1),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            block_log2: None,
+            max_geometry_bytes: 64 * 1024 * 1024,
+            max_held: 64,
+            fabricate: None,
+        }
+    }
+}
+
+/// What a rig needs to run (from rig.conf, or built directly by tests).
+#[derive(Debug, Clone)]
+pub struct RigSettings {
+    /// `host:port` of the management node.
+    pub manager: String,
+    /// Its pinned static key.
+    pub manager_key: PublicKey,
+    pub name: String,
+    pub payout: PublicKey,
+    pub cpu_devices: u32,
+    pub roles: Roles,
+    pub state_dir: PathBuf,
+    pub options: RigOptions,
+}
+
+impl RigSettings {
+    /// Settings from rig.conf's MANAGER, MANAGER_KEY, RIG_NAME (default "rig"), PAYOUT,
+    /// CPU_DEVICES, ROLES and STATE_DIR; an absent or unusable key is an error naming it.
+    pub fn from_config(cfg: &RigConfig, options: RigOptions) -> Result<Self, ConfigError> {
+        Ok(RigSettings {
+            manager: cfg.manager.clone().ok_or_else(|| cfg.missing("MANAGER"))?,
+            manager_key: cfg.manager_key.ok_or_else(|| cfg.missing("MANAGER_KEY"))?,
+            name: cfg.rig_name.clone().unwrap_or_else(|| "rig".to_owned()),
+            payout: cfg.payout_key()?,
+            cpu_devices: cfg.cpu_devices,
+            roles: cfg.roles.clone(),
+            state_dir: cfg
+                .state_dir
+                .clone()
+                .ok_or_else(|| cfg.missing("STATE_DIR"))?,
+            options,
+        })
+    }
+}
+
+/// Why the rig stopped (fatal) or a session ended (retried).
+#[derive(Debug, thiserror::Error)]
+pub enum RigError {
+    /// The node at MANAGER proved another key than MANAGER_KEY: the wrong node, or the wrong
+    /// key in rig.conf. Not retried.
+    #[error("manager key mismatch: MANAGER_KEY is {}, but the node at {addr} proved {}; check MANAGER and MANAGER_KEY in rig.conf", compushare_protocol::hex::encode(.expected), compushare_protocol::hex::encode(.got))]
+    ManagerKeyMismatch {
+        addr: String,
+        expected: PublicKey,
+        got: PublicKey,
+    },
+    /// The manager refused the session.
+    #[error("manager refused the rig (code {code}): {reason}")]
+    Refused { code: u16, reason: String },
+    /// The secure channel failed (network, handshake, decryption).
+    #[error("session with {addr}: {source}")]
+    Channel { addr: String, source: ChannelError },
+    /// The manager broke the protocol (for example, no Welcome after Hello).
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// STATE_DIR could not be used.
+    #[error("state: {0}")]
+    State(#[from] StateError),
+    /// A setting is unusable (name too long, no devices, ...).
+    #[error("settings: {0}")]
+    Settings(String),
+    /// The startup calibration failed.
+    #[error("calibration: {0}")]
+    Calibration(String),
+}
+
+impl RigError {
+    /// Whether retrying cannot help.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            RigError::ManagerKeyMismatch { .. }
+            | RigError::State(_)
+            | RigError::Settings(_)
+            | RigError::Calibration(_) => true,
+            RigError::Refused { code, .. } => {
+                *code == refusal::NOT_ALLOWED || *code == refusal::UNSUPPORTED_VERSION
+            }
+            RigError::Channel { .. } | RigError::Protocol(_) => false,
+        }
+    }
+}
+
+/// One CPU worker device.
+#[derive(Debug, Clone)]
+struct Device {
+    index: u8,
+    cores: usize,
+    role: Role,
+    /// The assignment it runs (or waits geometry for).
+    busy: Option<AssignmentId>,
+    /// Cube60 histories/s measured at startup.
+    reference_rate: u64,
+}
+
+/// An assignment accepted and not yet finished.
+struct Running {
+    assign: Assign,
+    cancel: Arc<AtomicBool>,
+    started: bool,
+}
+
+/// A finished result, kept to resend its commit and answer sample requests.
+struct Held {
+    commit: ResultCommit,
+    /// Sealed tally; emptied once the manager acknowledged receipt.
+    sealed: Vec<u8>,
+    commitments: Commitments,
+    job: Arc<Job>,
+    threads: usize,
+    received: bool,
+}
+
+/// Geometry being reassembled, in a buffer bounded by `max_geometry_bytes`.
+struct Fetch {
+    total_len: u32,
+    buf: Vec<u8>,
+    seen: Vec<bool>,
+    missing: usize,
+}
+
+/// What blocking work reports back.
+enum Event {
+    Parsed {
+        content: Digest,
+        result: Result<Arc<Job>, String>,
+    },
+    Calibrated {
+        content: Digest,
+        per_core: u64,
+    },
+    Finished {
+        assignment: AssignmentId,
+        result: Result<Box<Finished>, RunError>,
+    },
+    Proofs {
+        assignment: AssignmentId,
+        result: Result<Vec<HistoryProof>, String>,
+    },
+}
+
+struct Finished {
+    commit: ResultCommit,
+    sealed: Vec<u8>,
+    commitments: Commitments,
+    job: Arc<Job>,
+    threads: usize,
+}
+
+/// Outbound half of a session, and what it was told.
+type Writer = compushare_protocol::secure::SecureWriter<
+    embedded_io_adapters::tokio_1::FromTokio<tokio::net::tcp::OwnedWriteHalf>,
+>;
+
+/// A transport rig: its devices, state and the events of its blocking work.
+pub struct Rig {
+    settings: RigSettings,
+    identity: Identity,
+    devices: Vec<Device>,
+    payments: Payments,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    running: HashMap<AssignmentId, Running>,
+    held: HashMap<AssignmentId, Held>,
+    held_order: VecDeque<AssignmentId>,
+    jobs: VecDeque<(Digest, Result<Arc<Job>, String>)>,
+    per_core: HashMap<Digest, u64>,
+    fetches: HashMap<Digest, Fetch>,
+    /// Offers waiting for geometry or calibration.
+    offers: HashMap<JobId, Offer>,
+    started: Instant,
+}
+
+/// Parsed geometries kept.
+const JOB_CACHE: usize = 4;
+/// Geometries fetched at once.
+const MAX_FETCHES: usize = 4;
+/// Messages buffered from the reader task.
+const INBOUND: usize = 64;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Rig {
+    /// Prepares a rig: opens STATE_DIR's payment record, splits the cores into CPU devices
+    /// and measures each on the reference benchmark (blocking; call before the runtime is
+    /// busy, or from `spawn_blocking`).
+    pub fn new(settings: RigSettings, identity: Identity) -> Result<Self, RigError> {
+        if settings.cpu_devices == 0 {
+            return Err(RigError::Settings(
+                "CPU_DEVICES is 0: this rig has no transport device (GPU devices come later)"
+                    .into(),
+            ));
+        }
+        if settings.name.len() > compushare_protocol::limits::NAME_LEN {
+            return Err(RigError::Settings("RIG_NAME longer than 48 bytes".into()));
+        }
+        let payments = Payments::open(&settings.state_dir)?;
+        let cores = settings
+            .options
+            .cores
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+            .unwrap_or(1)
+            .max(1);
+        let n = settings.cpu_devices as usize;
+        let rate = calibrate_reference(
+            cores.div_ceil(n).max(1),
+            settings.options.calibration_photons,
+        )?;
+        let devices = (0..n)
+            .map(|i| {
+                // Split the cores as evenly as possible; every device gets at least one.
+                let c = (cores / n + usize::from(i < cores % n)).max(1);
+                Device {
+                    index: i as u8,
+                    cores: c,
+                    role: settings.roles.of(i),
+                    busy: None,
+                    reference_rate: rate.per_core.saturating_mul(c as u64),
+                }
+            })
+            .collect();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        Ok(Rig {
+            settings,
+            identity,
+            devices,
+            payments,
+            events_tx,
+            events_rx,
+            running: HashMap::new(),
+            held: HashMap::new(),
+            held_order: VecDeque::new(),
+            jobs: VecDeque::new(),
+            per_core: HashMap::new(),
+            fetches: HashMap::new(),
+            offers: HashMap::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The rig's identity key.
+    pub fn public_key(&self) -> PublicKey {
+        self.identity.public()
+    }
+
+    /// Runs sessions forever, reconnecting with capped, jittered backoff; returns only on a
+    /// fatal error (wrong manager key, refused identity, unusable STATE_DIR).
+    pub async fn run(mut self) -> Result<(), RigError> {
+        let mut attempt: u32 = 0;
+        loop {
+            let mut welcomed = false;
+            match self.session(&mut welcomed).await {
+                Ok(()) => info!("manager closed the session"),
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => warn!("{e}"),
+            }
+            if welcomed {
+                attempt = 0;
+            }
+            let delay = backoff(&self.settings.options, attempt);
+            attempt = attempt.saturating_add(1);
+            info!("reconnecting in {} ms", delay.as_millis());
+            // Work finished meanwhile stays queued in `events_rx` for the next session.
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn session(&mut self, welcomed: &mut bool) -> Result<(), RigError> {
+        let addr = self.settings.manager.clone();
+        let channel = connect_tcp(
+            addr.as_str(),
+            &self.identity,
+            &self.settings.manager_key,
+            HANDSHAKE_TIMEOUT,
+        )
+        .await
+        .map_err(|e| match e {
+            ChannelError::WrongPeerKey { expected, got } => RigError::ManagerKeyMismatch {
+                addr: addr.clone(),
+                expected,
+                got,
+            },
+            source => RigError::Channel {
+                addr: addr.clone(),
+                source,
+            },
+        })?;
+        let chan_err = |source| RigError::Channel {
+            addr: addr.clone(),
+            source,
+        };
+        let (mut reader, mut writer) = channel.split();
+        writer
+            .send(&RigToManager::Hello(self.hello()?))
+            .await
+            .map_err(chan_err)?;
+        let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.recv::<ManagerToRig>())
+            .await
+            .map_err(|_| RigError::Protocol("no Welcome within the handshake time".into()))?
+            .map_err(chan_err)?;
+        let welcome: Welcome = match first {
+            ManagerToRig::Welcome(w) => w,
+            ManagerToRig::Refused(r) => {
+                return Err(RigError::Refused {
+                    code: r.code,
+                    reason: r.reason.as_str().to_owned(),
+                })
+            }
+            other => {
+                return Err(RigError::Protocol(format!(
+                    "expected Welcome, got {}",
+                    variant(&other)
+                )))
+            }
+        };
+        *welcomed = true;
+        info!(
+            "welcomed by {addr} as {:?} ({:?}), heartbeat every {} s",
+            welcome.label.as_str(),
+            welcome.trust,
+            welcome.heartbeat_s
+        );
+        let (in_tx, mut in_rx) = mpsc::channel(INBOUND);
+        let reader_task = tokio::spawn(async move {
+            loop {
+                let m = reader.recv::<ManagerToRig>().await;
+                let stop = matches!(&m, Err(e) if !matches!(e, ChannelError::Codec(_)));
+                if in_tx.send(m).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        let result = self.session_loop(&mut writer, &mut in_rx, &welcome).await;
+        reader_task.abort();
+        // Geometry fetches and offers belong to the session that carried them.
+        self.fetches.clear();
+        self.offers.clear();
+        result.map_err(|e| match e {
+            Ended::Channel(source) => chan_err(source),
+            Ended::Rig(e) => e,
+            Ended::Closed => chan_err(ChannelError::Closed),
+        })
+    }
+
+    async fn session_loop(
+        &mut self,
+        w: &mut Writer,
+        in_rx: &mut mpsc::Receiver<Result<ManagerToRig, ChannelError>>,
+        welcome: &Welcome,
+    ) -> Result<(), Ended> {
+        // Results the manager has not acknowledged are committed again on a new session.
+        let pending: Vec<AssignmentId> = self
+            .held_order
+            .iter()
+            .copied()
+            .filter(|a| self.held.get(a).is_some_and(|h| !h.received))
+            .collect();
+        for a in pending {
+            self.send_result(w, a).await?;
+        }
+        // Assignments still waiting for geometry need it asked for again.
+        let waiting: Vec<Assign> = self
+            .running
+            .values()
+            .filter(|r| !r.started)
+            .map(|r| r.assign)
+            .collect();
+        for a in waiting {
+            self.need_geometry(w, a.geometry, a.geometry_len).await?;
+        }
+        let period = Duration::from_secs(u64::from(welcome.heartbeat_s.max(1)));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                m = in_rx.recv() => match m {
+                    None => return Err(Ended::Closed),
+                    Some(Ok(msg)) => self.on_message(w, msg).await?,
+                    Some(Err(ChannelError::Codec(e))) => warn!("undecodable message from manager: {e}"),
+                    Some(Err(e)) => return Err(Ended::Channel(e)),
+                },
+                _ = tick.tick() => {
+                    let hb = self.heartbeat();
+                    w.send(&RigToManager::Heartbeat(hb)).await?;
+                }
+                ev = self.events_rx.recv() => {
+                    if let Some(ev) = ev {
+                        self.on_event(w, ev).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn hello(&self) -> Result<RigHello, RigError> {
+        let mut devices = heapless::Vec::new();
+        for d in &self.devices {
+            let info = DeviceInfo {
+                index: d.index,
+                kind: DeviceKind::Cpu,
+                name: name(&format!("cpu{}", d.index)),
+                compute_units: d.cores as u32,
+                cores: d.cores as u32,
+                memory: 0,
+                hash_rate: 0,
+                histories_per_s: d.reference_rate,
+            };
+            devices
+                .push(info)
+                .map_err(|_| RigError::Settings("more than 32 devices".into()))?;
+        }
+        Ok(RigHello {
+            version: PROTOCOL_VERSION,
+            firmware: {
+                let mut fw = heapless::String::new();
+                let _ = fw.push_str(FIRMWARE);
+                fw
+            },
+            name: name(&self.settings.name),
+            payout: self.settings.payout,
+            devices,
+        })
+    }
+
+    fn heartbeat(&self) -> Heartbeat {
+        let mut devices = heapless::Vec::new();
+        for d in &self.devices {
+            let busy = d.busy.is_some();
+            let role = match d.role {
+                Role::Auto | Role::Transport => Role::Transport,
+                r => r,
+            };
+            let _ = devices.push(DeviceStatus {
+                index: d.index,
+                role,
+                hash_rate: 0,
+                histories_per_s: if busy { d.reference_rate } else { 0 },
+                temperature_dc: None,
+                power_w: None,
+            });
+        }
+        Heartbeat {
+            uptime_s: self.started.elapsed().as_secs(),
+            devices,
+            vault_used: self.held.len().min(u16::MAX as usize) as u16,
+            vault_slots: self.settings.options.max_held.min(u16::MAX as usize) as u16,
+        }
+    }
+
+    fn job(&self, content: &Digest) -> Option<&Result<Arc<Job>, String>> {
+        self.jobs.iter().find(|(c, _)| c == content).map(|(_, j)| j)
+    }
+
+    fn eligible(&self, d: &Device) -> bool {
+        matches!(d.role, Role::Auto | Role::Transport)
+    }
+
+    async fn on_message(&mut self, w: &mut Writer, msg: ManagerToRig) -> Result<(), Ended> {
+        match msg {
+            ManagerToRig::Offer(o) => self.on_offer(w, o).await?,
+            ManagerToRig::Assign(a) => self.on_assign(w, a).await?,
+            ManagerToRig::GeometryChunk(c) => self.on_geometry_chunk(&c),
+            ManagerToRig::SampleRequest {
+                assignment,
+                photons,
+            } => self.on_sample_request(assignment, &photons),
+            ManagerToRig::Ack { assignment, status } => {
+                debug!("ack {} {:?}", assignment.0, status);
+                match status {
+                    AckStatus::Received => {
+                        if let Some(h) = self.held.get_mut(&assignment) {
+                            h.received = true;
+                            h.sealed = Vec::new();
+                        }
+                    }
+                    AckStatus::Verified | AckStatus::Failed | AckStatus::Unknown => {
+                        if status == AckStatus::Failed {
+                            warn!("assignment {} failed verification", assignment.0);
+                        }
+                        self.drop_held(assignment);
+                    }
+                }
+            }
+            ManagerToRig::PaymentNotice {
+                assignment,
+                amount,
+                spendable,
+            } => {
+                let p = Payment {
+                    unix_s: unix_now(),
+                    assignment,
+                    amount,
+                    spendable,
+                };
+                let fresh = self.payments.record(p).map_err(|e| Ended::Rig(e.into()))?;
+                if fresh {
+                    info!(
+                        "paid {} for assignment {} ({}); total {}",
+                        amount.0,
+                        assignment.0,
+                        if spendable { "spendable" } else { "held" },
+                        self.payments.total()
+                    );
+                }
+                self.drop_held(assignment);
+            }
+            ManagerToRig::Cancel { assignment } => {
+                info!("assignment {} cancelled", assignment.0);
+                self.cancel(assignment);
+                self.drop_held(assignment);
+            }
+            ManagerToRig::RoleCommand { device, role } => {
+                let targets: Vec<u8> = self
+                    .devices
+                    .iter()
+                    .filter(|d| device.is_none_or(|i| i == d.index))
+                    .map(|d| d.index)
+                    .collect();
+                for i in targets {
+                    let mut stop = None;
+                    if let Some(d) = self.devices.get_mut(i as usize) {
+                        d.role = role;
+                        if !matches!(role, Role::Auto | Role::Transport) {
+                            stop = d.busy;
+                        }
+                    }
+                    if let Some(a) = stop {
+                        self.cancel(a);
+                    }
+                    info!("device {i} role set to {role:?}");
+                }
+            }
+            ManagerToRig::PriceAnnounce { price_per_unit, .. } => {
+                debug!("price announced: {}", price_per_unit.0);
+            }
+            ManagerToRig::ConsoleCommand { request, .. } => {
+                // The operator console arrives with a later issue; say so instead of hanging.
+                let mut text = heapless::String::new();
+                let _ = text.push_str("console not available on this firmware");
+                w.send(&RigToManager::ConsoleReply(
+                    compushare_protocol::msg::ConsoleReply {
+                        request,
+                        ok: false,
+                        text,
+                    },
+                ))
+                .await?;
+            }
+            ManagerToRig::Welcome(_) | ManagerToRig::Refused(_) => {
+                return Err(Ended::Rig(RigError::Protocol(
+                    "Welcome/Refused in the middle of a session".into(),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn idle_devices(&self) -> Vec<Device> {
+        self.devices
+            .iter()
+            .filter(|d| d.busy.is_none() && self.eligible(d))
+            .cloned()
+            .collect()
+    }
+
+    async fn on_offer(&mut self, w: &mut Writer, o: Offer) -> Result<(), Ended> {
+        if o.price_per_unit < self.settings.options.min_price || self.idle_devices().is_empty() {
+            debug!("offer for job {} declined", o.job.0);
+            return Ok(());
+        }
+        if self.per_core.contains_key(&o.geometry) {
+            return self.bid(w, &o).await;
+        }
+        if self.offers.len() >= 64 {
+            return Ok(());
+        }
+        self.offers.insert(o.job, o);
+        match self.job(&o.geometry) {
+            Some(Ok(job)) => {
+                let job = job.clone();
+                self.spawn_calibration(o.geometry, job);
+                Ok(())
+            }
+            Some(Err(_)) => {
+                self.offers.remove(&o.job);
+                Ok(())
+            }
+            None => self.need_geometry(w, o.geometry, o.geometry_len).await,
+        }
+    }
+
+    async fn bid(&mut self, w: &mut Writer, o: &Offer) -> Result<(), Ended> {
+        let per_core = self.per_core.get(&o.geometry).copied().unwrap_or(0);
+        for d in self.idle_devices() {
+            let bid = Bid {
+                job: o.job,
+                device: d.index,
+                cores: d.cores as u32,
+                histories_per_s: per_core.saturating_mul(d.cores as u64).max(1),
+                min_price: self.settings.options.min_price,
+            };
+            debug!("bid job {} device {}", o.job.0, d.index);
+            w.send(&RigToManager::Bid(bid)).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_assign(&mut self, w: &mut Writer, a: Assign) -> Result<(), Ended> {
+        let reject = match self.devices.get(a.device as usize) {
+            None => Some(RejectReason::NoSuchDevice),
+            Some(d) if d.role == Role::Off => Some(RejectReason::NoSuchDevice),
+            Some(d) if !self.eligible(d) || d.busy.is_some() => Some(RejectReason::Busy),
+            Some(_)
+                if self.running.contains_key(&a.assignment)
+                    || self.held.contains_key(&a.assignment) =>
+            {
+                Some(RejectReason::Busy)
+            }
+            Some(_)
+                if a.photons.count == 0
+                    || a.photons.start.checked_add(a.photons.count).is_none()
+                    || a.photons.count > 1 << 40 =>
+            {
+                Some(RejectReason::Unsupported)
+            }
+            Some(_) if a.geometry_len > self.settings.options.max_geometry_bytes => {
+                Some(RejectReason::OutOfMemory)
+            }
+            Some(_) => None,
+        };
+        if let Some(reason) = reject {
+            info!("assignment {} rejected: {reason:?}", a.assignment.0);
+            return Ok(w
+                .send(&RigToManager::AssignmentRejected {
+                    assignment: a.assignment,
+                    reason,
+                })
+                .await?);
+        }
+        if matches!(self.job(&a.geometry), Some(Err(_))) {
+            return Ok(w
+                .send(&RigToManager::AssignmentRejected {
+                    assignment: a.assignment,
+                    reason: RejectReason::Unsupported,
+                })
+                .await?);
+        }
+        if let Some(d) = self.devices.get_mut(a.device as usize) {
+            d.busy = Some(a.assignment);
+        }
+        self.running.insert(
+            a.assignment,
+            Running {
+                assign: a,
+                cancel: Arc::new(AtomicBool::new(false)),
+                started: false,
+            },
+        );
+        w.send(&RigToManager::AssignmentAccepted {
+            assignment: a.assignment,
+        })
+        .await?;
+        info!(
+            "assignment {}: job {} photons [{}, +{}) on device {}",
+            a.assignment.0, a.job.0, a.photons.start, a.photons.count, a.device
+        );
+        match self.job(&a.geometry) {
+            Some(Ok(job)) => {
+                let job = job.clone();
+                self.start(a.assignment, job);
+                Ok(())
+            }
+            _ => self.need_geometry(w, a.geometry, a.geometry_len).await,
+        }
+    }
+
+    async fn need_geometry(
+        &mut self,
+        w: &mut Writer,
+        content: Digest,
+        len: u32,
+    ) -> Result<(), Ended> {
+        if self.fetches.contains_key(&content) || self.job(&content).is_some() {
+            return Ok(());
+        }
+        if len > self.settings.options.max_geometry_bytes
+            || len > MAX_PAYLOAD
+            || self.fetches.len() >= MAX_FETCHES
+        {
+            warn!("geometry of {len} bytes not fetched (limit or too many fetches)");
+            return Ok(());
+        }
+        let chunks = (len as usize).div_ceil(CHUNK_DATA).max(1);
+        self.fetches.insert(
+            content,
+            Fetch {
+                total_len: len,
+                buf: vec![0; len as usize],
+                seen: vec![false; chunks],
+                missing: chunks,
+            },
+        );
+        debug!("fetching geometry of {len} bytes");
+        Ok(w.send(&RigToManager::GeometryRequest { content }).await?)
+    }
+
+    fn on_geometry_chunk(&mut self, c: &Chunk) {
+        let Some(f) = self.fetches.get_mut(&c.content) else {
+            debug!("geometry chunk for nothing asked");
+            return;
+        };
+        let len = c.data.len();
+        let off = c.offset as usize;
+        let placed = c.total_len == f.total_len
+            && off % CHUNK_DATA == 0
+            && off.checked_add(len) == Some((off + CHUNK_DATA).min(f.total_len as usize))
+            && (off < f.total_len as usize || f.total_len == 0);
+        let Some(dst) = placed.then(|| f.buf.get_mut(off..off + len)).flatten() else {
+            warn!("misplaced geometry chunk at offset {off} ({len} bytes) ignored");
+            return;
+        };
+        dst.copy_from_slice(&c.data);
+        if let Some(s) = f.seen.get_mut(off / CHUNK_DATA) {
+            if !*s {
+                *s = true;
+                f.missing -= 1;
+            }
+        }
+        if f.missing > 0 {
+            return;
+        }
+        let Some(f) = self.fetches.remove(&c.content) else {
+            return;
+        };
+        let content = c.content;
+        let tx = self.events_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = if content_address(&f.buf) != content {
+                Err("geometry does not match its content address".to_owned())
+            } else {
+                let opts = ParseOptions {
+                    photons: Some(1),
+                    ..ParseOptions::default()
+                };
+                parse_job_bytes(&f.buf, &opts)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            };
+            let _ = tx.send(Event::Parsed { content, result });
+        });
+    }
+
+    fn spawn_calibration(&self, content: Digest, job: Arc<Job>) {
+        let tx = self.events_tx.clone();
+        let photons = self.settings.options.calibration_photons.max(1);
+        let threads = self.devices.first().map(|d| d.cores).unwrap_or(1);
+        tokio::task::spawn_blocking(move || {
+            let began = Instant::now();
+            let ok = Engine::new(&job).and_then(|e| e.simulate(0..photons, threads, None));
+            let secs = began.elapsed().as_secs_f64().max(1e-6);
+            let per_core = match ok {
+                Ok(_) => (photons as f64 / secs / threads as f64) as u64,
+                Err(_) => 0,
+            };
+            let _ = tx.send(Event::Calibrated { content, per_core });
+        });
+    }
+
+    fn start(&mut self, id: AssignmentId, job: Arc<Job>) {
+        let Some(r) = self.running.get_mut(&id) else {
+            return;
+        };
+        r.started = true;
+        let a = r.assign;
+        let cancel = r.cancel.clone();
+        let threads = self
+            .devices
+            .get(a.device as usize)
+            .map(|d| d.cores)
+            .unwrap_or(1);
+        let opts = self.settings.options.clone();
+        let manager_key = self.settings.manager_key;
+        let tx = self.events_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = run_assignment(&a, &job, threads, &opts, &manager_key, &cancel);
+            let _ = tx.send(Event::Finished {
+                assignment: a.assignment,
+                result,
+            });
+        });
+    }
+
+    fn cancel(&mut self, id: AssignmentId) {
+        if let Some(r) = self.running.remove(&id) {
+            r.cancel.store(true, Ordering::Relaxed);
+            self.free_device(id);
+        }
+    }
+
+    fn free_device(&mut self, id: AssignmentId) {
+        for d in &mut self.devices {
+            if d.busy == Some(id) {
+                d.busy = None;
+            }
+        }
+    }
+
+    fn drop_held(&mut self, id: AssignmentId) {
+        self.held.remove(&id);
+        self.held_order.retain(|a| *a != id);
+    }
+
+    fn on_sample_request(&mut self, id: AssignmentId, photons: &[u64]) {
+        let Some(h) = self.held.get(&id) else {
+            warn!(
+                "sample request for assignment {} that the rig does not hold",
+                id.0
+            );
+            return;
+        };
+        let c = h.commitments.clone();
+        let job = h.job.clone();
+        let threads = h.threads;
+        let fabricate = self.settings.options.fabricate;
+        let photons = photons.to_vec();
+        let tx = self.events_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = Engine::new(&job).map_err(|e| e.to_string()).and_then(|e| {
+                proofs::prove(&e, &c, &photons, threads, fabricate).map_err(|e| e.to_string())
+            });
+            let _ = tx.send(Event::Proofs {
+                assignment: id,
+                result,
+            });
+        });
+    }
+
+    async fn on_event(&mut self, w: &mut Writer, ev: Event) -> Result<(), Ended> {
+        match ev {
+            Event::Parsed { content, result } => {
+                if let Err(e) = &result {
+                    warn!("geometry refused: {e}");
+                }
+                if self.jobs.len() >= JOB_CACHE {
+                    self.jobs.pop_front();
+                }
+                self.jobs.push_back((content, result.clone()));
+                let waiting: Vec<AssignmentId> = self
+                    .running
+                    .iter()
+                    .filter(|(_, r)| !r.started && r.assign.geometry == content)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in waiting {
+                    match &result {
+                        Ok(job) => self.start(id, job.clone()),
+                        Err(_) => {
+                            self.cancel(id);
+                            w.send(&RigToManager::AssignmentRejected {
+                                assignment: id,
+                                reason: RejectReason::Unsupported,
+                            })
+                            .await?;
+                        }
+                    }
+                }
+                let offered = self.offers.values().any(|o| o.geometry == content);
+                match result {
+                    Ok(job) if offered => self.spawn_calibration(content, job),
+                    _ => self.offers.retain(|_, o| o.geometry != content),
+                }
+            }
+            Event::Calibrated { content, per_core } => {
+                self.per_core.insert(content, per_core);
+                let offers: Vec<Offer> = self
+                    .offers
+                    .values()
+                    .filter(|o| o.geometry == content)
+                    .copied()
+                    .collect();
+                self.offers.retain(|_, o| o.geometry != content);
+                for o in offers {
+                    self.bid(w, &o).await?;
+                }
+            }
+            Event::Finished { assignment, result } => {
+                if self.running.remove(&assignment).is_none() {
+                    // Cancelled meanwhile: the result is not wanted.
+                    return Ok(());
+                }
+                self.free_device(assignment);
+                match result {
+                    Ok(f) => {
+                        info!(
+                            "assignment {} done: {} histories in {} ms",
+                            assignment.0, f.commit.histories, f.commit.stats.elapsed_ms
+                        );
+                        while self.held.len() >= self.settings.options.max_held.max(1) {
+                            match self.held_order.pop_front() {
+                                Some(old) => {
+                                    self.held.remove(&old);
+                                }
+                                None => break,
+                            }
+                        }
+                        let f = *f;
+                        self.held.insert(
+                            assignment,
+                            Held {
+                                commit: f.commit,
+                                sealed: f.sealed,
+                                commitments: f.commitments,
+                                job: f.job,
+                                threads: f.threads,
+                                received: false,
+                            },
+                        );
+                        self.held_order.push_back(assignment);
+                        self.send_result(w, assignment).await?;
+                    }
+                    Err(e) => {
+                        warn!("assignment {} failed: {e}", assignment.0);
+                        w.send(&RigToManager::AssignmentRejected {
+                            assignment,
+                            reason: RejectReason::Unsupported,
+                        })
+                        .await?;
+                    }
+                }
+            }
+            Event::Proofs { assignment, result } => match result {
+                Ok(proofs) => {
+                    for part in proofs.chunks(PROOFS_PER_MESSAGE) {
+                        let mut v = heapless::Vec::new();
+                        for p in part {
+                            let _ = v.push(p.clone());
+                        }
+                        w.send(&RigToManager::SampleProof(SampleProof {
+                            assignment,
+                            proofs: v,
+                        }))
+                        .await?;
+                    }
+                }
+                Err(e) => warn!("proofs for assignment {} failed: {e}", assignment.0),
+            },
+        }
+        Ok(())
+    }
+
+    async fn send_result(&mut self, w: &mut Writer, id: AssignmentId) -> Result<(), Ended> {
+        let Some(h) = self.held.get(&id) else {
+            return Ok(());
+        };
+        w.send(&RigToManager::ResultCommit(h.commit)).await?;
+        let chunker = Chunker::new(&h.sealed)
+            .map_err(|e| Ended::Rig(RigError::Protocol(format!("sealed result: {e:?}"))))?;
+        for chunk in chunker {
+            w.send(&RigToManager::ResultChunk(chunk)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// How a session loop ended.
+enum Ended {
+    Channel(ChannelError),
+    Rig(RigError),
+    Closed,
+}
+
+impl From<ChannelError> for Ended {
+    fn from(e: ChannelError) -> Self {
+        Ended::Channel(e)
+    }
+}
+
+/// Simulates, commits and seals one assignment (on a blocking thread).
+fn run_assignment(
+    a: &Assign,
+    job: &Job,
+    threads: usize,
+    opts: &RigOptions,
+    manager_key: &PublicKey,
+    cancel: &AtomicBool,
+) -> Result<Box<Finished>, RunError> {
+    let mut job = job.clone();
+    job.seed = a.seed;
+    job.photons = a.photons.count;
+    let job = Arc::new(job);
+    let engine = Engine::new(&job)?;
+    let block_log2 = opts
+        .block_log2
+        .unwrap_or_else(|| block_log2_for(tally_cells(&job).unwrap_or(0)));
+    let Completed {
+        tally,
+        merkle_root,
+        block_roots,
+        block_log2,
+        stats,
+    } = assignment::run(
+        &engine,
+        a.photons.start,
+        a.photons.count,
+        block_log2,
+        threads,
+        opts.fabricate,
+        cancel,
+    )?;
+    let sealed = seal::seal(manager_key, &tally.canonical_bytes())
+        .map_err(|e| RunError::Seal(e.to_string()))?;
+    let commit = ResultCommit {
+        assignment: a.assignment,
+        histories: a.photons.count,
+        tally: tally.digest(),
+        merkle_root,
+        sealed: content_address(&sealed),
+        sealed_len: u32::try_from(sealed.len()).unwrap_or(u32::MAX),
+        stats,
+    };
+    drop(engine);
+    Ok(Box::new(Finished {
+        commit,
+        sealed,
+        commitments: Commitments {
+            start: a.photons.start,
+            count: a.photons.count,
+            block_log2,
+            block_roots,
+        },
+        job,
+        threads,
+    }))
+}
+
+struct Rate {
+    per_core: u64,
+}
+
+/// Measures cube60 histories/s per core.
+fn calibrate_reference(threads: usize, photons: u64) -> Result<Rate, RigError> {
+    use compushare_kernels::transport::builtin::builtin_job;
+    let opts = ParseOptions {
+        photons: Some(photons.max(1)),
+        ..ParseOptions::default()
+    };
+    let job = builtin_job("cube60", &opts).map_err(|e| RigError::Calibration(e.to_string()))?;
+    let began = Instant::now();
+    Engine::new(&job)
+        .and_then(|e| e.simulate(0..photons.max(1), threads, None))
+        .map_err(|e| RigError::Calibration(e.to_string()))?;
+    let secs = began.elapsed().as_secs_f64().max(1e-6);
+    Ok(Rate {
+        per_core: ((photons.max(1) as f64 / secs) / threads as f64) as u64,
+    })
+}
+
+/// Reconnect delay: `backoff_min * 2^attempt`, capped at `backoff_max`, then scaled by a
+/// jitter in [0.5, 1.0) so that rigs dropped together do not reconnect together.
+pub fn backoff(opts: &RigOptions, attempt: u32) -> Duration {
+    let base = opts
+        .backoff_min
+        .saturating_mul(1u32 << attempt.min(20))
+        .min(opts.backoff_max);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let h = Sha256::new()
+        .chain_update(nanos.to_le_bytes())
+        .chain_update(attempt.to_le_bytes())
+        .chain_update(std::process::id().to_le_bytes())
+        .finalize();
+    let frac = f64::from(h[0]) / 512.0 + 0.5;
+    base.mul_f64(frac)
+}
+
+fn name(s: &str) -> compushare_protocol::types::Name {
+    let mut n = heapless::String::new();
+    for c in s.chars() {
+        if n.push(c).is_err() {
+            break;
+        }
+    }
+    n
+}
+
+fn variant(m: &ManagerToRig) -> &'static str {
+    match m {
+        ManagerToRig::Refused(_) => "Refused",
+        ManagerToRig::Welcome(_) => "Welcome",
+        ManagerToRig::PriceAnnounce { .. } => "PriceAnnounce",
+        ManagerToRig::Assign(_) => "Assign",
+        ManagerToRig::GeometryChunk(_) => "GeometryChunk",
+        ManagerToRig::SampleRequest { .. } => "SampleRequest",
+        ManagerToRig::Ack { .. } => "Ack",
+        ManagerToRig::RoleCommand { .. } => "RoleCommand",
+        ManagerToRig::PaymentNotice { .. } => "PaymentNotice",
+        ManagerToRig::ConsoleCommand { .. } => "ConsoleCommand",
+        ManagerToRig::Cancel { .. } => "Cancel",
+        ManagerToRig::Offer(_) => "Offer",
+    }
+}

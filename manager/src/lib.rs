@@ -1,0 +1,59 @@
+//! CompuShare management node.
+//!
+//! Persistent state (one redb database under the data directory) and the rules that act on it:
+//! - [`store`]: the database, its tables and the read/write transactions everything goes through;
+//! - [`ledger`]: the double-entry, hash-chained ledger, money operations and settlement;
+//! - [`store_bank`]: the market's [`escrow::Bank`] backed by the ledger;
+//! - [`trust`]: per-rig trust records, promotion/demotion and star ratings;
+//! - [`records`]: jobs, assignments and results as stored;
+//! - [`costing`]: calibration of a job's machine-independent cost and its price;
+//! - [`config`]: the manager's settings, stored in the database;
+//! - [`codec`]: how stored values are encoded and decoded (typed errors on corrupt bytes).
+//!
+//! Money moves only inside a [`store::WriteTx`], together with the state change it pays for,
+//! so a crash at any moment commits all of it or none.
+//!
+//! Network side and market logic:
+//! - [`server`]: listener, handshake, routing by first message, blocking work;
+//! - [`session`]: a rig's and a client's session loops;
+//! - [`market`]: jobs, rigs, bids, assignments and the rules that move them;
+//! - [`scheduler`]: device ordering and assignment sizing;
+//! - [`verify`]: sample checks (Merkle proofs, re-simulation) and duplicate rules;
+//! - [`results`]: sealed result reassembly, opening and checks;
+//! - [`escrow`]: the money seam (escrow, pay, fee, refund);
+//! - [`journal`]: jobs and verified results on disk, restored after a crash;
+//! - [`client`]: job preparation (validation, cost calibration) and the client library.
+
+#![deny(unsafe_code)]
+
+// Persistent state.
+pub mod codec;
+pub mod config;
+pub mod costing;
+pub mod ledger;
+pub mod records;
+pub mod store;
+pub mod store_bank;
+pub mod trust;
+
+// Network side.
+pub mod client;
+pub mod escrow;
+pub mod journal;
+pub mod market;
+pub mod results;
+pub mod scheduler;
+pub mod server;
+pub mod session;
+pub mod verify;
+
+pub use config::Config;
+pub use ledger::{Account, Entry, EntryKind, InternalCredit, Settlement, SettlementRef};
+pub use records::{AssignmentRecord, AssignmentState, JobRecord, JobState};
+pub use store::{ReadTx, Store, StoreError, WriteTx};
+pub use trust::RigRecord;
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "manager.redb";
+/// File name of the manager's identity key inside the data directory.
+pub const KEY_FILE: &str = "manager.key";

@@ -1,0 +1,291 @@
+//! The listener: accepts TCP connections, runs the Noise handshake with a time limit, routes
+//! each session by its first message (rig or client, version refusal) and runs the heavy work
+//! the market hands back on blocking threads.
+//!
+//! One task per connection. Every peer gets the same treatment up to its first frame: the
+//! version is read before anything else (`peek_version`), an unknown version is refused with
+//! `UNSUPPORTED_VERSION`, and anything that is neither a rig's nor a client's `Hello` is
+//! refused with `PROTOCOL`. The sessions themselves live in [`crate::session`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use compushare_kernels::transport::engine::Engine;
+use compushare_kernels::transport::simulate;
+use compushare_protocol::msg::{
+    self, refusal, ClientToManager, CodecError, ManagerToRig, Refusal, RigToManager,
+};
+use compushare_protocol::secure::net::accept_tcp;
+use compushare_protocol::secure::Identity;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use crate::escrow::Bank;
+use crate::market::{Market, MarketConfig, Work};
+use crate::results::open_result;
+use crate::session;
+use crate::verify;
+
+/// Settings of the network side.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen (default 0.0.0.0:7733).
+    pub listen: SocketAddr,
+    /// Longest a Noise handshake (TCP accept included) may take.
+    pub handshake_timeout: Duration,
+    /// A session with no message for this long is closed.
+    pub idle_timeout: Duration,
+    /// How often deadlines are checked.
+    pub tick: Duration,
+    /// Threads the manager's own engine uses for duplicate runs.
+    pub engine_threads: usize,
+    /// Connections served at once; more are refused with `UNAVAILABLE`.
+    pub max_sessions: usize,
+    /// Directory of the job journal (`None`: jobs live in memory only).
+    pub journal: Option<std::path::PathBuf>,
+    pub market: MarketConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7733)),
+            handshake_timeout: compushare_protocol::secure::net::HANDSHAKE_TIMEOUT,
+            idle_timeout: Duration::from_secs(60),
+            tick: Duration::from_secs(1),
+            engine_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_sessions: 20_000,
+            journal: None,
+            market: MarketConfig::default(),
+        }
+    }
+}
+
+/// What every session shares.
+pub struct Shared {
+    pub market: Mutex<Market>,
+    pub identity: Identity,
+    pub cfg: ServerConfig,
+    sessions: std::sync::atomic::AtomicUsize,
+}
+
+impl Shared {
+    /// The market, locked. A panic while holding the lock cannot leave it poisoned for good:
+    /// the market's invariants are kept per call, so the inner value is still used.
+    pub fn market(&self) -> MutexGuard<'_, Market> {
+        self.market.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running manager.
+pub struct Running {
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+    ticker: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting and ticking (sessions already open end with their peers).
+    pub fn stop(&self) {
+        self.accept.abort();
+        self.ticker.abort();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Binds and starts the manager.
+pub async fn start(
+    cfg: ServerConfig,
+    identity: Identity,
+    bank: Box<dyn Bank>,
+) -> std::io::Result<Running> {
+    let mut market = Market::new(cfg.market.clone(), bank);
+    if let Some(dir) = &cfg.journal {
+        let journal = crate::journal::Journal::open(dir).map_err(std::io::Error::other)?;
+        market.restore(journal).map_err(std::io::Error::other)?;
+    }
+    let listener = TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        market: Mutex::new(market),
+        identity,
+        cfg,
+        sessions: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let s = shared.clone();
+    let accept = tokio::spawn(async move { accept_loop(listener, s).await });
+    let s = shared.clone();
+    let ticker = tokio::spawn(async move {
+        let mut every = tokio::time::interval(s.cfg.tick);
+        loop {
+            every.tick().await;
+            s.market().tick(std::time::Instant::now());
+        }
+    });
+    Ok(Running {
+        addr,
+        shared,
+        accept,
+        ticker,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("manager: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let s = shared.clone();
+        tokio::spawn(async move { connection(stream, peer, s).await });
+    }
+}
+
+/// Counts a session for as long as it lives.
+struct SessionSlot(Arc<Shared>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0
+            .sessions
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
+    use std::sync::atomic::Ordering;
+    let open = shared.sessions.fetch_add(1, Ordering::Relaxed);
+    let _slot = SessionSlot(shared.clone());
+    let ch = match accept_tcp(stream, &shared.identity, shared.cfg.handshake_timeout).await {
+        Ok(ch) => ch,
+        Err(e) => {
+            eprintln!("manager: handshake with {addr} failed: {e}");
+            return;
+        }
+    };
+    let peer = ch.peer();
+    let (mut rd, mut wr) = ch.split();
+    let first = match tokio::time::timeout(shared.cfg.handshake_timeout, rd.recv_bytes()).await {
+        Ok(Ok(b)) => b.to_vec(),
+        Ok(Err(e)) => {
+            eprintln!("manager: {addr}: no first message: {e}");
+            return;
+        }
+        Err(_) => {
+            eprintln!("manager: {addr}: no first message in time");
+            return;
+        }
+    };
+    // Variant 0 (`Refused`) of both reply enums has one frozen layout, so a refusal written as
+    // a `ManagerToRig` reads correctly on a client too.
+    let refuse = |code: u16, reason: &str| ManagerToRig::Refused(Refusal::new(code, reason));
+    if open >= shared.cfg.max_sessions {
+        let _ = wr
+            .send(&refuse(refusal::UNAVAILABLE, "too many sessions"))
+            .await;
+        return;
+    }
+    match msg::peek_version(&first).and_then(msg::check_version) {
+        Ok(()) => {}
+        Err(e @ CodecError::UnsupportedVersion { .. }) => {
+            eprintln!("manager: {addr}: refused: {e}");
+            let _ = wr
+                .send(&refuse(refusal::UNSUPPORTED_VERSION, &e.to_string()))
+                .await;
+            return;
+        }
+        Err(e) => {
+            eprintln!("manager: {addr}: refused: {e}");
+            let _ = wr.send(&refuse(refusal::PROTOCOL, &e.to_string())).await;
+            return;
+        }
+    }
+    if let Ok(RigToManager::Hello(hello)) = msg::decode::<RigToManager>(&first) {
+        session::rig(shared, peer, hello, rd, wr).await;
+    } else if let Ok(ClientToManager::Hello { .. }) = msg::decode::<ClientToManager>(&first) {
+        session::client(shared, peer, rd, wr).await;
+    } else {
+        eprintln!("manager: {addr}: refused: first message is not a Hello");
+        let _ = wr
+            .send(&refuse(refusal::PROTOCOL, "first message must be Hello"))
+            .await;
+    }
+}
+
+/// Runs heavy work off the async threads; each outcome goes back into the market, which may
+/// hand back more.
+pub fn dispatch(handle: &Handle, shared: &Arc<Shared>, work: Vec<Work>) {
+    for w in work {
+        let s = shared.clone();
+        let h = handle.clone();
+        handle.spawn_blocking(move || {
+            let more = run(&s, w);
+            dispatch(&h, &s, more);
+        });
+    }
+}
+
+fn run(shared: &Shared, work: Work) -> Vec<Work> {
+    match work {
+        Work::Open {
+            assignment,
+            spec,
+            sealed,
+            commit,
+        } => {
+            let r = open_result(
+                &shared.identity,
+                &sealed,
+                &commit.tally,
+                commit.histories,
+                spec.cells,
+            )
+            .map_err(|e| e.to_string());
+            shared.market().opened(assignment, r)
+        }
+        Work::Check {
+            assignment,
+            spec,
+            range,
+            root,
+            proofs,
+        } => {
+            let n = proofs.len();
+            let r = match Engine::new(&spec.job) {
+                Ok(engine) => {
+                    verify::check_proofs(&engine, range, &root, &proofs).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(format!("manager engine: {e}")),
+            };
+            shared.market().checked(assignment, n, r)
+        }
+        Work::Duplicate {
+            assignment,
+            spec,
+            range,
+        } => {
+            let r = simulate(
+                &spec.job,
+                range.start..range.start.saturating_add(range.count),
+                shared.cfg.engine_threads.max(1),
+                None,
+            )
+            .map(|t| t.digest())
+            .map_err(|e| e.to_string());
+            shared.market().duplicated(assignment, r)
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! One session's loop after routing: a rig's (a reader here, a writer task draining a bounded
+//! queue the market fills) or a client's (request, reply).
+//!
+//! A frame that authenticates but does not decode (oversize, garbage, a message of the other
+//! direction) is logged, answered with `Refused(PROTOCOL)` and ends the session: the peer is
+//! broken or hostile, and a clean restart costs an honest rig little. Messages about
+//! assignments the rig does not hold, and replays, are answered `Ack::Unknown` and the session
+//! stays open (a reconnecting rig may resend in good faith).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use compushare_protocol::chunk::{content_address, Chunker};
+use compushare_protocol::msg::{
+    self, refusal, ClientToManager, ErrorCode, ManagerToClient, ManagerToRig, Refusal, RigHello,
+    RigToManager,
+};
+use compushare_protocol::secure::{seal, SecureReader, SecureWriter};
+use compushare_protocol::types::PublicKey;
+use embedded_io_adapters::tokio_1::FromTokio;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use crate::client::{prepare_job, PreparedJob};
+use crate::market::RigLink;
+use crate::results::Assembly;
+use crate::server::{dispatch, Shared};
+
+/// The receiving half of a TCP session.
+pub type Reader = SecureReader<FromTokio<OwnedReadHalf>>;
+/// The sending half of a TCP session.
+pub type Writer = SecureWriter<FromTokio<OwnedWriteHalf>>;
+
+fn hex4(key: &PublicKey) -> String {
+    compushare_protocol::hex::encode(&key[..4])
+}
+
+/// Serves a rig until it leaves, breaks the protocol or goes silent.
+pub async fn rig(
+    shared: Arc<Shared>,
+    peer: PublicKey,
+    hello: RigHello,
+    mut rd: Reader,
+    mut wr: Writer,
+) {
+    let handle = Handle::current();
+    let (tx, mut rx) = mpsc::channel::<Box<ManagerToRig>>(shared.cfg.market.session_queue.max(8));
+    let (session, welcome) = {
+        let mut m = shared.market();
+        let session = m.new_session();
+        let link = RigLink {
+            session,
+            tx: tx.clone(),
+        };
+        (session, m.rig_hello(peer, &hello, link))
+    };
+    if wr.send(&ManagerToRig::Welcome(welcome)).await.is_err() {
+        shared.market().rig_gone(&peer, session);
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if wr.send(&*m).await.is_err() {
+                break;
+            }
+            if matches!(*m, ManagerToRig::Refused(_)) {
+                break;
+            }
+        }
+    });
+    let idle = shared.cfg.idle_timeout;
+    loop {
+        let bytes = match tokio::time::timeout(idle, rd.recv_bytes()).await {
+            Err(_) => {
+                eprintln!("manager: rig {} silent for {idle:?}; closing", hex4(&peer));
+                break;
+            }
+            Ok(Err(_)) => break,
+            Ok(Ok(b)) => b,
+        };
+        let message = match msg::decode::<RigToManager>(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                let why = format!("undecodable frame ({} bytes): {e}", bytes.len());
+                shared.market().stats.abuse += 1;
+                eprintln!(
+                    "manager: rig {}: protocol abuse: {why}; closing",
+                    hex4(&peer)
+                );
+                let _ = tx.try_send(Box::new(ManagerToRig::Refused(Refusal::new(
+                    refusal::PROTOCOL,
+                    &why,
+                ))));
+                break;
+            }
+        };
+        let outcome = shared.market().rig_message(&peer, message);
+        match outcome {
+            Ok(work) => dispatch(&handle, &shared, work),
+            Err(abuse) => {
+                let _ = tx.try_send(Box::new(ManagerToRig::Refused(Refusal::new(
+                    refusal::PROTOCOL,
+                    &abuse.0,
+                ))));
+                break;
+            }
+        }
+    }
+    shared.market().rig_gone(&peer, session);
+    drop(tx);
+    // Let the writer flush what is queued (a refusal, acks), but not forever.
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+/// A job input being uploaded.
+struct Upload {
+    submit: msg::SubmitJob,
+    assembly: Assembly,
+}
+
+async fn reply(wr: &mut Writer, m: ManagerToClient) -> bool {
+    wr.send(&m).await.is_ok()
+}
+
+fn error(code: ErrorCode, message: &str) -> ManagerToClient {
+    let mut text = heapless::String::new();
+    for c in message.chars() {
+        if text.push(c).is_err() {
+            break;
+        }
+    }
+    ManagerToClient::Error {
+        code,
+        message: text,
+    }
+}
+
+/// Serves a client: one request at a time, in order.
+pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr: Writer) {
+    if !reply(
+        &mut wr,
+        ManagerToClient::Welcome {
+            version: msg::PROTOCOL_VERSION,
+        },
+    )
+    .await
+    {
+        return;
+    }
+    let mut upload: Option<Upload> = None;
+    let idle = shared.cfg.idle_timeout;
+    loop {
+        let bytes = match tokio::time::timeout(idle, rd.recv_bytes()).await {
+            Ok(Ok(b)) => b,
+            _ => break,
+        };
+        let message = match msg::decode::<ClientToManager>(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!(
+                    "manager: client {}: undecodable frame: {e}; closing",
+                    hex4(&peer)
+                );
+                let _ = wr
+                    .send(&ManagerToClient::Refused(Refusal::new(
+                        refusal::PROTOCOL,
+                        &e.to_string(),
+                    )))
+                    .await;
+                break;
+            }
+        };
+        let ok = match message {
+            ClientToManager::Hello { .. } => {
+                reply(&mut wr, error(ErrorCode::Protocol, "second Hello")).await
+            }
+            ClientToManager::SubmitJob(s) => {
+                let max = shared.cfg.market.max_input;
+                match Assembly::new(s.input, s.input_len, max) {
+                    Ok(a) if s.photons > 0 => {
+                        upload = Some(Upload {
+                            submit: s,
+                            assembly: a,
+                        });
+                        true
+                    }
+                    Ok(_) => {
+                        reply(
+                            &mut wr,
+                            error(ErrorCode::BadJob, "photons: must be at least 1"),
+                        )
+                        .await
+                    }
+                    Err(e) => {
+                        reply(&mut wr, error(ErrorCode::BadJob, &format!("input: {e}"))).await
+                    }
+                }
+            }
+            ClientToManager::JobData(chunk) => {
+                let Some(up) = upload.as_mut() else {
+                    if !reply(
+                        &mut wr,
+                        error(ErrorCode::Protocol, "JobData without SubmitJob"),
+                    )
+                    .await
+                    {
+                        break;
+                    }
+                    continue;
+                };
+                match up.assembly.accept(&chunk) {
+                    Ok(false) => true,
+                    Err(e) => {
+                        upload = None;
+                        reply(&mut wr, error(ErrorCode::BadJob, &format!("input: {e}"))).await
+                    }
+                    Ok(true) => {
+                        let Some(up) = upload.take() else { continue };
+                        let m = submit(&shared, peer, up).await;
+                        reply(&mut wr, m).await
+                    }
+                }
+            }
+            ClientToManager::JobStatus { job } => {
+                let st = shared.market().status(&peer, job);
+                match st {
+                    Some(s) => reply(&mut wr, ManagerToClient::JobStatus(s)).await,
+                    None => {
+                        reply(
+                            &mut wr,
+                            error(ErrorCode::UnknownJob, "no such job of yours"),
+                        )
+                        .await
+                    }
+                }
+            }
+            ClientToManager::FetchResult { job } => fetch(&shared, peer, job, &mut wr).await,
+            ClientToManager::Rate { job, rig, stars } => {
+                let r = shared.market().rate(&peer, job, &rig, stars);
+                let st = shared.market().status(&peer, job);
+                match (r, st) {
+                    (Ok(()), Some(s)) => reply(&mut wr, ManagerToClient::JobStatus(s)).await,
+                    (Err(code), _) => {
+                        reply(
+                            &mut wr,
+                            error(code, "rating refused (stars 1-5, a rig of this job)"),
+                        )
+                        .await
+                    }
+                    (Ok(()), None) => {
+                        reply(&mut wr, error(ErrorCode::UnknownJob, "no such job")).await
+                    }
+                }
+            }
+        };
+        if !ok {
+            break;
+        }
+    }
+}
+
+async fn submit(shared: &Arc<Shared>, peer: PublicKey, up: Upload) -> ManagerToClient {
+    let bytes = up.assembly.into_bytes();
+    let s = up.submit;
+    let prepared = tokio::task::spawn_blocking(move || prepare_job(bytes, s.photons, s.seed)).await;
+    let PreparedJob { spec, cost_milli } = match prepared {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return error(ErrorCode::BadJob, &e.to_string()),
+        Err(_) => return error(ErrorCode::Internal, "job preparation failed"),
+    };
+    let r = shared
+        .market()
+        .submit(peer, spec, s.photons, s.mode, s.max_price, cost_milli);
+    match r {
+        Ok((job, price_per_history, escrowed)) => ManagerToClient::JobAccepted {
+            job,
+            price_per_history,
+            escrowed,
+        },
+        Err((code, message)) => error(code, &message),
+    }
+}
+
+async fn fetch(
+    shared: &Arc<Shared>,
+    peer: PublicKey,
+    job: compushare_protocol::types::JobId,
+    wr: &mut Writer,
+) -> bool {
+    let r = shared.market().result(&peer, job);
+    let bytes = match r {
+        Ok(b) => b,
+        Err(ErrorCode::NotReady) => {
+            return reply(wr, error(ErrorCode::NotReady, "result not ready")).await
+        }
+        Err(code) => return reply(wr, error(code, "no such job of yours")).await,
+    };
+    let sealed = tokio::task::spawn_blocking(move || seal::seal(&peer, &bytes)).await;
+    let sealed = match sealed {
+        Ok(Ok(s)) => s,
+        _ => return reply(wr, error(ErrorCode::Internal, "could not seal the result")).await,
+    };
+    let chunker = match Chunker::new(&sealed) {
+        Ok(c) => c,
+        Err(e) => return reply(wr, error(ErrorCode::Internal, &format!("result: {e}"))).await,
+    };
+    let ready = ManagerToClient::ResultReady {
+        job,
+        content: content_address(&sealed),
+        len: sealed.len() as u32,
+    };
+    if !reply(wr, ready).await {
+        return false;
+    }
+    for c in chunker {
+        if !reply(wr, ManagerToClient::ResultChunk(c)).await {
+            return false;
+        }
+    }
+    true
+}

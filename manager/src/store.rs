@@ -1,0 +1,821 @@
+//! The manager's database: one redb file (`DATA/manager.redb`), its tables, and the read and
+//! write transactions every other module goes through.
+//!
+//! A [`WriteTx`] is one redb write transaction: jobs, assignments, held results, trust records
+//! and ledger entries changed inside it are committed together or not at all (redb commits are
+//! durable and atomic, so `kill -9` at any moment leaves the previous or the next state). Money
+//! operations live in [`crate::ledger`], trust operations in [`crate::trust`], both as methods
+//! of [`WriteTx`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use compushare_protocol::types::{
+    Amount, AssignmentId, Digest, JobId, Mode, PhotonRange, PublicKey,
+};
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::codec::{self, CodecError};
+use crate::config::{Config, ConfigError};
+use crate::costing::Pricing;
+use crate::ledger::{Account, Head, InternalCredit, Settlement};
+use crate::records::{AssignmentRecord, AssignmentState, JobRecord, JobState, Verification};
+
+/// Table definitions. Public so that other parts of the manager can keep their own tables in
+/// the same database (open them through [`WriteTx::redb`]) and so tests can tamper with files.
+pub mod tables {
+    use redb::TableDefinition;
+
+    /// Small records by name: config, ledger head, id counters, format version.
+    pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    /// Account (encoded [`crate::ledger::Account`]) to balance (encoded `i128`, micro-credits).
+    pub const BALANCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("balances");
+    /// Ledger sequence number to encoded [`crate::ledger::StoredEntry`].
+    pub const LEDGER: TableDefinition<u64, &[u8]> = TableDefinition::new("ledger");
+    /// Assignment id to the sequence number of its payment: at most one per assignment.
+    pub const PAID: TableDefinition<u64, u64> = TableDefinition::new("paid");
+    /// Rig key (32 bytes) || assignment id (8 bytes, big-endian) to encoded
+    /// [`crate::ledger::PendingPay`]: pay not yet spendable.
+    pub const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
+    /// Job id to encoded [`crate::records::JobRecord`].
+    pub const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+    /// Input digest (32 bytes) to the job's MCX JSON bytes.
+    pub const INPUTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("inputs");
+    /// Assignment id to encoded [`crate::records::AssignmentRecord`].
+    pub const ASSIGNMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("assignments");
+    /// Assignment id to its sealed result (sealed for the manager), held until paid and merged.
+    pub const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held_results");
+    /// Job id to the merged result sealed for the client.
+    pub const CLIENT_RESULTS: TableDefinition<u64, &[u8]> = TableDefinition::new("client_results");
+    /// Rig key (32 bytes) to encoded [`crate::trust::RigRecord`].
+    pub const RIGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rigs");
+    /// Rig key || rater key (64 bytes) to stars (1-5); one rating per rater and rig.
+    pub const RATINGS: TableDefinition<&[u8], u8> = TableDefinition::new("ratings");
+}
+
+use tables::*;
+
+const META_CONFIG: &str = "config";
+pub(crate) const META_HEAD: &str = "ledger_head";
+const META_NEXT_JOB: &str = "next_job";
+const META_NEXT_ASSIGNMENT: &str = "next_assignment";
+const META_FORMAT: &str = "format";
+/// Version of the table layout; a database of another version is refused.
+const FORMAT_VERSION: u32 = 1;
+
+/// Why a store operation failed or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database engine failed (I/O, corruption it detected, lock held by another process).
+    #[error("database {path}: {source}")]
+    Db {
+        /// The database file.
+        path: String,
+        /// The engine's error (boxed: it is large and rare).
+        source: Box<redb::Error>,
+    },
+    /// A stored value does not decode.
+    #[error("table `{table}` key {key}: {source}")]
+    Corrupt {
+        /// The table it was read from.
+        table: &'static str,
+        /// The key, as text.
+        key: String,
+        /// The decoder's error.
+        source: CodecError,
+    },
+    /// Another process (a running manager) holds the database open.
+    #[error("{path}: in use by another process (stop `compushare manager run` first)")]
+    Locked {
+        /// The database file.
+        path: String,
+    },
+    /// The data directory has no initialised database (`compushare manager init`).
+    #[error("{path}: not an initialised manager database (run `compushare manager init`)")]
+    NotInitialised {
+        /// The database file.
+        path: String,
+    },
+    /// The database was written by an incompatible version.
+    #[error("{path}: database format {found}, this build reads {FORMAT_VERSION}")]
+    Format {
+        /// The database file.
+        path: String,
+        /// The version found.
+        found: u32,
+    },
+    /// A setting is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Creating the data directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The account cannot cover the amount.
+    #[error("account {account}: balance {balance} micro-credits, {needed} needed")]
+    InsufficientBalance {
+        /// The account debited.
+        account: Account,
+        /// Its balance.
+        balance: i128,
+        /// The amount asked.
+        needed: u64,
+    },
+    /// The assignment was already paid (ledger entry `seq`).
+    #[error("assignment {assignment} already paid (ledger entry {seq})")]
+    AlreadyPaid {
+        /// The assignment.
+        assignment: u64,
+        /// Its payment entry.
+        seq: u64,
+    },
+    /// The job's price exceeds the client's maximum.
+    #[error("job costs up to {needed} micro-credits with fee; client's maximum is {max}")]
+    PriceAboveMax {
+        /// Max cost plus fee.
+        needed: u64,
+        /// The client's maximum.
+        max: u64,
+    },
+    /// No such job.
+    #[error("unknown job {0}")]
+    UnknownJob(u64),
+    /// No such assignment.
+    #[error("unknown assignment {0}")]
+    UnknownAssignment(u64),
+    /// The job has ended; its escrow is settled.
+    #[error("job {0} is closed")]
+    JobClosed(u64),
+    /// An assignment must be verified before it is paid.
+    #[error("assignment {assignment} is {state:?}, not verified")]
+    NotVerified {
+        /// The assignment.
+        assignment: u64,
+        /// Its state.
+        state: AssignmentState,
+    },
+    /// An amount or count does not fit.
+    #[error("arithmetic overflow computing {0}")]
+    Overflow(&'static str),
+    /// A ledger amount of zero (never posted: entries move something).
+    #[error("zero amount for {0}")]
+    ZeroAmount(&'static str),
+    /// A star rating outside 1..=5.
+    #[error("rating {0} not in 1..=5")]
+    BadRating(u8),
+    /// The settlement backend refused or failed.
+    #[error("settlement: {0}")]
+    Settlement(String),
+    /// A ledger operation was attempted in a relaxed (not flushed) transaction.
+    #[error("money cannot move in a relaxed transaction ({0})")]
+    RelaxedMoney(&'static str),
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn hex32(k: &[u8; 32]) -> String {
+    let mut buf = [0u8; 64];
+    compushare_protocol::hex::encode_into(k, &mut buf).to_owned()
+}
+
+/// The manager's database.
+pub struct Store {
+    db: redb::Database,
+    path: PathBuf,
+    settlement: Arc<dyn Settlement>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Creates the database at `path` with `config` if it does not exist, or opens it (keeping
+    /// its stored config) if it does. Returns the store and whether it was created.
+    pub fn init(path: &Path, config: &Config) -> Result<(Store, bool)> {
+        config.validate()?;
+        let db = redb::Database::create(path).map_err(|e| db_err(path, e))?;
+        let store = Store {
+            db,
+            path: path.to_owned(),
+            settlement: Arc::new(InternalCredit),
+        };
+        let created = store.write(|tx| -> Result<bool> {
+            let meta = tx.txn.open_table(META).map_err(|e| tx.db(e))?;
+            let exists = meta.get(META_CONFIG).map_err(|e| tx.db(e))?.is_some();
+            drop(meta);
+            if exists {
+                return Ok(false);
+            }
+            // Create every table so readers never meet a missing one.
+            tx.txn.open_table(BALANCES).map_err(|e| tx.db(e))?;
+            tx.txn.open_table(LEDGER).map_err(|e| tx.db(e))?;
+            tx.txn.open_table(PAID).map_err(|e| tx.db(e))?;
+            tx.txn.open_table(PENDING).map_err(|e| tx.db(e))?;
+            tx.txn.open_table(JOBS).map_err(|e| tx.db(e))?;
+            tx.txn.open_table(INPUTS).map_err(|e| tx.db(e))?;
+            tx.txn.open_table(ASSIGNMENTS).map_err(|e| tx.db(e))?;
+            tx.txn.open_table(HELD).map_err(|e| tx.db(e))?;
+            tx.txn.open_table(CLIENT_RESULTS).map_err(|e| tx.db(e))?;
+            tx.txn.open_table(RIGS).map_err(|e| tx.db(e))?;
+            tx.txn.open_table(RATINGS).map_err(|e| tx.db(e))?;
+            tx.put_meta(META_FORMAT, &FORMAT_VERSION)?;
+            tx.put_meta(META_CONFIG, config)?;
+            tx.config = config.clone();
+            tx.put_meta(META_HEAD, &Head::genesis())?;
+            tx.put_meta(META_NEXT_JOB, &1u64)?;
+            tx.put_meta(META_NEXT_ASSIGNMENT, &1u64)?;
+            Ok(true)
+        })?;
+        Ok((store, created))
+    }
+
+    /// Opens an initialised database.
+    pub fn open(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(StoreError::NotInitialised {
+                path: path.display().to_string(),
+            });
+        }
+        // `open`, not `create`: an empty or foreign file must not be initialised here.
+        let db = redb::Database::open(path).map_err(|e| db_err(path, e))?;
+        let store = Store {
+            db,
+            path: path.to_owned(),
+            settlement: Arc::new(InternalCredit),
+        };
+        let read = store.read()?;
+        let format: Option<u32> = match read.txn.open_table(META) {
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(db_err(path, e)),
+            Ok(_) => read.meta(META_FORMAT)?,
+        };
+        match format {
+            None => {
+                return Err(StoreError::NotInitialised {
+                    path: path.display().to_string(),
+                })
+            }
+            Some(FORMAT_VERSION) => {}
+            Some(found) => {
+                return Err(StoreError::Format {
+                    path: path.display().to_string(),
+                    found,
+                })
+            }
+        }
+        drop(read);
+        Ok(store)
+    }
+
+    /// Opens `DATA/manager.redb` in a data directory.
+    pub fn open_dir(dir: &Path) -> Result<Store> {
+        Store::open(&dir.join(crate::DB_FILE))
+    }
+
+    /// Uses `settlement` to make worker pay spendable (default: [`InternalCredit`]).
+    pub fn with_settlement(mut self, settlement: Arc<dyn Settlement>) -> Store {
+        self.settlement = settlement;
+        self
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one write transaction and commits it if `f` returns `Ok`; on `Err` nothing
+    /// of it is kept.
+    pub fn write<T, E>(&self, f: impl FnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        self.write_with(false, f)
+    }
+
+    /// Like [`Store::write`], but the commit is not flushed to disk before returning: still
+    /// atomic, but a crash may lose it (and later relaxed commits). For bookkeeping that can be
+    /// redone (statistics, heartbeats); money cannot move in it: ledger operations are refused
+    /// with [`StoreError::RelaxedMoney`].
+    pub fn write_relaxed<T, E>(&self, f: impl FnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        self.write_with(true, f)
+    }
+
+    fn write_with<T, E>(
+        &self,
+        relaxed: bool,
+        f: impl FnOnce(&mut WriteTx) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut txn = self.db.begin_write().map_err(|e| db_err(&self.path, e))?;
+        if relaxed {
+            txn.set_durability(redb::Durability::Eventual);
+        }
+        let mut tx = WriteTx {
+            txn,
+            path: self.path.clone(),
+            now: now_unix_s(),
+            config: Config::default(),
+            settlement: Arc::clone(&self.settlement),
+            relaxed,
+        };
+        if let Some(config) = tx.meta::<Config>(META_CONFIG)? {
+            // A stored config edited out of range is refused rather than acted on.
+            config.validate().map_err(StoreError::from)?;
+            tx.config = config;
+        }
+        let out = f(&mut tx)?;
+        tx.txn.commit().map_err(|e| db_err(&self.path, e))?;
+        Ok(out)
+    }
+
+    /// A consistent read-only view.
+    pub fn read(&self) -> Result<ReadTx> {
+        let txn = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
+        Ok(ReadTx {
+            txn,
+            path: self.path.clone(),
+        })
+    }
+
+    /// The stored configuration.
+    pub fn config(&self) -> Result<Config> {
+        let config: Config =
+            self.read()?
+                .meta(META_CONFIG)?
+                .ok_or_else(|| StoreError::NotInitialised {
+                    path: self.path.display().to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
+    let e = e.into();
+    if matches!(e, redb::Error::DatabaseAlreadyOpen) {
+        return StoreError::Locked {
+            path: path.display().to_string(),
+        };
+    }
+    StoreError::Db {
+        path: path.display().to_string(),
+        source: Box::new(e),
+    }
+}
+
+fn get_decoded<'t, K, T, Tab>(
+    table: &Tab,
+    name: &'static str,
+    key: K::SelfType<'t>,
+    key_text: impl FnOnce() -> String,
+    path: &Path,
+) -> Result<Option<T>>
+where
+    K: redb::Key + 'static,
+    T: DeserializeOwned,
+    Tab: ReadableTable<K, &'static [u8]>,
+{
+    match table.get(key).map_err(|e| db_err(path, e))? {
+        None => Ok(None),
+        Some(guard) => codec::decode(name, guard.value())
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt {
+                table: name,
+                key: key_text(),
+                source,
+            }),
+    }
+}
+
+/// Read access shared by [`ReadTx`] and [`WriteTx`].
+macro_rules! read_api {
+    () => {
+        /// A stored meta record.
+        pub fn meta<T: DeserializeOwned>(&self, name: &'static str) -> Result<Option<T>> {
+            let t = self.txn.open_table(META).map_err(|e| self.db(e))?;
+            get_decoded::<&str, T, _>(&t, "meta", name, || name.to_owned(), &self.path)
+        }
+
+        /// A job.
+        pub fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
+            let t = self.txn.open_table(JOBS).map_err(|e| self.db(e))?;
+            get_decoded::<u64, _, _>(&t, "jobs", id.0, || id.0.to_string(), &self.path)
+        }
+
+        /// Every job, in id order.
+        pub fn jobs(&self) -> Result<Vec<JobRecord>> {
+            let t = self.txn.open_table(JOBS).map_err(|e| self.db(e))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(|e| self.db(e))? {
+                let (k, v) = item.map_err(|e| self.db(e))?;
+                out.push(codec::decode("jobs", v.value()).map_err(|source| {
+                    StoreError::Corrupt {
+                        table: "jobs",
+                        key: k.value().to_string(),
+                        source,
+                    }
+                })?);
+            }
+            Ok(out)
+        }
+
+        /// An assignment.
+        pub fn assignment(&self, id: AssignmentId) -> Result<Option<AssignmentRecord>> {
+            let t = self.txn.open_table(ASSIGNMENTS).map_err(|e| self.db(e))?;
+            get_decoded::<u64, _, _>(&t, "assignments", id.0, || id.0.to_string(), &self.path)
+        }
+
+        /// Every assignment, in id order (filter by job or state as needed).
+        pub fn assignments(&self) -> Result<Vec<AssignmentRecord>> {
+            let t = self.txn.open_table(ASSIGNMENTS).map_err(|e| self.db(e))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(|e| self.db(e))? {
+                let (k, v) = item.map_err(|e| self.db(e))?;
+                out.push(codec::decode("assignments", v.value()).map_err(|source| {
+                    StoreError::Corrupt {
+                        table: "assignments",
+                        key: k.value().to_string(),
+                        source,
+                    }
+                })?);
+            }
+            Ok(out)
+        }
+
+        /// A job's input bytes by digest.
+        pub fn input(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+            let t = self.txn.open_table(INPUTS).map_err(|e| self.db(e))?;
+            let got = t
+                .get(digest.as_slice())
+                .map_err(|e| self.db(e))?
+                .map(|g| g.value().to_vec());
+            Ok(got)
+        }
+
+        /// A held (manager-sealed) result of an assignment.
+        pub fn held(&self, id: AssignmentId) -> Result<Option<Vec<u8>>> {
+            let t = self.txn.open_table(HELD).map_err(|e| self.db(e))?;
+            let got = t
+                .get(id.0)
+                .map_err(|e| self.db(e))?
+                .map(|g| g.value().to_vec());
+            Ok(got)
+        }
+
+        /// A job's merged result sealed for its client.
+        pub fn client_result(&self, id: JobId) -> Result<Option<Vec<u8>>> {
+            let t = self
+                .txn
+                .open_table(CLIENT_RESULTS)
+                .map_err(|e| self.db(e))?;
+            let got = t
+                .get(id.0)
+                .map_err(|e| self.db(e))?
+                .map(|g| g.value().to_vec());
+            Ok(got)
+        }
+
+        /// A rig's trust record.
+        pub fn rig(&self, key: &PublicKey) -> Result<Option<crate::trust::RigRecord>> {
+            let t = self.txn.open_table(RIGS).map_err(|e| self.db(e))?;
+            get_decoded::<&[u8], _, _>(&t, "rigs", key.as_slice(), || hex32(key), &self.path)
+        }
+
+        /// Every rig's record, in key order.
+        pub fn rigs(&self) -> Result<Vec<crate::trust::RigRecord>> {
+            let t = self.txn.open_table(RIGS).map_err(|e| self.db(e))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(|e| self.db(e))? {
+                let (k, v) = item.map_err(|e| self.db(e))?;
+                out.push(codec::decode("rigs", v.value()).map_err(|source| {
+                    StoreError::Corrupt {
+                        table: "rigs",
+                        key: format!("{:02x?}", k.value()),
+                        source,
+                    }
+                })?);
+            }
+            Ok(out)
+        }
+
+        /// An account's stored balance, micro-credits (0 if it never moved).
+        pub fn balance(&self, account: &Account) -> Result<i128> {
+            let key = codec::encode("account", account).map_err(|source| StoreError::Corrupt {
+                table: "balances",
+                key: account.to_string(),
+                source,
+            })?;
+            let t = self.txn.open_table(BALANCES).map_err(|e| self.db(e))?;
+            Ok(get_decoded::<&[u8], i128, _>(
+                &t,
+                "balances",
+                key.as_slice(),
+                || account.to_string(),
+                &self.path,
+            )?
+            .unwrap_or(0))
+        }
+
+        /// Number of ledger entries.
+        pub fn ledger_len(&self) -> Result<u64> {
+            let t = self.txn.open_table(LEDGER).map_err(|e| self.db(e))?;
+            t.len().map_err(|e| self.db(e))
+        }
+
+        /// The ledger entry that paid an assignment, if any.
+        pub fn paid_by(&self, id: AssignmentId) -> Result<Option<u64>> {
+            let t = self.txn.open_table(PAID).map_err(|e| self.db(e))?;
+            let got = t.get(id.0).map_err(|e| self.db(e))?.map(|g| g.value());
+            Ok(got)
+        }
+
+        /// The stored configuration.
+        pub fn config_stored(&self) -> Result<Option<Config>> {
+            self.meta(META_CONFIG)
+        }
+
+        pub(crate) fn db(&self, e: impl Into<redb::Error>) -> StoreError {
+            db_err(&self.path, e)
+        }
+    };
+}
+
+/// A consistent read-only view of the database.
+pub struct ReadTx {
+    pub(crate) txn: redb::ReadTransaction,
+    pub(crate) path: PathBuf,
+}
+
+impl ReadTx {
+    read_api!();
+
+    /// The underlying redb transaction, for tables other modules keep themselves.
+    pub fn redb(&self) -> &redb::ReadTransaction {
+        &self.txn
+    }
+}
+
+/// One write transaction (see [`Store::write`]).
+pub struct WriteTx {
+    pub(crate) txn: redb::WriteTransaction,
+    pub(crate) path: PathBuf,
+    /// Time stamped on everything written in this transaction.
+    pub(crate) now: u64,
+    pub(crate) config: Config,
+    pub(crate) settlement: Arc<dyn Settlement>,
+    /// Not flushed on commit: no money may move (see [`Store::write_relaxed`]).
+    pub(crate) relaxed: bool,
+}
+
+/// What a client asks for when it submits a job (the input is given separately).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewJob {
+    pub client: PublicKey,
+    pub photons: u64,
+    pub seed: u64,
+    pub mode: Mode,
+    /// The most the client will pay, fee included.
+    pub max_price: Amount,
+    /// From [`crate::costing::calibrate`].
+    pub cost_per_history_milli: u64,
+}
+
+/// An assignment to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewAssignment {
+    pub job: JobId,
+    pub rig: PublicKey,
+    pub device: u8,
+    pub photons: PhotonRange,
+    pub deadline_unix_s: u64,
+    /// Set for duplicate and arbitration runs.
+    pub duplicate_of: Option<AssignmentId>,
+}
+
+impl WriteTx {
+    read_api!();
+
+    /// The underlying redb transaction, for tables other modules keep themselves.
+    pub fn redb(&self) -> &redb::WriteTransaction {
+        &self.txn
+    }
+
+    /// The time stamped on this transaction's changes, Unix seconds.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Replaces the stored configuration (validated first).
+    pub fn set_config(&mut self, config: Config) -> Result<()> {
+        config.validate()?;
+        self.put_meta(META_CONFIG, &config)?;
+        self.config = config;
+        Ok(())
+    }
+
+    pub(crate) fn put_meta<T: Serialize>(&mut self, name: &'static str, value: &T) -> Result<()> {
+        let bytes = codec::encode(name, value).map_err(|source| StoreError::Corrupt {
+            table: "meta",
+            key: name.to_owned(),
+            source,
+        })?;
+        let mut t = self.txn.open_table(META).map_err(|e| self.db(e))?;
+        t.insert(name, bytes.as_slice()).map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    fn next_id(&mut self, name: &'static str) -> Result<u64> {
+        let id: u64 = self.meta(name)?.unwrap_or(1);
+        let next = id.checked_add(1).ok_or(StoreError::Overflow(name))?;
+        self.put_meta(name, &next)?;
+        Ok(id)
+    }
+
+    /// Takes the next job number from the durable counter (never repeats, across restarts
+    /// too, once this transaction commits).
+    pub fn allocate_job_id(&mut self) -> Result<JobId> {
+        self.next_id(META_NEXT_JOB).map(JobId)
+    }
+
+    /// Takes the next assignment number from the durable counter (see
+    /// [`WriteTx::allocate_job_id`]).
+    pub fn allocate_assignment_id(&mut self) -> Result<AssignmentId> {
+        self.next_id(META_NEXT_ASSIGNMENT).map(AssignmentId)
+    }
+
+    pub(crate) fn put_u64<T: Serialize>(
+        &mut self,
+        def: redb::TableDefinition<u64, &[u8]>,
+        name: &'static str,
+        key: u64,
+        value: &T,
+    ) -> Result<()> {
+        let bytes = codec::encode(name, value).map_err(|source| StoreError::Corrupt {
+            table: name,
+            key: key.to_string(),
+            source,
+        })?;
+        let mut t = self.txn.open_table(def).map_err(|e| self.db(e))?;
+        t.insert(key, bytes.as_slice()).map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    /// Stores a job record. Its money fields (`escrowed`, `paid`) are maintained by the ledger
+    /// operations; callers change state, progress and result.
+    pub fn put_job(&mut self, job: &JobRecord) -> Result<()> {
+        self.put_u64(JOBS, "jobs", job.id.0, job)
+    }
+
+    /// Stores an assignment record (`paid` is maintained by [`WriteTx::pay_assignment`]).
+    pub fn put_assignment(&mut self, a: &AssignmentRecord) -> Result<()> {
+        self.put_u64(ASSIGNMENTS, "assignments", a.id.0, a)
+    }
+
+    /// A job that must exist.
+    pub fn job_required(&self, id: JobId) -> Result<JobRecord> {
+        self.job(id)?.ok_or(StoreError::UnknownJob(id.0))
+    }
+
+    /// An assignment that must exist.
+    pub fn assignment_required(&self, id: AssignmentId) -> Result<AssignmentRecord> {
+        self.assignment(id)?
+            .ok_or(StoreError::UnknownAssignment(id.0))
+    }
+
+    /// Accepts a job: stores its input, prices it, and moves its maximum cost plus the maximum
+    /// fee from the client's balance into the job's escrow. Refused (nothing written) when the
+    /// price exceeds the client's maximum or the balance does not cover it.
+    pub fn create_job(&mut self, new: &NewJob, input: &[u8]) -> Result<JobRecord> {
+        let pricing = Pricing {
+            cost_per_history_milli: new.cost_per_history_milli,
+            price_per_unit: self.config.price_per_unit,
+        };
+        let max_cost = pricing.max_cost(new.photons)?;
+        let fee = crate::costing::fee(max_cost, self.config.fee_bp)?;
+        let escrow = max_cost
+            .0
+            .checked_add(fee.0)
+            .ok_or(StoreError::Overflow("escrow"))?;
+        if escrow > new.max_price.0 {
+            return Err(StoreError::PriceAboveMax {
+                needed: escrow,
+                max: new.max_price.0,
+            });
+        }
+        let digest: Digest = Sha256::digest(input).into();
+        let input_len =
+            u32::try_from(input.len()).map_err(|_| StoreError::Overflow("input_len"))?;
+        let id = self.allocate_job_id()?;
+        {
+            let mut t = self.txn.open_table(INPUTS).map_err(|e| self.db(e))?;
+            t.insert(digest.as_slice(), input).map_err(|e| self.db(e))?;
+        }
+        let job = JobRecord {
+            id,
+            client: new.client,
+            input: digest,
+            input_len,
+            photons: new.photons,
+            seed: new.seed,
+            mode: new.mode,
+            max_price: new.max_price,
+            cost_per_history_milli: new.cost_per_history_milli,
+            price_per_unit: self.config.price_per_unit,
+            escrowed: Amount(escrow),
+            paid: Amount(0),
+            photons_verified: 0,
+            state: JobState::Running,
+            created_unix_s: self.now,
+            finished_unix_s: None,
+            result: None,
+        };
+        self.put_job(&job)?;
+        self.escrow(id, &new.client, Amount(escrow))?;
+        Ok(job)
+    }
+
+    /// Creates an assignment of a running job; its payout is the job's price for the range.
+    pub fn create_assignment(&mut self, new: &NewAssignment) -> Result<AssignmentRecord> {
+        let job = self.job_required(new.job)?;
+        if job.state.is_closed() {
+            return Err(StoreError::JobClosed(job.id.0));
+        }
+        let pricing = Pricing {
+            cost_per_history_milli: job.cost_per_history_milli,
+            price_per_unit: job.price_per_unit,
+        };
+        let payout = pricing.cost_of(new.photons.count)?;
+        let id = self.allocate_assignment_id()?;
+        let rec = AssignmentRecord {
+            id,
+            job: new.job,
+            rig: new.rig,
+            device: new.device,
+            photons: new.photons,
+            seed: job.seed,
+            issued_unix_s: self.now,
+            deadline_unix_s: new.deadline_unix_s,
+            payout,
+            state: AssignmentState::Issued,
+            commit: None,
+            verification: Verification::Pending,
+            duplicate_of: new.duplicate_of,
+            paid: false,
+        };
+        self.put_assignment(&rec)?;
+        Ok(rec)
+    }
+
+    /// Holds a rig's sealed result until it is paid and merged.
+    pub fn put_held(&mut self, id: AssignmentId, sealed: &[u8]) -> Result<()> {
+        let mut t = self.txn.open_table(HELD).map_err(|e| self.db(e))?;
+        t.insert(id.0, sealed).map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    /// Drops a held result (discarded work, or merged and no longer needed).
+    pub fn remove_held(&mut self, id: AssignmentId) -> Result<()> {
+        let mut t = self.txn.open_table(HELD).map_err(|e| self.db(e))?;
+        t.remove(id.0).map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    /// Stores a job's merged result sealed for its client.
+    pub fn put_client_result(&mut self, id: JobId, sealed: &[u8]) -> Result<()> {
+        let mut t = self
+            .txn
+            .open_table(CLIENT_RESULTS)
+            .map_err(|e| self.db(e))?;
+        t.insert(id.0, sealed).map_err(|e| self.db(e))?;
+        Ok(())
+    }
+}
