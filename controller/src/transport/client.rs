@@ -8,7 +8,7 @@
 //! session in their channel, so a result finished while disconnected is committed on the
 //! next session.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -246,6 +246,8 @@ pub struct Rig {
     jobs: VecDeque<(Digest, Result<Arc<Job>, String>)>,
     per_core: HashMap<Digest, u64>,
     fetches: HashMap<Digest, Fetch>,
+    /// Geometries complete and being parsed: not fetched again meanwhile.
+    parsing: HashSet<Digest>,
     /// Offers waiting for geometry or calibration.
     offers: HashMap<JobId, Offer>,
     started: Instant,
@@ -318,6 +320,7 @@ impl Rig {
             jobs: VecDeque::new(),
             per_core: HashMap::new(),
             fetches: HashMap::new(),
+            parsing: HashSet::new(),
             offers: HashMap::new(),
             started: Instant::now(),
         })
@@ -764,7 +767,10 @@ impl Rig {
         content: Digest,
         len: u32,
     ) -> Result<(), Ended> {
-        if self.fetches.contains_key(&content) || self.job(&content).is_some() {
+        if self.fetches.contains_key(&content)
+            || self.parsing.contains(&content)
+            || self.job(&content).is_some()
+        {
             return Ok(());
         }
         if len > self.settings.options.max_geometry_bytes
@@ -817,6 +823,7 @@ impl Rig {
             return;
         };
         let content = c.content;
+        self.parsing.insert(content);
         let tx = self.events_tx.clone();
         tokio::task::spawn_blocking(move || {
             let result = if content_address(&f.buf) != content {
@@ -922,6 +929,7 @@ impl Rig {
     async fn on_event(&mut self, w: &mut Writer, ev: Event) -> Result<(), Ended> {
         match ev {
             Event::Parsed { content, result } => {
+                self.parsing.remove(&content);
                 if let Err(e) = &result {
                     warn!("geometry refused: {e}");
                 }
