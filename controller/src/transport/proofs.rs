@@ -6,12 +6,12 @@
 //! deterministic, so the rebuilt leaves are the committed ones). Requested photons are
 //! answered block by block so each block is re-simulated at most once per request.
 
-use compushare_kernels::transport::{Engine, PhotonRecord, TransportError};
+use compushare_kernels::transport::{Engine, PhotonRecord};
 use compushare_protocol::merkle::{self, MerkleError};
 use compushare_protocol::msg::HistoryProof;
 use compushare_protocol::types::Digest;
 
-use super::assignment::{leaf_hashes, simulate_leaves, Fabricate};
+use super::assignment::{leaf_hashes, records_only, Fabricate};
 
 /// What a held result needs to answer sample requests.
 #[derive(Debug, Clone)]
@@ -25,9 +25,6 @@ pub struct Commitments {
 /// Why proofs could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ProofError {
-    /// Re-simulating a block failed.
-    #[error("engine: {0}")]
-    Engine(#[from] TransportError),
     /// The tree and the proof request disagree (a photon outside the assignment).
     #[error("merkle: {0:?}")]
     Merkle(MerkleError),
@@ -67,7 +64,7 @@ pub fn prove(
             let first = b * block;
             let n = block.min(c.count - first);
             let from = c.start + first;
-            let (_, records) = simulate_leaves(engine, from..from + n, threads, fabricate)?;
+            let records = records_only(engine, from..from + n, threads, fabricate);
             cache = Some(Rebuilt {
                 block: b,
                 leaves: leaf_hashes(&records),
