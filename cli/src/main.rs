@@ -3,9 +3,9 @@
 //! Each subcommand lives in its own module (`cmd_*.rs`) that owns its arguments and its
 //! output; this file only dispatches.
 
-mod cmd_bench_sha256d;
 mod cmd_mine;
 mod cmd_bench_protocol;
+mod cmd_bench_sha256d;
 mod cmd_keygen;
 mod cmd_sim;
 mod cmd_rig;

@@ -82,6 +82,16 @@ fn rnd<V: Lanes>(s: [V; 8], kw: V) -> [V; 8] {
     [t1.add(t2), a, b, c, d.add(t1), e, f, g]
 }
 
+/// A round whose new `a` is never used (outer rounds 57..=60: only e after round 60 is
+/// needed, and it reads a only from round 56 and before): T2 and the new a are skipped, the
+/// old a stands in for it.
+#[inline(always)]
+fn rnd_e_only<V: Lanes>(s: [V; 8], kw: V) -> [V; 8] {
+    let [a, b, c, d, e, f, g, h] = s;
+    let t1 = h.add(e.big_sigma1()).add(V::ch(e, f, g)).add(kw);
+    [a, a, b, c, d.add(t1), e, f, g]
+}
+
 /// Next schedule word in a 16-word window holding W[t-16..t] at index (i mod 16).
 macro_rules! sched {
     ($w:ident, $t:expr) => {
@@ -99,6 +109,16 @@ macro_rules! rounds_sched {
         $(
             sched!($w, $t);
             $s = rnd($s, $w[$t % 16].add(V::splat(K[$t])));
+        )*
+    };
+}
+
+/// Like `rounds_sched` for the outer hash's last rounds, which only need e (`rnd_e_only`).
+macro_rules! rounds_sched_e_only {
+    ($s:ident, $w:ident, $($t:literal)*) => {
+        $(
+            sched!($w, $t);
+            $s = rnd_e_only($s, $w[$t % 16].add(V::splat(K[$t])));
         )*
     };
 }
@@ -225,7 +245,8 @@ pub(crate) fn hash_h7<V: Lanes>(p: &Prepared, w3: V) -> V {
     ];
     rounds_window!(s, w, 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
     rounds_sched!(s, w, 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47);
-    rounds_sched!(s, w, 48 49 50 51 52 53 54 55 56 57 58 59 60);
+    rounds_sched!(s, w, 48 49 50 51 52 53 54 55 56);
+    rounds_sched_e_only!(s, w, 57 58 59 60);
     // After round 60, e is what h will be after round 63: H7 = IV7 + e.
     s[4].add(sp(IV[7]))
 }

@@ -2,7 +2,12 @@
 //! message schedule) on S independent nonces interleaved instruction by instruction.
 //!
 //! One stream is latency bound (each `sha256rnds2` waits for the previous one); S streams
-//! keep the SHA unit busy, which is where the speed comes from. Per nonce: the second header
+//! let a pipelined SHA unit work on several at once. On the Xeon this was measured on the
+//! unit is barely pipelined: 1 stream gives ~12 MH/s per CPU-second, 2-4 streams ~13, so
+//! there AVX-512 (~29) is the better path. Weaving these streams into the AVX-512 code was
+//! tried and ran ~100x slower: the `sha256*` instructions exist only in legacy-SSE encoding,
+//! and executing them while the upper halves of the zmm registers are in use is penalised
+//! on every instruction. Per nonce: the second header
 //! block from the midstate with its first two rounds precomputed, then the outer hash with
 //! its constant message groups folded into constants, stopped after round 61 because H7 of
 //! the final hash is already known there (early reject on it; survivors are re-hashed in
@@ -26,8 +31,8 @@ use super::compress::{IV, K};
 use super::work::{Prepared, PAD2_W15, PAD2_W4, PADO_W15, PADO_W8};
 
 /// Nonces hashed side by side (see the module doc). Measured on the Xeon (Emerald Rapids)
-/// this was written on: 2, 3 and 4 streams all give about 13 MH/s per CPU-second, so the
-/// SHA unit's throughput, not latency, is the limit there; 2 spills the fewest registers.
+/// this was written on: 1 stream ~12 MH/s per CPU-second, 2, 3 and 4 streams ~13, so the
+/// SHA unit's throughput is the limit there; 2 spills the fewest registers of those.
 pub(crate) const STREAMS: usize = 2;
 
 /// Whether this CPU can run the SHA-NI path.

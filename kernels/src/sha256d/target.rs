@@ -172,6 +172,16 @@ impl Target {
     }
 }
 
+/// Big-endian hex, 64 digits (the form of table V8 and of most pool logs).
+impl core::fmt::Display for Target {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for b in self.to_be_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +190,10 @@ mod tests {
     fn compact_genesis() {
         let t = Target::from_compact(0x1d00ffff).unwrap();
         assert_eq!(t, Target::DIFF1);
+        assert_eq!(
+            t.to_string(),
+            "00000000ffff0000000000000000000000000000000000000000000000000000"
+        );
     }
 
     #[test]

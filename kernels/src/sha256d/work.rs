@@ -48,8 +48,10 @@ pub(crate) struct Prepared {
     /// State after the first 64 header bytes.
     pub mid: [u32; 8],
     /// Second-block message words 0..3 (merkle root tail, time, bits).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by sys_shani
     pub w: [u32; 3],
     /// Second-block state after rounds 0, 1 (where SHA-NI, two rounds at a time, starts).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by sys_shani
     pub s2: [u32; 8],
     /// Second-block state after rounds 0..=2 (a..h).
     pub s3: [u32; 8],
