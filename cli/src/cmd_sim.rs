@@ -126,6 +126,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         Some(t) => t,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    if args.photons == Some(0) {
+        bail!("--photons must be at least 1");
+    }
     if let Some(out) = &args.out {
         VolumeFormat::from_path(out).context("--out")?;
     }

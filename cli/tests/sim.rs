@@ -232,6 +232,8 @@ fn bad_flags_fail_clearly() {
     assert!(e.contains("cube99"), "{e}");
     let e = stderr_of(&sim(&["--bench", "cube60", "--threads", "0"]));
     assert!(e.contains("--threads"), "{e}");
+    let e = stderr_of(&sim(&["--bench", "cube60", "--photons", "0"]));
+    assert!(e.contains("--photons"), "{e}");
     stderr_of(&sim(&[]));
     stderr_of(&sim(&["x.json", "--bench", "cube60"]));
 }

@@ -181,6 +181,18 @@ fn zoo_jobs_exercise_their_paths() {
         t.deposit.iter().skip(3 * 24 * 20 * 16).any(|&c| c > 0),
         "late gate used"
     );
+    // Deposits land only in voxels whose medium absorbs, so MCX's fluence (deposit / mua)
+    // is finite everywhere and its normalisation identity holds.
+    let voxels = t.deposit.len() / 4;
+    for (cell, &dep) in t.deposit.iter().enumerate() {
+        if dep > 0 {
+            let label = jobs[0].labels[cell % voxels] as usize;
+            assert!(
+                label != 0 && jobs[0].media[label].mua > 0.0,
+                "deposit in cell {cell}"
+            );
+        }
+    }
     // The pattern job launches less than one weight unit per photon.
     let p = sim(&jobs[7], 0..2000, 2);
     assert!(p.launched < 2000 * compushare_kernels::transport::tally::WEIGHT_ONE);
@@ -309,6 +321,32 @@ fn russian_roulette_is_unbiased() {
         eprintln!("{name}: off {m1:.5} on {m2:.5} z {z:.2}");
         assert!(z.abs() < 4.0, "{name}: off {m1} on {m2}, z = {z}");
     }
+}
+
+/// A photon that can never end (mirror box, no absorption, no scattering, endless time window)
+/// stops at the segment limit with its weight counted as alive, instead of hanging.
+#[test]
+fn endless_photon_is_stopped() {
+    let mut job = common::cube60(false);
+    job.dim = [4, 4, 4];
+    job.labels = vec![1; 64];
+    job.media[1] = Medium {
+        mua: 0.0,
+        mus: 0.0,
+        g: 0.0,
+        n: 1.0,
+    };
+    job.faces = [FaceBoundary::Mirror; 6];
+    job.time.t1 = 1.0;
+    job.time.dt = 1.0;
+    job.source.pos = [1.5, 1.5, 1.5];
+    job.source.dir = [0.6, 0.48, 0.64];
+    job.detectors.clear();
+    let r = simulate_photon(&job, 0).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.fate, Fate::StepLimit);
+    assert_eq!(r.exit_weight, r.launched);
+    let t = sim(&job, 0..2, 2);
+    assert_eq!(t.alive_at_t1, t.launched);
 }
 
 #[test]

@@ -1,10 +1,10 @@
 //! The distance map that lets a photon cross runs of identical voxels in one move.
 //!
 //! For every voxel `v`, `dist[v]` is the Chebyshev distance (in voxels, capped at 255) to the
-//! nearest voxel whose label differs from `v`'s or that lies outside the grid. Every voxel
-//! within Chebyshev distance `dist[v] - 1` of `v` therefore has `v`'s label and is inside the
-//! grid, so a photon anywhere in `v` may move any straight distance `< dist[v] - 1` without
-//! meeting a medium change or a grid face. The map is a pure function of the labels, so every
+//! nearest voxel of the grid whose label differs from `v`'s. Every in-grid voxel within
+//! Chebyshev distance `dist[v] - 1` of `v` therefore has `v`'s label, so a photon anywhere in
+//! `v` may move any straight distance `< dist[v] - 1` that stays inside the grid box without
+//! meeting a medium change (the walk bounds jumps by the box itself, see `photon`). The map is a pure function of the labels, so every
 //! device computes the same jumps (this is how the acceleration stays deterministic: it is part
 //! of the definition of the walk, not an optional shortcut; see `photon`).
 //!
@@ -19,60 +19,79 @@ pub const DIST_CAP: u8 = 255;
 pub fn distance_map(labels: &[u16], dim: [u32; 3]) -> Vec<u8> {
     let [nx, ny, nz] = [dim[0] as i64, dim[1] as i64, dim[2] as i64];
     let n = labels.len();
-    let mut d = vec![DIST_CAP; n];
     if n as i64 != nx * ny * nz {
         // Caller validated sizes; a mismatch yields the all-unsafe map (voxel stepping only).
         return vec![1; n];
     }
-    let idx = |x: i64, y: i64, z: i64| (x + nx * (y + ny * z)) as usize;
+    let mut d = vec![DIST_CAP; n];
     // Neighbours that precede a voxel in raster order (forward mask); the backward mask is
     // their negation.
     let mut fwd: Vec<(i64, i64, i64)> = Vec::with_capacity(13);
     for dz in -1..=1i64 {
         for dy in -1..=1i64 {
             for dx in -1..=1i64 {
-                let before = dz < 0 || (dz == 0 && (dy < 0 || (dy == 0 && dx < 0)));
-                if before {
+                if dz < 0 || (dz == 0 && (dy < 0 || (dy == 0 && dx < 0))) {
                     fwd.push((dx, dy, dz));
                 }
             }
         }
     }
-    let mut pass = |offs: &[(i64, i64, i64)], order: &mut dyn Iterator<Item = (i64, i64, i64)>| {
-        for (x, y, z) in order {
-            let i = idx(x, y, z);
-            let lab = labels.get(i).copied().unwrap_or(0);
-            let mut best = d.get(i).copied().unwrap_or(1);
-            for &(dx, dy, dz) in offs {
-                let (a, b, c) = (x + dx, y + dy, z + dz);
-                let nd = if a < 0 || b < 0 || c < 0 || a >= nx || b >= ny || c >= nz {
-                    1
-                } else {
-                    let j = idx(a, b, c);
-                    if labels.get(j).copied().unwrap_or(0) != lab {
-                        1
-                    } else {
-                        d.get(j).copied().unwrap_or(0).saturating_add(1)
-                    }
+    let bwd: Vec<(i64, i64, i64)> = fwd.iter().map(|&(a, b, c)| (-a, -b, -c)).collect();
+    pass(labels, &mut d, [nx, ny, nz], &fwd, false);
+    pass(labels, &mut d, [nx, ny, nz], &bwd, true);
+    d
+}
+
+/// One chamfer sweep over the grid (`reverse`: last voxel first) with neighbour mask `offs`.
+fn pass(labels: &[u16], d: &mut [u8], dim: [i64; 3], offs: &[(i64, i64, i64)], reverse: bool) {
+    let [nx, ny, nz] = dim;
+    let flat: Vec<i64> = offs
+        .iter()
+        .map(|&(a, b, c)| a + nx * (b + ny * c))
+        .collect();
+    for zz in 0..nz {
+        let z = if reverse { nz - 1 - zz } else { zz };
+        for yy in 0..ny {
+            let y = if reverse { ny - 1 - yy } else { yy };
+            // Rows whose every neighbour row exists take the unchecked-geometry fast path.
+            let row_inner = y >= 1 && y + 1 < ny && z >= 1 && z + 1 < nz;
+            for xx in 0..nx {
+                let x = if reverse { nx - 1 - xx } else { xx };
+                let i = x + nx * (y + ny * z);
+                let Some(&lab) = labels.get(i as usize) else {
+                    continue;
                 };
-                best = best.min(nd);
-            }
-            if let Some(slot) = d.get_mut(i) {
-                *slot = best;
+                let mut best = d.get(i as usize).copied().unwrap_or(1);
+                if row_inner && x >= 1 && x + 1 < nx {
+                    for &o in &flat {
+                        let j = (i + o) as usize;
+                        let nd = match (labels.get(j), d.get(j)) {
+                            (Some(&l), Some(&dj)) if l == lab => dj.saturating_add(1),
+                            _ => 1,
+                        };
+                        best = best.min(nd);
+                    }
+                } else {
+                    for &(dx, dy, dz) in offs {
+                        let (a, b, c) = (x + dx, y + dy, z + dz);
+                        if a < 0 || b < 0 || c < 0 || a >= nx || b >= ny || c >= nz {
+                            // Outside the grid: not a medium change (the walk handles faces).
+                            continue;
+                        }
+                        let j = (a + nx * (b + ny * c)) as usize;
+                        let nd = match (labels.get(j), d.get(j)) {
+                            (Some(&l), Some(&dj)) if l == lab => dj.saturating_add(1),
+                            _ => 1,
+                        };
+                        best = best.min(nd);
+                    }
+                }
+                if let Some(slot) = d.get_mut(i as usize) {
+                    *slot = best;
+                }
             }
         }
-    };
-    let mut forward =
-        (0..nz).flat_map(|z| (0..ny).flat_map(move |y| (0..nx).map(move |x| (x, y, z))));
-    pass(&fwd, &mut forward);
-    let bwd: Vec<(i64, i64, i64)> = fwd.iter().map(|&(a, b, c)| (-a, -b, -c)).collect();
-    let mut backward = (0..nz).rev().flat_map(|z| {
-        (0..ny)
-            .rev()
-            .flat_map(move |y| (0..nx).rev().map(move |x| (x, y, z)))
-    });
-    pass(&bwd, &mut backward);
-    d
+    }
 }
 
 #[cfg(test)]
@@ -87,11 +106,7 @@ mod tests {
             for y in 0..ny {
                 for x in 0..nx {
                     let lab = labels[(x + nx * (y + ny * z)) as usize];
-                    // distance to outside: nearest face
-                    let mut best = [x + 1, y + 1, z + 1, nx - x, ny - y, nz - z]
-                        .into_iter()
-                        .min()
-                        .unwrap_or(1);
+                    let mut best = 255;
                     for c in 0..nz {
                         for b in 0..ny {
                             for a in 0..nx {
@@ -135,12 +150,16 @@ mod tests {
     }
 
     #[test]
-    fn uniform_cube_is_distance_to_faces() {
+    fn uniform_cube_has_no_limit_and_one_odd_voxel_counts() {
         let dim = [10, 10, 10];
         let labels = vec![1u16; 1000];
         let d = distance_map(&labels, dim);
+        assert!(d.iter().all(|&x| x == DIST_CAP));
+        let mut labels = labels;
+        labels[0] = 2;
+        let d = distance_map(&labels, dim);
         assert_eq!(d[0], 1);
+        assert_eq!(d[1], 1);
         assert_eq!(d[5 + 10 * (5 + 10 * 5)], 5);
-        assert_eq!(d[4 + 10 * (4 + 10 * 4)], 5);
     }
 }

@@ -16,12 +16,18 @@ pub(crate) struct Med {
     pub mua_g: f32,
     /// Scattering per grid unit.
     pub mus_g: f32,
+    /// `1 / mus_g` (infinite when `mus` is 0; only used when it is not).
+    pub inv_mus_g: f32,
     pub g: f32,
     pub n: f32,
     /// Optical path (mm, times `n`) per grid unit travelled: `n * unit_mm`.
     pub nl: f32,
     /// `1 / nl`.
     pub inv_nl: f32,
+    /// `1 / mua_g` (infinite when `mua` is 0; only used when it is not).
+    pub inv_mua_g: f32,
+    /// Henyey-Greenstein constants: `1 - g^2`, `1 - g`, `2 g`, `1 + g^2`, `1 / (2 g)`.
+    pub hg: [f32; 5],
 }
 
 /// The source, with its perpendicular basis precomputed.
@@ -136,10 +142,19 @@ impl<'a> Model<'a> {
             media.push(Med {
                 mua_g: m.mua * job.unit_mm,
                 mus_g: m.mus * job.unit_mm,
+                inv_mus_g: 1.0 / (m.mus * job.unit_mm),
                 g: m.g,
                 n: m.n,
                 nl,
                 inv_nl: 1.0 / nl,
+                inv_mua_g: 1.0 / (m.mua * job.unit_mm),
+                hg: [
+                    1.0 - m.g * m.g,
+                    1.0 - m.g,
+                    2.0 * m.g,
+                    1.0 + m.g * m.g,
+                    0.5 / m.g,
+                ],
             });
         }
         let s = &job.source;
@@ -213,11 +228,12 @@ impl<'a> Model<'a> {
             let ok = r.threshold.is_finite()
                 && r.threshold >= 0.0
                 && r.survival_factor.is_finite()
-                && r.survival_factor >= 1.0;
+                && r.survival_factor >= 1.0
+                && r.threshold * r.survival_factor <= 1.0e6;
             if !ok {
                 return Err(bad(
                     "roulette",
-                    "threshold >= 0 and survival factor >= 1 required",
+                    "need threshold >= 0, survival factor >= 1, their product <= 1e6",
                 ));
             }
         }
@@ -268,6 +284,9 @@ impl<'a> Model<'a> {
     /// before `t0` is attributed to gate 0.
     #[inline(always)]
     pub(crate) fn gate(&self, lopt: f32) -> u32 {
+        if self.gates == 1 {
+            return 0;
+        }
         let g = (lopt - self.l0) * self.inv_ldt;
         if g <= 0.0 {
             0

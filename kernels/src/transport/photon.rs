@@ -1,12 +1,19 @@
 //! One photon's life, from launch to its fate, and its integer record.
 //!
 //! # The walk (the definition every backend reproduces bit for bit)
-//! All arithmetic is f32 with explicit `mul_add` only where written; transcendental functions
-//! are `math`'s. Positions are grid units; the photon always knows its voxel as integers, so
-//! float rounding never decides which medium it is in.
+//! All arithmetic is plain IEEE f32 in the order written (no fused multiply-add anywhere: the
+//! CUDA port compiles with `--fmad=false`); transcendental functions are `math`'s. Positions
+//! are grid units; the photon always knows its voxel as integers, so float rounding never
+//! decides which medium it is in.
 //!
-//! 1. **Launch** (`source`): position, direction and weight `w0` from the source, drawing from
-//!    the photon's own RNG stream. A photon starting outside the grid moves along its direction
+//! RNG draws, in this order, from the photon's Philox stream (`rng`): the launch draws of its
+//! source kind (`launch`), then the first scattering depth; after every segment, one draw for
+//! the deposit point if the segment lost fixed-point weight; then for the event, one draw for
+//! a Fresnel decision unless total internal reflection (`R >= 1`), one for roulette when it
+//! applies, and for a scatter the Henyey-Greenstein cosine, the azimuth (in turns) and the
+//! next depth.
+//!
+//! 1. **Launch** (`launch`, `enter`): position, direction and weight `w0` from the source. A photon starting outside the grid moves along its direction
 //!    to the grid (no time passes); one in a label-0 voxel then moves voxel by voxel to the
 //!    first voxel with a nonzero label. A photon that never reaches a nonzero label leaves with
 //!    fate `NeverEntered`: its weight counts as escaped through the face it last left by, or,
@@ -19,11 +26,14 @@
 //!    medium `m` it moves straight until the first of: depth exhausted (scatter), the time
 //!    window ends (`t1`), or a medium change / grid face. Movement uses the distance map
 //!    (`grid`): in a voxel whose map value is `D >= 2` it jumps `min(remaining, D - 1.01)`
-//!    and recomputes its voxel by truncation; otherwise it steps to the next voxel face.
+//!    and recomputes its voxel by truncation, unless the grid box surface (distance computed
+//!    once per segment from its start) is nearer, in which case it lands exactly on that face;
+//!    otherwise (`D <= 1`) it steps to the next voxel face.
 //! 3. **Absorption** along a segment of length `L` is continuous: `w <- w * exp(-mua L)`. The
 //!    lost weight, in fixed point `q(w_before) - q(w_after)` with `q(w) = trunc(w * 2^32)`, is
 //!    deposited in one voxel: the one containing the point at distance `s*` drawn from the
-//!    segment's absorption density (`s* = -ln(1 - u (1 - e^{-mua L})) / mua`), and in the time
+//!    segment's absorption density (`s* = -ln(1 - u (1 - e^{-mua L})) / mua`, computed with
+//!    `math::neg_ln_1m`), and in the time
 //!    gate of that point. This is an unbiased estimate of MCX's per-voxel continuous deposit
 //!    (the expected deposit of every voxel and gate is the same), and it is what makes a
 //!    segment cost the same whatever the voxel size. If rounding puts `s*` in a voxel of
@@ -36,18 +46,24 @@
 //!    crossing. Grid faces follow `Job::faces`; `Fresnel` faces reflect only when
 //!    `do_mismatch`. Time: optical path `n L` accumulates in mm; at `t1` the photon stops and
 //!    its weight is `alive_at_t1`. A photon whose fixed-point weight reaches 0 stops
-//!    (`WeightExhausted`).
+//!    (`WeightExhausted`); one that makes more than `MAX_SEGMENTS` moves stops (`StepLimit`,
+//!    counted as alive at t1).
+//! 5. **Detectors.** When a photon escapes (grid face or internal label 0), the first detector
+//!    sphere containing its exit point records it (`DetectedPhoton`: path per medium in mm,
+//!    scatters, exit position and direction, exit weight).
 
 use super::job::{FaceBoundary, SourceKind};
 use super::math;
-use super::model::Model;
+use super::model::{Med, Model};
 use super::rng::PhotonRng;
 use super::tally::DetectedPhoton;
 
 /// Fixed-point weight: `trunc(w * 2^32)`, exact scaling then truncation, same on every device.
+/// Weights are in `[0, 2^31)` (roulette gains are bounded in `Model::new`); the signed
+/// conversion is one instruction on x86-64 where the unsigned one is a branchy sequence.
 #[inline(always)]
 pub fn q(w: f32) -> u64 {
-    (w * 4_294_967_296.0) as u64
+    ((w * 4_294_967_296.0) as i64).max(0) as u64
 }
 
 /// Where deposits go: the shared atomic tally in range runs, nowhere for re-simulation.
@@ -76,7 +92,14 @@ pub enum Fate {
     WeightExhausted,
     /// Never reached a nonzero label; weight counted as escaped through `face`.
     NeverEntered { face: u8 },
+    /// Stopped after [`MAX_SEGMENTS`] straight moves (a guard against jobs whose photons can
+    /// never end, e.g. mirror faces, no absorption and a huge time window); its weight is
+    /// counted with `alive_at_t1`.
+    StepLimit,
 }
+
+/// Most straight moves one photon may make before it is stopped (`Fate::StepLimit`).
+pub const MAX_SEGMENTS: u32 = 1 << 24;
 
 impl Fate {
     fn code(self) -> (u8, u8) {
@@ -86,6 +109,7 @@ impl Fate {
             Fate::RouletteKilled => (2, 0),
             Fate::WeightExhausted => (3, 0),
             Fate::NeverEntered { face } => (4, face),
+            Fate::StepLimit => (5, 0),
         }
     }
 }
@@ -119,7 +143,8 @@ pub struct PhotonRecord {
 
 impl PhotonRecord {
     /// Canonical encoding, 64 bytes, integers little-endian: index u64; fate code u8 (0
-    /// escaped, 1 alive at t1, 2 roulette killed, 3 weight exhausted, 4 never entered); face
+    /// escaped, 1 alive at t1, 2 roulette killed, 3 weight exhausted, 4 never entered, 5 step
+    /// limit); face
     /// u8 (0 unless escaped/never entered); detector flag u8 (0/1); reserved u8 (0); detector
     /// u16 (0 when none); reserved u16 (0); launched, specular, deposited, exit_weight,
     /// roulette_gain (u64 each); scatters u32; end_gate u32.
@@ -334,7 +359,7 @@ fn enter(m: &Model, mut p: [f32; 3], d: [f32; 3]) -> Entry {
         }
         p[axis] = if d[axis] > 0.0 { 0.0 } else { m.dimf[axis] };
         for a in 0..3 {
-            v[a] = (p[a] as i32).clamp(0, m.dim[a] - 1);
+            v[a] = (p[a] as i32).min(m.dim[a] - 1);
         }
         entered = Some(axis);
     }
@@ -342,7 +367,8 @@ fn enter(m: &Model, mut p: [f32; 3], d: [f32; 3]) -> Entry {
     let max_steps = m.dim.iter().map(|&x| x as u64).sum::<u64>() + 3;
     let mut steps = 0;
     while m.label(v) == 0 {
-        let (t, axis) = face_distance(p, d, v);
+        let inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
+        let (t, axis) = face_distance(p, d, inv_d, v);
         if !t.is_finite() || steps > max_steps {
             return Entry::Never {
                 face: dominant_face(d),
@@ -367,14 +393,36 @@ fn enter(m: &Model, mut p: [f32; 3], d: [f32; 3]) -> Entry {
 
 /// Distance along `d` from `p` to the exit face of voxel `v`, and that face's axis.
 #[inline(always)]
-fn face_distance(p: [f32; 3], d: [f32; 3], v: [i32; 3]) -> (f32, usize) {
+fn face_distance(p: [f32; 3], d: [f32; 3], inv_d: [f32; 3], v: [i32; 3]) -> (f32, usize) {
     let mut best = f32::INFINITY;
     let mut axis = 0;
     for a in 0..3 {
         let t = if d[a] > 0.0 {
-            ((v[a] + 1) as f32 - p[a]) / d[a]
+            ((v[a] + 1) as f32 - p[a]) * inv_d[a]
         } else if d[a] < 0.0 {
-            (v[a] as f32 - p[a]) / d[a]
+            (v[a] as f32 - p[a]) * inv_d[a]
+        } else {
+            f32::INFINITY
+        };
+        let t = t.max(0.0);
+        if t < best {
+            best = t;
+            axis = a;
+        }
+    }
+    (best, axis)
+}
+
+/// Distance along `d` from `p` (inside the grid box) to the box surface, and the face's axis.
+#[inline(always)]
+fn box_exit(p: [f32; 3], d: [f32; 3], inv_d: [f32; 3], dimf: [f32; 3]) -> (f32, usize) {
+    let mut best = f32::INFINITY;
+    let mut axis = 0;
+    for a in 0..3 {
+        let t = if d[a] > 0.0 {
+            (dimf[a] - p[a]) * inv_d[a]
+        } else if d[a] < 0.0 {
+            -p[a] * inv_d[a]
         } else {
             f32::INFINITY
         };
@@ -389,11 +437,12 @@ fn face_distance(p: [f32; 3], d: [f32; 3], v: [i32; 3]) -> (f32, usize) {
 
 /// Henyey-Greenstein scattering of direction `d` (MCX's sampling and rotation).
 #[inline(always)]
-fn scatter(d: [f32; 3], g: f32, rng: &mut PhotonRng) -> [f32; 3] {
+fn scatter(d: [f32; 3], med: &Med, rng: &mut PhotonRng) -> [f32; 3] {
     let u = rng.uniform();
-    let ct = if g.abs() > 1e-6 {
-        let tmp = (1.0 - g * g) / (1.0 - g + 2.0 * g * u);
-        ((1.0 + g * g - tmp * tmp) / (2.0 * g)).clamp(-1.0, 1.0)
+    let [a, b, c, e, inv2g] = med.hg;
+    let ct = if med.g.abs() > 1e-6 {
+        let tmp = a / (b + c * u);
+        ((e - tmp * tmp) * inv2g).clamp(-1.0, 1.0)
     } else {
         2.0 * u - 1.0
     };
@@ -477,18 +526,26 @@ pub(crate) fn run_photon<S: DepositSink>(
             rec.specular = launched - q(w).min(launched);
         }
     }
+    let mut qw = q(w);
     let mut lopt = 0.0f32;
     let mut s_rem = -math::ln(rng.uniform_open());
     let voxels = m.voxels;
+    let mut segments = 0u32;
     loop {
-        let Some(&med) = m.media.get(cur) else {
+        segments += 1;
+        if segments > MAX_SEGMENTS {
+            rec.fate = Fate::StepLimit;
+            rec.exit_weight = qw;
+            break;
+        }
+        let Some(med) = m.media.get(cur) else {
             // Unreachable: `Model::new` checked every label against the media table.
             rec.fate = Fate::WeightExhausted;
             rec.exit_weight = q(w);
             break;
         };
         let s_dist = if med.mus_g > 0.0 {
-            s_rem / med.mus_g
+            s_rem * med.inv_mus_g
         } else {
             f32::INFINITY
         };
@@ -505,15 +562,49 @@ pub(crate) fn run_photon<S: DepositSink>(
         // True while the segment is one distance-map jump: then every point of it has `cur`'s
         // label by construction and the deposit voxel needs no label check.
         let mut one_jump = true;
+        // The box surface is at least `near` away along any unit direction; when the segment is
+        // shorter (with a margin for rounding) the exact exit distance is not needed.
+        let mut near = f32::INFINITY;
+        for (pa, da) in p.iter().zip(m.dimf) {
+            near = near.min(*pa).min(da - pa);
+        }
+        // 1/d per axis, computed only when a face distance is needed (most segments in large
+        // homogeneous regions never need one).
+        let mut inv_d = [0.0f32; 3];
+        let mut have_inv = false;
+        let (t_box, box_axis) = if limit * 1.001 + 0.001 < near {
+            (f32::INFINITY, 0)
+        } else {
+            inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
+            have_inv = true;
+            box_exit(p, d, inv_d, m.dimf)
+        };
         let stop = loop {
             let rem = limit - traveled;
             let dm = m.dist.get(m.index(v)).copied().unwrap_or(1);
             if dm > 1 {
                 let safe = f32::from(dm) - 1.01;
+                let to_box = t_box - traveled;
+                if to_box <= rem && to_box <= safe {
+                    // The grid face comes first: land exactly on it.
+                    let pos = d[box_axis] > 0.0;
+                    for a in 0..3 {
+                        p[a] = (p[a] + d[a] * to_box).clamp(0.0, m.dimf[a]);
+                    }
+                    p[box_axis] = if pos { m.dimf[box_axis] } else { 0.0 };
+                    for a in 0..3 {
+                        v[a] = (p[a] as i32).min(m.dim[a] - 1);
+                    }
+                    traveled = t_box.max(traveled);
+                    break Stop::Face {
+                        axis: box_axis,
+                        pos,
+                    };
+                }
                 let step = if rem <= safe { rem } else { safe };
                 for a in 0..3 {
                     p[a] += d[a] * step;
-                    v[a] = (p[a] as i32).clamp(0, m.dim[a] - 1);
+                    v[a] = (p[a] as i32).min(m.dim[a] - 1);
                 }
                 if rem <= safe {
                     traveled = limit;
@@ -524,7 +615,11 @@ pub(crate) fn run_photon<S: DepositSink>(
                 continue;
             }
             one_jump = false;
-            let (t, axis) = face_distance(p, d, v);
+            if !have_inv {
+                inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
+                have_inv = true;
+            }
+            let (t, axis) = face_distance(p, d, inv_d, v);
             if rem <= t {
                 for a in 0..3 {
                     p[a] += d[a] * rem;
@@ -553,13 +648,14 @@ pub(crate) fn run_photon<S: DepositSink>(
         if med.mua_g > 0.0 && traveled > 0.0 {
             let att = math::exp(-med.mua_g * traveled);
             let w_new = w * att;
-            let loss = q(w).saturating_sub(q(w_new));
+            let qw_new = q(w_new);
+            let loss = qw.saturating_sub(qw_new);
             if loss > 0 {
                 let x = rng.uniform();
-                let sstar = (-math::ln(1.0 - x * (1.0 - att)) / med.mua_g).clamp(0.0, traveled);
+                let sstar = (math::neg_ln_1m(x * (1.0 - att)) * med.inv_mua_g).clamp(0.0, traveled);
                 let mut sv = [0i32; 3];
                 for a in 0..3 {
-                    sv[a] = ((p0[a] + d[a] * sstar) as i32).clamp(0, m.dim[a] - 1);
+                    sv[a] = ((p0[a] + d[a] * sstar) as i32).min(m.dim[a] - 1);
                 }
                 if !one_jump && m.label(sv) != cur {
                     sv = v;
@@ -569,6 +665,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                 rec.deposited += loss;
             }
             w = w_new;
+            qw = qw_new;
         }
         lopt += traveled * med.nl;
         if track {
@@ -576,7 +673,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                 *x += traveled;
             }
         }
-        if q(w) == 0 {
+        if qw == 0 {
             rec.fate = Fate::WeightExhausted;
             break;
         }
@@ -584,16 +681,17 @@ pub(crate) fn run_photon<S: DepositSink>(
             Stop::Limit => {
                 if !scatter_first {
                     rec.fate = Fate::AliveAtT1;
-                    rec.exit_weight = q(w);
+                    rec.exit_weight = qw;
                     break;
                 }
                 if let Some(r) = job.roulette {
                     if w < r.threshold {
                         let x = rng.uniform();
                         if x * r.survival_factor < 1.0 {
-                            let before = q(w);
                             w *= r.survival_factor;
-                            rec.roulette_gain += q(w).saturating_sub(before);
+                            let after = q(w);
+                            rec.roulette_gain += after.saturating_sub(qw);
+                            qw = after;
                         } else {
                             rec.fate = Fate::RouletteKilled;
                             rec.exit_weight = q(w);
@@ -601,7 +699,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                         }
                     }
                 }
-                d = scatter(d, med.g, &mut rng);
+                d = scatter(d, med, &mut rng);
                 rec.scatters = rec.scatters.saturating_add(1);
                 s_rem = -math::ln(rng.uniform_open());
             }
