@@ -1,6 +1,6 @@
 //! `compushare mine`: a stand-alone Stratum v1 miner on the CPU (like cpuminer), with pool
 //! failover in the order the `--pool` options are given. With `--duration` it stops after
-//! that many seconds and prints a summary (`--json`: the CONTRACT's object).
+//! that many seconds (or at Ctrl-C) and prints a summary (`--json`: the CONTRACT's object).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -129,6 +129,8 @@ pub fn run(args: MineArgs) -> anyhow::Result<()> {
                     }
                 }
                 _ = tokio::time::sleep(wait) => {}
+                // Ctrl-C ends the run like --duration does: the summary is still printed.
+                _ = tokio::signal::ctrl_c() => break,
             }
         }
         anyhow::Ok(engine.stop().await)
@@ -160,15 +162,11 @@ pub fn run(args: MineArgs) -> anyhow::Result<()> {
     // The URL as the operator typed it, so scripts can match it.
     let pool_url = args.pools.get(pool_index).cloned().unwrap_or_default();
     if args.json {
+        // Written field by field to keep the CONTRACT's order.
         println!(
-            "{}",
-            json!({
-                "accepted": accepted,
-                "rejected": rejected,
-                "stale": stale,
-                "hashes_per_s": report.hashes_per_s,
-                "pool": pool_url,
-            })
+            "{{ \"accepted\": {accepted}, \"rejected\": {rejected}, \"stale\": {stale}, \"hashes_per_s\": {}, \"pool\": {} }}",
+            json!(report.hashes_per_s),
+            json!(pool_url)
         );
     } else {
         println!(

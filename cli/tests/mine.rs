@@ -151,6 +151,20 @@ async fn argument_and_connection_errors() {
     assert!(!users.status.success());
     assert!(String::from_utf8_lossy(&users.stderr).contains("--user given 2 times for 3 pools"));
 
+    let ca = run(strings(&[
+        "--pool",
+        "stratum+ssl://127.0.0.1:1",
+        "--user",
+        "w",
+        "--pass",
+        "x",
+        "--ca-file",
+        "/nonexistent/ca.pem",
+    ]))
+    .await;
+    assert!(!ca.status.success());
+    assert!(String::from_utf8_lossy(&ca.stderr).contains("--ca-file /nonexistent/ca.pem"));
+
     // Nothing listens there: after the duration the miner says no pool could be reached.
     let dead = StratumPool::start("127.0.0.1:0", settings()).await.unwrap();
     let url = dead.url();
@@ -177,4 +191,44 @@ async fn argument_and_connection_errors() {
         "{err}"
     );
     assert!(unreachable.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_prints_the_summary() {
+    let pool = StratumPool::start("127.0.0.1:0", settings()).await.unwrap();
+    let url = pool.url();
+    let out = tokio::task::spawn_blocking(move || {
+        let child = Command::new(env!("CARGO_BIN_EXE_compushare"))
+            .args([
+                "mine",
+                "--pool",
+                &url,
+                "--user",
+                "w",
+                "--pass",
+                "x",
+                "--threads",
+                "1",
+                "--json",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starts");
+        std::thread::sleep(Duration::from_secs(2));
+        // SIGINT, as a terminal's Ctrl-C sends.
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        child.wait_with_output().expect("exits")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary on stdout");
+    assert!(v["accepted"].as_u64().is_some());
 }

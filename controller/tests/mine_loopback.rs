@@ -17,6 +17,15 @@ async fn valid_shares_through_difficulty_rolling_clean_jobs_and_extranonce() {
     wait_for("first shares", LIMIT, || pool.stats().accepted >= 5).await;
     let s = pool.stats();
     assert_eq!(s.version_rolling_requests, 1);
+    // Revenue per hash of the current job is exposed: the pool's 3.125 BTC coinbase at
+    // network difficulty 1 (nbits 1d00ffff).
+    let e = engine
+        .stats()
+        .economics()
+        .expect("economics of the current job");
+    assert_eq!(e.coinbase_value_sat, 312_500_000);
+    assert!((e.network_difficulty - 1.0).abs() < 1e-9);
+    assert!((e.sat_per_hash - 312_500_000.0 / 4_294_967_296.0).abs() < 1e-9);
     assert_eq!(s.extranonce_subscribed, 1);
     wait_for("a share with rolled version bits", LIMIT, || {
         pool.stats().accepted_rolled > 0
@@ -75,6 +84,49 @@ async fn valid_shares_through_difficulty_rolling_clean_jobs_and_extranonce() {
         assert_eq!(a.submit.extranonce2.len(), 3);
     }
 
+    // A narrower version mask mid-session: applies from the next job.
+    pool.set_version_mask(0x0000_6000);
+    let job = pool.new_job(true);
+    wait_for("rolled shares under the new mask", LIMIT, || {
+        pool.accepted_shares()
+            .iter()
+            .any(|a| job_at_or_after(&a.job_id, &job) && a.version != 0x2000_0000)
+    })
+    .await;
+    for a in pool
+        .accepted_shares()
+        .iter()
+        .filter(|a| job_at_or_after(&a.job_id, &job))
+    {
+        assert_eq!(a.version & !0x0000_6000, 0x2000_0000, "{a:?}");
+    }
+
+    // The same job again (as some pools do): the devices must not restart its space,
+    // which would hash the same headers twice and send duplicates.
+    let before = pool.stats().accepted;
+    for clean in [false, true, false, true] {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        pool.resend_current(clean);
+    }
+    wait_for("shares after the repeats", LIMIT, || {
+        pool.stats().accepted >= before + 5
+    })
+    .await;
+    // The classic way to apply a new difficulty at once: set_difficulty, then the same job
+    // again. The devices keep their place in the job rather than repeat headers.
+    let before = pool.stats().accepted;
+    // Easier each time, so shares found just before a change stay valid after it.
+    for d in [8e-6, 5e-6] {
+        pool.set_difficulty(d);
+        pool.resend_current(true);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    wait_for("shares after difficulty on the same job", LIMIT, || {
+        pool.stats().accepted >= before + 5
+    })
+    .await;
+    assert_eq!(pool.stats().duplicate, 0);
+
     // Pool-initiated requests and notifications the miner must handle or ignore.
     pool.get_version();
     pool.show_message("maintenance at noon");
@@ -112,6 +164,10 @@ async fn valid_shares_through_difficulty_rolling_clean_jobs_and_extranonce() {
     // (duplicates counted above), and rolled versions stay inside the mask.
     for a in pool.accepted_shares() {
         assert_eq!(a.version & !0x1fff_e000, 0x2000_0000 & !0x1fff_e000);
+        assert_eq!(
+            a.submit.version_bits.map(|b| b | 0x2000_0000),
+            Some(a.version)
+        );
     }
 }
 
@@ -130,20 +186,18 @@ async fn client_reconnect_is_followed() {
         pool.stats().accepted >= before + 2
     })
     .await;
-    // Reconnect to an explicit port (the same one: the pool has one listener).
-    pool.reconnect(Some(pool.addr().port()), 0);
-    wait_for("a third connection", LIMIT, || {
-        pool.stats().connections >= 3
-    })
-    .await;
-    let before = pool.stats().accepted;
-    wait_for("shares after the second reconnect", LIMIT, || {
-        pool.stats().accepted >= before + 2
+    // Reconnect to another port on the same host, after a wait.
+    let other = common::pool(settings()).await;
+    pool.reconnect(Some(other.addr().port()), 1);
+    wait_for("the miner on the other port", LIMIT, || {
+        other.stats().accepted >= 2
     })
     .await;
     let report = engine.stop().await;
     assert_clean("pool", &pool.stats());
+    assert_clean("other port", &other.stats());
     assert_eq!(report.pools[0].rejected, 0);
+    assert_eq!(pool.stats().connections, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

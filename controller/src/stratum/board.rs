@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::job::Work;
+use super::job::{JobEconomics, Work};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not take the mining engine down with it.
@@ -147,6 +147,7 @@ pub struct MiningStats {
     hashes: AtomicU64,
     false_positives: AtomicU64,
     active: AtomicUsize,
+    economics: Mutex<Option<JobEconomics>>,
 }
 
 impl MiningStats {
@@ -160,6 +161,7 @@ impl MiningStats {
             hashes: AtomicU64::new(0),
             false_positives: AtomicU64::new(0),
             active: AtomicUsize::new(usize::MAX),
+            economics: Mutex::new(None),
         })
     }
 
@@ -212,6 +214,17 @@ impl MiningStats {
     pub fn active(&self) -> Option<usize> {
         let a = self.active.load(Ordering::Relaxed);
         (a != usize::MAX).then_some(a)
+    }
+
+    /// Records the economics of the job now being mined.
+    pub fn set_economics(&self, e: Option<JobEconomics>) {
+        *lock(&self.economics) = e;
+    }
+
+    /// Coinbase value, network difficulty and satoshi per hash of the current job: what the
+    /// rig's profit switching compares with paid transport work.
+    pub fn economics(&self) -> Option<JobEconomics> {
+        *lock(&self.economics)
     }
 
     /// Time since the engine started.

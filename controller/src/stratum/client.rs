@@ -126,6 +126,10 @@ enum Pending {
     Submit { difficulty: f64 },
 }
 
+/// What makes published work distinct: the job (clean flag aside), extranonce1 and size,
+/// difficulty and version mask.
+type PublishedKey = (Notify, Vec<u8>, usize, u64, Option<u32>);
+
 /// How many recent job ids are kept as valid targets for submits.
 const VALID_JOBS: usize = 16;
 /// Most unanswered requests remembered (a pool that never answers must not grow memory).
@@ -153,6 +157,7 @@ struct Session<'a> {
     difficulty: f64,
     version_mask: Option<u32>,
     last_notify: Option<Arc<Notify>>,
+    published: Option<PublishedKey>,
     valid_jobs: VecDeque<String>,
     had_work: bool,
     consecutive_rejects: u32,
@@ -193,6 +198,21 @@ impl Session<'_> {
                 return;
             }
         };
+        // A pool that repeats a job unchanged must not make the devices start its
+        // extranonce2 space over: that would hash the same headers twice (duplicates).
+        let mut same_job = (*n).clone();
+        same_job.clean_jobs = false;
+        let key = (
+            same_job,
+            en1.clone(),
+            en2,
+            self.difficulty.to_bits(),
+            self.version_mask.filter(|m| *m != 0),
+        );
+        if self.published.as_ref() == Some(&key) {
+            return;
+        }
+        self.published = Some(key);
         let work = Work {
             pool: self.pool_index,
             session: self.session_id,
@@ -205,6 +225,7 @@ impl Session<'_> {
             received: Instant::now(),
         };
         if let Some(b) = board {
+            self.stats.set_economics(work.economics().ok());
             b.publish(Arc::new(work));
         }
     }
@@ -292,6 +313,10 @@ impl Session<'_> {
         let current = s.pool == self.pool_index && s.session == self.session_id;
         if !current || !self.valid_jobs.contains(&s.job_id) {
             // The job was discarded (clean_jobs, new session): never submit it.
+            debug!(
+                "{}: dropping share for discarded job {} (session {} vs {})",
+                self.url, s.job_id, s.session, self.session_id
+            );
             self.stats.update(s.pool, |c| c.stale += 1);
             return Ok(());
         }
@@ -374,6 +399,7 @@ pub async fn run_session(
         difficulty: 1.0,
         version_mask: None,
         last_notify: None,
+        published: None,
         valid_jobs: VecDeque::new(),
         had_work: false,
         consecutive_rejects: 0,
@@ -522,7 +548,12 @@ async fn on_request(
             s.extranonce = Some((extranonce1, extranonce2_size));
         }
         ServerMessage::SetVersionMask(m) => {
-            s.version_mask = s.cfg.version_rolling.map(|ours| ours & m);
+            // Only meaningful after mining.configure granted rolling; applies from the next job.
+            if s.version_mask.is_some() {
+                s.version_mask = s.cfg.version_rolling.map(|ours| ours & m);
+            } else {
+                debug!("{url}: set_version_mask without negotiated rolling ignored");
+            }
         }
         ServerMessage::Reconnect(r) => {
             if let Some(h) = &r.host {

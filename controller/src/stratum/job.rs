@@ -344,6 +344,26 @@ impl Work {
         })
     }
 
+    /// Whether `other` spans the same headers (same job content, extranonce1, extranonce2
+    /// size and version mask), differing at most in difficulty or the clean flag. A device
+    /// keeps its place in such work instead of starting over and repeating headers.
+    pub fn same_space(&self, other: &Work) -> bool {
+        let (a, b) = (&*self.notify, &*other.notify);
+        a.job_id == b.job_id
+            && a.prevhash_wire == b.prevhash_wire
+            && a.coinb1 == b.coinb1
+            && a.coinb2 == b.coinb2
+            && a.merkle_branch == b.merkle_branch
+            && a.version == b.version
+            && a.nbits == b.nbits
+            && a.ntime == b.ntime
+            && self.extranonce1 == other.extranonce1
+            && self.extranonce2_size == other.extranonce2_size
+            && self.version_mask == other.version_mask
+            && self.pool == other.pool
+            && self.session == other.session
+    }
+
     /// Economics of this job.
     pub fn economics(&self) -> Result<JobEconomics, JobError> {
         economics(&self.notify, &self.extranonce1, self.extranonce2_size)

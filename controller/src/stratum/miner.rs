@@ -13,7 +13,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use super::board::{FoundShare, MiningStats, WorkBoard};
-use super::job::{with_nonce, Work};
+use super::job::{with_nonce, Work, WorkUnit};
 use super::target::{sha256d, ShareTarget};
 use crate::warn;
 
@@ -219,6 +219,38 @@ struct Worker {
 }
 
 impl Worker {
+    fn submit(&self, work: &Work, unit: &WorkUnit, nonce: u32) {
+        // Never trust a scanner with a pool's patience: re-check before submitting.
+        let hash = sha256d(&with_nonce(&unit.header, nonce));
+        if !work.target.is_met_by(&hash) {
+            self.stats.add_false_positive();
+            warn!(
+                "scanner {} reported nonce {nonce:08x} that misses the target",
+                self.scanner.name()
+            );
+            return;
+        }
+        let share = FoundShare {
+            pool: work.pool,
+            session: work.session,
+            job_id: work.notify.job_id.clone(),
+            extranonce2: unit.extranonce2.clone(),
+            ntime: unit.ntime,
+            nonce,
+            version_bits: unit.version_bits,
+            difficulty: work.difficulty,
+        };
+        match self.shares.try_send(share) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!("share queue full: share dropped");
+                self.stats.update(work.pool, |c| c.stale += 1);
+            }
+            // The engine is shutting down: nobody will submit it.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
     fn run(self) {
         let Some(cancel) = self.board.cancel_flag(self.slot) else {
             return;
@@ -235,10 +267,13 @@ impl Worker {
                     .wait_change(generation, Duration::from_millis(100));
                 continue;
             };
-            if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &work)) {
-                current = Some(work.clone());
+            let same = current
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &work) || c.same_space(&work));
+            if !same {
                 index = 0;
             }
+            current = Some(work.clone());
             let range = work.slot_range(self.slot, self.board.slots());
             let Some(unit) = work.unit(&range, index, self.chunk_bits) else {
                 // This slot's space is used up (or empty): wait for the next job.
@@ -248,40 +283,17 @@ impl Worker {
             };
             index += 1;
             self.board.mark_working(self.slot, generation);
-            let mut found = Vec::new();
+            // Shares leave from inside the scan: a unit can take seconds, and a share held
+            // until its end may be stale by then.
+            let mut on_found = |nonce: u32| self.submit(&work, &unit, nonce);
             let hashed = self.scanner.scan(
                 &unit.header,
                 &work.target,
                 unit.nonces.clone(),
                 cancel,
-                &mut |nonce| found.push(nonce),
+                &mut on_found,
             );
             self.stats.add_hashes(hashed);
-            for nonce in found {
-                // Never trust a scanner with a pool's patience: re-check before submitting.
-                let hash = sha256d(&with_nonce(&unit.header, nonce));
-                if !work.target.is_met_by(&hash) {
-                    self.stats.add_false_positive();
-                    warn!(
-                        "scanner {} reported nonce {nonce:08x} that misses the target",
-                        self.scanner.name()
-                    );
-                    continue;
-                }
-                let share = FoundShare {
-                    pool: work.pool,
-                    session: work.session,
-                    job_id: work.notify.job_id.clone(),
-                    extranonce2: unit.extranonce2.clone(),
-                    ntime: unit.ntime,
-                    nonce,
-                    version_bits: unit.version_bits,
-                    difficulty: work.difficulty,
-                };
-                if self.shares.try_send(share).is_err() {
-                    self.stats.update(work.pool, |c| c.stale += 1);
-                }
-            }
         }
     }
 }

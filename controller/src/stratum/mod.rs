@@ -4,6 +4,18 @@
 //! [`MiningEngine`] wires them together: a [`pools::PoolManager`] task on the tokio runtime
 //! publishes work to a [`board::WorkBoard`], and [`miner::Miner`] threads scan it and send
 //! shares back.
+//!
+//! Implemented: stratum+tcp and stratum+ssl (rustls, system roots or a CA file);
+//! mining.configure (BIP 310 version rolling), subscribe, authorize, extranonce.subscribe,
+//! set_difficulty and set_extranonce (both from the next job), set_version_mask, notify
+//! (clean_jobs drops queued shares of older jobs; every new job reaches the devices at once),
+//! submit (6th parameter when rolling), client.reconnect (same host only), show_message,
+//! get_version, mining.ping; failover across pools with capped, jittered backoff and
+//! switch-back after a delay; per-pool accepted / rejected / stale counts; measured and
+//! share-estimated hash rate; job economics for profit switching.
+//!
+//! Deliberately not: following client.reconnect to another host (a one-line hijack of the
+//! hash rate); ntime rolling (extranonce2 and version bits give enough space); Stratum v2.
 
 pub mod board;
 pub mod client;
@@ -97,12 +109,13 @@ impl MiningEngine {
     /// Stops everything and returns the figures.
     pub async fn stop(self) -> MiningReport {
         let active = self.stats.active();
-        let _ = self.stop.send(true);
-        let _ = self.manager.await;
-        let stats = self.stats.clone();
+        // Devices first, so nothing is found after the pools stop listening for shares.
         // Joining threads blocks; keep the runtime's workers free.
         let miner = self.miner;
         let _ = tokio::task::spawn_blocking(move || miner.stop()).await;
+        let _ = self.stop.send(true);
+        let _ = self.manager.await;
+        let stats = self.stats.clone();
         MiningReport {
             pools: (0..stats.pool_count()).map(|i| stats.pool(i)).collect(),
             hashes_per_s: stats.measured_hashrate(),

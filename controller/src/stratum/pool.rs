@@ -171,7 +171,15 @@ const SHARE_LOG: usize = 100_000;
 /// What makes a share unique: job, extranonce1, extranonce2, ntime, nonce, version.
 type ShareKey = (String, Vec<u8>, Vec<u8>, u32, u32, u32);
 
+/// Live jobs kept; an older one counts as discarded (shares for it are stale).
+const LIVE_JOBS: usize = 32;
+/// How long a discarded job is remembered (stale rather than unknown, duplicate checks).
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+/// Per-connection job records kept before pruning those the pool forgot.
+const SENT_JOBS: usize = 4 * LIVE_JOBS;
+
 struct JobRecord {
+    seq: u64,
     notify: Arc<Notify>,
     discarded_at: Option<Instant>,
 }
@@ -344,6 +352,16 @@ impl StratumPool {
         make_job(&self.inner, clean)
     }
 
+    /// Sends the current job again, unchanged except for `clean` (some pools do).
+    pub fn resend_current(&self, clean: bool) {
+        let current = lock(&self.inner.state).current.clone();
+        if let Some(n) = current {
+            let mut again = (*n).clone();
+            again.clean_jobs = clean;
+            let _ = self.inner.commands.send(Command::Job(Arc::new(again)));
+        }
+    }
+
     /// Sends a new share difficulty (it applies from the next job, which is not sent here).
     pub fn set_difficulty(&self, d: f64) {
         lock(&self.inner.state).difficulty = d;
@@ -477,14 +495,42 @@ fn make_job(inner: &Inner, clean: bool) -> String {
         st.jobs.insert(
             job_id.clone(),
             JobRecord {
+                seq: n,
                 notify: notify.clone(),
                 discarded_at: None,
             },
         );
         st.current = Some(notify.clone());
+        // Bound memory for a pool that runs for days.
+        let State { jobs, seen, .. } = &mut *st;
+        let mut live: Vec<u64> = jobs
+            .values()
+            .filter(|j| j.discarded_at.is_none())
+            .map(|j| j.seq)
+            .collect();
+        if live.len() > LIVE_JOBS {
+            live.sort_unstable();
+            let cutoff = live[live.len() - LIVE_JOBS];
+            let now = Instant::now();
+            for j in jobs.values_mut().filter(|j| j.seq < cutoff) {
+                j.discarded_at.get_or_insert(now);
+            }
+        }
+        jobs.retain(|_, j| j.discarded_at.is_none_or(|t| t.elapsed() < FORGET_AFTER));
+        seen.retain(|k| jobs.contains_key(&k.0));
     }
     let _ = inner.commands.send(Command::Job(notify));
     job_id
+}
+
+/// The terms a job was sent under on one connection: shares are judged by them, whatever
+/// changed since (set_difficulty, set_extranonce and set_version_mask apply from the next job).
+#[derive(Clone)]
+struct SentJob {
+    extranonce1: Vec<u8>,
+    extranonce2_size: usize,
+    difficulty: f64,
+    version_mask: Option<u32>,
 }
 
 /// Per-connection facts.
@@ -496,8 +542,8 @@ struct Conn {
     subscribed: bool,
     extranonce_subscribed: bool,
     authorized: HashSet<String>,
-    /// Job id -> (extranonce1, extranonce2 size, difficulty) when it was sent here.
-    sent: HashMap<String, (Vec<u8>, usize, f64)>,
+    /// What each job was sent with on this connection.
+    sent: HashMap<String, SentJob>,
     next_id: i64,
     get_version_ids: HashSet<i64>,
 }
@@ -573,10 +619,19 @@ async fn serve(inner: Arc<Inner>, stream: Box<dyn PoolStream>) {
     }
 }
 
-fn send_job(c: &mut Conn, n: &Arc<Notify>, clean: bool, out: &mut String) {
+fn send_job(inner: &Inner, c: &mut Conn, n: &Arc<Notify>, clean: bool, out: &mut String) {
+    if c.sent.len() >= SENT_JOBS {
+        let st = lock(&inner.state);
+        c.sent.retain(|k, _| st.jobs.contains_key(k));
+    }
     c.sent.insert(
         n.job_id.clone(),
-        (c.extranonce1.clone(), c.extranonce2_size, c.difficulty),
+        SentJob {
+            extranonce1: c.extranonce1.clone(),
+            extranonce2_size: c.extranonce2_size,
+            difficulty: c.difficulty,
+            version_mask: c.version_mask,
+        },
     );
     let mut n2 = (**n).clone();
     n2.clean_jobs = clean;
@@ -590,7 +645,7 @@ fn handle_command(inner: &Inner, c: &mut Conn, cmd: Command, out: &mut String) -
     match cmd {
         Command::Job(n) => {
             let clean = n.clean_jobs;
-            send_job(c, &n, clean, out);
+            send_job(inner, c, &n, clean, out);
         }
         Command::Difficulty(d) => {
             c.difficulty = d;
@@ -742,7 +797,7 @@ fn handle_line(inner: &Inner, c: &mut Conn, text: &str, behaviour: Behaviour, ou
                 ));
                 let current = lock(&inner.state).current.clone();
                 if let Some(n) = current {
-                    send_job(c, &n, true, out);
+                    send_job(inner, c, &n, true, out);
                 }
             }
         }
@@ -780,13 +835,16 @@ fn validate(
         st.stats.bad_submit += 1;
         return Err((RpcError::UNAUTHORIZED, "unauthorized worker"));
     }
-    let (Some(job), Some((en1, en2_size, difficulty))) =
-        (st.jobs.get(&s.job_id), c.sent.get(&s.job_id))
-    else {
+    let (Some(job), Some(sent)) = (st.jobs.get(&s.job_id), c.sent.get(&s.job_id)) else {
         st.stats.unknown_job += 1;
         return Err((RpcError::JOB_NOT_FOUND, "job not found"));
     };
-    let (en1, en2_size, difficulty) = (en1.clone(), *en2_size, *difficulty);
+    let SentJob {
+        extranonce1: en1,
+        extranonce2_size: en2_size,
+        difficulty,
+        version_mask,
+    } = sent.clone();
     if let Some(at) = job.discarded_at {
         let late = at.elapsed() > grace;
         st.stats.stale += 1;
@@ -804,7 +862,7 @@ fn validate(
         st.stats.bad_submit += 1;
         return Err((RpcError::OTHER, "ntime out of range"));
     }
-    let version = match (s.version_bits, c.version_mask) {
+    let version = match (s.version_bits, version_mask) {
         (None, _) => n.version,
         (Some(bits), Some(mask)) if bits & !mask == 0 => rolled_version(n.version, bits, mask),
         (Some(_), _) => {

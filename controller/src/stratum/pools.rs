@@ -173,9 +173,10 @@ impl PoolManager {
                         *r = Some(to);
                     }
                     // Wait here rather than through next_attempt so a lower pool does not
-                    // take over during a planned reconnect.
+                    // take over during a planned reconnect. At least backoff_min: a pool
+                    // that answers every connection with a reconnect must not spin us.
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = tokio::time::sleep(wait.max(self.failover.backoff_min)) => {}
                         _ = super::client::stopped(&mut stop) => break,
                     }
                 }
