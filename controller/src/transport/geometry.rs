@@ -56,7 +56,7 @@ impl Fetch {
         let off = c.offset as usize;
         let total = self.total_len as usize;
         // Every chunk but the last is full; the last ends exactly at the payload's end.
-        let placed = off % CHUNK_DATA == 0
+        let placed = off.is_multiple_of(CHUNK_DATA)
             && (off < total || total == 0)
             && off.checked_add(len) == Some(off.saturating_add(CHUNK_DATA).min(total));
         let bad = FetchError::Misplaced {

@@ -104,7 +104,7 @@ pub fn prove(
 fn subtree(c: &Commitments, rebuilt: &Rebuilt, s: u64, n: u64) -> Digest {
     let block = 1u64 << c.block_log2;
     let end = s + n;
-    if s % block == 0 && (end % block == 0 || end == c.count) {
+    if s.is_multiple_of(block) && (end.is_multiple_of(block) || end == c.count) {
         let first = (s / block) as usize;
         let last = end.div_ceil(block) as usize;
         return merkle::root_of(c.block_roots.get(first..last).unwrap_or(&[]));
