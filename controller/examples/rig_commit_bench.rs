@@ -3,8 +3,9 @@
 //! answer a sample request that lands in distinct blocks.
 //!
 //! `cargo run --release -p compushare-controller --example rig_commit_bench -- [JOB] [PHOTONS]
-//! [THREADS] [SAMPLES]` (JOB: a built-in benchmark name; defaults cube60 200000 2 64).
-//! Prints one JSON line.
+//! [THREADS] [SAMPLES] [REPS]` (JOB: a built-in benchmark name; defaults cube60 200000 2 64 3).
+//! Plain and rig runs alternate REPS times (a shared machine drifts); prints one JSON line of
+//! medians.
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -33,29 +34,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let job = builtin_job(name, &opts)?;
     let engine = Engine::new(&job)?;
 
-    let t = Instant::now();
-    let plain = engine.simulate(0..photons, threads, None)?;
-    let plain_s = t.elapsed().as_secs_f64();
-
+    let reps: usize = args
+        .get(4)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(3)
+        .max(1);
     let block_log2 = block_log2_for(photons);
     let batch_log2 = batch_log2_for(tally_cells(&job).unwrap_or(0));
-    let t = Instant::now();
-    let done = run(
-        &engine,
-        0,
-        photons,
-        block_log2,
-        batch_log2,
-        threads,
-        None,
-        &AtomicBool::new(false),
-    )?;
-    let rig_s = t.elapsed().as_secs_f64();
-    assert_eq!(
-        done.tally.digest(),
-        plain.digest(),
-        "block-wise tally must equal plain"
-    );
+    let (mut plain_t, mut rig_t) = (Vec::new(), Vec::new());
+    let mut done = None;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let plain = engine.simulate(0..photons, threads, None)?;
+        plain_t.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let d = run(
+            &engine,
+            0,
+            photons,
+            block_log2,
+            batch_log2,
+            threads,
+            None,
+            &AtomicBool::new(false),
+        )?;
+        rig_t.push(t.elapsed().as_secs_f64());
+        if d.tally.digest() != plain.digest() {
+            return Err("block-wise tally differs from the plain run".into());
+        }
+        done = Some(d);
+    }
+    let done = done.ok_or("no run")?;
+    let plain_s = median(&mut plain_t);
+    let rig_s = median(&mut rig_t);
 
     // Spread the samples so each lands in its own block where possible (the worst case).
     let step = (photons / samples.max(1)).max(1);
@@ -80,4 +92,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         photons as f64 / rig_s
     );
     Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
