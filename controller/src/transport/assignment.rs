@@ -22,8 +22,10 @@ use compushare_protocol::msg::CostStats;
 use compushare_protocol::types::Digest;
 use sha2::{Digest as _, Sha256};
 
-/// Smallest batch of one engine run.
-pub const MIN_BATCH_LOG2: u32 = 10;
+/// Smallest batch of one engine run: each run ends with threads idling on the last photons
+/// and starts with thread spawns, so runs should be long; cancellation is checked between
+/// runs, so they should not be too long either.
+pub const MIN_BATCH_LOG2: u32 = 14;
 /// Largest batch: bounds the records held at once (2^16 x 64 bytes = 4 MiB).
 pub const MAX_BATCH_LOG2: u32 = 16;
 /// Smallest proof block: a sample re-simulates at least this many photons (2^4).
