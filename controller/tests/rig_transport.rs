@@ -115,6 +115,7 @@ impl Session {
         assert_eq!(h.devices.len(), 1);
         assert!(h.devices[0].cores >= 1);
         assert!(h.devices[0].histories_per_s > 0);
+        assert!(h.devices[0].memory > 0);
         let mut label = heapless::String::new();
         label.push_str("rig-1").unwrap();
         ch.send(&ManagerToRig::Welcome(Welcome {

@@ -34,7 +34,9 @@ use super::geometry::Fetch;
 use super::proofs::{self, Commitments};
 use super::settings::{RigError, RigOptions, RigSettings};
 use super::state::{Payment, Payments};
-use super::work::{calibrate_job, calibrate_reference, run_assignment, Finished};
+use super::work::{
+    calibrate_job, calibrate_reference, run_assignment, total_memory_bytes, Finished,
+};
 use crate::{debug, info, warn};
 
 /// Firmware string announced in Hello.
@@ -50,6 +52,8 @@ struct Device {
     busy: Option<AssignmentId>,
     /// Cube60 histories/s measured at startup.
     reference_rate: u64,
+    /// Its share of the machine's memory, bytes.
+    memory: u64,
 }
 
 /// An assignment accepted and not yet finished.
@@ -156,6 +160,7 @@ impl Rig {
             cores.div_ceil(n).max(1),
             settings.options.calibration_photons,
         )?;
+        let memory = total_memory_bytes();
         let devices = (0..n)
             .map(|i| {
                 // Split the cores as evenly as possible; every device gets at least one.
@@ -166,6 +171,7 @@ impl Rig {
                     role: settings.roles.of(i),
                     busy: None,
                     reference_rate: rate.per_core.saturating_mul(c as u64),
+                    memory: memory / n as u64,
                 }
             })
             .collect();
@@ -351,7 +357,7 @@ impl Rig {
                 name: name(&format!("cpu{}", d.index)),
                 compute_units: d.cores as u32,
                 cores: d.cores as u32,
-                memory: 0,
+                memory: d.memory,
                 hash_rate: 0,
                 histories_per_s: d.reference_rate,
             };

@@ -123,3 +123,16 @@ pub fn calibrate_job(job: &Job, photons: u64, threads: usize) -> u64 {
         Err(_) => 0,
     }
 }
+
+/// Physical memory in bytes from /proc/meminfo (0 where it cannot be read).
+pub fn total_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb.saturating_mul(1024))
+        .unwrap_or(0)
+}
