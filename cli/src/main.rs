@@ -3,12 +3,12 @@
 //! Each subcommand lives in its own module (`cmd_*.rs`) that owns its arguments and its
 //! output; this file only dispatches.
 
-mod cmd_mine;
 mod cmd_bench_protocol;
 mod cmd_bench_sha256d;
 mod cmd_keygen;
-mod cmd_sim;
+mod cmd_mine;
 mod cmd_rig;
+mod cmd_sim;
 
 use clap::{Parser, Subcommand};
 
