@@ -30,10 +30,10 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
-    /// Stand-alone Stratum v1 miner (like cpuminer), with pool failover.
-    Mine(cmd_mine::MineArgs),
     /// Create an identity key file (0600) if missing and print its public key (hex).
     Keygen(cmd_keygen::KeygenArgs),
+    /// Stand-alone Stratum v1 miner (like cpuminer), with pool failover.
+    Mine(cmd_mine::MineArgs),
     /// Run a photon-transport job locally (MCX JSON input or a built-in benchmark).
     Sim(cmd_sim::SimArgs),
     /// Run the rig controller (transport client) from rig.conf.
@@ -42,21 +42,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchWhat {
-    /// SHA-256d nonce-scanning throughput.
-    Sha256d(cmd_bench_sha256d::BenchSha256dArgs),
     /// Encode + seal + open + decode of a Heartbeat and of a 60 KiB ResultChunk.
     Protocol(cmd_bench_protocol::BenchProtocolArgs),
+    /// SHA-256d nonce-scanning throughput.
+    Sha256d(cmd_bench_sha256d::BenchSha256dArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Bench { what } => match what {
-            BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
             BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
+            BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
         },
-        Command::Mine(args) => cmd_mine::run(args),
         Command::Keygen(args) => cmd_keygen::run(args),
+        Command::Mine(args) => cmd_mine::run(args),
         Command::Sim(args) => cmd_sim::run(args),
         Command::Rig(args) => cmd_rig::run(args),
     };
