@@ -1,5 +1,6 @@
 //! Block-wise commitments and proofs agree with the plain Merkle tree for every leaf, for
-//! assignment sizes around block boundaries and block sizes from 1 to 16 photons.
+//! assignment sizes around block boundaries, block sizes from 1 to 16 photons and engine
+//! batches smaller than, equal to and larger than a block.
 
 use std::sync::atomic::AtomicBool;
 
@@ -28,9 +29,15 @@ fn every_leaf_proves_against_the_plain_root() {
             .map(|r| merkle::leaf_hash(&r.to_bytes()))
             .collect();
         let root = merkle::root_of(&leaves);
-        for block_log2 in 0..=4u32 {
-            let done = assignment::run(&engine, start, count, block_log2, 1, None, &never).unwrap();
-            assert_eq!(done.merkle_root, root, "count {count} block 2^{block_log2}");
+        for (block_log2, batch_log2) in [(0, 10), (1, 0), (2, 3), (3, 1), (4, 10), (4, 4)] {
+            let done = assignment::run(
+                &engine, start, count, block_log2, batch_log2, 1, None, &never,
+            )
+            .unwrap();
+            assert_eq!(
+                done.merkle_root, root,
+                "count {count} block 2^{block_log2} batch 2^{batch_log2}"
+            );
             assert_eq!(done.tally.digest(), tally.digest());
             let c = Commitments {
                 start,
@@ -53,9 +60,9 @@ fn every_leaf_proves_against_the_plain_root() {
     // Cancelling stops a run between blocks.
     let cancelled = AtomicBool::new(true);
     assert!(matches!(
-        assignment::run(&engine, 0, 8, 2, 1, None, &cancelled),
+        assignment::run(&engine, 0, 8, 2, 2, 1, None, &cancelled),
         Err(assignment::RunError::Cancelled)
     ));
     // An empty range is refused, not simulated.
-    assert!(assignment::run(&engine, 0, 0, 2, 1, None, &never).is_err());
+    assert!(assignment::run(&engine, 0, 0, 2, 2, 1, None, &never).is_err());
 }

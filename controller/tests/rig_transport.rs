@@ -115,6 +115,7 @@ impl Session {
         assert_eq!(h.devices.len(), 1);
         assert!(h.devices[0].cores >= 1);
         assert!(h.devices[0].histories_per_s > 0);
+        assert!(h.devices[0].memory > 0);
         let mut label = heapless::String::new();
         label.push_str("rig-1").unwrap();
         ch.send(&ManagerToRig::Welcome(Welcome {
@@ -490,6 +491,73 @@ async fn dishonest_rig_test_double_fabricates() {
         caught += usize::from(p.record.as_slice() != honest.as_slice());
     }
     assert!(caught > 0);
+    rig.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_frees_the_device_and_roles_gate_assignments() {
+    let manager = Identity::generate().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let dir = state_dir("cancel");
+    let rig = start_rig(addr, manager.public(), dir.clone(), options(10, None)).await;
+    let mut s = Session::accept(&listener, &manager).await;
+
+    // A long assignment (about a million photons), cancelled at once: no result follows.
+    let long = assign(31, 5, 0, 1 << 20);
+    s.ch.send(&ManagerToRig::Assign(long)).await.unwrap();
+    assert!(matches!(
+        s.next().await,
+        RigToManager::AssignmentAccepted { .. }
+    ));
+    s.serve_geometry(JOB.as_bytes()).await;
+    s.ch.send(&ManagerToRig::Cancel {
+        assignment: long.assignment,
+    })
+    .await
+    .unwrap();
+    // The device is free again: a short assignment is accepted and is the next result.
+    let short = assign(32, 5, 0, 4);
+    s.ch.send(&ManagerToRig::Assign(short)).await.unwrap();
+    assert_eq!(
+        s.next().await,
+        RigToManager::AssignmentAccepted {
+            assignment: short.assignment
+        }
+    );
+    let (c, _) = s.result().await;
+    assert_eq!(c.assignment, short.assignment);
+
+    // Switched off, the device turns work down; switched to transport, it takes it.
+    s.ch.send(&ManagerToRig::RoleCommand {
+        device: None,
+        role: Role::Off,
+    })
+    .await
+    .unwrap();
+    let off = assign(33, 5, 0, 4);
+    s.ch.send(&ManagerToRig::Assign(off)).await.unwrap();
+    assert!(matches!(
+        s.next().await,
+        RigToManager::AssignmentRejected { assignment, .. } if assignment == off.assignment
+    ));
+    s.ch.send(&ManagerToRig::RoleCommand {
+        device: Some(0),
+        role: Role::Transport,
+    })
+    .await
+    .unwrap();
+    let on = assign(34, 5, 0, 4);
+    s.ch.send(&ManagerToRig::Assign(on)).await.unwrap();
+    assert_eq!(
+        s.next().await,
+        RigToManager::AssignmentAccepted {
+            assignment: on.assignment
+        }
+    );
+    let (c, _) = s.result().await;
+    assert_eq!(c.assignment, on.assignment);
     rig.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

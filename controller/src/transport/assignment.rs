@@ -1,11 +1,14 @@
-//! Running one assignment on the CPU engine, in aligned blocks, with its commitments.
+//! Running one assignment on the CPU engine, in batches, with its commitments.
 //!
-//! An assignment of `count` photons is run as blocks of `2^block_log2` photons aligned to the
-//! assignment's first photon (leaf `i` is photon `start + i`). Only one block's records exist
-//! at a time; each block's tally is merged exactly into the running tally and its Merkle
-//! subtree root is kept. Because blocks are aligned powers of two, the RFC 6962 tree over all
-//! leaves equals the tree over the block roots, so the root costs nothing extra, and a proof
-//! inside a block needs only that block re-simulated (see `proofs`).
+//! Leaf `i` of an assignment is photon `start + i`. The assignment runs in batches of
+//! `2^batch_log2` photons (one engine run each: only one batch's records exist at a time, and
+//! each batch's tally is merged exactly into the running tally). Leaf hashes stream into
+//! aligned blocks of `2^block_log2` leaves, whose subtree roots are kept. Because blocks are
+//! aligned powers of two, the RFC 6962 tree over all leaves equals the tree over the block
+//! roots, so the root costs nothing extra, and a proof inside a block needs only that
+//! block's photons re-simulated (see `proofs`). Batches are sized for the engine (tally
+//! allocation and merge per run), blocks for proofs (few photons to re-simulate per sample,
+//! a bounded number of roots kept).
 //!
 //! Heavy work: everything here runs on blocking threads, never on the async runtime.
 
@@ -19,10 +22,18 @@ use compushare_protocol::msg::CostStats;
 use compushare_protocol::types::Digest;
 use sha2::{Digest as _, Sha256};
 
-/// Smallest block: small enough that a sample proof re-simulates little.
-pub const MIN_BLOCK_LOG2: u32 = 12;
-/// Largest block: bounds the records held at once (2^20 x 64 bytes = 64 MiB).
-pub const MAX_BLOCK_LOG2: u32 = 20;
+/// Smallest batch of one engine run: each run ends with threads idling on the last photons
+/// and starts with thread spawns, so runs should be long; cancellation is checked between
+/// runs, so they should not be too long either.
+pub const MIN_BATCH_LOG2: u32 = 14;
+/// Largest batch: bounds the records held at once (2^16 x 64 bytes = 4 MiB).
+pub const MAX_BATCH_LOG2: u32 = 16;
+/// Smallest proof block: a sample re-simulates at least this many photons (2^4).
+pub const MIN_BLOCK_LOG2: u32 = 4;
+/// Block roots kept per assignment at most (2^16 x 32 bytes = 2 MiB).
+pub const MAX_BLOCK_ROOTS_LOG2: u32 = 16;
+/// Largest block (an assignment is at most 2^40 photons).
+pub const MAX_BLOCK_LOG2: u32 = 40;
 
 /// A test double of a dishonest rig: the given fraction of histories is made up instead of
 /// simulated (plausible records and tally contributions, no physics). Library-only: rig.conf
@@ -95,12 +106,59 @@ pub struct Completed {
     pub stats: CostStats,
 }
 
-/// Block size for a job: large enough that the per-block tally (allocated and merged each
-/// block) costs little next to the photons, small enough to bound memory and proof cost.
-pub fn block_log2_for(tally_cells: u64) -> u32 {
-    let want = (tally_cells / 4).max(1);
-    let log2 = 64 - want.saturating_sub(1).leading_zeros();
-    log2.clamp(MIN_BLOCK_LOG2, MAX_BLOCK_LOG2)
+/// Batch size for a job. Each batch costs one engine run, which allocates, zeroes and then
+/// merges a whole tally (`tally_cells` counters), so batches must hold enough photons to
+/// hide that: `cells / 16` photons keeps it small for photons of a microsecond or more.
+pub fn batch_log2_for(tally_cells: u64) -> u32 {
+    ceil_log2(tally_cells / 16).clamp(MIN_BATCH_LOG2, MAX_BATCH_LOG2)
+}
+
+/// Proof block size for an assignment of `count` photons: as small as possible (a sample
+/// re-simulates one block) while keeping at most 2^16 block roots.
+pub fn block_log2_for(count: u64) -> u32 {
+    ceil_log2(count)
+        .saturating_sub(MAX_BLOCK_ROOTS_LOG2)
+        .clamp(MIN_BLOCK_LOG2, MAX_BLOCK_LOG2)
+}
+
+fn ceil_log2(n: u64) -> u32 {
+    64 - n.max(1).saturating_sub(1).leading_zeros()
+}
+
+/// Records of photons `photons`, each re-simulated alone (no tally), on `threads` threads:
+/// what a proof needs to rebuild a block's leaves, at a cost independent of the tally size.
+pub fn records_only(
+    engine: &Engine<'_>,
+    photons: std::ops::Range<u64>,
+    threads: usize,
+    fabricate: Option<Fabricate>,
+) -> Vec<PhotonRecord> {
+    let fab = fabricate.filter(|f| f.per_million > 0);
+    let one = |i: u64| match fab {
+        Some(f) if f.fabricates(i) => Fabricate::record(i),
+        _ => engine.simulate_photon(i),
+    };
+    let n = photons.end.saturating_sub(photons.start);
+    let threads = (threads.max(1) as u64).min(n.max(1));
+    let per = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = (0..threads)
+            .map(|t| {
+                let from = photons.start + t * per;
+                let to = (from + per).min(photons.end);
+                s.spawn(move || (from..to).map(one).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all = Vec::with_capacity(n as usize);
+        for p in parts {
+            // A panicking worker would be an engine bug; its records are simply missing and
+            // the proof then fails to match rather than taking the rig down.
+            if let Ok(v) = p.join() {
+                all.extend(v);
+            }
+        }
+        all
+    })
 }
 
 /// Simulates leaves `[first, first + n)` of an assignment starting at photon `start`,
@@ -164,13 +222,15 @@ pub fn leaf_hashes(records: &[PhotonRecord]) -> Vec<Digest> {
         .collect()
 }
 
-/// Runs photons `[start, start + count)` in aligned blocks of `2^block_log2`, checking
-/// `cancel` between blocks.
+/// Runs photons `[start, start + count)` in batches of `2^batch_log2`, keeping the roots of
+/// blocks of `2^block_log2` leaves, and checking `cancel` between batches.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     engine: &Engine<'_>,
     start: u64,
     count: u64,
     block_log2: u32,
+    batch_log2: u32,
     threads: usize,
     fabricate: Option<Fabricate>,
     cancel: &AtomicBool,
@@ -179,32 +239,44 @@ pub fn run(
         return Err(RunError::BadRange { start, count });
     }
     let began = Instant::now();
-    let block = 1u64 << block_log2.min(MAX_BLOCK_LOG2);
+    let block_log2 = block_log2.min(MAX_BLOCK_LOG2);
+    let block = 1u64 << block_log2;
+    let batch = 1u64 << batch_log2.min(MAX_BATCH_LOG2);
     let mut tally: Option<Tally> = None;
     let mut block_roots = Vec::new();
+    let mut current = merkle::Builder::new();
     let mut scatters = 0u64;
     let mut offset = 0u64;
     while offset < count {
         if cancel.load(Ordering::Relaxed) {
             return Err(RunError::Cancelled);
         }
-        let n = block.min(count - offset);
+        let n = batch.min(count - offset);
         let from = start + offset;
         let (t, records) = simulate_leaves(engine, from..from + n, threads, fabricate)?;
-        scatters += records.iter().map(|r| u64::from(r.scatters)).sum::<u64>();
-        block_roots.push(merkle::root_of(&leaf_hashes(&records)));
+        for r in &records {
+            scatters += u64::from(r.scatters);
+            current.push(merkle::leaf_hash(&r.to_bytes()));
+            if current.len() == block {
+                block_roots.push(current.root());
+                current = merkle::Builder::new();
+            }
+        }
         match tally.as_mut() {
             Some(acc) => acc.merge(&t)?,
             None => tally = Some(t),
         }
         offset += n;
     }
+    if !current.is_empty() {
+        block_roots.push(current.root());
+    }
     let tally = tally.ok_or(RunError::BadRange { start, count })?;
     Ok(Completed {
         merkle_root: merkle::root_of(&block_roots),
         tally,
         block_roots,
-        block_log2: block_log2.min(MAX_BLOCK_LOG2),
+        block_log2,
         stats: CostStats {
             elapsed_ms: began.elapsed().as_millis() as u64,
             // The engine does not count voxel steps per photon; scatters are the cost proxy.

@@ -8,158 +8,39 @@
 //! session in their channel, so a result finished while disconnected is committed on the
 //! next session.
 
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
 use compushare_kernels::transport::job::Job;
-use compushare_kernels::transport::tally_ops::tally_cells;
 use compushare_kernels::transport::Engine;
-use compushare_protocol::chunk::{content_address, Chunk, Chunker};
-use compushare_protocol::limits::{CHUNK_DATA, MAX_PAYLOAD, PROOFS_PER_MESSAGE};
+use compushare_protocol::chunk::{Chunk, Chunker};
+use compushare_protocol::limits::{MAX_PAYLOAD, PROOFS_PER_MESSAGE};
 use compushare_protocol::msg::{
-    refusal, AckStatus, Assign, Bid, Heartbeat, HistoryProof, ManagerToRig, Offer, RejectReason,
+    AckStatus, Assign, Bid, Heartbeat, HistoryProof, ManagerToRig, Offer, RejectReason,
     ResultCommit, RigHello, RigToManager, SampleProof, Welcome, PROTOCOL_VERSION,
 };
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
-use compushare_protocol::secure::{seal, ChannelError, Identity};
+use compushare_protocol::secure::{ChannelError, Identity};
 use compushare_protocol::types::{
-    Amount, AssignmentId, DeviceInfo, DeviceKind, DeviceStatus, Digest, JobId, PublicKey, Role,
+    AssignmentId, DeviceInfo, DeviceKind, DeviceStatus, Digest, JobId, PublicKey, Role,
 };
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::assignment::{self, block_log2_for, Completed, Fabricate, RunError};
+use super::assignment::RunError;
+use super::geometry::Fetch;
 use super::proofs::{self, Commitments};
-use super::state::{Payment, Payments, StateError};
-use crate::config::{ConfigError, RigConfig, Roles};
+use super::settings::{RigError, RigOptions, RigSettings};
+use super::state::{Payment, Payments};
+use super::work::{
+    calibrate_job, calibrate_reference, run_assignment, total_memory_bytes, Finished,
+};
 use crate::{debug, info, warn};
 
 /// Firmware string announced in Hello.
 pub const FIRMWARE: &str = concat!("compushare-rig/", env!("CARGO_PKG_VERSION"));
-
-/// Tunables of the transport client that rig.conf does not set.
-#[derive(Debug, Clone)]
-pub struct RigOptions {
-    /// CPU cores shared by the CPU devices (default: the machine's).
-    pub cores: Option<usize>,
-    /// Photons of the startup (cube60) and per-job calibrations.
-    pub calibration_photons: u64,
-    /// Lowest price per cost unit the rig bids for.
-    pub min_price: Amount,
-    /// First reconnect delay; doubles per failed attempt up to `backoff_max`, with jitter.
-    pub backoff_min: Duration,
-    pub backoff_max: Duration,
-    /// Fixed block size (log2 photons); `None` sizes blocks from the job's tally.
-    pub block_log2: Option<u32>,
-    /// Largest geometry the rig fetches, bytes.
-    pub max_geometry_bytes: u32,
-    /// Finished results held for sample requests; the oldest is dropped beyond this.
-    pub max_held: usize,
-    /// TEST DOUBLE of a dishonest rig (see [`Fabricate`]); `None` on every real rig.
-    pub fabricate: Option<Fabricate>,
-}
-
-impl Default for RigOptions {
-    fn default() -> Self {
-        RigOptions {
-            cores: None,
-            calibration_photons: 2048,
-            min_price: Amount(1),
-            backoff_min: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(30),
-            block_log2: None,
-            max_geometry_bytes: 64 * 1024 * 1024,
-            max_held: 64,
-            fabricate: None,
-        }
-    }
-}
-
-/// What a rig needs to run (from rig.conf, or built directly by tests).
-#[derive(Debug, Clone)]
-pub struct RigSettings {
-    /// `host:port` of the management node.
-    pub manager: String,
-    /// Its pinned static key.
-    pub manager_key: PublicKey,
-    pub name: String,
-    pub payout: PublicKey,
-    pub cpu_devices: u32,
-    pub roles: Roles,
-    pub state_dir: PathBuf,
-    pub options: RigOptions,
-}
-
-impl RigSettings {
-    /// Settings from rig.conf's MANAGER, MANAGER_KEY, RIG_NAME (default "rig"), PAYOUT,
-    /// CPU_DEVICES, ROLES and STATE_DIR; an absent or unusable key is an error naming it.
-    pub fn from_config(cfg: &RigConfig, options: RigOptions) -> Result<Self, ConfigError> {
-        Ok(RigSettings {
-            manager: cfg.manager.clone().ok_or_else(|| cfg.missing("MANAGER"))?,
-            manager_key: cfg.manager_key.ok_or_else(|| cfg.missing("MANAGER_KEY"))?,
-            name: cfg.rig_name.clone().unwrap_or_else(|| "rig".to_owned()),
-            payout: cfg.payout_key()?,
-            cpu_devices: cfg.cpu_devices,
-            roles: cfg.roles.clone(),
-            state_dir: cfg
-                .state_dir
-                .clone()
-                .ok_or_else(|| cfg.missing("STATE_DIR"))?,
-            options,
-        })
-    }
-}
-
-/// Why the rig stopped (fatal) or a session ended (retried).
-#[derive(Debug, thiserror::Error)]
-pub enum RigError {
-    /// The node at MANAGER proved another key than MANAGER_KEY: the wrong node, or the wrong
-    /// key in rig.conf. Not retried.
-    #[error("manager key mismatch: MANAGER_KEY is {}, but the node at {addr} proved {}; check MANAGER and MANAGER_KEY in rig.conf", compushare_protocol::hex::encode(.expected), compushare_protocol::hex::encode(.got))]
-    ManagerKeyMismatch {
-        addr: String,
-        expected: PublicKey,
-        got: PublicKey,
-    },
-    /// The manager refused the session.
-    #[error("manager refused the rig (code {code}): {reason}")]
-    Refused { code: u16, reason: String },
-    /// The secure channel failed (network, handshake, decryption).
-    #[error("session with {addr}: {source}")]
-    Channel { addr: String, source: ChannelError },
-    /// The manager broke the protocol (for example, no Welcome after Hello).
-    #[error("protocol: {0}")]
-    Protocol(String),
-    /// STATE_DIR could not be used.
-    #[error("state: {0}")]
-    State(#[from] StateError),
-    /// A setting is unusable (name too long, no devices, ...).
-    #[error("settings: {0}")]
-    Settings(String),
-    /// The startup calibration failed.
-    #[error("calibration: {0}")]
-    Calibration(String),
-}
-
-impl RigError {
-    /// Whether retrying cannot help.
-    pub fn is_fatal(&self) -> bool {
-        match self {
-            RigError::ManagerKeyMismatch { .. }
-            | RigError::State(_)
-            | RigError::Settings(_)
-            | RigError::Calibration(_) => true,
-            RigError::Refused { code, .. } => {
-                *code == refusal::NOT_ALLOWED || *code == refusal::UNSUPPORTED_VERSION
-            }
-            RigError::Channel { .. } | RigError::Protocol(_) => false,
-        }
-    }
-}
 
 /// One CPU worker device.
 #[derive(Debug, Clone)]
@@ -171,6 +52,8 @@ struct Device {
     busy: Option<AssignmentId>,
     /// Cube60 histories/s measured at startup.
     reference_rate: u64,
+    /// Its share of the machine's memory, bytes.
+    memory: u64,
 }
 
 /// An assignment accepted and not yet finished.
@@ -189,14 +72,6 @@ struct Held {
     job: Arc<Job>,
     threads: usize,
     received: bool,
-}
-
-/// Geometry being reassembled, in a buffer bounded by `max_geometry_bytes`.
-struct Fetch {
-    total_len: u32,
-    buf: Vec<u8>,
-    seen: Vec<bool>,
-    missing: usize,
 }
 
 /// What blocking work reports back.
@@ -219,14 +94,6 @@ enum Event {
     },
 }
 
-struct Finished {
-    commit: ResultCommit,
-    sealed: Vec<u8>,
-    commitments: Commitments,
-    job: Arc<Job>,
-    threads: usize,
-}
-
 /// Outbound half of a session, and what it was told.
 type Writer = compushare_protocol::secure::SecureWriter<
     embedded_io_adapters::tokio_1::FromTokio<tokio::net::tcp::OwnedWriteHalf>,
@@ -246,6 +113,8 @@ pub struct Rig {
     jobs: VecDeque<(Digest, Result<Arc<Job>, String>)>,
     per_core: HashMap<Digest, u64>,
     fetches: HashMap<Digest, Fetch>,
+    /// Geometries complete and being parsed: not fetched again meanwhile.
+    parsing: HashSet<Digest>,
     /// Offers waiting for geometry or calibration.
     offers: HashMap<JobId, Offer>,
     started: Instant,
@@ -291,6 +160,7 @@ impl Rig {
             cores.div_ceil(n).max(1),
             settings.options.calibration_photons,
         )?;
+        let memory = total_memory_bytes();
         let devices = (0..n)
             .map(|i| {
                 // Split the cores as evenly as possible; every device gets at least one.
@@ -301,6 +171,7 @@ impl Rig {
                     role: settings.roles.of(i),
                     busy: None,
                     reference_rate: rate.per_core.saturating_mul(c as u64),
+                    memory: memory / n as u64,
                 }
             })
             .collect();
@@ -318,6 +189,7 @@ impl Rig {
             jobs: VecDeque::new(),
             per_core: HashMap::new(),
             fetches: HashMap::new(),
+            parsing: HashSet::new(),
             offers: HashMap::new(),
             started: Instant::now(),
         })
@@ -485,7 +357,7 @@ impl Rig {
                 name: name(&format!("cpu{}", d.index)),
                 compute_units: d.cores as u32,
                 cores: d.cores as u32,
-                memory: 0,
+                memory: d.memory,
                 hash_rate: 0,
                 histories_per_s: d.reference_rate,
             };
@@ -764,7 +636,10 @@ impl Rig {
         content: Digest,
         len: u32,
     ) -> Result<(), Ended> {
-        if self.fetches.contains_key(&content) || self.job(&content).is_some() {
+        if self.fetches.contains_key(&content)
+            || self.parsing.contains(&content)
+            || self.job(&content).is_some()
+        {
             return Ok(());
         }
         if len > self.settings.options.max_geometry_bytes
@@ -774,16 +649,7 @@ impl Rig {
             warn!("geometry of {len} bytes not fetched (limit or too many fetches)");
             return Ok(());
         }
-        let chunks = (len as usize).div_ceil(CHUNK_DATA).max(1);
-        self.fetches.insert(
-            content,
-            Fetch {
-                total_len: len,
-                buf: vec![0; len as usize],
-                seen: vec![false; chunks],
-                missing: chunks,
-            },
-        );
+        self.fetches.insert(content, Fetch::new(content, len));
         debug!("fetching geometry of {len} bytes");
         Ok(w.send(&RigToManager::GeometryRequest { content }).await?)
     }
@@ -793,43 +659,22 @@ impl Rig {
             debug!("geometry chunk for nothing asked");
             return;
         };
-        let len = c.data.len();
-        let off = c.offset as usize;
-        let placed = c.total_len == f.total_len
-            && off % CHUNK_DATA == 0
-            && off.checked_add(len) == Some((off + CHUNK_DATA).min(f.total_len as usize))
-            && (off < f.total_len as usize || f.total_len == 0);
-        let Some(dst) = placed.then(|| f.buf.get_mut(off..off + len)).flatten() else {
-            warn!("misplaced geometry chunk at offset {off} ({len} bytes) ignored");
-            return;
-        };
-        dst.copy_from_slice(&c.data);
-        if let Some(s) = f.seen.get_mut(off / CHUNK_DATA) {
-            if !*s {
-                *s = true;
-                f.missing -= 1;
+        match f.accept(c) {
+            Err(e) => {
+                warn!("geometry chunk ignored: {e}");
+                return;
             }
-        }
-        if f.missing > 0 {
-            return;
+            Ok(false) => return,
+            Ok(true) => {}
         }
         let Some(f) = self.fetches.remove(&c.content) else {
             return;
         };
         let content = c.content;
+        self.parsing.insert(content);
         let tx = self.events_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let result = if content_address(&f.buf) != content {
-                Err("geometry does not match its content address".to_owned())
-            } else {
-                let opts = ParseOptions {
-                    photons: Some(1),
-                    ..ParseOptions::default()
-                };
-                parse_job_bytes(&f.buf, &opts)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string())
-            };
+            let result = f.into_job();
             let _ = tx.send(Event::Parsed { content, result });
         });
     }
@@ -839,13 +684,7 @@ impl Rig {
         let photons = self.settings.options.calibration_photons.max(1);
         let threads = self.devices.first().map(|d| d.cores).unwrap_or(1);
         tokio::task::spawn_blocking(move || {
-            let began = Instant::now();
-            let ok = Engine::new(&job).and_then(|e| e.simulate(0..photons, threads, None));
-            let secs = began.elapsed().as_secs_f64().max(1e-6);
-            let per_core = match ok {
-                Ok(_) => (photons as f64 / secs / threads as f64) as u64,
-                Err(_) => 0,
-            };
+            let per_core = calibrate_job(&job, photons, threads);
             let _ = tx.send(Event::Calibrated { content, per_core });
         });
     }
@@ -922,6 +761,7 @@ impl Rig {
     async fn on_event(&mut self, w: &mut Writer, ev: Event) -> Result<(), Ended> {
         match ev {
             Event::Parsed { content, result } => {
+                self.parsing.remove(&content);
                 if let Err(e) = &result {
                     warn!("geometry refused: {e}");
                 }
@@ -1057,86 +897,6 @@ impl From<ChannelError> for Ended {
     fn from(e: ChannelError) -> Self {
         Ended::Channel(e)
     }
-}
-
-/// Simulates, commits and seals one assignment (on a blocking thread).
-fn run_assignment(
-    a: &Assign,
-    job: &Job,
-    threads: usize,
-    opts: &RigOptions,
-    manager_key: &PublicKey,
-    cancel: &AtomicBool,
-) -> Result<Box<Finished>, RunError> {
-    let mut job = job.clone();
-    job.seed = a.seed;
-    job.photons = a.photons.count;
-    let job = Arc::new(job);
-    let engine = Engine::new(&job)?;
-    let block_log2 = opts
-        .block_log2
-        .unwrap_or_else(|| block_log2_for(tally_cells(&job).unwrap_or(0)));
-    let Completed {
-        tally,
-        merkle_root,
-        block_roots,
-        block_log2,
-        stats,
-    } = assignment::run(
-        &engine,
-        a.photons.start,
-        a.photons.count,
-        block_log2,
-        threads,
-        opts.fabricate,
-        cancel,
-    )?;
-    let sealed = seal::seal(manager_key, &tally.canonical_bytes())
-        .map_err(|e| RunError::Seal(e.to_string()))?;
-    let commit = ResultCommit {
-        assignment: a.assignment,
-        histories: a.photons.count,
-        tally: tally.digest(),
-        merkle_root,
-        sealed: content_address(&sealed),
-        sealed_len: u32::try_from(sealed.len()).unwrap_or(u32::MAX),
-        stats,
-    };
-    drop(engine);
-    Ok(Box::new(Finished {
-        commit,
-        sealed,
-        commitments: Commitments {
-            start: a.photons.start,
-            count: a.photons.count,
-            block_log2,
-            block_roots,
-        },
-        job,
-        threads,
-    }))
-}
-
-struct Rate {
-    per_core: u64,
-}
-
-/// Measures cube60 histories/s per core.
-fn calibrate_reference(threads: usize, photons: u64) -> Result<Rate, RigError> {
-    use compushare_kernels::transport::builtin::builtin_job;
-    let opts = ParseOptions {
-        photons: Some(photons.max(1)),
-        ..ParseOptions::default()
-    };
-    let job = builtin_job("cube60", &opts).map_err(|e| RigError::Calibration(e.to_string()))?;
-    let began = Instant::now();
-    Engine::new(&job)
-        .and_then(|e| e.simulate(0..photons.max(1), threads, None))
-        .map_err(|e| RigError::Calibration(e.to_string()))?;
-    let secs = began.elapsed().as_secs_f64().max(1e-6);
-    Ok(Rate {
-        per_core: ((photons.max(1) as f64 / secs) / threads as f64) as u64,
-    })
 }
 
 /// Reconnect delay: `backoff_min * 2^attempt`, capped at `backoff_max`, then scaled by a

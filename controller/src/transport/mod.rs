@@ -1,14 +1,20 @@
 //! The rig's transport client: the paid photon-transport side of the rig firmware.
 //!
 //! `client` owns the session with the management node (connect, Hello, Heartbeat, bids,
-//! geometry, assignments, results, proofs, pay); `assignment` runs one assignment in
-//! aligned blocks with its Merkle commitment; `proofs` rebuilds audit paths for sample
-//! checks; `state` is what survives restarts in STATE_DIR (identity key, payment record).
+//! assignments, results, proofs, pay); `settings` what it runs with and its errors;
+//! `geometry` the bounded reassembly and parsing of a job's geometry; `work` the blocking
+//! work (run, commit, seal, calibrate); `assignment` runs one assignment in batches with its
+//! block-wise Merkle commitment; `proofs` rebuilds audit paths for sample checks; `state` is
+//! what survives restarts in STATE_DIR (identity key, payment record).
 
 pub mod assignment;
 pub mod client;
+pub mod geometry;
 pub mod proofs;
+pub mod settings;
 pub mod state;
+pub mod work;
 
 pub use assignment::Fabricate;
-pub use client::{Rig, RigError, RigOptions, RigSettings};
+pub use client::Rig;
+pub use settings::{RigError, RigOptions, RigSettings};

@@ -6,12 +6,12 @@
 //! deterministic, so the rebuilt leaves are the committed ones). Requested photons are
 //! answered block by block so each block is re-simulated at most once per request.
 
-use compushare_kernels::transport::{Engine, PhotonRecord, TransportError};
+use compushare_kernels::transport::{Engine, PhotonRecord};
 use compushare_protocol::merkle::{self, MerkleError};
 use compushare_protocol::msg::HistoryProof;
 use compushare_protocol::types::Digest;
 
-use super::assignment::{leaf_hashes, simulate_leaves, Fabricate};
+use super::assignment::{leaf_hashes, records_only, Fabricate};
 
 /// What a held result needs to answer sample requests.
 #[derive(Debug, Clone)]
@@ -25,9 +25,6 @@ pub struct Commitments {
 /// Why proofs could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ProofError {
-    /// Re-simulating a block failed.
-    #[error("engine: {0}")]
-    Engine(#[from] TransportError),
     /// The tree and the proof request disagree (a photon outside the assignment).
     #[error("merkle: {0:?}")]
     Merkle(MerkleError),
@@ -59,6 +56,7 @@ pub fn prove(
     wanted.sort_unstable();
     wanted.dedup();
     let mut made: Vec<(u64, HistoryProof)> = Vec::with_capacity(wanted.len());
+    let upper = UpperTree::new(&c.block_roots);
     let mut cache: Option<Rebuilt> = None;
     for &photon in &wanted {
         let leaf = photon - c.start;
@@ -67,7 +65,7 @@ pub fn prove(
             let first = b * block;
             let n = block.min(c.count - first);
             let from = c.start + first;
-            let (_, records) = simulate_leaves(engine, from..from + n, threads, fabricate)?;
+            let records = records_only(engine, from..from + n, threads, fabricate);
             cache = Some(Rebuilt {
                 block: b,
                 leaves: leaf_hashes(&records),
@@ -77,7 +75,7 @@ pub fn prove(
         let Some(rebuilt) = cache.as_ref() else {
             continue;
         };
-        let path = merkle::proof(leaf, c.count, |s, n| subtree(c, rebuilt, s, n))
+        let path = merkle::proof(leaf, c.count, |s, n| subtree(c, &upper, rebuilt, s, n))
             .map_err(ProofError::Merkle)?;
         let within = (leaf - b * block) as usize;
         let Some(rec) = rebuilt.records.get(within) else {
@@ -104,13 +102,11 @@ pub fn prove(
 }
 
 /// Root of the subtree over leaves `[s, s + n)`.
-fn subtree(c: &Commitments, rebuilt: &Rebuilt, s: u64, n: u64) -> Digest {
+fn subtree(c: &Commitments, upper: &UpperTree, rebuilt: &Rebuilt, s: u64, n: u64) -> Digest {
     let block = 1u64 << c.block_log2;
     let end = s + n;
-    if s % block == 0 && (end % block == 0 || end == c.count) {
-        let first = (s / block) as usize;
-        let last = end.div_ceil(block) as usize;
-        return merkle::root_of(c.block_roots.get(first..last).unwrap_or(&[]));
+    if s.is_multiple_of(block) && (end.is_multiple_of(block) || end == c.count) {
+        return upper.range(s / block, end.div_ceil(block) - s / block);
     }
     if s / block == (end - 1) / block && s / block == rebuilt.block {
         let off = (rebuilt.block * block) as usize;
@@ -124,7 +120,48 @@ fn subtree(c: &Commitments, rebuilt: &Rebuilt, s: u64, n: u64) -> Digest {
     }
     let k = 1u64 << (63 - (n - 1).leading_zeros());
     merkle::node_hash(
-        &subtree(c, rebuilt, s, k),
-        &subtree(c, rebuilt, s + k, n - k),
+        &subtree(c, upper, rebuilt, s, k),
+        &subtree(c, upper, rebuilt, s + k, n - k),
     )
+}
+
+/// Every complete, aligned subtree over the block roots (level `k` holds the roots of
+/// aligned runs of `2^k` blocks), so that a proof's upper siblings cost O(log n) hashes
+/// instead of rehashing all block roots each time. Built per request: one hash per root.
+struct UpperTree {
+    levels: Vec<Vec<Digest>>,
+}
+
+impl UpperTree {
+    fn new(block_roots: &[Digest]) -> Self {
+        let mut levels = vec![block_roots.to_vec()];
+        while let Some(last) = levels.last().filter(|l| l.len() >= 2) {
+            let next: Vec<Digest> = last
+                .chunks_exact(2)
+                .map(|p| merkle::node_hash(&p[0], &p[1]))
+                .collect();
+            levels.push(next);
+        }
+        UpperTree { levels }
+    }
+
+    /// Root over blocks `[first, first + n)`, per RFC 6962's split.
+    fn range(&self, first: u64, n: u64) -> Digest {
+        if n.is_power_of_two() && first.is_multiple_of(n) {
+            let level = n.trailing_zeros() as usize;
+            if let Some(d) = self
+                .levels
+                .get(level)
+                .and_then(|l| l.get((first / n) as usize))
+            {
+                return *d;
+            }
+        }
+        if n <= 1 {
+            // Out of range: only reachable through a malformed request.
+            return merkle::root_of(&[]);
+        }
+        let k = 1u64 << (63 - (n - 1).leading_zeros());
+        merkle::node_hash(&self.range(first, k), &self.range(first + k, n - k))
+    }
 }
