@@ -94,7 +94,7 @@ impl Assembly {
             return Err(bad);
         }
         let off = chunk.offset as usize;
-        if off % CHUNK_DATA != 0 {
+        if !off.is_multiple_of(CHUNK_DATA) {
             return Err(bad);
         }
         let expected_end = (off + CHUNK_DATA).min(self.buf.len());

@@ -54,7 +54,7 @@ fn crash_child_loop() {
                 _ => std::process::exit(DOUBLE_PAY),
             }
         }
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             store
                 .write(|tx| tx.forfeit_pending(&RIG_A))
                 .expect("forfeit");
@@ -65,7 +65,7 @@ fn crash_child_loop() {
         bank.escrow(&CLIENT, bank_job, 3_000).expect("bank escrow");
         for _ in 0..3 {
             let a = store.write(|tx| tx.allocate_assignment_id()).expect("id");
-            bank.pay(bank_job, a, &RIG_B, 900, round % 2 == 0)
+            bank.pay(bank_job, a, &RIG_B, 900, round.is_multiple_of(2))
                 .expect("bank pay");
             match bank.pay(bank_job, a, &RIG_B, 900, true) {
                 Err(BankError::AlreadyPaid(_)) => {}

@@ -206,7 +206,7 @@ impl<'b> Reassembler<'b> {
             offset: chunk.offset,
             len,
         };
-        if chunk.offset % CHUNK_DATA as u32 != 0 {
+        if !chunk.offset.is_multiple_of(CHUNK_DATA as u32) {
             return Err(bad);
         }
         let end = chunk.offset.checked_add(len).ok_or(bad)?;

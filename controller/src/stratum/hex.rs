@@ -42,7 +42,7 @@ fn nibble(c: u8, pos: usize) -> Result<u8, HexError> {
 /// Decodes hex text of at most `limit` bytes.
 pub fn decode(text: &str, limit: usize) -> Result<Vec<u8>, HexError> {
     let b = text.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(HexError::OddLength(b.len()));
     }
     if b.len() / 2 > limit {
@@ -63,7 +63,7 @@ pub fn decode(text: &str, limit: usize) -> Result<Vec<u8>, HexError> {
 /// Decodes hex text of exactly `N` bytes.
 pub fn decode_array<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     if text.len() != 2 * N {
-        if text.len() % 2 != 0 {
+        if !text.len().is_multiple_of(2) {
             return Err(HexError::OddLength(text.len()));
         }
         return Err(HexError::WrongLength {
