@@ -4,5 +4,6 @@
 //! photon transport (paid work, deterministic to the bit) and SHA-256d nonce scanning
 //! (what a device does when no paid work is present).
 
+pub mod cuda;
 pub mod sha256d;
 pub mod transport;
