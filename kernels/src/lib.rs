@@ -4,6 +4,8 @@
 //! photon transport (paid work, deterministic to the bit) and SHA-256d nonce scanning
 //! (what a device does when no paid work is present).
 
+#![deny(unsafe_code)]
+
 pub mod cuda;
 pub mod sha256d;
 pub mod transport;

@@ -4,6 +4,23 @@
 //! into); `tally` is what a run produces, in integers, so that any split of a photon range
 //! merges to the same bits. The engine, RNG and the project's own transcendental functions
 //! are the only things that turn one into the other.
+//!
+//! Engine modules: `rng` (Philox counter-based streams), `math` (own exp/ln/sincos), `grid`
+//! (distance map), `model` (a job prepared for the loop), `photon` (one photon's life and
+//! record), `engine` (threads, shared integer tally), `tally_ops` (merge, digest), `error`.
 
+pub mod engine;
+pub mod error;
+pub mod grid;
 pub mod job;
+pub mod math;
+pub mod model;
+pub mod photon;
+pub mod rng;
 pub mod tally;
+pub mod tally_ops;
+
+pub use engine::{simulate, simulate_photon, simulate_with_records, Engine};
+pub use error::TransportError;
+pub use photon::{Fate, PhotonRecord};
+pub use tally_ops::tally_bytes;

@@ -28,6 +28,9 @@ pub struct DetectedPhoton {
 }
 
 /// The integer result of simulating a photon range of one job.
+///
+/// Exact identity (integers): `sum(deposit) + escaped + alive_at_t1 + specular +
+/// roulette_killed == launched + roulette_gained`; without roulette the last two are 0.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Tally {
     /// Number of photons launched in the range(s) merged here.
@@ -42,4 +45,11 @@ pub struct Tally {
     pub alive_at_t1: u64,
     /// Detected photons, sorted by `photon`.
     pub detected: Vec<DetectedPhoton>,
+    /// Launched weight: `photons * WEIGHT_ONE` except for pattern sources, whose photons start
+    /// with their pattern weight. The denominator of every reported fraction.
+    pub launched: u64,
+    /// Weight added to photons that survived Russian roulette.
+    pub roulette_gained: u64,
+    /// Weight of photons lost at Russian roulette.
+    pub roulette_killed: u64,
 }

@@ -1,0 +1,170 @@
+//! Jobs built in Rust for the engine's tests and speed harness: the MCX cube60 family and the
+//! matched slab of `shared/reference/transport.md`.
+#![allow(dead_code)]
+
+use compushare_kernels::transport::job::{
+    Detector, FaceBoundary, Job, Medium, Source, SourceKind, TimeGates,
+};
+
+pub fn cube60_media() -> Vec<Medium> {
+    vec![
+        Medium {
+            mua: 0.0,
+            mus: 0.0,
+            g: 1.0,
+            n: 1.0,
+        },
+        Medium {
+            mua: 0.005,
+            mus: 1.0,
+            g: 0.01,
+            n: 1.37,
+        },
+        Medium {
+            mua: 0.002,
+            mus: 5.0,
+            g: 0.90,
+            n: 1.0,
+        },
+    ]
+}
+
+/// cube60 (`mismatch` false) or cube60b (`mismatch` true).
+pub fn cube60(mismatch: bool) -> Job {
+    Job {
+        id: if mismatch { "cube60b" } else { "cube60" }.into(),
+        dim: [60, 60, 60],
+        unit_mm: 1.0,
+        media: cube60_media(),
+        labels: vec![1; 60 * 60 * 60],
+        time: TimeGates {
+            t0: 0.0,
+            t1: 5e-9,
+            dt: 5e-9,
+            gates: 1,
+        },
+        source: Source {
+            pos: [29.0, 29.0, 0.0],
+            dir: [0.0, 0.0, 1.0],
+            kind: SourceKind::Pencil,
+        },
+        detectors: [
+            [29.0, 19.0, 0.0],
+            [29.0, 39.0, 0.0],
+            [19.0, 29.0, 0.0],
+            [39.0, 29.0, 0.0],
+        ]
+        .into_iter()
+        .map(|pos| Detector { pos, radius: 1.0 })
+        .collect(),
+        do_mismatch: mismatch,
+        do_specular: false,
+        faces: [FaceBoundary::Fresnel; 6],
+        roulette: None,
+        photons: 1_000_000,
+        seed: 1_648_335_518,
+    }
+}
+
+/// cubesph60b: a sphere of label 2, centre [30,30,30], radius 15 (voxel centres inside).
+pub fn cubesph60b() -> Job {
+    let mut j = cube60(true);
+    j.id = "cubesph60b".into();
+    for z in 0..60u32 {
+        for y in 0..60u32 {
+            for x in 0..60u32 {
+                let c = |a: u32| a as f32 + 0.5 - 30.0;
+                if c(x) * c(x) + c(y) * c(y) + c(z) * c(z) < 15.0 * 15.0 {
+                    let i = j.voxel_index(x, y, z);
+                    j.labels[i] = 2;
+                }
+            }
+        }
+    }
+    j
+}
+
+/// cube60planar: 40x40 mm planar source 10 mm above the top face.
+pub fn cube60planar() -> Job {
+    let mut j = cube60(true);
+    j.id = "cube60planar".into();
+    j.source = Source {
+        pos: [10.0, 10.0, -10.0],
+        dir: [0.0, 0.0, 1.0],
+        kind: SourceKind::Planar {
+            v1: [40.0, 0.0, 0.0],
+            v2: [0.0, 40.0, 0.0],
+        },
+    };
+    j
+}
+
+/// The matched slab of reference section 2 in voxels of `voxel_mm` (0.01 mm: 100x100x20).
+pub fn slab(voxel_mm: f32) -> Job {
+    let nz = (0.2 / voxel_mm).round() as u32;
+    let nxy = 100u32;
+    Job {
+        id: "slab".into(),
+        dim: [nxy, nxy, nz],
+        unit_mm: voxel_mm,
+        media: vec![
+            Medium {
+                mua: 0.0,
+                mus: 0.0,
+                g: 1.0,
+                n: 1.0,
+            },
+            Medium {
+                mua: 1.0,
+                mus: 9.0,
+                g: 0.75,
+                n: 1.0,
+            },
+        ],
+        labels: vec![1; (nxy * nxy * nz) as usize],
+        time: TimeGates {
+            t0: 0.0,
+            t1: 1e-6,
+            dt: 1e-6,
+            gates: 1,
+        },
+        source: Source {
+            pos: [nxy as f32 / 2.0, nxy as f32 / 2.0, 0.0],
+            dir: [0.0, 0.0, 1.0],
+            kind: SourceKind::Pencil,
+        },
+        detectors: vec![],
+        do_mismatch: false,
+        do_specular: false,
+        faces: [
+            FaceBoundary::Cyclic,
+            FaceBoundary::Cyclic,
+            FaceBoundary::Absorb,
+            FaceBoundary::Cyclic,
+            FaceBoundary::Cyclic,
+            FaceBoundary::Absorb,
+        ],
+        roulette: None,
+        photons: 1_000_000,
+        seed: 12345,
+    }
+}
+
+/// cube60 scaled down 30 times onto a 100^3 grid of 0.02 mm voxels: a 2 mm cube with
+/// mua 0.15/mm and mus 30/mm (same optical size), time window 5 ns / 30. Its absorbed fraction
+/// equals cube60's (0.1769); it checks that fine voxels neither change the physics nor
+/// collapse the speed.
+pub fn fine_cube() -> Job {
+    let mut j = cube60(false);
+    j.id = "fine100".into();
+    j.dim = [100, 100, 100];
+    j.unit_mm = 0.02;
+    j.labels = vec![1; 1_000_000];
+    j.media[1].mua = 0.15;
+    j.media[1].mus = 30.0;
+    j.time.t1 = 5e-9 / 30.0;
+    j.time.dt = 5e-9 / 30.0;
+    j.source.pos = [50.0, 50.0, 0.0];
+    j.detectors.clear();
+    j
+}
