@@ -121,8 +121,8 @@ impl GpuScanner {
     }
 }
 
-/// The 24 words the kernel reads (layout in kernels/cuda/sha256d.cu).
-pub(crate) fn work_constants(work: &ScanWork) -> [u32; 24] {
+/// The 24 words `sha256d_scan` reads for `work` (layout in kernels/cuda/sha256d.cu).
+pub fn work_constants(work: &ScanWork) -> [u32; 24] {
     let p = Prepared::new(work);
     let mut w = [0u32; 24];
     w[..8].copy_from_slice(&p.mid);
