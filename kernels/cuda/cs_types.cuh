@@ -10,15 +10,24 @@ typedef unsigned int uint32_t;
 typedef int int32_t;
 typedef unsigned long long uint64_t;
 typedef long long int64_t;
+typedef unsigned short uint16_t;
+typedef unsigned char uint8_t;
 #define CS_FN __device__ __forceinline__
 #define CS_CONST __device__ __constant__
 #define CS_UNROLL _Pragma("unroll")
+// Integer atomics: the order of adds never changes an integer sum, so tallies are exact.
+#define CS_ADD_U64(ptr, v) atomicAdd((unsigned long long *)(ptr), (unsigned long long)(v))
+#define CS_INC_U32(ptr) atomicAdd((unsigned int *)(ptr), 1u)
 #else
 #include <stdint.h>
 #include <string.h>
 #define CS_FN static inline
 #define CS_CONST static const
 #define CS_UNROLL
+// The host harness runs one thread: plain adds.
+#define CS_ADD_U64(ptr, v) (*(ptr) += (uint64_t)(v))
+CS_FN uint32_t cs_inc_u32(uint32_t *p) { return (*p)++; }
+#define CS_INC_U32(ptr) cs_inc_u32(ptr)
 #endif
 
 // Reinterpret float <-> bits without touching the value.

@@ -13,6 +13,11 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../cuda/cs_sha256d_core.cuh"),
     ),
     ("sha256d.cu", include_str!("../../cuda/sha256d.cu")),
+    ("cs_philox.cuh", include_str!("../../cuda/cs_philox.cuh")),
+    ("cs_math.cuh", include_str!("../../cuda/cs_math.cuh")),
+    ("cs_model.cuh", include_str!("../../cuda/cs_model.cuh")),
+    ("cs_photon.cuh", include_str!("../../cuda/cs_photon.cuh")),
+    ("transport.cu", include_str!("../../cuda/transport.cu")),
 ];
 
 /// The compilable kernels (the `.cu` files); the rest are headers.
