@@ -12,14 +12,19 @@ use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+mod common;
+
 use compushare_kernels::cuda::sha256d::work_constants;
+use compushare_kernels::cuda::transport::{assemble, ModelBlock, TOTALS};
+use compushare_kernels::transport::job::Job;
+use compushare_kernels::transport::simulate;
 use compushare_kernels::sha256d::{sha256d, ScanWork, Target};
 use compushare_kernels::transport::math;
 use compushare_kernels::transport::rng::PhotonRng;
 
-fn harness() -> PathBuf {
+fn harness(tag: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::temp_dir().join(format!("compushare-cuda-host-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("compushare-cuda-host-{tag}-{}", std::process::id()));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let status = Command::new(&cc)
         .args([
@@ -37,6 +42,7 @@ fn harness() -> PathBuf {
         .arg(root.join("tests/cuda_host/harness.c"))
         .arg("-o")
         .arg(&out)
+        .arg("-lm")
         .status()
         .unwrap_or_else(|e| panic!("running the host C compiler `{cc}`: {e}"));
     assert!(status.success(), "compiling tests/cuda_host/harness.c failed");
@@ -65,7 +71,7 @@ fn run(bin: &PathBuf, args: &[String], stdin: &str, mut check: impl FnMut(u64, u
 
 #[test]
 fn headers_match_rust_bit_for_bit() {
-    let bin = harness();
+    let bin = harness("headers");
 
     // Philox streams: several seeds and photon indices, across many blocks.
     for (seed, index) in [
@@ -157,6 +163,123 @@ fn headers_match_rust_bit_for_bit() {
             assert_eq!(h7, want, "header {seed} nonce {nonce:#x}");
         });
         assert_eq!(got, u64::from(n));
+    }
+    let _ = std::fs::remove_file(&bin);
+}
+
+fn put_array<T: Copy>(out: &mut Vec<u8>, v: &[T], bytes: impl Fn(T) -> Vec<u8>) {
+    out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+    for &x in v {
+        out.extend_from_slice(&bytes(x));
+    }
+}
+
+/// Runs photons `first..first + count` of `job` through the C port of the walk (the code the
+/// CUDA kernel runs) and assembles the tally as the GPU driver does.
+fn c_port_tally(bin: &PathBuf, job: &Job, first: u64, count: u64) -> compushare_kernels::transport::tally::Tally {
+    let block = ModelBlock::new(job).unwrap();
+    let mut file = Vec::new();
+    put_array(&mut file, &block.params, |x| x.to_le_bytes().to_vec());
+    put_array(&mut file, &block.labels, |x| x.to_le_bytes().to_vec());
+    put_array(&mut file, &block.dist, |x| vec![x]);
+    put_array(&mut file, &block.media, |x| x.to_le_bytes().to_vec());
+    put_array(&mut file, &block.pattern, |x| x.to_le_bytes().to_vec());
+    put_array(&mut file, &block.detectors, |x| x.to_le_bytes().to_vec());
+    for v in [block.cells as u64, first, count] {
+        file.extend_from_slice(&v.to_le_bytes());
+    }
+    let path = std::env::temp_dir().join(format!(
+        "compushare-cuda-host-model-{}-{first}",
+        std::process::id()
+    ));
+    std::fs::write(&path, &file).unwrap();
+    let out = Command::new(bin).arg("transport").arg(&path).output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "harness transport failed");
+    let b = out.stdout;
+    let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+    let deposit: Vec<u64> = (0..block.cells).map(|k| u64_at(8 * k)).collect();
+    let mut o = 8 * block.cells;
+    let mut totals = [0u64; TOTALS];
+    for t in totals.iter_mut() {
+        *t = u64_at(o);
+        o += 8;
+    }
+    let n = u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+    o += 4;
+    let words: Vec<u32> = b[o..]
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(words.len(), n * block.det_words());
+    assemble(&block, deposit, &totals, &words)
+}
+
+#[test]
+fn transport_walk_port_matches_the_cpu_engine() {
+    let bin = harness("transport");
+    let mut jobs = vec![
+        (common::cube60(false), 0u64, 20_000u64),
+        (common::cube60(true), 5_000_000, 20_000),
+        (common::cubesph60b(), 0, 20_000),
+        (common::cube60planar(), 123_456, 20_000),
+    ];
+    // Every source kind, mirror/cyclic/Fresnel faces, roulette, several time gates.
+    let mut j = common::cube60(true);
+    j.time.gates = 5;
+    j.time.dt = 1e-9;
+    j.roulette = Some(compushare_kernels::transport::job::Roulette {
+        threshold: 0.05,
+        survival_factor: 10.0,
+    });
+    j.faces = [
+        compushare_kernels::transport::job::FaceBoundary::Mirror,
+        compushare_kernels::transport::job::FaceBoundary::Cyclic,
+        compushare_kernels::transport::job::FaceBoundary::Absorb,
+        compushare_kernels::transport::job::FaceBoundary::Fresnel,
+        compushare_kernels::transport::job::FaceBoundary::Cyclic,
+        compushare_kernels::transport::job::FaceBoundary::Fresnel,
+    ];
+    jobs.push((j.clone(), 0, 5_000));
+    use compushare_kernels::transport::job::SourceKind;
+    for kind in [
+        SourceKind::Isotropic,
+        SourceKind::Cone { half_angle: 0.5 },
+        SourceKind::Gaussian { waist: 3.0 },
+        SourceKind::Disk { radius: 4.0 },
+        SourceKind::Pattern {
+            v1: [10.0, 0.0, 0.0],
+            v2: [0.0, 10.0, 0.0],
+            width: 3,
+            height: 2,
+            pattern: vec![0.0, 0.25, 0.5, 0.75, 1.0, 0.125],
+        },
+    ] {
+        let mut k = common::cubesph60b();
+        k.source.kind = kind;
+        k.source.pos = [25.0, 25.0, 0.0];
+        if matches!(k.source.kind, SourceKind::Isotropic) {
+            k.source.pos = [30.0, 30.0, 30.0];
+        }
+        jobs.push((k, 77, 5_000));
+    }
+    for (job, first, count) in jobs {
+        let cpu = simulate(&job, first..first + count, 2, None).unwrap();
+        let c = c_port_tally(&bin, &job, first, count);
+        assert_eq!(c.photons, cpu.photons, "{}", job.id);
+        assert_eq!(c.escaped, cpu.escaped, "{} escaped", job.id);
+        assert_eq!(c.specular, cpu.specular, "{} specular", job.id);
+        assert_eq!(c.alive_at_t1, cpu.alive_at_t1, "{} alive", job.id);
+        assert_eq!(c.roulette_gained, cpu.roulette_gained, "{} roulette", job.id);
+        assert_eq!(c.detected, cpu.detected, "{} detected", job.id);
+        assert!(c.deposit == cpu.deposit, "{} deposit differs", job.id);
+        assert_eq!(c.digest(), cpu.digest(), "{} digest", job.id);
+        eprintln!(
+            "{} photons {first}..{}: C port digest = CPU digest, {} detected",
+            job.id,
+            first + count,
+            c.detected.len()
+        );
     }
     let _ = std::fs::remove_file(&bin);
 }

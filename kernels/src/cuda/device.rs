@@ -64,10 +64,6 @@ impl Gpu {
         self.sms
     }
 
-    pub(crate) fn ctx(&self) -> &Arc<CudaContext> {
-        &self.ctx
-    }
-
     pub(crate) fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
     }

@@ -44,6 +44,9 @@ pub enum CudaError {
         /// The driver's error code.
         error: String,
     },
+    /// The transport job failed the engine's validation.
+    #[error("invalid job: {0}")]
+    Job(String),
     /// The work does not fit what a launch can describe (e.g. too many cells).
     #[error("{0}")]
     TooLarge(String),

@@ -6,6 +6,7 @@
 //! - `device`: opening `cuda:K` (through the hardware crate's probe, so a missing driver is an
 //!   error, never a panic), loading modules, sizing launches from occupancy.
 //! - `sha256d`: nonce scanning on the GPU behind the same `Scanner` trait as the CPU paths.
+//! - `transport`: photon transport on the GPU, tallies equal to the CPU engine's.
 //! - `sys`: the only unsafe code (NVRTC raw calls, kernel launches).
 
 #![deny(unsafe_code)]
@@ -16,6 +17,7 @@ pub mod nvrtc;
 pub mod sha256d;
 pub mod source;
 mod sys;
+pub mod transport;
 
 pub use device::Gpu;
 pub use error::CudaError;

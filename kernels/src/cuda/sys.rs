@@ -124,3 +124,49 @@ pub(crate) fn launch_sha256d_scan(
     // and `out` holds 1 + out_cap words (checked by the caller, `cuda::sha256d`).
     unsafe { b.launch(cfg) }.map(|_| ())
 }
+
+/// The arguments of `transport_run` (kernels/cuda/transport.cu), in its order.
+pub(crate) struct TransportArgs<'a> {
+    pub prm: &'a CudaSlice<u32>,
+    pub labels: &'a CudaSlice<u16>,
+    pub dist: &'a CudaSlice<u8>,
+    pub media: &'a CudaSlice<f32>,
+    pub pattern: &'a CudaSlice<f32>,
+    pub det: &'a CudaSlice<f32>,
+    pub first: u64,
+    pub count: u32,
+    pub deposit: &'a mut CudaSlice<u64>,
+    pub totals: &'a mut CudaSlice<u64>,
+    pub det_count: &'a mut CudaSlice<u32>,
+    pub det_buf: &'a mut CudaSlice<u32>,
+    pub det_cap: u32,
+}
+
+/// Launches `transport_run`.
+pub(crate) fn launch_transport(
+    stream: &CudaStream,
+    func: &CudaFunction,
+    cfg: LaunchConfig,
+    a: TransportArgs<'_>,
+) -> Result<(), DriverError> {
+    let mut b = stream.launch_builder(func);
+    b.arg(a.prm)
+        .arg(a.labels)
+        .arg(a.dist)
+        .arg(a.media)
+        .arg(a.pattern)
+        .arg(a.det)
+        .arg(&a.first)
+        .arg(&a.count)
+        .arg(a.deposit)
+        .arg(a.totals)
+        .arg(a.det_count)
+        .arg(a.det_buf)
+        .arg(&a.det_cap);
+    // SAFETY: the arguments match `transport_run`'s C signature one for one (pointer types
+    // u32/u16/u8/f32/f32/f32, then u64, u32, u64*, u64*, u32*, u32*, u32). Sizes, checked by
+    // `cuda::transport::simulate_on`, which builds every buffer from one `ModelBlock`: prm has
+    // CS_P_WORDS words, labels and dist one entry per voxel, media 12 floats per medium,
+    // deposit gates x voxels cells, totals 12, det_buf det_cap records.
+    unsafe { b.launch(cfg) }.map(|_| ())
+}

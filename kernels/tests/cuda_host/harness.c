@@ -8,11 +8,15 @@
  *                                                            exp, ln, neg_ln_1m, sin, cos (bits)
  *   harness sha N                                         -> reads 24 words + base nonce on
  *                                                            stdin (hex), writes H7 of N nonces
+ *   harness transport FILE                                -> runs a photon range of the model
+ *                                                            in FILE (layout: read_model), writes
+ *                                                            deposit, totals, detected records
  */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cs_math.cuh"
+#include "cs_photon.cuh"
 #include "cs_philox.cuh"
 #include "cs_sha256d_core.cuh"
 
@@ -24,7 +28,67 @@ static void put(uint32_t w) {
 
 static uint32_t arg32(const char *s) { return (uint32_t)strtoul(s, NULL, 0); }
 
+static void *read_array(FILE *f, size_t elem, uint64_t *n_out) {
+    uint64_t n;
+    if (fread(&n, 8, 1, f) != 1) {
+        exit(3);
+    }
+    void *p = malloc(n * elem + 8);
+    if (!p || fread(p, elem, n, f) != n) {
+        exit(3);
+    }
+    *n_out = n;
+    return p;
+}
+
+/* File: params, labels (u16), dist (u8), media (f32), pattern (f32), detectors (f32) as
+ * length-prefixed (u64) arrays, then cells, first photon, photon count (u64 each). */
+static int run_transport(const char *file) {
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        return 3;
+    }
+    uint64_t n, cells, first, count;
+    uint32_t *prm = (uint32_t *)read_array(f, 4, &n);
+    cs_model m;
+    cs_model_load(prm, &m);
+    m.labels = (const uint16_t *)read_array(f, 2, &n);
+    m.dist = (const uint8_t *)read_array(f, 1, &n);
+    m.media = (const cs_medium *)read_array(f, 4, &n);
+    m.pattern = (const float *)read_array(f, 4, &n);
+    m.det = (const float *)read_array(f, 4, &n);
+    if (fread(&cells, 8, 1, f) != 1 || fread(&first, 8, 1, f) != 1 || fread(&count, 8, 1, f) != 1) {
+        return 3;
+    }
+    fclose(f);
+    uint64_t *deposit = (uint64_t *)calloc(cells + 1, 8);
+    uint32_t det_words = CS_DET_HEAD + m.nmedia;
+    uint32_t *det_buf = (uint32_t *)malloc(((size_t)count + 1) * det_words * 4);
+    uint32_t det_count = 0;
+    uint64_t totals[CS_T_COUNT] = {0};
+    float path[CS_MAX_TRACK + 1024];
+    if (!deposit || !det_buf) {
+        return 4;
+    }
+    for (uint64_t i = 0; i < count; ++i) {
+        cs_record rec;
+        cs_run_photon(&m, first + i, deposit, path, &rec);
+        cs_totals_add(totals, &rec);
+        if (rec.detector >= 0) {
+            cs_detected_write(&m, &rec, first + i, path, &det_count, det_buf, (uint32_t)count);
+        }
+    }
+    fwrite(deposit, 8, cells, stdout);
+    fwrite(totals, 8, CS_T_COUNT, stdout);
+    fwrite(&det_count, 4, 1, stdout);
+    fwrite(det_buf, 4, (size_t)det_count * det_words, stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 3 && argv[1][0] == 't') {
+        return run_transport(argv[2]);
+    }
     if (argc >= 7 && argv[1][0] == 'p') {
         uint64_t seed = ((uint64_t)arg32(argv[2]) << 32) | arg32(argv[3]);
         uint64_t index = ((uint64_t)arg32(argv[4]) << 32) | arg32(argv[5]);
