@@ -16,6 +16,8 @@ pub(crate) struct Med {
     pub mua_g: f32,
     /// Scattering per grid unit.
     pub mus_g: f32,
+    /// `1 / mus_g` (infinite when `mus` is 0; only used when it is not).
+    pub inv_mus_g: f32,
     pub g: f32,
     pub n: f32,
     /// Optical path (mm, times `n`) per grid unit travelled: `n * unit_mm`.
@@ -140,6 +142,7 @@ impl<'a> Model<'a> {
             media.push(Med {
                 mua_g: m.mua * job.unit_mm,
                 mus_g: m.mus * job.unit_mm,
+                inv_mus_g: 1.0 / (m.mus * job.unit_mm),
                 g: m.g,
                 n: m.n,
                 nl,

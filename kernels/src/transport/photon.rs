@@ -359,7 +359,7 @@ fn enter(m: &Model, mut p: [f32; 3], d: [f32; 3]) -> Entry {
         }
         p[axis] = if d[axis] > 0.0 { 0.0 } else { m.dimf[axis] };
         for a in 0..3 {
-            v[a] = (p[a] as i32).clamp(0, m.dim[a] - 1);
+            v[a] = (p[a] as i32).min(m.dim[a] - 1);
         }
         entered = Some(axis);
     }
@@ -367,7 +367,8 @@ fn enter(m: &Model, mut p: [f32; 3], d: [f32; 3]) -> Entry {
     let max_steps = m.dim.iter().map(|&x| x as u64).sum::<u64>() + 3;
     let mut steps = 0;
     while m.label(v) == 0 {
-        let (t, axis) = face_distance(p, d, v);
+        let inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
+        let (t, axis) = face_distance(p, d, inv_d, v);
         if !t.is_finite() || steps > max_steps {
             return Entry::Never {
                 face: dominant_face(d),
@@ -392,14 +393,14 @@ fn enter(m: &Model, mut p: [f32; 3], d: [f32; 3]) -> Entry {
 
 /// Distance along `d` from `p` to the exit face of voxel `v`, and that face's axis.
 #[inline(always)]
-fn face_distance(p: [f32; 3], d: [f32; 3], v: [i32; 3]) -> (f32, usize) {
+fn face_distance(p: [f32; 3], d: [f32; 3], inv_d: [f32; 3], v: [i32; 3]) -> (f32, usize) {
     let mut best = f32::INFINITY;
     let mut axis = 0;
     for a in 0..3 {
         let t = if d[a] > 0.0 {
-            ((v[a] + 1) as f32 - p[a]) / d[a]
+            ((v[a] + 1) as f32 - p[a]) * inv_d[a]
         } else if d[a] < 0.0 {
-            (v[a] as f32 - p[a]) / d[a]
+            (v[a] as f32 - p[a]) * inv_d[a]
         } else {
             f32::INFINITY
         };
@@ -414,14 +415,14 @@ fn face_distance(p: [f32; 3], d: [f32; 3], v: [i32; 3]) -> (f32, usize) {
 
 /// Distance along `d` from `p` (inside the grid box) to the box surface, and the face's axis.
 #[inline(always)]
-fn box_exit(p: [f32; 3], d: [f32; 3], dimf: [f32; 3]) -> (f32, usize) {
+fn box_exit(p: [f32; 3], d: [f32; 3], inv_d: [f32; 3], dimf: [f32; 3]) -> (f32, usize) {
     let mut best = f32::INFINITY;
     let mut axis = 0;
     for a in 0..3 {
         let t = if d[a] > 0.0 {
-            (dimf[a] - p[a]) / d[a]
+            (dimf[a] - p[a]) * inv_d[a]
         } else if d[a] < 0.0 {
-            -p[a] / d[a]
+            -p[a] * inv_d[a]
         } else {
             f32::INFINITY
         };
@@ -544,7 +545,7 @@ pub(crate) fn run_photon<S: DepositSink>(
             break;
         };
         let s_dist = if med.mus_g > 0.0 {
-            s_rem / med.mus_g
+            s_rem * med.inv_mus_g
         } else {
             f32::INFINITY
         };
@@ -567,10 +568,16 @@ pub(crate) fn run_photon<S: DepositSink>(
         for (pa, da) in p.iter().zip(m.dimf) {
             near = near.min(*pa).min(da - pa);
         }
+        // 1/d per axis, computed only when a face distance is needed (most segments in large
+        // homogeneous regions never need one).
+        let mut inv_d = [0.0f32; 3];
+        let mut have_inv = false;
         let (t_box, box_axis) = if limit * 1.001 + 0.001 < near {
             (f32::INFINITY, 0)
         } else {
-            box_exit(p, d, m.dimf)
+            inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
+            have_inv = true;
+            box_exit(p, d, inv_d, m.dimf)
         };
         let stop = loop {
             let rem = limit - traveled;
@@ -586,7 +593,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                     }
                     p[box_axis] = if pos { m.dimf[box_axis] } else { 0.0 };
                     for a in 0..3 {
-                        v[a] = (p[a] as i32).clamp(0, m.dim[a] - 1);
+                        v[a] = (p[a] as i32).min(m.dim[a] - 1);
                     }
                     traveled = t_box.max(traveled);
                     break Stop::Face {
@@ -597,7 +604,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                 let step = if rem <= safe { rem } else { safe };
                 for a in 0..3 {
                     p[a] += d[a] * step;
-                    v[a] = (p[a] as i32).clamp(0, m.dim[a] - 1);
+                    v[a] = (p[a] as i32).min(m.dim[a] - 1);
                 }
                 if rem <= safe {
                     traveled = limit;
@@ -608,7 +615,11 @@ pub(crate) fn run_photon<S: DepositSink>(
                 continue;
             }
             one_jump = false;
-            let (t, axis) = face_distance(p, d, v);
+            if !have_inv {
+                inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
+                have_inv = true;
+            }
+            let (t, axis) = face_distance(p, d, inv_d, v);
             if rem <= t {
                 for a in 0..3 {
                     p[a] += d[a] * rem;
@@ -644,7 +655,7 @@ pub(crate) fn run_photon<S: DepositSink>(
                 let sstar = (math::neg_ln_1m(x * (1.0 - att)) * med.inv_mua_g).clamp(0.0, traveled);
                 let mut sv = [0i32; 3];
                 for a in 0..3 {
-                    sv[a] = ((p0[a] + d[a] * sstar) as i32).clamp(0, m.dim[a] - 1);
+                    sv[a] = ((p0[a] + d[a] * sstar) as i32).min(m.dim[a] - 1);
                 }
                 if !one_jump && m.label(sv) != cur {
                     sv = v;

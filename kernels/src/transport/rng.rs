@@ -37,7 +37,12 @@ pub fn philox4x32_10(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 /// Returns the blocks in order; equal to four calls of [`philox4x32_10`].
 #[inline(always)]
 pub fn philox4x32_10_x4(ctr0: u32, c1: u32, c2: u32, c3: u32, key: [u32; 2]) -> [[u32; 4]; 4] {
-    let mut a = [ctr0, ctr0.wrapping_add(1), ctr0.wrapping_add(2), ctr0.wrapping_add(3)];
+    let mut a = [
+        ctr0,
+        ctr0.wrapping_add(1),
+        ctr0.wrapping_add(2),
+        ctr0.wrapping_add(3),
+    ];
     let mut b = [c1; 4];
     let mut c = [c2; 4];
     let mut d = [c3; 4];
@@ -166,7 +171,10 @@ mod tests {
         // The stream is the concatenation of blocks 0, 1, 2, ... of (seed, index).
         let mut r = PhotonRng::new(0x0102_0304_0506_0708, 0x1112_1314_1516_1718);
         for blk in 0..9u32 {
-            let b = philox4x32_10([blk, 0, 0x1516_1718, 0x1112_1314], [0x0506_0708, 0x0102_0304]);
+            let b = philox4x32_10(
+                [blk, 0, 0x1516_1718, 0x1112_1314],
+                [0x0506_0708, 0x0102_0304],
+            );
             for w in b {
                 assert_eq!(r.next_u32(), w);
             }
