@@ -39,8 +39,8 @@
 #define CS_P_ROUL_FACTOR 50
 #define CS_P_WORDS 51
 
-// Floats per medium: mua_g, mus_g, g, n, nl, inv_nl, inv_mua_g, hg[5].
-#define CS_MEDIUM_FLOATS 12
+// Floats per medium: mua_g, mus_g, inv_mus_g, g, n, nl, inv_nl, inv_mua_g, hg[5].
+#define CS_MEDIUM_FLOATS 13
 
 #define CS_SRC_PENCIL 0u
 #define CS_SRC_ISOTROPIC 1u
@@ -56,7 +56,7 @@
 #define CS_FACE_CYCLIC 3u
 
 typedef struct {
-    float mua_g, mus_g, g, n, nl, inv_nl, inv_mua_g;
+    float mua_g, mus_g, inv_mus_g, g, n, nl, inv_nl, inv_mua_g;
     float hg[5];
 } cs_medium;
 

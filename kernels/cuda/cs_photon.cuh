@@ -53,7 +53,7 @@ CS_FN uint32_t cs_f2u_sat(float x) {
     }
     return (uint32_t)x;
 }
-CS_FN int32_t cs_clampi(int32_t x, int32_t lo, int32_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
+CS_FN int32_t cs_mini(int32_t x, int32_t hi) { return x < hi ? x : hi; }
 
 // Fixed-point weight: trunc(w * 2^32), negative and NaN to 0 (photon.rs `q`).
 CS_FN uint64_t cs_q(float w) {
@@ -201,15 +201,16 @@ CS_FN uint32_t cs_dominant_face(const float d[3]) {
 }
 
 // Distance to the exit face of voxel v, and its axis.
-CS_FN float cs_face_distance(const float p[3], const float d[3], const int32_t v[3], int *axis_out) {
+CS_FN float cs_face_distance(const float p[3], const float d[3], const float inv_d[3], const int32_t v[3],
+                             int *axis_out) {
     float best = CS_INF;
     int axis = 0;
     for (int a = 0; a < 3; ++a) {
         float t;
         if (d[a] > 0.0f) {
-            t = ((float)(v[a] + 1) - p[a]) / d[a];
+            t = ((float)(v[a] + 1) - p[a]) * inv_d[a];
         } else if (d[a] < 0.0f) {
-            t = ((float)v[a] - p[a]) / d[a];
+            t = ((float)v[a] - p[a]) * inv_d[a];
         } else {
             t = CS_INF;
         }
@@ -223,15 +224,16 @@ CS_FN float cs_face_distance(const float p[3], const float d[3], const int32_t v
     return best;
 }
 
-CS_FN float cs_box_exit(const float p[3], const float d[3], const float dimf[3], int *axis_out) {
+CS_FN float cs_box_exit(const float p[3], const float d[3], const float inv_d[3], const float dimf[3],
+                        int *axis_out) {
     float best = CS_INF;
     int axis = 0;
     for (int a = 0; a < 3; ++a) {
         float t;
         if (d[a] > 0.0f) {
-            t = (dimf[a] - p[a]) / d[a];
+            t = (dimf[a] - p[a]) * inv_d[a];
         } else if (d[a] < 0.0f) {
-            t = -p[a] / d[a];
+            t = -p[a] * inv_d[a];
         } else {
             t = CS_INF;
         }
@@ -300,7 +302,8 @@ CS_FN int cs_enter(const cs_model *m, float p[3], const float d[3], int32_t v[3]
         }
         p[axis] = d[axis] > 0.0f ? 0.0f : m->dimf[axis];
         for (int a = 0; a < 3; ++a) {
-            v[a] = cs_clampi(cs_f2i_sat(p[a]), 0, m->dim[a] - 1);
+            int32_t t = cs_f2i_sat(p[a]);
+            v[a] = t < m->dim[a] - 1 ? t : m->dim[a] - 1;
         }
         *entered = axis;
     }
@@ -308,7 +311,8 @@ CS_FN int cs_enter(const cs_model *m, float p[3], const float d[3], int32_t v[3]
     uint64_t steps = 0;
     while (cs_label(m, v) == 0u) {
         int axis;
-        float t = cs_face_distance(p, d, v, &axis);
+        float inv_d[3] = {1.0f / d[0], 1.0f / d[1], 1.0f / d[2]};
+        float t = cs_face_distance(p, d, inv_d, v, &axis);
         if (!cs_isfinite(t) || steps > max_steps) {
             *face_out = cs_dominant_face(d);
             return 0;
@@ -466,7 +470,7 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
             break;
         }
         const cs_medium *med = &m->media[cur];
-        float s_dist = med->mus_g > 0.0f ? s_rem / med->mus_g : CS_INF;
+        float s_dist = med->mus_g > 0.0f ? s_rem * med->inv_mus_g : CS_INF;
         float t_dist = (m->l1 - lopt) * med->inv_nl;
         if (t_dist <= 0.0f) {
             rec->fate = CS_FATE_ALIVE;
@@ -482,13 +486,21 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
         for (int a = 0; a < 3; ++a) {
             near = cs_fmin(cs_fmin(near, p[a]), m->dimf[a] - p[a]);
         }
+        // 1/d per axis, computed only when a face distance is needed (photon.rs does the same;
+        // d is constant within a segment, so when it is computed does not change its bits).
+        float inv_d[3] = {0.0f, 0.0f, 0.0f};
+        int have_inv = 0;
         float t_box;
         int box_axis;
         if (limit * 1.001f + 0.001f < near) {
             t_box = CS_INF;
             box_axis = 0;
         } else {
-            t_box = cs_box_exit(p, d, m->dimf, &box_axis);
+            inv_d[0] = 1.0f / d[0];
+            inv_d[1] = 1.0f / d[1];
+            inv_d[2] = 1.0f / d[2];
+            have_inv = 1;
+            t_box = cs_box_exit(p, d, inv_d, m->dimf, &box_axis);
         }
         int stop;
         int s_axis = 0, s_pos = 0;
@@ -507,7 +519,7 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
                     }
                     p[box_axis] = pos ? m->dimf[box_axis] : 0.0f;
                     for (int a = 0; a < 3; ++a) {
-                        v[a] = cs_clampi(cs_f2i_sat(p[a]), 0, m->dim[a] - 1);
+                        v[a] = cs_mini(cs_f2i_sat(p[a]), m->dim[a] - 1);
                     }
                     traveled = cs_fmax(t_box, traveled);
                     stop = CS_STOP_FACE;
@@ -518,7 +530,7 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
                 float step = rem <= safe ? rem : safe;
                 for (int a = 0; a < 3; ++a) {
                     p[a] += d[a] * step;
-                    v[a] = cs_clampi(cs_f2i_sat(p[a]), 0, m->dim[a] - 1);
+                    v[a] = cs_mini(cs_f2i_sat(p[a]), m->dim[a] - 1);
                 }
                 if (rem <= safe) {
                     traveled = limit;
@@ -530,8 +542,14 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
                 continue;
             }
             one_jump = 0;
+            if (!have_inv) {
+                inv_d[0] = 1.0f / d[0];
+                inv_d[1] = 1.0f / d[1];
+                inv_d[2] = 1.0f / d[2];
+                have_inv = 1;
+            }
             int axis;
-            float t = cs_face_distance(p, d, v, &axis);
+            float t = cs_face_distance(p, d, inv_d, v, &axis);
             if (rem <= t) {
                 for (int a = 0; a < 3; ++a) {
                     p[a] += d[a] * rem;
@@ -577,7 +595,7 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
                 float sstar = cs_clamp(cs_neg_ln_1m(x * (1.0f - att)) * med->inv_mua_g, 0.0f, traveled);
                 int32_t sv[3];
                 for (int a = 0; a < 3; ++a) {
-                    sv[a] = cs_clampi(cs_f2i_sat(p0[a] + d[a] * sstar), 0, m->dim[a] - 1);
+                    sv[a] = cs_mini(cs_f2i_sat(p0[a] + d[a] * sstar), m->dim[a] - 1);
                 }
                 if (!one_jump && cs_label(m, sv) != cur) {
                     sv[0] = v[0];

@@ -23,7 +23,7 @@ use crate::transport::tally_ops::tally_cells;
 /// Words of the scalar block (`CS_P_WORDS` in cs_model.cuh).
 pub const PARAM_WORDS: usize = 51;
 /// Floats per medium (`CS_MEDIUM_FLOATS`).
-pub const MEDIUM_FLOATS: usize = 12;
+pub const MEDIUM_FLOATS: usize = 13;
 /// u64 totals per run (`CS_T_COUNT`).
 pub const TOTALS: usize = 12;
 /// Header words of a detected photon (`CS_DET_HEAD`).
@@ -145,7 +145,7 @@ impl ModelBlock {
         let mut media = Vec::with_capacity(m.media.len() * MEDIUM_FLOATS);
         for md in &m.media {
             media.extend_from_slice(&[
-                md.mua_g, md.mus_g, md.g, md.n, md.nl, md.inv_nl, md.inv_mua_g,
+                md.mua_g, md.mus_g, md.inv_mus_g, md.g, md.n, md.nl, md.inv_nl, md.inv_mua_g,
             ]);
             media.extend_from_slice(&md.hg);
         }
