@@ -5,6 +5,7 @@
 
 mod cmd_bench_protocol;
 mod cmd_bench_sha256d;
+mod cmd_cuda;
 mod cmd_keygen;
 
 use clap::{Parser, Subcommand};
