@@ -16,15 +16,16 @@ mod common;
 
 use compushare_kernels::cuda::sha256d::work_constants;
 use compushare_kernels::cuda::transport::{assemble, ModelBlock, TOTALS};
-use compushare_kernels::transport::job::Job;
-use compushare_kernels::transport::simulate;
 use compushare_kernels::sha256d::{sha256d, ScanWork, Target};
+use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::math;
 use compushare_kernels::transport::rng::PhotonRng;
+use compushare_kernels::transport::simulate;
 
 fn harness(tag: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::temp_dir().join(format!("compushare-cuda-host-{tag}-{}", std::process::id()));
+    let out =
+        std::env::temp_dir().join(format!("compushare-cuda-host-{tag}-{}", std::process::id()));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let status = Command::new(&cc)
         .args([
@@ -45,7 +46,10 @@ fn harness(tag: &str) -> PathBuf {
         .arg("-lm")
         .status()
         .unwrap_or_else(|e| panic!("running the host C compiler `{cc}`: {e}"));
-    assert!(status.success(), "compiling tests/cuda_host/harness.c failed");
+    assert!(
+        status.success(),
+        "compiling tests/cuda_host/harness.c failed"
+    );
     out
 }
 
@@ -57,7 +61,12 @@ fn run(bin: &PathBuf, args: &[String], stdin: &str, mut check: impl FnMut(u64, u
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let mut r = BufReader::with_capacity(1 << 20, child.stdout.take().unwrap());
     let mut w = [0u8; 4];
     let mut n = 0u64;
@@ -100,7 +109,10 @@ fn headers_match_rust_bit_for_bit() {
             n.to_string(),
         ];
         let got = run(&bin, &args, "", |i, w| {
-            assert_eq!(w, expect[i as usize], "philox seed {seed} index {index} word {i}");
+            assert_eq!(
+                w, expect[i as usize],
+                "philox seed {seed} index {index} word {i}"
+            );
         });
         assert_eq!(got, expect.len() as u64);
     }
@@ -146,7 +158,9 @@ fn headers_match_rust_bit_for_bit() {
     for seed in 0u8..4 {
         let mut header = [0u8; 80];
         for (i, b) in header.iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(31).wrapping_add(seed.wrapping_mul(97));
+            *b = (i as u8)
+                .wrapping_mul(31)
+                .wrapping_add(seed.wrapping_mul(97));
         }
         let work = ScanWork::new(header, Target::from_difficulty(1.0).unwrap());
         let base = 0xffff_f000u32.wrapping_add(u32::from(seed) * 1_000_003);
@@ -176,7 +190,12 @@ fn put_array<T: Copy>(out: &mut Vec<u8>, v: &[T], bytes: impl Fn(T) -> Vec<u8>) 
 
 /// Runs photons `first..first + count` of `job` through the C port of the walk (the code the
 /// CUDA kernel runs) and assembles the tally as the GPU driver does.
-fn c_port_tally(bin: &PathBuf, job: &Job, first: u64, count: u64) -> compushare_kernels::transport::tally::Tally {
+fn c_port_tally(
+    bin: &PathBuf,
+    job: &Job,
+    first: u64,
+    count: u64,
+) -> compushare_kernels::transport::tally::Tally {
     let block = ModelBlock::new(job).unwrap();
     let mut file = Vec::new();
     put_array(&mut file, &block.params, |x| x.to_le_bytes().to_vec());
@@ -193,7 +212,11 @@ fn c_port_tally(bin: &PathBuf, job: &Job, first: u64, count: u64) -> compushare_
         std::process::id()
     ));
     std::fs::write(&path, &file).unwrap();
-    let out = Command::new(bin).arg("transport").arg(&path).output().unwrap();
+    let out = Command::new(bin)
+        .arg("transport")
+        .arg(&path)
+        .output()
+        .unwrap();
     let _ = std::fs::remove_file(&path);
     assert!(out.status.success(), "harness transport failed");
     let b = out.stdout;
@@ -270,7 +293,11 @@ fn transport_walk_port_matches_the_cpu_engine() {
         assert_eq!(c.escaped, cpu.escaped, "{} escaped", job.id);
         assert_eq!(c.specular, cpu.specular, "{} specular", job.id);
         assert_eq!(c.alive_at_t1, cpu.alive_at_t1, "{} alive", job.id);
-        assert_eq!(c.roulette_gained, cpu.roulette_gained, "{} roulette", job.id);
+        assert_eq!(
+            c.roulette_gained, cpu.roulette_gained,
+            "{} roulette",
+            job.id
+        );
         assert_eq!(c.detected, cpu.detected, "{} detected", job.id);
         assert!(c.deposit == cpu.deposit, "{} deposit differs", job.id);
         assert_eq!(c.digest(), cpu.digest(), "{} digest", job.id);

@@ -87,16 +87,19 @@ pub fn compile_source(name: &str, src: &str, arch: Arch) -> Result<Vec<u8>, Cuda
 fn compile_text(name: &str, src: &str, arch: Arch) -> Result<Vec<u8>, CudaError> {
     let (c_src, c_name) = match (sys::cstring(src), sys::cstring(name)) {
         (Some(s), Some(n)) => (s, n),
-        _ => return Err(CudaError::UnknownKernel(format!("{name} (holds a NUL byte)"))),
+        _ => {
+            return Err(CudaError::UnknownKernel(format!(
+                "{name} (holds a NUL byte)"
+            )))
+        }
     };
-    let out = sys::nvrtc_compile(&c_src, &c_name, &options(arch)).map_err(|e| {
-        CudaError::Compile {
+    let out =
+        sys::nvrtc_compile(&c_src, &c_name, &options(arch)).map_err(|e| CudaError::Compile {
             file: name.to_string(),
             arch: arch.sm(),
             status: format!("{e:?}"),
             log: String::new(),
-        }
-    })?;
+        })?;
     match (out.ok, out.log.is_empty()) {
         (None, true) if !out.cubin.is_empty() => Ok(out.cubin),
         (None, _) => Err(CudaError::Compile {
@@ -116,7 +119,11 @@ fn compile_text(name: &str, src: &str, arch: Arch) -> Result<Vec<u8>, CudaError>
 
 /// The cache directory in use (it may not exist yet).
 pub fn cache_dir() -> Option<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     env(CACHE_DIR_ENV)
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("compushare")))
         .or_else(|| env("HOME").map(|d| d.join(".cache").join("compushare")))
@@ -187,7 +194,9 @@ mod tests {
         assert!(o.contains(&"--fmad=false".to_string()));
         assert!(o.contains(&"--prec-div=true".to_string()));
         assert!(o.contains(&"--prec-sqrt=true".to_string()));
-        assert!(!o.iter().any(|x| x.contains("fast-math") || x == "--ftz=true"));
+        assert!(!o
+            .iter()
+            .any(|x| x.contains("fast-math") || x == "--ftz=true"));
     }
 
     #[test]

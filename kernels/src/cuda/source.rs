@@ -22,10 +22,7 @@ pub const FILES: &[(&str, &str)] = &[
 
 /// The compilable kernels (the `.cu` files); the rest are headers.
 pub fn kernels() -> impl Iterator<Item = &'static str> {
-    FILES
-        .iter()
-        .map(|(n, _)| *n)
-        .filter(|n| n.ends_with(".cu"))
+    FILES.iter().map(|(n, _)| *n).filter(|n| n.ends_with(".cu"))
 }
 
 fn text(name: &str) -> Option<&'static str> {
@@ -99,6 +96,9 @@ mod tests {
             n += 1;
         }
         assert!(n >= 1);
-        assert!(matches!(expand("nope.cu"), Err(CudaError::UnknownKernel(_))));
+        assert!(matches!(
+            expand("nope.cu"),
+            Err(CudaError::UnknownKernel(_))
+        ));
     }
 }

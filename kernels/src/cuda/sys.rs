@@ -51,7 +51,9 @@ pub(crate) fn nvrtc_compile(
     // Options never hold NUL bytes (they are built from fixed strings and digits); an option
     // that did would be refused here rather than panic inside cudarc.
     if options.iter().any(|o| o.contains('\0')) {
-        return Err(NvrtcError(nvrtc_sys::nvrtcResult::NVRTC_ERROR_INVALID_OPTION));
+        return Err(NvrtcError(
+            nvrtc_sys::nvrtcResult::NVRTC_ERROR_INVALID_OPTION,
+        ));
     }
     // SAFETY: `prog` is a live program (dropped by `guard` after this function).
     let compiled = unsafe { nvrtc_result::compile_program(guard.0, options) };

@@ -145,7 +145,14 @@ impl ModelBlock {
         let mut media = Vec::with_capacity(m.media.len() * MEDIUM_FLOATS);
         for md in &m.media {
             media.extend_from_slice(&[
-                md.mua_g, md.mus_g, md.inv_mus_g, md.g, md.n, md.nl, md.inv_nl, md.inv_mua_g,
+                md.mua_g,
+                md.mus_g,
+                md.inv_mus_g,
+                md.g,
+                md.n,
+                md.nl,
+                md.inv_nl,
+                md.inv_mua_g,
             ]);
             media.extend_from_slice(&md.hg);
         }
@@ -234,92 +241,146 @@ pub fn simulate(job: &Job, photons: Range<u64>, device: u32) -> Result<Tally, Cu
 
 /// As [`simulate`] on an opened device.
 pub fn simulate_on(gpu: &Gpu, job: &Job, photons: Range<u64>) -> Result<Tally, CudaError> {
-    let block = ModelBlock::new(job)?;
-    let func = gpu.load("transport.cu", "transport_run")?;
-    let cfg = gpu.fill_config(&func, BLOCK)?;
-    let stream = gpu.stream();
-    let prm = up(gpu, &block.params)?;
-    let labels = up(gpu, &block.labels)?;
-    let dist = up(gpu, &block.dist)?;
-    let media = up(gpu, &block.media)?;
-    let pattern = up(gpu, &block.pattern)?;
-    let dets = up(gpu, &block.detectors)?;
-    let alloc = |n: usize| {
-        stream
-            .alloc_zeros::<u64>(n)
-            .map_err(|e| CudaError::driver("allocating the tally", e))
-    };
-    let mut deposit = alloc(block.cells.max(1))?;
-    let mut totals = alloc(TOTALS)?;
-    let total = photons.end.saturating_sub(photons.start);
-    let cap = total.min(BATCH) as usize;
-    let track = !job.detectors.is_empty();
-    let det_cap = if track { cap.max(1) } else { 1 };
-    let mut det_count = stream
-        .alloc_zeros::<u32>(1)
-        .map_err(|e| CudaError::driver("allocating the detector counter", e))?;
-    let mut det_buf = stream
-        .alloc_zeros::<u32>(det_cap * block.det_words())
-        .map_err(|e| CudaError::driver("allocating the detector buffer", e))?;
-    let mut detected_words: Vec<u32> = Vec::new();
-    let mut first = photons.start;
-    while first < photons.end {
-        let count = (photons.end - first).min(BATCH) as u32;
-        sys::launch_transport(
-            stream,
-            &func,
+    GpuTransport::new(gpu, job)?.run(photons)
+}
+
+/// A job uploaded to a GPU with its kernel loaded and its tally buffers allocated, for
+/// running several photon ranges (benchmarks, a rig's successive assignments) without
+/// re-uploading.
+#[derive(Debug)]
+pub struct GpuTransport {
+    gpu: Gpu,
+    func: cudarc::driver::CudaFunction,
+    cfg: cudarc::driver::LaunchConfig,
+    block: ModelBlock,
+    track: bool,
+    prm: CudaSlice<u32>,
+    labels: CudaSlice<u16>,
+    dist: CudaSlice<u8>,
+    media: CudaSlice<f32>,
+    pattern: CudaSlice<f32>,
+    dets: CudaSlice<f32>,
+    deposit: CudaSlice<u64>,
+    totals: CudaSlice<u64>,
+    det_count: CudaSlice<u32>,
+    det_buf: CudaSlice<u32>,
+    det_cap: usize,
+}
+
+impl GpuTransport {
+    /// Validates and uploads `job`, loads (compiling or from cache) the kernel.
+    pub fn new(gpu: &Gpu, job: &Job) -> Result<GpuTransport, CudaError> {
+        let block = ModelBlock::new(job)?;
+        let func = gpu.load("transport.cu", "transport_run")?;
+        let cfg = gpu.fill_config(&func, BLOCK)?;
+        let stream = gpu.stream();
+        let track = !job.detectors.is_empty();
+        let det_cap = if track { BATCH as usize } else { 1 };
+        let alloc64 = |n: usize| {
+            stream
+                .alloc_zeros::<u64>(n)
+                .map_err(|e| CudaError::driver("allocating the tally", e))
+        };
+        let alloc32 = |n: usize| {
+            stream
+                .alloc_zeros::<u32>(n)
+                .map_err(|e| CudaError::driver("allocating the detector buffer", e))
+        };
+        Ok(GpuTransport {
+            prm: up(gpu, &block.params)?,
+            labels: up(gpu, &block.labels)?,
+            dist: up(gpu, &block.dist)?,
+            media: up(gpu, &block.media)?,
+            pattern: up(gpu, &block.pattern)?,
+            dets: up(gpu, &block.detectors)?,
+            deposit: alloc64(block.cells.max(1))?,
+            totals: alloc64(TOTALS)?,
+            det_count: alloc32(1)?,
+            det_buf: alloc32(det_cap * block.det_words())?,
+            gpu: gpu.clone(),
+            func,
             cfg,
-            sys::TransportArgs {
-                prm: &prm,
-                labels: &labels,
-                dist: &dist,
-                media: &media,
-                pattern: &pattern,
-                det: &dets,
-                first,
-                count,
-                deposit: &mut deposit,
-                totals: &mut totals,
-                det_count: &mut det_count,
-                det_buf: &mut det_buf,
-                det_cap: det_cap as u32,
-            },
-        )
-        .map_err(|e| CudaError::driver("launching transport_run", e))?;
-        if track {
-            let mut n = [0u32; 1];
-            stream
-                .memcpy_dtoh(&det_count, &mut n)
-                .map_err(|e| CudaError::driver("reading the detector counter", e))?;
-            let n = n[0] as usize;
-            if n > det_cap {
-                // Cannot happen (one slot per photon); refuse rather than lose photons.
-                return Err(CudaError::TooLarge(format!(
-                    "{n} detected photons for {det_cap} slots"
-                )));
+            block,
+            track,
+            det_cap,
+        })
+    }
+
+    /// Simulates photon indices `photons`; the tally equals the CPU engine's.
+    pub fn run(&mut self, photons: Range<u64>) -> Result<Tally, CudaError> {
+        let stream = self.gpu.stream().clone();
+        let zero = |e| CudaError::driver("clearing the tally", e);
+        stream.memset_zeros(&mut self.deposit).map_err(zero)?;
+        stream.memset_zeros(&mut self.totals).map_err(zero)?;
+        stream.memset_zeros(&mut self.det_count).map_err(zero)?;
+        let words = self.block.det_words();
+        let mut detected_words: Vec<u32> = Vec::new();
+        let mut first = photons.start;
+        while first < photons.end {
+            let count = (photons.end - first).min(BATCH) as u32;
+            sys::launch_transport(
+                &stream,
+                &self.func,
+                self.cfg,
+                sys::TransportArgs {
+                    prm: &self.prm,
+                    labels: &self.labels,
+                    dist: &self.dist,
+                    media: &self.media,
+                    pattern: &self.pattern,
+                    det: &self.dets,
+                    first,
+                    count,
+                    deposit: &mut self.deposit,
+                    totals: &mut self.totals,
+                    det_count: &mut self.det_count,
+                    det_buf: &mut self.det_buf,
+                    det_cap: self.det_cap as u32,
+                },
+            )
+            .map_err(|e| CudaError::driver("launching transport_run", e))?;
+            if self.track {
+                let mut n = [0u32; 1];
+                stream
+                    .memcpy_dtoh(&self.det_count, &mut n)
+                    .map_err(|e| CudaError::driver("reading the detector counter", e))?;
+                let n = n[0] as usize;
+                if n > self.det_cap {
+                    // Cannot happen (one slot per photon of a batch); refuse rather than lose
+                    // photons.
+                    return Err(CudaError::TooLarge(format!(
+                        "{n} detected photons for {} slots",
+                        self.det_cap
+                    )));
+                }
+                if n > 0 {
+                    let view = self.det_buf.slice(..n * words);
+                    let got = stream
+                        .clone_dtoh(&view)
+                        .map_err(|e| CudaError::driver("reading detected photons", e))?;
+                    detected_words.extend_from_slice(&got);
+                }
+                stream
+                    .memset_zeros(&mut self.det_count)
+                    .map_err(|e| CudaError::driver("clearing the detector counter", e))?;
             }
-            if n > 0 {
-                let all = stream
-                    .clone_dtoh(&det_buf)
-                    .map_err(|e| CudaError::driver("reading detected photons", e))?;
-                detected_words.extend_from_slice(all.get(..n * block.det_words()).unwrap_or(&[]));
-            }
-            stream
-                .memset_zeros(&mut det_count)
-                .map_err(|e| CudaError::driver("clearing the detector counter", e))?;
+            first += u64::from(count);
         }
-        first += u64::from(count);
+        let dep = stream
+            .clone_dtoh(&self.deposit)
+            .map_err(|e| CudaError::driver("reading the deposit array", e))?;
+        let tot = stream
+            .clone_dtoh(&self.totals)
+            .map_err(|e| CudaError::driver("reading the totals", e))?;
+        let mut t = [0u64; TOTALS];
+        for (a, b) in t.iter_mut().zip(tot) {
+            *a = b;
+        }
+        let dep = if self.block.cells == 0 {
+            Vec::new()
+        } else {
+            dep
+        };
+        Ok(assemble(&self.block, dep, &t, &detected_words))
     }
-    let dep = stream
-        .clone_dtoh(&deposit)
-        .map_err(|e| CudaError::driver("reading the deposit array", e))?;
-    let tot = stream
-        .clone_dtoh(&totals)
-        .map_err(|e| CudaError::driver("reading the totals", e))?;
-    let mut t = [0u64; TOTALS];
-    for (a, b) in t.iter_mut().zip(tot) {
-        *a = b;
-    }
-    let dep = if block.cells == 0 { Vec::new() } else { dep };
-    Ok(assemble(&block, dep, &t, &detected_words))
 }
