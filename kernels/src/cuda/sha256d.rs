@@ -84,12 +84,14 @@ impl GpuScanner {
                 stream,
                 &self.func,
                 self.cfg,
-                &prm,
-                next as u32, // next < 2^32
-                count,
-                top,
-                &mut out,
-                OUT_CAP,
+                sys::Sha256dArgs {
+                    prm: &prm,
+                    base: next as u32, // next < 2^32
+                    count,
+                    target_top: top,
+                    out: &mut out,
+                    out_cap: OUT_CAP,
+                },
             )
             .map_err(|e| CudaError::driver("launching sha256d_scan", e))?;
             stream

@@ -102,28 +102,33 @@ pub(crate) fn cstring(s: &str) -> Option<CString> {
     CString::new(s).ok()
 }
 
-/// Launches `sha256d_scan` (kernels/cuda/sha256d.cu).
+/// The arguments of `sha256d_scan` (kernels/cuda/sha256d.cu), in its order.
+pub(crate) struct Sha256dArgs<'a> {
+    pub prm: &'a CudaSlice<u32>,
+    pub base: u32,
+    pub count: u32,
+    pub target_top: u32,
+    pub out: &'a mut CudaSlice<u32>,
+    pub out_cap: u32,
+}
+
+/// Launches `sha256d_scan`.
 pub(crate) fn launch_sha256d_scan(
     stream: &CudaStream,
     func: &CudaFunction,
     cfg: LaunchConfig,
-    prm: &CudaSlice<u32>,
-    base: u32,
-    count: u32,
-    target_top: u32,
-    out: &mut CudaSlice<u32>,
-    out_cap: u32,
+    a: Sha256dArgs<'_>,
 ) -> Result<(), DriverError> {
     let mut b = stream.launch_builder(func);
-    b.arg(prm)
-        .arg(&base)
-        .arg(&count)
-        .arg(&target_top)
-        .arg(out)
-        .arg(&out_cap);
+    b.arg(a.prm)
+        .arg(&a.base)
+        .arg(&a.count)
+        .arg(&a.target_top)
+        .arg(a.out)
+        .arg(&a.out_cap);
     // SAFETY: the arguments match `sha256d_scan(const uint32_t*, uint32_t, uint32_t,
     // uint32_t, uint32_t*, uint32_t)` one for one; `prm` holds the 24 words the kernel reads
-    // and `out` holds 1 + out_cap words (checked by the caller, `cuda::sha256d`).
+    // and `out` holds 1 + out_cap words (both sized by `cuda::sha256d::GpuScanner`).
     unsafe { b.launch(cfg) }.map(|_| ())
 }
 
