@@ -53,6 +53,20 @@ CS_FN uint32_t cs_f2u_sat(float x) {
     }
     return (uint32_t)x;
 }
+// Component i (0..2) of a 3-vector by selects, not by address: a run-time index into a local
+// array would move it from registers to local memory on a GPU. Same values, so same bits.
+CS_FN float cs_getf(const float a[3], int i) { return i == 0 ? a[0] : (i == 1 ? a[1] : a[2]); }
+CS_FN void cs_setf(float a[3], int i, float x) {
+    a[0] = i == 0 ? x : a[0];
+    a[1] = i == 1 ? x : a[1];
+    a[2] = i == 2 ? x : a[2];
+}
+CS_FN int32_t cs_geti(const int32_t a[3], int i) { return i == 0 ? a[0] : (i == 1 ? a[1] : a[2]); }
+CS_FN void cs_seti(int32_t a[3], int i, int32_t x) {
+    a[0] = i == 0 ? x : a[0];
+    a[1] = i == 1 ? x : a[1];
+    a[2] = i == 2 ? x : a[2];
+}
 CS_FN int32_t cs_mini(int32_t x, int32_t hi) { return x < hi ? x : hi; }
 
 // Fixed-point weight: trunc(w * 2^32), negative and NaN to 0 (photon.rs `q`).
@@ -113,11 +127,11 @@ CS_FN float cs_fresnel(float n1, float n2, float ci, float *ct_out) {
 
 CS_FN void cs_refract(float d[3], int axis, float eta, float ct) {
     float o0 = d[0] * eta, o1 = d[1] * eta, o2 = d[2] * eta;
-    float oa = d[axis] > 0.0f ? ct : -ct;
+    float oa = cs_getf(d, axis) > 0.0f ? ct : -ct;
     d[0] = o0;
     d[1] = o1;
     d[2] = o2;
-    d[axis] = oa;
+    cs_setf(d, axis, oa);
 }
 
 // Launch position, direction and weight (photon.rs `launch`).
@@ -193,11 +207,11 @@ CS_FN float cs_launch(const cs_model *m, cs_rng *rng, float p[3], float d[3]) {
 CS_FN uint32_t cs_dominant_face(const float d[3]) {
     int axis = 0;
     for (int a = 1; a < 3; ++a) {
-        if (cs_fabs(d[a]) > cs_fabs(d[axis])) {
+        if (cs_fabs(d[a]) > cs_fabs(cs_getf(d, axis))) {
             axis = a;
         }
     }
-    return cs_face_index(axis, d[axis] > 0.0f);
+    return cs_face_index(axis, cs_getf(d, axis) > 0.0f);
 }
 
 // Distance to the exit face of voxel v, and its axis.
@@ -300,7 +314,7 @@ CS_FN int cs_enter(const cs_model *m, float p[3], const float d[3], int32_t v[3]
         for (int a = 0; a < 3; ++a) {
             p[a] = cs_clamp(p[a] + d[a] * tnear, 0.0f, m->dimf[a]);
         }
-        p[axis] = d[axis] > 0.0f ? 0.0f : m->dimf[axis];
+        cs_setf(p, axis, cs_getf(d, axis) > 0.0f ? 0.0f : m->dimf[axis]);
         for (int a = 0; a < 3; ++a) {
             int32_t t = cs_f2i_sat(p[a]);
             v[a] = t < m->dim[a] - 1 ? t : m->dim[a] - 1;
@@ -321,10 +335,10 @@ CS_FN int cs_enter(const cs_model *m, float p[3], const float d[3], int32_t v[3]
         for (int a = 0; a < 3; ++a) {
             p[a] += d[a] * t;
         }
-        int pos = d[axis] > 0.0f;
-        p[axis] = (float)(v[axis] + (pos ? 1 : 0));
-        v[axis] += pos ? 1 : -1;
-        if (v[axis] < 0 || v[axis] >= m->dim[axis]) {
+        int pos = cs_getf(d, axis) > 0.0f;
+        cs_setf(p, axis, (float)(cs_geti(v, axis) + (pos ? 1 : 0)));
+        cs_seti(v, axis, cs_geti(v, axis) + (pos ? 1 : -1));
+        if (cs_geti(v, axis) < 0 || cs_geti(v, axis) >= m->dim[axis]) {
             *face_out = cs_face_index(axis, pos);
             return 0;
         }
@@ -372,9 +386,9 @@ CS_FN int cs_cross(const cs_model *m, cs_rng *rng, float d[3], uint32_t cur, uin
     float n2 = nl == 0u ? m->n0 : (nl < m->nmedia ? m->media[nl].n : m->n0);
     if (m->do_mismatch && n1 != n2) {
         float ct;
-        float r = cs_fresnel(n1, n2, cs_fabs(d[axis]), &ct);
+        float r = cs_fresnel(n1, n2, cs_fabs(cs_getf(d, axis)), &ct);
         if (r >= 1.0f || cs_rng_uniform(rng) < r) {
-            d[axis] = -d[axis];
+            cs_setf(d, axis, -cs_getf(d, axis));
             return CS_CROSS_REFLECT;
         }
         cs_refract(d, axis, n1 / n2, ct);
@@ -447,7 +461,7 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
         float n_in = cur < m->nmedia ? m->media[cur].n : m->n0;
         if (n_in != m->n0) {
             float ct;
-            float r = cs_fresnel(m->n0, n_in, cs_fabs(d[entered]), &ct);
+            float r = cs_fresnel(m->n0, n_in, cs_fabs(cs_getf(d, entered)), &ct);
             w *= 1.0f - r;
             rec->specular = launched - cs_min_u64(cs_q(w), launched);
         }
@@ -513,11 +527,11 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
                 float safe = (float)dm - 1.01f;
                 float to_box = t_box - traveled;
                 if (to_box <= rem && to_box <= safe) {
-                    int pos = d[box_axis] > 0.0f;
+                    int pos = cs_getf(d, box_axis) > 0.0f;
                     for (int a = 0; a < 3; ++a) {
                         p[a] = cs_clamp(p[a] + d[a] * to_box, 0.0f, m->dimf[a]);
                     }
-                    p[box_axis] = pos ? m->dimf[box_axis] : 0.0f;
+                    cs_setf(p, box_axis, pos ? m->dimf[box_axis] : 0.0f);
                     for (int a = 0; a < 3; ++a) {
                         v[a] = cs_mini(cs_f2i_sat(p[a]), m->dim[a] - 1);
                     }
@@ -562,13 +576,13 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
                 p[a] += d[a] * t;
             }
             traveled += t;
-            int pos = d[axis] > 0.0f;
-            p[axis] = (float)(v[axis] + (pos ? 1 : 0));
+            int pos = cs_getf(d, axis) > 0.0f;
+            cs_setf(p, axis, (float)(cs_geti(v, axis) + (pos ? 1 : 0)));
             nv[0] = v[0];
             nv[1] = v[1];
             nv[2] = v[2];
-            nv[axis] += pos ? 1 : -1;
-            if (nv[axis] < 0 || nv[axis] >= m->dim[axis]) {
+            cs_seti(nv, axis, cs_geti(nv, axis) + (pos ? 1 : -1));
+            if (cs_geti(nv, axis) < 0 || cs_geti(nv, axis) >= m->dim[axis]) {
                 stop = CS_STOP_FACE;
                 s_axis = axis;
                 s_pos = pos;
@@ -646,13 +660,13 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
                 cs_escape(m, rec, face, p, d, w);
                 break;
             } else if (fb == CS_FACE_MIRROR) {
-                d[s_axis] = -d[s_axis];
+                cs_setf(d, s_axis, -cs_getf(d, s_axis));
             } else if (fb == CS_FACE_FRESNEL) {
                 if (m->do_mismatch && med->n != m->n0) {
                     float ct;
-                    float r = cs_fresnel(med->n, m->n0, cs_fabs(d[s_axis]), &ct);
+                    float r = cs_fresnel(med->n, m->n0, cs_fabs(cs_getf(d, s_axis)), &ct);
                     if (r >= 1.0f || cs_rng_uniform(&rng) < r) {
-                        d[s_axis] = -d[s_axis];
+                        cs_setf(d, s_axis, -cs_getf(d, s_axis));
                         continue;
                     }
                     cs_refract(d, s_axis, med->n / m->n0, ct);
@@ -662,12 +676,12 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
             } else {
                 // Cyclic.
                 int32_t cv[3] = {v[0], v[1], v[2]};
-                cv[s_axis] = s_pos ? 0 : m->dim[s_axis] - 1;
+                cs_seti(cv, s_axis, s_pos ? 0 : m->dim[s_axis] - 1);
                 uint32_t cl = cs_label(m, cv);
                 float np = s_pos ? 0.0f : m->dimf[s_axis];
                 int c = cs_cross(m, &rng, d, cur, cl, s_axis);
                 if (c == CS_CROSS_ENTER) {
-                    p[s_axis] = np;
+                    cs_setf(p, s_axis, np);
                     v[0] = cv[0];
                     v[1] = cv[1];
                     v[2] = cv[2];
@@ -717,8 +731,10 @@ CS_FN void cs_totals_add(uint64_t t[CS_T_COUNT], const cs_record *r) {
     t[CS_T_SPECULAR] += r->specular;
     t[CS_T_ROULETTE_GAINED] += r->roulette_gain;
     if (r->fate == CS_FATE_ESCAPED || r->fate == CS_FATE_NEVER) {
-        if (r->face < 6u) {
-            t[CS_T_ESCAPED + r->face] += r->exit_weight;
+        // Unrolled selects rather than t[6 + face]: keeps t in registers on a GPU.
+        CS_UNROLL
+        for (uint32_t k = 0; k < 6u; ++k) {
+            t[CS_T_ESCAPED + k] += r->face == k ? r->exit_weight : 0u;
         }
     } else if (r->fate == CS_FATE_ALIVE || r->fate == CS_FATE_STEPLIMIT) {
         t[CS_T_ALIVE] += r->exit_weight;
