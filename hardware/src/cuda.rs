@@ -83,6 +83,17 @@ fn probe() -> CudaStatus {
     if !sys::driver_library_present() {
         return CudaStatus::NoDriver;
     }
+    // cudarc resolves driver symbols lazily and panics on one the installed driver lacks
+    // (a driver older than the `cuda-12020` bindings): report that as a driver failure.
+    std::panic::catch_unwind(probe_driver).unwrap_or_else(|_| {
+        CudaStatus::DriverError(
+            "the driver lacks a CUDA 12.2 entry point (update the NVIDIA driver to 535 or newer)"
+                .to_string(),
+        )
+    })
+}
+
+fn probe_driver() -> CudaStatus {
     let count = match CudaContext::device_count() {
         Ok(n) => n,
         // No GPU visible (e.g. CUDA_VISIBLE_DEVICES empty) is a normal answer, not a failure.
