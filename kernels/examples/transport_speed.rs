@@ -16,7 +16,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let threads: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2);
-    let runs: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let runs: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let job = match name {
         "cube60" => common::cube60(false),
         "cube60b" => common::cube60(true),
@@ -66,5 +66,7 @@ fn main() {
         );
     }
     speeds.sort_by(|a, b| a.total_cmp(b));
-    println!("{name} median {:.1} photon/ms", speeds[speeds.len() / 2]);
+    if let Some(m) = speeds.get(speeds.len() / 2) {
+        println!("{name} median {m:.1} photon/ms");
+    }
 }
