@@ -133,3 +133,23 @@ fn sha256d_nonces_equal_cpu_on_ranges_with_known_shares() {
     assert_eq!(cpu.len(), 20_000);
     assert_eq!(cpu, gpu);
 }
+
+#[test]
+fn without_a_gpu_every_entry_point_is_a_one_line_error() {
+    let inv = discover();
+    if inv.gpus().next().is_some() {
+        return; // covered by the tests above
+    }
+    let job = common::cube60(false);
+    let errors = [
+        Gpu::open(0).map(|_| ()).unwrap_err().to_string(),
+        GpuScanner::new(0).map(|_| ()).unwrap_err().to_string(),
+        compushare_kernels::cuda::transport::simulate(&job, 0..10, 0)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string(),
+    ];
+    for e in errors {
+        assert!(e.starts_with("cuda:0: ") && !e.contains('\n'), "{e}");
+    }
+}
