@@ -6,6 +6,7 @@
 mod cmd_bench_protocol;
 mod cmd_bench_sha256d;
 mod cmd_cuda;
+mod cmd_devices;
 mod cmd_keygen;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Command {
     },
     /// Create an identity key file (0600) if missing and print its public key (hex).
     Keygen(cmd_keygen::KeygenArgs),
+    /// List the compute devices (CPU, CUDA GPUs) that `--device` can name.
+    Devices(cmd_devices::DevicesArgs),
 }
 
 #[derive(Subcommand)]
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
             BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
         },
         Command::Keygen(args) => cmd_keygen::run(args),
+        Command::Devices(args) => cmd_devices::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
