@@ -246,6 +246,8 @@ fn transport_walk_port_matches_the_cpu_engine() {
         (common::cube60(true), 5_000_000, 20_000),
         (common::cubesph60b(), 0, 20_000),
         (common::cube60planar(), 123_456, 20_000),
+        // Photon indices across 2^32: the 64-bit index reaches the RNG counter.
+        (common::cube60(false), (1u64 << 32) - 2_000, 4_000),
     ];
     // Every source kind, mirror/cyclic/Fresnel faces, roulette, several time gates.
     let mut j = common::cube60(true);
