@@ -70,7 +70,7 @@ pub fn run(args: BenchSha256dArgs) -> anyhow::Result<()> {
     match args.device.as_str() {
         "cpu" => {}
         d if d.starts_with("cuda:") => {
-            bail!("--device {d}: the CUDA sha256d backend is not built yet; use --device cpu")
+            return crate::cmd_cuda::bench_sha256d(d, args.seconds, args.json)
         }
         d => bail!("--device: unknown device `{d}` (expected cpu or cuda:K)"),
     }

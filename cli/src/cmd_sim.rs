@@ -52,17 +52,12 @@ pub struct SimArgs {
     pub json: bool,
 }
 
-/// Checks `--device`: only the CPU backend exists today.
+/// Checks `--device` before any work: `cpu`, or `cuda:K` naming a usable GPU.
 fn check_device(device: &str) -> anyhow::Result<()> {
     if device == "cpu" {
         return Ok(());
     }
-    match device.strip_prefix("cuda:").map(str::parse::<u32>) {
-        Some(Ok(k)) => {
-            bail!("--device cuda:{k}: the CUDA backend is not built yet; use --device cpu")
-        }
-        _ => bail!("--device {device:?}: expected cpu or cuda:K (K a GPU index)"),
-    }
+    crate::cmd_cuda::cuda_index(device).map(|_| ())
 }
 
 fn load(args: &SimArgs) -> anyhow::Result<Job> {
@@ -146,7 +141,11 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let progress: Option<&(dyn Fn(u64) + Sync)> = if bar.is_some() { Some(&report) } else { None };
 
     let start = Instant::now();
-    let tally = simulate(&job, 0..job.photons, threads, progress).context("simulation")?;
+    let tally = if args.device == "cpu" {
+        simulate(&job, 0..job.photons, threads, progress).context("simulation")?
+    } else {
+        crate::cmd_cuda::simulate(&job, 0..job.photons, &args.device)?
+    };
     let elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
     if let Some(b) = &bar {
         b.clear();

@@ -7,6 +7,8 @@ mod cmd_bench_manager;
 mod cmd_bench_protocol;
 mod cmd_bench_sha256d;
 mod cmd_client;
+mod cmd_cuda;
+mod cmd_devices;
 mod cmd_keygen;
 mod cmd_ledger;
 mod cmd_manager;
@@ -59,6 +61,8 @@ enum Command {
     Fetch(cmd_client::FetchArgs),
     /// Run the rig controller (transport client) from rig.conf.
     Rig(cmd_rig::RigArgs),
+    /// List the compute devices (CPU, CUDA GPUs) that `--device` can name.
+    Devices(cmd_devices::DevicesArgs),
 }
 
 #[derive(Subcommand)]
@@ -88,6 +92,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => cmd_client::status(args),
         Command::Fetch(args) => cmd_client::fetch(args),
         Command::Rig(args) => cmd_rig::run(args),
+        Command::Devices(args) => cmd_devices::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -4,8 +4,11 @@
 use std::process::Command;
 
 fn compushare(args: &[&str]) -> std::process::Output {
+    // GPUs hidden: these tests are about the CPU paths and argument errors, and `cuda:0`
+    // must fail the same way on a GPU machine as on CI.
     Command::new(env!("CARGO_BIN_EXE_compushare"))
         .args(args)
+        .env("COMPUSHARE_NO_CUDA", "1")
         .output()
         .expect("run compushare")
 }

@@ -6,5 +6,6 @@
 
 #![deny(unsafe_code)]
 
+pub mod cuda;
 pub mod sha256d;
 pub mod transport;

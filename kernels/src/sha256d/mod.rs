@@ -30,4 +30,6 @@ mod work;
 pub use compress::{midstate, sha256, sha256d};
 pub use scan::{CpuPath, CpuScanner, ScanError, ScanStats, Scanner, CANCEL_CHUNK};
 pub use target::{Target, TargetError};
+/// Per-work constants, shared with the CUDA scanner (`cuda::sha256d`).
+pub(crate) use work::Prepared;
 pub use work::ScanWork;

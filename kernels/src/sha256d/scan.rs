@@ -41,6 +41,9 @@ pub enum ScanError {
     /// The requested instruction-set path is not supported by this CPU.
     #[error("hashing path `{0}` is not supported by this CPU")]
     PathUnavailable(CpuPath),
+    /// A GPU backend failed during the scan (driver error, lost device); the text says what.
+    #[error("device failed during the scan: {0}")]
+    Device(String),
 }
 
 /// What one scan did.
