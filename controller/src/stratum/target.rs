@@ -2,6 +2,7 @@
 //! the hash comparison. Targets are kept as big-endian bytes; a sha256d output (as
 //! computed) is a little-endian number, so it is compared byte-reversed.
 
+use compushare_kernels::sha256d::Target;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -33,81 +34,21 @@ const DIFF1_SHIFT: i32 = 208;
 
 impl ShareTarget {
     /// The target of share difficulty `d`: floor((0xffff << 208) / d), exact for every
-    /// `d` an f64 can hold, saturating at 2^256 - 1 for tiny difficulties.
+    /// `d` an f64 can hold, saturating at 2^256 - 1 for tiny difficulties. The arithmetic is
+    /// the hashing kernel's (`kernels::sha256d::Target`), so pool, miner and scanner can never
+    /// disagree about a share.
     pub fn from_difficulty(d: f64) -> Result<ShareTarget, TargetError> {
-        if !d.is_finite() || d <= 0.0 {
-            return Err(TargetError::BadDifficulty(d));
-        }
-        // d = m * 2^e exactly, so target = (0xffff << (208 - e)) / m in integers.
-        let bits = d.to_bits();
-        let exp = ((bits >> 52) & 0x7ff) as i32;
-        let frac = bits & ((1u64 << 52) - 1);
-        let (m, e) = if exp == 0 {
-            (frac, -1074)
-        } else {
-            (frac | (1u64 << 52), exp - 1075)
-        };
-        let s = DIFF1_SHIFT - e;
-        if s >= 400 {
-            return Ok(ShareTarget([0xff; 32]));
-        }
-        // 512-bit numerator in little-endian u64 limbs.
-        let mut num = [0u64; 8];
-        if s >= 0 {
-            let s = s as u32;
-            let limb = (s / 64) as usize;
-            let off = s % 64;
-            let wide = u128::from(DIFF1_MANTISSA) << off;
-            if let Some(l) = num.get_mut(limb) {
-                *l = wide as u64;
-            }
-            if let Some(l) = num.get_mut(limb + 1) {
-                *l = (wide >> 64) as u64;
-            }
-        } else if s > -16 {
-            num[0] = DIFF1_MANTISSA >> (-s) as u32;
-        }
-        let mut q = [0u64; 8];
-        let mut rem: u128 = 0;
-        for i in (0..8).rev() {
-            let cur = (rem << 64) | u128::from(num[i]);
-            q[i] = (cur / u128::from(m)) as u64;
-            rem = cur % u128::from(m);
-        }
-        if q[4..].iter().any(|&l| l != 0) {
-            return Ok(ShareTarget([0xff; 32]));
-        }
-        let mut out = [0u8; 32];
-        for i in 0..4 {
-            out[(3 - i) * 8..(4 - i) * 8].copy_from_slice(&q[i].to_be_bytes());
-        }
-        Ok(ShareTarget(out))
+        Target::from_difficulty(d)
+            .map(|t| ShareTarget(t.to_be_bytes()))
+            .map_err(|_| TargetError::BadDifficulty(d))
     }
 
-    /// The target a compact `nbits` encodes (mantissa * 256^(exponent - 3)).
+    /// The target a compact `nbits` encodes (mantissa * 256^(exponent - 3)); negative or
+    /// 2^256-and-above encodings are errors.
     pub fn from_nbits(nbits: u32) -> Result<ShareTarget, TargetError> {
-        let exp = (nbits >> 24) as usize;
-        let mant = nbits & 0x007f_ffff;
-        if nbits & 0x0080_0000 != 0 {
-            return Err(TargetError::BadNbits(nbits));
-        }
-        let mb = mant.to_be_bytes(); // mb[1..4] are the three mantissa bytes
-        let mut out = [0u8; 32];
-        for (i, &b) in mb[1..4].iter().enumerate() {
-            // byte i of the mantissa sits at big-endian position 32 - exp + i
-            let pos = 32i64 - exp as i64 + i as i64;
-            if b == 0 {
-                continue;
-            }
-            if !(0..32).contains(&pos) {
-                if pos < 0 {
-                    return Err(TargetError::BadNbits(nbits));
-                }
-                continue; // below 1: truncated like Bitcoin's right shift
-            }
-            out[pos as usize] = b;
-        }
-        Ok(ShareTarget(out))
+        Target::from_compact(nbits)
+            .map(|t| ShareTarget(t.to_be_bytes()))
+            .map_err(|_| TargetError::BadNbits(nbits))
     }
 
     /// The big-endian bytes.
