@@ -1,22 +1,22 @@
 //! `compushare manager run`: serve rigs and clients on one port (default 0.0.0.0:7733).
 //!
-//! The identity is `DATA/manager.key` (created 0600 when missing). When `DATA/manager.redb`
-//! exists (`compushare manager init`), money moves on its persistent, hash-chained ledger
-//! (`StoreBank`); otherwise accounts live in memory for this run only. `--grant KEY=AMOUNT`
-//! credits a client at start either way. Job and assignment numbers start at the current
-//! Unix time in microseconds, so numbers never repeat across restarts on one ledger.
-//! With the ledger, jobs and verified results are journaled under `DATA/market/` and resume
-//! after a restart (rig records and results not yet verified are lost and recomputed).
+//! The identity is `DATA/manager.key` (created 0600 when missing). All state (jobs,
+//! assignments, held results, trust records, ratings, the ledger) lives in `DATA/manager.redb`,
+//! created with default settings when `compushare manager init` was not run; the market's
+//! rules take the stored settings (trust threshold, spendable threshold, price, fee, duplicate
+//! rate). `--grant KEY=AMOUNT` credits a client at start. After a restart, running jobs resume
+//! with their verified results; results not yet verified are recomputed.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use compushare_manager::escrow::MemoryBank;
 use compushare_manager::market::MarketConfig;
 use compushare_manager::server::{start, ServerConfig};
+use compushare_manager::Config;
 use compushare_protocol::hex;
 use compushare_protocol::secure::Identity;
+use compushare_protocol::types::Amount;
 
 /// Arguments of `compushare manager run`.
 #[derive(clap::Args, Debug)]
@@ -61,35 +61,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         grants.push((key, amount));
     }
     let db = args.data.join(compushare_manager::DB_FILE);
-    let persistent = db.exists();
-    let bank: Box<dyn compushare_manager::escrow::Bank> = if persistent {
-        let store = std::sync::Arc::new(compushare_manager::Store::open_dir(&args.data)?);
-        let bank = compushare_manager::store_bank::StoreBank::new(store);
-        for (key, amount) in &grants {
-            bank.grant(key, *amount)
-                .with_context(|| format!("--grant {}", hex::encode(key)))?;
-        }
-        eprintln!("ledger: {}", db.display());
-        Box::new(bank)
-    } else {
-        let mut bank = MemoryBank::default();
-        for (key, amount) in grants {
-            bank.grant(key, amount);
-        }
-        eprintln!(
-            "no {} (run `compushare manager init`): accounts in memory",
-            db.display()
-        );
-        Box::new(bank)
-    };
-    let first_id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_micros() as u64);
+    // State lives in the database; a data directory without one gets a new one with the
+    // default settings (`compushare manager init` chooses others).
+    let (store, created) = compushare_manager::Store::init(&db, &Config::default())
+        .with_context(|| format!("{}", db.display()))?;
+    if created {
+        eprintln!("created {}", db.display());
+    }
+    for (key, amount) in &grants {
+        store
+            .write(|tx| tx.grant(key, Amount(*amount)))
+            .with_context(|| format!("--grant {}", hex::encode(key)))?;
+    }
+    let stored = store.config()?;
+    eprintln!("state: {}", db.display());
     if !(args.target_secs > 0.0 && args.target_secs.is_finite()) {
         anyhow::bail!("--target-secs must be a positive number of seconds");
     }
     let cfg = ServerConfig {
-        journal: persistent.then(|| args.data.join("market")),
         listen: args
             .listen
             .parse()
@@ -97,16 +86,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         market: MarketConfig {
             target: Duration::from_secs_f64(args.target_secs),
             samples: args.samples.max(1),
-            first_id,
+            trust_threshold: stored.promote_after,
+            spendable_after: stored.spendable_after,
+            price_per_unit: stored.price_per_unit,
+            // The market charges its fee per mille of the work paid.
+            fee_permille: u64::from(stored.fee_bp / 10),
+            duplicate_permille: u64::from(stored.duplicate_rate_ppm / 1000),
             ..MarketConfig::default()
         },
         ..ServerConfig::default()
     };
+    let store = std::sync::Arc::new(store);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let running = start(cfg, identity, bank).await.context("--listen")?;
+        let running = start(cfg, identity, store).await.context("--listen")?;
         println!(
             "manager {} listening on {}",
             hex::encode(&running.shared.identity.public()),

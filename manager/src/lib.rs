@@ -21,7 +21,7 @@
 //! - [`verify`]: sample checks (Merkle proofs, re-simulation) and duplicate rules;
 //! - [`results`]: sealed result reassembly, opening and checks;
 //! - [`escrow`]: the money seam (escrow, pay, fee, refund);
-//! - [`journal`]: jobs and verified results on disk, restored after a crash;
+//! - [`persist`]: the market's transactions on the store, and what a restart restores;
 //! - [`client`]: job preparation (validation, cost calibration) and the client library.
 
 #![deny(unsafe_code)]
@@ -39,8 +39,8 @@ pub mod trust;
 // Network side.
 pub mod client;
 pub mod escrow;
-pub mod journal;
 pub mod market;
+pub mod persist;
 pub mod results;
 pub mod scheduler;
 pub mod server;

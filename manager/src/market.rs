@@ -7,10 +7,16 @@
 //! (`try_send`); a rig whose queue is full is too slow to serve and its session is dropped.
 //!
 //! Life of an assignment: `Assigned` -> (commit, upload) `Opening` -> `Checking` (samples and
-//! possibly a duplicate) -> `Held` (verified, pay pending) -> `Paid` when its job completes.
-//! A late one is `Late` and its range returns to the pool; a failed or discarded one is
-//! `Discarded`. Pay is held until the job completes, so a rig caught cheating forfeits all pay
-//! still pending and its held results are recomputed elsewhere.
+//! possibly a duplicate) -> `Held` (verified and paid: pending, or spendable once the rig
+//! qualifies) -> `Paid` when its job completes and its tally is merged. A late one is `Late`
+//! and its range returns to the pool; a failed or discarded one is `Discarded`. A rig caught
+//! cheating forfeits its pending pay and its held results whose pay was still pending are
+//! recomputed elsewhere.
+//!
+//! The store ([`crate::persist`]) is the source of truth: every change that must survive a
+//! crash (job accepted, result verified and paid, rig caught, job finished, trust records and
+//! ratings) is committed there before the market acts on it; the maps here are the working
+//! copy of running jobs and connected rigs, rebuilt from the store by [`Market::open`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -27,10 +33,14 @@ use compushare_protocol::types::{
 };
 use tokio::sync::mpsc;
 
-use crate::escrow::{Bank, BankError};
-use crate::journal::{JobMeta, Journal, StoredResult};
+use crate::escrow::Bank;
+use crate::persist::{Caught, JobTerms, Persist, Verified};
+use crate::records::{AssignmentRecord, AssignmentState, CommitInfo, Verification};
 use crate::results::{max_sealed_len, Assembly};
 use crate::scheduler::{self, Candidate};
+use crate::store::{Store, StoreError};
+use crate::store_bank::StoreBank;
+use crate::trust::{ErrorKind, RigRecord};
 use crate::verify;
 
 /// Tunables of the market.
@@ -59,9 +69,6 @@ pub struct MarketConfig {
     pub max_input: u32,
     /// Queue depth of each session's outgoing messages.
     pub session_queue: usize,
-    /// First job and assignment number. A manager on a persistent ledger starts above every
-    /// number used before a restart (the ledger refuses a second payment per assignment id).
-    pub first_id: u64,
 }
 
 impl Default for MarketConfig {
@@ -79,7 +86,6 @@ impl Default for MarketConfig {
             fee_permille: 50,
             max_input: 64 << 20,
             session_queue: 256,
-            first_id: 1,
         }
     }
 }
@@ -141,8 +147,25 @@ pub struct RigPublic {
     /// Recorded seconds per thousandth cost unit (time to return / cost).
     pub s_per_milli: Option<f64>,
     pub ratings: Vec<u8>,
+    /// Paid since this manager started (the ledger holds the full history).
     pub paid: u64,
+    /// Forfeited since this manager started.
     pub forfeited: u64,
+}
+
+impl RigPublic {
+    /// Takes the trust fields of a stored record.
+    fn absorb(&mut self, rec: &RigRecord) {
+        self.trusted = rec.trust == TrustLevel::Trusted;
+        self.streak = rec.consecutive_verified;
+        self.verified = rec.histories_verified;
+        self.errors = rec.errors;
+        self.late = rec.late;
+        if self.s_per_milli.is_none() && rec.returns.recent > 0 {
+            // `recent` is microseconds per cost unit; this is seconds per milli cost unit.
+            self.s_per_milli = Some(rec.returns.recent as f64 * 1e-9);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -198,6 +221,12 @@ struct Assignment {
     sampled: bool,
     /// A duplicate was started; `Some(true)` once it matched.
     duplicate: Option<bool>,
+    issued_unix_s: u64,
+    deadline_unix_s: u64,
+    /// Issue to commit, for the rig's time-to-return record.
+    elapsed_ms: u64,
+    /// Verified pay went to spendable (kept if the rig is caught later); otherwise pending.
+    spendable: bool,
 }
 
 #[derive(Debug)]
@@ -238,9 +267,8 @@ pub struct Abuse(pub String);
 /// The whole market.
 pub struct Market {
     cfg: MarketConfig,
-    bank: Box<dyn Bank>,
-    next_job: u64,
-    next_assignment: u64,
+    persist: Persist,
+    bank: StoreBank,
     next_session: u64,
     rng: u64,
     jobs: BTreeMap<JobId, JobEntry>,
@@ -248,7 +276,6 @@ pub struct Market {
     assignments: HashMap<AssignmentId, Assignment>,
     /// Assignment waiting for each committed sealed result, by content address.
     uploads: HashMap<(PublicKey, Digest), AssignmentId>,
-    journal: Option<Journal>,
     pub stats: Stats,
 }
 
@@ -277,155 +304,182 @@ fn name(s: &str) -> Name {
 }
 
 impl Market {
-    /// An empty market paying through `bank`.
-    pub fn new(cfg: MarketConfig, bank: Box<dyn Bank>) -> Self {
+    /// The market whose state lives in `store`: running jobs resume with their verified
+    /// results held and the rest of their photons pending (unverified assignments from
+    /// before a restart are reassigned); jobs whose every photon was verified finish now.
+    pub fn open(cfg: MarketConfig, store: Arc<Store>) -> Result<Self, StoreError> {
         let mut seed = [0u8; 8];
         let _ = rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut seed);
-        let first = cfg.first_id.max(1);
-        Market {
+        let persist = Persist::new(Arc::clone(&store));
+        let restored = persist.load()?;
+        let mut m = Market {
             cfg,
-            bank,
-            next_job: first,
-            next_assignment: first,
+            persist,
+            bank: StoreBank::new(store),
             next_session: 1,
             rng: u64::from_le_bytes(seed) | 1,
             jobs: BTreeMap::new(),
             rigs: HashMap::new(),
             assignments: HashMap::new(),
             uploads: HashMap::new(),
-            journal: None,
             stats: Stats::default(),
+        };
+        for rj in restored {
+            m.resume(rj);
         }
+        // A job whose every range was verified before the crash completes now.
+        let ids: Vec<JobId> = m.jobs.keys().copied().collect();
+        for id in ids {
+            let _ = m.try_finish(Some(id));
+        }
+        Ok(m)
     }
 
-    /// Keeps jobs and verified results in `journal` from now on, after restoring what it
-    /// holds: finished jobs keep their results, running ones resume with their verified
-    /// ranges held and the rest of their photons pending. Returns the jobs restored.
-    pub fn restore(&mut self, journal: Journal) -> Result<usize, crate::journal::JournalError> {
-        let stored = journal.load()?;
+    fn resume(&mut self, rj: crate::persist::RestoredJob) {
+        let job = rj.record;
+        let prepared = match crate::client::prepare_job(rj.input, job.photons, Some(job.seed)) {
+            Ok(p) => p,
+            Err(e) => {
+                log(format_args!("job {} no longer parses: {e}", job.id.0));
+                return;
+            }
+        };
         let now = Instant::now();
-        let n = stored.len();
-        for sj in stored {
-            let prepared = match crate::client::prepare_job(
-                sj.input.clone(),
-                sj.meta.photons,
-                Some(sj.meta.seed),
-            ) {
-                Ok(p) => p,
+        let mut pending = vec![PhotonRange {
+            start: 0,
+            count: job.photons,
+        }];
+        let mut held = BTreeMap::new();
+        let mut rigs = Vec::new();
+        let mut spent = 0u64;
+        for (a, tally, spendable) in rj.verified {
+            let t = match Tally::from_canonical_bytes(&tally) {
+                Ok(t) => t,
                 Err(e) => {
                     log(format_args!(
-                        "journal: job {} no longer parses: {e}",
-                        sj.id.0
+                        "job {}: held result of assignment {} does not decode ({e}); recomputed",
+                        job.id.0, a.id.0
                     ));
                     continue;
                 }
             };
-            let mut pending = vec![PhotonRange {
-                start: 0,
-                count: sj.meta.photons,
-            }];
-            let mut held = BTreeMap::new();
-            for r in &sj.results {
-                let Ok(t) = Tally::from_canonical_bytes(&r.tally) else {
-                    continue;
-                };
-                // Take the range out of the pending list (it is inside exactly one piece).
-                let mut rest = Vec::new();
-                for p in pending {
-                    if r.range.start >= p.start
-                        && r.range.start + r.range.count <= p.start + p.count
-                    {
-                        rest.push(PhotonRange {
-                            start: p.start,
-                            count: r.range.start - p.start,
-                        });
-                        rest.push(PhotonRange {
-                            start: r.range.start + r.range.count,
-                            count: p.start + p.count - r.range.start - r.range.count,
-                        });
-                    } else {
-                        rest.push(p);
-                    }
-                }
-                pending = rest.into_iter().filter(|p| p.count > 0).collect();
-                held.insert(r.range.start, r.assignment);
-                self.assignments.insert(
-                    r.assignment,
-                    Assignment {
-                        job: sj.id,
-                        rig: r.rig,
-                        payout_to: r.payout_to,
-                        device: 0,
-                        range: r.range,
-                        payout: r.payout,
-                        state: AState::Held,
-                        assigned_at: now,
-                        deadline: now,
-                        commit: None,
-                        assembly: None,
-                        tally: Some(Arc::new(t)),
-                        outstanding: BTreeSet::new(),
-                        checks_in_flight: 0,
-                        check_deadline: None,
-                        sampled: true,
-                        duplicate: None,
-                    },
-                );
+            if !scheduler::carve(&mut pending, a.photons) {
+                log(format_args!(
+                    "job {}: assignment {} overlaps another verified range; ignored",
+                    job.id.0, a.id.0
+                ));
+                continue;
             }
-            let state = match (&sj.done, held.is_empty()) {
-                (Some(_), _) => JobState::Done,
-                (None, true) => JobState::Queued,
-                (None, false) => JobState::Running,
-            };
-            let rigs = sj
-                .results
-                .iter()
-                .map(|r| r.rig)
-                .fold(Vec::new(), |mut v, k| {
-                    if !v.contains(&k) {
-                        v.push(k);
-                    }
-                    v
-                });
-            let spent = if sj.done.is_some() {
-                sj.results.iter().map(|r| r.payout).sum()
-            } else {
-                0
-            };
-            self.jobs.insert(
-                sj.id,
-                JobEntry {
-                    client: sj.meta.client,
-                    spec: Arc::new(prepared.spec),
-                    photons: sj.meta.photons,
-                    mode: sj.meta.mode,
-                    cost_milli: sj.meta.cost_milli,
-                    price_per_history: sj.meta.price_per_history,
-                    fee_permille: sj.meta.fee_permille,
-                    pending: if sj.done.is_some() {
-                        Vec::new()
-                    } else {
-                        pending
-                    },
-                    held,
-                    state,
-                    spent,
-                    result: sj.done.map(Arc::new),
-                    rigs,
+            held.insert(a.photons.start, a.id);
+            if !rigs.contains(&a.rig) {
+                rigs.push(a.rig);
+            }
+            spent = spent.saturating_add(a.payout.0);
+            self.assignments.insert(
+                a.id,
+                Assignment {
+                    job: job.id,
+                    rig: a.rig,
+                    payout_to: a.rig,
+                    device: a.device,
+                    range: a.photons,
+                    payout: a.payout.0,
+                    state: AState::Held,
+                    assigned_at: now,
+                    deadline: now,
+                    commit: None,
+                    assembly: None,
+                    tally: Some(Arc::new(t)),
+                    outstanding: BTreeSet::new(),
+                    checks_in_flight: 0,
+                    check_deadline: None,
+                    sampled: true,
+                    duplicate: None,
+                    issued_unix_s: a.issued_unix_s,
+                    deadline_unix_s: a.deadline_unix_s,
+                    elapsed_ms: 0,
+                    spendable,
                 },
             );
-            log(format_args!(
-                "journal: restored job {} ({state:?})",
-                sj.id.0
-            ));
         }
-        self.journal = Some(journal);
-        // A job whose every range was verified before the crash completes now.
-        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
-        for id in ids {
-            let _ = self.try_finish(Some(id));
+        let price_per_history = (job
+            .cost_per_history_milli
+            .saturating_mul(job.price_per_unit.0))
+        .div_ceil(1000)
+        .max(1);
+        let state = if held.is_empty() {
+            JobState::Queued
+        } else {
+            JobState::Running
+        };
+        log(format_args!(
+            "restored job {} ({state:?}, {} of {} photons verified)",
+            job.id.0,
+            job.photons - scheduler::pending_total(&pending),
+            job.photons
+        ));
+        self.jobs.insert(
+            job.id,
+            JobEntry {
+                client: job.client,
+                spec: Arc::new(prepared.spec),
+                photons: job.photons,
+                mode: job.mode,
+                cost_milli: job.cost_per_history_milli,
+                price_per_history,
+                fee_permille: self.cfg.fee_permille,
+                pending,
+                held,
+                state,
+                spent,
+                result: None,
+                rigs,
+            },
+        );
+    }
+
+    /// The assignment's record as stored, in `state`.
+    fn record(
+        &self,
+        id: AssignmentId,
+        state: AssignmentState,
+        verification: Verification,
+    ) -> Option<AssignmentRecord> {
+        let a = self.assignments.get(&id)?;
+        let seed = self.jobs.get(&a.job).map_or(0, |j| j.spec.job.seed);
+        Some(AssignmentRecord {
+            id,
+            job: a.job,
+            rig: a.rig,
+            device: a.device,
+            photons: a.range,
+            seed,
+            issued_unix_s: a.issued_unix_s,
+            deadline_unix_s: a.deadline_unix_s,
+            payout: Amount(a.payout),
+            state,
+            commit: a.commit.map(|c| CommitInfo {
+                histories: c.histories,
+                tally: c.tally,
+                merkle_root: c.merkle_root,
+                sealed: c.sealed,
+                sealed_len: c.sealed_len,
+                committed_unix_s: a.issued_unix_s + a.elapsed_ms / 1000,
+            }),
+            verification,
+            duplicate_of: None,
+            paid: false,
+        })
+    }
+
+    /// Writes an assignment's state that moves no money (see [`Persist::assignment`]).
+    fn note(&self, id: AssignmentId, state: AssignmentState, late: bool) {
+        let Some(rec) = self.record(id, state, Verification::Pending) else {
+            return;
+        };
+        if let Err(e) = self.persist.assignment(&rec, late) {
+            log(format_args!("store: assignment {}: {e}", id.0));
         }
-        Ok(n)
     }
 
     /// The configuration.
@@ -435,7 +489,12 @@ impl Market {
 
     /// The bank (for balances in tests and status).
     pub fn bank(&self) -> &dyn Bank {
-        self.bank.as_ref()
+        &self.bank
+    }
+
+    /// The store holding the market's state.
+    pub fn store(&self) -> &Arc<Store> {
+        self.persist.store()
     }
 
     /// A new session number.
@@ -476,6 +535,15 @@ impl Market {
         } else {
             hello.name.as_str().to_owned()
         };
+        let stored = if self.rigs.contains_key(&key) {
+            None
+        } else {
+            // A rig's trust follows its key across sessions and restarts.
+            self.persist.rig(&key).unwrap_or_else(|e| {
+                log(format_args!("store: rig {}: {e}", short(&key)));
+                None
+            })
+        };
         let rig = self.rigs.entry(key).or_insert_with(|| Rig {
             public: RigPublic::default(),
             payout: hello.payout,
@@ -488,6 +556,9 @@ impl Market {
             trusted_clean: 0,
             excluded: HashSet::new(),
         });
+        if let Some(rec) = &stored {
+            rig.public.absorb(rec);
+        }
         rig.public.label = label.clone();
         rig.payout = hello.payout;
         rig.devices = hello.devices.iter().cloned().collect();
@@ -763,9 +834,16 @@ impl Market {
         );
         let allowance =
             scheduler::allowance(expected, self.cfg.deadline_factor, self.cfg.deadline_floor);
-        let id = AssignmentId(self.next_assignment);
-        self.next_assignment += 1;
+        let id = match self.persist.next_assignment_id() {
+            Ok(id) => id,
+            Err(e) => {
+                log(format_args!("store: no assignment number: {e}"));
+                scheduler::give_back(&mut j.pending, range);
+                return false;
+            }
+        };
         let now = Instant::now();
+        let issued_unix_s = unix_now();
         let msg = Assign {
             assignment: id,
             job,
@@ -774,7 +852,7 @@ impl Market {
             geometry_len: j.spec.input.len() as u32,
             seed: j.spec.job.seed,
             photons: range,
-            deadline_unix_s: unix_now() + allowance.as_secs(),
+            deadline_unix_s: issued_unix_s + allowance.as_secs(),
             payout: Amount(payout),
         };
         let payout_to = self.rigs.get(&key).map_or(key, |r| r.payout);
@@ -798,18 +876,30 @@ impl Market {
                 check_deadline: None,
                 sampled: false,
                 duplicate: None,
+                issued_unix_s,
+                deadline_unix_s: msg.deadline_unix_s,
+                elapsed_ms: 0,
+                spendable: false,
             },
         );
         if let Some(rig) = self.rigs.get_mut(&key) {
             rig.busy.insert(c.device, id);
         }
+        self.note(id, AssignmentState::Issued, false);
         self.stats.assignments += 1;
         self.send(&key, ManagerToRig::Assign(msg));
         true
     }
 
-    /// Ends an assignment that will not deliver: frees the device, returns the range.
+    /// Ends an assignment that will not deliver: frees the device, returns the range, and
+    /// records it abandoned (a late rig's record counts it).
     fn release(&mut self, id: AssignmentId, state: AState) {
+        self.note(id, AssignmentState::Abandoned, state == AState::Late);
+        self.release_quiet(id, state);
+    }
+
+    /// [`Market::release`] without the record (the caller commits it with more).
+    fn release_quiet(&mut self, id: AssignmentId, state: AState) {
         let Some(a) = self.assignments.get_mut(&id) else {
             return;
         };
@@ -897,6 +987,8 @@ impl Market {
         if let Some(a) = self.assignments.get_mut(&id) {
             // Time to return / cost: the record that sizes this rig's next assignments.
             let secs = now.duration_since(a.assigned_at).as_secs_f64();
+            a.elapsed_ms =
+                u64::try_from(now.duration_since(a.assigned_at).as_millis()).unwrap_or(u64::MAX);
             let cost =
                 a.range.count as f64 * self.jobs.get(&a.job).map_or(1, |j| j.cost_milli) as f64;
             let sample = secs / cost.max(1.0);
@@ -953,7 +1045,7 @@ impl Market {
             Err(e) => {
                 self.uploads.remove(&(*key, chunk.content));
                 log(format_args!("rig {}: assignment {}: {e}", short(key), id.0));
-                self.fail(id, &e.to_string());
+                self.fail(id, &e.to_string(), ErrorKind::BadResult);
                 Vec::new()
             }
         }
@@ -964,7 +1056,7 @@ impl Market {
         let tally = match result {
             Ok(t) => t,
             Err(e) => {
-                self.fail(id, &e);
+                self.fail(id, &e, ErrorKind::BadResult);
                 return Vec::new();
             }
         };
@@ -1070,6 +1162,7 @@ impl Market {
                 self.fail(
                     id,
                     &format!("sent photon {photon}, which was not requested"),
+                    ErrorKind::BadProof,
                 );
                 return Vec::new();
             }
@@ -1099,7 +1192,7 @@ impl Market {
             return Vec::new();
         }
         if let Err(e) = result {
-            self.fail(id, &e);
+            self.fail(id, &e, ErrorKind::SampleMismatch);
             return Vec::new();
         }
         self.settle_check(id)
@@ -1124,24 +1217,46 @@ impl Market {
             }
             Ok(d) if Some(d) == committed => {
                 a.duplicate = Some(true);
+                let payout_to = a.payout_to;
+                let held = a.state == AState::Held;
+                let mut release = false;
                 if let Some(r) = self.rigs.get_mut(&a.rig) {
                     r.dup_passed = true;
                     if r.dup_in_flight == Some(id) {
                         r.dup_in_flight = None;
                     }
+                    release = held && r.public.verified >= self.cfg.spendable_after;
+                }
+                if release {
+                    // Pay of results verified before the rig's first duplicate passed waited
+                    // in pending; it qualifies now.
+                    match self.persist.release(&payout_to) {
+                        Ok(_) => {
+                            for x in self.assignments.values_mut() {
+                                if x.payout_to == payout_to && x.state == AState::Held {
+                                    x.spendable = true;
+                                }
+                            }
+                        }
+                        Err(e) => log(format_args!("store: release of pending pay: {e}")),
+                    }
                 }
             }
             Ok(_) => {
                 if matches!(a.state, AState::Checking | AState::Held) {
-                    self.fail(id, "tally digest differs from the trusted duplicate");
+                    self.fail(
+                        id,
+                        "tally digest differs from the trusted duplicate",
+                        ErrorKind::DuplicateMismatch,
+                    );
                 }
                 return Vec::new();
             }
         }
-        let state = a.state;
+        let state = self.assignments.get(&id).map(|a| a.state);
         match state {
-            AState::Checking => self.settle_check(id),
-            AState::Held => self.try_finish(self.assignments.get(&id).map(|a| a.job)),
+            Some(AState::Checking) => self.settle_check(id),
+            Some(AState::Held) => self.try_finish(self.assignments.get(&id).map(|a| a.job)),
             _ => Vec::new(),
         }
     }
@@ -1158,19 +1273,81 @@ impl Market {
         {
             return Vec::new();
         }
-        a.state = AState::Held;
-        let (job, rig_key, range, sampled) = (a.job, a.rig, a.range, a.sampled);
-        if let (Some(journal), Some(t)) = (&self.journal, &a.tally) {
-            let stored = StoredResult {
-                assignment: id,
-                range,
-                rig: rig_key,
-                payout_to: a.payout_to,
-                payout: a.payout,
-                tally: t.canonical_bytes(),
-            };
-            if let Err(e) = journal.save_result(job, &stored) {
-                log(format_args!("journal: {e}"));
+        let (job, rig_key, range, sampled, payout_to, payout) =
+            (a.job, a.rig, a.range, a.sampled, a.payout_to, a.payout);
+        let duplicated = a.duplicate == Some(true);
+        let elapsed_ms = a.elapsed_ms;
+        let tally = a.tally.as_ref().map(|t| t.canonical_bytes());
+        let Some(tally) = tally else {
+            return Vec::new();
+        };
+        let Some(rig) = self.rigs.get(&rig_key) else {
+            return Vec::new();
+        };
+        let trusted = rig.public.trusted;
+        // Promotion also needs a passed duplicate: sample checks alone never make a rig
+        // trusted.
+        let promote_after = if rig.dup_passed || trusted {
+            self.cfg.trust_threshold
+        } else {
+            u64::MAX
+        };
+        // Spendable pay needs enough verified work and a passed duplicate (or trust): pay to a
+        // rig never cross-checked stays pending, so it can still be forfeited.
+        let spendable_after = if rig.dup_passed || trusted {
+            self.cfg.spendable_after
+        } else {
+            u64::MAX
+        };
+        let cost_milli = self.jobs.get(&job).map_or(0, |j| j.cost_milli);
+        let verification = if duplicated {
+            Verification::DuplicateMatched { other: id }
+        } else if sampled {
+            Verification::SamplePassed {
+                k: u32::try_from(self.cfg.samples).unwrap_or(u32::MAX),
+            }
+        } else {
+            Verification::Unchecked
+        };
+        let Some(record) = self.record(id, AssignmentState::Verified, verification) else {
+            return Vec::new();
+        };
+        let v = Verified {
+            record,
+            payout_to,
+            tally,
+            elapsed_ms,
+            cost_milli: range.count.saturating_mul(cost_milli),
+            trust_histories: if sampled || duplicated || trusted {
+                range.count
+            } else {
+                0
+            },
+            promote_after,
+            spendable_after,
+        };
+        let recorded = match self.persist.verified(&v) {
+            Ok(r) => r,
+            Err(e) => {
+                // Not recorded, so not verified: the range is computed again.
+                log(format_args!(
+                    "store: verified result of assignment {} not recorded: {e}; reassigned",
+                    id.0
+                ));
+                self.release_quiet(id, AState::Discarded);
+                return Vec::new();
+            }
+        };
+        if let Some(a) = self.assignments.get_mut(&id) {
+            a.state = AState::Held;
+            a.spendable = recorded.spendable;
+        }
+        if recorded.spendable {
+            // The rig's earlier pending pay was released with this one.
+            for x in self.assignments.values_mut() {
+                if x.payout_to == payout_to && x.state == AState::Held {
+                    x.spendable = true;
+                }
             }
         }
         if let Some(j) = self.jobs.get_mut(&job) {
@@ -1179,22 +1356,19 @@ impl Market {
                 j.rigs.push(rig_key);
             }
         }
-        let threshold = self.cfg.trust_threshold;
         if let Some(r) = self.rigs.get_mut(&rig_key) {
-            r.public.verified += range.count;
-            if sampled || a.duplicate == Some(true) {
-                r.public.streak += range.count;
-            }
-            if r.public.trusted {
+            r.public.absorb(&recorded.rig);
+            r.public.paid = r.public.paid.saturating_add(payout);
+            if r.public.trusted && trusted {
                 r.trusted_clean += 1;
-            } else if r.public.streak >= threshold && r.dup_passed {
-                r.public.trusted = true;
-                log(format_args!(
-                    "rig {} is trusted after {} verified histories",
-                    short(&rig_key),
-                    r.public.streak
-                ));
             }
+        }
+        if recorded.promoted {
+            log(format_args!(
+                "rig {} is trusted after {} verified histories",
+                short(&rig_key),
+                recorded.rig.consecutive_verified
+            ));
         }
         self.send(
             &rig_key,
@@ -1203,16 +1377,27 @@ impl Market {
                 status: AckStatus::Verified,
             },
         );
+        self.send(
+            &rig_key,
+            ManagerToRig::PaymentNotice {
+                assignment: id,
+                amount: Amount(payout),
+                spendable: recorded.spendable,
+            },
+        );
         self.try_finish(Some(job))
     }
 
-    /// A result failed verification: the rig is demoted, every unpaid result it holds in any
-    /// running job is discarded and its photons recomputed elsewhere, its pending pay forfeited.
-    fn fail(&mut self, id: AssignmentId, why: &str) {
+    /// A result failed verification: the rig is demoted, its results whose pay is still
+    /// pending are discarded (their photons recomputed elsewhere) and that pay forfeited, and
+    /// work still out with it is cancelled. Results it was already paid spendable for passed
+    /// their own checks and stay.
+    fn fail(&mut self, id: AssignmentId, why: &str, kind: ErrorKind) {
         let Some(a) = self.assignments.get(&id) else {
             return;
         };
         let rig_key = a.rig;
+        let payout_to = a.payout_to;
         let job = a.job;
         self.stats.caught += 1;
         log(format_args!(
@@ -1239,40 +1424,79 @@ impl Market {
             r.excluded.insert(job);
             r.bids.retain(|(j, _), _| *j != job);
         }
-        let mut forfeited = 0u64;
         let mut discard: Vec<AssignmentId> = vec![id];
         let mut cancel: Vec<AssignmentId> = Vec::new();
         for (other, x) in &self.assignments {
             if x.rig != rig_key || *other == id {
                 continue;
             }
-            if matches!(x.state, AState::Held | AState::Checking | AState::Opening) {
-                discard.push(*other);
-            } else if matches!(x.state, AState::Assigned | AState::Uploading) {
+            match x.state {
+                AState::Held if !x.spendable => discard.push(*other),
+                AState::Checking | AState::Opening => discard.push(*other),
                 // Work still out with a caught rig is not wanted either.
-                cancel.push(*other);
+                AState::Assigned | AState::Uploading => cancel.push(*other),
+                _ => {}
             }
         }
-        for c in cancel {
-            self.uploads.retain(|_, v| *v != c);
-            self.send(&rig_key, ManagerToRig::Cancel { assignment: c });
-            discard.push(c);
+        for c in &cancel {
+            self.uploads.retain(|_, v| v != c);
+            self.send(&rig_key, ManagerToRig::Cancel { assignment: *c });
         }
+        discard.extend(cancel);
+        let mut caught = Caught {
+            rig: rig_key,
+            payout_to,
+            kind,
+            assignment: id,
+            ended: Vec::new(),
+            unverified: Vec::new(),
+        };
+        for d in &discard {
+            let state = if *d == id {
+                AssignmentState::Failed
+            } else {
+                AssignmentState::Abandoned
+            };
+            let verification = if *d == id {
+                Verification::Failed
+            } else {
+                Verification::Pending
+            };
+            if let Some(rec) = self.record(*d, state, verification) {
+                caught.ended.push(rec);
+            }
+            if let Some(x) = self.assignments.get(d) {
+                if x.state == AState::Held {
+                    caught.unverified.push((x.job, *d, x.range.count));
+                }
+            }
+        }
+        let forfeited = match self.persist.caught(&caught) {
+            Ok((rec, forfeited)) => {
+                if let Some(r) = self.rigs.get_mut(&rig_key) {
+                    r.public.absorb(&rec);
+                }
+                forfeited
+            }
+            Err(e) => {
+                log(format_args!(
+                    "store: demotion of rig {} not recorded: {e}",
+                    short(&rig_key)
+                ));
+                0
+            }
+        };
         for d in discard {
             let Some(x) = self.assignments.get_mut(&d) else {
                 continue;
             };
             if x.state == AState::Held {
-                forfeited += x.payout;
                 if let Some(j) = self.jobs.get_mut(&x.job) {
                     j.held.remove(&x.range.start);
                 }
-                if let Some(journal) = &self.journal {
-                    journal.drop_result(x.job, d, x.range);
-                }
             }
             x.tally = None;
-            self.release(d, AState::Discarded);
+            self.release_quiet(d, AState::Discarded);
         }
         if let Some(r) = self.rigs.get_mut(&rig_key) {
             r.public.forfeited += forfeited;
@@ -1328,12 +1552,15 @@ impl Market {
         work
     }
 
+    /// Merges a job's held results and settles it: result, fee and refund in one
+    /// transaction (every result was paid when it was verified).
     fn finish(&mut self, job: JobId) {
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };
         let mut merged: Option<Tally> = None;
-        let mut pays: Vec<(AssignmentId, PublicKey, u64, PublicKey)> = Vec::new();
+        let mut spent = 0u64;
+        let mut held: Vec<AssignmentId> = Vec::new();
         for id in j.held.values() {
             let Some(a) = self.assignments.get(id) else {
                 continue;
@@ -1349,71 +1576,40 @@ impl Market {
                     }
                 }
             }
-            pays.push((*id, a.rig, a.payout, a.payout_to));
+            spent = spent.saturating_add(a.payout);
+            held.push(*id);
         }
         let Some(merged) = merged else { return };
         let bytes = merged.canonical_bytes();
-        if let Some(journal) = &self.journal {
-            if let Err(e) = journal.save_done(job, &bytes) {
-                log(format_args!("journal: {e}"));
+        let fee = spent.saturating_mul(j.fee_permille) / 1000;
+        let (fee, refund) = match self
+            .persist
+            .finished(job, &bytes, merged.digest(), fee, &held)
+        {
+            Ok(x) => x,
+            Err(e) => {
+                // Not settled: the job stays as it is and is finished again after a
+                // restart.
+                log(format_args!("store: job {} not finished: {e}", job.0));
+                return;
             }
-        }
+        };
         j.result = Some(Arc::new(bytes));
         j.state = JobState::Done;
-        let client = j.client;
-        let fee_permille = j.fee_permille;
-        let mut spent = 0u64;
-        for (id, rig_key, amount, payout_key) in pays {
-            let spendable = self
-                .rigs
-                .get(&rig_key)
-                .is_some_and(|r| r.public.verified >= self.cfg.spendable_after);
-            let paid = match self.bank.pay(job, id, &payout_key, amount, spendable) {
-                // Paid before a restart: the ledger refused the repeat; count it once.
-                Err(BankError::AlreadyPaid(_)) => {
-                    spent += amount;
-                    continue;
-                }
-                other => other,
-            };
-            match paid {
-                Ok(()) => {
-                    spent += amount;
-                    if let Some(a) = self.assignments.get_mut(&id) {
-                        a.state = AState::Paid;
-                        a.tally = None;
-                    }
-                    if let Some(r) = self.rigs.get_mut(&rig_key) {
-                        r.public.paid += amount;
-                    }
-                    self.send(
-                        &rig_key,
-                        ManagerToRig::PaymentNotice {
-                            assignment: id,
-                            amount: Amount(amount),
-                            spendable,
-                        },
-                    );
-                }
-                Err(e) => log(format_args!(
-                    "job {}: payment of {} failed: {e}",
-                    job.0, id.0
-                )),
+        j.spent = spent;
+        for id in &held {
+            if let Some(a) = self.assignments.get_mut(id) {
+                a.state = AState::Paid;
+                a.tally = None;
             }
-        }
-        let fee = spent.saturating_mul(fee_permille) / 1000;
-        let refund = self.bank.close(job, &client, fee);
-        if let Some(j) = self.jobs.get_mut(&job) {
-            j.spent = spent;
         }
         for r in self.rigs.values_mut() {
             r.bids.retain(|(b, _), _| *b != job);
         }
         log(format_args!(
-            "job {} done: {} photons verified, paid {spent}, fee {fee}, refund {:?}",
+            "job {} done: {} photons verified, paid {spent}, fee {fee}, refund {refund}",
             job.0,
             self.jobs.get(&job).map_or(0, |j| j.photons),
-            refund
         ));
     }
 
@@ -1459,7 +1655,11 @@ impl Market {
             .map(|(id, _)| *id)
             .collect();
         for id in silent {
-            self.fail(id, "sample proofs not returned in time");
+            self.fail(
+                id,
+                "sample proofs not returned in time",
+                ErrorKind::BadProof,
+            );
         }
         // Old finished assignments are forgotten so memory stays bounded.
         self.assignments.retain(|_, a| {
@@ -1496,11 +1696,31 @@ impl Market {
                 ),
             ));
         }
-        let id = JobId(self.next_job);
-        self.bank
-            .escrow(&client, id, escrow)
-            .map_err(|e| (ErrorCode::InsufficientFunds, e.to_string()))?;
-        self.next_job += 1;
+        let terms = JobTerms {
+            client,
+            photons,
+            seed: spec.job.seed,
+            mode,
+            max_price,
+            cost_per_history_milli: cost_milli,
+            price_per_unit: self.cfg.price_per_unit,
+            escrow: Amount(escrow),
+        };
+        let id = self
+            .persist
+            .accept_job(&terms, &spec.input)
+            .map_err(|e| match e {
+                StoreError::InsufficientBalance { .. } => {
+                    (ErrorCode::InsufficientFunds, e.to_string())
+                }
+                e => {
+                    log(format_args!("store: job not accepted: {e}"));
+                    (
+                        ErrorCode::Internal,
+                        "the manager could not record the job".into(),
+                    )
+                }
+            })?;
         let entry = JobEntry {
             client,
             spec: Arc::new(spec),
@@ -1520,20 +1740,6 @@ impl Market {
             rigs: Vec::new(),
         };
         let offer = self.offer(id, &entry);
-        if let Some(journal) = &self.journal {
-            let meta = JobMeta {
-                client,
-                photons,
-                seed: entry.spec.job.seed,
-                mode,
-                cost_milli,
-                price_per_history,
-                fee_permille: entry.fee_permille,
-            };
-            if let Err(e) = journal.save_job(id, &meta, &entry.spec.input) {
-                log(format_args!("journal: {e}"));
-            }
-        }
         self.jobs.insert(id, entry);
         log(format_args!(
             "job {} accepted: {photons} photons, {price_per_history} per history, escrow {escrow}",
@@ -1553,7 +1759,12 @@ impl Market {
 
     /// A job's status, for its client.
     pub fn status(&self, client: &PublicKey, job: JobId) -> Option<JobStatus> {
-        let j = self.jobs.get(&job).filter(|j| j.client == *client)?;
+        let Some(j) = self.jobs.get(&job) else {
+            return self.stored_status(client, job);
+        };
+        if j.client != *client {
+            return None;
+        }
         let done: u64 = j
             .held
             .values()
@@ -1582,14 +1793,56 @@ impl Market {
         })
     }
 
+    /// A job finished before this manager started: its status from the store.
+    fn stored_status(&self, client: &PublicKey, job: JobId) -> Option<JobStatus> {
+        let rec = match self.persist.job(job) {
+            Ok(r) => r?,
+            Err(e) => {
+                log(format_args!("store: job {}: {e}", job.0));
+                return None;
+            }
+        };
+        if rec.client != *client {
+            return None;
+        }
+        let state = match rec.state {
+            crate::records::JobState::Done => JobState::Done,
+            crate::records::JobState::Cancelled => JobState::Failed,
+            // Running jobs are all in memory; one that is not could not be restored.
+            crate::records::JobState::Running => JobState::Failed,
+        };
+        Some(JobStatus {
+            job,
+            state,
+            photons_done: rec.photons_verified,
+            photons_total: rec.photons,
+            spent: rec.paid,
+            rigs: heapless::Vec::new(),
+        })
+    }
+
     /// The merged tally's canonical bytes of a finished job, for its client.
     pub fn result(&self, client: &PublicKey, job: JobId) -> Result<Arc<Vec<u8>>, ErrorCode> {
-        let j = self
-            .jobs
-            .get(&job)
-            .filter(|j| j.client == *client)
-            .ok_or(ErrorCode::UnknownJob)?;
-        j.result.clone().ok_or(ErrorCode::NotReady)
+        if let Some(j) = self.jobs.get(&job) {
+            if j.client != *client {
+                return Err(ErrorCode::UnknownJob);
+            }
+            return j.result.clone().ok_or(ErrorCode::NotReady);
+        }
+        // Finished before this manager started.
+        let owned = self
+            .persist
+            .job(job)
+            .map_err(|_| ErrorCode::Internal)?
+            .is_some_and(|r| r.client == *client);
+        if !owned {
+            return Err(ErrorCode::UnknownJob);
+        }
+        match self.persist.client_result(job) {
+            Ok(Some(bytes)) => Ok(Arc::new(bytes)),
+            Ok(None) => Err(ErrorCode::NotReady),
+            Err(_) => Err(ErrorCode::Internal),
+        }
     }
 
     /// A client's star rating of a rig that worked on its job.
@@ -1600,23 +1853,64 @@ impl Market {
         rig: &PublicKey,
         stars: u8,
     ) -> Result<(), ErrorCode> {
-        let j = self
-            .jobs
-            .get(&job)
-            .filter(|j| j.client == *client)
-            .ok_or(ErrorCode::UnknownJob)?;
-        if !(1..=5).contains(&stars) || !j.rigs.contains(rig) {
+        let worked = match self.jobs.get(&job) {
+            Some(j) if j.client == *client => j.rigs.contains(rig),
+            Some(_) => return Err(ErrorCode::UnknownJob),
+            None => {
+                let owned = self
+                    .persist
+                    .job(job)
+                    .map_err(|_| ErrorCode::Internal)?
+                    .is_some_and(|r| r.client == *client);
+                if !owned {
+                    return Err(ErrorCode::UnknownJob);
+                }
+                self.persist
+                    .worked_on(job, rig)
+                    .map_err(|_| ErrorCode::Internal)?
+            }
+        };
+        if !(1..=5).contains(&stars) || !worked {
             return Err(ErrorCode::Protocol);
         }
-        if let Some(r) = self.rigs.get_mut(rig) {
-            r.public.ratings.push(stars);
+        match self.persist.rate(rig, client, stars) {
+            Ok(rec) => {
+                if let Some(r) = self.rigs.get_mut(rig) {
+                    r.public.absorb(&rec);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                log(format_args!("store: rating of rig {}: {e}", short(rig)));
+                Err(ErrorCode::Internal)
+            }
         }
-        Ok(())
     }
 
-    /// A rig's public record.
+    /// A rig's public record: its stored trust record and ratings, with this session's label
+    /// and pay counters when it is known here.
     pub fn rig_record(&self, rig: &PublicKey) -> Option<RigPublic> {
-        self.rigs.get(rig).map(|r| r.public.clone())
+        let stored = match self.persist.rig(rig) {
+            Ok(r) => r,
+            Err(e) => {
+                log(format_args!("store: rig {}: {e}", short(rig)));
+                None
+            }
+        };
+        let live = self.rigs.get(rig).map(|r| r.public.clone());
+        let mut public = match (&stored, live) {
+            (None, None) => return None,
+            (_, Some(p)) => p,
+            (Some(_), None) => RigPublic {
+                label: format!("rig-{}", short(rig)),
+                ..RigPublic::default()
+            },
+        };
+        if let Some(rec) = &stored {
+            public.absorb(rec);
+        }
+        public.ratings = self.persist.ratings(rig).unwrap_or_default();
+        Some(public)
     }
 
     /// Connected rigs.

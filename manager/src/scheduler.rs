@@ -96,6 +96,33 @@ pub fn give_back(pending: &mut Vec<PhotonRange>, range: PhotonRange) {
     *pending = merged;
 }
 
+/// Removes `range` from the pending list, if it lies wholly inside one pending piece (a
+/// verified range restored after a restart). Returns whether it did.
+pub fn carve(pending: &mut Vec<PhotonRange>, range: PhotonRange) -> bool {
+    let end = range.start.saturating_add(range.count);
+    let Some(at) = pending
+        .iter()
+        .position(|p| range.start >= p.start && end <= p.start.saturating_add(p.count))
+    else {
+        return false;
+    };
+    let p = pending.remove(at);
+    let after = PhotonRange {
+        start: end,
+        count: p.start + p.count - end,
+    };
+    let before = PhotonRange {
+        start: p.start,
+        count: range.start - p.start,
+    };
+    for piece in [after, before] {
+        if piece.count > 0 {
+            pending.insert(at, piece);
+        }
+    }
+    true
+}
+
 /// Photons in a pending list.
 pub fn pending_total(pending: &[PhotonRange]) -> u64 {
     pending.iter().map(|r| r.count).sum()
@@ -104,6 +131,18 @@ pub fn pending_total(pending: &[PhotonRange]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn carve_splits_and_refuses_overlaps() {
+        let r = |start, count| PhotonRange { start, count };
+        let mut p = vec![r(0, 100)];
+        assert!(carve(&mut p, r(10, 20)));
+        assert_eq!(p, vec![r(0, 10), r(30, 70)]);
+        assert!(!carve(&mut p, r(5, 10)));
+        assert!(carve(&mut p, r(0, 10)));
+        assert!(carve(&mut p, r(90, 10)));
+        assert_eq!(p, vec![r(30, 60)]);
+    }
 
     fn c(rig: usize, hps: f64, price: u64) -> Candidate {
         Candidate {

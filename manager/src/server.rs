@@ -22,10 +22,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::escrow::Bank;
 use crate::market::{Market, MarketConfig, Work};
 use crate::results::open_result;
 use crate::session;
+use crate::store::Store;
 use crate::verify;
 
 /// Settings of the network side.
@@ -43,8 +43,6 @@ pub struct ServerConfig {
     pub engine_threads: usize,
     /// Connections served at once; more are refused with `UNAVAILABLE`.
     pub max_sessions: usize,
-    /// Directory of the job journal (`None`: jobs live in memory only).
-    pub journal: Option<std::path::PathBuf>,
     pub market: MarketConfig,
 }
 
@@ -57,7 +55,6 @@ impl Default for ServerConfig {
             tick: Duration::from_secs(1),
             engine_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_sessions: 20_000,
-            journal: None,
             market: MarketConfig::default(),
         }
     }
@@ -102,17 +99,14 @@ impl Drop for Running {
     }
 }
 
-/// Binds and starts the manager.
+/// Binds and starts the manager on the state in `store` (restored first: see
+/// [`Market::open`]).
 pub async fn start(
     cfg: ServerConfig,
     identity: Identity,
-    bank: Box<dyn Bank>,
+    store: Arc<Store>,
 ) -> std::io::Result<Running> {
-    let mut market = Market::new(cfg.market.clone(), bank);
-    if let Some(dir) = &cfg.journal {
-        let journal = crate::journal::Journal::open(dir).map_err(std::io::Error::other)?;
-        market.restore(journal).map_err(std::io::Error::other)?;
-    }
+    let market = Market::open(cfg.market.clone(), store).map_err(std::io::Error::other)?;
     let listener = TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {

@@ -218,34 +218,25 @@ impl Store {
             path: path.to_owned(),
             settlement: Arc::new(InternalCredit),
         };
-        let created = store.write(|tx| -> Result<bool> {
-            let meta = tx.txn.open_table(META).map_err(|e| tx.db(e))?;
-            let exists = meta.get(META_CONFIG).map_err(|e| tx.db(e))?.is_some();
-            drop(meta);
-            if exists {
-                return Ok(false);
-            }
-            // Create every table so readers never meet a missing one.
-            tx.txn.open_table(BALANCES).map_err(|e| tx.db(e))?;
-            tx.txn.open_table(LEDGER).map_err(|e| tx.db(e))?;
-            tx.txn.open_table(PAID).map_err(|e| tx.db(e))?;
-            tx.txn.open_table(PENDING).map_err(|e| tx.db(e))?;
-            tx.txn.open_table(JOBS).map_err(|e| tx.db(e))?;
-            tx.txn.open_table(INPUTS).map_err(|e| tx.db(e))?;
-            tx.txn.open_table(ASSIGNMENTS).map_err(|e| tx.db(e))?;
-            tx.txn.open_table(HELD).map_err(|e| tx.db(e))?;
-            tx.txn.open_table(CLIENT_RESULTS).map_err(|e| tx.db(e))?;
-            tx.txn.open_table(RIGS).map_err(|e| tx.db(e))?;
-            tx.txn.open_table(RATINGS).map_err(|e| tx.db(e))?;
-            tx.put_meta(META_FORMAT, &FORMAT_VERSION)?;
-            tx.put_meta(META_CONFIG, config)?;
-            tx.config = config.clone();
-            tx.put_meta(META_HEAD, &Head::genesis())?;
-            tx.put_meta(META_NEXT_JOB, &1u64)?;
-            tx.put_meta(META_NEXT_ASSIGNMENT, &1u64)?;
-            Ok(true)
-        })?;
+        let created = store.write(|tx| tx.initialise(config))?;
         Ok((store, created))
+    }
+
+    /// A database held in memory only (tests, and runs that need no state after exit); `config`
+    /// is stored in it as by [`Store::init`].
+    pub fn in_memory(config: &Config) -> Result<Store> {
+        config.validate()?;
+        let path = PathBuf::from(":memory:");
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| db_err(&path, e))?;
+        let store = Store {
+            db,
+            path,
+            settlement: Arc::new(InternalCredit),
+        };
+        store.write(|tx| tx.initialise(config))?;
+        Ok(store)
     }
 
     /// Opens an initialised database.
@@ -658,6 +649,51 @@ impl WriteTx {
         let next = id.checked_add(1).ok_or(StoreError::Overflow(name))?;
         self.put_meta(name, &next)?;
         Ok(id)
+    }
+
+    /// Creates every table and the meta records of a new database, unless it has a config
+    /// already. Returns whether it initialised.
+    fn initialise(&mut self, config: &Config) -> Result<bool> {
+        let meta = self.txn.open_table(META).map_err(|e| self.db(e))?;
+        let exists = meta.get(META_CONFIG).map_err(|e| self.db(e))?.is_some();
+        drop(meta);
+        if exists {
+            return Ok(false);
+        }
+        // Create every table so readers never meet a missing one.
+        self.txn.open_table(BALANCES).map_err(|e| self.db(e))?;
+        self.txn.open_table(LEDGER).map_err(|e| self.db(e))?;
+        self.txn.open_table(PAID).map_err(|e| self.db(e))?;
+        self.txn.open_table(PENDING).map_err(|e| self.db(e))?;
+        self.txn.open_table(JOBS).map_err(|e| self.db(e))?;
+        self.txn.open_table(INPUTS).map_err(|e| self.db(e))?;
+        self.txn.open_table(ASSIGNMENTS).map_err(|e| self.db(e))?;
+        self.txn.open_table(HELD).map_err(|e| self.db(e))?;
+        self.txn
+            .open_table(CLIENT_RESULTS)
+            .map_err(|e| self.db(e))?;
+        self.txn.open_table(RIGS).map_err(|e| self.db(e))?;
+        self.txn.open_table(RATINGS).map_err(|e| self.db(e))?;
+        self.put_meta(META_FORMAT, &FORMAT_VERSION)?;
+        self.put_meta(META_CONFIG, config)?;
+        self.config = config.clone();
+        self.put_meta(META_HEAD, &Head::genesis())?;
+        self.put_meta(META_NEXT_JOB, &1u64)?;
+        self.put_meta(META_NEXT_ASSIGNMENT, &1u64)?;
+        Ok(true)
+    }
+
+    /// Reserves `n` assignment numbers at once from the durable counter: the caller hands
+    /// them out in order from memory and, once this commits, no number in the block is ever
+    /// handed out again, across restarts too (one durable write per block, not per
+    /// assignment).
+    pub fn reserve_assignment_ids(&mut self, n: u64) -> Result<std::ops::Range<u64>> {
+        let first: u64 = self.meta(META_NEXT_ASSIGNMENT)?.unwrap_or(1);
+        let end = first
+            .checked_add(n)
+            .ok_or(StoreError::Overflow(META_NEXT_ASSIGNMENT))?;
+        self.put_meta(META_NEXT_ASSIGNMENT, &end)?;
+        Ok(first..end)
     }
 
     /// Takes the next job number from the durable counter (never repeats, across restarts

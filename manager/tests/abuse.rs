@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::{compute, hello, JOB};
 use compushare_manager::client::Client;
-use compushare_manager::escrow::MemoryBank;
 use compushare_manager::market::MarketConfig;
 use compushare_manager::server::{start, Running, ServerConfig};
 use compushare_protocol::chunk::Chunker;
@@ -22,8 +21,7 @@ use compushare_protocol::secure::Identity;
 use compushare_protocol::types::{Amount, AssignmentId, Mode};
 
 async fn manager(client: [u8; 32]) -> Running {
-    let mut bank = MemoryBank::default();
-    bank.grant(client, 1 << 40);
+    let store = common::store_granting(&client, 1 << 40);
     let cfg = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         tick: Duration::from_millis(100),
@@ -35,7 +33,7 @@ async fn manager(client: [u8; 32]) -> Running {
         },
         ..ServerConfig::default()
     };
-    start(cfg, Identity::generate().unwrap(), Box::new(bank))
+    start(cfg, Identity::generate().unwrap(), store)
         .await
         .unwrap()
 }

@@ -354,3 +354,11 @@ impl ScriptedRig {
         self.report.lock().unwrap().clone()
     }
 }
+
+/// A manager store in memory with `amount` granted to `client`.
+pub fn store_granting(client: &PublicKey, amount: u64) -> Arc<compushare_manager::Store> {
+    let store =
+        compushare_manager::Store::in_memory(&compushare_manager::Config::default()).unwrap();
+    store.write(|tx| tx.grant(client, Amount(amount))).unwrap();
+    Arc::new(store)
+}

@@ -1,0 +1,415 @@
+//! The market's durable state: every change the market must not lose is one redb write
+//! transaction here, so a `kill -9` at any moment leaves the state before it or after it.
+//!
+//! - a job is accepted and its escrow taken in one transaction;
+//! - assignment numbers come from the store's durable counter, reserved in blocks (one durable
+//!   write per block: numbers never repeat across restarts), and each assignment's record is
+//!   written without waiting for the disk (a lost one was unverified work, reassigned anyway);
+//! - a verified result is recorded, its tally held, its rig's trust record updated and its
+//!   rig paid (pending or spendable) in one transaction;
+//! - a caught rig's demotion, its discarded results and its forfeited pending pay are one
+//!   transaction;
+//! - a finished job's merged result, fee and refund are one transaction.
+//!
+//! [`Persist::load`] gives back what a restarted market needs: running jobs with their inputs
+//! and verified results; unverified assignments of running jobs are marked abandoned (their
+//! photons are assigned again). Heartbeats and bids never write.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use compushare_protocol::types::{Amount, AssignmentId, Digest, JobId, Mode, PublicKey};
+use redb::ReadableTable;
+use sha2::{Digest as _, Sha256};
+
+use crate::ledger::Account;
+use crate::records::{AssignmentRecord, AssignmentState, JobRecord, JobState};
+use crate::store::{tables, Result, Store, StoreError, WriteTx};
+use crate::trust::{ErrorKind, Rater, RigRecord};
+
+/// Assignment numbers reserved per durable write.
+const ID_BLOCK: u64 = 1024;
+
+/// The terms of a job the market accepted (prices already worked out by the market).
+#[derive(Debug, Clone, Copy)]
+pub struct JobTerms {
+    pub client: PublicKey,
+    pub photons: u64,
+    pub seed: u64,
+    pub mode: Mode,
+    pub max_price: Amount,
+    pub cost_per_history_milli: u64,
+    pub price_per_unit: Amount,
+    /// Moved from the client's balance into the job's escrow.
+    pub escrow: Amount,
+}
+
+/// A result that passed its checks, as the market hands it over.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The assignment, state `Verified`.
+    pub record: AssignmentRecord,
+    /// Where the pay goes.
+    pub payout_to: PublicKey,
+    /// The tally's canonical bytes (held until the job is merged).
+    pub tally: Vec<u8>,
+    /// Issue-to-commit time, for the rig's (time to return) / (cost) record.
+    pub elapsed_ms: u64,
+    /// Milli cost units of the range.
+    pub cost_milli: u64,
+    /// Histories that count toward trust (checked or covered by a passed window).
+    pub trust_histories: u64,
+    /// Consecutive verified histories that promote (u64::MAX: not yet eligible).
+    pub promote_after: u64,
+    /// Verified histories after which pay is spendable.
+    pub spendable_after: u64,
+}
+
+/// What recording a verified result did.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The rig's record after it.
+    pub rig: RigRecord,
+    /// Whether this rig was promoted by it.
+    pub promoted: bool,
+    /// Whether the pay went to spendable (and any earlier pending pay with it).
+    pub spendable: bool,
+}
+
+/// A caught rig: its demotion and the work thrown away with it.
+#[derive(Debug, Clone)]
+pub struct Caught {
+    pub rig: PublicKey,
+    /// Whose pending pay is forfeited.
+    pub payout_to: PublicKey,
+    pub kind: ErrorKind,
+    pub assignment: AssignmentId,
+    /// Assignments ended with it (state set by the caller: `Failed` or `Abandoned`).
+    pub ended: Vec<AssignmentRecord>,
+    /// Of those, the ones that had been verified: their held results are dropped and their
+    /// photons no longer count toward their jobs.
+    pub unverified: Vec<(JobId, AssignmentId, u64)>,
+}
+
+/// A job as restored after a restart.
+#[derive(Debug, Clone)]
+pub struct RestoredJob {
+    pub record: JobRecord,
+    pub input: Vec<u8>,
+    /// Verified results: record, tally bytes, and whether the pay is spendable.
+    pub verified: Vec<(AssignmentRecord, Vec<u8>, bool)>,
+}
+
+/// The market's side of the store.
+#[derive(Debug)]
+pub struct Persist {
+    store: Arc<Store>,
+    ids: Range<u64>,
+}
+
+impl Persist {
+    /// The market's state in `store`.
+    pub fn new(store: Arc<Store>) -> Persist {
+        Persist { store, ids: 0..0 }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Stores a job's input and record and moves its escrow from the client's balance, in one
+    /// transaction. Refused (nothing written) when the balance does not cover the escrow.
+    pub fn accept_job(&self, terms: &JobTerms, input: &[u8]) -> Result<JobId> {
+        let digest: Digest = Sha256::digest(input).into();
+        let input_len =
+            u32::try_from(input.len()).map_err(|_| StoreError::Overflow("input_len"))?;
+        self.store.write(|tx| {
+            let id = tx.allocate_job_id()?;
+            {
+                let mut t = tx.txn.open_table(tables::INPUTS).map_err(|e| tx.db(e))?;
+                t.insert(digest.as_slice(), input).map_err(|e| tx.db(e))?;
+            }
+            let job = JobRecord {
+                id,
+                client: terms.client,
+                input: digest,
+                input_len,
+                photons: terms.photons,
+                seed: terms.seed,
+                mode: terms.mode,
+                max_price: terms.max_price,
+                cost_per_history_milli: terms.cost_per_history_milli,
+                price_per_unit: terms.price_per_unit,
+                escrowed: terms.escrow,
+                paid: Amount(0),
+                photons_verified: 0,
+                state: JobState::Running,
+                created_unix_s: tx.now(),
+                finished_unix_s: None,
+                result: None,
+            };
+            tx.put_job(&job)?;
+            if terms.escrow.0 > 0 {
+                tx.escrow(id, &terms.client, terms.escrow)?;
+            }
+            Ok(id)
+        })
+    }
+
+    /// The next assignment number (strictly above every number handed out before, restarts
+    /// included).
+    pub fn next_assignment_id(&mut self) -> Result<AssignmentId> {
+        if self.ids.is_empty() {
+            self.ids = self.store.write(|tx| tx.reserve_assignment_ids(ID_BLOCK))?;
+        }
+        let id = self.ids.start;
+        self.ids.start += 1;
+        Ok(AssignmentId(id))
+    }
+
+    /// Records an assignment's new state that carries no money (issued, abandoned, late),
+    /// without waiting for the disk: losing it in a crash loses only unverified work, which a
+    /// restart reassigns. A late rig's record counts it.
+    pub fn assignment(&self, rec: &AssignmentRecord, late: bool) -> Result<()> {
+        self.store.write_relaxed(|tx| {
+            tx.put_assignment(rec)?;
+            if late {
+                tx.trust_late(&rec.rig, rec.id)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records a verified result, holds its tally, updates its rig's trust record and pays it
+    /// from the job's escrow, in one transaction. The ledger refuses a second payment for an
+    /// assignment, so this cannot pay twice.
+    pub fn verified(&self, v: &Verified) -> Result<Recorded> {
+        self.store.write(|tx| {
+            let a = &v.record;
+            let mut job = tx.job_required(a.job)?;
+            if job.state.is_closed() {
+                return Err(StoreError::JobClosed(a.job.0));
+            }
+            let mut rec = tx.rig_or_join(&a.rig)?;
+            rec.record_return(v.elapsed_ms, v.cost_milli);
+            let promoted = rec.record_verified(v.trust_histories, tx.now(), v.promote_after);
+            if v.trust_histories < a.photons.count {
+                // Work not covered by a check still counts as done, not toward trust.
+                rec.histories_verified = rec
+                    .histories_verified
+                    .saturating_add(a.photons.count - v.trust_histories);
+            }
+            tx.put_rig(&rec)?;
+            let spendable = rec.histories_verified >= v.spendable_after;
+            let mut stored = a.clone();
+            stored.paid = true;
+            tx.put_assignment(&stored)?;
+            tx.put_held(a.id, &v.tally)?;
+            tx.pay_worker(a.job, a.id, &v.payout_to, a.payout, spendable)?;
+            job.paid = Amount(
+                job.paid
+                    .0
+                    .checked_add(a.payout.0)
+                    .ok_or(StoreError::Overflow("job paid"))?,
+            );
+            job.photons_verified = job
+                .photons_verified
+                .checked_add(a.photons.count)
+                .ok_or(StoreError::Overflow("photons verified"))?;
+            tx.put_job(&job)?;
+            if spendable {
+                // Pay earned before the rig qualified becomes spendable with it.
+                tx.release_pending(&v.payout_to)?;
+            }
+            Ok(Recorded {
+                rig: rec,
+                promoted,
+                spendable,
+            })
+        })
+    }
+
+    /// Demotes a caught rig, ends its discarded assignments, drops their held results and
+    /// forfeits its pending pay back to the escrows it came from, in one transaction. Returns
+    /// the rig's record and the amount forfeited.
+    pub fn caught(&self, c: &Caught) -> Result<(RigRecord, u64)> {
+        self.store.write(|tx| {
+            let rec = tx.trust_error(&c.rig, c.kind, Some(c.assignment))?;
+            for a in &c.ended {
+                tx.put_assignment(a)?;
+            }
+            for (job, id, count) in &c.unverified {
+                tx.remove_held(*id)?;
+                let mut j = tx.job_required(*job)?;
+                j.photons_verified = j.photons_verified.saturating_sub(*count);
+                tx.put_job(&j)?;
+            }
+            let forfeited = tx.forfeit_pending(&c.payout_to)?;
+            Ok((rec, forfeited.0))
+        })
+    }
+
+    /// Finishes a job: stores its merged result, takes `fee` (capped by what is left in
+    /// escrow), refunds the rest and drops the held results, in one transaction. Returns
+    /// (fee taken, refund).
+    pub fn finished(
+        &self,
+        job: JobId,
+        merged: &[u8],
+        digest: Digest,
+        fee: u64,
+        held: &[AssignmentId],
+    ) -> Result<(u64, u64)> {
+        self.store.write(|tx| {
+            let mut j = tx.job_required(job)?;
+            if j.state.is_closed() {
+                return Err(StoreError::JobClosed(job.0));
+            }
+            tx.put_client_result(job, merged)?;
+            let left = tx.balance(&Account::Escrow(job))?;
+            let left = u64::try_from(left.max(0)).map_err(|_| StoreError::Overflow("escrow"))?;
+            let fee = fee.min(left);
+            if fee > 0 {
+                tx.take_fee(job, Amount(fee))?;
+            }
+            let refund = tx.refund(job)?;
+            for id in held {
+                tx.remove_held(*id)?;
+            }
+            j.state = JobState::Done;
+            j.finished_unix_s = Some(tx.now());
+            j.result = Some(digest);
+            tx.put_job(&j)?;
+            Ok((fee, refund.0))
+        })
+    }
+
+    /// Makes a worker's pending pay spendable (its rig now qualifies). Returns the amount.
+    pub fn release(&self, worker: &PublicKey) -> Result<u64> {
+        self.store
+            .write(|tx| tx.release_pending(worker))
+            .map(|a| a.0)
+    }
+
+    /// A client's star rating of a rig (one per client and rig; rating again replaces it).
+    pub fn rate(&self, rig: &PublicKey, client: &PublicKey, stars: u8) -> Result<RigRecord> {
+        self.store
+            .write(|tx| tx.rate(rig, client, Rater::Client, stars))
+    }
+
+    /// A rig's stored record.
+    pub fn rig(&self, key: &PublicKey) -> Result<Option<RigRecord>> {
+        self.store.read()?.rig(key)
+    }
+
+    /// Every star rating of a rig, in rater key order.
+    pub fn ratings(&self, key: &PublicKey) -> Result<Vec<u8>> {
+        let read = self.store.read()?;
+        let t = read
+            .redb()
+            .open_table(tables::RATINGS)
+            .map_err(|e| read.db(e))?;
+        let mut lo = [0u8; 64];
+        lo[..32].copy_from_slice(key);
+        let mut hi = [0xffu8; 64];
+        hi[..32].copy_from_slice(key);
+        let mut out = Vec::new();
+        for item in t
+            .range(lo.as_slice()..=hi.as_slice())
+            .map_err(|e| read.db(e))?
+        {
+            let (_, v) = item.map_err(|e| read.db(e))?;
+            out.push(v.value() & 0x0f);
+        }
+        Ok(out)
+    }
+
+    /// A job's record.
+    pub fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
+        self.store.read()?.job(id)
+    }
+
+    /// A finished job's merged result.
+    pub fn client_result(&self, id: JobId) -> Result<Option<Vec<u8>>> {
+        self.store.read()?.client_result(id)
+    }
+
+    /// Whether `rig` has a verified result in `job` (may rate it).
+    pub fn worked_on(&self, job: JobId, rig: &PublicKey) -> Result<bool> {
+        Ok(self
+            .store
+            .read()?
+            .assignments()?
+            .iter()
+            .any(|a| a.job == job && a.rig == *rig && a.state == AssignmentState::Verified))
+    }
+
+    /// What a restarted market resumes: every running job with its input and verified
+    /// results. Unverified assignments of running jobs are marked abandoned (durably) so the
+    /// record matches what the market does with them: assign their photons again.
+    pub fn load(&self) -> Result<Vec<RestoredJob>> {
+        self.store.write(|tx| {
+            let jobs: Vec<JobRecord> = tx
+                .jobs()?
+                .into_iter()
+                .filter(|j| !j.state.is_closed())
+                .collect();
+            let mut out = Vec::with_capacity(jobs.len());
+            let assignments = tx.assignments()?;
+            let pending = pending_ids(tx)?;
+            for record in jobs {
+                let input = tx.input(&record.input)?.ok_or(StoreError::Corrupt {
+                    table: "inputs",
+                    key: format!("job {}", record.id.0),
+                    source: crate::codec::CodecError::Corrupt {
+                        what: "inputs",
+                        reason: "the job's input is missing".into(),
+                    },
+                })?;
+                let mut verified = Vec::new();
+                for a in assignments.iter().filter(|a| a.job == record.id) {
+                    match a.state {
+                        AssignmentState::Verified => {
+                            let Some(tally) = tx.held(a.id)? else {
+                                // Merged or dropped: its pay is settled; nothing to resume.
+                                continue;
+                            };
+                            verified.push((a.clone(), tally, !pending.contains(&a.id.0)));
+                        }
+                        AssignmentState::Failed | AssignmentState::Abandoned => {}
+                        _ => {
+                            let mut gone = a.clone();
+                            gone.state = AssignmentState::Abandoned;
+                            tx.put_assignment(&gone)?;
+                        }
+                    }
+                }
+                out.push(RestoredJob {
+                    record,
+                    input,
+                    verified,
+                });
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Assignments whose pay sits in a worker's pending account (not yet spendable).
+fn pending_ids(tx: &WriteTx) -> Result<std::collections::HashSet<u64>> {
+    let t = tx
+        .redb()
+        .open_table(tables::PENDING)
+        .map_err(|e| tx.db(e))?;
+    let mut out = std::collections::HashSet::new();
+    for item in t.iter().map_err(|e| tx.db(e))? {
+        let (k, _) = item.map_err(|e| tx.db(e))?;
+        let mut id = [0u8; 8];
+        if let Some(tail) = k.value().get(32..40) {
+            id.copy_from_slice(tail);
+            out.insert(u64::from_be_bytes(id));
+        }
+    }
+    Ok(out)
+}

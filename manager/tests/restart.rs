@@ -1,0 +1,279 @@
+//! The market's state lives in the store and survives restarts: a manager stopped between
+//! "results verified" and "job finished" completes the job on restart without paying again;
+//! trust records, ratings and a partly verified job come back; job and assignment numbers
+//! strictly increase across restarts. Each restart reopens the same database file, as a
+//! process restarted after `kill -9` would (redb commits are durable when they return).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use compushare_kernels::transport::simulate;
+use compushare_kernels::transport::tally::Tally;
+use compushare_manager::ledger::{Account, EntryKind};
+use compushare_manager::market::{Market, MarketConfig};
+use compushare_manager::persist::{JobTerms, Persist, Recorded, Verified};
+use compushare_manager::records::{AssignmentRecord, AssignmentState, JobState, Verification};
+use compushare_manager::{Config, Store};
+use compushare_protocol::msg::JobState as WireState;
+use compushare_protocol::types::{Amount, AssignmentId, JobId, Mode, PhotonRange, PublicKey};
+
+const SEED: u64 = 99;
+const PHOTONS: u64 = 3_000;
+const CLIENT: PublicKey = [1; 32];
+const RIG: PublicKey = [2; 32];
+const PAYOUT: PublicKey = [3; 32];
+/// Cost 5 units per history at 1 micro-credit per unit: 5 per history.
+const COST_MILLI: u64 = 5_000;
+const PPH: u64 = 5;
+const GRANT: u64 = 1_000_000_000;
+
+fn db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cs-restart-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("manager.redb")
+}
+
+fn open(path: &Path) -> Arc<Store> {
+    Arc::new(Store::init(path, &Config::default()).unwrap().0)
+}
+
+fn cfg() -> MarketConfig {
+    MarketConfig::default()
+}
+
+fn fee(paid: u64) -> u64 {
+    paid * cfg().fee_permille / 1000
+}
+
+fn accept(p: &Persist) -> JobId {
+    let work = PHOTONS * PPH;
+    let terms = JobTerms {
+        client: CLIENT,
+        photons: PHOTONS,
+        seed: SEED,
+        mode: Mode::Cheapest,
+        max_price: Amount(u64::MAX),
+        cost_per_history_milli: COST_MILLI,
+        price_per_unit: Amount(1),
+        escrow: Amount(work + fee(work)),
+    };
+    p.accept_job(&terms, common::JOB.as_bytes()).unwrap()
+}
+
+fn job_spec() -> compushare_kernels::transport::job::Job {
+    let mut j = common::job_for(common::JOB.as_bytes(), SEED);
+    j.photons = PHOTONS;
+    j
+}
+
+fn record(id: AssignmentId, job: JobId, start: u64, count: u64) -> AssignmentRecord {
+    AssignmentRecord {
+        id,
+        job,
+        rig: RIG,
+        device: 0,
+        photons: PhotonRange { start, count },
+        seed: SEED,
+        issued_unix_s: 0,
+        deadline_unix_s: 0,
+        payout: Amount(count * PPH),
+        state: AssignmentState::Verified,
+        commit: None,
+        verification: Verification::SamplePassed { k: 1 },
+        duplicate_of: None,
+        paid: false,
+    }
+}
+
+/// Records `start..start+count` of `job` as verified on `RIG` (promoted after
+/// `promote_after` histories).
+fn verify(p: &mut Persist, job: JobId, start: u64, count: u64, promote_after: u64) -> Recorded {
+    let id = p.next_assignment_id().unwrap();
+    let tally = simulate(&job_spec(), start..start + count, 2, None).unwrap();
+    p.verified(&Verified {
+        record: record(id, job, start, count),
+        payout_to: PAYOUT,
+        tally: tally.canonical_bytes(),
+        elapsed_ms: 500,
+        cost_milli: count * COST_MILLI,
+        trust_histories: count,
+        promote_after,
+        spendable_after: u64::MAX,
+    })
+    .unwrap()
+}
+
+fn full_digest() -> [u8; 32] {
+    simulate(&job_spec(), 0..PHOTONS, 2, None).unwrap().digest()
+}
+
+fn pays(store: &Store) -> (u64, usize) {
+    let read = store.read().unwrap();
+    let entries = read.entries(0, usize::MAX).unwrap();
+    let pays: Vec<_> = entries
+        .iter()
+        .filter(|e| e.entry.kind == EntryKind::Pay)
+        .collect();
+    (pays.iter().map(|e| e.entry.amount).sum(), pays.len())
+}
+
+#[test]
+fn stopped_between_verified_and_finished_completes_without_paying_again() {
+    let path = db("finish");
+    let job;
+    let stale;
+    {
+        let store = open(&path);
+        store.write(|tx| tx.grant(&CLIENT, Amount(GRANT))).unwrap();
+        let mut p = Persist::new(Arc::clone(&store));
+        job = accept(&p);
+        // An assignment still out when the manager stops: abandoned on restart.
+        stale = p.next_assignment_id().unwrap();
+        let mut out = record(stale, job, 0, 10);
+        out.state = AssignmentState::Issued;
+        out.verification = Verification::Pending;
+        p.assignment(&out, false).unwrap();
+        let first = verify(&mut p, job, 0, 1_000, 2_500);
+        assert_eq!(first.rig.histories_verified, 1_000);
+        assert!(!first.promoted);
+        verify(&mut p, job, 1_000, 1_000, 2_500);
+        let last = verify(&mut p, job, 2_000, 1_000, 2_500);
+        assert!(
+            last.promoted,
+            "3000 consecutive verified histories promote at 2500"
+        );
+        // Paid per verified result, before the job finished.
+        assert_eq!(pays(&store), (PHOTONS * PPH, 3));
+        let read = store.read().unwrap();
+        assert_eq!(read.job(job).unwrap().unwrap().state, JobState::Running);
+        assert_eq!(read.job(job).unwrap().unwrap().photons_verified, PHOTONS);
+        // Stopped here: nothing finished the job.
+    }
+    let entries_after_finish;
+    {
+        let store = open(&path);
+        let mut m = Market::open(cfg(), Arc::clone(&store)).unwrap();
+        let read = store.read().unwrap();
+        let rec = read.job(job).unwrap().unwrap();
+        assert_eq!(rec.state, JobState::Done, "the restart finished the job");
+        assert_eq!(rec.result, Some(full_digest()));
+        let merged = read.client_result(job).unwrap().unwrap();
+        assert_eq!(
+            Tally::from_canonical_bytes(&merged).unwrap().digest(),
+            full_digest(),
+            "merged result differs from a local run"
+        );
+        assert_eq!(
+            read.assignment(stale).unwrap().unwrap().state,
+            AssignmentState::Abandoned
+        );
+        // Paid once: no new payment, fee on the work, the rest refunded.
+        assert_eq!(pays(&store), (PHOTONS * PPH, 3));
+        let work = PHOTONS * PPH;
+        assert_eq!(read.balance(&Account::Escrow(job)).unwrap(), 0);
+        assert_eq!(read.balance(&Account::Fee).unwrap(), i128::from(fee(work)));
+        assert_eq!(
+            read.balance(&Account::Client(CLIENT)).unwrap(),
+            i128::from(GRANT - work - fee(work))
+        );
+        assert_eq!(
+            read.balance(&Account::WorkerPending(PAYOUT)).unwrap(),
+            i128::from(work)
+        );
+        drop(read);
+        store.verify_ledger().unwrap();
+        // The client rates the rig; the client sees its job done.
+        m.rate(&CLIENT, job, &RIG, 4).unwrap();
+        assert!(m.rate(&CLIENT, job, &[9; 32], 4).is_err());
+        assert_eq!(m.status(&CLIENT, job).unwrap().state, WireState::Done);
+        entries_after_finish = store.read().unwrap().ledger_len().unwrap();
+    }
+    {
+        // Another restart repeats nothing and keeps everything.
+        let store = open(&path);
+        let mut m = Market::open(cfg(), Arc::clone(&store)).unwrap();
+        assert_eq!(
+            store.read().unwrap().ledger_len().unwrap(),
+            entries_after_finish
+        );
+        store.verify_ledger().unwrap();
+        let rec = m.rig_record(&RIG).expect("stored rig record");
+        assert!(rec.trusted, "trust survives a restart");
+        assert_eq!(
+            (rec.verified, rec.streak, rec.errors),
+            (PHOTONS, PHOTONS, 0)
+        );
+        assert!(rec.s_per_milli.is_some(), "time to return / cost survives");
+        assert_eq!(rec.ratings, vec![4], "ratings survive a restart");
+        let st = m.status(&CLIENT, job).unwrap();
+        assert_eq!((st.state, st.photons_done), (WireState::Done, PHOTONS));
+        assert_eq!(st.spent, Amount(PHOTONS * PPH));
+        assert_eq!(
+            Tally::from_canonical_bytes(&m.result(&CLIENT, job).unwrap())
+                .unwrap()
+                .digest(),
+            full_digest()
+        );
+        assert!(m.status(&[8; 32], job).is_none(), "another client's job");
+        // Rating again replaces the client's rating (one per client and rig).
+        m.rate(&CLIENT, job, &RIG, 2).unwrap();
+        assert_eq!(m.rig_record(&RIG).unwrap().ratings, vec![2]);
+    }
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn restart_resumes_a_partly_verified_job() {
+    let path = db("partial");
+    let job;
+    {
+        let store = open(&path);
+        store.write(|tx| tx.grant(&CLIENT, Amount(GRANT))).unwrap();
+        let mut p = Persist::new(Arc::clone(&store));
+        job = accept(&p);
+        verify(&mut p, job, 1_000, 1_000, u64::MAX);
+    }
+    let store = open(&path);
+    let m = Market::open(cfg(), Arc::clone(&store)).unwrap();
+    let st = m.status(&CLIENT, job).unwrap();
+    assert_eq!(st.state, WireState::Running);
+    assert_eq!((st.photons_done, st.photons_total), (1_000, PHOTONS));
+    let rec = m.rig_record(&RIG).unwrap();
+    assert!(!rec.trusted);
+    assert_eq!(rec.verified, 1_000);
+    assert_eq!(pays(&store), (1_000 * PPH, 1));
+    store.verify_ledger().unwrap();
+    drop(m);
+    drop(store);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn numbers_strictly_increase_across_restarts() {
+    let path = db("ids");
+    let mut last_job = 0u64;
+    let mut last_assignment = 0u64;
+    for _ in 0..3 {
+        let store = open(&path);
+        store.write(|tx| tx.grant(&CLIENT, Amount(GRANT))).unwrap();
+        // The market itself takes numbers from the same counters.
+        drop(Market::open(cfg(), Arc::clone(&store)).unwrap());
+        let mut p = Persist::new(Arc::clone(&store));
+        let job = accept(&p);
+        assert!(job.0 > last_job, "job {} after {last_job}", job.0);
+        last_job = job.0;
+        for _ in 0..3 {
+            let id = p.next_assignment_id().unwrap();
+            assert!(
+                id.0 > last_assignment,
+                "assignment {} after {last_assignment}",
+                id.0
+            );
+            last_assignment = id.0;
+        }
+    }
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
