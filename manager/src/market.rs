@@ -53,8 +53,13 @@ pub struct MarketConfig {
     pub deadline_floor: Duration,
     /// Histories sampled per check ([`verify::DEFAULT_SAMPLES`]).
     pub samples: usize,
-    /// Share of results (after a rig's first) also run by the trusted runner, per mille.
+    /// Share of results (after a rig's first) also run by a trusted rig, per mille.
     pub duplicate_permille: u64,
+    /// Duplicate and arbitration runs on trusted rigs are paid from an allowance the client
+    /// escrows with the job: this share of the job's maximum cost, per mille. While it lasts
+    /// checks run on trusted rigs; beyond it they run on the manager's own engine (free);
+    /// what is left is refunded with the rest of the escrow.
+    pub check_allowance_permille: u64,
     /// Consecutive verified histories that make a rig trusted.
     pub trust_threshold: u64,
     /// Verified histories before a rig's earnings become spendable.
@@ -79,6 +84,7 @@ impl Default for MarketConfig {
             deadline_floor: Duration::from_secs(120),
             samples: verify::DEFAULT_SAMPLES,
             duplicate_permille: 10,
+            check_allowance_permille: 30,
             trust_threshold: 100_000_000,
             spendable_after: 1_000_000,
             heartbeat_s: 10,
@@ -194,6 +200,8 @@ enum AState {
     Opening,
     Checking,
     Held,
+    /// A check run that passed its own checks; paid once its comparison is decided.
+    Settled,
     Paid,
     Late,
     Discarded,
@@ -227,6 +235,22 @@ struct Assignment {
     elapsed_ms: u64,
     /// Verified pay went to spendable (kept if the rig is caught later); otherwise pending.
     spendable: bool,
+    /// `Tally::digest()` of the result once opened (or restored).
+    digest: Option<Digest>,
+    /// Set when this assignment re-runs another's range to check it.
+    check: Option<CheckRun>,
+    /// A duplicate run that disagreed with this result: (its assignment, its digest), until
+    /// an arbitration decides.
+    disputed: Option<(AssignmentId, Digest)>,
+}
+
+/// What a check run checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CheckRun {
+    /// The assignment whose result it re-computes.
+    of: AssignmentId,
+    /// A third run deciding between the result and a duplicate that disagreed.
+    arbiter: bool,
 }
 
 #[derive(Debug)]
@@ -245,6 +269,9 @@ struct JobEntry {
     spent: u64,
     result: Option<Arc<Vec<u8>>>,
     rigs: Vec<PublicKey>,
+    /// What is left of the escrowed check allowance (see
+    /// [`MarketConfig::check_allowance_permille`]), less runs in flight.
+    check_budget: u64,
 }
 
 /// Counters for logs, tests and the benchmark.
@@ -254,7 +281,14 @@ pub struct Stats {
     pub assignments: u64,
     pub late: u64,
     pub caught: u64,
+    /// Duplicate or arbitration runs on the manager's own engine.
     pub duplicates: u64,
+    /// Duplicate runs dispatched to trusted rigs.
+    pub check_runs: u64,
+    /// Arbitration runs dispatched to trusted rigs.
+    pub arbitrations_on_rigs: u64,
+    /// Disagreements decided (by a third rig or the manager's engine).
+    pub arbitrations: u64,
     pub samples_checked: u64,
     pub heartbeats: u64,
 }
@@ -276,6 +310,9 @@ pub struct Market {
     assignments: HashMap<AssignmentId, Assignment>,
     /// Assignment waiting for each committed sealed result, by content address.
     uploads: HashMap<(PublicKey, Digest), AssignmentId>,
+    /// Work started outside a call that returns work (a check run lost with its rig's
+    /// deadline); handed out by [`Market::tick`].
+    later: Vec<Work>,
     pub stats: Stats,
 }
 
@@ -291,6 +328,14 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// The check allowance escrowed with a job (see [`MarketConfig::check_allowance_permille`]).
+fn check_allowance(photons: u64, price_per_history: u64, cfg: &MarketConfig) -> u64 {
+    photons
+        .saturating_mul(price_per_history)
+        .saturating_mul(cfg.check_allowance_permille)
+        / 1000
 }
 
 fn name(s: &str) -> Name {
@@ -322,6 +367,7 @@ impl Market {
             rigs: HashMap::new(),
             assignments: HashMap::new(),
             uploads: HashMap::new(),
+            later: Vec::new(),
             stats: Stats::default(),
         };
         for rj in restored {
@@ -363,6 +409,7 @@ impl Market {
                     continue;
                 }
             };
+            let digest = t.digest();
             if !scheduler::carve(&mut pending, a.photons) {
                 log(format_args!(
                     "job {}: assignment {} overlaps another verified range; ignored",
@@ -399,6 +446,9 @@ impl Market {
                     deadline_unix_s: a.deadline_unix_s,
                     elapsed_ms: 0,
                     spendable,
+                    digest: Some(digest),
+                    check: None,
+                    disputed: None,
                 },
             );
         }
@@ -407,6 +457,10 @@ impl Market {
             .saturating_mul(job.price_per_unit.0))
         .div_ceil(1000)
         .max(1);
+        // What the escrowed allowance still covers: what was paid beyond the held results
+        // went to check runs (forfeits returned to escrow are not counted back: safe side).
+        let allowance = check_allowance(job.photons, price_per_history, &self.cfg);
+        let check_budget = allowance.saturating_sub(job.paid.0.saturating_sub(spent));
         let state = if held.is_empty() {
             JobState::Queued
         } else {
@@ -434,6 +488,7 @@ impl Market {
                 spent,
                 result: None,
                 rigs,
+                check_budget,
             },
         );
     }
@@ -467,17 +522,23 @@ impl Market {
                 committed_unix_s: a.issued_unix_s + a.elapsed_ms / 1000,
             }),
             verification,
-            duplicate_of: None,
+            duplicate_of: a.check.map(|c| c.of),
             paid: false,
         })
     }
 
-    /// Writes an assignment's state that moves no money (see [`Persist::assignment`]).
-    fn note(&self, id: AssignmentId, state: AssignmentState, late: bool) {
+    /// Records an assignment's state that moves no money: queued for the next batch (see
+    /// [`Persist::queue`]), or at once for a late one (its rig's record counts it).
+    fn note(&mut self, id: AssignmentId, state: AssignmentState, late: bool) {
         let Some(rec) = self.record(id, state, Verification::Pending) else {
             return;
         };
-        if let Err(e) = self.persist.assignment(&rec, late) {
+        let r = if late {
+            self.persist.late(&rec)
+        } else {
+            self.persist.queue(rec)
+        };
+        if let Err(e) = r {
             log(format_args!("store: assignment {}: {e}", id.0));
         }
     }
@@ -828,29 +889,53 @@ impl Market {
             return false;
         };
         j.state = JobState::Running;
+        if self.issue(job, key, &c, range, None) {
+            return true;
+        }
+        if let Some(j) = self.jobs.get_mut(&job) {
+            scheduler::give_back(&mut j.pending, range);
+        }
+        false
+    }
+
+    /// Gives `range` of `job` to a device of a rig: a primary assignment (`check` None, the
+    /// range taken from the pending list by the caller) or a check run.
+    fn issue(
+        &mut self,
+        job: JobId,
+        key: PublicKey,
+        c: &Candidate,
+        range: PhotonRange,
+        check: Option<CheckRun>,
+    ) -> bool {
+        let Some(j) = self.jobs.get(&job) else {
+            return false;
+        };
         let payout = range.count.saturating_mul(j.price_per_history);
         let expected = Duration::from_secs_f64(
             (range.count as f64 / c.histories_per_s.max(1e-9)).min(86_400.0),
         );
         let allowance =
             scheduler::allowance(expected, self.cfg.deadline_factor, self.cfg.deadline_floor);
+        let (content, input_len, seed) =
+            (j.spec.content, j.spec.input.len() as u32, j.spec.job.seed);
         let id = match self.persist.next_assignment_id() {
             Ok(id) => id,
             Err(e) => {
                 log(format_args!("store: no assignment number: {e}"));
-                scheduler::give_back(&mut j.pending, range);
                 return false;
             }
         };
         let now = Instant::now();
         let issued_unix_s = unix_now();
+        // A check run looks like any assignment: the rig cannot tell it from work.
         let msg = Assign {
             assignment: id,
             job,
             device: c.device,
-            geometry: j.spec.content,
-            geometry_len: j.spec.input.len() as u32,
-            seed: j.spec.job.seed,
+            geometry: content,
+            geometry_len: input_len,
+            seed,
             photons: range,
             deadline_unix_s: issued_unix_s + allowance.as_secs(),
             payout: Amount(payout),
@@ -880,10 +965,15 @@ impl Market {
                 deadline_unix_s: msg.deadline_unix_s,
                 elapsed_ms: 0,
                 spendable: false,
+                digest: None,
+                check,
+                disputed: None,
             },
         );
         if let Some(rig) = self.rigs.get_mut(&key) {
-            rig.busy.insert(c.device, id);
+            if check.is_none() || !rig.busy.contains_key(&c.device) {
+                rig.busy.insert(c.device, id);
+            }
         }
         self.note(id, AssignmentState::Issued, false);
         self.stats.assignments += 1;
@@ -903,9 +993,11 @@ impl Market {
         let Some(a) = self.assignments.get_mut(&id) else {
             return;
         };
+        let before = a.state;
         a.state = state;
         a.assembly = None;
-        let (job, rig, device, range) = (a.job, a.rig, a.device, a.range);
+        let (job, rig, device, range, check, payout) =
+            (a.job, a.rig, a.device, a.range, a.check, a.payout);
         if let Some(r) = self.rigs.get_mut(&rig) {
             if r.busy.get(&device) == Some(&id) {
                 r.busy.remove(&device);
@@ -914,11 +1006,46 @@ impl Market {
                 r.dup_in_flight = None;
             }
         }
-        if let Some(j) = self.jobs.get_mut(&job) {
-            scheduler::give_back(&mut j.pending, range);
+        match check {
+            // A check run's range belongs to the result it checks, never to the pool.
+            Some(run) => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.check_budget = j.check_budget.saturating_add(payout);
+                }
+                if before != AState::Settled {
+                    self.check_lost(run);
+                }
+            }
+            None => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    scheduler::give_back(&mut j.pending, range);
+                }
+            }
         }
         self.match_job(job);
         self.match_rig(&rig);
+    }
+
+    /// A check run ended without a verdict (late, rejected, its rig caught): the result it
+    /// checked is checked again, by another trusted rig or the manager's engine.
+    fn check_lost(&mut self, run: CheckRun) {
+        let Some(x) = self.assignments.get(&run.of) else {
+            return;
+        };
+        if !matches!(x.state, AState::Checking | AState::Held) {
+            return;
+        }
+        let (range, job) = (x.range, x.job);
+        let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) else {
+            return;
+        };
+        if run.arbiter || x.disputed.is_some() {
+            let w = self.start_arbitration(run.of, spec, range);
+            self.later.extend(w);
+        } else {
+            let w = self.start_duplicate(run.of, spec, range);
+            self.later.extend(w);
+        }
     }
 
     fn match_rig(&mut self, key: &PublicKey) {
@@ -998,7 +1125,9 @@ impl Market {
                     Some(old) => 0.5 * old + 0.5 * sample,
                     None => sample,
                 });
-                r.busy.remove(&a.device);
+                if r.busy.get(&a.device) == Some(&id) {
+                    r.busy.remove(&a.device);
+                }
             }
             a.state = AState::Uploading;
             a.commit = Some(c);
@@ -1070,6 +1199,8 @@ impl Market {
             return Vec::new();
         }
         let (rig_key, range, job) = (a.rig, a.range, a.job);
+        let is_check = a.check.is_some();
+        a.digest = Some(tally.digest());
         a.tally = Some(Arc::new(tally));
         a.state = AState::Checking;
         a.check_deadline = Some(Instant::now() + self.cfg.deadline_floor);
@@ -1080,7 +1211,8 @@ impl Market {
         let sample = !trusted
             || (r as f64 / u64::MAX as f64) < verify::trusted_check_probability(rig.trusted_clean);
         let first_dup = !trusted && !rig.dup_passed && rig.dup_in_flight.is_none();
-        let duplicate = first_dup || dup_roll < self.cfg.duplicate_permille;
+        // A check run is not itself duplicated: the comparison checks it.
+        let duplicate = !is_check && (first_dup || dup_roll < self.cfg.duplicate_permille);
         self.send(
             &rig_key,
             ManagerToRig::Ack {
@@ -1113,20 +1245,23 @@ impl Market {
         }
         if duplicate {
             if let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) {
-                work.push(self.start_duplicate(id, spec, range));
+                work.extend(self.start_duplicate(id, spec, range));
             }
         }
         work.extend(self.settle_check(id));
         work
     }
 
+    /// Has `id`'s range run again to compare digests: on a trusted rig (not the one being
+    /// checked, not one already on that range) while the job's check allowance lasts,
+    /// otherwise on the manager's own engine, the root of trust, so a job never waits for a
+    /// trusted rig to appear. Returns the engine work, if that is where it runs.
     fn start_duplicate(
         &mut self,
         id: AssignmentId,
         spec: Arc<JobSpec>,
         range: PhotonRange,
-    ) -> Work {
-        self.stats.duplicates += 1;
+    ) -> Option<Work> {
         if let Some(a) = self.assignments.get_mut(&id) {
             a.duplicate = Some(false);
             if let Some(r) = self.rigs.get_mut(&a.rig) {
@@ -1135,11 +1270,120 @@ impl Market {
                 }
             }
         }
-        Work::Duplicate {
+        if self.dispatch_check(id, false) {
+            self.stats.check_runs += 1;
+            return None;
+        }
+        self.stats.duplicates += 1;
+        Some(Work::Duplicate {
             assignment: id,
             spec,
             range,
+        })
+    }
+
+    /// A duplicate disagreed with `id`'s result: a third run decides, on another trusted rig
+    /// (neither of the two) or on the manager's engine.
+    fn start_arbitration(
+        &mut self,
+        id: AssignmentId,
+        spec: Arc<JobSpec>,
+        range: PhotonRange,
+    ) -> Option<Work> {
+        if self.dispatch_check(id, true) {
+            self.stats.arbitrations_on_rigs += 1;
+            return None;
         }
+        self.stats.duplicates += 1;
+        Some(Work::Duplicate {
+            assignment: id,
+            spec,
+            range,
+        })
+    }
+
+    /// Issues a check run of `of`'s range to a connected trusted rig with a standing bid on
+    /// the job (an idle device first), excluding every rig already on that range; paid from
+    /// the job's check allowance. Returns whether one was issued.
+    fn dispatch_check(&mut self, of: AssignmentId, arbiter: bool) -> bool {
+        let Some(x) = self.assignments.get(&of) else {
+            return false;
+        };
+        let (job, range) = (x.job, x.range);
+        let mut exclude: Vec<PublicKey> = vec![x.rig];
+        if let Some((d, _)) = x.disputed {
+            if let Some(dup) = self.assignments.get(&d) {
+                exclude.push(dup.rig);
+            }
+        }
+        // Any rig holding a live check run of this result is on the range too.
+        for a in self.assignments.values() {
+            if a.check.is_some_and(|c| c.of == of)
+                && !matches!(a.state, AState::Late | AState::Discarded)
+            {
+                exclude.push(a.rig);
+            }
+        }
+        let Some(j) = self.jobs.get(&job) else {
+            return false;
+        };
+        let payout = range.count.saturating_mul(j.price_per_history);
+        if j.check_budget < payout || !matches!(j.state, JobState::Running | JobState::Queued) {
+            return false;
+        }
+        let cost_milli = j.cost_milli;
+        let mut best: Option<(bool, PublicKey, Candidate)> = None;
+        let mut keys: Vec<&PublicKey> = self.rigs.keys().collect();
+        keys.sort();
+        for k in keys {
+            let Some(rig) = self.rigs.get(k) else {
+                continue;
+            };
+            if !rig.public.trusted
+                || rig.link.is_none()
+                || rig.excluded.contains(&job)
+                || exclude.contains(k)
+            {
+                continue;
+            }
+            for ((bj, dev), bid) in rig.bids.range((job, 0)..=(job, u8::MAX)) {
+                if *bj != job || bid.min_price > self.cfg.price_per_unit {
+                    continue;
+                }
+                let idle = !rig.busy.contains_key(dev);
+                if best.as_ref().is_some_and(|(b, _, _)| *b || !idle) {
+                    continue;
+                }
+                let c = Candidate {
+                    rig: 0,
+                    device: *dev,
+                    cores: bid.cores.max(1),
+                    histories_per_s: scheduler::expected_rate(
+                        rig.public.s_per_milli,
+                        bid.histories_per_s,
+                        cost_milli,
+                    ),
+                    min_price: bid.min_price,
+                };
+                best = Some((idle, *k, c));
+            }
+        }
+        let Some((_, key, c)) = best else {
+            return false;
+        };
+        if !self.issue(job, key, &c, range, Some(CheckRun { of, arbiter })) {
+            return false;
+        }
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.check_budget -= payout;
+        }
+        log(format_args!(
+            "assignment {}: {} run on trusted rig {}",
+            of.0,
+            if arbiter { "arbitration" } else { "duplicate" },
+            short(&key)
+        ));
+        true
     }
 
     fn proofs(
@@ -1198,66 +1442,256 @@ impl Market {
         self.settle_check(id)
     }
 
-    /// The outcome of [`Work::Duplicate`]: the manager's own digest of the range.
+    /// The outcome of [`Work::Duplicate`]: the manager's own digest of the range. It decides
+    /// a pending disagreement, or checks the result directly.
     pub fn duplicated(&mut self, id: AssignmentId, digest: Result<Digest, String>) -> Vec<Work> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
-        let committed = a.commit.map(|c| c.tally);
-        match digest {
+        let d = match digest {
+            Ok(d) => d,
             Err(e) => {
                 // The manager could not run it: no verdict on the rig; drop the duplicate.
                 log(format_args!("duplicate of assignment {} failed: {e}", id.0));
                 a.duplicate = None;
+                a.disputed = None;
                 if let Some(r) = self.rigs.get_mut(&a.rig) {
                     if r.dup_in_flight == Some(id) {
                         r.dup_in_flight = None;
                     }
                 }
+                return self.proceed(id);
             }
-            Ok(d) if Some(d) == committed => {
-                a.duplicate = Some(true);
-                let payout_to = a.payout_to;
-                let held = a.state == AState::Held;
-                let mut release = false;
-                if let Some(r) = self.rigs.get_mut(&a.rig) {
-                    r.dup_passed = true;
-                    if r.dup_in_flight == Some(id) {
-                        r.dup_in_flight = None;
-                    }
-                    release = held && r.public.verified >= self.cfg.spendable_after;
-                }
-                if release {
-                    // Pay of results verified before the rig's first duplicate passed waited
-                    // in pending; it qualifies now.
-                    match self.persist.release(&payout_to) {
-                        Ok(_) => {
-                            for x in self.assignments.values_mut() {
-                                if x.payout_to == payout_to && x.state == AState::Held {
-                                    x.spendable = true;
-                                }
-                            }
+        };
+        if a.disputed.is_some() {
+            return self.decide(id, d);
+        }
+        if Some(d) == a.digest {
+            self.duplicate_matched(id);
+            return self.proceed(id);
+        }
+        if matches!(a.state, AState::Checking | AState::Held) {
+            self.fail(
+                id,
+                "tally digest differs from the trusted duplicate",
+                ErrorKind::DuplicateMismatch,
+            );
+        }
+        Vec::new()
+    }
+
+    /// Continues a result after its duplicate's outcome: finish its checks, or its job.
+    fn proceed(&mut self, id: AssignmentId) -> Vec<Work> {
+        let Some(a) = self.assignments.get(&id) else {
+            return Vec::new();
+        };
+        match a.state {
+            AState::Checking => self.settle_check(id),
+            AState::Held => self.try_finish(Some(a.job)),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A duplicate agreed with `id`'s result: its rig has passed a duplicate (and pay it
+    /// earned while waiting for one may become spendable).
+    fn duplicate_matched(&mut self, id: AssignmentId) {
+        let Some(a) = self.assignments.get_mut(&id) else {
+            return;
+        };
+        a.duplicate = Some(true);
+        let payout_to = a.payout_to;
+        let held = a.state == AState::Held;
+        let mut release = false;
+        if let Some(r) = self.rigs.get_mut(&a.rig) {
+            r.dup_passed = true;
+            if r.dup_in_flight == Some(id) {
+                r.dup_in_flight = None;
+            }
+            release = held && r.public.verified >= self.cfg.spendable_after;
+        }
+        if release {
+            // Pay of results verified before the rig's first duplicate passed waited in
+            // pending; it qualifies now.
+            match self.persist.release(&payout_to) {
+                Ok(_) => {
+                    for x in self.assignments.values_mut() {
+                        if x.payout_to == payout_to && x.state == AState::Held {
+                            x.spendable = true;
                         }
-                        Err(e) => log(format_args!("store: release of pending pay: {e}")),
                     }
                 }
-            }
-            Ok(_) => {
-                if matches!(a.state, AState::Checking | AState::Held) {
-                    self.fail(
-                        id,
-                        "tally digest differs from the trusted duplicate",
-                        ErrorKind::DuplicateMismatch,
-                    );
-                }
-                return Vec::new();
+                Err(e) => log(format_args!("store: release of pending pay: {e}")),
             }
         }
-        let state = self.assignments.get(&id).map(|a| a.state);
-        match state {
-            Some(AState::Checking) => self.settle_check(id),
-            Some(AState::Held) => self.try_finish(self.assignments.get(&id).map(|a| a.job)),
-            _ => Vec::new(),
+    }
+
+    /// A check run passed its own checks: compare it with the result it checks.
+    fn check_settled(&mut self, id: AssignmentId, run: CheckRun) -> Vec<Work> {
+        let Some(c) = self.assignments.get_mut(&id) else {
+            return Vec::new();
+        };
+        c.state = AState::Settled;
+        let theirs = c.digest;
+        let Some(x) = self.assignments.get(&run.of) else {
+            self.pay_check(id, run.of);
+            return Vec::new();
+        };
+        if !matches!(x.state, AState::Checking | AState::Held) || theirs.is_none() {
+            // The result was dropped meanwhile; the runs were done in good faith.
+            let disputed = x.disputed.map(|(d, _)| d);
+            self.pay_check(id, run.of);
+            if let Some(d) = disputed {
+                self.pay_check(d, run.of);
+            }
+            return Vec::new();
+        }
+        let (range, job) = (x.range, x.job);
+        let Some(theirs) = theirs else {
+            return Vec::new();
+        };
+        if run.arbiter {
+            let work = self.decide(run.of, theirs);
+            self.pay_check(id, run.of);
+            return work;
+        }
+        if x.digest == Some(theirs) {
+            self.pay_check(id, run.of);
+            self.duplicate_matched(run.of);
+            return self.proceed(run.of);
+        }
+        log(format_args!(
+            "assignment {}: duplicate {} on a trusted rig disagrees; arbitration",
+            run.of.0, id.0
+        ));
+        if let Some(x) = self.assignments.get_mut(&run.of) {
+            x.disputed = Some((id, theirs));
+        }
+        let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) else {
+            return Vec::new();
+        };
+        self.start_arbitration(run.of, spec, range)
+            .into_iter()
+            .collect()
+    }
+
+    /// Decides a disagreement between `id`'s result and its duplicate by the digest of a
+    /// third run: a result that differs from it loses (its rig is demoted, its pending pay
+    /// forfeited); the duplicate, if it wins, is paid.
+    fn decide(&mut self, id: AssignmentId, reference: Digest) -> Vec<Work> {
+        let Some(x) = self.assignments.get_mut(&id) else {
+            return Vec::new();
+        };
+        let Some((dup, dup_digest)) = x.disputed.take() else {
+            return Vec::new();
+        };
+        let ours = x.digest;
+        self.stats.arbitrations += 1;
+        let mut work = Vec::new();
+        let dup_wins = dup_digest == reference;
+        if dup_wins {
+            self.pay_check(dup, id);
+        } else {
+            self.fail(
+                dup,
+                "duplicate differs from the arbitration run",
+                ErrorKind::DuplicateMismatch,
+            );
+        }
+        if ours == Some(reference) {
+            self.duplicate_matched(id);
+            work.extend(self.proceed(id));
+        } else {
+            self.fail(
+                id,
+                "tally digest differs from the arbitration run",
+                ErrorKind::DuplicateMismatch,
+            );
+        }
+        work
+    }
+
+    /// Pays a check run that was not found wrong, from the job's check allowance.
+    fn pay_check(&mut self, id: AssignmentId, of: AssignmentId) {
+        let Some(c) = self.assignments.get(&id) else {
+            return;
+        };
+        if c.state != AState::Settled {
+            return;
+        }
+        let (rig_key, payout_to, payout, range, job, elapsed_ms, sampled) = (
+            c.rig,
+            c.payout_to,
+            c.payout,
+            c.range,
+            c.job,
+            c.elapsed_ms,
+            c.sampled,
+        );
+        let Some(rig) = self.rigs.get(&rig_key) else {
+            return;
+        };
+        let spendable_after = if rig.public.trusted || rig.dup_passed {
+            self.cfg.spendable_after
+        } else {
+            u64::MAX
+        };
+        let cost_milli = self.jobs.get(&job).map_or(0, |j| j.cost_milli);
+        let Some(record) = self.record(
+            id,
+            AssignmentState::Verified,
+            Verification::DuplicateMatched { other: of },
+        ) else {
+            return;
+        };
+        let v = Verified {
+            record,
+            payout_to,
+            tally: Vec::new(),
+            elapsed_ms,
+            cost_milli: range.count.saturating_mul(cost_milli),
+            trust_histories: range.count,
+            promote_after: self.cfg.trust_threshold,
+            spendable_after,
+            primary: false,
+        };
+        let _ = sampled;
+        match self.persist.verified(&v) {
+            Ok(recorded) => {
+                if let Some(c) = self.assignments.get_mut(&id) {
+                    c.state = AState::Paid;
+                    c.tally = None;
+                }
+                if let Some(r) = self.rigs.get_mut(&rig_key) {
+                    r.public.absorb(&recorded.rig);
+                    r.public.paid = r.public.paid.saturating_add(payout);
+                    r.trusted_clean += 1;
+                }
+                self.send(
+                    &rig_key,
+                    ManagerToRig::Ack {
+                        assignment: id,
+                        status: AckStatus::Verified,
+                    },
+                );
+                self.send(
+                    &rig_key,
+                    ManagerToRig::PaymentNotice {
+                        assignment: id,
+                        amount: Amount(payout),
+                        spendable: recorded.spendable,
+                    },
+                );
+            }
+            Err(e) => {
+                log(format_args!(
+                    "store: check run {} not recorded: {e}; unpaid",
+                    id.0
+                ));
+                if let Some(c) = self.assignments.get_mut(&id) {
+                    c.state = AState::Discarded;
+                    c.tally = None;
+                }
+            }
         }
     }
 
@@ -1272,6 +1706,9 @@ impl Market {
             || a.duplicate == Some(false)
         {
             return Vec::new();
+        }
+        if let Some(run) = a.check {
+            return self.check_settled(id, run);
         }
         let (job, rig_key, range, sampled, payout_to, payout) =
             (a.job, a.rig, a.range, a.sampled, a.payout_to, a.payout);
@@ -1325,6 +1762,7 @@ impl Market {
             },
             promote_after,
             spendable_after,
+            primary: true,
         };
         let recorded = match self.persist.verified(&v) {
             Ok(r) => r,
@@ -1542,7 +1980,7 @@ impl Market {
             waiting = true;
             if r.dup_in_flight.is_none() && asked.insert(a.rig) {
                 let range = a.range;
-                work.push(self.start_duplicate(*id, spec.clone(), range));
+                work.extend(self.start_duplicate(*id, spec.clone(), range));
             }
         }
         if waiting {
@@ -1613,8 +2051,9 @@ impl Market {
         ));
     }
 
-    /// Reassigns every assignment past its deadline; the late rig's record suffers.
-    pub fn tick(&mut self, now: Instant) {
+    /// Reassigns every assignment past its deadline; the late rig's record suffers. Returns
+    /// work started meanwhile (checks of results whose check run was lost).
+    pub fn tick(&mut self, now: Instant) -> Vec<Work> {
         let late: Vec<AssignmentId> = self
             .assignments
             .iter()
@@ -1666,6 +2105,10 @@ impl Market {
             !(matches!(a.state, AState::Paid | AState::Late | AState::Discarded)
                 && now.duration_since(a.assigned_at) > Duration::from_secs(3600))
         });
+        if let Err(e) = self.persist.flush() {
+            log(format_args!("store: assignment records: {e}"));
+        }
+        std::mem::take(&mut self.later)
     }
 
     // ---------------------------------------------------------------- clients
@@ -1686,12 +2129,13 @@ impl Market {
             .max(1);
         let max_cost = photons.saturating_mul(price_per_history);
         let fee = max_cost.saturating_mul(self.cfg.fee_permille) / 1000;
-        let escrow = max_cost.saturating_add(fee);
+        let checks = check_allowance(photons, price_per_history, &self.cfg);
+        let escrow = max_cost.saturating_add(fee).saturating_add(checks);
         if escrow > max_price.0 {
             return Err((
                 ErrorCode::TooExpensive,
                 format!(
-                    "{photons} photons at {price_per_history} per history plus fee cost {escrow}, above the maximum {}",
+                    "{photons} photons at {price_per_history} per history plus fee and check allowance cost {escrow}, above the maximum {}",
                     max_price.0
                 ),
             ));
@@ -1738,6 +2182,7 @@ impl Market {
             spent: 0,
             result: None,
             rigs: Vec::new(),
+            check_budget: checks,
         };
         let offer = self.offer(id, &entry);
         self.jobs.insert(id, entry);

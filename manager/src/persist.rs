@@ -3,8 +3,10 @@
 //!
 //! - a job is accepted and its escrow taken in one transaction;
 //! - assignment numbers come from the store's durable counter, reserved in blocks (one durable
-//!   write per block: numbers never repeat across restarts), and each assignment's record is
-//!   written without waiting for the disk (a lost one was unverified work, reassigned anyway);
+//!   write per block: numbers never repeat across restarts); records of issued and abandoned
+//!   assignments are queued and written in batches ([`Persist::flush`], and ahead of every
+//!   other transaction), without waiting for the disk: a lost one was unverified work, which
+//!   a restart reassigns anyway;
 //! - a verified result is recorded, its tally held, its rig's trust record updated and its
 //!   rig paid (pending or spendable) in one transaction;
 //! - a caught rig's demotion, its discarded results and its forfeited pending pay are one
@@ -63,6 +65,9 @@ pub struct Verified {
     pub promote_after: u64,
     /// Verified histories after which pay is spendable.
     pub spendable_after: u64,
+    /// Whether the result is part of the job's result (false: a duplicate or arbitration run,
+    /// paid from the check allowance, its tally not kept).
+    pub primary: bool,
 }
 
 /// What recording a verified result did.
@@ -105,12 +110,28 @@ pub struct RestoredJob {
 pub struct Persist {
     store: Arc<Store>,
     ids: Range<u64>,
+    /// Assignment records not yet written (see [`Persist::queue`]).
+    queued: Vec<AssignmentRecord>,
+}
+
+/// Most queued records before a write is forced.
+const MAX_QUEUED: usize = 4096;
+
+fn write_queued(tx: &mut WriteTx, queued: &[AssignmentRecord]) -> Result<()> {
+    for rec in queued {
+        tx.put_assignment(rec)?;
+    }
+    Ok(())
 }
 
 impl Persist {
     /// The market's state in `store`.
     pub fn new(store: Arc<Store>) -> Persist {
-        Persist { store, ids: 0..0 }
+        Persist {
+            store,
+            ids: 0..0,
+            queued: Vec::new(),
+        }
     }
 
     /// The store.
@@ -168,15 +189,33 @@ impl Persist {
         Ok(AssignmentId(id))
     }
 
-    /// Records an assignment's new state that carries no money (issued, abandoned, late),
-    /// without waiting for the disk: losing it in a crash loses only unverified work, which a
-    /// restart reassigns. A late rig's record counts it.
-    pub fn assignment(&self, rec: &AssignmentRecord, late: bool) -> Result<()> {
+    /// Queues an assignment's new state that carries no money (issued, abandoned) for the
+    /// next batch: the market's hot path does no database write per assignment.
+    pub fn queue(&mut self, rec: AssignmentRecord) -> Result<()> {
+        self.queued.push(rec);
+        if self.queued.len() >= MAX_QUEUED {
+            return self.flush();
+        }
+        Ok(())
+    }
+
+    /// Writes the queued records in one transaction, without waiting for the disk (losing
+    /// them in a crash loses only unverified work, which a restart reassigns).
+    pub fn flush(&mut self) -> Result<()> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let queued = std::mem::take(&mut self.queued);
+        self.store.write_relaxed(|tx| write_queued(tx, &queued))
+    }
+
+    /// Records an assignment that missed its deadline; its rig's record counts it.
+    pub fn late(&mut self, rec: &AssignmentRecord) -> Result<()> {
+        let queued = std::mem::take(&mut self.queued);
         self.store.write_relaxed(|tx| {
+            write_queued(tx, &queued)?;
             tx.put_assignment(rec)?;
-            if late {
-                tx.trust_late(&rec.rig, rec.id)?;
-            }
+            tx.trust_late(&rec.rig, rec.id)?;
             Ok(())
         })
     }
@@ -184,8 +223,10 @@ impl Persist {
     /// Records a verified result, holds its tally, updates its rig's trust record and pays it
     /// from the job's escrow, in one transaction. The ledger refuses a second payment for an
     /// assignment, so this cannot pay twice.
-    pub fn verified(&self, v: &Verified) -> Result<Recorded> {
+    pub fn verified(&mut self, v: &Verified) -> Result<Recorded> {
+        let queued = std::mem::take(&mut self.queued);
         self.store.write(|tx| {
+            write_queued(tx, &queued)?;
             let a = &v.record;
             let mut job = tx.job_required(a.job)?;
             if job.state.is_closed() {
@@ -205,7 +246,9 @@ impl Persist {
             let mut stored = a.clone();
             stored.paid = true;
             tx.put_assignment(&stored)?;
-            tx.put_held(a.id, &v.tally)?;
+            if v.primary {
+                tx.put_held(a.id, &v.tally)?;
+            }
             tx.pay_worker(a.job, a.id, &v.payout_to, a.payout, spendable)?;
             job.paid = Amount(
                 job.paid
@@ -213,10 +256,12 @@ impl Persist {
                     .checked_add(a.payout.0)
                     .ok_or(StoreError::Overflow("job paid"))?,
             );
-            job.photons_verified = job
-                .photons_verified
-                .checked_add(a.photons.count)
-                .ok_or(StoreError::Overflow("photons verified"))?;
+            if v.primary {
+                job.photons_verified = job
+                    .photons_verified
+                    .checked_add(a.photons.count)
+                    .ok_or(StoreError::Overflow("photons verified"))?;
+            }
             tx.put_job(&job)?;
             if spendable {
                 // Pay earned before the rig qualified becomes spendable with it.
@@ -233,8 +278,10 @@ impl Persist {
     /// Demotes a caught rig, ends its discarded assignments, drops their held results and
     /// forfeits its pending pay back to the escrows it came from, in one transaction. Returns
     /// the rig's record and the amount forfeited.
-    pub fn caught(&self, c: &Caught) -> Result<(RigRecord, u64)> {
+    pub fn caught(&mut self, c: &Caught) -> Result<(RigRecord, u64)> {
+        let queued = std::mem::take(&mut self.queued);
         self.store.write(|tx| {
+            write_queued(tx, &queued)?;
             let rec = tx.trust_error(&c.rig, c.kind, Some(c.assignment))?;
             for a in &c.ended {
                 tx.put_assignment(a)?;

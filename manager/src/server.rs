@@ -122,7 +122,8 @@ pub async fn start(
         let mut every = tokio::time::interval(s.cfg.tick);
         loop {
             every.tick().await;
-            s.market().tick(std::time::Instant::now());
+            let work = s.market().tick(std::time::Instant::now());
+            dispatch(&Handle::current(), &s, work);
         }
     });
     Ok(Running {

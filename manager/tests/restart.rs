@@ -102,6 +102,7 @@ fn verify(p: &mut Persist, job: JobId, start: u64, count: u64, promote_after: u6
         trust_histories: count,
         promote_after,
         spendable_after: u64::MAX,
+        primary: true,
     })
     .unwrap()
 }
@@ -135,7 +136,8 @@ fn stopped_between_verified_and_finished_completes_without_paying_again() {
         let mut out = record(stale, job, 0, 10);
         out.state = AssignmentState::Issued;
         out.verification = Verification::Pending;
-        p.assignment(&out, false).unwrap();
+        p.queue(out).unwrap();
+        p.flush().unwrap();
         let first = verify(&mut p, job, 0, 1_000, 2_500);
         assert_eq!(first.rig.histories_verified, 1_000);
         assert!(!first.promoted);

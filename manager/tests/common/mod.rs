@@ -187,6 +187,9 @@ pub struct Report {
 /// A running scripted rig.
 pub struct ScriptedRig {
     pub report: Arc<Mutex<Report>>,
+    /// Set to make the rig fabricate every other history from now on (a rig that turns to
+    /// lying, e.g. once trusted).
+    pub lie: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -198,7 +201,19 @@ impl Drop for ScriptedRig {
 
 impl ScriptedRig {
     pub async fn start(addr: SocketAddr, manager: PublicKey, name: &str, b: Behaviour) -> Self {
-        let me = Identity::generate().unwrap();
+        Self::start_as(addr, manager, name, b, Identity::generate().unwrap()).await
+    }
+
+    /// [`ScriptedRig::start`] with a given identity (tests that need rigs in key order).
+    pub async fn start_as(
+        addr: SocketAddr,
+        manager: PublicKey,
+        name: &str,
+        b: Behaviour,
+        me: Identity,
+    ) -> Self {
+        let lie = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lying = lie.clone();
         let payout = Identity::generate().unwrap().public();
         let report = Arc::new(Mutex::new(Report {
             key: me.public(),
@@ -249,8 +264,13 @@ impl ScriptedRig {
                     if b.stall {
                         return;
                     }
+                    let fabricate = if lying.load(std::sync::atomic::Ordering::SeqCst) {
+                        Some(2)
+                    } else {
+                        b.fabricate_every
+                    };
                     tokio::task::spawn_blocking(move || {
-                        let c = compute(&input, &a, &manager, b.fabricate_every);
+                        let c = compute(&input, &a, &manager, fabricate);
                         let (commit, sealed) = (c.commit, c.sealed.clone());
                         // Kept before committing: sample requests may follow at once.
                         done.lock()
@@ -347,7 +367,7 @@ impl ScriptedRig {
                 }
             }
         });
-        ScriptedRig { report, task }
+        ScriptedRig { report, task, lie }
     }
 
     pub fn report(&self) -> Report {
