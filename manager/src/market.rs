@@ -1316,11 +1316,10 @@ impl Market {
                 exclude.push(dup.rig);
             }
         }
-        // Any rig holding a live check run of this result is on the range too.
+        // Any rig given a check run of this result is on the range too (one that lost its
+        // run is not asked again: the next trusted rig, or the manager's engine, is).
         for a in self.assignments.values() {
-            if a.check.is_some_and(|c| c.of == of)
-                && !matches!(a.state, AState::Late | AState::Discarded)
-            {
+            if a.check.is_some_and(|c| c.of == of) {
                 exclude.push(a.rig);
             }
         }
