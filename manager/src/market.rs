@@ -242,6 +242,8 @@ struct Assignment {
     /// A duplicate run that disagreed with this result: (its assignment, its digest), until
     /// an arbitration decides.
     disputed: Option<(AssignmentId, Digest)>,
+    /// An arbitration run that agreed with neither, until the manager's engine decides.
+    suspect: Option<(AssignmentId, Digest)>,
 }
 
 /// What a check run checks.
@@ -449,6 +451,7 @@ impl Market {
                     digest: Some(digest),
                     check: None,
                     disputed: None,
+                    suspect: None,
                 },
             );
         }
@@ -968,6 +971,7 @@ impl Market {
                 digest: None,
                 check,
                 disputed: None,
+                suspect: None,
             },
         );
         if let Some(rig) = self.rigs.get_mut(&key) {
@@ -1454,6 +1458,7 @@ impl Market {
                 log(format_args!("duplicate of assignment {} failed: {e}", id.0));
                 a.duplicate = None;
                 a.disputed = None;
+                a.suspect = None;
                 if let Some(r) = self.rigs.get_mut(&a.rig) {
                     if r.dup_in_flight == Some(id) {
                         r.dup_in_flight = None;
@@ -1463,7 +1468,7 @@ impl Market {
             }
         };
         if a.disputed.is_some() {
-            return self.decide(id, d);
+            return self.decide(id, d, None);
         }
         if Some(d) == a.digest {
             self.duplicate_matched(id);
@@ -1537,9 +1542,9 @@ impl Market {
         };
         if !matches!(x.state, AState::Checking | AState::Held) || theirs.is_none() {
             // The result was dropped meanwhile; the runs were done in good faith.
-            let disputed = x.disputed.map(|(d, _)| d);
+            let others = [x.disputed, x.suspect];
             self.pay_check(id, run.of);
-            if let Some(d) = disputed {
+            for (d, _) in others.into_iter().flatten() {
                 self.pay_check(d, run.of);
             }
             return Vec::new();
@@ -1549,9 +1554,7 @@ impl Market {
             return Vec::new();
         };
         if run.arbiter {
-            let work = self.decide(run.of, theirs);
-            self.pay_check(id, run.of);
-            return work;
+            return self.decide(run.of, theirs, Some(id));
         }
         if x.digest == Some(theirs) {
             self.pay_check(id, run.of);
@@ -1574,27 +1577,59 @@ impl Market {
     }
 
     /// Decides a disagreement between `id`'s result and its duplicate by the digest of a
-    /// third run: a result that differs from it loses (its rig is demoted, its pending pay
-    /// forfeited); the duplicate, if it wins, is paid.
-    fn decide(&mut self, id: AssignmentId, reference: Digest) -> Vec<Work> {
+    /// third run (`arbiter`: its check run on a trusted rig; `None`: the manager's engine): a
+    /// result that differs from it loses (its rig is demoted, its pending pay forfeited); a
+    /// check run that agrees with it is paid. An arbiter that agrees with neither decides
+    /// nothing: the manager's engine, the root of trust, then decides among all three.
+    fn decide(
+        &mut self,
+        id: AssignmentId,
+        reference: Digest,
+        arbiter: Option<AssignmentId>,
+    ) -> Vec<Work> {
         let Some(x) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
-        let Some((dup, dup_digest)) = x.disputed.take() else {
+        let Some((dup, dup_digest)) = x.disputed else {
             return Vec::new();
         };
         let ours = x.digest;
+        if let Some(a) = arbiter {
+            if ours != Some(reference) && dup_digest != reference {
+                log(format_args!(
+                    "assignment {}: arbitration run {} agrees with neither; the manager decides",
+                    id.0, a.0
+                ));
+                x.suspect = Some((a, reference));
+                let (range, job) = (x.range, x.job);
+                self.stats.duplicates += 1;
+                return match self.jobs.get(&job) {
+                    Some(j) => vec![Work::Duplicate {
+                        assignment: id,
+                        spec: j.spec.clone(),
+                        range,
+                    }],
+                    None => Vec::new(),
+                };
+            }
+        }
+        x.disputed = None;
+        let suspect = x.suspect.take();
         self.stats.arbitrations += 1;
         let mut work = Vec::new();
-        let dup_wins = dup_digest == reference;
-        if dup_wins {
-            self.pay_check(dup, id);
-        } else {
-            self.fail(
-                dup,
-                "duplicate differs from the arbitration run",
-                ErrorKind::DuplicateMismatch,
-            );
+        for (run, digest) in [Some((dup, dup_digest)), suspect].into_iter().flatten() {
+            if digest == reference {
+                self.pay_check(run, id);
+            } else {
+                self.fail(
+                    run,
+                    "check run differs from the arbitration",
+                    ErrorKind::DuplicateMismatch,
+                );
+            }
+        }
+        if let Some(a) = arbiter {
+            self.pay_check(a, id);
         }
         if ours == Some(reference) {
             self.duplicate_matched(id);

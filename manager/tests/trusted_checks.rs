@@ -35,7 +35,8 @@ async fn manager(client: [u8; 32]) -> Running {
         tick: Duration::from_millis(100),
         engine_threads: 2,
         market: MarketConfig {
-            target: Duration::from_millis(300),
+            // Small assignments: many rounds, so rigs that join late still get work.
+            target: Duration::from_millis(50),
             deadline_floor: Duration::from_secs(60),
             samples: 0,
             duplicate_permille: 1000,

@@ -382,3 +382,27 @@ pub fn store_granting(client: &PublicKey, amount: u64) -> Arc<compushare_manager
     store.write(|tx| tx.grant(client, Amount(amount))).unwrap();
     Arc::new(store)
 }
+
+/// A caught rig has no pending pay left (all forfeited), and keeps as spendable exactly what
+/// it was paid less what it forfeited: pay for results that passed their own checks and had
+/// already become spendable (the rig had passed a duplicate and had enough verified
+/// histories), which stay in the job's result.
+pub fn assert_forfeited(
+    market: &compushare_manager::market::Market,
+    payout: &PublicKey,
+    paid: u64,
+    forfeited: u64,
+) {
+    use compushare_manager::ledger::Account;
+    let read = market.store().read().unwrap();
+    assert_eq!(
+        read.balance(&Account::WorkerPending(*payout)).unwrap(),
+        0,
+        "a caught rig kept pending pay"
+    );
+    assert_eq!(
+        read.balance(&Account::WorkerSpendable(*payout)).unwrap(),
+        i128::from(paid - forfeited),
+        "a caught rig's pay does not add up"
+    );
+}
