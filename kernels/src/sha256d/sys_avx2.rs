@@ -11,9 +11,8 @@
 
 use core::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_and_si256, _mm256_andnot_si256, _mm256_castsi256_ps,
-    _mm256_cmpeq_epi32, _mm256_min_epu32, _mm256_movemask_ps, _mm256_or_si256, _mm256_set1_epi32,
-    _mm256_set_epi64x, _mm256_setr_epi32, _mm256_shuffle_epi8, _mm256_slli_epi32,
-    _mm256_srli_epi32, _mm256_xor_si256,
+    _mm256_cmpeq_epi32, _mm256_min_epu32, _mm256_movemask_ps, _mm256_set1_epi32, _mm256_set_epi64x,
+    _mm256_setr_epi32, _mm256_shuffle_epi8, _mm256_slli_epi32, _mm256_srli_epi32, _mm256_xor_si256,
 };
 
 use super::lanes::{scan_blocks, Lanes};
@@ -150,11 +149,14 @@ impl Lanes for V8 {
 
     #[inline(always)]
     fn maj(a: V8, b: V8, c: V8) -> V8 {
+        // Written as b ^ ((a ^ b) & (b ^ c)) because the next round's b ^ c is this round's
+        // a ^ b: with the rounds unrolled the compiler computes it once, so Maj costs three
+        // instructions instead of four.
         // SAFETY: only reached from `scan_avx2` (see module doc).
         unsafe {
-            V8(_mm256_or_si256(
-                _mm256_and_si256(a.0, b.0),
-                _mm256_and_si256(c.0, _mm256_or_si256(a.0, b.0)),
+            V8(_mm256_xor_si256(
+                b.0,
+                _mm256_and_si256(_mm256_xor_si256(a.0, b.0), _mm256_xor_si256(b.0, c.0)),
             ))
         }
     }
