@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every figure in BENCHMARKS.md, measured side by side in one run on this machine.
 # Usage: scripts/bench.sh [RUNS]   (default 3 runs per figure; medians are reported)
-# Run it on a quiet machine: these are wall-clock figures.
+# Run it on a quiet machine: these are wall-clock figures. CPUMINER_OPT=/path/to/cpuminer adds
+# cpuminer-opt's sha256d rate, measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -28,6 +29,17 @@ if command -v openssl >/dev/null; then
     # 64-byte messages: two compressions each, like a sha256d with a midstate.
     ossl=$(for _ in $(seq "$runs"); do openssl speed -evp sha256 -bytes 64 -seconds 3 -elapsed 2>/dev/null | awk '/^sha256/ {v=$2; sub("k","",v); print v*1000/64/2}'; done | median)
     printf 'openssl sha256 -bytes 64 (1 thread, wall): %.2f M sha256d-equivalents/s\n' "$(echo "$ossl" | awk '{print $1/1e6}')"
+fi
+
+if [ -n "${CPUMINER_OPT:-}" ] && [ -x "$CPUMINER_OPT" ]; then
+    # A peer measured in the same run: cpuminer-opt (built here from its own sources, not
+    # part of this repository), 1 thread, its offline benchmark; the median of the "Total"
+    # lines after the first (ramp-up) one, over RUNS runs of 20 s.
+    peer=$(for _ in $(seq "$runs"); do
+        "$CPUMINER_OPT" -a sha256d --benchmark -t 1 -q --time-limit=20 2>&1 \
+            | sed 's/\x1b\[[0-9;]*m//g' | awk '{for (i = 1; i < NF; i++) if ($i == "Total:" && ++n > 1) print $(i+1)}' | median
+    done | median)
+    printf 'cpuminer-opt sha256d --benchmark -t 1: %s MH/s\n' "$peer"
 fi
 
 echo "## transport, photon/ms, 1e6 photons, 2 threads (median of $runs)"
