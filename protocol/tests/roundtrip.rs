@@ -86,7 +86,7 @@ fn record_and_rating_variants_are_appended() {
         assignment: AssignmentId(3),
         outcome: RatingOutcome::Replaced,
     };
-    assert_eq!(tag(&rated), 13);
+    assert_eq!(tag(&rated), 12);
     // A record with a full standing still fits one sealed frame with room to spare.
     assert!(PublicRecord::POSTCARD_MAX_SIZE < 1024);
 }
