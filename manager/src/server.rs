@@ -68,6 +68,8 @@ pub struct Shared {
     pub market: Mutex<Market>,
     pub identity: Identity,
     pub cfg: ServerConfig,
+    /// Star ratings both ways (clients of rigs, rigs of clients).
+    pub ratings: Mutex<crate::ratings::Ratings>,
     sessions: std::sync::atomic::AtomicUsize,
 }
 
@@ -76,6 +78,11 @@ impl Shared {
     /// the market's invariants are kept per call, so the inner value is still used.
     pub fn market(&self) -> MutexGuard<'_, Market> {
         self.market.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The ratings registry, locked (never held together with the market's lock).
+    pub fn ratings(&self) -> MutexGuard<'_, crate::ratings::Ratings> {
+        self.ratings.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -119,6 +126,7 @@ pub async fn start(
         market: Mutex::new(market),
         identity,
         cfg,
+        ratings: Mutex::new(crate::ratings::Ratings::default()),
         sessions: std::sync::atomic::AtomicUsize::new(0),
     });
     let s = shared.clone();

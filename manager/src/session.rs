@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use compushare_protocol::chunk::{content_address, Chunker};
 use compushare_protocol::msg::{
-    self, refusal, ClientToManager, ErrorCode, ManagerToClient, ManagerToRig, Refusal, RigHello,
-    RigToManager,
+    self, refusal, ClientToManager, ErrorCode, ManagerToClient, ManagerToRig, RatingOutcome,
+    Refusal, RigHello, RigToManager,
 };
 use compushare_protocol::secure::{seal, SecureReader, SecureWriter};
-use compushare_protocol::types::PublicKey;
+use compushare_protocol::types::{AssignmentId, JobId, PublicKey};
 use embedded_io_adapters::tokio_1::FromTokio;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::runtime::Handle;
@@ -24,6 +24,8 @@ use tokio::sync::mpsc;
 
 use crate::client::{prepare_job, PreparedJob};
 use crate::market::RigLink;
+use crate::public_record;
+use crate::ratings::{Direction, Rated, RatingError};
 use crate::results::Assembly;
 use crate::server::{dispatch, Shared};
 
@@ -95,6 +97,14 @@ pub async fn rig(
                 break;
             }
         };
+        if let RigToManager::RateClient { assignment, stars } = message {
+            let outcome = rate_client(&shared, &peer, assignment, stars);
+            let _ = tx.try_send(Box::new(ManagerToRig::Rated {
+                assignment,
+                outcome,
+            }));
+            continue;
+        }
         let outcome = shared.market().rig_message(&peer, message);
         match outcome {
             Ok(work) => dispatch(&handle, &shared, work),
@@ -111,6 +121,66 @@ pub async fn rig(
     drop(tx);
     // Let the writer flush what is queued (a refusal, acks), but not forever.
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+/// A rig's rating of the client whose job `assignment` belonged to: only for work the rig
+/// returned, one rating per rig and client.
+fn rate_client(
+    shared: &Shared,
+    rig: &PublicKey,
+    assignment: AssignmentId,
+    stars: u8,
+) -> RatingOutcome {
+    if !(1..=5).contains(&stars) {
+        return RatingOutcome::BadStars;
+    }
+    let client = shared.market().client_of_returned_work(rig, assignment);
+    let Some(client) = client else {
+        eprintln!(
+            "manager: rig {} rated the client of assignment {} it returned no work on; refused",
+            hex4(rig),
+            assignment.0
+        );
+        return RatingOutcome::NotYourWork;
+    };
+    match shared
+        .ratings()
+        .rate(rig, &client, Direction::OfClient, stars)
+    {
+        Ok(Rated::New) => RatingOutcome::Recorded,
+        Ok(Rated::Replaced { .. }) => RatingOutcome::Replaced,
+        Err(RatingError::BadStars(_)) => RatingOutcome::BadStars,
+    }
+}
+
+/// A client's rating of a rig that worked on its job: the market checks the job and the rig,
+/// the registry keeps one rating per client and rig.
+fn rate_rig(
+    shared: &Shared,
+    client: &PublicKey,
+    job: JobId,
+    rig: &PublicKey,
+    stars: u8,
+) -> Result<(), ErrorCode> {
+    shared.market().rate(client, job, rig, stars)?;
+    shared
+        .ratings()
+        .rate(client, rig, Direction::OfRig, stars)
+        .map(|_| ())
+        .map_err(|_| ErrorCode::Protocol)
+}
+
+/// The answer to `ClientToManager::RigRecord`.
+fn rig_record(shared: &Shared, key: PublicKey) -> ManagerToClient {
+    let standing = shared
+        .market()
+        .rig_record(&key)
+        .map(|p| public_record::standing_from_market(&p));
+    let record = public_record::record(key, standing, &shared.ratings());
+    match record {
+        Some(r) => ManagerToClient::Record(r),
+        None => ManagerToClient::UnknownRig { rig: key },
+    }
 }
 
 /// A job input being uploaded.
@@ -236,8 +306,9 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
                 }
             }
             ClientToManager::FetchResult { job } => fetch(&shared, peer, job, &mut wr).await,
+            ClientToManager::RigRecord { rig } => reply(&mut wr, rig_record(&shared, rig)).await,
             ClientToManager::Rate { job, rig, stars } => {
-                let r = shared.market().rate(&peer, job, &rig, stars);
+                let r = rate_rig(&shared, &peer, job, &rig, stars);
                 let st = shared.market().status(&peer, job);
                 match (r, st) {
                     (Ok(()), Some(s)) => reply(&mut wr, ManagerToClient::JobStatus(s)).await,
