@@ -42,7 +42,7 @@ fn hex4(key: &PublicKey) -> String {
 pub async fn rig(
     shared: Arc<Shared>,
     peer: PublicKey,
-    hello: RigHello,
+    hello: Box<RigHello>,
     mut rd: Reader,
     mut wr: Writer,
 ) {
@@ -57,7 +57,12 @@ pub async fn rig(
         };
         (session, m.rig_hello(peer, &hello, link))
     };
-    if wr.send(&ManagerToRig::Welcome(welcome)).await.is_err() {
+    // The market copied what it keeps; the Hello (~3 KiB) need not live as long as the session.
+    drop(hello);
+    // Boxed: a message enum is ~60 KiB (its largest variant holds a chunk inline), and one
+    // held across an await would sit in every session's task for the session's life.
+    let welcome = Box::new(ManagerToRig::Welcome(welcome));
+    if wr.send(&*welcome).await.is_err() {
         shared.market().rig_gone(&peer, session);
         return;
     }
@@ -189,8 +194,11 @@ struct Upload {
     assembly: Assembly,
 }
 
-async fn reply(wr: &mut Writer, m: ManagerToClient) -> bool {
-    wr.send(&m).await.is_ok()
+/// Sends one reply. Not an `async fn`: the message is boxed before the future exists, so
+/// neither this future nor its callers' hold a ~60 KiB message enum across the send.
+fn reply(wr: &mut Writer, m: ManagerToClient) -> impl std::future::Future<Output = bool> + '_ {
+    let m = Box::new(m);
+    async move { wr.send(&*m).await.is_ok() }
 }
 
 fn error(code: ErrorCode, message: &str) -> ManagerToClient {
@@ -225,23 +233,23 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
             Ok(Ok(b)) => b,
             _ => break,
         };
+        // Boxed for the same reason as replies: it is matched across awaits below.
         let message = match msg::decode::<ClientToManager>(bytes) {
-            Ok(m) => m,
+            Ok(m) => Box::new(m),
             Err(e) => {
                 eprintln!(
                     "manager: client {}: undecodable frame: {e}; closing",
                     hex4(&peer)
                 );
-                let _ = wr
-                    .send(&ManagerToClient::Refused(Refusal::new(
-                        refusal::PROTOCOL,
-                        &e.to_string(),
-                    )))
-                    .await;
+                let _ = reply(
+                    &mut wr,
+                    ManagerToClient::Refused(Refusal::new(refusal::PROTOCOL, &e.to_string())),
+                )
+                .await;
                 break;
             }
         };
-        let ok = match message {
+        let ok = match *message {
             ClientToManager::Hello { .. } => {
                 reply(&mut wr, error(ErrorCode::Protocol, "second Hello")).await
             }
