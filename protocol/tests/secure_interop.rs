@@ -91,11 +91,11 @@ async fn exchange(
     // ours -> snow
     let back: Vec<ManagerToRig> = messages()
         .into_iter()
-        .filter_map(|m| match m {
-            RigToManager::ResultChunk(c) => Some(ManagerToRig::GeometryChunk(c)),
-            _ => Some(ManagerToRig::Cancel {
+        .map(|m| match m {
+            RigToManager::ResultChunk(c) => ManagerToRig::GeometryChunk(c),
+            _ => ManagerToRig::Cancel {
                 assignment: compushare_protocol::types::AssignmentId(9),
-            }),
+            },
         })
         .collect();
     for (n, m) in back.into_iter().enumerate() {
