@@ -95,14 +95,20 @@ pub fn standing_from_store(r: &trust::RigRecord, label: &str) -> RigStanding {
         // Cannot fail: at most RECORD_EVENTS remain after the skip.
         let _ = events.push(event(e));
     }
-    let demotions = r
-        .events
-        .windows(2)
-        .filter(|w| {
-            matches!(w[0].kind, trust::EventKind::Promoted)
-                && matches!(w[1].kind, trust::EventKind::Error { .. })
-        })
-        .count() as u64;
+    // A demotion is an error while trusted; replayed from the kept events (a lower bound once
+    // old events have been dropped).
+    let mut trusted = false;
+    let mut demotions = 0u64;
+    for e in &r.events {
+        match e.kind {
+            trust::EventKind::Promoted => trusted = true,
+            trust::EventKind::Error { .. } if trusted => {
+                trusted = false;
+                demotions += 1;
+            }
+            _ => {}
+        }
+    }
     let s = &r.returns;
     let seen = s.count > 0;
     RigStanding {
@@ -113,7 +119,6 @@ pub fn standing_from_store(r: &trust::RigRecord, label: &str) -> RigStanding {
         errors: ErrorCounts {
             verification: r.errors,
             late: r.late,
-            // Counted from the kept events: a lower bound once old events are dropped.
             demotions,
         },
         returns: ReturnStats {
@@ -189,7 +194,9 @@ mod tests {
     fn store_standing_keeps_the_latest_events_and_counts_demotions() {
         let mut r = trust::RigRecord::new([3; 32], 100);
         r.record_verified(10, 101, 10); // promoted
+        r.record_late(AssignmentId(3), 101);
         r.record_error(trust::ErrorKind::BadProof, Some(AssignmentId(4)), 102);
+        r.record_error(trust::ErrorKind::BadResult, Some(AssignmentId(5)), 102); // already down
         r.record_return(1000, 2_000_000);
         for i in 0..20 {
             r.record_late(AssignmentId(i), 200 + i);
@@ -197,7 +204,8 @@ mod tests {
         let s = standing_from_store(&r, "rig-b");
         assert_eq!(s.trust, TrustLevel::Untrusted);
         assert_eq!(s.errors.demotions, 1);
-        assert_eq!(s.errors.late, 20);
+        assert_eq!(s.errors.late, 21);
+        assert_eq!(s.errors.verification, 2);
         assert_eq!(s.events.len(), compushare_protocol::limits::RECORD_EVENTS);
         assert_eq!(
             s.events.last().map(|e| e.kind),
