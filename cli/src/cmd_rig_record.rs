@@ -62,12 +62,12 @@ pub fn to_json(r: &PublicRecord) -> Value {
                 "late": s.errors.late,
                 "demotions": s.errors.demotions,
             },
-            "time_to_return_us_per_cost_unit": {
+            "time_to_return_ns_per_cost_unit": {
                 "count": s.returns.count,
-                "recent": s.returns.recent_us_per_unit,
-                "mean": s.returns.mean_us_per_unit,
-                "min": s.returns.min_us_per_unit,
-                "max": s.returns.max_us_per_unit,
+                "recent": s.returns.recent_ns_per_unit,
+                "mean": s.returns.mean_ns_per_unit,
+                "min": s.returns.min_ns_per_unit,
+                "max": s.returns.max_ns_per_unit,
             },
             "events": s.events.iter().map(event_json).collect::<Vec<_>>(),
             "paid": s.paid.0,
@@ -107,14 +107,14 @@ pub fn to_text(r: &PublicRecord) -> String {
                 s.errors.verification, s.errors.late, s.errors.demotions
             );
             let ret = &s.returns;
-            let mut line = match ret.recent_us_per_unit {
-                Some(us) => format!("  time to return: {us} us per cost unit (recent)"),
+            let mut line = match ret.recent_ns_per_unit {
+                Some(ns) => format!("  time to return: {ns} ns per cost unit (recent)"),
                 None => "  time to return: no return yet".to_owned(),
             };
             if let (Some(mean), Some(min), Some(max)) = (
-                ret.mean_us_per_unit,
-                ret.min_us_per_unit,
-                ret.max_us_per_unit,
+                ret.mean_ns_per_unit,
+                ret.min_ns_per_unit,
+                ret.max_ns_per_unit,
             ) {
                 let _ = write!(
                     line,
@@ -166,10 +166,10 @@ mod tests {
                 },
                 returns: ReturnStats {
                     count: 3,
-                    recent_us_per_unit: Some(40),
-                    mean_us_per_unit: Some(50),
-                    min_us_per_unit: Some(30),
-                    max_us_per_unit: Some(80),
+                    recent_ns_per_unit: Some(40),
+                    mean_ns_per_unit: Some(50),
+                    min_ns_per_unit: Some(30),
+                    max_ns_per_unit: Some(80),
                 },
                 events,
                 paid: Amount(900),
@@ -186,7 +186,7 @@ mod tests {
         assert!(t.starts_with(&format!("rig {} (rig-x): untrusted\n", "ab".repeat(32))));
         assert!(t.contains("histories verified: 1200 (200 consecutive)"));
         assert!(t.contains("errors: 1 verification, 2 late, 1 demotions"));
-        assert!(t.contains("40 us per cost unit (recent); mean 50, min 30, max 80 over 3 returns"));
+        assert!(t.contains("40 ns per cost unit (recent); mean 50, min 30, max 80 over 3 returns"));
         assert!(t.contains("event at 10: error BadProof on assignment 7"));
         assert!(t.contains("as a rig: 4.25 stars from 4 clients"));
         assert!(t.contains("as a client: not rated by rigs"));
@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(j["key"], "ab".repeat(32));
         assert_eq!(j["rig"]["trust"], "untrusted");
         assert_eq!(j["rig"]["errors"]["late"], 2);
-        assert_eq!(j["rig"]["time_to_return_us_per_cost_unit"]["mean"], 50);
+        assert_eq!(j["rig"]["time_to_return_ns_per_cost_unit"]["mean"], 50);
         assert_eq!(j["rig"]["events"][0]["error"], "BadProof");
         assert_eq!(j["ratings_from_clients"]["mean"], "4.25");
         assert_eq!(j["ratings_from_rigs"]["mean"], Value::Null);

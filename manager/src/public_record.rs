@@ -24,17 +24,22 @@ fn name(s: &str) -> Name {
     n
 }
 
-/// Seconds per thousandth cost unit as microseconds per cost unit; `None` for a value that is
+/// Seconds per thousandth cost unit as nanoseconds per cost unit; `None` for a value that is
 /// not a finite non-negative number.
-fn us_per_unit(s_per_milli: f64) -> Option<u64> {
-    let us = s_per_milli * 1e9;
+fn ns_per_unit(s_per_milli: f64) -> Option<u64> {
+    let ns = (s_per_milli * 1e12).round();
     // `as` saturates at u64::MAX for finite values too large: no panic, no wrap.
-    (us.is_finite() && us >= 0.0).then_some(us as u64)
+    (ns.is_finite() && ns >= 0.0).then_some(ns as u64)
+}
+
+/// The store's microseconds per cost unit as nanoseconds.
+fn us_to_ns(us: u64) -> u64 {
+    us.saturating_mul(1000)
 }
 
 /// The standing of a rig as the market keeps it.
 pub fn standing_from_market(p: &RigPublic) -> RigStanding {
-    let recent = p.s_per_milli.and_then(us_per_unit);
+    let recent = p.s_per_milli.and_then(ns_per_unit);
     RigStanding {
         label: name(&p.label),
         trust: if p.trusted {
@@ -52,10 +57,10 @@ pub fn standing_from_market(p: &RigPublic) -> RigStanding {
         returns: ReturnStats {
             // The market keeps only the recent blended value, not the count or extremes.
             count: 0,
-            recent_us_per_unit: recent,
-            mean_us_per_unit: None,
-            min_us_per_unit: None,
-            max_us_per_unit: None,
+            recent_ns_per_unit: recent,
+            mean_ns_per_unit: None,
+            min_ns_per_unit: None,
+            max_ns_per_unit: None,
         },
         events: heapless::Vec::new(),
         paid: Amount(p.paid),
@@ -123,10 +128,10 @@ pub fn standing_from_store(r: &trust::RigRecord, label: &str) -> RigStanding {
         },
         returns: ReturnStats {
             count: s.count,
-            recent_us_per_unit: seen.then_some(s.recent),
-            mean_us_per_unit: s.mean(),
-            min_us_per_unit: seen.then_some(s.min),
-            max_us_per_unit: seen.then_some(s.max),
+            recent_ns_per_unit: seen.then_some(us_to_ns(s.recent)),
+            mean_ns_per_unit: s.mean().map(us_to_ns),
+            min_ns_per_unit: seen.then_some(us_to_ns(s.min)),
+            max_ns_per_unit: seen.then_some(us_to_ns(s.max)),
         },
         events,
         paid: Amount(0),
@@ -181,13 +186,13 @@ mod tests {
                 demotions: 1
             }
         );
-        assert_eq!(s.returns.recent_us_per_unit, Some(2500));
+        assert_eq!(s.returns.recent_ns_per_unit, Some(2_500_000));
         assert_eq!((s.paid, s.forfeited), (Amount(40), Amount(3)));
         let nan = RigPublic {
             s_per_milli: Some(f64::NAN),
             ..RigPublic::default()
         };
-        assert_eq!(standing_from_market(&nan).returns.recent_us_per_unit, None);
+        assert_eq!(standing_from_market(&nan).returns.recent_ns_per_unit, None);
     }
 
     #[test]
@@ -214,7 +219,7 @@ mod tests {
             })
         );
         assert_eq!(s.returns.count, 1);
-        assert_eq!(s.returns.mean_us_per_unit, Some(500));
+        assert_eq!(s.returns.mean_ns_per_unit, Some(500_000));
     }
 
     #[test]

@@ -114,7 +114,7 @@ async fn clients_and_rigs_rate_each_other_and_records_are_public() {
     assert_eq!(standing.histories_verified, PHOTONS);
     assert_eq!(standing.consecutive_verified, PHOTONS);
     assert_eq!(standing.errors.verification, 0);
-    assert!(standing.returns.recent_us_per_unit.is_some());
+    assert!(standing.returns.recent_ns_per_unit.is_some());
     assert!(standing.paid.0 > 0);
 
     // The rig rates the client of work it returned (ids from its payment record).

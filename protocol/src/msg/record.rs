@@ -54,7 +54,8 @@ pub struct ErrorCounts {
     pub demotions: u64,
 }
 
-/// Time to return per unit of machine-independent cost, microseconds per cost unit.
+/// Time to return per unit of machine-independent cost, nanoseconds per cost unit (a fast
+/// device needs well under a microsecond per unit).
 ///
 /// `None` where the manager has no such figure (no return yet, or it keeps only the recent
 /// value).
@@ -63,10 +64,10 @@ pub struct ReturnStats {
     /// Returns measured.
     pub count: u64,
     /// The recent value that sizes new assignments.
-    pub recent_us_per_unit: Option<u64>,
-    pub mean_us_per_unit: Option<u64>,
-    pub min_us_per_unit: Option<u64>,
-    pub max_us_per_unit: Option<u64>,
+    pub recent_ns_per_unit: Option<u64>,
+    pub mean_ns_per_unit: Option<u64>,
+    pub min_ns_per_unit: Option<u64>,
+    pub max_ns_per_unit: Option<u64>,
 }
 
 /// A dated change in a rig's standing.
