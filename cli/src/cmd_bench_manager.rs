@@ -7,7 +7,8 @@
 //! assignment latency is the time from sending a Bid to receiving its Assign, measured at the
 //! rig. Simulated rigs hold their assignments (the photon pool is far larger than the run
 //! uses), so every bid is answered with work. The run stops by itself after `--duration`
-//! seconds and prints one JSON object.
+//! seconds and prints one JSON object. Memory per session is the manager's resident memory in
+//! the measured window less its resident memory before the first rig, over the rigs connected.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -287,6 +288,8 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
                     Amount(u64::MAX),
                 )
                 .await?;
+            // Memory before any rig: what the sessions add is measured against it.
+            let rss_idle = proc_kib(pid, "VmRSS:").unwrap_or(0);
             let counters = Arc::new(Counters::default());
             let latencies = Arc::new(Mutex::new(Vec::new()));
             let ramp = Arc::new(tokio::sync::Semaphore::new(args.ramp.max(1)));
@@ -343,9 +346,11 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
             let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
             lat.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
             let cpu_pct = (cpu1.saturating_sub(cpu0)) as f64 / clk_tck() / window * 100.0;
+            let connected = counters.connected.load(Ordering::Relaxed);
+            let per_session_kib = rss_max.saturating_sub(rss_idle) as f64 / connected.max(1) as f64;
             Ok(serde_json::json!({
                 "rigs": args.rigs,
-                "connected": counters.connected.load(Ordering::Relaxed),
+                "connected": connected,
                 "failed": counters.failed.load(Ordering::Relaxed),
                 "closed_by_manager": counters.closed.load(Ordering::Relaxed),
                 "connect_s": connect_s,
@@ -359,6 +364,8 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
                 "assignment_latency_ms_max": lat.last().copied().unwrap_or(f64::NAN),
                 "manager_cpu_percent_of_one_core": cpu_pct,
                 "manager_rss_mib": rss_max as f64 / 1024.0,
+                "manager_idle_rss_mib": rss_idle as f64 / 1024.0,
+                "manager_kib_per_session": per_session_kib,
                 "manager_peak_rss_mib": proc_kib(pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0,
             }))
         })

@@ -61,13 +61,21 @@ pub struct SubmitArgs {
     pub out: Option<PathBuf>,
 }
 
-/// Arguments of `compushare status`.
+/// Arguments of `compushare status`: a job's state, or with `--rig` a rig's public record.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     /// Job number.
-    pub job: u64,
+    #[arg(required_unless_present = "rig", conflicts_with = "rig")]
+    pub job: Option<u64>,
+    /// Show this key's public record instead (64 hex digits): trust, verified histories,
+    /// errors, time to return per cost, recent trust events and star ratings.
+    #[arg(long, value_name = "KEY")]
+    pub rig: Option<String>,
     #[command(flatten)]
     pub conn: Conn,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `compushare fetch`.
@@ -227,11 +235,49 @@ async fn wait(c: &mut Client, id: JobId) -> anyhow::Result<JobStatus> {
 
 /// Runs `compushare status`.
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let rig = match &args.rig {
+        Some(k) => {
+            Some(hex::decode_array::<32>(k).map_err(|e| anyhow::anyhow!("--rig {k:?}: {e}"))?)
+        }
+        None => None,
+    };
     runtime()?.block_on(async {
         let mut c = connect(&args.conn).await?;
-        let s = c.status(JobId(args.job)).await?;
-        print_status(&s);
+        if let Some(key) = rig {
+            let Some(record) = c.rig_record(key).await? else {
+                bail!(
+                    "--rig {}: unknown rig (the manager knows no rig by this key and holds no rating of it)",
+                    hex::encode(&key)
+                );
+            };
+            if args.json {
+                println!("{}", crate::cmd_rig_record::to_json(&record));
+            } else {
+                print!("{}", crate::cmd_rig_record::to_text(&record));
+            }
+            return Ok(());
+        }
+        let Some(job) = args.job else {
+            bail!("give a JOB_ID or --rig KEY");
+        };
+        let s = c.status(JobId(job)).await?;
+        if args.json {
+            println!("{}", status_json(&s));
+        } else {
+            print_status(&s);
+        }
         Ok(())
+    })
+}
+
+fn status_json(s: &JobStatus) -> serde_json::Value {
+    serde_json::json!({
+        "job": s.job.0,
+        "state": format!("{:?}", s.state).to_lowercase(),
+        "photons_done": s.photons_done,
+        "photons_total": s.photons_total,
+        "spent": s.spent.0,
+        "rigs": s.rigs.iter().map(|r| hex::encode(r)).collect::<Vec<_>>(),
     })
 }
 

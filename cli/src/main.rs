@@ -15,6 +15,7 @@ mod cmd_manager;
 mod cmd_manager_run;
 mod cmd_mine;
 mod cmd_rig;
+mod cmd_rig_record;
 mod cmd_sim;
 
 use clap::{Parser, Subcommand};
@@ -55,7 +56,7 @@ enum Command {
     },
     /// Submit a job to a manager (and optionally wait for and fetch its result).
     Submit(cmd_client::SubmitArgs),
-    /// A job's status.
+    /// A job's status, or a rig's public record (`--rig KEY`).
     Status(cmd_client::StatusArgs),
     /// Fetch a finished job's result and write it like `sim --out`.
     Fetch(cmd_client::FetchArgs),

@@ -1,6 +1,6 @@
 //! Client requests: the manager's preparation of a submitted job (validation, calibration of its
 //! machine-independent cost) and the client-side library the CLI uses (connect, submit,
-//! status, fetch, rate).
+//! status, fetch, rate, rig records).
 //!
 //! Cost of a history: the `costing` module's calibration batch on the manager's own engine,
 //! the mean of (1 + scattering events) per photon, in thousandths. It depends only on the
@@ -12,7 +12,8 @@ use compushare_kernels::transport::tally_ops::tally_cells;
 use compushare_kernels::transport::{TallyCodecError, TransportError};
 use compushare_protocol::chunk::{content_address, Chunker};
 use compushare_protocol::msg::{
-    ClientToManager, ErrorCode, JobStatus, ManagerToClient, SubmitJob, PROTOCOL_VERSION,
+    ClientToManager, ErrorCode, JobStatus, ManagerToClient, PublicRecord, SubmitJob,
+    PROTOCOL_VERSION,
 };
 use compushare_protocol::secure::net::{connect_tcp, TcpChannel, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::{seal, ChannelError, Identity};
@@ -204,6 +205,20 @@ impl Client {
         match self.next().await? {
             ManagerToClient::JobStatus(_) => Ok(()),
             _ => Err(ClientError::Unexpected("expected JobStatus")),
+        }
+    }
+
+    /// A key's public record (`None`: the manager knows no rig by that key and holds no
+    /// rating of it).
+    pub async fn rig_record(
+        &mut self,
+        rig: PublicKey,
+    ) -> Result<Option<PublicRecord>, ClientError> {
+        self.ch.send(&ClientToManager::RigRecord { rig }).await?;
+        match self.next().await? {
+            ManagerToClient::Record(r) => Ok(Some(r)),
+            ManagerToClient::UnknownRig { .. } => Ok(None),
+            _ => Err(ClientError::Unexpected("expected Record or UnknownRig")),
         }
     }
 

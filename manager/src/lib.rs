@@ -41,6 +41,8 @@ pub mod client;
 pub mod escrow;
 pub mod market;
 pub mod persist;
+pub mod public_record;
+pub mod ratings;
 pub mod results;
 pub mod scheduler;
 pub mod server;

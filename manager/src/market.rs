@@ -723,7 +723,10 @@ impl Market {
             }
             RigToManager::ResultChunk(chunk) => Ok(self.chunk(key, &chunk)),
             RigToManager::SampleProof(p) => Ok(self.proofs(key, p.assignment, p.proofs.to_vec())),
-            RigToManager::PaymentClaim(_) | RigToManager::ConsoleReply(_) => Ok(Vec::new()),
+            // A rating of a client is answered by the session (see `session::rate_client`).
+            RigToManager::PaymentClaim(_)
+            | RigToManager::ConsoleReply(_)
+            | RigToManager::RateClient { .. } => Ok(Vec::new()),
             RigToManager::GeometryRequest { content } => {
                 self.geometry(key, content);
                 Ok(Vec::new())
@@ -2395,5 +2398,26 @@ impl Market {
     /// Connected rigs.
     pub fn connected(&self) -> usize {
         self.rigs.values().filter(|r| r.link.is_some()).count()
+    }
+}
+
+impl Market {
+    /// The client whose job `assignment` belonged to, if `rig` returned work on it (its result
+    /// arrived: being verified, verified or paid). Lets a rig rate only clients it worked for.
+    pub fn client_of_returned_work(
+        &self,
+        rig: &PublicKey,
+        assignment: AssignmentId,
+    ) -> Option<PublicKey> {
+        let a = self
+            .assignments
+            .get(&assignment)
+            .filter(|a| a.rig == *rig)?;
+        let returned = matches!(
+            a.state,
+            AState::Opening | AState::Checking | AState::Held | AState::Paid
+        );
+        returned.then_some(())?;
+        self.jobs.get(&a.job).map(|j| j.client)
     }
 }

@@ -65,6 +65,10 @@ pub struct Shared {
     pub market: Mutex<Market>,
     pub identity: Identity,
     pub cfg: ServerConfig,
+    /// The database the market persists to (read here for public records).
+    pub store: Arc<Store>,
+    /// Rigs' ratings of clients (clients' ratings of rigs are in the rigs' trust records).
+    pub ratings: Mutex<crate::ratings::ClientRatings>,
     sessions: std::sync::atomic::AtomicUsize,
 }
 
@@ -73,6 +77,11 @@ impl Shared {
     /// the market's invariants are kept per call, so the inner value is still used.
     pub fn market(&self) -> MutexGuard<'_, Market> {
         self.market.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The ratings registry, locked (never held together with the market's lock).
+    pub fn ratings(&self) -> MutexGuard<'_, crate::ratings::ClientRatings> {
+        self.ratings.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -106,13 +115,16 @@ pub async fn start(
     identity: Identity,
     store: Arc<Store>,
 ) -> std::io::Result<Running> {
-    let market = Market::open(cfg.market.clone(), store).map_err(std::io::Error::other)?;
+    let ratings = crate::ratings::ClientRatings::open(store.clone()).map_err(std::io::Error::other)?;
+    let market = Market::open(cfg.market.clone(), store.clone()).map_err(std::io::Error::other)?;
     let listener = TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         market: Mutex::new(market),
         identity,
         cfg,
+        store,
+        ratings: Mutex::new(ratings),
         sessions: std::sync::atomic::AtomicUsize::new(0),
     });
     let s = shared.clone();
@@ -184,39 +196,57 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
             return;
         }
     };
-    // Variant 0 (`Refused`) of both reply enums has one frozen layout, so a refusal written as
-    // a `ManagerToRig` reads correctly on a client too.
-    let refuse = |code: u16, reason: &str| ManagerToRig::Refused(Refusal::new(code, reason));
     if open >= shared.cfg.max_sessions {
-        let _ = wr
-            .send(&refuse(refusal::UNAVAILABLE, "too many sessions"))
-            .await;
+        refuse(&mut wr, refusal::UNAVAILABLE, "too many sessions").await;
         return;
     }
     match msg::peek_version(&first).and_then(msg::check_version) {
         Ok(()) => {}
         Err(e @ CodecError::UnsupportedVersion { .. }) => {
             eprintln!("manager: {addr}: refused: {e}");
-            let _ = wr
-                .send(&refuse(refusal::UNSUPPORTED_VERSION, &e.to_string()))
-                .await;
+            refuse(&mut wr, refusal::UNSUPPORTED_VERSION, &e.to_string()).await;
             return;
         }
         Err(e) => {
             eprintln!("manager: {addr}: refused: {e}");
-            let _ = wr.send(&refuse(refusal::PROTOCOL, &e.to_string())).await;
+            refuse(&mut wr, refusal::PROTOCOL, &e.to_string()).await;
             return;
         }
     }
-    if let Ok(RigToManager::Hello(hello)) = msg::decode::<RigToManager>(&first) {
-        session::rig(shared, peer, hello, rd, wr).await;
-    } else if let Ok(ClientToManager::Hello { .. }) = msg::decode::<ClientToManager>(&first) {
-        session::client(shared, peer, rd, wr).await;
+    // Decoded into small values before any await: a decoded message enum is ~60 KiB.
+    let rig_hello = match msg::decode::<RigToManager>(&first) {
+        Ok(RigToManager::Hello(hello)) => Some(Box::new(hello)),
+        _ => None,
+    };
+    let client_hello = matches!(
+        msg::decode::<ClientToManager>(&first),
+        Ok(ClientToManager::Hello { .. })
+    );
+    drop(first);
+    // Each session's future is boxed on its own, so a rig's task is not sized for the larger
+    // client session (or the other way round).
+    if let Some(hello) = rig_hello {
+        Box::pin(session::rig(shared, peer, hello, rd, wr)).await;
+    } else if client_hello {
+        Box::pin(session::client(shared, peer, rd, wr)).await;
     } else {
         eprintln!("manager: {addr}: refused: first message is not a Hello");
-        let _ = wr
-            .send(&refuse(refusal::PROTOCOL, "first message must be Hello"))
-            .await;
+        refuse(&mut wr, refusal::PROTOCOL, "first message must be Hello").await;
+    }
+}
+
+/// Sends a refusal. Variant 0 (`Refused`) of both reply enums has one frozen layout, so a
+/// refusal written as a `ManagerToRig` reads correctly on a client too. Not an `async fn`: the
+/// message is boxed before the future exists, so no caller holds a message enum across the
+/// send.
+fn refuse<'a>(
+    wr: &'a mut session::Writer,
+    code: u16,
+    reason: &str,
+) -> impl std::future::Future<Output = ()> + 'a {
+    let m = Box::new(ManagerToRig::Refused(Refusal::new(code, reason)));
+    async move {
+        let _ = wr.send(&*m).await;
     }
 }
 
@@ -282,5 +312,61 @@ fn run(shared: &Shared, work: Work) -> Vec<Work> {
             .map_err(|e| e.to_string());
             shared.market().duplicated(assignment, r)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use compushare_protocol::msg::RigHello;
+    use compushare_protocol::secure::net::connect_tcp;
+
+    /// A session's task holds its future for the whole session: with 10,000 rigs every KiB
+    /// here is 10 MiB of manager memory. Message enums are ~60 KiB, so one held across an await
+    /// shows up at once.
+    #[tokio::test]
+    async fn session_futures_stay_small() {
+        let cfg = ServerConfig {
+            listen: "127.0.0.1:0"
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            ..ServerConfig::default()
+        };
+        let me = Identity::generate().expect("identity");
+        let running = start(
+            cfg,
+            me,
+            Arc::new(Store::in_memory(&crate::Config::default()).expect("store")),
+        )
+            .await
+            .expect("start");
+        let shared = running.shared.clone();
+        running.stop();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let key = shared.identity.public();
+        let client = Identity::generate().expect("identity");
+        let (dialled, accepted) = tokio::join!(
+            connect_tcp(addr, &client, &key, Duration::from_secs(5)),
+            async {
+                let (s, _) = listener.accept().await.expect("accept");
+                accept_tcp(s, &shared.identity, Duration::from_secs(5)).await
+            }
+        );
+        let _keep = dialled.expect("dial");
+        let (rd, wr) = accepted.expect("handshake").split();
+        let hello = Box::new(RigHello {
+            version: msg::PROTOCOL_VERSION,
+            firmware: Default::default(),
+            name: Default::default(),
+            payout: [0; 32],
+            devices: Default::default(),
+        });
+        let rig = std::mem::size_of_val(&session::rig(shared.clone(), key, hello, rd, wr));
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let conn = std::mem::size_of_val(&connection(stream, addr, shared.clone()));
+        println!("future sizes: connection {conn} B, rig session {rig} B");
+        assert!(conn < 8 * 1024, "connection future {conn} B");
+        assert!(rig < 8 * 1024, "rig session future {rig} B");
     }
 }

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use compushare_protocol::chunk::{content_address, Chunker};
 use compushare_protocol::msg::{
-    self, refusal, ClientToManager, ErrorCode, ManagerToClient, ManagerToRig, Refusal, RigHello,
-    RigToManager,
+    self, refusal, ClientToManager, ErrorCode, ManagerToClient, ManagerToRig, RatingOutcome,
+    Refusal, RigHello, RigToManager,
 };
 use compushare_protocol::secure::{seal, SecureReader, SecureWriter};
-use compushare_protocol::types::PublicKey;
+use compushare_protocol::types::{Amount, AssignmentId, PublicKey};
 use embedded_io_adapters::tokio_1::FromTokio;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::runtime::Handle;
@@ -24,6 +24,8 @@ use tokio::sync::mpsc;
 
 use crate::client::{prepare_job, PreparedJob};
 use crate::market::RigLink;
+use crate::public_record;
+use crate::ratings::{self, Rated, RatingError};
 use crate::results::Assembly;
 use crate::server::{dispatch, Shared};
 
@@ -40,7 +42,7 @@ fn hex4(key: &PublicKey) -> String {
 pub async fn rig(
     shared: Arc<Shared>,
     peer: PublicKey,
-    hello: RigHello,
+    hello: Box<RigHello>,
     mut rd: Reader,
     mut wr: Writer,
 ) {
@@ -55,7 +57,12 @@ pub async fn rig(
         };
         (session, m.rig_hello(peer, &hello, link))
     };
-    if wr.send(&ManagerToRig::Welcome(welcome)).await.is_err() {
+    // The market copied what it keeps; the Hello (~3 KiB) need not live as long as the session.
+    drop(hello);
+    // Boxed: a message enum is ~60 KiB (its largest variant holds a chunk inline), and one
+    // held across an await would sit in every session's task for the session's life.
+    let welcome = Box::new(ManagerToRig::Welcome(welcome));
+    if wr.send(&*welcome).await.is_err() {
         shared.market().rig_gone(&peer, session);
         return;
     }
@@ -95,6 +102,14 @@ pub async fn rig(
                 break;
             }
         };
+        if let RigToManager::RateClient { assignment, stars } = message {
+            let outcome = rate_client(&shared, &peer, assignment, stars);
+            let _ = tx.try_send(Box::new(ManagerToRig::Rated {
+                assignment,
+                outcome,
+            }));
+            continue;
+        }
         let outcome = shared.market().rig_message(&peer, message);
         match outcome {
             Ok(work) => dispatch(&handle, &shared, work),
@@ -113,14 +128,81 @@ pub async fn rig(
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
 }
 
+/// A rig's rating of the client whose job `assignment` belonged to: only for work the rig
+/// returned, one rating per rig and client.
+fn rate_client(
+    shared: &Shared,
+    rig: &PublicKey,
+    assignment: AssignmentId,
+    stars: u8,
+) -> RatingOutcome {
+    if !(1..=5).contains(&stars) {
+        return RatingOutcome::BadStars;
+    }
+    let client = shared.market().client_of_returned_work(rig, assignment);
+    let Some(client) = client else {
+        eprintln!(
+            "manager: rig {} rated the client of assignment {} it returned no work on; refused",
+            hex4(rig),
+            assignment.0
+        );
+        return RatingOutcome::NotYourWork;
+    };
+    match shared.ratings().rate(rig, &client, stars) {
+        Ok(Rated::New) => RatingOutcome::Recorded,
+        Ok(Rated::Replaced { .. }) => RatingOutcome::Replaced,
+        Err(RatingError::BadStars(_)) => RatingOutcome::BadStars,
+        Err(RatingError::Store(e)) => {
+            // Nothing was recorded; the rig may rate again later.
+            eprintln!("manager: rating by rig {}: {e}", hex4(rig));
+            RatingOutcome::NotRecorded
+        }
+    }
+}
+
+/// The answer to `ClientToManager::RigRecord`: the stored trust record (events, return
+/// statistics) when there is one, the market's live counters otherwise, and the ratings.
+fn rig_record(shared: &Shared, key: PublicKey) -> ManagerToClient {
+    let live = shared.market().rig_record(&key);
+    let stored = match shared.store.read().and_then(|r| r.rig(&key)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("manager: record of rig {}: {e}", hex4(&key));
+            None
+        }
+    };
+    let as_rig = live
+        .as_ref()
+        .map(|p| ratings::summary(&p.ratings))
+        .unwrap_or_default();
+    let standing = match (&live, &stored) {
+        (Some(p), Some(r)) => {
+            let mut s = public_record::standing_from_store(r, &p.label);
+            s.paid = Amount(p.paid);
+            s.forfeited = Amount(p.forfeited);
+            Some(s)
+        }
+        (Some(p), None) => Some(public_record::standing_from_market(p)),
+        (None, _) => None,
+    };
+    let as_client = shared.ratings().of(&key);
+    match public_record::record(key, standing, as_rig, as_client) {
+        Some(r) => ManagerToClient::Record(r),
+        None => ManagerToClient::UnknownRig { rig: key },
+    }
+}
+
 /// A job input being uploaded.
 struct Upload {
     submit: msg::SubmitJob,
     assembly: Assembly,
 }
 
-async fn reply(wr: &mut Writer, m: ManagerToClient) -> bool {
-    wr.send(&m).await.is_ok()
+/// Sends one reply. Not an `async fn`: the message is boxed before the future exists, so
+/// neither this future nor its callers' hold a ~60 KiB message enum across the send.
+fn reply(wr: &mut Writer, m: ManagerToClient) -> impl std::future::Future<Output = bool> + '_ {
+    let m = Box::new(m);
+    async move { wr.send(&*m).await.is_ok() }
 }
 
 fn error(code: ErrorCode, message: &str) -> ManagerToClient {
@@ -155,23 +237,23 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
             Ok(Ok(b)) => b,
             _ => break,
         };
+        // Boxed for the same reason as replies: it is matched across awaits below.
         let message = match msg::decode::<ClientToManager>(bytes) {
-            Ok(m) => m,
+            Ok(m) => Box::new(m),
             Err(e) => {
                 eprintln!(
                     "manager: client {}: undecodable frame: {e}; closing",
                     hex4(&peer)
                 );
-                let _ = wr
-                    .send(&ManagerToClient::Refused(Refusal::new(
-                        refusal::PROTOCOL,
-                        &e.to_string(),
-                    )))
-                    .await;
+                let _ = reply(
+                    &mut wr,
+                    ManagerToClient::Refused(Refusal::new(refusal::PROTOCOL, &e.to_string())),
+                )
+                .await;
                 break;
             }
         };
-        let ok = match message {
+        let ok = match *message {
             ClientToManager::Hello { .. } => {
                 reply(&mut wr, error(ErrorCode::Protocol, "second Hello")).await
             }
@@ -236,6 +318,7 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
                 }
             }
             ClientToManager::FetchResult { job } => fetch(&shared, peer, job, &mut wr).await,
+            ClientToManager::RigRecord { rig } => reply(&mut wr, rig_record(&shared, rig)).await,
             ClientToManager::Rate { job, rig, stars } => {
                 let r = shared.market().rate(&peer, job, &rig, stars);
                 let st = shared.market().status(&peer, job);

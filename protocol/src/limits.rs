@@ -38,3 +38,5 @@ pub const HISTORY_RECORD: usize = 96;
 pub const MERKLE_DEPTH: usize = 40;
 /// Assignments one `PaymentClaim` may list.
 pub const CLAIMS_PER_MESSAGE: usize = 64;
+/// Trust events in a rig's public record (the most recent ones; counters keep the totals).
+pub const RECORD_EVENTS: usize = 8;

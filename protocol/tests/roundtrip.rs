@@ -57,3 +57,36 @@ fn every_message_fits_a_sealed_frame() {
         println!("{name}: max {max} bytes");
     }
 }
+
+/// Variants added for rig records and ratings were appended: their postcard tags (the wire
+/// format) follow every older variant, so older peers' messages keep their meaning.
+#[test]
+fn record_and_rating_variants_are_appended() {
+    use compushare_protocol::msg::*;
+    use compushare_protocol::types::AssignmentId;
+    fn tag<M: Message>(m: &M) -> u8 {
+        let mut buf = vec![0u8; 256];
+        msg::encode(m, &mut buf).unwrap()[0]
+    }
+    assert_eq!(tag(&ClientToManager::RigRecord { rig: [1; 32] }), 6);
+    assert_eq!(tag(&ManagerToClient::UnknownRig { rig: [1; 32] }), 8);
+    let record = PublicRecord {
+        key: [2; 32],
+        rig: None,
+        as_rig: RatingSummary::default(),
+        as_client: RatingSummary { count: 1, sum: 5 },
+    };
+    assert_eq!(tag(&ManagerToClient::Record(record)), 7);
+    let rate = RigToManager::RateClient {
+        assignment: AssignmentId(3),
+        stars: 4,
+    };
+    assert_eq!(tag(&rate), 11);
+    let rated = ManagerToRig::Rated {
+        assignment: AssignmentId(3),
+        outcome: RatingOutcome::Replaced,
+    };
+    assert_eq!(tag(&rated), 12);
+    // A record with a full standing still fits one sealed frame with room to spare.
+    const { assert!(PublicRecord::POSTCARD_MAX_SIZE < 1024) };
+}

@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 use super::assignment::RunError;
 use super::geometry::Fetch;
 use super::proofs::{self, Commitments};
+use super::rating::{self, RatingHandle};
 use super::settings::{RigError, RigOptions, RigSettings};
 use super::state::{Payment, Payments};
 use super::work::{
@@ -118,6 +119,10 @@ pub struct Rig {
     /// Offers waiting for geometry or calibration.
     offers: HashMap<JobId, Offer>,
     started: Instant,
+    /// Ratings of clients: queued by [`RatingHandle`]s, then waiting for the manager.
+    rate_tx: mpsc::UnboundedSender<rating::Request>,
+    rate_rx: mpsc::UnboundedReceiver<rating::Request>,
+    rated: rating::Pending,
 }
 
 /// Parsed geometries kept.
@@ -176,6 +181,7 @@ impl Rig {
             })
             .collect();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (rate_tx, rate_rx) = mpsc::unbounded_channel();
         Ok(Rig {
             settings,
             identity,
@@ -192,12 +198,21 @@ impl Rig {
             parsing: HashSet::new(),
             offers: HashMap::new(),
             started: Instant::now(),
+            rate_tx,
+            rate_rx,
+            rated: rating::Pending::default(),
         })
     }
 
     /// The rig's identity key.
     pub fn public_key(&self) -> PublicKey {
         self.identity.public()
+    }
+
+    /// A handle that rates the clients whose jobs this rig worked on (usable while `run`
+    /// runs, from any task).
+    pub fn rating_handle(&self) -> RatingHandle {
+        RatingHandle::new(self.rate_tx.clone())
     }
 
     /// Runs sessions forever, reconnecting with capped, jittered backoff; returns only on a
@@ -292,6 +307,7 @@ impl Rig {
         // Geometry fetches and offers belong to the session that carried them.
         self.fetches.clear();
         self.offers.clear();
+        self.rated.session_ended();
         result.map_err(|e| match e {
             Ended::Channel(source) => chan_err(source),
             Ended::Rig(e) => e,
@@ -338,6 +354,13 @@ impl Rig {
                 _ = tick.tick() => {
                     let hb = self.heartbeat();
                     w.send(&RigToManager::Heartbeat(hb)).await?;
+                }
+                r = self.rate_rx.recv() => {
+                    // Never `None`: the rig holds a sender itself.
+                    if let Some(r) = r {
+                        w.send(&RigToManager::RateClient { assignment: r.assignment, stars: r.stars }).await?;
+                        self.rated.sent(r);
+                    }
                 }
                 ev = self.events_rx.recv() => {
                     if let Some(ev) = ev {
@@ -501,6 +524,13 @@ impl Rig {
                     },
                 ))
                 .await?;
+            }
+            ManagerToRig::Rated {
+                assignment,
+                outcome,
+            } => {
+                info!("rating for assignment {}: {outcome:?}", assignment.0);
+                self.rated.answered(assignment, outcome);
             }
             ManagerToRig::Welcome(_) | ManagerToRig::Refused(_) => {
                 return Err(Ended::Rig(RigError::Protocol(
@@ -943,5 +973,6 @@ fn variant(m: &ManagerToRig) -> &'static str {
         ManagerToRig::ConsoleCommand { .. } => "ConsoleCommand",
         ManagerToRig::Cancel { .. } => "Cancel",
         ManagerToRig::Offer(_) => "Offer",
+        ManagerToRig::Rated { .. } => "Rated",
     }
 }

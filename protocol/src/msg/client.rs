@@ -4,7 +4,7 @@ use heapless::{String, Vec};
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
-use super::Refusal;
+use super::{PublicRecord, Refusal};
 use crate::chunk::Chunk;
 use crate::limits::{MAX_DEVICES, REASON_LEN};
 use crate::types::{Amount, Digest, JobId, Mode, PublicKey};
@@ -30,6 +30,9 @@ pub enum ClientToManager {
         rig: PublicKey,
         stars: u8,
     },
+    /// Asks for a key's public record (`compushare status --rig`): answered with `Record`
+    /// or `UnknownRig`.
+    RigRecord { rig: PublicKey },
 }
 
 /// A job submission.
@@ -77,6 +80,10 @@ pub enum ManagerToClient {
         code: ErrorCode,
         message: String<REASON_LEN>,
     },
+    /// A key's public record.
+    Record(PublicRecord),
+    /// The manager knows no rig by this key and holds no rating of it.
+    UnknownRig { rig: PublicKey },
 }
 
 /// Where a job stands.

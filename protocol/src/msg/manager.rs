@@ -4,7 +4,7 @@ use heapless::{String, Vec};
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
-use super::Refusal;
+use super::{RatingOutcome, Refusal};
 use crate::chunk::Chunk;
 use crate::limits::{CONSOLE_LINE, SAMPLES_PER_REQUEST};
 use crate::types::{Amount, AssignmentId, Digest, JobId, Name, PhotonRange, Role, TrustLevel};
@@ -57,6 +57,11 @@ pub enum ManagerToRig {
     Cancel { assignment: AssignmentId },
     /// A job open for bids: rigs answer with one `Bid` per device that wants part of it.
     Offer(Offer),
+    /// What became of a `RigToManager::RateClient`.
+    Rated {
+        assignment: AssignmentId,
+        outcome: RatingOutcome,
+    },
 }
 
 /// A job open for bids.

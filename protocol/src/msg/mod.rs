@@ -9,10 +9,15 @@
 mod canonical;
 mod client;
 mod manager;
+mod record;
 mod rig;
 
 pub use client::{ClientToManager, ErrorCode, JobState, JobStatus, ManagerToClient, SubmitJob};
 pub use manager::{AckStatus, Assign, ManagerToRig, Offer, Welcome};
+pub use record::{
+    ErrorCounts, PublicRecord, RatingOutcome, RatingSummary, ReturnStats, RigErrorKind,
+    RigStanding, TrustEvent, TrustEventKind,
+};
 pub use rig::{
     Bid, ConsoleReply, CostStats, Heartbeat, HistoryProof, PaymentClaim, RejectReason,
     ResultCommit, RigHello, RigToManager, SampleProof,

@@ -46,6 +46,10 @@ pub enum RigToManager {
     ConsoleReply(ConsoleReply),
     /// Asks for a payload (job geometry) by content address.
     GeometryRequest { content: Digest },
+    /// A star rating (1-5) of the client whose job `assignment` belonged to; accepted only
+    /// for an assignment this rig returned work on, one rating per rig and client (a second
+    /// replaces the first). Answered with `ManagerToRig::Rated`.
+    RateClient { assignment: AssignmentId, stars: u8 },
 }
 
 /// The rig's introduction.

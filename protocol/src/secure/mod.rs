@@ -13,6 +13,7 @@ use std::prelude::rust_2021::*;
 use std::{format, vec};
 
 mod channel;
+mod cipher;
 mod error;
 mod identity;
 pub mod net;

@@ -239,6 +239,8 @@ pub fn rig_to_manager() -> impl Strategy<Value = RigToManager> {
             RigToManager::ConsoleReply(ConsoleReply { request, ok, text })
         }),
         key().prop_map(|content| RigToManager::GeometryRequest { content }),
+        (any::<u64>().prop_map(AssignmentId), any::<u8>())
+            .prop_map(|(assignment, stars)| RigToManager::RateClient { assignment, stars }),
     ]
 }
 
@@ -323,7 +325,92 @@ pub fn manager_to_rig() -> impl Strategy<Value = ManagerToRig> {
                 })
             }
         ),
+        (any::<u64>().prop_map(AssignmentId), rating_outcome()).prop_map(
+            |(assignment, outcome)| ManagerToRig::Rated {
+                assignment,
+                outcome
+            }
+        ),
     ]
+}
+
+fn rating_outcome() -> impl Strategy<Value = RatingOutcome> {
+    prop_oneof![
+        Just(RatingOutcome::Recorded),
+        Just(RatingOutcome::Replaced),
+        Just(RatingOutcome::NotYourWork),
+        Just(RatingOutcome::BadStars),
+        Just(RatingOutcome::NotRecorded)
+    ]
+}
+
+fn rating() -> impl Strategy<Value = RatingSummary> {
+    any::<[u64; 2]>().prop_map(|[count, sum]| RatingSummary { count, sum })
+}
+
+fn trust_event() -> impl Strategy<Value = TrustEvent> {
+    let error = prop_oneof![
+        Just(RigErrorKind::SampleMismatch),
+        Just(RigErrorKind::BadProof),
+        Just(RigErrorKind::DuplicateMismatch),
+        Just(RigErrorKind::BadResult)
+    ];
+    let id = any::<u64>().prop_map(AssignmentId);
+    let kind = prop_oneof![
+        Just(TrustEventKind::Joined),
+        Just(TrustEventKind::Promoted),
+        (error, proptest::option::of(id.clone()))
+            .prop_map(|(kind, assignment)| TrustEventKind::Error { kind, assignment }),
+        id.prop_map(|assignment| TrustEventKind::Late { assignment }),
+    ];
+    (any::<u64>(), kind).prop_map(|(time_unix_s, kind)| TrustEvent { time_unix_s, kind })
+}
+
+fn rig_standing() -> impl Strategy<Value = RigStanding> {
+    let trust = prop_oneof![Just(TrustLevel::Untrusted), Just(TrustLevel::Trusted)];
+    (
+        hstr(),
+        trust,
+        any::<[u64; 9]>(),
+        any::<[Option<u64>; 4]>(),
+        hvec(trust_event(), RECORD_EVENTS),
+    )
+        .prop_map(|(label, trust, n, r, events)| RigStanding {
+            label,
+            trust,
+            histories_verified: n[0],
+            consecutive_verified: n[1],
+            errors: ErrorCounts {
+                verification: n[2],
+                late: n[3],
+                demotions: n[4],
+            },
+            returns: ReturnStats {
+                count: n[5],
+                recent_ns_per_unit: r[0],
+                mean_ns_per_unit: r[1],
+                min_ns_per_unit: r[2],
+                max_ns_per_unit: r[3],
+            },
+            events,
+            paid: Amount(n[6]),
+            forfeited: Amount(n[7] ^ n[8]),
+        })
+}
+
+pub fn public_record() -> impl Strategy<Value = PublicRecord> {
+    (
+        key(),
+        proptest::option::of(rig_standing()),
+        rating(),
+        rating(),
+    )
+        .prop_map(|(key, rig, as_rig, as_client)| PublicRecord {
+            key,
+            rig,
+            as_rig,
+            as_client,
+        })
 }
 
 pub fn client_to_manager() -> impl Strategy<Value = ClientToManager> {
@@ -359,6 +446,7 @@ pub fn client_to_manager() -> impl Strategy<Value = ClientToManager> {
             rig,
             stars
         }),
+        key().prop_map(|rig| ClientToManager::RigRecord { rig }),
     ]
 }
 
@@ -413,5 +501,7 @@ pub fn manager_to_client() -> impl Strategy<Value = ManagerToClient> {
         }),
         chunk().prop_map(ManagerToClient::ResultChunk),
         (code, hstr()).prop_map(|(code, message)| ManagerToClient::Error { code, message }),
+        public_record().prop_map(ManagerToClient::Record),
+        key().prop_map(|rig| ManagerToClient::UnknownRig { rig }),
     ]
 }

@@ -1,0 +1,147 @@
+//! `compushare status --rig KEY` against a running manager with a real rig joined: the rig's
+//! public record as text and as JSON, a clear error for an unknown key, and `status JOB_ID`
+//! still parsed as before.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use compushare_controller::config::Roles;
+use compushare_controller::transport::{Rig, RigOptions, RigSettings};
+use std::sync::Arc;
+
+use compushare_manager::{Config, Store};
+use compushare_manager::server::{start, ServerConfig};
+use compushare_protocol::hex;
+use compushare_protocol::secure::Identity;
+use compushare_protocol::types::{Amount, Role};
+
+async fn compushare(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_compushare"))
+            .args(&args)
+            .output()
+            .expect("run compushare")
+    })
+    .await
+    .expect("join")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_rig_shows_a_joined_rig() {
+    let dir = std::env::temp_dir().join(format!("cs-status-rig-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    let m = start(
+        cfg,
+        Identity::generate().unwrap(),
+        Arc::new(Store::in_memory(&Config::default()).unwrap()),
+    )
+    .await
+    .unwrap();
+    let mkey = hex::encode(&m.shared.identity.public());
+    let settings = RigSettings {
+        manager: m.addr.to_string(),
+        manager_key: m.shared.identity.public(),
+        name: "cli-rig".into(),
+        payout: Identity::generate().unwrap().public(),
+        cpu_devices: 1,
+        roles: Roles::All(Role::Auto),
+        state_dir: dir.join("rig"),
+        options: RigOptions {
+            cores: Some(1),
+            calibration_photons: 64,
+            min_price: Amount(0),
+            ..RigOptions::default()
+        },
+    };
+    std::fs::create_dir_all(dir.join("rig")).unwrap();
+    let rig_id = Identity::generate().unwrap();
+    let rig_key = hex::encode(&rig_id.public());
+    let rig = tokio::task::spawn_blocking(move || Rig::new(settings, rig_id))
+        .await
+        .unwrap()
+        .unwrap();
+    let task = tokio::spawn(rig.run());
+    let t0 = Instant::now();
+    while m.shared.market().connected() == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "rig never joined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let key_file = dir.join("client.key").to_string_lossy().into_owned();
+    let conn = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec!["status".into()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.extend([
+            "--manager".into(),
+            m.addr.to_string(),
+            "--manager-key".into(),
+            mkey.clone(),
+            "--key".into(),
+            key_file.clone(),
+        ]);
+        v
+    };
+
+    let out = compushare(conn(&["--rig", &rig_key, "--json"])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(j["key"], rig_key);
+    assert_eq!(j["rig"]["label"], "cli-rig");
+    assert_eq!(j["rig"]["trust"], "untrusted");
+    assert_eq!(j["rig"]["histories_verified"], 0);
+    assert_eq!(j["rig"]["errors"]["verification"], 0);
+    assert_eq!(j["ratings_from_clients"]["count"], 0);
+
+    let out = compushare(conn(&["--rig", &rig_key])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.starts_with(&format!("rig {rig_key} (cli-rig): untrusted")),
+        "{t}"
+    );
+    assert!(t.contains("as a rig: not rated by clients"), "{t}");
+
+    let unknown = "ee".repeat(32);
+    let out = compushare(conn(&["--rig", &unknown])).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&format!("--rig {unknown}: unknown rig")),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = compushare(conn(&["--rig", "zz"])).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--rig \"zz\""),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // `status JOB_ID` is unchanged: an unknown job is the manager's error, named.
+    let out = compushare(conn(&["41"])).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("UnknownJob"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Neither or both is a usage error.
+    let out = compushare(conn(&[])).await;
+    assert!(!out.status.success());
+    let out = compushare(conn(&["41", "--rig", &rig_key])).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--rig"), "{}", text(&out.stderr));
+
+    task.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
