@@ -78,6 +78,19 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// Arguments of `compushare rate`: a client's star rating of a rig that worked on its job.
+#[derive(clap::Args, Debug)]
+pub struct RateArgs {
+    /// Job number (one of this client's jobs).
+    pub job: u64,
+    /// The rig's key (64 hex digits), as `status --rig` shows it.
+    pub rig: String,
+    /// Stars, 1 to 5. Rating the same rig again replaces the earlier rating.
+    pub stars: u8,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
 /// Arguments of `compushare fetch`.
 #[derive(clap::Args, Debug)]
 pub struct FetchArgs {
@@ -266,6 +279,25 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         } else {
             print_status(&s);
         }
+        Ok(())
+    })
+}
+
+pub fn rate(args: RateArgs) -> anyhow::Result<()> {
+    let rig = hex::decode_array::<32>(&args.rig)
+        .map_err(|e| anyhow::anyhow!("RIG {:?}: {e}", args.rig))?;
+    if !(1..=5).contains(&args.stars) {
+        bail!("STARS {}: a rating is 1 to 5 stars", args.stars);
+    }
+    runtime()?.block_on(async {
+        let mut c = connect(&args.conn).await?;
+        c.rate(JobId(args.job), rig, args.stars)
+            .await
+            .with_context(|| format!("rating rig {} on job {}", args.rig, args.job))?;
+        println!(
+            "rated rig {} {} stars (job {})",
+            args.rig, args.stars, args.job
+        );
         Ok(())
     })
 }

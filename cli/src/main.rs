@@ -60,6 +60,8 @@ enum Command {
     Status(cmd_client::StatusArgs),
     /// Fetch a finished job's result and write it like `sim --out`.
     Fetch(cmd_client::FetchArgs),
+    /// Rate (1-5 stars) a rig that worked on one of your jobs.
+    Rate(cmd_client::RateArgs),
     /// Run the rig controller (transport client) from rig.conf.
     Rig(cmd_rig::RigArgs),
     /// List the compute devices (CPU, CUDA GPUs) that `--device` can name.
@@ -92,6 +94,7 @@ fn main() -> std::process::ExitCode {
         Command::Submit(args) => cmd_client::submit(args),
         Command::Status(args) => cmd_client::status(args),
         Command::Fetch(args) => cmd_client::fetch(args),
+        Command::Rate(args) => cmd_client::rate(args),
         Command::Rig(args) => cmd_rig::run(args),
         Command::Devices(args) => cmd_devices::run(args),
     };

@@ -1,6 +1,6 @@
 //! `compushare status --rig KEY` against a running manager with a real rig joined: the rig's
 //! public record as text and as JSON, a clear error for an unknown key, and `status JOB_ID`
-//! still parsed as before.
+//! still parsed as before; `compushare rate` refusals.
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -9,8 +9,8 @@ use compushare_controller::config::Roles;
 use compushare_controller::transport::{Rig, RigOptions, RigSettings};
 use std::sync::Arc;
 
-use compushare_manager::{Config, Store};
 use compushare_manager::server::{start, ServerConfig};
+use compushare_manager::{Config, Store};
 use compushare_protocol::hex;
 use compushare_protocol::secure::Identity;
 use compushare_protocol::types::{Amount, Role};
@@ -141,6 +141,28 @@ async fn status_rig_shows_a_joined_rig() {
     let out = compushare(conn(&["41", "--rig", &rig_key])).await;
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--rig"), "{}", text(&out.stderr));
+
+    // `rate`: the manager refuses a rating for a job that is not the client's, and stars
+    // outside 1-5 never leave the machine.
+    let rate = |extra: &[&str]| -> Vec<String> {
+        let mut v = conn(extra);
+        v[0] = "rate".into();
+        v
+    };
+    let out = compushare(rate(&["41", &rig_key, "4"])).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("rating rig") && text(&out.stderr).contains("job 41"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = compushare(rate(&["41", &rig_key, "9"])).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("STARS 9"),
+        "{}",
+        text(&out.stderr)
+    );
 
     task.abort();
     let _ = std::fs::remove_dir_all(&dir);

@@ -108,10 +108,7 @@ impl ClientRatings {
         }
         let k = key(client, rig);
         let old = self.store.write(|tx| {
-            let mut t = tx
-                .redb()
-                .open_table(CLIENT_RATINGS)
-                .map_err(|e| tx.db(e))?;
+            let mut t = tx.redb().open_table(CLIENT_RATINGS).map_err(|e| tx.db(e))?;
             let old = t
                 .insert(k.as_slice(), stars)
                 .map_err(|e| tx.db(e))?
@@ -160,8 +157,14 @@ mod tests {
         // Rating again replaces: still two ratings.
         assert_eq!(r.rate(&a, &client, 3).unwrap(), Rated::Replaced { old: 5 });
         assert_eq!(r.of(&client), RatingSummary { count: 2, sum: 5 });
-        assert!(matches!(r.rate(&a, &client, 0), Err(RatingError::BadStars(0))));
-        assert!(matches!(r.rate(&a, &client, 6), Err(RatingError::BadStars(6))));
+        assert!(matches!(
+            r.rate(&a, &client, 0),
+            Err(RatingError::BadStars(0))
+        ));
+        assert!(matches!(
+            r.rate(&a, &client, 6),
+            Err(RatingError::BadStars(6))
+        ));
         assert_eq!(r.of(&[7; 32]), RatingSummary::default());
         // A new registry on the same database sees the same sums.
         let again = ClientRatings::open(store).unwrap();

@@ -115,7 +115,8 @@ pub async fn start(
     identity: Identity,
     store: Arc<Store>,
 ) -> std::io::Result<Running> {
-    let ratings = crate::ratings::ClientRatings::open(store.clone()).map_err(std::io::Error::other)?;
+    let ratings =
+        crate::ratings::ClientRatings::open(store.clone()).map_err(std::io::Error::other)?;
     let market = Market::open(cfg.market.clone(), store.clone()).map_err(std::io::Error::other)?;
     let listener = TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
@@ -338,8 +339,8 @@ mod tests {
             me,
             Arc::new(Store::in_memory(&crate::Config::default()).expect("store")),
         )
-            .await
-            .expect("start");
+        .await
+        .expect("start");
         let shared = running.shared.clone();
         running.stop();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
