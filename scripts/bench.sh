@@ -51,3 +51,6 @@ for b in slab fine100; do
     printf '%-13s ' "$b"
     ./target/release/examples/transport_speed $b 1000000 2 "$runs" | grep -i median
 done
+
+echo "## manager under 10,000 simulated rigs (one run: it loads both cores)"
+$bin bench manager --rigs 10000 --duration 30 --heartbeat 10
