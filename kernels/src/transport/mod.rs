@@ -5,7 +5,7 @@
 //! merges to the same bits. The engine, RNG and the project's own transcendental functions
 //! are the only things that turn one into the other.
 //!
-//! Engine modules: `rng` (Philox counter-based streams), `math` (own exp/ln/sincos), `grid`
+//! Engine modules: `rng` (Philox counter-based streams; `sys_philox` its SSE2 form), `math` (own exp/ln/sincos), `grid`
 //! (distance map), `model` (a job prepared for the loop), `photon` (one photon's life and
 //! record), `engine` (threads, shared integer tally), `tally_ops` (merge, digest), `error`.
 
@@ -20,6 +20,8 @@ pub mod model;
 pub mod output;
 pub mod photon;
 pub mod rng;
+#[cfg(target_arch = "x86_64")]
+mod sys_philox;
 pub mod tally;
 pub mod tally_codec;
 pub mod tally_ops;

@@ -7,10 +7,10 @@
 //! be re-simulated alone. Philox uses only 32x32->64 multiplies, xors and adds, which every GPU
 //! does cheaply and bit-exactly.
 
-const M0: u32 = 0xD251_1F53;
-const M1: u32 = 0xCD9E_8D57;
-const W0: u32 = 0x9E37_79B9;
-const W1: u32 = 0xBB67_AE85;
+pub(crate) const M0: u32 = 0xD251_1F53;
+pub(crate) const M1: u32 = 0xCD9E_8D57;
+pub(crate) const W0: u32 = 0x9E37_79B9;
+pub(crate) const W1: u32 = 0xBB67_AE85;
 
 /// One Philox4x32 block: ten rounds over `ctr` with `key`.
 #[inline(always)]
@@ -109,17 +109,36 @@ impl PhotonRng {
     #[inline(always)]
     pub fn next_u32(&mut self) -> u32 {
         if self.used >= 16 {
-            let blocks = philox4x32_10_x4(self.block, 0, self.index[0], self.index[1], self.key);
-            for (k, b) in blocks.iter().enumerate() {
-                self.buf[4 * k..4 * k + 4].copy_from_slice(b);
-            }
-            // A photon would need 2^34 draws to wrap; time gates end every photon long before.
-            self.block = self.block.wrapping_add(4);
-            self.used = 0;
+            self.refill();
         }
         let w = self.buf[self.used & 15];
         self.used += 1;
         w
+    }
+
+    /// Generates the next four blocks into `buf` (SSE2 on x86-64, the scalar definition
+    /// elsewhere; equal by test).
+    #[inline(always)]
+    fn refill(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        super::sys_philox::philox_x4(
+            self.block,
+            0,
+            self.index[0],
+            self.index[1],
+            self.key,
+            &mut self.buf,
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let blocks = philox4x32_10_x4(self.block, 0, self.index[0], self.index[1], self.key);
+            for (k, b) in blocks.iter().enumerate() {
+                self.buf[4 * k..4 * k + 4].copy_from_slice(b);
+            }
+        }
+        // A photon would need 2^34 draws to wrap; time gates end every photon long before.
+        self.block = self.block.wrapping_add(4);
+        self.used = 0;
     }
 
     /// Uniform in `[0, 1)` on the 2^-24 lattice (exact conversion, no rounding).
