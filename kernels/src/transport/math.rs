@@ -173,7 +173,6 @@ pub fn sincos_turns(u: f32) -> (f32, f32) {
     }
 }
 
-
 /// [`exp`], branch-free (selects only) so that a loop over photon lanes vectorises; the result is [`exp`]'s
 /// bit for bit (tested on every 61st f32 and around every branch point).
 #[inline(always)]
