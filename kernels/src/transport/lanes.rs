@@ -1,0 +1,401 @@
+//! Photon lanes: `L` photons walked side by side, the common segment computed for all lanes at
+//! once in loops over lane arrays that the compiler turns into SIMD instructions.
+//!
+//! The common segment is the one that dominates large homogeneous media: one distance-map
+//! jump that ends by scattering inside the medium (no face, no grid box, no time-window end,
+//! no medium change), its continuous absorption and deposit, and the Henyey-Greenstein scatter.
+//! Each lane performs exactly the scalar walk's IEEE operations in the same order (`+ - * /`
+//! and `sqrt` are correctly rounded in SIMD lanes too, and Rust never fuses a multiply and an
+//! add), with the branch-free `math::*_bf` forms that are bit-equal to the scalar ones; RNG
+//! draws, fixed-point conversions and deposits are done per lane in the scalar order. Every
+//! other segment (launch, faces, interfaces, Fresnel, time gate, step limit, several jumps,
+//! roulette) is run for that lane by the scalar `Walker::segment`. The walk's definition is
+//! therefore unchanged: records and tallies are bit-identical to the scalar engine's (tested
+//! on every builtin and on jobs exercising every event kind).
+
+use super::math;
+use super::model::Model;
+use super::photon::{q, DepositSink, Extras, Fate, PhotonRecord, Started, Walker, MAX_SEGMENTS};
+use super::tally::DetectedPhoton;
+
+/// What the fast segment of one lane needs from its medium and state.
+#[derive(Clone, Copy, Default)]
+struct LaneIn {
+    limit: f32,
+    mua: f32,
+    inv_mua: f32,
+    nl: f32,
+    hg: [f32; 5],
+    g_aniso: bool,
+}
+
+/// The lane's segment inputs when its next segment is the common one (see the module doc),
+/// decided with exactly the scalar walk's tests; `None` sends the lane to the scalar walk.
+#[inline(always)]
+fn fast_inputs(m: &Model, wk: &Walker) -> Option<LaneIn> {
+    if wk.segments >= MAX_SEGMENTS {
+        return None;
+    }
+    let med = m.media.get(wk.cur)?;
+    if !(med.mus_g > 0.0 && med.mua_g > 0.0) {
+        return None;
+    }
+    let s_dist = wk.s_rem * med.inv_mus_g;
+    let t_dist = (m.l1 - wk.lopt) * med.inv_nl;
+    if !(t_dist > 0.0 && s_dist <= t_dist && s_dist > 0.0) {
+        return None;
+    }
+    let limit = s_dist;
+    let mut near = f32::INFINITY;
+    for (pa, da) in wk.p.iter().zip(m.dimf) {
+        near = near.min(*pa).min(da - pa);
+    }
+    if !(limit * 1.001 + 0.001 < near) {
+        return None;
+    }
+    let dm = m.dist.get(m.index(wk.v)).copied().unwrap_or(1);
+    if dm <= 1 || !(limit <= f32::from(dm) - 1.01) {
+        return None;
+    }
+    Some(LaneIn {
+        limit,
+        mua: med.mua_g,
+        inv_mua: med.inv_mua_g,
+        nl: med.nl,
+        hg: med.hg,
+        g_aniso: med.g.abs() > 1e-6,
+    })
+}
+
+/// `x.clamp(lo, hi)` for `lo <= hi` (both finite), written without the bounds assertion so
+/// the lane loop has no panic branch; same result as `f32::clamp` there, NaN included.
+#[inline(always)]
+fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
+    let x = if x < lo { lo } else { x };
+    if x > hi {
+        hi
+    } else {
+        x
+    }
+}
+
+/// Henyey-Greenstein scatter as `photon::scatter`, branch-free.
+#[inline(always)]
+fn scatter_bf(d: [f32; 3], hg: [f32; 5], aniso: bool, u: f32, phi: f32) -> [f32; 3] {
+    let [a, b, c, e, inv2g] = hg;
+    let tmp = a / (b + c * u);
+    let ct_hg = ((e - tmp * tmp) * inv2g).clamp(-1.0, 1.0);
+    let ct = if aniso { ct_hg } else { 2.0 * u - 1.0 };
+    let st = (1.0 - ct * ct).max(0.0).sqrt();
+    let (sp, cp) = math::sincos_turns_bf(phi);
+    let polar = [st * cp, st * sp, if d[2] > 0.0 { ct } else { -ct }];
+    let tmp = (1.0 - d[2] * d[2]).sqrt();
+    let k = st / tmp;
+    let general = [
+        k * (d[0] * d[2] * cp - d[1] * sp) + d[0] * ct,
+        k * (d[1] * d[2] * cp + d[0] * sp) + d[1] * ct,
+        -st * cp * tmp + d[2] * ct,
+    ];
+    if d[2].abs() > 0.99999 {
+        polar
+    } else {
+        general
+    }
+}
+
+/// Structure-of-arrays state of the lanes taking the fast segment this round.
+struct Soa<const L: usize> {
+    p: [[f32; L]; 3],
+    d: [[f32; L]; 3],
+    limit: [f32; L],
+    mua: [f32; L],
+    inv_mua: [f32; L],
+    nl: [f32; L],
+    lopt: [f32; L],
+    w: [f32; L],
+    hg: [[f32; L]; 5],
+    aniso: [bool; L],
+    // Outputs and per-lane scalar results.
+    np: [[f32; L]; 3],
+    att: [f32; L],
+    wn: [f32; L],
+    x: [f32; L],
+    sp: [[f32; L]; 3],
+    glopt: [f32; L],
+    u: [f32; L],
+    phi: [f32; L],
+    uo: [f32; L],
+    nd: [[f32; L]; 3],
+    s_rem: [f32; L],
+}
+
+impl<const L: usize> Soa<L> {
+    fn new() -> Self {
+        Soa {
+            p: [[0.0; L]; 3],
+            d: [[0.0; L]; 3],
+            limit: [0.0; L],
+            mua: [0.0; L],
+            inv_mua: [0.0; L],
+            nl: [0.0; L],
+            lopt: [0.0; L],
+            w: [0.0; L],
+            hg: [[0.0; L]; 5],
+            aniso: [false; L],
+            np: [[0.0; L]; 3],
+            att: [0.0; L],
+            wn: [0.0; L],
+            // Neutral draws for lanes not in use: every lane loop stays finite.
+            x: [0.0; L],
+            sp: [[0.0; L]; 3],
+            glopt: [0.0; L],
+            u: [0.5; L],
+            phi: [0.0; L],
+            uo: [0.5; L],
+            nd: [[0.0; L]; 3],
+            s_rem: [0.0; L],
+        }
+    }
+
+    /// Move and attenuation of every lane.
+    #[inline(always)]
+    fn move_and_attenuate(&mut self) {
+        for a in 0..3 {
+            for l in 0..L {
+                self.np[a][l] = self.p[a][l] + self.d[a][l] * self.limit[l];
+            }
+        }
+        for l in 0..L {
+            self.att[l] = math::exp_bf(-self.mua[l] * self.limit[l]);
+            self.wn[l] = self.w[l] * self.att[l];
+        }
+    }
+
+    /// Deposit point and its optical path, from each lane's draw `x`.
+    #[inline(always)]
+    fn deposit_points(&mut self) {
+        let mut sstar = [0.0f32; L];
+        for l in 0..L {
+            let s = math::neg_ln_1m_bf(self.x[l] * (1.0 - self.att[l])) * self.inv_mua[l];
+            sstar[l] = clamp(s, 0.0, self.limit[l]);
+            self.glopt[l] = self.lopt[l] + sstar[l] * self.nl[l];
+        }
+        for a in 0..3 {
+            for l in 0..L {
+                self.sp[a][l] = self.p[a][l] + self.d[a][l] * sstar[l];
+            }
+        }
+    }
+
+    /// New direction and scattering depth from each lane's three draws.
+    #[inline(always)]
+    fn scatter(&mut self) {
+        for l in 0..L {
+            let d = [self.d[0][l], self.d[1][l], self.d[2][l]];
+            let hg = [
+                self.hg[0][l],
+                self.hg[1][l],
+                self.hg[2][l],
+                self.hg[3][l],
+                self.hg[4][l],
+            ];
+            let nd = scatter_bf(d, hg, self.aniso[l], self.u[l], self.phi[l]);
+            for a in 0..3 {
+                self.nd[a][l] = nd[a];
+            }
+            self.s_rem[l] = -math::ln_bf(self.uo[l]);
+        }
+    }
+}
+
+/// A finished photon's record and detector hit, handed to the caller.
+pub(crate) type Emit<'e> = dyn FnMut(PhotonRecord, Option<DetectedPhoton>) + 'e;
+
+/// Walks every photon index `next` yields on `L` lanes until it yields `None` and all lanes
+/// have finished; `emit` receives each photon's record (in completion order, not index order).
+/// `paths` is one per-medium path scratch per lane.
+#[inline(always)]
+pub(crate) fn run<const L: usize, S: DepositSink>(
+    m: &Model,
+    next: &mut dyn FnMut() -> Option<u64>,
+    sink: &mut S,
+    paths: &mut [Vec<f32>],
+    emit: &mut Emit,
+) {
+    let mut lanes: [Option<Walker>; L] = std::array::from_fn(|_| None);
+    let mut scratch: Vec<Vec<f32>> = Vec::new();
+    let paths: &mut [Vec<f32>] = if paths.len() >= L {
+        paths
+    } else {
+        scratch.resize(L, Vec::new());
+        &mut scratch
+    };
+    let track = !m.job.detectors.is_empty();
+    let roulette = m.job.roulette;
+    let mut exhausted = false;
+    let mut soa = Soa::<L>::new();
+    loop {
+        // Refill empty lanes; photons that end at launch are emitted at once.
+        let mut active = 0;
+        for (slot, path) in lanes.iter_mut().zip(paths.iter_mut()) {
+            while slot.is_none() && !exhausted {
+                let Some(index) = next() else {
+                    exhausted = true;
+                    break;
+                };
+                let mut ex = Extras {
+                    path,
+                    detected: None,
+                };
+                match super::photon::start(m, index, &mut ex) {
+                    Started::Done(rec) => emit(rec, ex.detected.take()),
+                    Started::Walk(wk) => *slot = Some(wk),
+                }
+            }
+            active += usize::from(slot.is_some());
+        }
+        if active == 0 {
+            return;
+        }
+        // Classify: fast lanes load their inputs, the others take one scalar segment now.
+        let mut fast = [false; L];
+        let mut ins = [LaneIn::default(); L];
+        let mut any_fast = false;
+        for l in 0..L {
+            let (Some(slot), Some(path)) = (lanes.get_mut(l), paths.get_mut(l)) else {
+                continue;
+            };
+            let Some(wk) = slot.as_mut() else {
+                continue;
+            };
+            if let Some(li) = fast_inputs(m, wk) {
+                fast[l] = true;
+                ins[l] = li;
+                any_fast = true;
+                continue;
+            }
+            let mut ex = Extras {
+                path,
+                detected: None,
+            };
+            if wk.segment(m, sink, &mut ex) {
+                if let Some(wk) = slot.take() {
+                    emit(wk.finish(m), ex.detected.take());
+                }
+            }
+        }
+        if !any_fast {
+            continue;
+        }
+        for l in 0..L {
+            let (true, Some(Some(wk))) = (fast[l], lanes.get(l)) else {
+                soa.limit[l] = 0.0;
+                continue;
+            };
+            let li = ins[l];
+            for a in 0..3 {
+                soa.p[a][l] = wk.p[a];
+                soa.d[a][l] = wk.d[a];
+                soa.hg[a][l] = li.hg[a];
+            }
+            soa.hg[3][l] = li.hg[3];
+            soa.hg[4][l] = li.hg[4];
+            soa.aniso[l] = li.g_aniso;
+            soa.limit[l] = li.limit;
+            soa.mua[l] = li.mua;
+            soa.inv_mua[l] = li.inv_mua;
+            soa.nl[l] = li.nl;
+            soa.lopt[l] = wk.lopt;
+            soa.w[l] = wk.w;
+        }
+        soa.move_and_attenuate();
+        // Fixed-point loss and the deposit draw, per lane in the scalar order.
+        let mut loss = [0u64; L];
+        let mut qn = [0u64; L];
+        for l in 0..L {
+            soa.x[l] = 0.0;
+            let (true, Some(Some(wk))) = (fast[l], lanes.get_mut(l)) else {
+                continue;
+            };
+            qn[l] = q(soa.wn[l]);
+            loss[l] = wk.qw.saturating_sub(qn[l]);
+            if loss[l] > 0 {
+                soa.x[l] = wk.rng.uniform();
+            }
+        }
+        soa.deposit_points();
+        let mut scat = [false; L];
+        for l in 0..L {
+            let (true, Some(slot), Some(path)) = (fast[l], lanes.get_mut(l), paths.get_mut(l))
+            else {
+                continue;
+            };
+            let Some(wk) = slot.as_mut() else {
+                continue;
+            };
+            let li = ins[l];
+            wk.segments += 1;
+            if loss[l] > 0 {
+                let mut sv = [0i32; 3];
+                for a in 0..3 {
+                    sv[a] = (soa.sp[a][l] as i32).min(m.dim[a] - 1);
+                }
+                let gate = m.gate(soa.glopt[l]) as usize;
+                sink.add(gate * m.voxels + m.index(sv), loss[l]);
+                wk.rec.deposited += loss[l];
+            }
+            for a in 0..3 {
+                wk.p[a] = soa.np[a][l];
+                wk.v[a] = (wk.p[a] as i32).min(m.dim[a] - 1);
+            }
+            wk.w = soa.wn[l];
+            wk.qw = qn[l];
+            wk.lopt += li.limit * li.nl;
+            if track {
+                if let Some(x) = path.get_mut(wk.cur) {
+                    *x += li.limit;
+                }
+            }
+            let mut ended = false;
+            if wk.qw == 0 {
+                wk.rec.fate = Fate::WeightExhausted;
+                ended = true;
+            } else if let Some(r) = roulette {
+                if wk.w < r.threshold {
+                    let x = wk.rng.uniform();
+                    if x * r.survival_factor < 1.0 {
+                        wk.w *= r.survival_factor;
+                        let after = q(wk.w);
+                        wk.rec.roulette_gain += after.saturating_sub(wk.qw);
+                        wk.qw = after;
+                    } else {
+                        wk.rec.fate = Fate::RouletteKilled;
+                        wk.rec.exit_weight = q(wk.w);
+                        ended = true;
+                    }
+                }
+            }
+            if ended {
+                if let Some(wk) = slot.take() {
+                    emit(wk.finish(m), None);
+                }
+                continue;
+            }
+            soa.u[l] = wk.rng.uniform();
+            soa.phi[l] = wk.rng.uniform();
+            soa.uo[l] = wk.rng.uniform_open();
+            scat[l] = true;
+        }
+        soa.scatter();
+        for l in 0..L {
+            let (true, Some(Some(wk))) = (scat[l], lanes.get_mut(l)) else {
+                continue;
+            };
+            for a in 0..3 {
+                wk.d[a] = soa.nd[a][l];
+            }
+            wk.rec.scatters = wk.rec.scatters.saturating_add(1);
+            wk.s_rem = soa.s_rem[l];
+        }
+    }
+}
