@@ -14,25 +14,15 @@
 //! on every builtin and on jobs exercising every event kind).
 
 use super::math;
-use super::model::Model;
+use super::model::{Med, Model};
 use super::photon::{q, DepositSink, Extras, Fate, PhotonRecord, Started, Walker, MAX_SEGMENTS};
 use super::tally::DetectedPhoton;
 
-/// What the fast segment of one lane needs from its medium and state.
-#[derive(Clone, Copy, Default)]
-struct LaneIn {
-    limit: f32,
-    mua: f32,
-    inv_mua: f32,
-    nl: f32,
-    hg: [f32; 5],
-    g_aniso: bool,
-}
-
-/// The lane's segment inputs when its next segment is the common one (see the module doc),
-/// decided with exactly the scalar walk's tests; `None` sends the lane to the scalar walk.
+/// The lane's segment length and medium when its next segment is the common one (see the
+/// module doc), decided with exactly the scalar walk's tests; `None` sends the lane to the
+/// scalar walk.
 #[inline(always)]
-fn fast_inputs(m: &Model, wk: &Walker) -> Option<LaneIn> {
+fn fast_inputs<'m>(m: &'m Model, wk: &Walker) -> Option<(f32, &'m Med)> {
     if wk.segments >= MAX_SEGMENTS {
         return None;
     }
@@ -50,6 +40,8 @@ fn fast_inputs(m: &Model, wk: &Walker) -> Option<LaneIn> {
     for (pa, da) in wk.p.iter().zip(m.dimf) {
         near = near.min(*pa).min(da - pa);
     }
+    // Inside the box by more than the segment: the end and deposit points stay in
+    // `[0, dim]` (a positive coordinate minus a smaller distance rounds to >= 0).
     if !(limit * 1.001 + 0.001 < near) {
         return None;
     }
@@ -57,14 +49,23 @@ fn fast_inputs(m: &Model, wk: &Walker) -> Option<LaneIn> {
     if dm <= 1 || !(limit <= f32::from(dm) - 1.01) {
         return None;
     }
-    Some(LaneIn {
-        limit,
-        mua: med.mua_g,
-        inv_mua: med.inv_mua_g,
-        nl: med.nl,
-        hg: med.hg,
-        g_aniso: med.g.abs() > 1e-6,
-    })
+    Some((limit, med))
+}
+
+/// Largest grid size the lanes take: their points then lie in `[0, 2^23)`, where
+/// [`voxel_of`] is exact.
+const LANE_DIM_MAX: i32 = 1 << 22;
+
+/// `(x as i32).min(dim_m1)` for `x` in `[0, 2^23)` (every fast-lane point: it lies inside the
+/// grid box, see `fast_inputs`), without the saturating conversion the compiler will not
+/// vectorise: round to an integer with the `2^23` trick, step down if that rounded up, and
+/// read the integer from the bits of `t + 2^23`.
+#[inline(always)]
+fn voxel_of(x: f32, dim_m1: i32) -> i32 {
+    const TWO23: f32 = 8_388_608.0;
+    let r = (x + TWO23) - TWO23;
+    let t = if r > x { r - 1.0 } else { r };
+    ((t + TWO23).to_bits() as i32 - 0x4b00_0000).min(dim_m1)
 }
 
 /// `x.clamp(lo, hi)` for `lo <= hi` (both finite), written without the bounds assertion so
@@ -127,6 +128,9 @@ struct Soa<const L: usize> {
     uo: [f32; L],
     nd: [[f32; L]; 3],
     s_rem: [f32; L],
+    /// Voxel of the end point and of the deposit point (`min(trunc, dim - 1)`).
+    nv: [[i32; L]; 3],
+    sv: [[i32; L]; 3],
 }
 
 impl<const L: usize> Soa<L> {
@@ -154,15 +158,18 @@ impl<const L: usize> Soa<L> {
             uo: [0.5; L],
             nd: [[0.0; L]; 3],
             s_rem: [0.0; L],
+            nv: [[0; L]; 3],
+            sv: [[0; L]; 3],
         }
     }
 
     /// Move and attenuation of every lane.
     #[inline(always)]
-    fn move_and_attenuate(&mut self) {
+    fn move_and_attenuate(&mut self, dim: [i32; 3]) {
         for a in 0..3 {
             for l in 0..L {
                 self.np[a][l] = self.p[a][l] + self.d[a][l] * self.limit[l];
+                self.nv[a][l] = voxel_of(self.np[a][l], dim[a] - 1);
             }
         }
         for l in 0..L {
@@ -173,7 +180,7 @@ impl<const L: usize> Soa<L> {
 
     /// Deposit point and its optical path, from each lane's draw `x`.
     #[inline(always)]
-    fn deposit_points(&mut self) {
+    fn deposit_points(&mut self, dim: [i32; 3]) {
         let mut sstar = [0.0f32; L];
         for l in 0..L {
             let s = math::neg_ln_1m_bf(self.x[l] * (1.0 - self.att[l])) * self.inv_mua[l];
@@ -183,6 +190,7 @@ impl<const L: usize> Soa<L> {
         for a in 0..3 {
             for l in 0..L {
                 self.sp[a][l] = self.p[a][l] + self.d[a][l] * sstar[l];
+                self.sv[a][l] = voxel_of(self.sp[a][l], dim[a] - 1);
             }
         }
     }
@@ -231,6 +239,8 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
         &mut scratch
     };
     let track = !m.job.detectors.is_empty();
+    // Larger grids take the scalar walk for every segment (see `voxel_of`).
+    let lanes_ok = m.dim.iter().all(|&n| n <= LANE_DIM_MAX);
     let roulette = m.job.roulette;
     let mut exhausted = false;
     let mut soa = Soa::<L>::new();
@@ -259,7 +269,6 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
         }
         // Classify: fast lanes load their inputs, the others take one scalar segment now.
         let mut fast = [false; L];
-        let mut ins = [LaneIn::default(); L];
         let mut any_fast = false;
         for l in 0..L {
             let (Some(slot), Some(path)) = (lanes.get_mut(l), paths.get_mut(l)) else {
@@ -268,10 +277,23 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
             let Some(wk) = slot.as_mut() else {
                 continue;
             };
-            if let Some(li) = fast_inputs(m, wk) {
+            if let Some((limit, med)) = fast_inputs(m, wk).filter(|_| lanes_ok) {
                 fast[l] = true;
-                ins[l] = li;
                 any_fast = true;
+                for a in 0..3 {
+                    soa.p[a][l] = wk.p[a];
+                    soa.d[a][l] = wk.d[a];
+                }
+                for (k, h) in med.hg.iter().enumerate() {
+                    soa.hg[k][l] = *h;
+                }
+                soa.aniso[l] = med.g.abs() > 1e-6;
+                soa.limit[l] = limit;
+                soa.mua[l] = med.mua_g;
+                soa.inv_mua[l] = med.inv_mua_g;
+                soa.nl[l] = med.nl;
+                soa.lopt[l] = wk.lopt;
+                soa.w[l] = wk.w;
                 continue;
             }
             let mut ex = Extras {
@@ -287,28 +309,7 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
         if !any_fast {
             continue;
         }
-        for l in 0..L {
-            let (true, Some(Some(wk))) = (fast[l], lanes.get(l)) else {
-                soa.limit[l] = 0.0;
-                continue;
-            };
-            let li = ins[l];
-            for a in 0..3 {
-                soa.p[a][l] = wk.p[a];
-                soa.d[a][l] = wk.d[a];
-                soa.hg[a][l] = li.hg[a];
-            }
-            soa.hg[3][l] = li.hg[3];
-            soa.hg[4][l] = li.hg[4];
-            soa.aniso[l] = li.g_aniso;
-            soa.limit[l] = li.limit;
-            soa.mua[l] = li.mua;
-            soa.inv_mua[l] = li.inv_mua;
-            soa.nl[l] = li.nl;
-            soa.lopt[l] = wk.lopt;
-            soa.w[l] = wk.w;
-        }
-        soa.move_and_attenuate();
+        soa.move_and_attenuate(m.dim);
         // Fixed-point loss and the deposit draw, per lane in the scalar order.
         let mut loss = [0u64; L];
         let mut qn = [0u64; L];
@@ -323,7 +324,7 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
                 soa.x[l] = wk.rng.uniform();
             }
         }
-        soa.deposit_points();
+        soa.deposit_points(m.dim);
         let mut scat = [false; L];
         for l in 0..L {
             let (true, Some(slot), Some(path)) = (fast[l], lanes.get_mut(l), paths.get_mut(l))
@@ -333,27 +334,23 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
             let Some(wk) = slot.as_mut() else {
                 continue;
             };
-            let li = ins[l];
             wk.segments += 1;
             if loss[l] > 0 {
-                let mut sv = [0i32; 3];
-                for a in 0..3 {
-                    sv[a] = (soa.sp[a][l] as i32).min(m.dim[a] - 1);
-                }
+                let sv = [soa.sv[0][l], soa.sv[1][l], soa.sv[2][l]];
                 let gate = m.gate(soa.glopt[l]) as usize;
                 sink.add(gate * m.voxels + m.index(sv), loss[l]);
                 wk.rec.deposited += loss[l];
             }
             for a in 0..3 {
                 wk.p[a] = soa.np[a][l];
-                wk.v[a] = (wk.p[a] as i32).min(m.dim[a] - 1);
+                wk.v[a] = soa.nv[a][l];
             }
             wk.w = soa.wn[l];
             wk.qw = qn[l];
-            wk.lopt += li.limit * li.nl;
+            wk.lopt += soa.limit[l] * soa.nl[l];
             if track {
                 if let Some(x) = path.get_mut(wk.cur) {
-                    *x += li.limit;
+                    *x += soa.limit[l];
                 }
             }
             let mut ended = false;
@@ -396,6 +393,31 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
             }
             wk.rec.scatters = wk.rec.scatters.saturating_add(1);
             wk.s_rem = soa.s_rem[l];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voxel_of_equals_truncation_on_lane_range() {
+        let mut b = 0u32;
+        while b < 8_388_608.0f32.to_bits() {
+            let x = f32::from_bits(b);
+            for dim_m1 in [0, 7, 59, LANE_DIM_MAX - 1] {
+                assert_eq!(voxel_of(x, dim_m1), (x as i32).min(dim_m1), "{x}");
+            }
+            b += 97;
+        }
+        for k in 0..100_000 {
+            let x = k as f32 * 0.25;
+            assert_eq!(voxel_of(x, i32::MAX), x as i32);
+            let y = f32::from_bits((k as f32).to_bits().wrapping_sub(1));
+            if y >= 0.0 {
+                assert_eq!(voxel_of(y, i32::MAX), y as i32);
+            }
         }
     }
 }
