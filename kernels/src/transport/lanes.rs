@@ -15,7 +15,9 @@
 
 use super::math;
 use super::model::{Med, Model};
-use super::photon::{q, DepositSink, Extras, Fate, PhotonRecord, Started, Walker, MAX_SEGMENTS};
+use super::photon::{
+    box_exit, q, DepositSink, Extras, Fate, PhotonRecord, Started, Walker, MAX_SEGMENTS,
+};
 use super::tally::DetectedPhoton;
 
 /// The lane's segment length and medium when its next segment is the common one (see the
@@ -40,14 +42,19 @@ fn fast_inputs<'m>(m: &'m Model, wk: &Walker) -> Option<(f32, &'m Med)> {
     for (pa, da) in wk.p.iter().zip(m.dimf) {
         near = near.min(*pa).min(da - pa);
     }
-    // Inside the box by more than the segment: the end and deposit points stay in
-    // `[0, dim]` (a positive coordinate minus a smaller distance rounds to >= 0).
-    if !(limit * 1.001 + 0.001 < near) {
-        return None;
-    }
     let dm = m.dist.get(m.index(wk.v)).copied().unwrap_or(1);
     if dm <= 1 || !(limit <= f32::from(dm) - 1.01) {
         return None;
+    }
+    // Where the scalar walk computes the grid box exit, the jump stays common only if the
+    // box is farther than the segment. Either way the end and deposit points lie in
+    // `[0, dim]` along a segment that does not reach the box surface.
+    if !(limit * 1.001 + 0.001 < near) {
+        let inv_d = [1.0 / wk.d[0], 1.0 / wk.d[1], 1.0 / wk.d[2]];
+        let (t_box, _) = box_exit(wk.p, wk.d, inv_d, m.dimf);
+        if t_box <= limit {
+            return None;
+        }
     }
     Some((limit, med))
 }
@@ -56,13 +63,15 @@ fn fast_inputs<'m>(m: &'m Model, wk: &Walker) -> Option<(f32, &'m Med)> {
 /// [`voxel_of`] is exact.
 const LANE_DIM_MAX: i32 = 1 << 22;
 
-/// `(x as i32).min(dim_m1)` for `x` in `[0, 2^23)` (every fast-lane point: it lies inside the
-/// grid box, see `fast_inputs`), without the saturating conversion the compiler will not
-/// vectorise: round to an integer with the `2^23` trick, step down if that rounded up, and
-/// read the integer from the bits of `t + 2^23`.
+/// `(x as i32).min(dim_m1)` for `x` in `(-1, 2^23)` (every fast-lane point: it lies inside
+/// the grid box up to rounding, see `fast_inputs`), without the saturating conversion the
+/// compiler will not vectorise: round to an integer with the `2^23` trick, step down if that
+/// rounded up, and read the integer from the bits of `t + 2^23`.
 #[inline(always)]
 fn voxel_of(x: f32, dim_m1: i32) -> i32 {
     const TWO23: f32 = 8_388_608.0;
+    // Truncation maps (-1, 0] to 0.
+    let x = if x > 0.0 { x } else { 0.0 };
     let r = (x + TWO23) - TWO23;
     let t = if r > x { r - 1.0 } else { r };
     ((t + TWO23).to_bits() as i32 - 0x4b00_0000).min(dim_m1)
@@ -403,6 +412,8 @@ mod tests {
 
     #[test]
     fn voxel_of_equals_truncation_on_lane_range() {
+        assert_eq!(voxel_of(-1e-30, 3), 0);
+        assert_eq!(voxel_of(-0.0, 3), 0);
         let mut b = 0u32;
         while b < 8_388_608.0f32.to_bits() {
             let x = f32::from_bits(b);
@@ -412,6 +423,8 @@ mod tests {
             b += 97;
         }
         for k in 0..100_000 {
+            let neg = -(k as f32) / 100_000.0;
+            assert_eq!(voxel_of(neg, 5), neg as i32);
             let x = k as f32 * 0.25;
             assert_eq!(voxel_of(x, i32::MAX), x as i32);
             let y = f32::from_bits((k as f32).to_bits().wrapping_sub(1));

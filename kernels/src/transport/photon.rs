@@ -415,7 +415,7 @@ fn face_distance(p: [f32; 3], d: [f32; 3], inv_d: [f32; 3], v: [i32; 3]) -> (f32
 
 /// Distance along `d` from `p` (inside the grid box) to the box surface, and the face's axis.
 #[inline(always)]
-fn box_exit(p: [f32; 3], d: [f32; 3], inv_d: [f32; 3], dimf: [f32; 3]) -> (f32, usize) {
+pub(crate) fn box_exit(p: [f32; 3], d: [f32; 3], inv_d: [f32; 3], dimf: [f32; 3]) -> (f32, usize) {
     let mut best = f32::INFINITY;
     let mut axis = 0;
     for a in 0..3 {
