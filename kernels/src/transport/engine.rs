@@ -8,8 +8,14 @@
 //! sorted by photon index at the end. The result is therefore bit-identical for any thread
 //! count, chunking or split of the range.
 //!
+//! Each thread walks its photons on a [`CpuPath`]: one at a time (`Scalar`, the reference), or
+//! 8 or 16 side by side in SIMD lanes (`lanes`, `sys_lanes`), chosen at run time from the CPU's
+//! features (or `COMPUSHARE_TRANSPORT_PATH`). Every path gives the same bits; photons finish in
+//! a different order on the lane paths, which the integer sums and the final sorts absorb.
+//!
 //! Memory: the shared tally (`tally_bytes`: cells x 8 bytes plus the 1-byte-per-voxel distance
-//! map) once, plus a fixed 64 KiB deposit cache and a few small buffers per thread; records,
+//! map) once, plus a fixed 64 KiB deposit cache, at most 16 photons in flight and a few small
+//! buffers per thread; records,
 //! when asked for, take 64 bytes-ish per photon.
 
 use std::ops::Range;

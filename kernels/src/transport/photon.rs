@@ -51,6 +51,9 @@
 //! 5. **Detectors.** When a photon escapes (grid face or internal label 0), the first detector
 //!    sphere containing its exit point records it (`DetectedPhoton`: path per medium in mm,
 //!    scatters, exit position and direction, exit weight).
+//!
+//! The walk is a `Walker` advanced one segment (step 2-4) at a time, so that the lane engine
+//! (`lanes`) can interleave photons; `run_photon` is the plain loop over it and the reference.
 
 use super::job::{FaceBoundary, SourceKind};
 use super::math;
