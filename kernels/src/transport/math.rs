@@ -178,7 +178,11 @@ pub fn sincos_turns(u: f32) -> (f32, f32) {
 #[inline(always)]
 pub fn exp_bf(x: f32) -> f32 {
     // Evaluate on an in-range argument; out-of-range and NaN inputs are selected at the end.
-    let xc = if x >= -87.33 && x <= 88.72 { x } else { 0.0 };
+    let xc = if (-87.33..=88.72).contains(&x) {
+        x
+    } else {
+        0.0
+    };
     // round_even, keeping the sum: its low bits are the integer (|k| < 2^22), which spares
     // the saturating float-to-int conversion that does not vectorise.
     let big = xc * LOG2_E + ROUND_MAGIC;
