@@ -130,6 +130,9 @@ struct Soa<const L: usize> {
     w: [f32; L],
     hg: [[f32; L]; 5],
     aniso: [bool; L],
+    /// Medium whose constants (`mua`, `inv_mua`, `nl`, `hg`, `aniso`) the lane holds;
+    /// `usize::MAX` before the first load.
+    med: [usize; L],
     // Outputs and per-lane scalar results.
     np: [[f32; L]; 3],
     att: [f32; L],
@@ -160,6 +163,7 @@ impl<const L: usize> Soa<L> {
             w: [0.0; L],
             hg: [[0.0; L]; 5],
             aniso: [false; L],
+            med: [usize::MAX; L],
             np: [[0.0; L]; 3],
             att: [0.0; L],
             wn: [0.0; L],
@@ -298,14 +302,19 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
                     soa.p[a][l] = wk.p[a];
                     soa.d[a][l] = wk.d[a];
                 }
-                for (k, h) in med.hg.iter().enumerate() {
-                    soa.hg[k][l] = *h;
+                // A lane stays in one medium for most rounds: its constants are loaded
+                // only when the medium changes.
+                if soa.med[l] != wk.cur {
+                    soa.med[l] = wk.cur;
+                    for (k, h) in med.hg.iter().enumerate() {
+                        soa.hg[k][l] = *h;
+                    }
+                    soa.aniso[l] = med.g.abs() > 1e-6;
+                    soa.mua[l] = med.mua_g;
+                    soa.inv_mua[l] = med.inv_mua_g;
+                    soa.nl[l] = med.nl;
                 }
-                soa.aniso[l] = med.g.abs() > 1e-6;
                 soa.limit[l] = limit;
-                soa.mua[l] = med.mua_g;
-                soa.inv_mua[l] = med.inv_mua_g;
-                soa.nl[l] = med.nl;
                 soa.lopt[l] = wk.lopt;
                 soa.w[l] = wk.w;
                 continue;
@@ -392,9 +401,7 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
                 }
                 continue;
             }
-            soa.u[l] = wk.rng.uniform();
-            soa.phi[l] = wk.rng.uniform();
-            soa.uo[l] = wk.rng.uniform_open();
+            (soa.u[l], soa.phi[l], soa.uo[l]) = wk.rng.uniform2_open1();
             scat[l] = true;
         }
         soa.scatter();
