@@ -88,8 +88,8 @@ pub struct PhotonRng {
     key: [u32; 2],
     index: [u32; 2],
     block: u32,
-    /// Four blocks generated together (16 words), consumed in order.
-    buf: [u32; 16],
+    /// Eight blocks generated together (32 words), consumed in order.
+    buf: [u32; 32],
     used: usize,
 }
 
@@ -100,28 +100,28 @@ impl PhotonRng {
             key: [seed as u32, (seed >> 32) as u32],
             index: [index as u32, (index >> 32) as u32],
             block: 0,
-            buf: [0; 16],
-            used: 16,
+            buf: [0; 32],
+            used: 32,
         }
     }
 
     /// The next 32-bit word of the stream.
     #[inline(always)]
     pub fn next_u32(&mut self) -> u32 {
-        if self.used >= 16 {
+        if self.used >= 32 {
             self.refill();
         }
-        let w = self.buf[self.used & 15];
+        let w = self.buf[self.used & 31];
         self.used += 1;
         w
     }
 
-    /// Generates the next four blocks into `buf` (SSE2 on x86-64, the scalar definition
-    /// elsewhere; equal by test).
+    /// Generates the next eight blocks into `buf` (AVX2 or SSE2 on x86-64, the scalar
+    /// definition elsewhere; equal by test).
     #[inline(always)]
     fn refill(&mut self) {
         #[cfg(target_arch = "x86_64")]
-        super::sys_philox::philox_x4(
+        super::sys_philox::philox_x8(
             self.block,
             0,
             self.index[0],
@@ -130,14 +130,18 @@ impl PhotonRng {
             &mut self.buf,
         );
         #[cfg(not(target_arch = "x86_64"))]
-        {
-            let blocks = philox4x32_10_x4(self.block, 0, self.index[0], self.index[1], self.key);
+        for half in 0..2u32 {
+            let ctr0 = self.block.wrapping_add(4 * half);
+            let blocks = philox4x32_10_x4(ctr0, 0, self.index[0], self.index[1], self.key);
             for (k, b) in blocks.iter().enumerate() {
-                self.buf[4 * k..4 * k + 4].copy_from_slice(b);
+                let at = 16 * half as usize + 4 * k;
+                if let Some(dst) = self.buf.get_mut(at..at + 4) {
+                    dst.copy_from_slice(b);
+                }
             }
         }
         // A photon would need 2^34 draws to wrap; time gates end every photon long before.
-        self.block = self.block.wrapping_add(4);
+        self.block = self.block.wrapping_add(8);
         self.used = 0;
     }
 
@@ -158,14 +162,14 @@ impl PhotonRng {
     /// with one buffer check instead of three when the buffer holds all three words.
     #[inline(always)]
     pub fn uniform2_open1(&mut self) -> (f32, f32, f32) {
-        if self.used > 13 {
+        if self.used > 29 {
             return (self.uniform(), self.uniform(), self.uniform_open());
         }
         let i = self.used;
         let (a, b, c) = (
-            self.buf[i & 15],
-            self.buf[(i + 1) & 15],
-            self.buf[(i + 2) & 15],
+            self.buf[i & 31],
+            self.buf[(i + 1) & 31],
+            self.buf[(i + 2) & 31],
         );
         self.used = i + 3;
         (
@@ -210,7 +214,7 @@ mod tests {
         }
         // The stream is the concatenation of blocks 0, 1, 2, ... of (seed, index).
         let mut r = PhotonRng::new(0x0102_0304_0506_0708, 0x1112_1314_1516_1718);
-        for blk in 0..9u32 {
+        for blk in 0..17u32 {
             let b = philox4x32_10(
                 [blk, 0, 0x1516_1718, 0x1112_1314],
                 [0x0506_0708, 0x0102_0304],
