@@ -28,8 +28,10 @@ use super::tally::DetectedPhoton;
 /// The lane's segment length and medium when its next segment is the common one (see the
 /// module doc), decided with exactly the scalar walk's tests; `None` sends the lane to the
 /// scalar walk.
+///
+/// `idx` is `m.index(wk.v)` when the lanes already computed it.
 #[inline(always)]
-fn fast_inputs<'m>(m: &'m Model, wk: &Walker) -> Option<(f32, &'m Med)> {
+fn fast_inputs<'m>(m: &'m Model, wk: &Walker, idx: Option<usize>) -> Option<(f32, &'m Med)> {
     if wk.segments >= MAX_SEGMENTS {
         return None;
     }
@@ -47,7 +49,11 @@ fn fast_inputs<'m>(m: &'m Model, wk: &Walker) -> Option<(f32, &'m Med)> {
     for (pa, da) in wk.p.iter().zip(m.dimf) {
         near = near.min(*pa).min(da - pa);
     }
-    let dm = m.dist.get(m.index(wk.v)).copied().unwrap_or(1);
+    let at = match idx {
+        Some(i) => i,
+        None => m.index(wk.v),
+    };
+    let dm = m.dist.get(at).copied().unwrap_or(1);
     if dm <= 1 || !(limit <= f32::from(dm) - 1.01) {
         return None;
     }
@@ -92,6 +98,13 @@ fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
     } else {
         x
     }
+}
+
+/// `Model::index` of a voxel in `[0, dim)` on a grid of fewer than 2^31 voxels, in `i32`
+/// arithmetic that vectorises (wrapping ops: no overflow check; none can overflow there).
+#[inline(always)]
+fn flat_index(v0: i32, v1: i32, v2: i32, dim: [i32; 3]) -> i32 {
+    v0.wrapping_add(dim[0].wrapping_mul(v1.wrapping_add(dim[1].wrapping_mul(v2))))
 }
 
 /// Henyey-Greenstein scatter as `photon::scatter`, branch-free.
@@ -148,6 +161,10 @@ struct Soa<const L: usize> {
     /// Voxel of the end point and of the deposit point (`min(trunc, dim - 1)`).
     nv: [[i32; L]; 3],
     sv: [[i32; L]; 3],
+    /// `Model::index` of `nv` and of `sv` (the lanes run only on grids of fewer than 2^31
+    /// voxels, so the `i32` products cannot overflow).
+    nidx: [i32; L],
+    sidx: [i32; L],
 }
 
 impl<const L: usize> Soa<L> {
@@ -178,6 +195,8 @@ impl<const L: usize> Soa<L> {
             s_rem: [0.0; L],
             nv: [[0; L]; 3],
             sv: [[0; L]; 3],
+            nidx: [0; L],
+            sidx: [0; L],
         }
     }
 
@@ -189,6 +208,9 @@ impl<const L: usize> Soa<L> {
                 self.np[a][l] = self.p[a][l] + self.d[a][l] * self.limit[l];
                 self.nv[a][l] = voxel_of(self.np[a][l], dim[a] - 1);
             }
+        }
+        for l in 0..L {
+            self.nidx[l] = flat_index(self.nv[0][l], self.nv[1][l], self.nv[2][l], dim);
         }
         for l in 0..L {
             self.att[l] = math::exp_bf(-self.mua[l] * self.limit[l]);
@@ -210,6 +232,9 @@ impl<const L: usize> Soa<L> {
                 self.sp[a][l] = self.p[a][l] + self.d[a][l] * sstar[l];
                 self.sv[a][l] = voxel_of(self.sp[a][l], dim[a] - 1);
             }
+        }
+        for l in 0..L {
+            self.sidx[l] = flat_index(self.sv[0][l], self.sv[1][l], self.sv[2][l], dim);
         }
     }
 
@@ -258,10 +283,13 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
     };
     let track = !m.job.detectors.is_empty();
     // Larger grids take the scalar walk for every segment (see `voxel_of`).
-    let lanes_ok = m.dim.iter().all(|&n| n <= LANE_DIM_MAX);
+    let lanes_ok = m.dim.iter().all(|&n| n <= LANE_DIM_MAX) && m.voxels <= i32::MAX as usize;
     let roulette = m.job.roulette;
     let mut exhausted = false;
     let mut soa = Soa::<L>::new();
+    // Lanes whose walker ended the last round in the lanes (scattered): `soa.nidx` is then
+    // the index of its voxel.
+    let mut idx_ok = [false; L];
     loop {
         // Refill empty lanes; photons that end at launch are emitted at once.
         let mut active = 0;
@@ -295,7 +323,9 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
             let Some(wk) = slot.as_mut() else {
                 continue;
             };
-            if let Some((limit, med)) = fast_inputs(m, wk).filter(|_| lanes_ok) {
+            let idx = idx_ok[l].then(|| soa.nidx[l] as usize);
+            idx_ok[l] = false;
+            if let Some((limit, med)) = fast_inputs(m, wk, idx).filter(|_| lanes_ok) {
                 fast[l] = true;
                 any_fast = true;
                 for a in 0..3 {
@@ -359,9 +389,8 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
             };
             wk.segments += 1;
             if loss[l] > 0 {
-                let sv = [soa.sv[0][l], soa.sv[1][l], soa.sv[2][l]];
                 let gate = m.gate(soa.glopt[l]) as usize;
-                sink.add(gate * m.voxels + m.index(sv), loss[l]);
+                sink.add(gate * m.voxels + soa.sidx[l] as usize, loss[l]);
                 wk.rec.deposited += loss[l];
             }
             for a in 0..3 {
@@ -405,6 +434,7 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
             scat[l] = true;
         }
         soa.scatter();
+        idx_ok = scat;
         for l in 0..L {
             let (true, Some(Some(wk))) = (scat[l], lanes.get_mut(l)) else {
                 continue;
