@@ -498,6 +498,9 @@ pub(crate) struct Walker {
 }
 
 /// A photon after launch: walking, or already ended.
+// The walker (with its 32-word RNG buffer) is moved once per photon straight into its lane;
+// boxing it would cost an allocation per photon for no gain.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Started {
     Walk(Walker),
     Done(PhotonRecord),

@@ -15,15 +15,15 @@
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::{
+    __m128i, _mm_and_si128, _mm_mul_epu32, _mm_or_si128, _mm_set1_epi32, _mm_set1_epi64x,
+    _mm_set_epi32, _mm_slli_epi64, _mm_srli_epi64, _mm_storeu_si128, _mm_unpackhi_epi32,
+    _mm_unpackhi_epi64, _mm_unpacklo_epi32, _mm_unpacklo_epi64, _mm_xor_si128,
+};
+use core::arch::x86_64::{
     __m256i, _mm256_blend_epi32, _mm256_mul_epu32, _mm256_permute2x128_si256, _mm256_set1_epi32,
     _mm256_set_epi32, _mm256_slli_epi64, _mm256_srli_epi64, _mm256_storeu_si256,
     _mm256_unpackhi_epi32, _mm256_unpackhi_epi64, _mm256_unpacklo_epi32, _mm256_unpacklo_epi64,
     _mm256_xor_si256,
-};
-use core::arch::x86_64::{
-    __m128i, _mm_and_si128, _mm_mul_epu32, _mm_or_si128, _mm_set1_epi32, _mm_set1_epi64x,
-    _mm_set_epi32, _mm_slli_epi64, _mm_srli_epi64, _mm_storeu_si128, _mm_unpackhi_epi32,
-    _mm_unpackhi_epi64, _mm_unpacklo_epi32, _mm_unpacklo_epi64, _mm_xor_si128,
 };
 
 use super::rng::{M0, M1, W0, W1};
@@ -89,7 +89,16 @@ fn philox_x8_avx2(ctr0: u32, c1: u32, c2: u32, c3: u32, key: [u32; 2], out: &mut
     let m0 = _mm256_set1_epi32(M0 as i32);
     let m1 = _mm256_set1_epi32(M1 as i32);
     let ctr = |k: u32| ctr0.wrapping_add(k) as i32;
-    let mut a = _mm256_set_epi32(ctr(7), ctr(6), ctr(5), ctr(4), ctr(3), ctr(2), ctr(1), ctr(0));
+    let mut a = _mm256_set_epi32(
+        ctr(7),
+        ctr(6),
+        ctr(5),
+        ctr(4),
+        ctr(3),
+        ctr(2),
+        ctr(1),
+        ctr(0),
+    );
     let mut b = _mm256_set1_epi32(c1 as i32);
     let mut c = _mm256_set1_epi32(c2 as i32);
     let mut d = _mm256_set1_epi32(c3 as i32);
@@ -210,7 +219,14 @@ mod tests {
                 let mut sse = [0u32; 32];
                 let (lo, hi) = sse.split_at_mut(16);
                 philox_x4(ctr0, c1, c2, c3, key, lo.try_into().unwrap());
-                philox_x4(ctr0.wrapping_add(4), c1, c2, c3, key, hi.try_into().unwrap());
+                philox_x4(
+                    ctr0.wrapping_add(4),
+                    c1,
+                    c2,
+                    c3,
+                    key,
+                    hi.try_into().unwrap(),
+                );
                 assert_eq!(out8, sse, "case {i}: AVX2 equals SSE2");
             }
         }
