@@ -19,28 +19,30 @@
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 use super::math;
-use super::model::{Med, Model};
+use super::model::Model;
 use super::photon::{
     box_exit, q, DepositSink, Extras, Fate, PhotonRecord, Started, Walker, MAX_SEGMENTS,
 };
 use super::tally::DetectedPhoton;
 
-/// The lane's segment length and medium when its next segment is the common one (see the
-/// module doc), decided with exactly the scalar walk's tests; `None` sends the lane to the
-/// scalar walk.
+/// The lane's segment length when its next segment is the common one (see the module doc),
+/// decided with exactly the scalar walk's tests; `None` sends the lane to the scalar walk.
 ///
-/// `idx` is `m.index(wk.v)` when the lanes already computed it.
+/// The caller has checked that the lane's medium scatters and absorbs; `inv_mus_g` and
+/// `inv_nl` are that medium's. `idx` is `m.index(wk.v)` when the lanes already computed it.
 #[inline(always)]
-fn fast_inputs<'m>(m: &'m Model, wk: &Walker, idx: Option<usize>) -> Option<(f32, &'m Med)> {
+fn fast_limit(
+    m: &Model,
+    wk: &Walker,
+    idx: Option<usize>,
+    inv_mus_g: f32,
+    inv_nl: f32,
+) -> Option<f32> {
     if wk.segments >= MAX_SEGMENTS {
         return None;
     }
-    let med = m.media.get(wk.cur)?;
-    if !(med.mus_g > 0.0 && med.mua_g > 0.0) {
-        return None;
-    }
-    let s_dist = wk.s_rem * med.inv_mus_g;
-    let t_dist = (m.l1 - wk.lopt) * med.inv_nl;
+    let s_dist = wk.s_rem * inv_mus_g;
+    let t_dist = (m.l1 - wk.lopt) * inv_nl;
     if !(t_dist > 0.0 && s_dist <= t_dist && s_dist > 0.0) {
         return None;
     }
@@ -67,7 +69,7 @@ fn fast_inputs<'m>(m: &'m Model, wk: &Walker, idx: Option<usize>) -> Option<(f32
             return None;
         }
     }
-    Some((limit, med))
+    Some(limit)
 }
 
 /// Largest grid size the lanes take: their points then lie in `[0, 2^23)`, where
@@ -143,9 +145,14 @@ struct Soa<const L: usize> {
     w: [f32; L],
     hg: [[f32; L]; 5],
     aniso: [bool; L],
-    /// Medium whose constants (`mua`, `inv_mua`, `nl`, `hg`, `aniso`) the lane holds;
+    /// Medium whose constants (`mua`, `inv_mua`, `nl`, `hg`, `aniso`, `elig`, `inv_mus`,
+    /// `inv_nl`) the lane holds;
     /// `usize::MAX` before the first load.
     med: [usize; L],
+    /// Whether that medium both scatters and absorbs (else every segment is scalar).
+    elig: [bool; L],
+    inv_mus: [f32; L],
+    inv_nl: [f32; L],
     // Outputs and per-lane scalar results.
     np: [[f32; L]; 3],
     att: [f32; L],
@@ -181,6 +188,9 @@ impl<const L: usize> Soa<L> {
             hg: [[0.0; L]; 5],
             aniso: [false; L],
             med: [usize::MAX; L],
+            elig: [false; L],
+            inv_mus: [0.0; L],
+            inv_nl: [0.0; L],
             np: [[0.0; L]; 3],
             att: [0.0; L],
             wn: [0.0; L],
@@ -325,17 +335,13 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
             };
             let idx = idx_ok[l].then(|| soa.nidx[l] as usize);
             idx_ok[l] = false;
-            if let Some((limit, med)) = fast_inputs(m, wk, idx).filter(|_| lanes_ok) {
-                fast[l] = true;
-                any_fast = true;
-                for a in 0..3 {
-                    soa.p[a][l] = wk.p[a];
-                    soa.d[a][l] = wk.d[a];
-                }
-                // A lane stays in one medium for most rounds: its constants are loaded
-                // only when the medium changes.
-                if soa.med[l] != wk.cur {
-                    soa.med[l] = wk.cur;
+            // A lane stays in one medium for most rounds: its constants are loaded only when
+            // the medium changes.
+            if soa.med[l] != wk.cur {
+                soa.med[l] = wk.cur;
+                soa.elig[l] = false;
+                if let Some(med) = m.media.get(wk.cur) {
+                    soa.elig[l] = med.mus_g > 0.0 && med.mua_g > 0.0;
                     for (k, h) in med.hg.iter().enumerate() {
                         soa.hg[k][l] = *h;
                     }
@@ -343,6 +349,21 @@ pub(crate) fn run<const L: usize, S: DepositSink>(
                     soa.mua[l] = med.mua_g;
                     soa.inv_mua[l] = med.inv_mua_g;
                     soa.nl[l] = med.nl;
+                    soa.inv_mus[l] = med.inv_mus_g;
+                    soa.inv_nl[l] = med.inv_nl;
+                }
+            }
+            let limit = if lanes_ok && soa.elig[l] {
+                fast_limit(m, wk, idx, soa.inv_mus[l], soa.inv_nl[l])
+            } else {
+                None
+            };
+            if let Some(limit) = limit {
+                fast[l] = true;
+                any_fast = true;
+                for a in 0..3 {
+                    soa.p[a][l] = wk.p[a];
+                    soa.d[a][l] = wk.d[a];
                 }
                 soa.limit[l] = limit;
                 soa.lopt[l] = wk.lopt;
