@@ -8,8 +8,14 @@
 //! sorted by photon index at the end. The result is therefore bit-identical for any thread
 //! count, chunking or split of the range.
 //!
+//! Each thread walks its photons on a [`CpuPath`]: one at a time (`Scalar`, the reference), or
+//! 8 or 16 side by side in SIMD lanes (`lanes`, `sys_lanes`), chosen at run time from the CPU's
+//! features (or `COMPUSHARE_TRANSPORT_PATH`). Every path gives the same bits; photons finish in
+//! a different order on the lane paths, which the integer sums and the final sorts absorb.
+//!
 //! Memory: the shared tally (`tally_bytes`: cells x 8 bytes plus the 1-byte-per-voxel distance
-//! map) once, plus a fixed 64 KiB deposit cache and a few small buffers per thread; records,
+//! map) once, plus a fixed 64 KiB deposit cache, at most 16 photons in flight and a few small
+//! buffers per thread; records,
 //! when asked for, take 64 bytes-ish per photon.
 
 use std::ops::Range;
@@ -18,9 +24,10 @@ use std::time::Duration;
 
 use super::error::TransportError;
 use super::job::Job;
+use super::lanes::{self, Emit};
 use super::model::Model;
 use super::photon::{run_photon, DepositSink, Extras, Fate, NoSink, PhotonRecord};
-use super::tally::Tally;
+use super::tally::{DetectedPhoton, Tally};
 use super::tally_ops::{tally_bytes, tally_cells};
 
 /// Photons a thread takes at a time: large enough that the shared counter is not contended,
@@ -34,6 +41,75 @@ const PROGRESS_PERIOD: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone)]
 pub struct Engine<'a> {
     model: Model<'a>,
+    path: CpuPath,
+}
+
+/// How the CPU walks photons. Every path gives the same bits (records, tallies, digests); they
+/// differ only in speed. `Scalar` is the reference the others are tested against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuPath {
+    /// One photon at a time (`photon::run_photon`).
+    Scalar,
+    /// 8 photons in lanes, baseline instruction set (SSE2 on x86-64).
+    Lanes,
+    /// 8 photons in AVX2 lanes.
+    Avx2,
+    /// 16 photons in AVX-512 lanes.
+    Avx512,
+}
+
+/// Environment variable that forces a path (`scalar`, `lanes`, `avx2`, `avx512`), e.g. to
+/// count instructions under valgrind, which cannot run AVX-512; an unavailable or unknown
+/// value falls back to the automatic choice.
+pub const PATH_ENV: &str = "COMPUSHARE_TRANSPORT_PATH";
+
+impl CpuPath {
+    /// Every path, reference first.
+    pub const ALL: [CpuPath; 4] = [
+        CpuPath::Scalar,
+        CpuPath::Lanes,
+        CpuPath::Avx2,
+        CpuPath::Avx512,
+    ];
+
+    /// Name as accepted by [`PATH_ENV`].
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuPath::Scalar => "scalar",
+            CpuPath::Lanes => "lanes",
+            CpuPath::Avx2 => "avx2",
+            CpuPath::Avx512 => "avx512",
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn available(self) -> bool {
+        match self {
+            CpuPath::Scalar | CpuPath::Lanes => true,
+            #[cfg(target_arch = "x86_64")]
+            CpuPath::Avx2 => super::sys_lanes::avx2_available(),
+            #[cfg(target_arch = "x86_64")]
+            CpuPath::Avx512 => super::sys_lanes::avx512_available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            CpuPath::Avx2 | CpuPath::Avx512 => false,
+        }
+    }
+
+    /// The fastest available path, unless [`PATH_ENV`] names an available one.
+    pub fn auto() -> CpuPath {
+        if let Ok(name) = std::env::var(PATH_ENV) {
+            if let Some(p) = CpuPath::ALL
+                .into_iter()
+                .find(|p| p.name() == name && p.available())
+            {
+                return p;
+            }
+        }
+        [CpuPath::Avx512, CpuPath::Avx2]
+            .into_iter()
+            .find(|p| p.available())
+            .unwrap_or(CpuPath::Lanes)
+    }
 }
 
 /// log2 of the per-thread deposit cache size (entries of 16 bytes: 64 KiB per thread).
@@ -151,7 +227,25 @@ impl<'a> Engine<'a> {
     pub fn new(job: &'a Job) -> Result<Self, TransportError> {
         Ok(Engine {
             model: Model::new(job)?,
+            path: CpuPath::auto(),
         })
+    }
+
+    /// Like [`Engine::new`] on a chosen path (an unavailable one runs as [`CpuPath::Lanes`]).
+    pub fn with_path(job: &'a Job, path: CpuPath) -> Result<Self, TransportError> {
+        Ok(Engine {
+            model: Model::new(job)?,
+            path: if path.available() {
+                path
+            } else {
+                CpuPath::Lanes
+            },
+        })
+    }
+
+    /// The path this engine runs.
+    pub fn path(&self) -> CpuPath {
+        self.path
     }
 
     /// The same job walked voxel by voxel (distance map disabled). Statistically equivalent to
@@ -160,7 +254,10 @@ impl<'a> Engine<'a> {
     pub fn new_voxel_stepping(job: &'a Job) -> Result<Self, TransportError> {
         let mut model = Model::new(job)?;
         model.dist.iter_mut().for_each(|d| *d = 1);
-        Ok(Engine { model })
+        Ok(Engine {
+            model,
+            path: CpuPath::auto(),
+        })
     }
 
     /// Re-simulates photon `index` alone; equals its record from any range run.
@@ -246,28 +343,43 @@ impl<'a> Engine<'a> {
                     s.spawn(|| {
                         let mut part = Partial::default();
                         let mut sink = AtomicSink::new(shared_ref);
-                        let mut path = Vec::new();
+                        let mut paths = vec![Vec::new(); 16];
                         let claim = |x: u64| (x < end).then(|| x.saturating_add(CHUNK));
-                        while let Ok(start) =
-                            next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, claim)
-                        {
-                            let stop = start.saturating_add(CHUNK).min(end);
-                            for i in start..stop {
-                                let mut extras = Extras {
-                                    path: &mut path,
-                                    detected: None,
-                                };
-                                let rec = run_photon(model, i, &mut sink, &mut extras);
-                                part.add(&rec);
-                                if let Some(d) = extras.detected.take() {
-                                    part.tally.detected.push(d);
-                                }
-                                if keep_records {
-                                    part.records.push(rec);
-                                }
+                        let (mut at, mut stop) = (0u64, 0u64);
+                        let mut next_index = || {
+                            if at >= stop {
+                                let start = next
+                                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, claim)
+                                    .ok()?;
+                                (at, stop) = (start, start.saturating_add(CHUNK).min(end));
                             }
-                            done.fetch_add(stop - start, Ordering::Relaxed);
-                        }
+                            at += 1;
+                            Some(at - 1)
+                        };
+                        let mut finished_here = 0u64;
+                        let mut emit = |rec: PhotonRecord, det: Option<DetectedPhoton>| {
+                            part.add(&rec);
+                            if let Some(d) = det {
+                                part.tally.detected.push(d);
+                            }
+                            if keep_records {
+                                part.records.push(rec);
+                            }
+                            finished_here += 1;
+                            if finished_here == CHUNK {
+                                done.fetch_add(finished_here, Ordering::Relaxed);
+                                finished_here = 0;
+                            }
+                        };
+                        run_path(
+                            self.path,
+                            model,
+                            &mut next_index,
+                            &mut sink,
+                            &mut paths,
+                            &mut emit,
+                        );
+                        done.fetch_add(finished_here, Ordering::Relaxed);
                         sink.flush();
                         finished.fetch_add(1, Ordering::Release);
                         part
@@ -308,6 +420,41 @@ impl<'a> Engine<'a> {
         tally.deposit = shared.into_iter().map(AtomicU64::into_inner).collect();
         records.sort_unstable_by_key(|r| r.index);
         Ok((tally, records))
+    }
+}
+
+/// Walks every index `next` yields on `path`, handing each record to `emit`.
+fn run_path<S: DepositSink>(
+    path: CpuPath,
+    model: &Model,
+    next: &mut dyn FnMut() -> Option<u64>,
+    sink: &mut S,
+    paths: &mut [Vec<f32>],
+    emit: &mut Emit,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let done = match path {
+            CpuPath::Avx512 => super::sys_lanes::try_avx512(model, next, sink, paths, emit),
+            CpuPath::Avx2 => super::sys_lanes::try_avx2(model, next, sink, paths, emit),
+            CpuPath::Scalar | CpuPath::Lanes => false,
+        };
+        if done {
+            return;
+        }
+    }
+    if path == CpuPath::Scalar {
+        let mut path_scratch = Vec::new();
+        while let Some(i) = next() {
+            let mut extras = Extras {
+                path: &mut path_scratch,
+                detected: None,
+            };
+            let rec = run_photon(model, i, sink, &mut extras);
+            emit(rec, extras.detected.take());
+        }
+    } else {
+        lanes::run::<8, S>(model, next, sink, paths, emit);
     }
 }
 

@@ -17,6 +17,10 @@
 //! - [`cos`]: via `sincos_turns(x / 2 pi)`; absolute error at most `5e-7` (3.8e-7) for
 //!   `|x| <= 2 pi` (set-up use only).
 //!
+//! The `*_bf` forms compute the same bits without branches (selects and bit operations), for
+//! the photon-lane loops that the compiler vectorises; scalar code keeps the branching forms,
+//! which are faster there.
+//!
 //! Rounding to an integer uses the `1.5 * 2^23` trick (round to nearest even), valid for
 //! `|x| < 2^22`, instead of `f32::round`, whose tie rule differs from CUDA's `rintf`.
 
@@ -169,6 +173,165 @@ pub fn sincos_turns(u: f32) -> (f32, f32) {
     }
 }
 
+/// [`exp`], branch-free (selects only) so that a loop over photon lanes vectorises; the result is [`exp`]'s
+/// bit for bit (tested on every 61st f32 and around every branch point).
+#[inline(always)]
+pub fn exp_bf(x: f32) -> f32 {
+    // Evaluate on an in-range argument; out-of-range and NaN inputs are selected at the end.
+    let xc = if (-87.33..=88.72).contains(&x) {
+        x
+    } else {
+        0.0
+    };
+    // round_even, keeping the sum: its low bits are the integer (|k| < 2^22), which spares
+    // the saturating float-to-int conversion that does not vectorise.
+    let big = xc * LOG2_E + ROUND_MAGIC;
+    let k = big - ROUND_MAGIC;
+    let ki = big.to_bits() as i32 - ROUND_MAGIC.to_bits() as i32;
+    // Cody-Waite: k * LN2_HI is exact (LN2_HI has 9 trailing zero bits), so is x - k * LN2_HI.
+    let r = (xc - k * LN2_HI) - k * LN2_LO;
+    // Taylor series to degree 7: |r| <= 0.347, truncation < 5e-9 relative.
+    let mut p = r * (1.0 / 5040.0) + 1.0 / 720.0;
+    p = r * p + 1.0 / 120.0;
+    p = r * p + 1.0 / 24.0;
+    p = r * p + 1.0 / 6.0;
+    p = r * p + 0.5;
+    p = r * p + 1.0;
+    p = r * p + 1.0;
+    // x in (88.38, 88.72] gives k = 128: split the scale (2^127 * 2) so the exponent field
+    // stays in range; multiplying by 1.0 otherwise is exact.
+    let scale = f32::from_bits(((ki.min(127) + 127) as u32) << 23);
+    let extra = if ki > 127 { 2.0 } else { 1.0 };
+    let y = p * scale * extra;
+    if x < -87.33 {
+        0.0
+    } else if x > 88.72 {
+        f32::INFINITY
+    } else if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+/// `x = 2^e * (1 + f)` with `1 + f` in `(sqrt(1/2), sqrt(2)]`, for positive finite `x`
+/// (subnormals included); garbage (to be selected away) otherwise.
+#[inline(always)]
+fn ln_reduce(x: f32) -> (f32, f32) {
+    let sub = x.to_bits() < 0x0080_0000;
+    // Subnormal: scale by 2^23 exactly.
+    let bits = if sub { x * 8_388_608.0 } else { x }.to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - if sub { 127 + 23 } else { 127 };
+    let mbits = (bits & 0x007f_ffff) | 0x3f80_0000;
+    let big = f32::from_bits(mbits) > SQRT2;
+    // Halving m in (sqrt 2, 2) by decrementing its exponent is exact (same as m * 0.5).
+    let m = f32::from_bits(mbits - (u32::from(big) << 23));
+    e += i32::from(big);
+    // m in (sqrt(1/2), sqrt(2)]; f = m - 1 is exact (Sterbenz).
+    (m - 1.0, e as f32)
+}
+
+/// `(s, hfsq, R)` of fdlibm's `ln(1 + f)` kernel: `s = f / (2 + f)`, `hfsq = f^2 / 2`, and
+/// `2 atanh(s) = 2s + s * R(z)` truncated after `z^4` (below 1e-9 relative).
+#[inline(always)]
+fn ln_kernel(f: f32) -> (f32, f32, f32) {
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let mut r = z * (2.0 / 9.0) + 2.0 / 7.0;
+    r = z * r + 2.0 / 5.0;
+    r = z * r + 2.0 / 3.0;
+    r *= z;
+    let hfsq = 0.5 * f * f;
+    (s, hfsq, r)
+}
+
+/// [`ln`], branch-free (see [`exp_bf`]).
+#[inline(always)]
+pub fn ln_bf(x: f32) -> f32 {
+    let (f, ef) = ln_reduce(x);
+    let (s, hfsq, r) = ln_kernel(f);
+    // fdlibm's arrangement: f - hfsq carries the big part, s*(hfsq+R) the small; e * LN2_HI is
+    // exact (9 trailing zero bits, |e| < 2^8).
+    let y = ef * LN2_HI + (f - (hfsq - (s * (hfsq + r) + ef * LN2_LO)));
+    if x.is_nan() || x < 0.0 {
+        f32::NAN
+    } else if x == 0.0 {
+        f32::NEG_INFINITY
+    } else if x == f32::INFINITY {
+        x
+    } else {
+        y
+    }
+}
+
+/// [`neg_ln_1m`], branch-free: the `ln` kernel runs once on the `f` of the range `y` is in.
+#[inline(always)]
+pub fn neg_ln_1m_bf(y: f32) -> f32 {
+    let mut p = y * (1.0 / 5.0) + 0.25;
+    p = y * p + 1.0 / 3.0;
+    p = y * p + 0.5;
+    p = y * p + 1.0;
+    let series = y * p;
+    let x = 1.0 - y;
+    let (fl, ef) = ln_reduce(x);
+    let mid = y < 0.29;
+    let f = if mid { -y } else { fl };
+    let (s, hfsq, r) = ln_kernel(f);
+    let l1p = f - (hfsq - s * (hfsq + r));
+    let lnx = ef * LN2_HI + (f - (hfsq - (s * (hfsq + r) + ef * LN2_LO)));
+    // `ln` of `1 - y` for `y` >= 0.29 (1 - y is positive and normal there; special inputs as
+    // `ln`: y = 1 gives +inf, y > 1 or NaN gives NaN).
+    let top = if x == 0.0 {
+        f32::INFINITY
+    } else if x.is_nan() || x < 0.0 {
+        f32::NAN
+    } else {
+        -lnx
+    };
+    if y < 1.0 / 64.0 {
+        series
+    } else if mid {
+        -l1p
+    } else {
+        top
+    }
+}
+
+/// [`sincos_turns`] for `|u| < 2^20` (where it is exact; the kernel passes `[0, 1)`),
+/// branch-free: the quadrant swaps and negates by bit operations.
+#[inline(always)]
+pub fn sincos_turns_bf(u: f32) -> (f32, f32) {
+    let t = 4.0 * u;
+    let big = t + ROUND_MAGIC;
+    let q = big - ROUND_MAGIC;
+    // Exact: t and q are within 0.5 of each other.
+    let r = t - q;
+    let a = r * PIO2_HI + r * PIO2_LO;
+    let z = a * a;
+    let mut sp = z * (1.0 / 362_880.0) - 1.0 / 5040.0;
+    sp = z * sp + 1.0 / 120.0;
+    sp = z * sp - 1.0 / 6.0;
+    let s = (a * z) * sp + a;
+    let mut cp = z * (-1.0 / 3_628_800.0) + 1.0 / 40_320.0;
+    cp = z * cp - 1.0 / 720.0;
+    cp = z * cp + 1.0 / 24.0;
+    cp = z * cp - 0.5;
+    let c = z * cp + 1.0;
+    // Quadrant n: 0 (s, c), 1 (c, -s), 2 (-s, -c), 3 (-c, s). The low bits of `big` are q's
+    // (for |t| < 2^22, where q is exact at all), without a float-to-int conversion.
+    let n = big.to_bits().wrapping_sub(ROUND_MAGIC.to_bits());
+    let swap = 0u32.wrapping_sub(n & 1);
+    let (sb, cb) = (s.to_bits(), c.to_bits());
+    let first = (sb & !swap) | (cb & swap);
+    let second = (cb & !swap) | (sb & swap);
+    let sign_first = (n & 2) << 30;
+    let sign_second = (n.wrapping_add(1) & 2) << 30;
+    (
+        f32::from_bits(first ^ sign_first),
+        f32::from_bits(second ^ sign_second),
+    )
+}
+
 /// `cos(x)`, radians; for set-up (cone half angles), not the hot loop.
 pub fn cos(x: f32) -> f32 {
     sincos_turns(x * (0.5 / std::f32::consts::PI)).1
@@ -177,6 +340,59 @@ pub fn cos(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn same(a: f32, b: f32) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    /// Every 61st f32 bit pattern (both signs, specials, subnormals), plus dense runs where
+    /// each function's branches switch.
+    fn sweep() -> impl Iterator<Item = f32> {
+        let specials = [
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+            1.0,
+            -87.33,
+            88.72,
+            0.29,
+            1.0 / 64.0,
+            std::f32::consts::SQRT_2,
+        ];
+        let dense = |c: f32| {
+            let b = c.to_bits();
+            (b.saturating_sub(5000)..b + 5000).map(f32::from_bits)
+        };
+        (0..u32::MAX / 61)
+            .map(|i| f32::from_bits(i * 61))
+            .chain(specials)
+            .chain(dense(87.33f32).map(|x| -x))
+            .chain(dense(88.72))
+            .chain(dense(88.38))
+            .chain(dense(0.29))
+            .chain(dense(1.0 / 64.0))
+            .chain(dense(std::f32::consts::SQRT_2))
+            .chain(dense(0.125))
+            .chain(dense(0.25))
+            .chain(dense(0.375))
+    }
+
+    #[test]
+    fn branch_free_forms_equal_reference_bit_for_bit() {
+        for x in sweep() {
+            assert!(same(exp_bf(x), exp(x)), "exp({x:e})");
+            assert!(same(ln_bf(x), ln(x)), "ln({x:e})");
+            assert!(same(neg_ln_1m_bf(x), neg_ln_1m(x)), "neg_ln_1m({x:e})");
+            if x.abs() < 1_048_576.0 {
+                let (s, c) = sincos_turns_bf(x);
+                let (rs, rc) = sincos_turns(x);
+                assert!(same(s, rs) && same(c, rc), "sincos_turns({x:e})");
+            }
+        }
+    }
 
     /// Error of `got` in units of the f32 spacing at the exact value.
     fn ulps(got: f32, exact: f64) -> f64 {

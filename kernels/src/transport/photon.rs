@@ -51,6 +51,9 @@
 //! 5. **Detectors.** When a photon escapes (grid face or internal label 0), the first detector
 //!    sphere containing its exit point records it (`DetectedPhoton`: path per medium in mm,
 //!    scatters, exit position and direction, exit weight).
+//!
+//! The walk is a `Walker` advanced one segment (step 2-4) at a time, so that the lane engine
+//! (`lanes`) can interleave photons; `run_photon` is the plain loop over it and the reference.
 
 use super::job::{FaceBoundary, SourceKind};
 use super::math;
@@ -415,7 +418,7 @@ fn face_distance(p: [f32; 3], d: [f32; 3], inv_d: [f32; 3], v: [i32; 3]) -> (f32
 
 /// Distance along `d` from `p` (inside the grid box) to the box surface, and the face's axis.
 #[inline(always)]
-fn box_exit(p: [f32; 3], d: [f32; 3], inv_d: [f32; 3], dimf: [f32; 3]) -> (f32, usize) {
+pub(crate) fn box_exit(p: [f32; 3], d: [f32; 3], inv_d: [f32; 3], dimf: [f32; 3]) -> (f32, usize) {
     let mut best = f32::INFINITY;
     let mut axis = 0;
     for a in 0..3 {
@@ -475,13 +478,37 @@ enum Stop {
     },
 }
 
-/// Simulates photon `index` of the model's job.
-pub(crate) fn run_photon<S: DepositSink>(
-    m: &Model,
-    index: u64,
-    sink: &mut S,
-    extras: &mut Extras,
-) -> PhotonRecord {
+/// A photon in flight: everything the walk carries from one segment to the next, so that a
+/// photon can be advanced one segment at a time (the lane engine interleaves photons this way).
+pub(crate) struct Walker {
+    pub(crate) rec: PhotonRecord,
+    pub(crate) rng: PhotonRng,
+    pub(crate) p: [f32; 3],
+    pub(crate) v: [i32; 3],
+    pub(crate) d: [f32; 3],
+    pub(crate) w: f32,
+    pub(crate) qw: u64,
+    /// Optical path so far, mm.
+    pub(crate) lopt: f32,
+    /// Remaining dimensionless scattering depth.
+    pub(crate) s_rem: f32,
+    /// Label of the current voxel.
+    pub(crate) cur: usize,
+    pub(crate) segments: u32,
+}
+
+/// A photon after launch: walking, or already ended.
+// The walker (with its 32-word RNG buffer) is moved once per photon straight into its lane;
+// boxing it would cost an allocation per photon for no gain.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Started {
+    Walk(Walker),
+    Done(PhotonRecord),
+}
+
+/// Launches photon `index` and moves it into the grid (steps 1 of the module doc).
+#[inline(always)]
+pub(crate) fn start(m: &Model, index: u64, extras: &mut Extras) -> Started {
     let job = m.job;
     let mut rng = PhotonRng::new(job.seed, index);
     let (p_launch, d_launch, w0) = launch(m, &mut rng);
@@ -499,24 +526,23 @@ pub(crate) fn run_photon<S: DepositSink>(
         detector: None,
     };
     extras.detected = None;
-    let track = !job.detectors.is_empty();
-    if track {
+    if !job.detectors.is_empty() {
         extras.path.clear();
         extras.path.resize(m.media.len(), 0.0);
     }
     if launched == 0 {
-        return rec;
+        return Started::Done(rec);
     }
-    let mut d = d_launch;
-    let (mut p, mut v, entered) = match enter(m, p_launch, d) {
+    let d = d_launch;
+    let (p, v, entered) = match enter(m, p_launch, d) {
         Entry::In { p, v, entered } => (p, v, entered),
         Entry::Never { face } => {
             rec.fate = Fate::NeverEntered { face };
             rec.exit_weight = launched;
-            return rec;
+            return Started::Done(rec);
         }
     };
-    let mut cur = m.label(v);
+    let cur = m.label(v);
     let mut w = w0;
     if let (Some(axis), true) = (entered, job.do_specular) {
         let n_in = m.media.get(cur).map_or(m.n0, |x| x.n);
@@ -526,247 +552,306 @@ pub(crate) fn run_photon<S: DepositSink>(
             rec.specular = launched - q(w).min(launched);
         }
     }
-    let mut qw = q(w);
-    let mut lopt = 0.0f32;
-    let mut s_rem = -math::ln(rng.uniform_open());
-    let voxels = m.voxels;
-    let mut segments = 0u32;
-    loop {
-        segments += 1;
-        if segments > MAX_SEGMENTS {
-            rec.fate = Fate::StepLimit;
-            rec.exit_weight = qw;
-            break;
+    let qw = q(w);
+    let s_rem = -math::ln(rng.uniform_open());
+    Started::Walk(Walker {
+        rec,
+        rng,
+        p,
+        v,
+        d,
+        w,
+        qw,
+        lopt: 0.0,
+        s_rem,
+        cur,
+        segments: 0,
+    })
+}
+
+/// Simulates photon `index` of the model's job.
+pub(crate) fn run_photon<S: DepositSink>(
+    m: &Model,
+    index: u64,
+    sink: &mut S,
+    extras: &mut Extras,
+) -> PhotonRecord {
+    match start(m, index, extras) {
+        Started::Done(rec) => rec,
+        Started::Walk(mut wk) => {
+            while !wk.segment(m, sink, extras) {}
+            wk.finish(m)
         }
-        let Some(med) = m.media.get(cur) else {
-            // Unreachable: `Model::new` checked every label against the media table.
-            rec.fate = Fate::WeightExhausted;
-            rec.exit_weight = q(w);
-            break;
-        };
-        let s_dist = if med.mus_g > 0.0 {
-            s_rem * med.inv_mus_g
-        } else {
-            f32::INFINITY
-        };
-        let t_dist = (m.l1 - lopt) * med.inv_nl;
-        if t_dist <= 0.0 {
-            rec.fate = Fate::AliveAtT1;
-            rec.exit_weight = q(w);
-            break;
-        }
-        let scatter_first = s_dist <= t_dist;
-        let limit = if scatter_first { s_dist } else { t_dist };
-        let p0 = p;
-        let mut traveled = 0.0f32;
-        // True while the segment is one distance-map jump: then every point of it has `cur`'s
-        // label by construction and the deposit voxel needs no label check.
-        let mut one_jump = true;
-        // The box surface is at least `near` away along any unit direction; when the segment is
-        // shorter (with a margin for rounding) the exact exit distance is not needed.
-        let mut near = f32::INFINITY;
-        for (pa, da) in p.iter().zip(m.dimf) {
-            near = near.min(*pa).min(da - pa);
-        }
-        // 1/d per axis, computed only when a face distance is needed (most segments in large
-        // homogeneous regions never need one).
-        let mut inv_d = [0.0f32; 3];
-        let mut have_inv = false;
-        let (t_box, box_axis) = if limit * 1.001 + 0.001 < near {
-            (f32::INFINITY, 0)
-        } else {
-            inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
-            have_inv = true;
-            box_exit(p, d, inv_d, m.dimf)
-        };
-        let stop = loop {
-            let rem = limit - traveled;
-            let dm = m.dist.get(m.index(v)).copied().unwrap_or(1);
-            if dm > 1 {
-                let safe = f32::from(dm) - 1.01;
-                let to_box = t_box - traveled;
-                if to_box <= rem && to_box <= safe {
-                    // The grid face comes first: land exactly on it.
-                    let pos = d[box_axis] > 0.0;
-                    for a in 0..3 {
-                        p[a] = (p[a] + d[a] * to_box).clamp(0.0, m.dimf[a]);
+    }
+}
+
+impl Walker {
+    /// The record of an ended photon.
+    #[inline(always)]
+    pub(crate) fn finish(mut self, m: &Model) -> PhotonRecord {
+        self.rec.end_gate = m.gate(self.lopt);
+        self.rec
+    }
+
+    /// One straight move and the event that ends it (steps 2-5 of the module doc); true when
+    /// the photon has ended (its fate and exit weight are set).
+    #[inline(always)]
+    pub(crate) fn segment<S: DepositSink>(
+        &mut self,
+        m: &Model,
+        sink: &mut S,
+        extras: &mut Extras,
+    ) -> bool {
+        let job = m.job;
+        let track = !job.detectors.is_empty();
+        let voxels = m.voxels;
+        let rec = &mut self.rec;
+        let rng = &mut self.rng;
+        let (mut p, mut v, mut d) = (self.p, self.v, self.d);
+        let (mut w, mut qw, mut lopt, mut s_rem) = (self.w, self.qw, self.lopt, self.s_rem);
+        let (mut cur, mut segments) = (self.cur, self.segments);
+        let ended = 'seg: {
+            segments += 1;
+            if segments > MAX_SEGMENTS {
+                rec.fate = Fate::StepLimit;
+                rec.exit_weight = qw;
+                break 'seg true;
+            }
+            let Some(med) = m.media.get(cur) else {
+                // Unreachable: `Model::new` checked every label against the media table.
+                rec.fate = Fate::WeightExhausted;
+                rec.exit_weight = q(w);
+                break 'seg true;
+            };
+            let s_dist = if med.mus_g > 0.0 {
+                s_rem * med.inv_mus_g
+            } else {
+                f32::INFINITY
+            };
+            let t_dist = (m.l1 - lopt) * med.inv_nl;
+            if t_dist <= 0.0 {
+                rec.fate = Fate::AliveAtT1;
+                rec.exit_weight = q(w);
+                break 'seg true;
+            }
+            let scatter_first = s_dist <= t_dist;
+            let limit = if scatter_first { s_dist } else { t_dist };
+            let p0 = p;
+            let mut traveled = 0.0f32;
+            // True while the segment is one distance-map jump: then every point of it has `cur`'s
+            // label by construction and the deposit voxel needs no label check.
+            let mut one_jump = true;
+            // The box surface is at least `near` away along any unit direction; when the segment is
+            // shorter (with a margin for rounding) the exact exit distance is not needed.
+            let mut near = f32::INFINITY;
+            for (pa, da) in p.iter().zip(m.dimf) {
+                near = near.min(*pa).min(da - pa);
+            }
+            // 1/d per axis, computed only when a face distance is needed (most segments in large
+            // homogeneous regions never need one).
+            let mut inv_d = [0.0f32; 3];
+            let mut have_inv = false;
+            let (t_box, box_axis) = if limit * 1.001 + 0.001 < near {
+                (f32::INFINITY, 0)
+            } else {
+                inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
+                have_inv = true;
+                box_exit(p, d, inv_d, m.dimf)
+            };
+            let stop = loop {
+                let rem = limit - traveled;
+                let dm = m.dist.get(m.index(v)).copied().unwrap_or(1);
+                if dm > 1 {
+                    let safe = f32::from(dm) - 1.01;
+                    let to_box = t_box - traveled;
+                    if to_box <= rem && to_box <= safe {
+                        // The grid face comes first: land exactly on it.
+                        let pos = d[box_axis] > 0.0;
+                        for a in 0..3 {
+                            p[a] = (p[a] + d[a] * to_box).clamp(0.0, m.dimf[a]);
+                        }
+                        p[box_axis] = if pos { m.dimf[box_axis] } else { 0.0 };
+                        for a in 0..3 {
+                            v[a] = (p[a] as i32).min(m.dim[a] - 1);
+                        }
+                        traveled = t_box.max(traveled);
+                        break Stop::Face {
+                            axis: box_axis,
+                            pos,
+                        };
                     }
-                    p[box_axis] = if pos { m.dimf[box_axis] } else { 0.0 };
+                    let step = if rem <= safe { rem } else { safe };
                     for a in 0..3 {
+                        p[a] += d[a] * step;
                         v[a] = (p[a] as i32).min(m.dim[a] - 1);
                     }
-                    traveled = t_box.max(traveled);
-                    break Stop::Face {
-                        axis: box_axis,
-                        pos,
-                    };
+                    if rem <= safe {
+                        traveled = limit;
+                        break Stop::Limit;
+                    }
+                    traveled += safe;
+                    one_jump = false;
+                    continue;
                 }
-                let step = if rem <= safe { rem } else { safe };
-                for a in 0..3 {
-                    p[a] += d[a] * step;
-                    v[a] = (p[a] as i32).min(m.dim[a] - 1);
+                one_jump = false;
+                if !have_inv {
+                    inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
+                    have_inv = true;
                 }
-                if rem <= safe {
+                let (t, axis) = face_distance(p, d, inv_d, v);
+                if rem <= t {
+                    for a in 0..3 {
+                        p[a] += d[a] * rem;
+                    }
                     traveled = limit;
                     break Stop::Limit;
                 }
-                traveled += safe;
-                one_jump = false;
-                continue;
-            }
-            one_jump = false;
-            if !have_inv {
-                inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
-                have_inv = true;
-            }
-            let (t, axis) = face_distance(p, d, inv_d, v);
-            if rem <= t {
                 for a in 0..3 {
-                    p[a] += d[a] * rem;
+                    p[a] += d[a] * t;
                 }
-                traveled = limit;
-                break Stop::Limit;
+                traveled += t;
+                let pos = d[axis] > 0.0;
+                p[axis] = (v[axis] + i32::from(pos)) as f32;
+                let mut nv = v;
+                nv[axis] += if pos { 1 } else { -1 };
+                if nv[axis] < 0 || nv[axis] >= m.dim[axis] {
+                    break Stop::Face { axis, pos };
+                }
+                let nl = m.label(nv);
+                if nl != cur {
+                    break Stop::Interface { axis, pos, nv, nl };
+                }
+                v = nv;
+            };
+            // Absorption and deposit over the segment p0 -> p.
+            if med.mua_g > 0.0 && traveled > 0.0 {
+                let att = math::exp(-med.mua_g * traveled);
+                let w_new = w * att;
+                let qw_new = q(w_new);
+                let loss = qw.saturating_sub(qw_new);
+                if loss > 0 {
+                    let x = rng.uniform();
+                    let sstar =
+                        (math::neg_ln_1m(x * (1.0 - att)) * med.inv_mua_g).clamp(0.0, traveled);
+                    let mut sv = [0i32; 3];
+                    for a in 0..3 {
+                        sv[a] = ((p0[a] + d[a] * sstar) as i32).min(m.dim[a] - 1);
+                    }
+                    if !one_jump && m.label(sv) != cur {
+                        sv = v;
+                    }
+                    let gate = m.gate(lopt + sstar * med.nl) as usize;
+                    sink.add(gate * voxels + m.index(sv), loss);
+                    rec.deposited += loss;
+                }
+                w = w_new;
+                qw = qw_new;
             }
-            for a in 0..3 {
-                p[a] += d[a] * t;
+            lopt += traveled * med.nl;
+            if track {
+                if let Some(x) = extras.path.get_mut(cur) {
+                    *x += traveled;
+                }
             }
-            traveled += t;
-            let pos = d[axis] > 0.0;
-            p[axis] = (v[axis] + i32::from(pos)) as f32;
-            let mut nv = v;
-            nv[axis] += if pos { 1 } else { -1 };
-            if nv[axis] < 0 || nv[axis] >= m.dim[axis] {
-                break Stop::Face { axis, pos };
+            if qw == 0 {
+                rec.fate = Fate::WeightExhausted;
+                break 'seg true;
             }
-            let nl = m.label(nv);
-            if nl != cur {
-                break Stop::Interface { axis, pos, nv, nl };
+            match stop {
+                Stop::Limit => {
+                    if !scatter_first {
+                        rec.fate = Fate::AliveAtT1;
+                        rec.exit_weight = qw;
+                        break 'seg true;
+                    }
+                    if let Some(r) = job.roulette {
+                        if w < r.threshold {
+                            let x = rng.uniform();
+                            if x * r.survival_factor < 1.0 {
+                                w *= r.survival_factor;
+                                let after = q(w);
+                                rec.roulette_gain += after.saturating_sub(qw);
+                                qw = after;
+                            } else {
+                                rec.fate = Fate::RouletteKilled;
+                                rec.exit_weight = q(w);
+                                break 'seg true;
+                            }
+                        }
+                    }
+                    d = scatter(d, med, rng);
+                    rec.scatters = rec.scatters.saturating_add(1);
+                    s_rem = -math::ln(rng.uniform_open());
+                }
+                Stop::Face { axis, pos } => {
+                    s_rem = (s_rem - traveled * med.mus_g).max(0.0);
+                    let face = face_index(axis, pos);
+                    match m
+                        .faces
+                        .get(face as usize)
+                        .copied()
+                        .unwrap_or(FaceBoundary::Absorb)
+                    {
+                        FaceBoundary::Absorb => {
+                            escape(m, rec, extras, face, p, d, w);
+                            break 'seg true;
+                        }
+                        FaceBoundary::Mirror => d[axis] = -d[axis],
+                        FaceBoundary::Fresnel => {
+                            if job.do_mismatch && med.n != m.n0 {
+                                let (r, ct) = fresnel(med.n, m.n0, d[axis].abs());
+                                if r >= 1.0 || rng.uniform() < r {
+                                    d[axis] = -d[axis];
+                                    break 'seg false;
+                                }
+                                d = refract(d, axis, med.n / m.n0, ct);
+                            }
+                            escape(m, rec, extras, face, p, d, w);
+                            break 'seg true;
+                        }
+                        FaceBoundary::Cyclic => {
+                            let mut nv = v;
+                            nv[axis] = if pos { 0 } else { m.dim[axis] - 1 };
+                            let nl = m.label(nv);
+                            let np = if pos { 0.0 } else { m.dimf[axis] };
+                            match cross(m, rng, &mut d, cur, nl, axis) {
+                                Cross::Enter => {
+                                    p[axis] = np;
+                                    v = nv;
+                                    cur = nl;
+                                }
+                                Cross::Reflect => {}
+                                Cross::Escape => {
+                                    escape(m, rec, extras, face, p, d, w);
+                                    break 'seg true;
+                                }
+                            }
+                        }
+                    }
+                }
+                Stop::Interface { axis, pos, nv, nl } => {
+                    s_rem = (s_rem - traveled * med.mus_g).max(0.0);
+                    match cross(m, rng, &mut d, cur, nl, axis) {
+                        Cross::Enter => {
+                            v = nv;
+                            cur = nl;
+                        }
+                        Cross::Reflect => {}
+                        Cross::Escape => {
+                            escape(m, rec, extras, face_index(axis, pos), p, d, w);
+                            break 'seg true;
+                        }
+                    }
+                }
             }
-            v = nv;
+
+            false
         };
-        // Absorption and deposit over the segment p0 -> p.
-        if med.mua_g > 0.0 && traveled > 0.0 {
-            let att = math::exp(-med.mua_g * traveled);
-            let w_new = w * att;
-            let qw_new = q(w_new);
-            let loss = qw.saturating_sub(qw_new);
-            if loss > 0 {
-                let x = rng.uniform();
-                let sstar = (math::neg_ln_1m(x * (1.0 - att)) * med.inv_mua_g).clamp(0.0, traveled);
-                let mut sv = [0i32; 3];
-                for a in 0..3 {
-                    sv[a] = ((p0[a] + d[a] * sstar) as i32).min(m.dim[a] - 1);
-                }
-                if !one_jump && m.label(sv) != cur {
-                    sv = v;
-                }
-                let gate = m.gate(lopt + sstar * med.nl) as usize;
-                sink.add(gate * voxels + m.index(sv), loss);
-                rec.deposited += loss;
-            }
-            w = w_new;
-            qw = qw_new;
-        }
-        lopt += traveled * med.nl;
-        if track {
-            if let Some(x) = extras.path.get_mut(cur) {
-                *x += traveled;
-            }
-        }
-        if qw == 0 {
-            rec.fate = Fate::WeightExhausted;
-            break;
-        }
-        match stop {
-            Stop::Limit => {
-                if !scatter_first {
-                    rec.fate = Fate::AliveAtT1;
-                    rec.exit_weight = qw;
-                    break;
-                }
-                if let Some(r) = job.roulette {
-                    if w < r.threshold {
-                        let x = rng.uniform();
-                        if x * r.survival_factor < 1.0 {
-                            w *= r.survival_factor;
-                            let after = q(w);
-                            rec.roulette_gain += after.saturating_sub(qw);
-                            qw = after;
-                        } else {
-                            rec.fate = Fate::RouletteKilled;
-                            rec.exit_weight = q(w);
-                            break;
-                        }
-                    }
-                }
-                d = scatter(d, med, &mut rng);
-                rec.scatters = rec.scatters.saturating_add(1);
-                s_rem = -math::ln(rng.uniform_open());
-            }
-            Stop::Face { axis, pos } => {
-                s_rem = (s_rem - traveled * med.mus_g).max(0.0);
-                let face = face_index(axis, pos);
-                match m
-                    .faces
-                    .get(face as usize)
-                    .copied()
-                    .unwrap_or(FaceBoundary::Absorb)
-                {
-                    FaceBoundary::Absorb => {
-                        escape(m, &mut rec, extras, face, p, d, w);
-                        break;
-                    }
-                    FaceBoundary::Mirror => d[axis] = -d[axis],
-                    FaceBoundary::Fresnel => {
-                        if job.do_mismatch && med.n != m.n0 {
-                            let (r, ct) = fresnel(med.n, m.n0, d[axis].abs());
-                            if r >= 1.0 || rng.uniform() < r {
-                                d[axis] = -d[axis];
-                                continue;
-                            }
-                            d = refract(d, axis, med.n / m.n0, ct);
-                        }
-                        escape(m, &mut rec, extras, face, p, d, w);
-                        break;
-                    }
-                    FaceBoundary::Cyclic => {
-                        let mut nv = v;
-                        nv[axis] = if pos { 0 } else { m.dim[axis] - 1 };
-                        let nl = m.label(nv);
-                        let np = if pos { 0.0 } else { m.dimf[axis] };
-                        match cross(m, &mut rng, &mut d, cur, nl, axis) {
-                            Cross::Enter => {
-                                p[axis] = np;
-                                v = nv;
-                                cur = nl;
-                            }
-                            Cross::Reflect => {}
-                            Cross::Escape => {
-                                escape(m, &mut rec, extras, face, p, d, w);
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            Stop::Interface { axis, pos, nv, nl } => {
-                s_rem = (s_rem - traveled * med.mus_g).max(0.0);
-                match cross(m, &mut rng, &mut d, cur, nl, axis) {
-                    Cross::Enter => {
-                        v = nv;
-                        cur = nl;
-                    }
-                    Cross::Reflect => {}
-                    Cross::Escape => {
-                        escape(m, &mut rec, extras, face_index(axis, pos), p, d, w);
-                        break;
-                    }
-                }
-            }
-        }
+        (self.p, self.v, self.d) = (p, v, d);
+        (self.w, self.qw, self.lopt, self.s_rem) = (w, qw, lopt, s_rem);
+        (self.cur, self.segments) = (cur, segments);
+        ended
     }
-    rec.end_gate = m.gate(lopt);
-    rec
 }
 
 /// Outcome of meeting a different label across a face.
