@@ -36,6 +36,7 @@ use compushare_protocol::types::{
 };
 use tokio::sync::mpsc;
 
+use crate::costing;
 use crate::escrow::Bank;
 use crate::persist::{Caught, JobTerms, Persist, Verified};
 use crate::records::{AssignmentRecord, AssignmentState, CommitInfo, Verification};
@@ -337,14 +338,6 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The check allowance escrowed with a job (see [`MarketConfig::check_allowance_permille`]).
-fn check_allowance(photons: u64, price_per_history: u64, cfg: &MarketConfig) -> u64 {
-    photons
-        .saturating_mul(price_per_history)
-        .saturating_mul(cfg.check_allowance_permille)
-        / 1000
-}
-
 fn name(s: &str) -> Name {
     let mut n = Name::new();
     for c in s.chars() {
@@ -460,14 +453,14 @@ impl Market {
                 },
             );
         }
-        let price_per_history = (job
-            .cost_per_history_milli
-            .saturating_mul(job.price_per_unit.0))
-        .div_ceil(1000)
-        .max(1);
+        let price_per_history = job.price_per_history();
         // What the escrowed allowance still covers: what was paid beyond the held results
         // went to check runs (forfeits returned to escrow are not counted back: safe side).
-        let allowance = check_allowance(job.photons, price_per_history, &self.cfg);
+        let allowance = costing::check_allowance(
+            job.photons,
+            price_per_history,
+            self.cfg.check_allowance_permille,
+        );
         let check_budget = allowance.saturating_sub(job.paid.0.saturating_sub(spent));
         let state = if held.is_empty() {
             JobState::Queued
@@ -919,7 +912,7 @@ impl Market {
         let Some(j) = self.jobs.get(&job) else {
             return false;
         };
-        let payout = range.count.saturating_mul(j.price_per_history);
+        let payout = costing::pay(range.count, j.price_per_history);
         let expected = Duration::from_secs_f64(
             (range.count as f64 / c.histories_per_s.max(1e-9)).min(86_400.0),
         );
@@ -1619,7 +1612,7 @@ impl Market {
         }
         let Some(merged) = merged else { return };
         let bytes = merged.canonical_bytes();
-        let fee = spent.saturating_mul(j.fee_permille) / 1000;
+        let fee = costing::fee(spent, j.fee_permille);
         let (fee, refund) = match self
             .persist
             .finished(job, &bytes, merged.digest(), fee, &held)
@@ -1724,22 +1717,14 @@ impl Market {
         max_price: Amount,
         cost_milli: u64,
     ) -> Result<(JobId, Amount, Amount), (ErrorCode, String)> {
-        let price_per_history = (cost_milli.saturating_mul(self.cfg.price_per_unit.0))
-            .div_ceil(1000)
-            .max(1);
-        let max_cost = photons.saturating_mul(price_per_history);
-        let fee = max_cost.saturating_mul(self.cfg.fee_permille) / 1000;
-        let checks = check_allowance(photons, price_per_history, &self.cfg);
-        let escrow = max_cost.saturating_add(fee).saturating_add(checks);
-        if escrow > max_price.0 {
-            return Err((
-                ErrorCode::TooExpensive,
-                format!(
-                    "{photons} photons at {price_per_history} per history plus fee and check allowance cost {escrow}, above the maximum {}",
-                    max_price.0
-                ),
-            ));
-        }
+        let price_per_history = costing::price_per_history(cost_milli, self.cfg.price_per_unit);
+        let e = costing::escrow(
+            photons,
+            price_per_history,
+            self.cfg.fee_permille,
+            self.cfg.check_allowance_permille,
+        );
+        let (checks, escrow) = (e.checks, e.total);
         let terms = JobTerms {
             client,
             photons,
@@ -1757,6 +1742,12 @@ impl Market {
                 StoreError::InsufficientBalance { .. } => {
                     (ErrorCode::InsufficientFunds, e.to_string())
                 }
+                StoreError::PriceAboveMax { needed, max } => (
+                    ErrorCode::TooExpensive,
+                    format!(
+                        "{photons} photons at {price_per_history} per history plus fee and check allowance cost {needed}, above the maximum {max}"
+                    ),
+                ),
                 e => {
                     log(format_args!("store: job not accepted: {e}"));
                     (

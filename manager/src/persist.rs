@@ -24,7 +24,6 @@ use compushare_protocol::types::{Amount, AssignmentId, Digest, JobId, Mode, Publ
 use redb::ReadableTable;
 use sha2::{Digest as _, Sha256};
 
-use crate::ledger::Account;
 use crate::records::{AssignmentRecord, AssignmentState, JobRecord, JobState};
 use crate::store::{tables, Result, Store, StoreError, WriteTx};
 use crate::trust::{ErrorKind, Rater, RigRecord};
@@ -140,8 +139,15 @@ impl Persist {
     }
 
     /// Stores a job's input and record and moves its escrow from the client's balance, in one
-    /// transaction. Refused (nothing written) when the balance does not cover the escrow.
+    /// transaction. Refused (nothing written) when the escrow is above the client's maximum
+    /// price or the balance does not cover it.
     pub fn accept_job(&self, terms: &JobTerms, input: &[u8]) -> Result<JobId> {
+        if terms.escrow.0 > terms.max_price.0 {
+            return Err(StoreError::PriceAboveMax {
+                needed: terms.escrow.0,
+                max: terms.max_price.0,
+            });
+        }
         let digest: Digest = Sha256::digest(input).into();
         let input_len =
             u32::try_from(input.len()).map_err(|_| StoreError::Overflow("input_len"))?;
@@ -224,6 +230,12 @@ impl Persist {
     /// from the job's escrow, in one transaction. The ledger refuses a second payment for an
     /// assignment, so this cannot pay twice.
     pub fn verified(&mut self, v: &Verified) -> Result<Recorded> {
+        if v.record.state != AssignmentState::Verified {
+            return Err(StoreError::NotVerified {
+                assignment: v.record.id.0,
+                state: v.record.state,
+            });
+        }
         let queued = std::mem::take(&mut self.queued);
         self.store.write(|tx| {
             write_queued(tx, &queued)?;
@@ -314,13 +326,7 @@ impl Persist {
                 return Err(StoreError::JobClosed(job.0));
             }
             tx.put_client_result(job, merged)?;
-            let left = tx.balance(&Account::Escrow(job))?;
-            let left = u64::try_from(left.max(0)).map_err(|_| StoreError::Overflow("escrow"))?;
-            let fee = fee.min(left);
-            if fee > 0 {
-                tx.take_fee(job, Amount(fee))?;
-            }
-            let refund = tx.refund(job)?;
+            let (fee, refund) = tx.close_escrow(job, &j.client, Amount(fee))?;
             for id in held {
                 tx.remove_held(*id)?;
             }
@@ -328,7 +334,7 @@ impl Persist {
             j.finished_unix_s = Some(tx.now());
             j.result = Some(digest);
             tx.put_job(&j)?;
-            Ok((fee, refund.0))
+            Ok((fee.0, refund.0))
         })
     }
 

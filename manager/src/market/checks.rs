@@ -25,6 +25,7 @@ use compushare_protocol::msg::{AckStatus, JobState, ManagerToRig};
 use compushare_protocol::types::{Amount, AssignmentId, Digest, PhotonRange, PublicKey};
 
 use super::{log, short, AState, CheckRun, JobSpec, Market, Work};
+use crate::costing;
 use crate::persist::Verified;
 use crate::records::{AssignmentState, Verification};
 use crate::scheduler::{self, Candidate};
@@ -127,7 +128,7 @@ impl Market {
         let Some(j) = self.jobs.get(&job) else {
             return false;
         };
-        let payout = range.count.saturating_mul(j.price_per_history);
+        let payout = costing::pay(range.count, j.price_per_history);
         if j.check_budget < payout || !matches!(j.state, JobState::Running | JobState::Queued) {
             return false;
         }
