@@ -159,9 +159,9 @@ pub struct RigPublic {
     /// Recorded seconds per thousandth cost unit (time to return / cost).
     pub s_per_milli: Option<f64>,
     pub ratings: Vec<u8>,
-    /// Paid since this manager started (the ledger holds the full history).
+    /// Paid for verified work, ever (the ledger holds each payment).
     pub paid: u64,
-    /// Forfeited since this manager started.
+    /// Pending pay forfeited when caught, ever.
     pub forfeited: u64,
 }
 
@@ -173,6 +173,9 @@ impl RigPublic {
         self.verified = rec.histories_verified;
         self.errors = rec.errors;
         self.late = rec.late;
+        self.demotions = rec.demotions;
+        self.paid = rec.paid;
+        self.forfeited = rec.forfeited;
         if self.s_per_milli.is_none() && rec.returns.recent > 0 {
             // `recent` is microseconds per cost unit; this is seconds per milli cost unit.
             self.s_per_milli = Some(rec.returns.recent as f64 * 1e-9);
@@ -427,7 +430,7 @@ impl Market {
                 Assignment {
                     job: job.id,
                     rig: a.rig,
-                    payout_to: a.rig,
+                    payout_to: a.payout_to,
                     device: a.device,
                     range: a.photons,
                     payout: a.payout.0,
@@ -507,6 +510,7 @@ impl Market {
             id,
             job: a.job,
             rig: a.rig,
+            payout_to: a.payout_to,
             device: a.device,
             photons: a.range,
             seed,
@@ -620,6 +624,7 @@ impl Market {
         });
         if let Some(rec) = &stored {
             rig.public.absorb(rec);
+            rig.dup_passed = rec.dup_passed;
         }
         rig.public.label = label.clone();
         rig.payout = hello.payout;
@@ -1389,7 +1394,6 @@ impl Market {
         }
         if let Some(r) = self.rigs.get_mut(&rig_key) {
             r.public.absorb(&recorded.rig);
-            r.public.paid = r.public.paid.saturating_add(payout);
             if r.public.trusted && trusted {
                 r.trusted_clean += 1;
             }
@@ -1502,21 +1506,23 @@ impl Market {
                 }
             }
         }
-        let forfeited = match self.persist.caught(&caught) {
+        match self.persist.caught(&caught) {
             Ok((rec, forfeited)) => {
                 if let Some(r) = self.rigs.get_mut(&rig_key) {
                     r.public.absorb(&rec);
                 }
-                forfeited
+                if forfeited > 0 {
+                    log(format_args!(
+                        "rig {}: {forfeited} of pending pay forfeited",
+                        short(&rig_key)
+                    ));
+                }
             }
-            Err(e) => {
-                log(format_args!(
-                    "store: demotion of rig {} not recorded: {e}",
-                    short(&rig_key)
-                ));
-                0
-            }
-        };
+            Err(e) => log(format_args!(
+                "store: demotion of rig {} not recorded: {e}",
+                short(&rig_key)
+            )),
+        }
         for d in discard {
             let Some(x) = self.assignments.get_mut(&d) else {
                 continue;
@@ -1528,9 +1534,6 @@ impl Market {
             }
             x.tally = None;
             self.release_quiet(d, AState::Discarded);
-        }
-        if let Some(r) = self.rigs.get_mut(&rig_key) {
-            r.public.forfeited += forfeited;
         }
         self.match_job(job);
     }

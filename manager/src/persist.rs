@@ -246,6 +246,7 @@ impl Persist {
             }
             let mut rec = tx.rig_or_join(&a.rig)?;
             rec.record_return(v.elapsed_ms, v.cost_milli);
+            rec.paid = rec.paid.saturating_add(a.payout.0);
             let promoted = rec.record_verified(v.trust_histories, tx.now(), v.promote_after);
             if v.trust_histories < a.photons.count {
                 // Work not covered by a check still counts as done, not toward trust.
@@ -305,6 +306,9 @@ impl Persist {
                 tx.put_job(&j)?;
             }
             let forfeited = tx.forfeit_pending(&c.payout_to)?;
+            let mut rec = rec;
+            rec.forfeited = rec.forfeited.saturating_add(forfeited.0);
+            tx.put_rig(&rec)?;
             Ok((rec, forfeited.0))
         })
     }
@@ -338,11 +342,28 @@ impl Persist {
         })
     }
 
-    /// Makes a worker's pending pay spendable (its rig now qualifies). Returns the amount.
-    pub fn release(&self, worker: &PublicKey) -> Result<u64> {
-        self.store
-            .write(|tx| tx.release_pending(worker))
-            .map(|a| a.0)
+    /// A duplicate agreed with `rig`'s result: records that it passed one (it stays passed
+    /// across restarts until the rig is caught) and, with `release`, makes the pending pay of
+    /// `payout_to` spendable, in one transaction. Returns the rig's record.
+    pub fn duplicate_passed(
+        &mut self,
+        rig: &PublicKey,
+        payout_to: &PublicKey,
+        release: bool,
+    ) -> Result<RigRecord> {
+        let queued = std::mem::take(&mut self.queued);
+        self.store.write(|tx| {
+            write_queued(tx, &queued)?;
+            let mut rec = tx.rig_or_join(rig)?;
+            if !rec.dup_passed {
+                rec.dup_passed = true;
+                tx.put_rig(&rec)?;
+            }
+            if release {
+                tx.release_pending(payout_to)?;
+            }
+            Ok(rec)
+        })
     }
 
     /// A client's star rating of a rig (one per client and rig; rating again replaces it).

@@ -127,6 +127,8 @@ pub struct AssignmentRecord {
     pub id: AssignmentId,
     pub job: JobId,
     pub rig: PublicKey,
+    /// Where the rig's pay for it goes (the payout key it announced when it was issued).
+    pub payout_to: PublicKey,
     pub device: u8,
     pub photons: PhotonRange,
     pub seed: u64,

@@ -62,7 +62,9 @@ const META_NEXT_JOB: &str = "next_job";
 const META_NEXT_ASSIGNMENT: &str = "next_assignment";
 const META_FORMAT: &str = "format";
 /// Version of the table layout; a database of another version is refused.
-const FORMAT_VERSION: u32 = 1;
+/// 2: rig records carry their standing (duplicate passed, demotions, paid, forfeited) and
+/// assignment records their payout key.
+const FORMAT_VERSION: u32 = 2;
 
 /// Why a store operation failed or was refused.
 #[derive(Debug, thiserror::Error)]

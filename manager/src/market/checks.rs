@@ -245,29 +245,39 @@ impl Market {
             return;
         };
         a.duplicate = Some(true);
-        let payout_to = a.payout_to;
+        let (rig_key, payout_to) = (a.rig, a.payout_to);
         let held = a.state == AState::Held;
-        let mut release = false;
-        if let Some(r) = self.rigs.get_mut(&a.rig) {
-            r.dup_passed = true;
-            if r.dup_in_flight == Some(id) {
-                r.dup_in_flight = None;
-            }
-            release = held && r.public.verified >= self.cfg.spendable_after;
+        let Some(r) = self.rigs.get_mut(&rig_key) else {
+            return;
+        };
+        let first = !r.dup_passed;
+        r.dup_passed = true;
+        if r.dup_in_flight == Some(id) {
+            r.dup_in_flight = None;
         }
-        if release {
-            // Pay of results verified before the rig's first duplicate passed waited in
-            // pending; it qualifies now.
-            match self.persist.release(&payout_to) {
-                Ok(_) => {
+        // Pay of results verified before the rig's first duplicate passed waited in pending;
+        // it qualifies now.
+        let release = held && r.public.verified >= self.cfg.spendable_after;
+        if !first && !release {
+            return;
+        }
+        match self.persist.duplicate_passed(&rig_key, &payout_to, release) {
+            Ok(rec) => {
+                if let Some(r) = self.rigs.get_mut(&rig_key) {
+                    r.public.absorb(&rec);
+                }
+                if release {
                     for x in self.assignments.values_mut() {
                         if x.payout_to == payout_to && x.state == AState::Held {
                             x.spendable = true;
                         }
                     }
                 }
-                Err(e) => log(format_args!("store: release of pending pay: {e}")),
             }
+            Err(e) => log(format_args!(
+                "store: passed duplicate of rig {}: {e}",
+                short(&rig_key)
+            )),
         }
     }
 
@@ -439,7 +449,6 @@ impl Market {
                 }
                 if let Some(r) = self.rigs.get_mut(&rig_key) {
                     r.public.absorb(&recorded.rig);
-                    r.public.paid = r.public.paid.saturating_add(payout);
                     r.trusted_clean += 1;
                 }
                 self.send(

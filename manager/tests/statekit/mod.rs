@@ -87,6 +87,7 @@ pub fn assignment(
             id,
             job,
             rig,
+            payout_to: rig,
             device: 0,
             photons: PhotonRange { start, count },
             seed: job_rec.seed,
