@@ -300,6 +300,8 @@ pub struct Stats {
     pub arbitrations_on_rigs: u64,
     /// Disagreements decided (by a third rig or the manager's engine).
     pub arbitrations: u64,
+    /// Arbitration runs that agreed with neither side (the manager's engine then decided).
+    pub escalations: u64,
     pub samples_checked: u64,
     pub heartbeats: u64,
 }

@@ -353,6 +353,7 @@ impl Market {
                     id.0, a.0
                 ));
                 x.suspect = Some((a, reference));
+                self.stats.escalations += 1;
                 let (range, job) = (x.range, x.job);
                 self.stats.duplicates += 1;
                 return match self.jobs.get(&job) {

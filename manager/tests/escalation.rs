@@ -1,0 +1,272 @@
+//! Escalation, end to end on loopback (scripted rigs over real Noise/TCP on the CPU engine):
+//! an honest newcomer's result is duplicated on a trusted rig that lies, the disagreement goes
+//! to a third run on another trusted rig that lies differently, and that arbiter agrees with
+//! neither side. The manager's engine then decides: both liars are demoted and unpaid for
+//! their check runs, the honest rig is never demoted, nothing is paid twice, the ledger
+//! verifies and the result equals a local run.
+//!
+//! The order is made deterministic, not left to races: the two rigs that will lie earn trust
+//! alone and leave; the newcomer takes the whole job and holds its result back until the two
+//! are back (same keys, so their trust follows them) with bids on the job but no primary work.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{Behaviour, ScriptedRig, JOB};
+use compushare_kernels::transport::simulate;
+use compushare_manager::client::Client;
+use compushare_manager::ledger::Account;
+use compushare_manager::market::MarketConfig;
+use compushare_manager::server::{start, Running, ServerConfig};
+use compushare_protocol::msg::{AckStatus, JobState};
+use compushare_protocol::secure::Identity;
+use compushare_protocol::types::{Amount, JobId, Mode};
+
+/// Photons of the jobs that earn the two rigs their trust.
+const PHOTONS: u64 = 6_000;
+/// Photons of the job whose one result is escalated.
+const PHOTONS_2: u64 = 3_000;
+
+async fn manager(client: [u8; 32]) -> Running {
+    let store = common::store_granting(&client, 1 << 40);
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tick: Duration::from_millis(100),
+        engine_threads: 2,
+        market: MarketConfig {
+            target: Duration::from_millis(50),
+            deadline_floor: Duration::from_secs(60),
+            samples: 0,
+            duplicate_permille: 1000,
+            check_allowance_permille: 4000,
+            trust_threshold: 500,
+            ..MarketConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    start(cfg, Identity::generate().unwrap(), store)
+        .await
+        .unwrap()
+}
+
+fn local_digest(seed: u64, photons: u64) -> [u8; 32] {
+    let mut job = common::job_for(JOB.as_bytes(), seed);
+    job.photons = photons;
+    simulate(&job, 0..photons, 2, None).unwrap().digest()
+}
+
+async fn submit(c: &mut Client, seed: u64, photons: u64) -> JobId {
+    let (job, _, _) = c
+        .submit(
+            JOB.as_bytes(),
+            photons,
+            Some(seed),
+            Mode::Cheapest,
+            Amount(u64::MAX),
+        )
+        .await
+        .unwrap();
+    job
+}
+
+async fn wait_done(c: &mut Client, job: JobId) -> [u8; 32] {
+    let t0 = Instant::now();
+    loop {
+        let s = c.status(job).await.unwrap();
+        if s.state == JobState::Done {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "job stuck: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.fetch(job).await.unwrap().digest()
+}
+
+/// Waits until `cond` holds on the market (bounded).
+async fn until(
+    m: &Running,
+    what: &str,
+    cond: impl Fn(&compushare_manager::market::Market) -> bool,
+) {
+    let t0 = Instant::now();
+    while !cond(&m.shared.market()) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arbiter_that_agrees_with_neither_is_overruled_by_the_engine() {
+    let me = Identity::generate().unwrap();
+    let m = manager(me.public()).await;
+    let key = m.shared.identity.public();
+    let mut c = Client::connect(m.addr, me, &key).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("cs-escalation-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = |i: usize| dir.join(format!("liar{i}.key"));
+    for i in 0..2 {
+        Identity::generate()
+            .unwrap()
+            .save_new(&key_file(i))
+            .unwrap();
+    }
+    let id = |p: &Path| Identity::load(p).unwrap();
+
+    // Phase one: the two future liars, honest for now, earn trust.
+    let mut seed = 1;
+    {
+        let mut rigs = Vec::new();
+        for i in 0..2 {
+            let name = format!("liar{i}");
+            rigs.push(
+                ScriptedRig::start_as(m.addr, key, &name, Behaviour::honest(), id(&key_file(i)))
+                    .await,
+            );
+        }
+        loop {
+            let job = submit(&mut c, seed, PHOTONS).await;
+            assert_eq!(wait_done(&mut c, job).await, local_digest(seed, PHOTONS));
+            let market = m.shared.market();
+            if rigs.iter().all(|r| {
+                market
+                    .rig_record(&r.report().key)
+                    .is_some_and(|p| p.trusted)
+            }) {
+                break;
+            }
+            drop(market);
+            seed += 1;
+            assert!(seed < 8, "the rigs did not become trusted");
+        }
+    }
+    until(&m, "the two rigs left", |mk| mk.connected() == 0).await;
+    let before = m.shared.market().stats.clone();
+
+    // Phase two: an honest newcomer, fast enough to take the whole job, holds its result.
+    let newcomer = ScriptedRig::start(
+        m.addr,
+        key,
+        "newcomer",
+        Behaviour {
+            histories_per_s: 1 << 30,
+            ..Behaviour::honest()
+        },
+    )
+    .await;
+    newcomer.hold.store(true, Ordering::SeqCst);
+    seed += 1;
+    let job = submit(&mut c, seed, PHOTONS_2).await;
+    let t0 = Instant::now();
+    while newcomer.report().assigned.is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "newcomer got no work"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The liars come back with the same keys (still trusted), lying in two different ways.
+    let mut liars = Vec::new();
+    for i in 0..2 {
+        let r = ScriptedRig::start_as(
+            m.addr,
+            key,
+            &format!("liar{i}"),
+            Behaviour::honest(),
+            id(&key_file(i)),
+        )
+        .await;
+        r.lie_every.store(2 + i as u64, Ordering::SeqCst);
+        r.lie.store(true, Ordering::SeqCst);
+        liars.push(r);
+    }
+    until(&m, "the liars are back", |mk| mk.connected() == 3).await;
+    // Their bids on the job follow the offer at once; once sent, give them a moment to land
+    // (a check run needs a trusted rig with a bid on the job).
+    let t0 = Instant::now();
+    while !liars.iter().all(|l| l.report().bids.contains(&job)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the liars did not bid"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    newcomer.hold.store(false, Ordering::SeqCst);
+    let digest = wait_done(&mut c, job).await;
+    assert_eq!(
+        digest,
+        local_digest(seed, PHOTONS_2),
+        "bad work reached the result"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let market = m.shared.market();
+    let stats = market.stats.clone();
+    assert_eq!(
+        newcomer.report().assigned.len(),
+        1,
+        "the newcomer should hold the whole job"
+    );
+    assert_eq!(
+        stats.check_runs - before.check_runs,
+        1,
+        "one duplicate on a trusted rig: {stats:?}"
+    );
+    assert_eq!(
+        stats.arbitrations_on_rigs - before.arbitrations_on_rigs,
+        1,
+        "one arbitration on a trusted rig"
+    );
+    assert_eq!(
+        stats.escalations - before.escalations,
+        1,
+        "the arbiter agreed with neither: {stats:?}"
+    );
+    assert_eq!(stats.caught - before.caught, 2, "both liars caught");
+    for l in &liars {
+        let rep = l.report();
+        let rec = market.rig_record(&rep.key).unwrap();
+        assert!(!rec.trusted, "a liar stayed trusted");
+        assert_eq!(
+            (rec.errors, rec.demotions),
+            (1, 1),
+            "a liar was not demoted once"
+        );
+        assert_eq!(rep.assigned.len(), 1, "each liar ran one check run");
+        assert!(rep.acks.iter().any(|(_, s)| *s == AckStatus::Failed));
+        assert!(
+            rep.payments.is_empty(),
+            "a liar was paid for a wrong check run"
+        );
+        assert_eq!(
+            market
+                .store()
+                .read()
+                .unwrap()
+                .balance(&Account::WorkerPending(rep.payout))
+                .unwrap(),
+            0
+        );
+    }
+    let n = newcomer.report();
+    let rec = market.rig_record(&n.key).unwrap();
+    assert_eq!(rec.errors, 0, "the honest rig was demoted");
+    assert!(n.acks.iter().all(|(_, s)| *s != AckStatus::Failed));
+    assert_eq!(n.payments.len(), 1, "the honest result is paid once");
+    let store = market.store().clone();
+    drop(market);
+    store.verify_ledger().unwrap();
+    assert_eq!(
+        store
+            .read()
+            .unwrap()
+            .balance(&Account::Escrow(job))
+            .unwrap(),
+        0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
