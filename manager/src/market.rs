@@ -980,9 +980,8 @@ impl Market {
             },
         );
         if let Some(rig) = self.rigs.get_mut(&key) {
-            if check.is_none() || !rig.busy.contains_key(&c.device) {
-                rig.busy.insert(c.device, id);
-            }
+            // Check runs go to idle devices only, like primary work.
+            rig.busy.insert(c.device, id);
         }
         self.note(id, AssignmentState::Issued, false);
         self.stats.assignments += 1;

@@ -1,4 +1,4 @@
-//! Escalation, end to end on loopback (scripted rigs over real Noise/TCP on the CPU engine):
+//! Check runs on trusted rigs, end to end on loopback. Escalation (scripted rigs over real Noise/TCP on the CPU engine):
 //! an honest newcomer's result is duplicated on a trusted rig that lies, the disagreement goes
 //! to a third run on another trusted rig that lies differently, and that arbiter agrees with
 //! neither side. The manager's engine then decides: both liars are demoted and unpaid for
@@ -8,6 +8,9 @@
 //! The order is made deterministic, not left to races: the two rigs that will lie earn trust
 //! alone and leave; the newcomer takes the whole job and holds its result back until the two
 //! are back (same keys, so their trust follows them) with bids on the job but no primary work.
+//!
+//! Check runs go only to idle devices: the controller's rig rejects an Assign for a busy
+//! device, so with the only trusted rig busy the manager's engine runs the duplicate at once.
 
 mod common;
 
@@ -29,6 +32,8 @@ use compushare_protocol::types::{Amount, JobId, Mode};
 const PHOTONS: u64 = 6_000;
 /// Photons of the job whose one result is escalated.
 const PHOTONS_2: u64 = 3_000;
+/// Photons of the job a busy trusted rig shares with a newcomer: more than one assignment.
+const PHOTONS_3: u64 = 24_000;
 
 async fn manager(client: [u8; 32]) -> Running {
     let store = common::store_granting(&client, 1 << 40);
@@ -269,4 +274,89 @@ async fn an_arbiter_that_agrees_with_neither_is_overruled_by_the_engine() {
         0
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A check run never goes to a busy device (the real rig rejects an Assign for a busy
+/// device): with the only trusted rig busy, a newcomer's first result is duplicated on the
+/// manager's engine at once, and the job completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_runs_go_only_to_idle_devices() {
+    let me = Identity::generate().unwrap();
+    let store = common::store_granting(&me.public(), 1 << 40);
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tick: Duration::from_millis(100),
+        engine_threads: 2,
+        market: MarketConfig {
+            target: Duration::from_millis(50),
+            deadline_floor: Duration::from_secs(60),
+            samples: 0,
+            // Only every untrusted rig's first result is duplicated.
+            duplicate_permille: 0,
+            check_allowance_permille: 4000,
+            trust_threshold: 500,
+            ..MarketConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let m = start(cfg, Identity::generate().unwrap(), store)
+        .await
+        .unwrap();
+    let key = m.shared.identity.public();
+    let mut c = Client::connect(m.addr, me, &key).await.unwrap();
+
+    // A rig earns trust alone.
+    let trusted = ScriptedRig::start(m.addr, key, "trusted", Behaviour::honest()).await;
+    let mut seed = 1;
+    loop {
+        let job = submit(&mut c, seed, PHOTONS).await;
+        assert_eq!(wait_done(&mut c, job).await, local_digest(seed, PHOTONS));
+        seed += 1;
+        let t = trusted.report().key;
+        if m.shared.market().rig_record(&t).is_some_and(|p| p.trusted) {
+            break;
+        }
+        assert!(seed < 8, "the rig did not become trusted");
+    }
+
+    // It takes work and holds its result: its only device stays busy.
+    trusted.hold.store(true, Ordering::SeqCst);
+    let earlier = trusted.report().assigned.len();
+    let job = submit(&mut c, seed, PHOTONS_3).await;
+    let t0 = Instant::now();
+    while trusted.report().assigned.len() == earlier {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no work for the trusted rig"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = m.shared.market().stats.clone();
+    let assigned = trusted.report().assigned.len();
+    // A newcomer's first result is duplicated: on the engine, since the trusted rig is busy.
+    let newcomer = ScriptedRig::start(m.addr, key, "newcomer", Behaviour::honest()).await;
+    let t0 = Instant::now();
+    while newcomer.report().payments.is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the newcomer's result waits on the busy trusted rig"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = m.shared.market().stats.clone();
+    assert_eq!(
+        stats.check_runs, before.check_runs,
+        "a check run went to a busy device"
+    );
+    assert!(stats.duplicates > before.duplicates, "no duplicate ran");
+    assert_eq!(trusted.report().assigned.len(), assigned);
+    trusted.hold.store(false, Ordering::SeqCst);
+    assert_eq!(wait_done(&mut c, job).await, local_digest(seed, PHOTONS_3));
+    let market = m.shared.market();
+    for r in [&trusted, &newcomer] {
+        assert_eq!(market.rig_record(&r.report().key).unwrap().errors, 0);
+    }
+    let store = market.store().clone();
+    drop(market);
+    store.verify_ledger().unwrap();
 }

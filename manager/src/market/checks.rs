@@ -1,9 +1,9 @@
 //! Check runs: duplicates, arbitration and escalation, the rules that decide whether a
 //! result agrees with an independent re-run of its range.
 //!
-//! - A duplicate re-runs a result's range on a connected trusted rig (never the checked rig,
-//!   never one already on that range) while the job's escrowed check allowance lasts, and on
-//!   the manager's own engine (the root of trust) otherwise. Every untrusted rig's first
+//! - A duplicate re-runs a result's range on an idle device of a connected trusted rig (never
+//!   the checked rig, never one already on that range) while the job's escrowed check
+//!   allowance lasts, and on the manager's own engine (the root of trust) otherwise. Every untrusted rig's first
 //!   result is duplicated, then `duplicate_permille` of results; a check run is never itself
 //!   duplicated. The rig cannot tell a check run from work: it is an ordinary `Assign`.
 //! - Results are compared by tally digest, bit for bit. Agreement: the result proceeds, the
@@ -104,9 +104,9 @@ impl Market {
         })
     }
 
-    /// Issues a check run of `of`'s range to a connected trusted rig with a standing bid on
-    /// the job (an idle device first), excluding every rig already on that range; paid from
-    /// the job's check allowance. Returns whether one was issued.
+    /// Issues a check run of `of`'s range to an idle device of a connected trusted rig with a
+    /// standing bid on the job, excluding every rig already on that range; paid from the
+    /// job's check allowance. Returns whether one was issued.
     fn dispatch_check(&mut self, of: AssignmentId, arbiter: bool) -> bool {
         let Some(x) = self.assignments.get(&of) else {
             return false;
@@ -133,10 +133,13 @@ impl Market {
             return false;
         }
         let cost_milli = j.cost_milli;
-        let mut best: Option<(bool, PublicKey, Candidate)> = None;
+        // Only an idle device: the real rig (controller transport) rejects an Assign for a
+        // busy device, which would cost a round trip and exclude that rig from checking this
+        // result. No idle trusted device: the manager's engine runs it, never waiting.
+        let mut best: Option<(PublicKey, Candidate)> = None;
         let mut keys: Vec<&PublicKey> = self.rigs.keys().collect();
         keys.sort();
-        for k in keys {
+        'rigs: for k in keys {
             let Some(rig) = self.rigs.get(k) else {
                 continue;
             };
@@ -148,11 +151,10 @@ impl Market {
                 continue;
             }
             for ((bj, dev), bid) in rig.bids.range((job, 0)..=(job, u8::MAX)) {
-                if *bj != job || bid.min_price > self.cfg.price_per_unit {
-                    continue;
-                }
-                let idle = !rig.busy.contains_key(dev);
-                if best.as_ref().is_some_and(|(b, _, _)| *b || !idle) {
+                if *bj != job
+                    || bid.min_price > self.cfg.price_per_unit
+                    || rig.busy.contains_key(dev)
+                {
                     continue;
                 }
                 let c = Candidate {
@@ -166,10 +168,11 @@ impl Market {
                     ),
                     min_price: bid.min_price,
                 };
-                best = Some((idle, *k, c));
+                best = Some((*k, c));
+                break 'rigs;
             }
         }
-        let Some((_, key, c)) = best else {
+        let Some((key, c)) = best else {
             return false;
         };
         if !self.issue(job, key, &c, range, Some(CheckRun { of, arbiter })) {

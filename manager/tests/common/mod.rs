@@ -201,6 +201,9 @@ pub struct ScriptedRig {
 
 impl Drop for ScriptedRig {
     fn drop(&mut self) {
+        // Held results are let go, so no blocking thread waits forever (a failed test would
+        // otherwise hang on runtime shutdown).
+        self.hold.store(false, std::sync::atomic::Ordering::SeqCst);
         self.task.abort();
     }
 }
