@@ -18,11 +18,11 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Behaviour, ScriptedRig, JOB};
+use common::{Behaviour, Report, ScriptedRig, JOB};
 use compushare_kernels::transport::simulate;
 use compushare_manager::client::Client;
 use compushare_manager::ledger::Account;
-use compushare_manager::market::MarketConfig;
+use compushare_manager::market::{MarketConfig, RigPublic};
 use compushare_manager::server::{start, Running, ServerConfig};
 use compushare_protocol::msg::{AckStatus, JobState};
 use compushare_protocol::secure::Identity;
@@ -103,21 +103,33 @@ async fn until(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_arbiter_that_agrees_with_neither_is_overruled_by_the_engine() {
+/// What one scenario left: the stats' change, and each rig's report and public record (the
+/// two checking rigs in key order: the lower key ran the duplicate, the other arbitrated).
+struct Outcome {
+    delta: [u64; 5],
+    checkers: Vec<(Report, RigPublic, i128)>,
+}
+
+/// The scenario: two rigs earn trust, leave; an honest newcomer takes a whole job and holds
+/// its result until the two are back, rig `i` fabricating every `lie[i]`-th history (`None`:
+/// honest). Checks what holds whatever the checkers do: the result equals a local run, the
+/// newcomer is paid once and never demoted, one duplicate and one arbitration ran on the
+/// trusted rigs, the ledger verifies and the escrow is settled. `delta` is the change of
+/// (check runs, arbitrations on rigs, escalations, caught, arbitrations decided).
+async fn scenario(lie: [Option<u64>; 2], tag: &str) -> Outcome {
     let me = Identity::generate().unwrap();
     let m = manager(me.public()).await;
     let key = m.shared.identity.public();
     let mut c = Client::connect(m.addr, me, &key).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("cs-escalation-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("cs-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let key_file = |i: usize| dir.join(format!("liar{i}.key"));
-    for i in 0..2 {
-        Identity::generate()
-            .unwrap()
-            .save_new(&key_file(i))
-            .unwrap();
+    // In key order: the first idle trusted rig in key order runs the duplicate.
+    let mut ids: Vec<Identity> = (0..2).map(|_| Identity::generate().unwrap()).collect();
+    ids.sort_by_key(|i| i.public());
+    for (i, id) in ids.iter().enumerate() {
+        id.save_new(&key_file(i)).unwrap();
     }
     let id = |p: &Path| Identity::load(p).unwrap();
 
@@ -184,8 +196,10 @@ async fn an_arbiter_that_agrees_with_neither_is_overruled_by_the_engine() {
             id(&key_file(i)),
         )
         .await;
-        r.lie_every.store(2 + i as u64, Ordering::SeqCst);
-        r.lie.store(true, Ordering::SeqCst);
+        if let Some(every) = lie[i] {
+            r.lie_every.store(every, Ordering::SeqCst);
+            r.lie.store(true, Ordering::SeqCst);
+        }
         liars.push(r);
     }
     until(&m, "the liars are back", |mk| mk.connected() == 3).await;
@@ -226,36 +240,30 @@ async fn an_arbiter_that_agrees_with_neither_is_overruled_by_the_engine() {
         1,
         "one arbitration on a trusted rig"
     );
-    assert_eq!(
+    let delta = [
+        stats.check_runs - before.check_runs,
+        stats.arbitrations_on_rigs - before.arbitrations_on_rigs,
         stats.escalations - before.escalations,
-        1,
-        "the arbiter agreed with neither: {stats:?}"
-    );
-    assert_eq!(stats.caught - before.caught, 2, "both liars caught");
-    for l in &liars {
-        let rep = l.report();
-        let rec = market.rig_record(&rep.key).unwrap();
-        assert!(!rec.trusted, "a liar stayed trusted");
-        assert_eq!(
-            (rec.errors, rec.demotions),
-            (1, 1),
-            "a liar was not demoted once"
-        );
-        assert_eq!(rep.assigned.len(), 1, "each liar ran one check run");
-        assert!(rep.acks.iter().any(|(_, s)| *s == AckStatus::Failed));
-        assert!(
-            rep.payments.is_empty(),
-            "a liar was paid for a wrong check run"
-        );
-        assert_eq!(
-            market
+        stats.caught - before.caught,
+        stats.arbitrations - before.arbitrations,
+    ];
+    // Each checking rig: its report, its public record and its pending pay.
+    let checkers: Vec<(Report, RigPublic, i128)> = liars
+        .iter()
+        .map(|l| {
+            let rep = l.report();
+            let rec = market.rig_record(&rep.key).unwrap();
+            let pending = market
                 .store()
                 .read()
                 .unwrap()
                 .balance(&Account::WorkerPending(rep.payout))
-                .unwrap(),
-            0
-        );
+                .unwrap();
+            (rep, rec, pending)
+        })
+        .collect();
+    for (rep, _, _) in &checkers {
+        assert_eq!(rep.assigned.len(), 1, "each checking rig ran one check run");
     }
     let n = newcomer.report();
     let rec = market.rig_record(&n.key).unwrap();
@@ -274,6 +282,62 @@ async fn an_arbiter_that_agrees_with_neither_is_overruled_by_the_engine() {
         0
     );
     let _ = std::fs::remove_dir_all(&dir);
+    Outcome { delta, checkers }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arbiter_that_agrees_with_neither_is_overruled_by_the_engine() {
+    let o = scenario([Some(2), Some(3)], "escalation").await;
+    // One duplicate, one arbitration, one escalation, both liars caught by the engine.
+    assert_eq!(
+        o.delta,
+        [1, 1, 1, 2, 1],
+        "(check runs, on rigs, escalations, caught, decided)"
+    );
+    for (rep, rec, pending) in &o.checkers {
+        assert_eq!(*pending, 0, "a caught rig kept pending pay");
+        assert!(!rec.trusted, "a liar stayed trusted");
+        assert_eq!(
+            (rec.errors, rec.demotions),
+            (1, 1),
+            "a liar was not demoted once"
+        );
+        assert!(rep.acks.iter().any(|(_, s)| *s == AckStatus::Failed));
+        assert!(
+            rep.payments.is_empty(),
+            "a liar was paid for a wrong check run"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arbiter_that_agrees_with_one_side_decides() {
+    let o = scenario([Some(2), None], "arbitration").await;
+    // The lying duplicate disagrees; the honest arbiter agrees with the result and decides.
+    assert_eq!(
+        o.delta,
+        [1, 1, 0, 1, 1],
+        "(check runs, on rigs, escalations, caught, decided)"
+    );
+    let (liar, liar_rec, pending) = &o.checkers[0];
+    assert_eq!(*pending, 0, "a caught rig kept pending pay");
+    assert!(!liar_rec.trusted);
+    assert_eq!((liar_rec.errors, liar_rec.demotions), (1, 1));
+    assert!(
+        liar.payments.is_empty(),
+        "the liar was paid for its wrong check run"
+    );
+    let (arbiter, arbiter_rec, _) = &o.checkers[1];
+    assert!(
+        arbiter_rec.trusted && arbiter_rec.errors == 0,
+        "the honest arbiter suffered"
+    );
+    assert_eq!(
+        arbiter.payments.len(),
+        1,
+        "the arbiter is paid once for its run"
+    );
+    assert!(arbiter.acks.iter().all(|(_, s)| *s != AckStatus::Failed));
 }
 
 /// A check run never goes to a busy device (the real rig rejects an Assign for a busy
