@@ -185,9 +185,9 @@ async fn scenario(lie: [Option<u64>; 2], tag: &str) -> Outcome {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The liars come back with the same keys (still trusted), lying in two different ways.
+    // The two come back with the same keys (still trusted), each lying as `lie` says.
     let mut liars = Vec::new();
-    for i in 0..2 {
+    for (i, lies) in lie.iter().enumerate() {
         let r = ScriptedRig::start_as(
             m.addr,
             key,
@@ -196,7 +196,7 @@ async fn scenario(lie: [Option<u64>; 2], tag: &str) -> Outcome {
             id(&key_file(i)),
         )
         .await;
-        if let Some(every) = lie[i] {
+        if let Some(every) = *lies {
             r.lie_every.store(every, Ordering::SeqCst);
             r.lie.store(true, Ordering::SeqCst);
         }
