@@ -414,9 +414,9 @@ impl Persist {
         Ok(self
             .store
             .read()?
-            .assignments()?
+            .job_assignments(job)?
             .iter()
-            .any(|a| a.job == job && a.rig == *rig && a.state == AssignmentState::Verified))
+            .any(|a| a.rig == *rig && a.state == AssignmentState::Verified))
     }
 
     /// What a restarted market resumes: every running job with its input and verified
@@ -430,7 +430,6 @@ impl Persist {
                 .filter(|j| !j.state.is_closed())
                 .collect();
             let mut out = Vec::with_capacity(jobs.len());
-            let assignments = tx.assignments()?;
             let pending = pending_ids(tx)?;
             for record in jobs {
                 let input = tx.input(&record.input)?.ok_or(StoreError::Corrupt {
@@ -442,7 +441,8 @@ impl Persist {
                     },
                 })?;
                 let mut verified = Vec::new();
-                for a in assignments.iter().filter(|a| a.job == record.id) {
+                // Only this running job's assignments: finished jobs cost nothing here.
+                for a in tx.job_assignments(record.id)?.iter() {
                     match a.state {
                         AssignmentState::Verified => {
                             let Some(tally) = tx.held(a.id)? else {

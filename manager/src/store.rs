@@ -20,6 +20,15 @@ use crate::config::{Config, ConfigError};
 use crate::ledger::{Account, Head, InternalCredit, Settlement};
 use crate::records::{AssignmentRecord, JobRecord};
 
+/// Key of [`tables::JOB_ASSIGNMENTS`]: job id then assignment id, both big-endian, so a
+/// job's assignments are one key range.
+pub(crate) fn job_assignment_key(job: JobId, id: AssignmentId) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&job.0.to_be_bytes());
+    k[8..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
+
 /// Table definitions. Public so that other parts of the manager can keep their own tables in
 /// the same database (open them through [`WriteTx::redb`]) and so tests can tamper with files.
 pub mod tables {
@@ -48,6 +57,9 @@ pub mod tables {
     /// Job id to the merged tally's canonical bytes (sealed for the client's key only when it
     /// fetches the result).
     pub const CLIENT_RESULTS: TableDefinition<u64, &[u8]> = TableDefinition::new("client_results");
+    /// Job id (8 bytes, big-endian) || assignment id (8 bytes, big-endian), value unused: a
+    /// job's assignments without scanning every assignment ever issued.
+    pub const JOB_ASSIGNMENTS: TableDefinition<&[u8], u8> = TableDefinition::new("job_assignments");
     /// Rig key (32 bytes) to encoded [`crate::trust::RigRecord`].
     pub const RIGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rigs");
     /// Rig key || rater key (64 bytes) to stars (1-5); one rating per rater and rig.
@@ -440,6 +452,32 @@ macro_rules! read_api {
             get_decoded::<u64, _, _>(&t, "assignments", id.0, || id.0.to_string(), &self.path)
         }
 
+        /// A job's assignments, through the job index (cost: that job's assignments only).
+        pub fn job_assignments(&self, job: JobId) -> Result<Vec<AssignmentRecord>> {
+            let t = match self.txn.open_table(JOB_ASSIGNMENTS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(self.db(e)),
+            };
+            let lo = crate::store::job_assignment_key(job, AssignmentId(0));
+            let hi = crate::store::job_assignment_key(job, AssignmentId(u64::MAX));
+            let mut out = Vec::new();
+            for item in t
+                .range(lo.as_slice()..=hi.as_slice())
+                .map_err(|e| self.db(e))?
+            {
+                let (k, _) = item.map_err(|e| self.db(e))?;
+                let mut id = [0u8; 8];
+                if let Some(tail) = k.value().get(8..16) {
+                    id.copy_from_slice(tail);
+                }
+                if let Some(a) = self.assignment(AssignmentId(u64::from_be_bytes(id)))? {
+                    out.push(a);
+                }
+            }
+            Ok(out)
+        }
+
         /// Every assignment, in id order (filter by job or state as needed).
         pub fn assignments(&self) -> Result<Vec<AssignmentRecord>> {
             let t = self.txn.open_table(ASSIGNMENTS).map_err(|e| self.db(e))?;
@@ -643,6 +681,9 @@ impl WriteTx {
         self.txn.open_table(JOBS).map_err(|e| self.db(e))?;
         self.txn.open_table(INPUTS).map_err(|e| self.db(e))?;
         self.txn.open_table(ASSIGNMENTS).map_err(|e| self.db(e))?;
+        self.txn
+            .open_table(JOB_ASSIGNMENTS)
+            .map_err(|e| self.db(e))?;
         self.txn.open_table(HELD).map_err(|e| self.db(e))?;
         self.txn
             .open_table(CLIENT_RESULTS)
@@ -702,7 +743,14 @@ impl WriteTx {
 
     /// Stores an assignment record.
     pub fn put_assignment(&mut self, a: &AssignmentRecord) -> Result<()> {
-        self.put_u64(ASSIGNMENTS, "assignments", a.id.0, a)
+        self.put_u64(ASSIGNMENTS, "assignments", a.id.0, a)?;
+        let mut t = self
+            .txn
+            .open_table(JOB_ASSIGNMENTS)
+            .map_err(|e| self.db(e))?;
+        t.insert(job_assignment_key(a.job, a.id).as_slice(), 0u8)
+            .map_err(|e| self.db(e))?;
+        Ok(())
     }
 
     /// A job that must exist.

@@ -303,3 +303,46 @@ fn id_counters_never_repeat_across_reopen() {
     assert_eq!(a2.0, a.0 + 1);
     assert_eq!(b2, b + 1);
 }
+
+#[test]
+fn a_jobs_assignments_come_from_its_index_only() {
+    let (store, _path) = store_with("job-index", &Config::default());
+    store
+        .write(|tx| tx.grant(&CLIENT, Amount(100_000)))
+        .expect("grant");
+    let j1 = create_job(&store, 1000, 100_000, b"a").expect("job");
+    let j2 = create_job(&store, 1000, 100_000, b"b").expect("job");
+    let mut want = Vec::new();
+    for i in 0..3 {
+        want.push(
+            verified_assignment(&store, j1.id, RIG_A, i * 10, 10)
+                .expect("a")
+                .id,
+        );
+        verified_assignment(&store, j2.id, RIG_B, i * 10, 10).expect("b");
+    }
+    // Rewriting a record (a new state) keeps one index entry.
+    let mut a = store
+        .read()
+        .expect("r")
+        .assignment(want[0])
+        .expect("a")
+        .expect("a");
+    a.state = AssignmentState::Abandoned;
+    store.write(|tx| tx.put_assignment(&a)).expect("put");
+    let got: Vec<_> = store
+        .read()
+        .expect("r")
+        .job_assignments(j1.id)
+        .expect("index")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(got, want);
+    assert!(store
+        .read()
+        .expect("r")
+        .job_assignments(compushare_protocol::types::JobId(99))
+        .expect("index")
+        .is_empty());
+}
