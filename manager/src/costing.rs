@@ -12,16 +12,19 @@
 //! [`BLOCK`] photons on one thread; if a block ends past the time bound the batch stops there
 //! (at least one block always runs) and the cost is the mean over the blocks run.
 //!
-//! **Prices.** Price per cost unit `p` micro-credits; price per history in nano-credits is
-//! `cost_milli * p`; work of `h` histories costs `floor(h * cost_milli * p / 1000)`
-//! micro-credits when paid, and a job's maximum cost rounds up.
+//! **Prices** (the only implementation of them; the market and the store both call these).
+//! Price per cost unit `p` micro-credits; a history's price is `ceil(cost_milli * p / 1000)`
+//! micro-credits, at least 1, fixed when the job is accepted; work of `h` histories is paid
+//! `h` times that, so the pieces of a job never add up to more than its maximum cost
+//! (`photons` times that). The manager's fee is `fee_permille` of the work paid, rounded down.
+//! Check runs (duplicates, arbitration) are paid from a check allowance of
+//! `check_allowance_permille` of the maximum cost. The escrow a job takes is maximum cost +
+//! fee on it + check allowance; what is left of it when the job ends is refunded.
 
 use std::time::{Duration, Instant};
 
 use compushare_kernels::transport::{job::Job, Engine, TransportError};
 use compushare_protocol::types::Amount;
-
-use crate::store::StoreError;
 
 /// Seed of every calibration batch.
 pub const CALIBRATION_SEED: u64 = 0x0C05_75A2_E5EE_D001;
@@ -86,102 +89,61 @@ pub fn calibrate(job: &Job, photons: u64, max_time: Duration) -> Result<Calibrat
     })
 }
 
-/// A job's price terms.
+/// A history's price, micro-credits: `ceil(cost_milli * price_per_unit / 1000)`, at least 1.
+pub fn price_per_history(cost_per_history_milli: u64, price_per_unit: Amount) -> u64 {
+    cost_per_history_milli
+        .saturating_mul(price_per_unit.0)
+        .div_ceil(1000)
+        .max(1)
+}
+
+/// What `histories` of work at `price_per_history` are paid (saturating: an absurd job is
+/// refused by its escrow, never paid a wrapped amount).
+pub fn pay(histories: u64, price_per_history: u64) -> u64 {
+    histories.saturating_mul(price_per_history)
+}
+
+/// The manager's fee on `paid`: `fee_permille` of it, rounded down.
+pub fn fee(paid: u64, fee_permille: u64) -> u64 {
+    let v = u128::from(paid) * u128::from(fee_permille) / 1000;
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// The check allowance escrowed with a job: `permille` of its maximum cost.
+pub fn check_allowance(photons: u64, price_per_history: u64, permille: u64) -> u64 {
+    let v = u128::from(pay(photons, price_per_history)) * u128::from(permille) / 1000;
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// What a job moves into escrow when it is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pricing {
-    pub cost_per_history_milli: u64,
-    /// Micro-credits per cost unit.
-    pub price_per_unit: Amount,
+pub struct Escrow {
+    /// Every photon paid at the job's price per history.
+    pub max_cost: u64,
+    /// The fee on the maximum cost.
+    pub fee: u64,
+    /// The check allowance.
+    pub checks: u64,
+    /// `max_cost + fee + checks`.
+    pub total: u64,
 }
 
-impl Pricing {
-    /// Price of one history, nano-credits.
-    pub fn price_per_history_nano(&self) -> u128 {
-        u128::from(self.cost_per_history_milli) * u128::from(self.price_per_unit.0)
-    }
-
-    /// What `histories` of work are paid, micro-credits (rounded down).
-    pub fn cost_of(&self, histories: u64) -> Result<Amount, StoreError> {
-        let v = u128::from(histories)
-            .checked_mul(self.price_per_history_nano())
-            .ok_or(StoreError::Overflow("cost of histories"))?
-            / 1000;
-        u64::try_from(v)
-            .map(Amount)
-            .map_err(|_| StoreError::Overflow("cost of histories"))
-    }
-
-    /// A job's maximum cost for `photons` histories, micro-credits (rounded up, so every
-    /// assignment's rounded-down pay fits in it).
-    pub fn max_cost(&self, photons: u64) -> Result<Amount, StoreError> {
-        let v = u128::from(photons)
-            .checked_mul(self.price_per_history_nano())
-            .ok_or(StoreError::Overflow("max job cost"))?
-            .div_ceil(1000);
-        u64::try_from(v)
-            .map(Amount)
-            .map_err(|_| StoreError::Overflow("max job cost"))
-    }
-}
-
-/// What a job would cost: its calibration and the escrow it needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quote {
-    pub calibration: Calibration,
-    pub pricing: Pricing,
-    /// Maximum cost of all photons, micro-credits.
-    pub max_cost: Amount,
-    /// Maximum fee on it.
-    pub fee: Amount,
-    /// `max_cost + fee`: what moves into escrow.
-    pub escrow: Amount,
-}
-
-/// Calibrates `job` with the configured batch and prices `photons` of it at the configured
-/// price per unit and fee.
-pub fn quote(job: &Job, photons: u64, config: &crate::Config) -> Result<Quote, QuoteError> {
-    let calibration = calibrate(
-        job,
-        config.calibration_photons,
-        Duration::from_millis(config.calibration_max_ms),
-    )?;
-    let pricing = Pricing {
-        cost_per_history_milli: calibration.cost_per_history_milli,
-        price_per_unit: config.price_per_unit,
-    };
-    let max_cost = pricing.max_cost(photons)?;
-    let fee = fee(max_cost, config.fee_bp)?;
-    let escrow = max_cost
-        .0
-        .checked_add(fee.0)
-        .map(Amount)
-        .ok_or(StoreError::Overflow("escrow"))?;
-    Ok(Quote {
-        calibration,
-        pricing,
+/// The escrow of a job of `photons` at `price_per_history`.
+pub fn escrow(
+    photons: u64,
+    price_per_history: u64,
+    fee_permille: u64,
+    check_allowance_permille: u64,
+) -> Escrow {
+    let max_cost = pay(photons, price_per_history);
+    let fee = fee(max_cost, fee_permille);
+    let checks = check_allowance(photons, price_per_history, check_allowance_permille);
+    Escrow {
         max_cost,
         fee,
-        escrow,
-    })
-}
-
-/// Why a job could not be quoted.
-#[derive(Debug, thiserror::Error)]
-pub enum QuoteError {
-    /// Calibration failed.
-    #[error(transparent)]
-    Costing(#[from] CostingError),
-    /// The price overflows.
-    #[error(transparent)]
-    Price(#[from] StoreError),
-}
-
-/// The manager's fee on `amount`: `fee_bp` basis points, rounded up.
-pub fn fee(amount: Amount, fee_bp: u32) -> Result<Amount, StoreError> {
-    let v = (u128::from(amount.0) * u128::from(fee_bp)).div_ceil(10_000);
-    u64::try_from(v)
-        .map(Amount)
-        .map_err(|_| StoreError::Overflow("fee"))
+        checks,
+        total: max_cost.saturating_add(fee).saturating_add(checks),
+    }
 }
 
 #[cfg(test)]
@@ -190,28 +152,26 @@ mod tests {
     use compushare_kernels::transport::{builtin::builtin_job, input::ParseOptions};
 
     #[test]
-    fn pricing_rounds_pay_down_and_max_up() {
-        let p = Pricing {
-            cost_per_history_milli: 1_500,
-            price_per_unit: Amount(3),
-        };
-        assert_eq!(p.price_per_history_nano(), 4_500);
-        assert_eq!(p.cost_of(1).map(|a| a.0).ok(), Some(4));
-        assert_eq!(p.max_cost(1).map(|a| a.0).ok(), Some(5));
-        assert_eq!(p.cost_of(1000).map(|a| a.0).ok(), Some(4_500));
-        // Pieces paid separately never exceed the whole's maximum.
-        let parts: u64 = [333u64, 333, 334]
-            .iter()
-            .map(|&h| p.cost_of(h).map(|a| a.0).unwrap_or(u64::MAX))
-            .sum();
-        assert!(parts <= p.max_cost(1000).map(|a| a.0).unwrap_or(0));
-        assert_eq!(fee(Amount(1000), 500).map(|a| a.0).ok(), Some(50));
-        assert_eq!(fee(Amount(1), 500).map(|a| a.0).ok(), Some(1));
-        let huge = Pricing {
-            cost_per_history_milli: u64::MAX,
-            price_per_unit: Amount(u64::MAX),
-        };
-        assert!(huge.max_cost(u64::MAX).is_err());
+    fn pieces_never_exceed_the_escrow() {
+        // 1.5 units at 3 µc/unit: 4.5 µc, rounded up to 5.
+        assert_eq!(price_per_history(1_500, Amount(3)), 5);
+        assert_eq!(price_per_history(0, Amount(3)), 1);
+        let pph = price_per_history(1_500, Amount(3));
+        let e = escrow(1000, pph, 50, 30);
+        assert_eq!(
+            (e.max_cost, e.fee, e.checks, e.total),
+            (5_000, 250, 150, 5_400)
+        );
+        let parts: u64 = [333u64, 333, 334].iter().map(|&h| pay(h, pph)).sum();
+        assert!(parts <= e.max_cost);
+        assert!(fee(parts, 50) <= e.fee);
+        assert_eq!(fee(19, 50), 0, "rounded down");
+        let huge = escrow(u64::MAX, u64::MAX, 1000, 1000);
+        assert_eq!(
+            huge.total,
+            u64::MAX,
+            "saturates, so it is refused, never wraps"
+        );
     }
 
     #[test]
@@ -226,28 +186,6 @@ mod tests {
         assert_eq!(a.cost_per_history_milli, b.cost_per_history_milli);
         // cube60 is a scattering medium: far more than one unit per history.
         assert!(a.cost_per_history_milli > 10_000, "{a:?}");
-    }
-
-    #[test]
-    fn quote_matches_pricing() {
-        let job = builtin_job("cube60", &ParseOptions::default()).expect("builtin cube60");
-        let config = crate::Config {
-            calibration_photons: 256,
-            price_per_unit: Amount(2),
-            ..crate::Config::default()
-        };
-        let q = quote(&job, 1_000_000, &config).expect("quote");
-        let per = q.calibration.cost_per_history_milli;
-        assert_eq!(q.pricing.price_per_history_nano(), u128::from(per) * 2);
-        assert_eq!(
-            u128::from(q.max_cost.0),
-            (1_000_000 * u128::from(per) * 2).div_ceil(1000)
-        );
-        assert_eq!(q.escrow.0, q.max_cost.0 + q.fee.0);
-        assert_eq!(
-            u128::from(q.fee.0),
-            (u128::from(q.max_cost.0) * 500).div_ceil(10_000)
-        );
     }
 
     #[test]

@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::codec::{self, CodecError};
-use crate::records::{AssignmentState, JobState};
 use crate::store::{tables::*, ReadTx, Result, Store, StoreError, WriteTx, META_HEAD};
 
 /// A ledger account.
@@ -362,44 +361,6 @@ impl WriteTx {
         )
     }
 
-    /// Pays a verified assignment's payout from its job's escrow to its rig: to spendable (via
-    /// the settlement backend) once the rig has `spendable_after` verified histories, to
-    /// pending before. At most once per assignment: a second call is refused with
-    /// [`StoreError::AlreadyPaid`] and changes nothing.
-    pub fn pay_assignment(&mut self, id: AssignmentId) -> Result<Payment> {
-        if let Some(seq) = self.paid_by(id)? {
-            return Err(StoreError::AlreadyPaid {
-                assignment: id.0,
-                seq,
-            });
-        }
-        let mut a = self.assignment_required(id)?;
-        if a.state != AssignmentState::Verified {
-            return Err(StoreError::NotVerified {
-                assignment: id.0,
-                state: a.state,
-            });
-        }
-        let mut job = self.job_required(a.job)?;
-        let verified = self.rig(&a.rig)?.map_or(0, |r| r.histories_verified);
-        let spendable = verified >= self.config.spendable_after;
-        let payment = self.pay_worker(a.job, id, &a.rig, a.payout, spendable)?;
-        a.paid = true;
-        self.put_assignment(&a)?;
-        job.paid = Amount(
-            job.paid
-                .0
-                .checked_add(a.payout.0)
-                .ok_or(StoreError::Overflow("job paid"))?,
-        );
-        self.put_job(&job)?;
-        if spendable {
-            // Pay earned before the rig qualified becomes spendable with it.
-            self.release(&a.rig)?;
-        }
-        Ok(payment)
-    }
-
     /// Pays `amount` from `job`'s escrow to `worker` for `assignment`: to spendable through
     /// the settlement backend, or to pending (released later by [`WriteTx::release`],
     /// forfeited by [`WriteTx::forfeit_pending`]). At most once per assignment, whatever the
@@ -475,8 +436,10 @@ impl WriteTx {
         })
     }
 
-    /// Settles a job's escrow without a job record: `fee` (capped by what is left) to the fee
-    /// account, the rest back to `client`. Returns (fee taken, refund).
+    /// Settles a job's escrow: `fee` (capped by what is left) to the fee account, the rest
+    /// back to `client`. Returns (fee taken, refund). The only place a job's escrow is
+    /// closed: the market's finished jobs ([`crate::persist::Persist::finished`]) and the
+    /// [`crate::escrow::Bank`] seam both come here.
     pub fn close_escrow(
         &mut self,
         job: JobId,
@@ -623,52 +586,6 @@ impl WriteTx {
             Some(job),
             None,
         )
-    }
-
-    /// Returns all unused escrow of a job to its client. Returns the amount.
-    pub fn refund(&mut self, job: JobId) -> Result<Amount> {
-        let rec = self.job_required(job)?;
-        let left = self.balance(&Account::Escrow(job))?;
-        let left = u64::try_from(left.max(0)).map_err(|_| StoreError::Overflow("escrow"))?;
-        if left > 0 {
-            self.post(
-                EntryKind::Refund,
-                Account::Escrow(job),
-                Account::Client(rec.client),
-                Amount(left),
-                Some(job),
-                None,
-            )?;
-        }
-        Ok(Amount(left))
-    }
-
-    /// Ends a job: takes the fee on the work paid (capped by what is left in escrow), refunds
-    /// the rest of the escrow, and records the final state and result. Returns (fee, refund).
-    pub fn finish_job(
-        &mut self,
-        id: JobId,
-        state: JobState,
-        result: Option<compushare_protocol::types::Digest>,
-    ) -> Result<(Amount, Amount)> {
-        let mut job = self.job_required(id)?;
-        if job.state.is_closed() {
-            return Err(StoreError::JobClosed(id.0));
-        }
-        let left = self.balance(&Account::Escrow(id))?;
-        let left = u64::try_from(left.max(0)).map_err(|_| StoreError::Overflow("escrow"))?;
-        let fee = crate::costing::fee(job.paid, self.config.fee_bp)?
-            .0
-            .min(left);
-        if fee > 0 {
-            self.take_fee(id, Amount(fee))?;
-        }
-        let refund = self.refund(id)?;
-        job.state = state;
-        job.finished_unix_s = Some(self.now);
-        job.result = result;
-        self.put_job(&job)?;
-        Ok((Amount(fee), refund))
     }
 }
 

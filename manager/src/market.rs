@@ -17,6 +17,9 @@
 //! crash (job accepted, result verified and paid, rig caught, job finished, trust records and
 //! ratings) is committed there before the market acts on it; the maps here are the working
 //! copy of running jobs and connected rigs, rebuilt from the store by [`Market::open`].
+//!
+//! The rules of check runs (duplicates, arbitration, escalation to the manager's engine)
+//! live in [`checks`]; this module orchestrates them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use compushare_protocol::types::{
 };
 use tokio::sync::mpsc;
 
+use crate::costing;
 use crate::escrow::Bank;
 use crate::persist::{Caught, JobTerms, Persist, Verified};
 use crate::records::{AssignmentRecord, AssignmentState, CommitInfo, Verification};
@@ -42,6 +46,8 @@ use crate::store::{Store, StoreError};
 use crate::store_bank::StoreBank;
 use crate::trust::{ErrorKind, RigRecord};
 use crate::verify;
+
+mod checks;
 
 /// Tunables of the market.
 #[derive(Debug, Clone)]
@@ -153,9 +159,9 @@ pub struct RigPublic {
     /// Recorded seconds per thousandth cost unit (time to return / cost).
     pub s_per_milli: Option<f64>,
     pub ratings: Vec<u8>,
-    /// Paid since this manager started (the ledger holds the full history).
+    /// Paid for verified work, ever (the ledger holds each payment).
     pub paid: u64,
-    /// Forfeited since this manager started.
+    /// Pending pay forfeited when caught, ever.
     pub forfeited: u64,
 }
 
@@ -167,6 +173,9 @@ impl RigPublic {
         self.verified = rec.histories_verified;
         self.errors = rec.errors;
         self.late = rec.late;
+        self.demotions = rec.demotions;
+        self.paid = rec.paid;
+        self.forfeited = rec.forfeited;
         if self.s_per_milli.is_none() && rec.returns.recent > 0 {
             // `recent` is microseconds per cost unit; this is seconds per milli cost unit.
             self.s_per_milli = Some(rec.returns.recent as f64 * 1e-9);
@@ -291,6 +300,8 @@ pub struct Stats {
     pub arbitrations_on_rigs: u64,
     /// Disagreements decided (by a third rig or the manager's engine).
     pub arbitrations: u64,
+    /// Arbitration runs that agreed with neither side (the manager's engine then decided).
+    pub escalations: u64,
     pub samples_checked: u64,
     pub heartbeats: u64,
 }
@@ -330,14 +341,6 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// The check allowance escrowed with a job (see [`MarketConfig::check_allowance_permille`]).
-fn check_allowance(photons: u64, price_per_history: u64, cfg: &MarketConfig) -> u64 {
-    photons
-        .saturating_mul(price_per_history)
-        .saturating_mul(cfg.check_allowance_permille)
-        / 1000
 }
 
 fn name(s: &str) -> Name {
@@ -429,7 +432,7 @@ impl Market {
                 Assignment {
                     job: job.id,
                     rig: a.rig,
-                    payout_to: a.rig,
+                    payout_to: a.payout_to,
                     device: a.device,
                     range: a.photons,
                     payout: a.payout.0,
@@ -455,14 +458,14 @@ impl Market {
                 },
             );
         }
-        let price_per_history = (job
-            .cost_per_history_milli
-            .saturating_mul(job.price_per_unit.0))
-        .div_ceil(1000)
-        .max(1);
+        let price_per_history = job.price_per_history();
         // What the escrowed allowance still covers: what was paid beyond the held results
         // went to check runs (forfeits returned to escrow are not counted back: safe side).
-        let allowance = check_allowance(job.photons, price_per_history, &self.cfg);
+        let allowance = costing::check_allowance(
+            job.photons,
+            price_per_history,
+            self.cfg.check_allowance_permille,
+        );
         let check_budget = allowance.saturating_sub(job.paid.0.saturating_sub(spent));
         let state = if held.is_empty() {
             JobState::Queued
@@ -509,6 +512,7 @@ impl Market {
             id,
             job: a.job,
             rig: a.rig,
+            payout_to: a.payout_to,
             device: a.device,
             photons: a.range,
             seed,
@@ -622,6 +626,7 @@ impl Market {
         });
         if let Some(rec) = &stored {
             rig.public.absorb(rec);
+            rig.dup_passed = rec.dup_passed;
         }
         rig.public.label = label.clone();
         rig.payout = hello.payout;
@@ -917,7 +922,7 @@ impl Market {
         let Some(j) = self.jobs.get(&job) else {
             return false;
         };
-        let payout = range.count.saturating_mul(j.price_per_history);
+        let payout = costing::pay(range.count, j.price_per_history);
         let expected = Duration::from_secs_f64(
             (range.count as f64 / c.histories_per_s.max(1e-9)).min(86_400.0),
         );
@@ -978,9 +983,8 @@ impl Market {
             },
         );
         if let Some(rig) = self.rigs.get_mut(&key) {
-            if check.is_none() || !rig.busy.contains_key(&c.device) {
-                rig.busy.insert(c.device, id);
-            }
+            // Check runs go to idle devices only, like primary work.
+            rig.busy.insert(c.device, id);
         }
         self.note(id, AssignmentState::Issued, false);
         self.stats.assignments += 1;
@@ -1031,28 +1035,6 @@ impl Market {
         }
         self.match_job(job);
         self.match_rig(&rig);
-    }
-
-    /// A check run ended without a verdict (late, rejected, its rig caught): the result it
-    /// checked is checked again, by another trusted rig or the manager's engine.
-    fn check_lost(&mut self, run: CheckRun) {
-        let Some(x) = self.assignments.get(&run.of) else {
-            return;
-        };
-        if !matches!(x.state, AState::Checking | AState::Held) {
-            return;
-        }
-        let (range, job) = (x.range, x.job);
-        let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) else {
-            return;
-        };
-        if run.arbiter || x.disputed.is_some() {
-            let w = self.start_arbitration(run.of, spec, range);
-            self.later.extend(w);
-        } else {
-            let w = self.start_duplicate(run.of, spec, range);
-            self.later.extend(w);
-        }
     }
 
     fn match_rig(&mut self, key: &PublicKey) {
@@ -1259,139 +1241,6 @@ impl Market {
         work
     }
 
-    /// Has `id`'s range run again to compare digests: on a trusted rig (not the one being
-    /// checked, not one already on that range) while the job's check allowance lasts,
-    /// otherwise on the manager's own engine, the root of trust, so a job never waits for a
-    /// trusted rig to appear. Returns the engine work, if that is where it runs.
-    fn start_duplicate(
-        &mut self,
-        id: AssignmentId,
-        spec: Arc<JobSpec>,
-        range: PhotonRange,
-    ) -> Option<Work> {
-        if let Some(a) = self.assignments.get_mut(&id) {
-            a.duplicate = Some(false);
-            if let Some(r) = self.rigs.get_mut(&a.rig) {
-                if !r.public.trusted && !r.dup_passed {
-                    r.dup_in_flight = Some(id);
-                }
-            }
-        }
-        if self.dispatch_check(id, false) {
-            self.stats.check_runs += 1;
-            return None;
-        }
-        self.stats.duplicates += 1;
-        Some(Work::Duplicate {
-            assignment: id,
-            spec,
-            range,
-        })
-    }
-
-    /// A duplicate disagreed with `id`'s result: a third run decides, on another trusted rig
-    /// (neither of the two) or on the manager's engine.
-    fn start_arbitration(
-        &mut self,
-        id: AssignmentId,
-        spec: Arc<JobSpec>,
-        range: PhotonRange,
-    ) -> Option<Work> {
-        if self.dispatch_check(id, true) {
-            self.stats.arbitrations_on_rigs += 1;
-            return None;
-        }
-        self.stats.duplicates += 1;
-        Some(Work::Duplicate {
-            assignment: id,
-            spec,
-            range,
-        })
-    }
-
-    /// Issues a check run of `of`'s range to a connected trusted rig with a standing bid on
-    /// the job (an idle device first), excluding every rig already on that range; paid from
-    /// the job's check allowance. Returns whether one was issued.
-    fn dispatch_check(&mut self, of: AssignmentId, arbiter: bool) -> bool {
-        let Some(x) = self.assignments.get(&of) else {
-            return false;
-        };
-        let (job, range) = (x.job, x.range);
-        let mut exclude: Vec<PublicKey> = vec![x.rig];
-        if let Some((d, _)) = x.disputed {
-            if let Some(dup) = self.assignments.get(&d) {
-                exclude.push(dup.rig);
-            }
-        }
-        // Any rig given a check run of this result is on the range too (one that lost its
-        // run is not asked again: the next trusted rig, or the manager's engine, is).
-        for a in self.assignments.values() {
-            if a.check.is_some_and(|c| c.of == of) {
-                exclude.push(a.rig);
-            }
-        }
-        let Some(j) = self.jobs.get(&job) else {
-            return false;
-        };
-        let payout = range.count.saturating_mul(j.price_per_history);
-        if j.check_budget < payout || !matches!(j.state, JobState::Running | JobState::Queued) {
-            return false;
-        }
-        let cost_milli = j.cost_milli;
-        let mut best: Option<(bool, PublicKey, Candidate)> = None;
-        let mut keys: Vec<&PublicKey> = self.rigs.keys().collect();
-        keys.sort();
-        for k in keys {
-            let Some(rig) = self.rigs.get(k) else {
-                continue;
-            };
-            if !rig.public.trusted
-                || rig.link.is_none()
-                || rig.excluded.contains(&job)
-                || exclude.contains(k)
-            {
-                continue;
-            }
-            for ((bj, dev), bid) in rig.bids.range((job, 0)..=(job, u8::MAX)) {
-                if *bj != job || bid.min_price > self.cfg.price_per_unit {
-                    continue;
-                }
-                let idle = !rig.busy.contains_key(dev);
-                if best.as_ref().is_some_and(|(b, _, _)| *b || !idle) {
-                    continue;
-                }
-                let c = Candidate {
-                    rig: 0,
-                    device: *dev,
-                    cores: bid.cores.max(1),
-                    histories_per_s: scheduler::expected_rate(
-                        rig.public.s_per_milli,
-                        bid.histories_per_s,
-                        cost_milli,
-                    ),
-                    min_price: bid.min_price,
-                };
-                best = Some((idle, *k, c));
-            }
-        }
-        let Some((_, key, c)) = best else {
-            return false;
-        };
-        if !self.issue(job, key, &c, range, Some(CheckRun { of, arbiter })) {
-            return false;
-        }
-        if let Some(j) = self.jobs.get_mut(&job) {
-            j.check_budget -= payout;
-        }
-        log(format_args!(
-            "assignment {}: {} run on trusted rig {}",
-            of.0,
-            if arbiter { "arbitration" } else { "duplicate" },
-            short(&key)
-        ));
-        true
-    }
-
     fn proofs(
         &mut self,
         key: &PublicKey,
@@ -1446,290 +1295,6 @@ impl Market {
             return Vec::new();
         }
         self.settle_check(id)
-    }
-
-    /// The outcome of [`Work::Duplicate`]: the manager's own digest of the range. It decides
-    /// a pending disagreement, or checks the result directly.
-    pub fn duplicated(&mut self, id: AssignmentId, digest: Result<Digest, String>) -> Vec<Work> {
-        let Some(a) = self.assignments.get_mut(&id) else {
-            return Vec::new();
-        };
-        let d = match digest {
-            Ok(d) => d,
-            Err(e) => {
-                // The manager could not run it: no verdict on the rig; drop the duplicate.
-                log(format_args!("duplicate of assignment {} failed: {e}", id.0));
-                a.duplicate = None;
-                a.disputed = None;
-                a.suspect = None;
-                if let Some(r) = self.rigs.get_mut(&a.rig) {
-                    if r.dup_in_flight == Some(id) {
-                        r.dup_in_flight = None;
-                    }
-                }
-                return self.proceed(id);
-            }
-        };
-        if a.disputed.is_some() {
-            return self.decide(id, d, None);
-        }
-        if Some(d) == a.digest {
-            self.duplicate_matched(id);
-            return self.proceed(id);
-        }
-        if matches!(a.state, AState::Checking | AState::Held) {
-            self.fail(
-                id,
-                "tally digest differs from the trusted duplicate",
-                ErrorKind::DuplicateMismatch,
-            );
-        }
-        Vec::new()
-    }
-
-    /// Continues a result after its duplicate's outcome: finish its checks, or its job.
-    fn proceed(&mut self, id: AssignmentId) -> Vec<Work> {
-        let Some(a) = self.assignments.get(&id) else {
-            return Vec::new();
-        };
-        match a.state {
-            AState::Checking => self.settle_check(id),
-            AState::Held => self.try_finish(Some(a.job)),
-            _ => Vec::new(),
-        }
-    }
-
-    /// A duplicate agreed with `id`'s result: its rig has passed a duplicate (and pay it
-    /// earned while waiting for one may become spendable).
-    fn duplicate_matched(&mut self, id: AssignmentId) {
-        let Some(a) = self.assignments.get_mut(&id) else {
-            return;
-        };
-        a.duplicate = Some(true);
-        let payout_to = a.payout_to;
-        let held = a.state == AState::Held;
-        let mut release = false;
-        if let Some(r) = self.rigs.get_mut(&a.rig) {
-            r.dup_passed = true;
-            if r.dup_in_flight == Some(id) {
-                r.dup_in_flight = None;
-            }
-            release = held && r.public.verified >= self.cfg.spendable_after;
-        }
-        if release {
-            // Pay of results verified before the rig's first duplicate passed waited in
-            // pending; it qualifies now.
-            match self.persist.release(&payout_to) {
-                Ok(_) => {
-                    for x in self.assignments.values_mut() {
-                        if x.payout_to == payout_to && x.state == AState::Held {
-                            x.spendable = true;
-                        }
-                    }
-                }
-                Err(e) => log(format_args!("store: release of pending pay: {e}")),
-            }
-        }
-    }
-
-    /// A check run passed its own checks: compare it with the result it checks.
-    fn check_settled(&mut self, id: AssignmentId, run: CheckRun) -> Vec<Work> {
-        let Some(c) = self.assignments.get_mut(&id) else {
-            return Vec::new();
-        };
-        c.state = AState::Settled;
-        let theirs = c.digest;
-        let Some(x) = self.assignments.get(&run.of) else {
-            self.pay_check(id, run.of);
-            return Vec::new();
-        };
-        if !matches!(x.state, AState::Checking | AState::Held) || theirs.is_none() {
-            // The result was dropped meanwhile; the runs were done in good faith.
-            let others = [x.disputed, x.suspect];
-            self.pay_check(id, run.of);
-            for (d, _) in others.into_iter().flatten() {
-                self.pay_check(d, run.of);
-            }
-            return Vec::new();
-        }
-        let (range, job) = (x.range, x.job);
-        let Some(theirs) = theirs else {
-            return Vec::new();
-        };
-        if run.arbiter {
-            return self.decide(run.of, theirs, Some(id));
-        }
-        if x.digest == Some(theirs) {
-            self.pay_check(id, run.of);
-            self.duplicate_matched(run.of);
-            return self.proceed(run.of);
-        }
-        log(format_args!(
-            "assignment {}: duplicate {} on a trusted rig disagrees; arbitration",
-            run.of.0, id.0
-        ));
-        if let Some(x) = self.assignments.get_mut(&run.of) {
-            x.disputed = Some((id, theirs));
-        }
-        let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) else {
-            return Vec::new();
-        };
-        self.start_arbitration(run.of, spec, range)
-            .into_iter()
-            .collect()
-    }
-
-    /// Decides a disagreement between `id`'s result and its duplicate by the digest of a
-    /// third run (`arbiter`: its check run on a trusted rig; `None`: the manager's engine): a
-    /// result that differs from it loses (its rig is demoted, its pending pay forfeited); a
-    /// check run that agrees with it is paid. An arbiter that agrees with neither decides
-    /// nothing: the manager's engine, the root of trust, then decides among all three.
-    fn decide(
-        &mut self,
-        id: AssignmentId,
-        reference: Digest,
-        arbiter: Option<AssignmentId>,
-    ) -> Vec<Work> {
-        let Some(x) = self.assignments.get_mut(&id) else {
-            return Vec::new();
-        };
-        let Some((dup, dup_digest)) = x.disputed else {
-            return Vec::new();
-        };
-        let ours = x.digest;
-        if let Some(a) = arbiter {
-            if ours != Some(reference) && dup_digest != reference {
-                log(format_args!(
-                    "assignment {}: arbitration run {} agrees with neither; the manager decides",
-                    id.0, a.0
-                ));
-                x.suspect = Some((a, reference));
-                let (range, job) = (x.range, x.job);
-                self.stats.duplicates += 1;
-                return match self.jobs.get(&job) {
-                    Some(j) => vec![Work::Duplicate {
-                        assignment: id,
-                        spec: j.spec.clone(),
-                        range,
-                    }],
-                    None => Vec::new(),
-                };
-            }
-        }
-        x.disputed = None;
-        let suspect = x.suspect.take();
-        self.stats.arbitrations += 1;
-        let mut work = Vec::new();
-        for (run, digest) in [Some((dup, dup_digest)), suspect].into_iter().flatten() {
-            if digest == reference {
-                self.pay_check(run, id);
-            } else {
-                self.fail(
-                    run,
-                    "check run differs from the arbitration",
-                    ErrorKind::DuplicateMismatch,
-                );
-            }
-        }
-        if let Some(a) = arbiter {
-            self.pay_check(a, id);
-        }
-        if ours == Some(reference) {
-            self.duplicate_matched(id);
-            work.extend(self.proceed(id));
-        } else {
-            self.fail(
-                id,
-                "tally digest differs from the arbitration run",
-                ErrorKind::DuplicateMismatch,
-            );
-        }
-        work
-    }
-
-    /// Pays a check run that was not found wrong, from the job's check allowance.
-    fn pay_check(&mut self, id: AssignmentId, of: AssignmentId) {
-        let Some(c) = self.assignments.get(&id) else {
-            return;
-        };
-        if c.state != AState::Settled {
-            return;
-        }
-        let (rig_key, payout_to, payout, range, job, elapsed_ms, sampled) = (
-            c.rig,
-            c.payout_to,
-            c.payout,
-            c.range,
-            c.job,
-            c.elapsed_ms,
-            c.sampled,
-        );
-        let Some(rig) = self.rigs.get(&rig_key) else {
-            return;
-        };
-        let spendable_after = if rig.public.trusted || rig.dup_passed {
-            self.cfg.spendable_after
-        } else {
-            u64::MAX
-        };
-        let cost_milli = self.jobs.get(&job).map_or(0, |j| j.cost_milli);
-        let Some(record) = self.record(
-            id,
-            AssignmentState::Verified,
-            Verification::DuplicateMatched { other: of },
-        ) else {
-            return;
-        };
-        let v = Verified {
-            record,
-            payout_to,
-            tally: Vec::new(),
-            elapsed_ms,
-            cost_milli: range.count.saturating_mul(cost_milli),
-            trust_histories: range.count,
-            promote_after: self.cfg.trust_threshold,
-            spendable_after,
-            primary: false,
-        };
-        let _ = sampled;
-        match self.persist.verified(&v) {
-            Ok(recorded) => {
-                if let Some(c) = self.assignments.get_mut(&id) {
-                    c.state = AState::Paid;
-                    c.tally = None;
-                }
-                if let Some(r) = self.rigs.get_mut(&rig_key) {
-                    r.public.absorb(&recorded.rig);
-                    r.public.paid = r.public.paid.saturating_add(payout);
-                    r.trusted_clean += 1;
-                }
-                self.send(
-                    &rig_key,
-                    ManagerToRig::Ack {
-                        assignment: id,
-                        status: AckStatus::Verified,
-                    },
-                );
-                self.send(
-                    &rig_key,
-                    ManagerToRig::PaymentNotice {
-                        assignment: id,
-                        amount: Amount(payout),
-                        spendable: recorded.spendable,
-                    },
-                );
-            }
-            Err(e) => {
-                log(format_args!(
-                    "store: check run {} not recorded: {e}; unpaid",
-                    id.0
-                ));
-                if let Some(c) = self.assignments.get_mut(&id) {
-                    c.state = AState::Discarded;
-                    c.tally = None;
-                }
-            }
-        }
     }
 
     /// Moves a result to `Held` once every requested sample passed and any duplicate agreed.
@@ -1833,7 +1398,6 @@ impl Market {
         }
         if let Some(r) = self.rigs.get_mut(&rig_key) {
             r.public.absorb(&recorded.rig);
-            r.public.paid = r.public.paid.saturating_add(payout);
             if r.public.trusted && trusted {
                 r.trusted_clean += 1;
             }
@@ -1946,21 +1510,23 @@ impl Market {
                 }
             }
         }
-        let forfeited = match self.persist.caught(&caught) {
+        match self.persist.caught(&caught) {
             Ok((rec, forfeited)) => {
                 if let Some(r) = self.rigs.get_mut(&rig_key) {
                     r.public.absorb(&rec);
                 }
-                forfeited
+                if forfeited > 0 {
+                    log(format_args!(
+                        "rig {}: {forfeited} of pending pay forfeited",
+                        short(&rig_key)
+                    ));
+                }
             }
-            Err(e) => {
-                log(format_args!(
-                    "store: demotion of rig {} not recorded: {e}",
-                    short(&rig_key)
-                ));
-                0
-            }
-        };
+            Err(e) => log(format_args!(
+                "store: demotion of rig {} not recorded: {e}",
+                short(&rig_key)
+            )),
+        }
         for d in discard {
             let Some(x) = self.assignments.get_mut(&d) else {
                 continue;
@@ -1972,9 +1538,6 @@ impl Market {
             }
             x.tally = None;
             self.release_quiet(d, AState::Discarded);
-        }
-        if let Some(r) = self.rigs.get_mut(&rig_key) {
-            r.public.forfeited += forfeited;
         }
         self.match_job(job);
     }
@@ -2056,7 +1619,7 @@ impl Market {
         }
         let Some(merged) = merged else { return };
         let bytes = merged.canonical_bytes();
-        let fee = spent.saturating_mul(j.fee_permille) / 1000;
+        let fee = costing::fee(spent, j.fee_permille);
         let (fee, refund) = match self
             .persist
             .finished(job, &bytes, merged.digest(), fee, &held)
@@ -2161,22 +1724,14 @@ impl Market {
         max_price: Amount,
         cost_milli: u64,
     ) -> Result<(JobId, Amount, Amount), (ErrorCode, String)> {
-        let price_per_history = (cost_milli.saturating_mul(self.cfg.price_per_unit.0))
-            .div_ceil(1000)
-            .max(1);
-        let max_cost = photons.saturating_mul(price_per_history);
-        let fee = max_cost.saturating_mul(self.cfg.fee_permille) / 1000;
-        let checks = check_allowance(photons, price_per_history, &self.cfg);
-        let escrow = max_cost.saturating_add(fee).saturating_add(checks);
-        if escrow > max_price.0 {
-            return Err((
-                ErrorCode::TooExpensive,
-                format!(
-                    "{photons} photons at {price_per_history} per history plus fee and check allowance cost {escrow}, above the maximum {}",
-                    max_price.0
-                ),
-            ));
-        }
+        let price_per_history = costing::price_per_history(cost_milli, self.cfg.price_per_unit);
+        let e = costing::escrow(
+            photons,
+            price_per_history,
+            self.cfg.fee_permille,
+            self.cfg.check_allowance_permille,
+        );
+        let (checks, escrow) = (e.checks, e.total);
         let terms = JobTerms {
             client,
             photons,
@@ -2194,6 +1749,12 @@ impl Market {
                 StoreError::InsufficientBalance { .. } => {
                     (ErrorCode::InsufficientFunds, e.to_string())
                 }
+                StoreError::PriceAboveMax { needed, max } => (
+                    ErrorCode::TooExpensive,
+                    format!(
+                        "{photons} photons at {price_per_history} per history plus fee and check allowance cost {needed}, above the maximum {max}"
+                    ),
+                ),
                 e => {
                     log(format_args!("store: job not accepted: {e}"));
                     (

@@ -24,7 +24,6 @@ use compushare_protocol::types::{Amount, AssignmentId, Digest, JobId, Mode, Publ
 use redb::ReadableTable;
 use sha2::{Digest as _, Sha256};
 
-use crate::ledger::Account;
 use crate::records::{AssignmentRecord, AssignmentState, JobRecord, JobState};
 use crate::store::{tables, Result, Store, StoreError, WriteTx};
 use crate::trust::{ErrorKind, Rater, RigRecord};
@@ -140,8 +139,15 @@ impl Persist {
     }
 
     /// Stores a job's input and record and moves its escrow from the client's balance, in one
-    /// transaction. Refused (nothing written) when the balance does not cover the escrow.
+    /// transaction. Refused (nothing written) when the escrow is above the client's maximum
+    /// price or the balance does not cover it.
     pub fn accept_job(&self, terms: &JobTerms, input: &[u8]) -> Result<JobId> {
+        if terms.escrow.0 > terms.max_price.0 {
+            return Err(StoreError::PriceAboveMax {
+                needed: terms.escrow.0,
+                max: terms.max_price.0,
+            });
+        }
         let digest: Digest = Sha256::digest(input).into();
         let input_len =
             u32::try_from(input.len()).map_err(|_| StoreError::Overflow("input_len"))?;
@@ -224,6 +230,12 @@ impl Persist {
     /// from the job's escrow, in one transaction. The ledger refuses a second payment for an
     /// assignment, so this cannot pay twice.
     pub fn verified(&mut self, v: &Verified) -> Result<Recorded> {
+        if v.record.state != AssignmentState::Verified {
+            return Err(StoreError::NotVerified {
+                assignment: v.record.id.0,
+                state: v.record.state,
+            });
+        }
         let queued = std::mem::take(&mut self.queued);
         self.store.write(|tx| {
             write_queued(tx, &queued)?;
@@ -234,6 +246,7 @@ impl Persist {
             }
             let mut rec = tx.rig_or_join(&a.rig)?;
             rec.record_return(v.elapsed_ms, v.cost_milli);
+            rec.paid = rec.paid.saturating_add(a.payout.0);
             let promoted = rec.record_verified(v.trust_histories, tx.now(), v.promote_after);
             if v.trust_histories < a.photons.count {
                 // Work not covered by a check still counts as done, not toward trust.
@@ -293,6 +306,9 @@ impl Persist {
                 tx.put_job(&j)?;
             }
             let forfeited = tx.forfeit_pending(&c.payout_to)?;
+            let mut rec = rec;
+            rec.forfeited = rec.forfeited.saturating_add(forfeited.0);
+            tx.put_rig(&rec)?;
             Ok((rec, forfeited.0))
         })
     }
@@ -314,13 +330,7 @@ impl Persist {
                 return Err(StoreError::JobClosed(job.0));
             }
             tx.put_client_result(job, merged)?;
-            let left = tx.balance(&Account::Escrow(job))?;
-            let left = u64::try_from(left.max(0)).map_err(|_| StoreError::Overflow("escrow"))?;
-            let fee = fee.min(left);
-            if fee > 0 {
-                tx.take_fee(job, Amount(fee))?;
-            }
-            let refund = tx.refund(job)?;
+            let (fee, refund) = tx.close_escrow(job, &j.client, Amount(fee))?;
             for id in held {
                 tx.remove_held(*id)?;
             }
@@ -328,15 +338,32 @@ impl Persist {
             j.finished_unix_s = Some(tx.now());
             j.result = Some(digest);
             tx.put_job(&j)?;
-            Ok((fee, refund.0))
+            Ok((fee.0, refund.0))
         })
     }
 
-    /// Makes a worker's pending pay spendable (its rig now qualifies). Returns the amount.
-    pub fn release(&self, worker: &PublicKey) -> Result<u64> {
-        self.store
-            .write(|tx| tx.release_pending(worker))
-            .map(|a| a.0)
+    /// A duplicate agreed with `rig`'s result: records that it passed one (it stays passed
+    /// across restarts until the rig is caught) and, with `release`, makes the pending pay of
+    /// `payout_to` spendable, in one transaction. Returns the rig's record.
+    pub fn duplicate_passed(
+        &mut self,
+        rig: &PublicKey,
+        payout_to: &PublicKey,
+        release: bool,
+    ) -> Result<RigRecord> {
+        let queued = std::mem::take(&mut self.queued);
+        self.store.write(|tx| {
+            write_queued(tx, &queued)?;
+            let mut rec = tx.rig_or_join(rig)?;
+            if !rec.dup_passed {
+                rec.dup_passed = true;
+                tx.put_rig(&rec)?;
+            }
+            if release {
+                tx.release_pending(payout_to)?;
+            }
+            Ok(rec)
+        })
     }
 
     /// A client's star rating of a rig (one per client and rig; rating again replaces it).
@@ -387,9 +414,9 @@ impl Persist {
         Ok(self
             .store
             .read()?
-            .assignments()?
+            .job_assignments(job)?
             .iter()
-            .any(|a| a.job == job && a.rig == *rig && a.state == AssignmentState::Verified))
+            .any(|a| a.rig == *rig && a.state == AssignmentState::Verified))
     }
 
     /// What a restarted market resumes: every running job with its input and verified
@@ -403,7 +430,6 @@ impl Persist {
                 .filter(|j| !j.state.is_closed())
                 .collect();
             let mut out = Vec::with_capacity(jobs.len());
-            let assignments = tx.assignments()?;
             let pending = pending_ids(tx)?;
             for record in jobs {
                 let input = tx.input(&record.input)?.ok_or(StoreError::Corrupt {
@@ -415,7 +441,8 @@ impl Persist {
                     },
                 })?;
                 let mut verified = Vec::new();
-                for a in assignments.iter().filter(|a| a.job == record.id) {
+                // Only this running job's assignments: finished jobs cost nothing here.
+                for a in tx.job_assignments(record.id)?.iter() {
                     match a.state {
                         AssignmentState::Verified => {
                             let Some(tally) = tx.held(a.id)? else {

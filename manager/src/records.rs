@@ -60,12 +60,9 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    /// The job's price terms, fixed when it was accepted.
-    pub fn pricing(&self) -> crate::costing::Pricing {
-        crate::costing::Pricing {
-            cost_per_history_milli: self.cost_per_history_milli,
-            price_per_unit: self.price_per_unit,
-        }
+    /// The job's price per history, fixed when it was accepted.
+    pub fn price_per_history(&self) -> u64 {
+        crate::costing::price_per_history(self.cost_per_history_milli, self.price_per_unit)
     }
 
     /// Photons not yet verified.
@@ -130,6 +127,8 @@ pub struct AssignmentRecord {
     pub id: AssignmentId,
     pub job: JobId,
     pub rig: PublicKey,
+    /// Where the rig's pay for it goes (the payout key it announced when it was issued).
+    pub payout_to: PublicKey,
     pub device: u8,
     pub photons: PhotonRange,
     pub seed: u64,

@@ -11,18 +11,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use compushare_protocol::types::{
-    Amount, AssignmentId, Digest, JobId, Mode, PhotonRange, PublicKey,
-};
+use compushare_protocol::types::{AssignmentId, Digest, JobId, PublicKey};
 use redb::{ReadableTable, ReadableTableMetadata};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
+use serde::{de::DeserializeOwned, Serialize};
 
 use crate::codec::{self, CodecError};
 use crate::config::{Config, ConfigError};
-use crate::costing::Pricing;
 use crate::ledger::{Account, Head, InternalCredit, Settlement};
-use crate::records::{AssignmentRecord, AssignmentState, JobRecord, JobState, Verification};
+use crate::records::{AssignmentRecord, JobRecord};
+
+/// Key of [`tables::JOB_ASSIGNMENTS`]: job id then assignment id, both big-endian, so a
+/// job's assignments are one key range.
+pub(crate) fn job_assignment_key(job: JobId, id: AssignmentId) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&job.0.to_be_bytes());
+    k[8..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
 
 /// Table definitions. Public so that other parts of the manager can keep their own tables in
 /// the same database (open them through [`WriteTx::redb`]) and so tests can tamper with files.
@@ -46,10 +51,15 @@ pub mod tables {
     pub const INPUTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("inputs");
     /// Assignment id to encoded [`crate::records::AssignmentRecord`].
     pub const ASSIGNMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("assignments");
-    /// Assignment id to its sealed result (sealed for the manager), held until paid and merged.
+    /// Assignment id to its verified tally's canonical bytes (`Tally::canonical_bytes`, opened
+    /// and checked), held until the job's results are merged.
     pub const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held_results");
-    /// Job id to the merged result sealed for the client.
+    /// Job id to the merged tally's canonical bytes (sealed for the client's key only when it
+    /// fetches the result).
     pub const CLIENT_RESULTS: TableDefinition<u64, &[u8]> = TableDefinition::new("client_results");
+    /// Job id (8 bytes, big-endian) || assignment id (8 bytes, big-endian), value unused: a
+    /// job's assignments without scanning every assignment ever issued.
+    pub const JOB_ASSIGNMENTS: TableDefinition<&[u8], u8> = TableDefinition::new("job_assignments");
     /// Rig key (32 bytes) to encoded [`crate::trust::RigRecord`].
     pub const RIGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rigs");
     /// Rig key || rater key (64 bytes) to stars (1-5); one rating per rater and rig.
@@ -64,7 +74,9 @@ const META_NEXT_JOB: &str = "next_job";
 const META_NEXT_ASSIGNMENT: &str = "next_assignment";
 const META_FORMAT: &str = "format";
 /// Version of the table layout; a database of another version is refused.
-const FORMAT_VERSION: u32 = 1;
+/// 2: rig records carry their standing (duplicate passed, demotions, paid, forfeited) and
+/// assignment records their payout key.
+const FORMAT_VERSION: u32 = 2;
 
 /// Why a store operation failed or was refused.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +151,7 @@ pub enum StoreError {
     /// The job's price exceeds the client's maximum.
     #[error("job costs up to {needed} micro-credits with fee; client's maximum is {max}")]
     PriceAboveMax {
-        /// Max cost plus fee.
+        /// The escrow it needs: max cost, fee and check allowance.
         needed: u64,
         /// The client's maximum.
         max: u64,
@@ -159,7 +171,7 @@ pub enum StoreError {
         /// The assignment.
         assignment: u64,
         /// Its state.
-        state: AssignmentState,
+        state: crate::records::AssignmentState,
     },
     /// An amount or count does not fit.
     #[error("arithmetic overflow computing {0}")]
@@ -440,6 +452,32 @@ macro_rules! read_api {
             get_decoded::<u64, _, _>(&t, "assignments", id.0, || id.0.to_string(), &self.path)
         }
 
+        /// A job's assignments, through the job index (cost: that job's assignments only).
+        pub fn job_assignments(&self, job: JobId) -> Result<Vec<AssignmentRecord>> {
+            let t = match self.txn.open_table(JOB_ASSIGNMENTS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(self.db(e)),
+            };
+            let lo = crate::store::job_assignment_key(job, AssignmentId(0));
+            let hi = crate::store::job_assignment_key(job, AssignmentId(u64::MAX));
+            let mut out = Vec::new();
+            for item in t
+                .range(lo.as_slice()..=hi.as_slice())
+                .map_err(|e| self.db(e))?
+            {
+                let (k, _) = item.map_err(|e| self.db(e))?;
+                let mut id = [0u8; 8];
+                if let Some(tail) = k.value().get(8..16) {
+                    id.copy_from_slice(tail);
+                }
+                if let Some(a) = self.assignment(AssignmentId(u64::from_be_bytes(id)))? {
+                    out.push(a);
+                }
+            }
+            Ok(out)
+        }
+
         /// Every assignment, in id order (filter by job or state as needed).
         pub fn assignments(&self) -> Result<Vec<AssignmentRecord>> {
             let t = self.txn.open_table(ASSIGNMENTS).map_err(|e| self.db(e))?;
@@ -467,7 +505,7 @@ macro_rules! read_api {
             Ok(got)
         }
 
-        /// A held (manager-sealed) result of an assignment.
+        /// A verified result's held tally bytes.
         pub fn held(&self, id: AssignmentId) -> Result<Option<Vec<u8>>> {
             let t = self.txn.open_table(HELD).map_err(|e| self.db(e))?;
             let got = t
@@ -477,7 +515,7 @@ macro_rules! read_api {
             Ok(got)
         }
 
-        /// A job's merged result sealed for its client.
+        /// A finished job's merged tally bytes.
         pub fn client_result(&self, id: JobId) -> Result<Option<Vec<u8>>> {
             let t = self
                 .txn
@@ -582,31 +620,6 @@ pub struct WriteTx {
     pub(crate) relaxed: bool,
 }
 
-/// What a client asks for when it submits a job (the input is given separately).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewJob {
-    pub client: PublicKey,
-    pub photons: u64,
-    pub seed: u64,
-    pub mode: Mode,
-    /// The most the client will pay, fee included.
-    pub max_price: Amount,
-    /// From [`crate::costing::calibrate`].
-    pub cost_per_history_milli: u64,
-}
-
-/// An assignment to create.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NewAssignment {
-    pub job: JobId,
-    pub rig: PublicKey,
-    pub device: u8,
-    pub photons: PhotonRange,
-    pub deadline_unix_s: u64,
-    /// Set for duplicate and arbitration runs.
-    pub duplicate_of: Option<AssignmentId>,
-}
-
 impl WriteTx {
     read_api!();
 
@@ -668,6 +681,9 @@ impl WriteTx {
         self.txn.open_table(JOBS).map_err(|e| self.db(e))?;
         self.txn.open_table(INPUTS).map_err(|e| self.db(e))?;
         self.txn.open_table(ASSIGNMENTS).map_err(|e| self.db(e))?;
+        self.txn
+            .open_table(JOB_ASSIGNMENTS)
+            .map_err(|e| self.db(e))?;
         self.txn.open_table(HELD).map_err(|e| self.db(e))?;
         self.txn
             .open_table(CLIENT_RESULTS)
@@ -702,12 +718,6 @@ impl WriteTx {
         self.next_id(META_NEXT_JOB).map(JobId)
     }
 
-    /// Takes the next assignment number from the durable counter (see
-    /// [`WriteTx::allocate_job_id`]).
-    pub fn allocate_assignment_id(&mut self) -> Result<AssignmentId> {
-        self.next_id(META_NEXT_ASSIGNMENT).map(AssignmentId)
-    }
-
     pub(crate) fn put_u64<T: Serialize>(
         &mut self,
         def: redb::TableDefinition<u64, &[u8]>,
@@ -731,9 +741,16 @@ impl WriteTx {
         self.put_u64(JOBS, "jobs", job.id.0, job)
     }
 
-    /// Stores an assignment record (`paid` is maintained by [`WriteTx::pay_assignment`]).
+    /// Stores an assignment record.
     pub fn put_assignment(&mut self, a: &AssignmentRecord) -> Result<()> {
-        self.put_u64(ASSIGNMENTS, "assignments", a.id.0, a)
+        self.put_u64(ASSIGNMENTS, "assignments", a.id.0, a)?;
+        let mut t = self
+            .txn
+            .open_table(JOB_ASSIGNMENTS)
+            .map_err(|e| self.db(e))?;
+        t.insert(job_assignment_key(a.job, a.id).as_slice(), 0u8)
+            .map_err(|e| self.db(e))?;
+        Ok(())
     }
 
     /// A job that must exist.
@@ -747,94 +764,10 @@ impl WriteTx {
             .ok_or(StoreError::UnknownAssignment(id.0))
     }
 
-    /// Accepts a job: stores its input, prices it, and moves its maximum cost plus the maximum
-    /// fee from the client's balance into the job's escrow. Refused (nothing written) when the
-    /// price exceeds the client's maximum or the balance does not cover it.
-    pub fn create_job(&mut self, new: &NewJob, input: &[u8]) -> Result<JobRecord> {
-        let pricing = Pricing {
-            cost_per_history_milli: new.cost_per_history_milli,
-            price_per_unit: self.config.price_per_unit,
-        };
-        let max_cost = pricing.max_cost(new.photons)?;
-        let fee = crate::costing::fee(max_cost, self.config.fee_bp)?;
-        let escrow = max_cost
-            .0
-            .checked_add(fee.0)
-            .ok_or(StoreError::Overflow("escrow"))?;
-        if escrow > new.max_price.0 {
-            return Err(StoreError::PriceAboveMax {
-                needed: escrow,
-                max: new.max_price.0,
-            });
-        }
-        let digest: Digest = Sha256::digest(input).into();
-        let input_len =
-            u32::try_from(input.len()).map_err(|_| StoreError::Overflow("input_len"))?;
-        let id = self.allocate_job_id()?;
-        {
-            let mut t = self.txn.open_table(INPUTS).map_err(|e| self.db(e))?;
-            t.insert(digest.as_slice(), input).map_err(|e| self.db(e))?;
-        }
-        let job = JobRecord {
-            id,
-            client: new.client,
-            input: digest,
-            input_len,
-            photons: new.photons,
-            seed: new.seed,
-            mode: new.mode,
-            max_price: new.max_price,
-            cost_per_history_milli: new.cost_per_history_milli,
-            price_per_unit: self.config.price_per_unit,
-            escrowed: Amount(escrow),
-            paid: Amount(0),
-            photons_verified: 0,
-            state: JobState::Running,
-            created_unix_s: self.now,
-            finished_unix_s: None,
-            result: None,
-        };
-        self.put_job(&job)?;
-        self.escrow(id, &new.client, Amount(escrow))?;
-        Ok(job)
-    }
-
-    /// Creates an assignment of a running job; its payout is the job's price for the range.
-    pub fn create_assignment(&mut self, new: &NewAssignment) -> Result<AssignmentRecord> {
-        let job = self.job_required(new.job)?;
-        if job.state.is_closed() {
-            return Err(StoreError::JobClosed(job.id.0));
-        }
-        let pricing = Pricing {
-            cost_per_history_milli: job.cost_per_history_milli,
-            price_per_unit: job.price_per_unit,
-        };
-        let payout = pricing.cost_of(new.photons.count)?;
-        let id = self.allocate_assignment_id()?;
-        let rec = AssignmentRecord {
-            id,
-            job: new.job,
-            rig: new.rig,
-            device: new.device,
-            photons: new.photons,
-            seed: job.seed,
-            issued_unix_s: self.now,
-            deadline_unix_s: new.deadline_unix_s,
-            payout,
-            state: AssignmentState::Issued,
-            commit: None,
-            verification: Verification::Pending,
-            duplicate_of: new.duplicate_of,
-            paid: false,
-        };
-        self.put_assignment(&rec)?;
-        Ok(rec)
-    }
-
-    /// Holds a rig's sealed result until it is paid and merged.
-    pub fn put_held(&mut self, id: AssignmentId, sealed: &[u8]) -> Result<()> {
+    /// Holds a verified result's tally bytes until its job is merged.
+    pub fn put_held(&mut self, id: AssignmentId, tally: &[u8]) -> Result<()> {
         let mut t = self.txn.open_table(HELD).map_err(|e| self.db(e))?;
-        t.insert(id.0, sealed).map_err(|e| self.db(e))?;
+        t.insert(id.0, tally).map_err(|e| self.db(e))?;
         Ok(())
     }
 
@@ -845,13 +778,13 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Stores a job's merged result sealed for its client.
-    pub fn put_client_result(&mut self, id: JobId, sealed: &[u8]) -> Result<()> {
+    /// Stores a job's merged tally bytes.
+    pub fn put_client_result(&mut self, id: JobId, merged: &[u8]) -> Result<()> {
         let mut t = self
             .txn
             .open_table(CLIENT_RESULTS)
             .map_err(|e| self.db(e))?;
-        t.insert(id.0, sealed).map_err(|e| self.db(e))?;
+        t.insert(id.0, merged).map_err(|e| self.db(e))?;
         Ok(())
     }
 }

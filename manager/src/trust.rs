@@ -139,6 +139,15 @@ pub struct RigRecord {
     pub events: Vec<TrustEvent>,
     pub client_ratings: RatingStats,
     pub worker_ratings: RatingStats,
+    /// Whether a duplicate of its work agreed with it since it joined or was last demoted
+    /// (its pay can become spendable, and it can be promoted, only after one).
+    pub dup_passed: bool,
+    /// Times it lost trust.
+    pub demotions: u64,
+    /// Micro-credits paid for its verified work, ever (pending or spendable).
+    pub paid: u64,
+    /// Micro-credits of its pending pay forfeited when it was caught, ever.
+    pub forfeited: u64,
 }
 
 impl RigRecord {
@@ -156,6 +165,10 @@ impl RigRecord {
             events: Vec::new(),
             client_ratings: RatingStats::default(),
             worker_ratings: RatingStats::default(),
+            dup_passed: false,
+            demotions: 0,
+            paid: 0,
+            forfeited: 0,
         };
         r.push(now, EventKind::Joined);
         r
@@ -185,8 +198,8 @@ impl RigRecord {
         false
     }
 
-    /// Records an error: demotes at once and restarts the consecutive count. Returns true if
-    /// the rig was trusted.
+    /// Records an error: demotes at once, restarts the consecutive count and clears the passed
+    /// duplicate. Returns true if the rig was trusted.
     pub fn record_error(
         &mut self,
         kind: ErrorKind,
@@ -197,6 +210,9 @@ impl RigRecord {
         self.trust = TrustLevel::Untrusted;
         self.consecutive_verified = 0;
         self.errors = self.errors.saturating_add(1);
+        self.demotions = self.demotions.saturating_add(u64::from(was));
+        // A caught rig must pass a duplicate again before its pay is spendable.
+        self.dup_passed = false;
         self.push(now, EventKind::Error { kind, assignment });
         was
     }
@@ -346,14 +362,21 @@ mod tests {
         assert_eq!(r.trust, TrustLevel::Untrusted);
         assert!(r.record_verified(40, 12, 100));
         assert_eq!(r.trust, TrustLevel::Trusted);
+        r.dup_passed = true;
         assert!(r.record_error(ErrorKind::SampleMismatch, Some(AssignmentId(3)), 13));
         assert_eq!(r.trust, TrustLevel::Untrusted);
+        assert_eq!((r.demotions, r.dup_passed), (1, false));
         assert_eq!(r.consecutive_verified, 0);
         assert_eq!(r.histories_verified, 100);
         // The count restarts: 99 more is not enough, 100 is.
         assert!(!r.record_verified(99, 14, 100));
         assert!(r.record_verified(1, 15, 100));
         assert_eq!(r.errors, 1);
+        assert!(r.record_error(ErrorKind::BadProof, None, 16));
+        assert_eq!(r.demotions, 2);
+        // An error while untrusted is not a demotion.
+        assert!(!r.record_error(ErrorKind::BadProof, None, 17));
+        assert_eq!((r.demotions, r.errors), (2, 3));
     }
 
     #[test]

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use compushare_manager::escrow::{Bank, BankError};
 use compushare_manager::ledger::EntryKind;
-use compushare_manager::records::JobState;
 use compushare_manager::store_bank::StoreBank;
 use compushare_manager::{Config, Store, StoreError};
-use compushare_protocol::types::{Amount, JobId};
+use compushare_protocol::types::{Amount, AssignmentId, JobId};
 use statekit::*;
 
 const CHILD_ENV: &str = "COMPUSHARE_MANAGER_CRASH_CHILD_DB";
@@ -36,20 +35,12 @@ fn crash_child_loop() {
         store
             .write(|tx| tx.grant(&CLIENT, Amount(10_000)))
             .expect("grant");
-        let job = store
-            .write(|tx| tx.create_job(&new_job(1000, 10_000), &round.to_le_bytes()))
-            .expect("job");
+        let job = create_job(&store, 1000, 10_000, &round.to_le_bytes()).expect("job");
         for (i, rig) in [RIG_A, RIG_B, RIG_A, RIG_B].into_iter().enumerate() {
             let a = verified_assignment(&store, job.id, rig, i as u64 * 250, 250).expect("a");
-            // Pay and count the rig's histories in one transaction.
-            store
-                .write(|tx| {
-                    tx.pay_assignment(a)?;
-                    tx.trust_verified(&rig, 250)?;
-                    Ok::<_, StoreError>(())
-                })
-                .expect("pay");
-            match store.write(|tx| tx.pay_assignment(a)) {
+            // Pay and count the rig's histories in one transaction (the market's path).
+            pay(&store, &a).expect("pay");
+            match pay(&store, &a) {
                 Err(StoreError::AlreadyPaid { .. }) => {}
                 _ => std::process::exit(DOUBLE_PAY),
             }
@@ -64,7 +55,12 @@ fn crash_child_loop() {
         let bank_job = JobId(1_000_000 + round);
         bank.escrow(&CLIENT, bank_job, 3_000).expect("bank escrow");
         for _ in 0..3 {
-            let a = store.write(|tx| tx.allocate_assignment_id()).expect("id");
+            let a = AssignmentId(
+                store
+                    .write(|tx| tx.reserve_assignment_ids(1))
+                    .expect("id")
+                    .start,
+            );
             bank.pay(bank_job, a, &RIG_B, 900, round.is_multiple_of(2))
                 .expect("bank pay");
             match bank.pay(bank_job, a, &RIG_B, 900, true) {
@@ -73,9 +69,7 @@ fn crash_child_loop() {
             }
         }
         bank.close(bank_job, &CLIENT, 100).expect("bank close");
-        store
-            .write(|tx| tx.finish_job(job.id, JobState::Done, None))
-            .expect("finish");
+        finish(&store, job.id).expect("finish");
     }
 }
 

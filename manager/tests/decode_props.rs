@@ -34,11 +34,9 @@ fn samples() -> Vec<Vec<u8>> {
     store
         .write(|tx| tx.grant(&CLIENT, Amount(50_000)))
         .expect("grant");
-    let job = store
-        .write(|tx| tx.create_job(&new_job(100, 50_000), b"j"))
-        .expect("job");
+    let job = create_job(&store, 100, 50_000, b"j").expect("job");
     let a = verified_assignment(&store, job.id, RIG_A, 0, 100).expect("a");
-    store.write(|tx| tx.pay_assignment(a)).expect("pay");
+    pay(&store, &a).expect("pay");
     store
         .write(|tx| tx.trust_verified(&RIG_A, 100).map(|_| ()))
         .expect("t");

@@ -3,7 +3,7 @@
 mod statekit;
 
 use compushare_manager::ledger::{Account, EntryKind};
-use compushare_manager::records::JobState;
+use compushare_manager::records::AssignmentState;
 use compushare_manager::{Config, StoreError};
 use compushare_protocol::types::Amount;
 use statekit::*;
@@ -28,9 +28,7 @@ fn job_lifecycle_moves_money_exactly() {
         .expect("grant");
     assert_eq!(bal, 1_000_000);
     // 1000 photons x 2 µc = 2000 µc max cost, fee 5% = 100: escrow 2100.
-    let job = store
-        .write(|tx| tx.create_job(&new_job(1000, 10_000), b"{\"job\":1}"))
-        .expect("create job");
+    let job = create_job(&store, 1000, 10_000, b"{\"job\":1}").expect("create job");
     assert_eq!(job.escrowed, Amount(2_100));
     let r = store.read().expect("read");
     assert_eq!(
@@ -47,13 +45,13 @@ fn job_lifecycle_moves_money_exactly() {
     // Two assignments of 300 histories each: 600 µc each.
     let a1 = verified_assignment(&store, job.id, RIG_A, 0, 300).expect("a1");
     let a2 = verified_assignment(&store, job.id, RIG_B, 300, 300).expect("a2");
-    let p1 = store.write(|tx| tx.pay_assignment(a1)).expect("pay a1");
-    assert_eq!(p1.amount, Amount(600));
+    assert_eq!(a1.payout, Amount(600));
+    let p1 = pay(&store, &a1).expect("pay a1");
     assert!(!p1.spendable, "new rig: pending");
     // Paying twice is refused and changes nothing.
     let before = store.read().expect("read").ledger_len().expect("len");
-    match store.write(|tx| tx.pay_assignment(a1)) {
-        Err(StoreError::AlreadyPaid { assignment, .. }) => assert_eq!(assignment, a1.0),
+    match pay(&store, &a1) {
+        Err(StoreError::AlreadyPaid { assignment, .. }) => assert_eq!(assignment, a1.id.0),
         other => panic!("second payment not refused: {other:?}"),
     }
     assert_eq!(
@@ -65,17 +63,17 @@ fn job_lifecycle_moves_money_exactly() {
     store
         .write(|tx| tx.trust_verified(&RIG_B, 5_000).map(|_| ()))
         .expect("trust");
-    let p2 = store.write(|tx| tx.pay_assignment(a2)).expect("pay a2");
+    let p2 = pay(&store, &a2).expect("pay a2");
     assert!(p2.spendable);
     let r = store.read().expect("read");
     assert_eq!(r.balance(&Account::WorkerPending(RIG_A)).expect("b"), 600);
     assert_eq!(r.balance(&Account::WorkerSpendable(RIG_B)).expect("b"), 600);
     drop(r);
 
-    // Release is refused for RIG_A until it has 1000 verified histories.
+    // Release is refused for RIG_A until it has 1000 verified histories (it has 300).
     assert_eq!(store.write(|tx| tx.release(&RIG_A)).expect("release"), None);
     store
-        .write(|tx| tx.trust_verified(&RIG_A, 1_000).map(|_| ()))
+        .write(|tx| tx.trust_verified(&RIG_A, 700).map(|_| ()))
         .expect("trust");
     assert_eq!(
         store.write(|tx| tx.release(&RIG_A)).expect("release"),
@@ -83,10 +81,8 @@ fn job_lifecycle_moves_money_exactly() {
     );
 
     // Finish with 1200 paid: fee 60, refund 2100 - 1200 - 60 = 840.
-    let (fee, refund) = store
-        .write(|tx| tx.finish_job(job.id, JobState::Done, Some([9; 32])))
-        .expect("finish");
-    assert_eq!((fee, refund), (Amount(60), Amount(840)));
+    let (fee, refund) = finish(&store, job.id).expect("finish");
+    assert_eq!((fee, refund), (60, 840));
     let r = store.read().expect("read");
     assert_eq!(r.balance(&Account::Escrow(job.id)).expect("b"), 0);
     assert_eq!(r.balance(&Account::Fee).expect("b"), 60);
@@ -121,7 +117,7 @@ fn escrow_refused_without_balance_and_above_max_price() {
     store
         .write(|tx| tx.grant(&CLIENT, Amount(1_000)))
         .expect("grant");
-    match store.write(|tx| tx.create_job(&new_job(1000, 10_000), b"x")) {
+    match create_job(&store, 1000, 10_000, b"x") {
         Err(StoreError::InsufficientBalance {
             balance, needed, ..
         }) => {
@@ -129,7 +125,7 @@ fn escrow_refused_without_balance_and_above_max_price() {
         }
         other => panic!("escrow without balance not refused: {other:?}"),
     }
-    match store.write(|tx| tx.create_job(&new_job(1000, 2_099), b"x")) {
+    match create_job(&store, 1000, 2_099, b"x") {
         Err(StoreError::PriceAboveMax { needed, max }) => assert_eq!((needed, max), (2_100, 2_099)),
         other => panic!("price above max not refused: {other:?}"),
     }
@@ -148,11 +144,9 @@ fn forfeit_returns_pending_to_escrow_and_refund_returns_the_rest() {
     store
         .write(|tx| tx.grant(&CLIENT, Amount(100_000)))
         .expect("grant");
-    let job = store
-        .write(|tx| tx.create_job(&new_job(1000, 100_000), b"j"))
-        .expect("job");
+    let job = create_job(&store, 1000, 100_000, b"j").expect("job");
     let a = verified_assignment(&store, job.id, RIG_A, 0, 500).expect("a");
-    store.write(|tx| tx.pay_assignment(a)).expect("pay");
+    pay(&store, &a).expect("pay");
     assert_eq!(
         store.write(|tx| tx.pending_total(&RIG_A)).expect("p"),
         1_000
@@ -168,14 +162,12 @@ fn forfeit_returns_pending_to_escrow_and_refund_returns_the_rest() {
     drop(r);
     // The forfeited assignment is still never paid again.
     assert!(matches!(
-        store.write(|tx| tx.pay_assignment(a)),
+        pay(&store, &a),
         Err(StoreError::AlreadyPaid { .. })
     ));
-    // Cancel: nothing paid, no fee, everything back.
-    let (fee, refund) = store
-        .write(|tx| tx.finish_job(job.id, JobState::Cancelled, None))
-        .expect("finish");
-    assert_eq!((fee, refund), (Amount(0), Amount(2_100)));
+    // Nothing paid in the end: no fee, everything back.
+    let (fee, refund) = finish(&store, job.id).expect("finish");
+    assert_eq!((fee, refund), (0, 2_100));
     assert_eq!(
         store
             .read()
@@ -196,14 +188,10 @@ fn forfeit_after_close_goes_back_to_the_client() {
     store
         .write(|tx| tx.grant(&CLIENT, Amount(100_000)))
         .expect("grant");
-    let job = store
-        .write(|tx| tx.create_job(&new_job(1000, 100_000), b"j"))
-        .expect("job");
+    let job = create_job(&store, 1000, 100_000, b"j").expect("job");
     let a = verified_assignment(&store, job.id, RIG_A, 0, 1000).expect("a");
-    store.write(|tx| tx.pay_assignment(a)).expect("pay");
-    store
-        .write(|tx| tx.finish_job(job.id, JobState::Done, None))
-        .expect("finish");
+    pay(&store, &a).expect("pay");
+    finish(&store, job.id).expect("finish");
     let client_before = store
         .read()
         .expect("r")
@@ -228,28 +216,13 @@ fn unverified_assignment_is_not_paid() {
     store
         .write(|tx| tx.grant(&CLIENT, Amount(100_000)))
         .expect("grant");
-    let job = store
-        .write(|tx| tx.create_job(&new_job(1000, 100_000), b"j"))
-        .expect("job");
-    let a = store
-        .write(|tx| {
-            tx.create_assignment(&compushare_manager::store::NewAssignment {
-                job: job.id,
-                rig: RIG_A,
-                device: 0,
-                photons: compushare_protocol::types::PhotonRange {
-                    start: 0,
-                    count: 10,
-                },
-                deadline_unix_s: 0,
-                duplicate_of: None,
-            })
-        })
-        .expect("assignment");
+    let job = create_job(&store, 1000, 100_000, b"j").expect("job");
+    let a = assignment(&store, job.id, RIG_A, 0, 10, AssignmentState::Issued).expect("a");
     assert!(matches!(
-        store.write(|tx| tx.pay_assignment(a.id)),
+        pay(&store, &a),
         Err(StoreError::NotVerified { .. })
     ));
+    assert_eq!(store.read().expect("r").paid_by(a.id).expect("paid"), None);
 }
 
 #[test]
@@ -277,24 +250,13 @@ fn qualifying_payment_releases_earlier_pending() {
     store
         .write(|tx| tx.grant(&CLIENT, Amount(100_000)))
         .expect("grant");
-    let job = store
-        .write(|tx| tx.create_job(&new_job(1000, 100_000), b"j"))
-        .expect("job");
+    let job = create_job(&store, 1000, 100_000, b"j").expect("job");
+    // 400 verified histories: below 500, pending.
     let a1 = verified_assignment(&store, job.id, RIG_A, 0, 400).expect("a1");
-    store
-        .write(|tx| {
-            let p = tx.pay_assignment(a1)?;
-            tx.trust_verified(&RIG_A, 400)?;
-            Ok::<_, StoreError>(p)
-        })
-        .expect("pay");
+    assert!(!pay(&store, &a1).expect("pay").spendable);
+    // 800: spendable, and the earlier pending pay with it.
     let a2 = verified_assignment(&store, job.id, RIG_A, 400, 400).expect("a2");
-    let p2 = store
-        .write(|tx| {
-            tx.trust_verified(&RIG_A, 400)?;
-            tx.pay_assignment(a2)
-        })
-        .expect("pay");
+    let p2 = pay(&store, &a2).expect("pay");
     assert!(p2.spendable);
     let r = store.read().expect("r");
     assert_eq!(r.balance(&Account::WorkerPending(RIG_A)).expect("b"), 0);
@@ -321,7 +283,10 @@ fn a_second_opener_is_told_the_database_is_in_use() {
 fn id_counters_never_repeat_across_reopen() {
     let (store, path) = store_with("ids", &Config::default());
     let a = store.write(|tx| tx.allocate_job_id()).expect("id");
-    let b = store.write(|tx| tx.allocate_assignment_id()).expect("id");
+    let b = store
+        .write(|tx| tx.reserve_assignment_ids(1))
+        .expect("id")
+        .start;
     // An aborted transaction gives its number back; a committed one never repeats.
     let aborted: Result<(), StoreError> = store.write(|tx| {
         tx.allocate_job_id()?;
@@ -331,7 +296,53 @@ fn id_counters_never_repeat_across_reopen() {
     drop(store);
     let store = compushare_manager::Store::open(&path).expect("reopen");
     let a2 = store.write(|tx| tx.allocate_job_id()).expect("id");
-    let b2 = store.write(|tx| tx.allocate_assignment_id()).expect("id");
+    let b2 = store
+        .write(|tx| tx.reserve_assignment_ids(1))
+        .expect("id")
+        .start;
     assert_eq!(a2.0, a.0 + 1);
-    assert_eq!(b2.0, b.0 + 1);
+    assert_eq!(b2, b + 1);
+}
+
+#[test]
+fn a_jobs_assignments_come_from_its_index_only() {
+    let (store, _path) = store_with("job-index", &Config::default());
+    store
+        .write(|tx| tx.grant(&CLIENT, Amount(100_000)))
+        .expect("grant");
+    let j1 = create_job(&store, 1000, 100_000, b"a").expect("job");
+    let j2 = create_job(&store, 1000, 100_000, b"b").expect("job");
+    let mut want = Vec::new();
+    for i in 0..3 {
+        want.push(
+            verified_assignment(&store, j1.id, RIG_A, i * 10, 10)
+                .expect("a")
+                .id,
+        );
+        verified_assignment(&store, j2.id, RIG_B, i * 10, 10).expect("b");
+    }
+    // Rewriting a record (a new state) keeps one index entry.
+    let mut a = store
+        .read()
+        .expect("r")
+        .assignment(want[0])
+        .expect("a")
+        .expect("a");
+    a.state = AssignmentState::Abandoned;
+    store.write(|tx| tx.put_assignment(&a)).expect("put");
+    let got: Vec<_> = store
+        .read()
+        .expect("r")
+        .job_assignments(j1.id)
+        .expect("index")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(got, want);
+    assert!(store
+        .read()
+        .expect("r")
+        .job_assignments(compushare_protocol::types::JobId(99))
+        .expect("index")
+        .is_empty());
 }

@@ -3,6 +3,8 @@
 //! trust records, ratings and a partly verified job come back; job and assignment numbers
 //! strictly increase across restarts. Each restart reopens the same database file, as a
 //! process restarted after `kill -9` would (redb commits are durable when they return).
+//! A rig's standing (passed duplicate, public counters) and its results' payout key survive
+//! too: a restart changes nothing a rig or a client can observe.
 
 mod common;
 
@@ -74,6 +76,7 @@ fn record(id: AssignmentId, job: JobId, start: u64, count: u64) -> AssignmentRec
         id,
         job,
         rig: RIG,
+        payout_to: PAYOUT,
         device: 0,
         photons: PhotonRange { start, count },
         seed: SEED,
@@ -246,6 +249,14 @@ fn restart_resumes_a_partly_verified_job() {
     let rec = m.rig_record(&RIG).unwrap();
     assert!(!rec.trusted);
     assert_eq!(rec.verified, 1_000);
+    assert_eq!(rec.paid, 1_000 * PPH, "pay counter survives a restart");
+    let kept = store.read().unwrap().assignments().unwrap();
+    assert!(
+        kept.iter()
+            .filter(|a| a.state == AssignmentState::Verified)
+            .all(|a| a.payout_to == PAYOUT),
+        "held results keep their payout key, not the rig key"
+    );
     assert_eq!(pays(&store), (1_000 * PPH, 1));
     store.verify_ledger().unwrap();
     drop(m);
@@ -278,4 +289,143 @@ fn numbers_strictly_increase_across_restarts() {
         }
     }
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// A server on `store` for [`standing_survives_a_restart`]: every untrusted rig's first result
+/// is duplicated (on the manager's engine: no rig is trusted), no other duplicates.
+async fn serve(store: Arc<Store>) -> compushare_manager::server::Running {
+    use compushare_manager::server::{start, ServerConfig};
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tick: std::time::Duration::from_millis(100),
+        engine_threads: 2,
+        market: MarketConfig {
+            target: std::time::Duration::from_millis(50),
+            deadline_floor: std::time::Duration::from_secs(60),
+            duplicate_permille: 0,
+            spendable_after: 1_000,
+            ..MarketConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let id = compushare_protocol::secure::Identity::generate().unwrap();
+    start(cfg, id, store).await.unwrap()
+}
+
+/// Runs a job of `client` (an identity saved at that path) to completion.
+async fn run_job(m: &compushare_manager::server::Running, client: &Path, seed: u64) {
+    use compushare_manager::client::Client;
+    let key = m.shared.identity.public();
+    let me = compushare_protocol::secure::Identity::load(client).unwrap();
+    let mut c = Client::connect(m.addr, me, &key).await.unwrap();
+    let (job, _, _) = c
+        .submit(
+            common::JOB.as_bytes(),
+            4_000,
+            Some(seed),
+            Mode::Cheapest,
+            Amount(u64::MAX),
+        )
+        .await
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while c.status(job).await.unwrap().state != WireState::Done {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(120),
+            "job stuck"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standing_survives_a_restart() {
+    use common::{Behaviour, ScriptedRig};
+    use compushare_protocol::secure::Identity;
+    let path = db("standing");
+    let keys = path.parent().unwrap();
+    let (client_key, rig_key) = (keys.join("client.key"), keys.join("rig.key"));
+    let client = Identity::generate().unwrap();
+    client.save_new(&client_key).unwrap();
+    Identity::generate().unwrap().save_new(&rig_key).unwrap();
+    let rig_id = || Identity::load(&rig_key).unwrap();
+    let store = open(&path);
+    store
+        .write(|tx| tx.grant(&client.public(), Amount(GRANT)))
+        .unwrap();
+
+    // Before: an honest rig passes its first duplicate and is paid; a fabricator is caught.
+    let m = serve(Arc::clone(&store)).await;
+    let key = m.shared.identity.public();
+    let honest = ScriptedRig::start_as(m.addr, key, "honest", Behaviour::honest(), rig_id()).await;
+    let cheat = ScriptedRig::start(
+        m.addr,
+        key,
+        "cheat",
+        Behaviour {
+            fabricate_every: Some(1),
+            ..Behaviour::honest()
+        },
+    )
+    .await;
+    run_job(&m, &client_key, 1).await;
+    let (h, c) = (honest.report(), cheat.report());
+    let before: Vec<_> = [h.key, c.key]
+        .iter()
+        .map(|k| m.shared.market().rig_record(k).unwrap())
+        .collect();
+    assert!(
+        m.shared.market().stats.duplicates >= 1,
+        "first result duplicated"
+    );
+    assert!(before[0].paid > 0);
+    assert_eq!(
+        before[0].paid,
+        h.payments.iter().map(|p| p.1 .0).sum::<u64>()
+    );
+    assert!(before[1].errors >= 1, "the fabricator was caught");
+    m.stop();
+    drop((honest, cheat));
+    drop(m);
+
+    // After: a new market on the same store shows the same records before the rig is back...
+    let m = serve(Arc::clone(&store)).await;
+    for (k, b) in [h.key, c.key].iter().zip(&before) {
+        let a = m.shared.market().rig_record(k).unwrap();
+        assert_eq!(
+            (a.trusted, a.verified, a.streak, a.errors, a.late),
+            (b.trusted, b.verified, b.streak, b.errors, b.late)
+        );
+        assert_eq!(
+            (a.demotions, a.paid, a.forfeited),
+            (b.demotions, b.paid, b.forfeited),
+            "public counters survive a restart"
+        );
+    }
+    // ...and the rig, back with the same key, is not duplicated again: its pay is spendable.
+    let key = m.shared.identity.public();
+    let honest = ScriptedRig::start_as(m.addr, key, "honest", Behaviour::honest(), rig_id()).await;
+    run_job(&m, &client_key, 2).await;
+    assert_eq!(
+        m.shared.market().stats.duplicates,
+        0,
+        "a rig that passed a duplicate is not duplicated again after a restart"
+    );
+    let r = honest.report();
+    assert!(!r.payments.is_empty());
+    assert!(
+        r.payments.iter().all(|p| p.2),
+        "pay after a restart is spendable at once: {:?}",
+        r.payments
+    );
+    let after = m.shared.market().rig_record(&h.key).unwrap();
+    assert_eq!(
+        after.paid,
+        before[0].paid + r.payments.iter().map(|p| p.1 .0).sum::<u64>()
+    );
+    m.stop();
+    drop(honest);
+    drop(m);
+    store.verify_ledger().unwrap();
+    let _ = std::fs::remove_dir_all(keys);
 }

@@ -15,7 +15,7 @@ use statekit::*;
 fn escrow_pay_close_and_refusals_survive_restart() {
     let (store, path) = store_with("bank", &Config::default());
     let (client, worker) = ([1; 32], [2; 32]);
-    let mut b = StoreBank::new(Arc::new(store));
+    let mut b = StoreBank::new(store);
     assert_eq!(
         b.escrow(&client, JobId(1), 10),
         Err(BankError::InsufficientFunds {

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use compushare_manager::codec;
 use compushare_manager::ledger::{Account, LedgerFault, StoredEntry};
-use compushare_manager::records::JobState;
 use compushare_manager::store::tables;
 use compushare_manager::{Config, Store};
 use compushare_protocol::types::Amount;
@@ -20,16 +19,12 @@ fn healthy(name: &str) -> PathBuf {
     store
         .write(|tx| tx.grant(&CLIENT, Amount(50_000)))
         .expect("grant");
-    let job = store
-        .write(|tx| tx.create_job(&new_job(1000, 50_000), b"j"))
-        .expect("job");
+    let job = create_job(&store, 1000, 50_000, b"j").expect("job");
     for (i, rig) in [RIG_A, RIG_B].into_iter().enumerate() {
         let a = verified_assignment(&store, job.id, rig, i as u64 * 400, 400).expect("a");
-        store.write(|tx| tx.pay_assignment(a)).expect("pay");
+        pay(&store, &a).expect("pay");
     }
-    store
-        .write(|tx| tx.finish_job(job.id, JobState::Done, None))
-        .expect("finish");
+    finish(&store, job.id).expect("finish");
     let s = store.verify_ledger().expect("healthy ledger verifies");
     assert_eq!(s.entries, 6);
     path

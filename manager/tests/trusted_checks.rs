@@ -4,9 +4,9 @@
 //!
 //! Phase one: three honest rigs become trusted. Phase two: one of them turns liar (it has the
 //! lowest key, so it is the first trusted rig asked to check others), an honest newcomer and a
-//! 100% fabricator join. The duplicates on trusted rigs catch the fabricator, every
-//! disagreement is decided by a third trusted rig, the liar is demoted, the honest rigs are
-//! not, nothing is paid twice, the ledger verifies and the result equals a local run.
+//! 100% fabricator join. Duplicates (on idle trusted rigs, or the manager's engine) catch the
+//! fabricator and the liar; disagreements are decided by a third run; the honest rigs are not
+//! demoted, nothing is paid twice, the ledger verifies and the result equals a local run.
 
 mod common;
 
@@ -152,10 +152,9 @@ async fn trusted_rigs_duplicate_and_arbitrate() {
     let market = m.shared.market();
     let stats = market.stats.clone();
     assert!(stats.check_runs >= 1, "no duplicate ran on a trusted rig");
-    assert!(
-        stats.arbitrations_on_rigs >= 1,
-        "no disagreement went to a third trusted rig: {stats:?}"
-    );
+    // Check runs go to idle devices only, so whether the liar checks others, and whether a
+    // third trusted rig or the manager's engine decides, depends on who is busy:
+    // tests/escalation.rs pins each path with a set order.
     let rec = market.rig_record(&liar.report().key).unwrap();
     assert!(rec.errors >= 1 && !rec.trusted, "the liar was not demoted");
     let f = fabricator.report();

@@ -182,19 +182,28 @@ pub struct Report {
     pub payments: Vec<(AssignmentId, Amount, bool)>,
     pub cancelled: Vec<AssignmentId>,
     pub refused: bool,
+    /// Jobs it sent a bid for.
+    pub bids: Vec<compushare_protocol::types::JobId>,
 }
 
 /// A running scripted rig.
 pub struct ScriptedRig {
     pub report: Arc<Mutex<Report>>,
-    /// Set to make the rig fabricate every other history from now on (a rig that turns to
-    /// lying, e.g. once trusted).
+    /// Set to make the rig fabricate every `lie_every`-th history (2 unless changed) from
+    /// now on (a rig that turns to lying, e.g. once trusted).
     pub lie: Arc<std::sync::atomic::AtomicBool>,
+    /// How a lying rig fabricates: two liars with different values never agree.
+    pub lie_every: Arc<std::sync::atomic::AtomicU64>,
+    /// While set, computed results are held back (not committed) until it is cleared.
+    pub hold: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for ScriptedRig {
     fn drop(&mut self) {
+        // Held results are let go, so no blocking thread waits forever (a failed test would
+        // otherwise hang on runtime shutdown).
+        self.hold.store(false, std::sync::atomic::Ordering::SeqCst);
         self.task.abort();
     }
 }
@@ -214,6 +223,10 @@ impl ScriptedRig {
     ) -> Self {
         let lie = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let lying = lie.clone();
+        let lie_every = Arc::new(std::sync::atomic::AtomicU64::new(2));
+        let lying_every = lie_every.clone();
+        let hold = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let holding = hold.clone();
         let payout = Identity::generate().unwrap().public();
         let report = Arc::new(Mutex::new(Report {
             key: me.public(),
@@ -265,12 +278,16 @@ impl ScriptedRig {
                         return;
                     }
                     let fabricate = if lying.load(std::sync::atomic::Ordering::SeqCst) {
-                        Some(2)
+                        Some(lying_every.load(std::sync::atomic::Ordering::SeqCst))
                     } else {
                         b.fabricate_every
                     };
+                    let holding = holding.clone();
                     tokio::task::spawn_blocking(move || {
                         let c = compute(&input, &a, &manager, fabricate);
+                        while holding.load(std::sync::atomic::Ordering::SeqCst) {
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
                         let (commit, sealed) = (c.commit, c.sealed.clone());
                         // Kept before committing: sample requests may follow at once.
                         done.lock()
@@ -284,6 +301,7 @@ impl ScriptedRig {
                 };
                 match msg {
                     ManagerToRig::Offer(o) => {
+                        r.lock().unwrap().bids.push(o.job);
                         let _ = tx.send(RigToManager::Bid(Bid {
                             job: o.job,
                             device: 0,
@@ -367,7 +385,13 @@ impl ScriptedRig {
                 }
             }
         });
-        ScriptedRig { report, task, lie }
+        ScriptedRig {
+            report,
+            task,
+            lie,
+            lie_every,
+            hold,
+        }
     }
 
     pub fn report(&self) -> Report {

@@ -1,0 +1,486 @@
+//! Check runs: duplicates, arbitration and escalation, the rules that decide whether a
+//! result agrees with an independent re-run of its range.
+//!
+//! - A duplicate re-runs a result's range on an idle device of a connected trusted rig (never
+//!   the checked rig, never one already on that range) while the job's escrowed check
+//!   allowance lasts, and on the manager's own engine (the root of trust) otherwise. Every untrusted rig's first
+//!   result is duplicated, then `duplicate_permille` of results; a check run is never itself
+//!   duplicated. The rig cannot tell a check run from work: it is an ordinary `Assign`.
+//! - Results are compared by tally digest, bit for bit. Agreement: the result proceeds, the
+//!   check run is paid from the allowance, and the checked rig has passed a duplicate.
+//! - Disagreement between a result and a duplicate from a trusted rig: a third run (another
+//!   trusted rig, neither of the two, or the manager's engine) decides. The side that
+//!   differs from it is demoted and forfeits its pending pay; a check run that agrees is paid.
+//! - Escalation: an arbitration run that agrees with neither side decides nothing; the
+//!   manager's engine then decides among all three, and every run that differs from it loses.
+//! - A check run lost without a verdict (late, rejected, its rig caught) is started again on
+//!   the next trusted rig or the manager's engine, so a result is never left unchecked.
+//!
+//! [`super`] keeps the orchestration (assignments, uploads, sampling, settlement); this
+//! module only adds these rules to [`Market`].
+
+use std::sync::Arc;
+
+use compushare_protocol::msg::{AckStatus, JobState, ManagerToRig};
+use compushare_protocol::types::{Amount, AssignmentId, Digest, PhotonRange, PublicKey};
+
+use super::{log, short, AState, CheckRun, JobSpec, Market, Work};
+use crate::costing;
+use crate::persist::Verified;
+use crate::records::{AssignmentState, Verification};
+use crate::scheduler::{self, Candidate};
+use crate::trust::ErrorKind;
+
+impl Market {
+    /// A check run ended without a verdict (late, rejected, its rig caught): the result it
+    /// checked is checked again, by another trusted rig or the manager's engine.
+    pub(super) fn check_lost(&mut self, run: CheckRun) {
+        let Some(x) = self.assignments.get(&run.of) else {
+            return;
+        };
+        if !matches!(x.state, AState::Checking | AState::Held) {
+            return;
+        }
+        let (range, job) = (x.range, x.job);
+        let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) else {
+            return;
+        };
+        if run.arbiter || x.disputed.is_some() {
+            let w = self.start_arbitration(run.of, spec, range);
+            self.later.extend(w);
+        } else {
+            let w = self.start_duplicate(run.of, spec, range);
+            self.later.extend(w);
+        }
+    }
+
+    /// Has `id`'s range run again to compare digests: on a trusted rig (not the one being
+    /// checked, not one already on that range) while the job's check allowance lasts,
+    /// otherwise on the manager's own engine, the root of trust, so a job never waits for a
+    /// trusted rig to appear. Returns the engine work, if that is where it runs.
+    pub(super) fn start_duplicate(
+        &mut self,
+        id: AssignmentId,
+        spec: Arc<JobSpec>,
+        range: PhotonRange,
+    ) -> Option<Work> {
+        if let Some(a) = self.assignments.get_mut(&id) {
+            a.duplicate = Some(false);
+            if let Some(r) = self.rigs.get_mut(&a.rig) {
+                if !r.public.trusted && !r.dup_passed {
+                    r.dup_in_flight = Some(id);
+                }
+            }
+        }
+        if self.dispatch_check(id, false) {
+            self.stats.check_runs += 1;
+            return None;
+        }
+        self.stats.duplicates += 1;
+        Some(Work::Duplicate {
+            assignment: id,
+            spec,
+            range,
+        })
+    }
+
+    /// A duplicate disagreed with `id`'s result: a third run decides, on another trusted rig
+    /// (neither of the two) or on the manager's engine.
+    fn start_arbitration(
+        &mut self,
+        id: AssignmentId,
+        spec: Arc<JobSpec>,
+        range: PhotonRange,
+    ) -> Option<Work> {
+        if self.dispatch_check(id, true) {
+            self.stats.arbitrations_on_rigs += 1;
+            return None;
+        }
+        self.stats.duplicates += 1;
+        Some(Work::Duplicate {
+            assignment: id,
+            spec,
+            range,
+        })
+    }
+
+    /// Issues a check run of `of`'s range to an idle device of a connected trusted rig with a
+    /// standing bid on the job, excluding every rig already on that range; paid from the
+    /// job's check allowance. Returns whether one was issued.
+    fn dispatch_check(&mut self, of: AssignmentId, arbiter: bool) -> bool {
+        let Some(x) = self.assignments.get(&of) else {
+            return false;
+        };
+        let (job, range) = (x.job, x.range);
+        let mut exclude: Vec<PublicKey> = vec![x.rig];
+        if let Some((d, _)) = x.disputed {
+            if let Some(dup) = self.assignments.get(&d) {
+                exclude.push(dup.rig);
+            }
+        }
+        // Any rig given a check run of this result is on the range too (one that lost its
+        // run is not asked again: the next trusted rig, or the manager's engine, is).
+        for a in self.assignments.values() {
+            if a.check.is_some_and(|c| c.of == of) {
+                exclude.push(a.rig);
+            }
+        }
+        let Some(j) = self.jobs.get(&job) else {
+            return false;
+        };
+        let payout = costing::pay(range.count, j.price_per_history);
+        if j.check_budget < payout || !matches!(j.state, JobState::Running | JobState::Queued) {
+            return false;
+        }
+        let cost_milli = j.cost_milli;
+        // Only an idle device: the real rig (controller transport) rejects an Assign for a
+        // busy device, which would cost a round trip and exclude that rig from checking this
+        // result. No idle trusted device: the manager's engine runs it, never waiting.
+        let mut best: Option<(PublicKey, Candidate)> = None;
+        let mut keys: Vec<&PublicKey> = self.rigs.keys().collect();
+        keys.sort();
+        'rigs: for k in keys {
+            let Some(rig) = self.rigs.get(k) else {
+                continue;
+            };
+            if !rig.public.trusted
+                || rig.link.is_none()
+                || rig.excluded.contains(&job)
+                || exclude.contains(k)
+            {
+                continue;
+            }
+            for ((bj, dev), bid) in rig.bids.range((job, 0)..=(job, u8::MAX)) {
+                if *bj != job
+                    || bid.min_price > self.cfg.price_per_unit
+                    || rig.busy.contains_key(dev)
+                {
+                    continue;
+                }
+                let c = Candidate {
+                    rig: 0,
+                    device: *dev,
+                    cores: bid.cores.max(1),
+                    histories_per_s: scheduler::expected_rate(
+                        rig.public.s_per_milli,
+                        bid.histories_per_s,
+                        cost_milli,
+                    ),
+                    min_price: bid.min_price,
+                };
+                best = Some((*k, c));
+                break 'rigs;
+            }
+        }
+        let Some((key, c)) = best else {
+            return false;
+        };
+        if !self.issue(job, key, &c, range, Some(CheckRun { of, arbiter })) {
+            return false;
+        }
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.check_budget -= payout;
+        }
+        log(format_args!(
+            "assignment {}: {} run on trusted rig {}",
+            of.0,
+            if arbiter { "arbitration" } else { "duplicate" },
+            short(&key)
+        ));
+        true
+    }
+
+    /// The outcome of [`Work::Duplicate`]: the manager's own digest of the range. It decides
+    /// a pending disagreement, or checks the result directly.
+    pub fn duplicated(&mut self, id: AssignmentId, digest: Result<Digest, String>) -> Vec<Work> {
+        let Some(a) = self.assignments.get_mut(&id) else {
+            return Vec::new();
+        };
+        let d = match digest {
+            Ok(d) => d,
+            Err(e) => {
+                // The manager could not run it: no verdict on the rig; drop the duplicate.
+                log(format_args!("duplicate of assignment {} failed: {e}", id.0));
+                a.duplicate = None;
+                a.disputed = None;
+                a.suspect = None;
+                if let Some(r) = self.rigs.get_mut(&a.rig) {
+                    if r.dup_in_flight == Some(id) {
+                        r.dup_in_flight = None;
+                    }
+                }
+                return self.proceed(id);
+            }
+        };
+        if a.disputed.is_some() {
+            return self.decide(id, d, None);
+        }
+        if Some(d) == a.digest {
+            self.duplicate_matched(id);
+            return self.proceed(id);
+        }
+        if matches!(a.state, AState::Checking | AState::Held) {
+            self.fail(
+                id,
+                "tally digest differs from the trusted duplicate",
+                ErrorKind::DuplicateMismatch,
+            );
+        }
+        Vec::new()
+    }
+
+    /// Continues a result after its duplicate's outcome: finish its checks, or its job.
+    pub(super) fn proceed(&mut self, id: AssignmentId) -> Vec<Work> {
+        let Some(a) = self.assignments.get(&id) else {
+            return Vec::new();
+        };
+        match a.state {
+            AState::Checking => self.settle_check(id),
+            AState::Held => self.try_finish(Some(a.job)),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A duplicate agreed with `id`'s result: its rig has passed a duplicate (and pay it
+    /// earned while waiting for one may become spendable).
+    pub(super) fn duplicate_matched(&mut self, id: AssignmentId) {
+        let Some(a) = self.assignments.get_mut(&id) else {
+            return;
+        };
+        a.duplicate = Some(true);
+        let (rig_key, payout_to) = (a.rig, a.payout_to);
+        let held = a.state == AState::Held;
+        let Some(r) = self.rigs.get_mut(&rig_key) else {
+            return;
+        };
+        let first = !r.dup_passed;
+        r.dup_passed = true;
+        if r.dup_in_flight == Some(id) {
+            r.dup_in_flight = None;
+        }
+        // Pay of results verified before the rig's first duplicate passed waited in pending;
+        // it qualifies now.
+        let release = held && r.public.verified >= self.cfg.spendable_after;
+        if !first && !release {
+            return;
+        }
+        match self.persist.duplicate_passed(&rig_key, &payout_to, release) {
+            Ok(rec) => {
+                if let Some(r) = self.rigs.get_mut(&rig_key) {
+                    r.public.absorb(&rec);
+                }
+                if release {
+                    for x in self.assignments.values_mut() {
+                        if x.payout_to == payout_to && x.state == AState::Held {
+                            x.spendable = true;
+                        }
+                    }
+                }
+            }
+            Err(e) => log(format_args!(
+                "store: passed duplicate of rig {}: {e}",
+                short(&rig_key)
+            )),
+        }
+    }
+
+    /// A check run passed its own checks: compare it with the result it checks.
+    pub(super) fn check_settled(&mut self, id: AssignmentId, run: CheckRun) -> Vec<Work> {
+        let Some(c) = self.assignments.get_mut(&id) else {
+            return Vec::new();
+        };
+        c.state = AState::Settled;
+        let theirs = c.digest;
+        let Some(x) = self.assignments.get(&run.of) else {
+            self.pay_check(id, run.of);
+            return Vec::new();
+        };
+        if !matches!(x.state, AState::Checking | AState::Held) || theirs.is_none() {
+            // The result was dropped meanwhile; the runs were done in good faith.
+            let others = [x.disputed, x.suspect];
+            self.pay_check(id, run.of);
+            for (d, _) in others.into_iter().flatten() {
+                self.pay_check(d, run.of);
+            }
+            return Vec::new();
+        }
+        let (range, job) = (x.range, x.job);
+        let Some(theirs) = theirs else {
+            return Vec::new();
+        };
+        if run.arbiter {
+            return self.decide(run.of, theirs, Some(id));
+        }
+        if x.digest == Some(theirs) {
+            self.pay_check(id, run.of);
+            self.duplicate_matched(run.of);
+            return self.proceed(run.of);
+        }
+        log(format_args!(
+            "assignment {}: duplicate {} on a trusted rig disagrees; arbitration",
+            run.of.0, id.0
+        ));
+        if let Some(x) = self.assignments.get_mut(&run.of) {
+            x.disputed = Some((id, theirs));
+        }
+        let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) else {
+            return Vec::new();
+        };
+        self.start_arbitration(run.of, spec, range)
+            .into_iter()
+            .collect()
+    }
+
+    /// Decides a disagreement between `id`'s result and its duplicate by the digest of a
+    /// third run (`arbiter`: its check run on a trusted rig; `None`: the manager's engine): a
+    /// result that differs from it loses (its rig is demoted, its pending pay forfeited); a
+    /// check run that agrees with it is paid. An arbiter that agrees with neither decides
+    /// nothing: the manager's engine, the root of trust, then decides among all three.
+    fn decide(
+        &mut self,
+        id: AssignmentId,
+        reference: Digest,
+        arbiter: Option<AssignmentId>,
+    ) -> Vec<Work> {
+        let Some(x) = self.assignments.get_mut(&id) else {
+            return Vec::new();
+        };
+        let Some((dup, dup_digest)) = x.disputed else {
+            return Vec::new();
+        };
+        let ours = x.digest;
+        if let Some(a) = arbiter {
+            if ours != Some(reference) && dup_digest != reference {
+                log(format_args!(
+                    "assignment {}: arbitration run {} agrees with neither; the manager decides",
+                    id.0, a.0
+                ));
+                x.suspect = Some((a, reference));
+                self.stats.escalations += 1;
+                let (range, job) = (x.range, x.job);
+                self.stats.duplicates += 1;
+                return match self.jobs.get(&job) {
+                    Some(j) => vec![Work::Duplicate {
+                        assignment: id,
+                        spec: j.spec.clone(),
+                        range,
+                    }],
+                    None => Vec::new(),
+                };
+            }
+        }
+        x.disputed = None;
+        let suspect = x.suspect.take();
+        self.stats.arbitrations += 1;
+        let mut work = Vec::new();
+        for (run, digest) in [Some((dup, dup_digest)), suspect].into_iter().flatten() {
+            if digest == reference {
+                self.pay_check(run, id);
+            } else {
+                self.fail(
+                    run,
+                    "check run differs from the arbitration",
+                    ErrorKind::DuplicateMismatch,
+                );
+            }
+        }
+        if let Some(a) = arbiter {
+            self.pay_check(a, id);
+        }
+        if ours == Some(reference) {
+            self.duplicate_matched(id);
+            work.extend(self.proceed(id));
+        } else {
+            self.fail(
+                id,
+                "tally digest differs from the arbitration run",
+                ErrorKind::DuplicateMismatch,
+            );
+        }
+        work
+    }
+
+    /// Pays a check run that was not found wrong, from the job's check allowance.
+    fn pay_check(&mut self, id: AssignmentId, of: AssignmentId) {
+        let Some(c) = self.assignments.get(&id) else {
+            return;
+        };
+        if c.state != AState::Settled {
+            return;
+        }
+        let (rig_key, payout_to, payout, range, job, elapsed_ms, sampled) = (
+            c.rig,
+            c.payout_to,
+            c.payout,
+            c.range,
+            c.job,
+            c.elapsed_ms,
+            c.sampled,
+        );
+        let Some(rig) = self.rigs.get(&rig_key) else {
+            return;
+        };
+        let spendable_after = if rig.public.trusted || rig.dup_passed {
+            self.cfg.spendable_after
+        } else {
+            u64::MAX
+        };
+        let cost_milli = self.jobs.get(&job).map_or(0, |j| j.cost_milli);
+        let Some(record) = self.record(
+            id,
+            AssignmentState::Verified,
+            Verification::DuplicateMatched { other: of },
+        ) else {
+            return;
+        };
+        let v = Verified {
+            record,
+            payout_to,
+            tally: Vec::new(),
+            elapsed_ms,
+            cost_milli: range.count.saturating_mul(cost_milli),
+            trust_histories: range.count,
+            promote_after: self.cfg.trust_threshold,
+            spendable_after,
+            primary: false,
+        };
+        let _ = sampled;
+        match self.persist.verified(&v) {
+            Ok(recorded) => {
+                if let Some(c) = self.assignments.get_mut(&id) {
+                    c.state = AState::Paid;
+                    c.tally = None;
+                }
+                if let Some(r) = self.rigs.get_mut(&rig_key) {
+                    r.public.absorb(&recorded.rig);
+                    r.trusted_clean += 1;
+                }
+                self.send(
+                    &rig_key,
+                    ManagerToRig::Ack {
+                        assignment: id,
+                        status: AckStatus::Verified,
+                    },
+                );
+                self.send(
+                    &rig_key,
+                    ManagerToRig::PaymentNotice {
+                        assignment: id,
+                        amount: Amount(payout),
+                        spendable: recorded.spendable,
+                    },
+                );
+            }
+            Err(e) => {
+                log(format_args!(
+                    "store: check run {} not recorded: {e}; unpaid",
+                    id.0
+                ));
+                if let Some(c) = self.assignments.get_mut(&id) {
+                    c.state = AState::Discarded;
+                    c.tally = None;
+                }
+            }
+        }
+    }
+}
