@@ -152,8 +152,10 @@ async fn sim_rig(ctx: RigCtx) {
         let _permit = ctx.ramp.acquire().await;
         let mut ch = match connect_tcp(ctx.addr, &me, &ctx.key, HANDSHAKE_TIMEOUT).await {
             Ok(c) => c,
-            Err(_) => {
-                ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                if ctx.counters.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("bench manager: first rig could not connect: {e}");
+                }
                 return;
             }
         };
@@ -167,8 +169,10 @@ async fn sim_rig(ctx: RigCtx) {
         }
         match ch.recv::<ManagerToRig>().await {
             Ok(ManagerToRig::Welcome(_)) => {}
-            _ => {
-                ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
+            other => {
+                if ctx.counters.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("bench manager: first rig refused: {other:?}");
+                }
                 return;
             }
         }
@@ -258,7 +262,14 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
             u64::MAX / 4
         ))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // The manager's log, for a failing run: COMPUSHARE_BENCH_MANAGER_LOG=1.
+        .stderr(
+            if std::env::var_os("COMPUSHARE_BENCH_MANAGER_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            },
+        )
         .spawn()
         .context("starting compushare manager run")?;
     let pid = child.id();

@@ -77,40 +77,7 @@ fn zoo(kind: SourceKind, pos: [f32; 3], dir: [f32; 3]) -> Job {
 
 fn jobs() -> Vec<Job> {
     let down = [0.0, 0.0, 1.0];
-    let slanted = [0.3, 0.2, 0.932_737_9];
-    let mut v = vec![
-        zoo(SourceKind::Pencil, [12.0, 10.0, 0.0], down),
-        zoo(SourceKind::Pencil, [5.0, 3.0, -4.0], slanted),
-        zoo(SourceKind::Isotropic, [12.0, 10.0, 8.0], down),
-        zoo(
-            SourceKind::Cone { half_angle: 0.5 },
-            [12.0, 10.0, 0.0],
-            down,
-        ),
-        zoo(SourceKind::Gaussian { waist: 3.0 }, [12.0, 10.0, 0.0], down),
-        zoo(SourceKind::Disk { radius: 4.0 }, [12.0, 10.0, 0.0], down),
-        zoo(
-            SourceKind::Planar {
-                v1: [20.0, 0.0, 0.0],
-                v2: [0.0, 16.0, 0.0],
-            },
-            [2.0, 2.0, -3.0],
-            down,
-        ),
-        zoo(
-            SourceKind::Pattern {
-                v1: [20.0, 0.0, 0.0],
-                v2: [0.0, 16.0, 0.0],
-                width: 3,
-                height: 2,
-                pattern: vec![1.0, 0.5, 0.0, 0.25, 0.75, 1.0],
-            },
-            [2.0, 2.0, -3.0],
-            down,
-        ),
-        zoo(SourceKind::Pencil, [3.5, 3.5, 11.5], [0.0, 0.0, -1.0]),
-        zoo(SourceKind::Pencil, [-5.0, -5.0, -5.0], [0.0, 0.0, -1.0]),
-    ];
+    let mut v = common::source_zoo(zoo);
     // Roulette in the lane path: strong absorption, long window.
     let mut r = zoo(SourceKind::Isotropic, [12.0, 10.0, 8.0], down);
     r.media[1].mua = 0.4;

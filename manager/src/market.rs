@@ -1409,22 +1409,27 @@ impl Market {
                 recorded.rig.consecutive_verified
             ));
         }
+        self.notify_paid(&rig_key, id, payout, recorded.spendable);
+        self.try_finish(Some(job))
+    }
+
+    /// Tells a rig its result `id` was verified and what it was paid (pending or spendable).
+    fn notify_paid(&mut self, rig: &PublicKey, id: AssignmentId, payout: u64, spendable: bool) {
         self.send(
-            &rig_key,
+            rig,
             ManagerToRig::Ack {
                 assignment: id,
                 status: AckStatus::Verified,
             },
         );
         self.send(
-            &rig_key,
+            rig,
             ManagerToRig::PaymentNotice {
                 assignment: id,
                 amount: Amount(payout),
-                spendable: recorded.spendable,
+                spendable,
             },
         );
-        self.try_finish(Some(job))
     }
 
     /// A result failed verification: the rig is demoted, its results whose pay is still

@@ -168,3 +168,47 @@ pub fn fine_cube() -> Job {
     j.detectors.clear();
     j
 }
+
+/// One job per source kind and launch case (inside, outside, oblique, through label 0, missing
+/// the grid), built by `make(kind, position, direction)` on the caller's geometry: the event
+/// zoo that the determinism and CPU-path tests both walk.
+pub fn source_zoo(make: impl Fn(SourceKind, [f32; 3], [f32; 3]) -> Job) -> Vec<Job> {
+    let zoo = make;
+    let down = [0.0, 0.0, 1.0];
+    let slanted = [0.3, 0.2, 0.932_737_9];
+    vec![
+        zoo(SourceKind::Pencil, [12.0, 10.0, 0.0], down),
+        zoo(SourceKind::Pencil, [5.0, 3.0, -4.0], slanted),
+        zoo(SourceKind::Isotropic, [12.0, 10.0, 8.0], down),
+        zoo(
+            SourceKind::Cone { half_angle: 0.5 },
+            [12.0, 10.0, 0.0],
+            down,
+        ),
+        zoo(SourceKind::Gaussian { waist: 3.0 }, [12.0, 10.0, 0.0], down),
+        zoo(SourceKind::Disk { radius: 4.0 }, [12.0, 10.0, 0.0], down),
+        zoo(
+            SourceKind::Planar {
+                v1: [20.0, 0.0, 0.0],
+                v2: [0.0, 16.0, 0.0],
+            },
+            [2.0, 2.0, -3.0],
+            down,
+        ),
+        zoo(
+            SourceKind::Pattern {
+                v1: [20.0, 0.0, 0.0],
+                v2: [0.0, 16.0, 0.0],
+                width: 3,
+                height: 2,
+                pattern: vec![1.0, 0.5, 0.0, 0.25, 0.75, 1.0],
+            },
+            [2.0, 2.0, -3.0],
+            down,
+        ),
+        // Starts inside the label-0 box and must travel to the medium.
+        zoo(SourceKind::Pencil, [3.5, 3.5, 11.5], [0.0, 0.0, -1.0]),
+        // Misses the grid entirely.
+        zoo(SourceKind::Pencil, [-5.0, -5.0, -5.0], [0.0, 0.0, -1.0]),
+    ]
+}

@@ -21,8 +21,8 @@
 
 use std::sync::Arc;
 
-use compushare_protocol::msg::{AckStatus, JobState, ManagerToRig};
-use compushare_protocol::types::{Amount, AssignmentId, Digest, PhotonRange, PublicKey};
+use compushare_protocol::msg::JobState;
+use compushare_protocol::types::{AssignmentId, Digest, PhotonRange, PublicKey};
 
 use super::{log, short, AState, CheckRun, JobSpec, Market, Work};
 use crate::costing;
@@ -455,21 +455,7 @@ impl Market {
                     r.public.absorb(&recorded.rig);
                     r.trusted_clean += 1;
                 }
-                self.send(
-                    &rig_key,
-                    ManagerToRig::Ack {
-                        assignment: id,
-                        status: AckStatus::Verified,
-                    },
-                );
-                self.send(
-                    &rig_key,
-                    ManagerToRig::PaymentNotice {
-                        assignment: id,
-                        amount: Amount(payout),
-                        spendable: recorded.spendable,
-                    },
-                );
+                self.notify_paid(&rig_key, id, payout, recorded.spendable);
             }
             Err(e) => {
                 log(format_args!(
