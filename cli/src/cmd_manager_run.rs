@@ -89,8 +89,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             trust_threshold: stored.promote_after,
             spendable_after: stored.spendable_after,
             price_per_unit: stored.price_per_unit,
-            // The market charges its fee per mille of the work paid.
-            fee_permille: u64::from(stored.fee_bp / 10),
+            // The market charges its fee in basis points of the work paid, as stored.
+            fee_bp: u64::from(stored.fee_bp),
             duplicate_permille: u64::from(stored.duplicate_rate_ppm / 1000),
             ..MarketConfig::default()
         },

@@ -16,7 +16,8 @@
 //! Price per cost unit `p` micro-credits; a history's price is `ceil(cost_milli * p / 1000)`
 //! micro-credits, at least 1, fixed when the job is accepted; work of `h` histories is paid
 //! `h` times that, so the pieces of a job never add up to more than its maximum cost
-//! (`photons` times that). The manager's fee is `fee_permille` of the work paid, rounded down.
+//! (`photons` times that). The manager's fee is `fee_bp` basis points of the work paid, rounded
+//! down.
 //! Check runs (duplicates, arbitration) are paid from a check allowance of
 //! `check_allowance_permille` of the maximum cost. The escrow a job takes is maximum cost +
 //! fee on it + check allowance; what is left of it when the job ends is refunded.
@@ -103,9 +104,10 @@ pub fn pay(histories: u64, price_per_history: u64) -> u64 {
     histories.saturating_mul(price_per_history)
 }
 
-/// The manager's fee on `paid`: `fee_permille` of it, rounded down.
-pub fn fee(paid: u64, fee_permille: u64) -> u64 {
-    let v = u128::from(paid) * u128::from(fee_permille) / 1000;
+/// The manager's fee on `paid`: `fee_bp` basis points (hundredths of a percent) of it, rounded
+/// down.
+pub fn fee(paid: u64, fee_bp: u64) -> u64 {
+    let v = u128::from(paid) * u128::from(fee_bp) / 10_000;
     u64::try_from(v).unwrap_or(u64::MAX)
 }
 
@@ -132,11 +134,11 @@ pub struct Escrow {
 pub fn escrow(
     photons: u64,
     price_per_history: u64,
-    fee_permille: u64,
+    fee_bp: u64,
     check_allowance_permille: u64,
 ) -> Escrow {
     let max_cost = pay(photons, price_per_history);
-    let fee = fee(max_cost, fee_permille);
+    let fee = fee(max_cost, fee_bp);
     let checks = check_allowance(photons, price_per_history, check_allowance_permille);
     Escrow {
         max_cost,
@@ -157,16 +159,18 @@ mod tests {
         assert_eq!(price_per_history(1_500, Amount(3)), 5);
         assert_eq!(price_per_history(0, Amount(3)), 1);
         let pph = price_per_history(1_500, Amount(3));
-        let e = escrow(1000, pph, 50, 30);
+        let e = escrow(1000, pph, 500, 30);
         assert_eq!(
             (e.max_cost, e.fee, e.checks, e.total),
             (5_000, 250, 150, 5_400)
         );
         let parts: u64 = [333u64, 333, 334].iter().map(|&h| pay(h, pph)).sum();
         assert!(parts <= e.max_cost);
-        assert!(fee(parts, 50) <= e.fee);
-        assert_eq!(fee(19, 50), 0, "rounded down");
-        let huge = escrow(u64::MAX, u64::MAX, 1000, 1000);
+        assert!(fee(parts, 500) <= e.fee);
+        assert_eq!(fee(19, 500), 0, "rounded down");
+        // Basis points: 0.25 % is representable (a per-mille rate would round it away).
+        assert_eq!(fee(10_000, 25), 25);
+        let huge = escrow(u64::MAX, u64::MAX, 10_000, 1000);
         assert_eq!(
             huge.total,
             u64::MAX,

@@ -74,8 +74,8 @@ pub struct MarketConfig {
     pub heartbeat_s: u16,
     /// What the manager pays per cost unit.
     pub price_per_unit: Amount,
-    /// Manager's fee on the work paid, per mille.
-    pub fee_permille: u64,
+    /// Manager's fee on the work paid, in basis points (hundredths of a percent).
+    pub fee_bp: u64,
     /// Largest job input accepted, bytes.
     pub max_input: u32,
     /// Queue depth of each session's outgoing messages.
@@ -95,7 +95,7 @@ impl Default for MarketConfig {
             spendable_after: 1_000_000,
             heartbeat_s: 10,
             price_per_unit: Amount(1),
-            fee_permille: 50,
+            fee_bp: 500,
             max_input: 64 << 20,
             session_queue: 256,
         }
@@ -272,7 +272,7 @@ struct JobEntry {
     mode: Mode,
     cost_milli: u64,
     price_per_history: u64,
-    fee_permille: u64,
+    fee_bp: u64,
     pending: Vec<PhotonRange>,
     /// Verified ranges by start photon.
     held: BTreeMap<u64, AssignmentId>,
@@ -487,7 +487,7 @@ impl Market {
                 mode: job.mode,
                 cost_milli: job.cost_per_history_milli,
                 price_per_history,
-                fee_permille: self.cfg.fee_permille,
+                fee_bp: self.cfg.fee_bp,
                 pending,
                 held,
                 state,
@@ -1624,7 +1624,7 @@ impl Market {
         }
         let Some(merged) = merged else { return };
         let bytes = merged.canonical_bytes();
-        let fee = costing::fee(spent, j.fee_permille);
+        let fee = costing::fee(spent, j.fee_bp);
         let (fee, refund) = match self
             .persist
             .finished(job, &bytes, merged.digest(), fee, &held)
@@ -1733,7 +1733,7 @@ impl Market {
         let e = costing::escrow(
             photons,
             price_per_history,
-            self.cfg.fee_permille,
+            self.cfg.fee_bp,
             self.cfg.check_allowance_permille,
         );
         let (checks, escrow) = (e.checks, e.total);
@@ -1775,7 +1775,7 @@ impl Market {
             mode,
             cost_milli,
             price_per_history,
-            fee_permille: self.cfg.fee_permille,
+            fee_bp: self.cfg.fee_bp,
             pending: vec![PhotonRange {
                 start: 0,
                 count: photons,

@@ -116,7 +116,7 @@ async fn three_honest_rigs_job_done_verified_paid_fetched() {
     let status = c.status(job).await.unwrap();
     assert_eq!(status.spent.0, paid_total);
     // Refund: the client got back everything but the work and the fee.
-    let fee = paid_total * m.shared.cfg.market.fee_permille / 1000;
+    let fee = paid_total * m.shared.cfg.market.fee_bp / 10_000;
     let balance = m.shared.market().bank().balance(&me_key);
     assert_eq!(balance, 1_000_000_000 - paid_total - fee);
     // A client can rate a rig that worked on its job, and only that.

@@ -47,7 +47,7 @@ fn cfg() -> MarketConfig {
 }
 
 fn fee(paid: u64) -> u64 {
-    paid * cfg().fee_permille / 1000
+    paid * cfg().fee_bp / 10_000
 }
 
 fn accept(p: &Persist) -> JobId {

@@ -41,8 +41,8 @@ pub const RIG_B: [u8; 32] = [0xB2; 32];
 
 /// 2 cost units per history at 1 µc per unit: 2 µc per history.
 pub const COST_MILLI: u64 = 2_000;
-/// The manager's fee in these tests, per mille (5%).
-pub const FEE_PERMILLE: u64 = 50;
+/// The manager's fee in these tests, in basis points (5%).
+pub const FEE_BP: u64 = 500;
 
 /// Accepts a job of `photons` histories at [`COST_MILLI`] through the market's own path
 /// (`Persist::accept_job`, escrow by `costing::escrow`, no check allowance).
@@ -53,7 +53,7 @@ pub fn create_job(
     input: &[u8],
 ) -> Result<JobRecord, StoreError> {
     let pph = costing::price_per_history(COST_MILLI, Amount(1));
-    let escrow = costing::escrow(photons, pph, FEE_PERMILLE, 0);
+    let escrow = costing::escrow(photons, pph, FEE_BP, 0);
     let terms = JobTerms {
         client: CLIENT,
         photons,
@@ -134,7 +134,7 @@ pub fn pay(store: &Arc<Store>, a: &AssignmentRecord) -> Result<Recorded, StoreEr
     })
 }
 
-/// Finishes a job the way the market does (`Persist::finished`): fee [`FEE_PERMILLE`] of
+/// Finishes a job the way the market does (`Persist::finished`): fee [`FEE_BP`] of
 /// what was paid, the rest of the escrow refunded. Returns (fee, refund).
 pub fn finish(store: &Arc<Store>, job: JobId) -> Result<(u64, u64), StoreError> {
     let read = store.read()?;
@@ -146,6 +146,6 @@ pub fn finish(store: &Arc<Store>, job: JobId) -> Result<(u64, u64), StoreError> 
         .map(|a| a.id)
         .collect();
     drop(read);
-    let fee = costing::fee(rec.paid.0, FEE_PERMILLE);
+    let fee = costing::fee(rec.paid.0, FEE_BP);
     Persist::new(Arc::clone(store)).finished(job, b"merged", [9; 32], fee, &held)
 }
