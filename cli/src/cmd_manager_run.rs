@@ -91,7 +91,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             price_per_unit: stored.price_per_unit,
             // The market charges its fee in basis points of the work paid, as stored.
             fee_bp: u64::from(stored.fee_bp),
-            duplicate_permille: u64::from(stored.duplicate_rate_ppm / 1000),
+            duplicate_ppm: u64::from(stored.duplicate_rate_ppm),
             ..MarketConfig::default()
         },
         ..ServerConfig::default()

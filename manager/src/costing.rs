@@ -111,6 +111,10 @@ pub fn fee(paid: u64, fee_bp: u64) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
 }
 
+/// The check allowance a market escrows with a job unless configured otherwise, per mille of
+/// its maximum cost (3%: about three duplicate runs per hundred assignments).
+pub const DEFAULT_CHECK_ALLOWANCE_PERMILLE: u64 = 30;
+
 /// The check allowance escrowed with a job: `permille` of its maximum cost.
 pub fn check_allowance(photons: u64, price_per_history: u64, permille: u64) -> u64 {
     let v = u128::from(pay(photons, price_per_history)) * u128::from(permille) / 1000;

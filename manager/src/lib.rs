@@ -8,7 +8,8 @@
 //! - [`records`]: jobs, assignments and results as stored;
 //! - [`costing`]: calibration of a job's machine-independent cost and its price;
 //! - [`config`]: the manager's settings, stored in the database;
-//! - [`codec`]: how stored values are encoded and decoded (typed errors on corrupt bytes).
+//! - [`codec`]: how stored values are encoded and decoded (typed errors on corrupt bytes);
+//! - [`migrate`]: upgrades of older database formats, run when a store is opened.
 //!
 //! Money moves only inside a [`store::WriteTx`], together with the state change it pays for,
 //! so a crash at any moment commits all of it or none.
@@ -31,6 +32,7 @@ pub mod codec;
 pub mod config;
 pub mod costing;
 pub mod ledger;
+pub mod migrate;
 pub mod records;
 pub mod store;
 pub mod store_bank;

@@ -59,8 +59,9 @@ pub struct MarketConfig {
     pub deadline_floor: Duration,
     /// Histories sampled per check ([`verify::DEFAULT_SAMPLES`]).
     pub samples: usize,
-    /// Share of results (after a rig's first) also run by a trusted rig, per mille.
-    pub duplicate_permille: u64,
+    /// Share of results (after a rig's first) also run by a trusted rig, parts per million
+    /// (the stored config's unit: 10,000 = 1%).
+    pub duplicate_ppm: u64,
     /// Duplicate and arbitration runs on trusted rigs are paid from an allowance the client
     /// escrows with the job: this share of the job's maximum cost, per mille. While it lasts
     /// checks run on trusted rigs; beyond it they run on the manager's own engine (free);
@@ -89,8 +90,8 @@ impl Default for MarketConfig {
             deadline_factor: 3,
             deadline_floor: Duration::from_secs(120),
             samples: verify::DEFAULT_SAMPLES,
-            duplicate_permille: 10,
-            check_allowance_permille: 30,
+            duplicate_ppm: 10_000,
+            check_allowance_permille: costing::DEFAULT_CHECK_ALLOWANCE_PERMILLE,
             trust_threshold: 100_000_000,
             spendable_after: 1_000_000,
             heartbeat_s: 10,
@@ -461,11 +462,9 @@ impl Market {
         let price_per_history = job.price_per_history();
         // What the escrowed allowance still covers: what was paid beyond the held results
         // went to check runs (forfeits returned to escrow are not counted back: safe side).
-        let allowance = costing::check_allowance(
-            job.photons,
-            price_per_history,
-            self.cfg.check_allowance_permille,
-        );
+        // The job's own terms, not today's config: its escrow was sized with them.
+        let allowance =
+            costing::check_allowance(job.photons, price_per_history, job.check_allowance_permille);
         let check_budget = allowance.saturating_sub(job.paid.0.saturating_sub(spent));
         let state = if held.is_empty() {
             JobState::Queued
@@ -487,7 +486,7 @@ impl Market {
                 mode: job.mode,
                 cost_milli: job.cost_per_history_milli,
                 price_per_history,
-                fee_bp: self.cfg.fee_bp,
+                fee_bp: job.fee_bp,
                 pending,
                 held,
                 state,
@@ -1180,7 +1179,7 @@ impl Market {
         };
         let k = self.cfg.samples;
         let r = self.random();
-        let dup_roll = self.random() % 1000;
+        let dup_roll = self.random() % 1_000_000;
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
@@ -1201,7 +1200,7 @@ impl Market {
             || (r as f64 / u64::MAX as f64) < verify::trusted_check_probability(rig.trusted_clean);
         let first_dup = !trusted && !rig.dup_passed && rig.dup_in_flight.is_none();
         // A check run is not itself duplicated: the comparison checks it.
-        let duplicate = !is_check && (first_dup || dup_roll < self.cfg.duplicate_permille);
+        let duplicate = !is_check && (first_dup || dup_roll < self.cfg.duplicate_ppm);
         self.send(
             &rig_key,
             ManagerToRig::Ack {
@@ -1746,6 +1745,8 @@ impl Market {
             cost_per_history_milli: cost_milli,
             price_per_unit: self.cfg.price_per_unit,
             escrow: Amount(escrow),
+            fee_bp: self.cfg.fee_bp,
+            check_allowance_permille: self.cfg.check_allowance_permille,
         };
         let id = self
             .persist

@@ -43,6 +43,10 @@ pub struct JobTerms {
     pub price_per_unit: Amount,
     /// Moved from the client's balance into the job's escrow.
     pub escrow: Amount,
+    /// The fee rate the escrow was sized with, basis points.
+    pub fee_bp: u64,
+    /// The check allowance the escrow was sized with, per mille of the maximum cost.
+    pub check_allowance_permille: u64,
 }
 
 /// A result that passed its checks, as the market hands it over.
@@ -175,6 +179,8 @@ impl Persist {
                 created_unix_s: tx.now(),
                 finished_unix_s: None,
                 result: None,
+                fee_bp: terms.fee_bp,
+                check_allowance_permille: terms.check_allowance_permille,
             };
             tx.put_job(&job)?;
             if terms.escrow.0 > 0 {

@@ -57,6 +57,12 @@ pub struct JobRecord {
     pub finished_unix_s: Option<u64>,
     /// Digest of the merged tally once done.
     pub result: Option<Digest>,
+    /// The manager's fee on the work paid, basis points, as announced when the job was
+    /// accepted (a later change of the manager's config does not reach accepted jobs).
+    pub fee_bp: u64,
+    /// Share of the maximum cost escrowed for duplicate and arbitration runs, per mille, as
+    /// when the job was accepted.
+    pub check_allowance_permille: u64,
 }
 
 impl JobRecord {

@@ -72,11 +72,13 @@ const META_CONFIG: &str = "config";
 pub(crate) const META_HEAD: &str = "ledger_head";
 const META_NEXT_JOB: &str = "next_job";
 const META_NEXT_ASSIGNMENT: &str = "next_assignment";
-const META_FORMAT: &str = "format";
-/// Version of the table layout; a database of another version is refused.
+pub(crate) const META_FORMAT: &str = "format";
+/// Version of the table layout. An older database from
+/// [`crate::migrate::OLDEST_UPGRADABLE`] on is upgraded when opened; any other is refused.
 /// 2: rig records carry their standing (duplicate passed, demotions, paid, forfeited) and
 /// assignment records their payout key.
-const FORMAT_VERSION: u32 = 2;
+/// 3: job records carry the fee and check-allowance rates they were accepted at.
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 /// Why a store operation failed or was refused.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +114,10 @@ pub enum StoreError {
         path: String,
     },
     /// The database was written by an incompatible version.
-    #[error("{path}: database format {found}, this build reads {FORMAT_VERSION}")]
+    #[error(
+        "{path}: database format {found}; this build reads {FORMAT_VERSION} and upgrades from {}",
+        crate::migrate::OLDEST_UPGRADABLE
+    )]
     Format {
         /// The database file.
         path: String,
@@ -278,6 +283,19 @@ impl Store {
                 })
             }
             Some(FORMAT_VERSION) => {}
+            Some(found) if (crate::migrate::OLDEST_UPGRADABLE..FORMAT_VERSION).contains(&found) => {
+                drop(read);
+                let rewritten = store.write(|tx| -> Result<usize> {
+                    let n = crate::migrate::upgrade(tx, found)?;
+                    tx.put_meta(META_FORMAT, &FORMAT_VERSION)?;
+                    Ok(n)
+                })?;
+                eprintln!(
+                    "manager: {}: upgraded database format {found} to {FORMAT_VERSION} ({rewritten} records rewritten)",
+                    path.display()
+                );
+                return Ok(store);
+            }
             Some(found) => {
                 return Err(StoreError::Format {
                     path: path.display().to_string(),

@@ -45,7 +45,7 @@ async fn manager(client: [u8; 32]) -> Running {
             target: Duration::from_millis(50),
             deadline_floor: Duration::from_secs(60),
             samples: 0,
-            duplicate_permille: 1000,
+            duplicate_ppm: 1_000_000,
             check_allowance_permille: 4000,
             trust_threshold: 500,
             ..MarketConfig::default()
@@ -356,7 +356,7 @@ async fn check_runs_go_only_to_idle_devices() {
             deadline_floor: Duration::from_secs(60),
             samples: 0,
             // Only every untrusted rig's first result is duplicated.
-            duplicate_permille: 0,
+            duplicate_ppm: 0,
             check_allowance_permille: 4000,
             trust_threshold: 500,
             ..MarketConfig::default()

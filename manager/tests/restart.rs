@@ -61,6 +61,9 @@ fn accept(p: &Persist) -> JobId {
         cost_per_history_milli: COST_MILLI,
         price_per_unit: Amount(1),
         escrow: Amount(work + fee(work)),
+        fee_bp: cfg().fee_bp,
+        // This escrow carries no check allowance.
+        check_allowance_permille: 0,
     };
     p.accept_job(&terms, common::JOB.as_bytes()).unwrap()
 }
@@ -160,7 +163,13 @@ fn stopped_between_verified_and_finished_completes_without_paying_again() {
     let entries_after_finish;
     {
         let store = open(&path);
-        let mut m = Market::open(cfg(), Arc::clone(&store)).unwrap();
+        // The operator lowered the fee while the manager was down: the job keeps the rate it
+        // was accepted (and escrowed) at.
+        let lowered = MarketConfig {
+            fee_bp: cfg().fee_bp / 5,
+            ..cfg()
+        };
+        let mut m = Market::open(lowered, Arc::clone(&store)).unwrap();
         let read = store.read().unwrap();
         let rec = read.job(job).unwrap().unwrap();
         assert_eq!(rec.state, JobState::Done, "the restart finished the job");
@@ -175,7 +184,7 @@ fn stopped_between_verified_and_finished_completes_without_paying_again() {
             read.assignment(stale).unwrap().unwrap().state,
             AssignmentState::Abandoned
         );
-        // Paid once: no new payment, fee on the work, the rest refunded.
+        // Paid once: no new payment, fee on the work at the job's own rate, the rest refunded.
         assert_eq!(pays(&store), (PHOTONS * PPH, 3));
         let work = PHOTONS * PPH;
         assert_eq!(read.balance(&Account::Escrow(job)).unwrap(), 0);
@@ -302,7 +311,7 @@ async fn serve(store: Arc<Store>) -> compushare_manager::server::Running {
         market: MarketConfig {
             target: std::time::Duration::from_millis(50),
             deadline_floor: std::time::Duration::from_secs(60),
-            duplicate_permille: 0,
+            duplicate_ppm: 0,
             spendable_after: 1_000,
             ..MarketConfig::default()
         },

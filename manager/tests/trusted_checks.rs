@@ -39,7 +39,7 @@ async fn manager(client: [u8; 32]) -> Running {
             target: Duration::from_millis(50),
             deadline_floor: Duration::from_secs(60),
             samples: 0,
-            duplicate_permille: 1000,
+            duplicate_ppm: 1_000_000,
             check_allowance_permille: 4000,
             trust_threshold: 500,
             ..MarketConfig::default()

@@ -4,7 +4,7 @@
 //! - A duplicate re-runs a result's range on an idle device of a connected trusted rig (never
 //!   the checked rig, never one already on that range) while the job's escrowed check
 //!   allowance lasts, and on the manager's own engine (the root of trust) otherwise. Every untrusted rig's first
-//!   result is duplicated, then `duplicate_permille` of results; a check run is never itself
+//!   result is duplicated, then `duplicate_ppm` of results; a check run is never itself
 //!   duplicated. The rig cannot tell a check run from work: it is an ordinary `Assign`.
 //! - Results are compared by tally digest, bit for bit. Agreement: the result proceeds, the
 //!   check run is paid from the allowance, and the checked rig has passed a duplicate.

@@ -63,6 +63,8 @@ pub fn create_job(
         cost_per_history_milli: COST_MILLI,
         price_per_unit: Amount(1),
         escrow: Amount(escrow.total),
+        fee_bp: FEE_BP,
+        check_allowance_permille: 0,
     };
     let id = Persist::new(Arc::clone(store)).accept_job(&terms, input)?;
     store.read()?.job(id)?.ok_or(StoreError::UnknownJob(id.0))
