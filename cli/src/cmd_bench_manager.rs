@@ -20,7 +20,7 @@ use anyhow::{bail, Context};
 use compushare_manager::client::Client;
 use compushare_protocol::hex;
 use compushare_protocol::msg::{
-    Bid, Heartbeat, ManagerToRig, RigHello, RigToManager, PROTOCOL_VERSION,
+    self as msg, Bid, Heartbeat, ManagerToRig, RigHello, RigToManager, PROTOCOL_VERSION,
 };
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::Identity;
@@ -143,14 +143,35 @@ struct RigCtx {
     index: usize,
 }
 
+/// What a simulated rig needs to know of a manager's message.
+#[derive(Debug)]
+enum Kind {
+    Welcome,
+    Assign,
+    /// Anything else, as the manager said it (or why it did not decode).
+    Other(String),
+}
+
+/// Decodes a frame outside the async state machines: a `ManagerToRig` is ~60 KiB (its largest
+/// variant holds a chunk inline), and one held across an await would sit in each of the
+/// thousands of simulated rigs' futures.
+fn kind(bytes: &[u8]) -> Kind {
+    match msg::decode::<ManagerToRig>(bytes) {
+        Ok(ManagerToRig::Welcome(_)) => Kind::Welcome,
+        Ok(ManagerToRig::Assign(_)) => Kind::Assign,
+        Ok(other) => Kind::Other(format!("{other:?}")),
+        Err(e) => Kind::Other(format!("undecodable: {e}")),
+    }
+}
+
 async fn sim_rig(ctx: RigCtx) {
     let me = match Identity::generate() {
         Ok(m) => m,
         Err(_) => return,
     };
-    let ch = {
+    let (mut rd, mut wr) = {
         let _permit = ctx.ramp.acquire().await;
-        let mut ch = match connect_tcp(ctx.addr, &me, &ctx.key, HANDSHAKE_TIMEOUT).await {
+        let ch = match connect_tcp(ctx.addr, &me, &ctx.key, HANDSHAKE_TIMEOUT).await {
             Ok(c) => c,
             Err(e) => {
                 if ctx.counters.failed.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -159,7 +180,8 @@ async fn sim_rig(ctx: RigCtx) {
                 return;
             }
         };
-        if ch
+        let (mut rd, mut wr) = ch.split();
+        if wr
             .send(&RigToManager::Hello(hello(ctx.index, ctx.devices)))
             .await
             .is_err()
@@ -167,19 +189,23 @@ async fn sim_rig(ctx: RigCtx) {
             ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match ch.recv::<ManagerToRig>().await {
-            Ok(ManagerToRig::Welcome(_)) => {}
+        match rd.recv_bytes().await.map(kind) {
+            Ok(Kind::Welcome) => {}
             other => {
                 if ctx.counters.failed.fetch_add(1, Ordering::Relaxed) == 0 {
-                    eprintln!("bench manager: first rig refused: {other:?}");
+                    let why = match other {
+                        Ok(Kind::Other(said)) => said,
+                        Ok(k) => format!("{k:?}"),
+                        Err(e) => e.to_string(),
+                    };
+                    eprintln!("bench manager: first rig refused: {why}");
                 }
                 return;
             }
         }
-        ch
+        (rd, wr)
     };
     ctx.counters.connected.fetch_add(1, Ordering::Relaxed);
-    let (mut rd, mut wr) = ch.split();
     // Nanoseconds since `base` when the outstanding bid was sent (0: none).
     let base = Instant::now();
     let sent = Arc::new(AtomicU64::new(0));
@@ -188,8 +214,8 @@ async fn sim_rig(ctx: RigCtx) {
     let lat = ctx.latencies.clone();
     let reader = tokio::spawn(async move {
         loop {
-            match rd.recv::<ManagerToRig>().await {
-                Ok(ManagerToRig::Assign(_)) => {
+            match rd.recv_bytes().await.map(kind) {
+                Ok(Kind::Assign) => {
                     let t = s2.swap(0, Ordering::Relaxed);
                     counters.assigns.fetch_add(1, Ordering::Relaxed);
                     if t > 0 {
@@ -286,6 +312,7 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
         let key: PublicKey = hex::decode_array(key_hex).map_err(|e| anyhow::anyhow!("{e}"))?;
         let addr: std::net::SocketAddr = addr.parse()?;
         let rt = tokio::runtime::Builder::new_multi_thread()
+            .thread_stack_size(crate::WORKER_STACK)
             .enable_all()
             .build()?;
         rt.block_on(async {
@@ -351,6 +378,9 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
             let window = w0.elapsed().as_secs_f64();
             let cpu1 = proc_cpu_ticks(pid).unwrap_or(0);
             let hb1 = counters.heartbeats.load(Ordering::Relaxed);
+            // Before the rigs stop: a stopped rig's session ends, and its reader would count
+            // that close.
+            let closed = counters.closed.load(Ordering::Relaxed);
             for t in &tasks {
                 t.abort();
             }
@@ -363,7 +393,7 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
                 "rigs": args.rigs,
                 "connected": connected,
                 "failed": counters.failed.load(Ordering::Relaxed),
-                "closed_by_manager": counters.closed.load(Ordering::Relaxed),
+                "closed_by_manager": closed,
                 "connect_s": connect_s,
                 "window_s": window,
                 "heartbeats_per_s": (hb1 - hb0) as f64 / window,

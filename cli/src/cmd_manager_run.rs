@@ -98,6 +98,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let store = std::sync::Arc::new(store);
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(crate::WORKER_STACK)
         .enable_all()
         .build()?;
     rt.block_on(async {

@@ -53,6 +53,7 @@ pub fn run(args: RigArgs) -> anyhow::Result<()> {
     );
     let rig = Rig::new(settings, identity)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(crate::WORKER_STACK)
         .enable_all()
         .build()
         .context("tokio runtime")?;

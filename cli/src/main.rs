@@ -18,6 +18,12 @@ mod cmd_rig;
 mod cmd_rig_record;
 mod cmd_sim;
 
+/// Stack of each async worker thread of the long-running roles (rig, manager). Tokio's 2 MiB
+/// default holds the release build's session futures with room to spare, but an unoptimised
+/// build copies the ~60 KiB protocol messages through several frames of the rig's session
+/// loop and overflows it; 8 MiB of address space per worker costs nothing until touched.
+pub(crate) const WORKER_STACK: usize = 8 << 20;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -17,6 +17,7 @@
 //! Network side and market logic:
 //! - [`server`]: listener, handshake, routing by first message, blocking work;
 //! - [`session`]: a rig's and a client's session loops;
+//! - [`outbox`]: a rig session's bounded outgoing queue (encoded messages, geometry by reference);
 //! - [`market`]: jobs, rigs, bids, assignments and the rules that move them;
 //! - [`scheduler`]: device ordering and assignment sizing;
 //! - [`verify`]: sample checks (Merkle proofs, re-simulation) and duplicate rules;
@@ -42,6 +43,7 @@ pub mod trust;
 pub mod client;
 pub mod escrow;
 pub mod market;
+pub mod outbox;
 pub mod persist;
 pub mod public_record;
 pub mod ratings;

@@ -34,10 +34,10 @@ use compushare_protocol::msg::{
 use compushare_protocol::types::{
     Amount, AssignmentId, DeviceInfo, Digest, JobId, Mode, Name, PhotonRange, PublicKey, TrustLevel,
 };
-use tokio::sync::mpsc;
 
 use crate::costing;
 use crate::escrow::Bank;
+use crate::outbox::{Outbox, PushError};
 use crate::persist::{Caught, JobTerms, Persist, Verified};
 use crate::records::{AssignmentRecord, AssignmentState, CommitInfo, Verification};
 use crate::results::{max_sealed_len, Assembly};
@@ -79,8 +79,10 @@ pub struct MarketConfig {
     pub fee_bp: u64,
     /// Largest job input accepted, bytes.
     pub max_input: u32,
-    /// Queue depth of each session's outgoing messages.
+    /// Most entries in a rig session's outgoing queue (see [`crate::outbox`]).
     pub session_queue: usize,
+    /// Most bytes of encoded messages in a rig session's outgoing queue.
+    pub session_queue_bytes: usize,
 }
 
 impl Default for MarketConfig {
@@ -99,6 +101,9 @@ impl Default for MarketConfig {
             fee_bp: 500,
             max_input: 64 << 20,
             session_queue: 256,
+            // Thousands of acks, offers and sample requests: far beyond what a rig that reads
+            // at all lets pile up, small beside the 20 KiB a session costs.
+            session_queue_bytes: 1 << 20,
         }
     }
 }
@@ -142,7 +147,7 @@ pub enum Work {
 #[derive(Debug, Clone)]
 pub struct RigLink {
     pub session: u64,
-    pub tx: mpsc::Sender<Box<ManagerToRig>>,
+    pub outbox: Outbox,
 }
 
 /// The public record of a rig.
@@ -580,14 +585,21 @@ impl Market {
     }
 
     fn send(&mut self, rig: &PublicKey, msg: ManagerToRig) {
+        self.push(rig, |out| out.push(&msg));
+    }
+
+    /// Queues on `rig`'s session; a rig whose queue refuses is dropped (its session ends when
+    /// its writer sees the queue closed, and it may reconnect).
+    fn push(&mut self, rig: &PublicKey, f: impl FnOnce(&Outbox) -> Result<(), PushError>) {
         let Some(r) = self.rigs.get_mut(rig) else {
             return;
         };
         let Some(link) = &r.link else { return };
-        if link.tx.try_send(Box::new(msg)).is_err() {
+        if let Err(e) = f(&link.outbox) {
             log(format_args!(
-                "rig {} cannot keep up (queue full or closed); dropping its session",
-                short(rig)
+                "rig {}: {e} ({} bytes queued); dropping its session",
+                short(rig),
+                link.outbox.queued_bytes()
             ));
             r.link = None;
         }
@@ -823,7 +835,7 @@ impl Market {
             .jobs
             .values()
             .find(|j| j.spec.content == content)
-            .map(|j| j.spec.input.clone());
+            .map(|j| Arc::clone(&j.spec.input));
         let Some(input) = input else {
             self.stats.abuse += 1;
             log(format_args!(
@@ -832,11 +844,8 @@ impl Market {
             ));
             return;
         };
-        if let Ok(chunker) = compushare_protocol::chunk::Chunker::new(&input) {
-            for c in chunker {
-                self.send(key, ManagerToRig::GeometryChunk(c));
-            }
-        }
+        // The session's writer cuts it into chunks as the socket takes them.
+        self.push(key, |out| out.push_geometry(input));
     }
 
     /// Assigns pending photons of `job` to idle bidders, best first for the job's mode.

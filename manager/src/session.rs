@@ -20,10 +20,10 @@ use compushare_protocol::types::{Amount, AssignmentId, PublicKey};
 use embedded_io_adapters::tokio_1::FromTokio;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
 
 use crate::client::{prepare_job, PreparedJob};
 use crate::market::RigLink;
+use crate::outbox::{outbox, GeometryFrames, Inbox, Outgoing};
 use crate::public_record;
 use crate::ratings::{self, Rated, RatingError};
 use crate::results::Assembly;
@@ -47,35 +47,33 @@ pub async fn rig(
     mut wr: Writer,
 ) {
     let handle = Handle::current();
-    let (tx, mut rx) = mpsc::channel::<Box<ManagerToRig>>(shared.cfg.market.session_queue.max(8));
+    let (out, inbox) = outbox(
+        shared.cfg.market.session_queue.max(8),
+        shared.cfg.market.session_queue_bytes,
+    );
     let (session, welcome) = {
         let mut m = shared.market();
         let session = m.new_session();
         let link = RigLink {
             session,
-            tx: tx.clone(),
+            outbox: out.clone(),
         };
         (session, m.rig_hello(peer, &hello, link))
     };
     // The market copied what it keeps; the Hello (~3 KiB) need not live as long as the session.
     drop(hello);
-    // Boxed: a message enum is ~60 KiB (its largest variant holds a chunk inline), and one
-    // held across an await would sit in every session's task for the session's life.
-    let welcome = Box::new(ManagerToRig::Welcome(welcome));
-    if wr.send(&*welcome).await.is_err() {
+    // Encoded before the await: a message enum is ~60 KiB (its largest variant holds a chunk
+    // inline), and one held across an await would sit in every session's task for its life.
+    let welcome = crate::outbox::encode(&ManagerToRig::Welcome(welcome));
+    let sent = match welcome {
+        Ok(bytes) => wr.send_bytes(&bytes).await.is_ok(),
+        Err(_) => false,
+    };
+    if !sent {
         shared.market().rig_gone(&peer, session);
         return;
     }
-    let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if wr.send(&*m).await.is_err() {
-                break;
-            }
-            if matches!(*m, ManagerToRig::Refused(_)) {
-                break;
-            }
-        }
-    });
+    let writer = tokio::spawn(write_queued(inbox, wr));
     let idle = shared.cfg.idle_timeout;
     loop {
         let bytes = match tokio::time::timeout(idle, rd.recv_bytes()).await {
@@ -95,37 +93,66 @@ pub async fn rig(
                     "manager: rig {}: protocol abuse: {why}; closing",
                     hex4(&peer)
                 );
-                let _ = tx.try_send(Box::new(ManagerToRig::Refused(Refusal::new(
+                let _ = out.push_last(&ManagerToRig::Refused(Refusal::new(
                     refusal::PROTOCOL,
                     &why,
-                ))));
+                )));
                 break;
             }
         };
         if let RigToManager::RateClient { assignment, stars } = message {
             let outcome = rate_client(&shared, &peer, assignment, stars);
-            let _ = tx.try_send(Box::new(ManagerToRig::Rated {
-                assignment,
-                outcome,
-            }));
+            if out
+                .push(&ManagerToRig::Rated {
+                    assignment,
+                    outcome,
+                })
+                .is_err()
+            {
+                // As the market does with a rig whose queue refuses: too slow to serve.
+                eprintln!("manager: rig {}: send queue full; closing", hex4(&peer));
+                break;
+            }
             continue;
         }
         let outcome = shared.market().rig_message(&peer, message);
         match outcome {
             Ok(work) => dispatch(&handle, &shared, work),
             Err(abuse) => {
-                let _ = tx.try_send(Box::new(ManagerToRig::Refused(Refusal::new(
+                let _ = out.push_last(&ManagerToRig::Refused(Refusal::new(
                     refusal::PROTOCOL,
                     &abuse.0,
-                ))));
+                )));
                 break;
             }
         }
     }
     shared.market().rig_gone(&peer, session);
-    drop(tx);
+    drop(out);
     // Let the writer flush what is queued (a refusal, acks), but not forever.
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+/// Drains a rig session's queue onto its socket until the queue closes, a write fails, or
+/// a message marked last (a refusal) is sent.
+async fn write_queued(mut inbox: Inbox, mut wr: Writer) {
+    while let Some(entry) = inbox.next().await {
+        match entry {
+            Outgoing::Message { bytes, last } => {
+                if wr.send_bytes(&bytes).await.is_err() || last {
+                    return;
+                }
+            }
+            Outgoing::Geometry(input) => {
+                for frame in GeometryFrames::new(&input) {
+                    let Ok(frame) = frame else { return };
+                    if wr.send_bytes(&frame).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A rig's rating of the client whose job `assignment` belonged to: only for work the rig

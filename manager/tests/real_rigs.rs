@@ -111,16 +111,14 @@ fn local_digest() -> [u8; 32] {
 }
 
 async fn run_job(m: &Running, client: Identity) -> [u8; 32] {
+    run_input(m, client, JOB.as_bytes()).await
+}
+
+async fn run_input(m: &Running, client: Identity, input: &[u8]) -> [u8; 32] {
     let key = m.shared.identity.public();
     let mut c = Client::connect(m.addr, client, &key).await.unwrap();
     let (job, _, _) = c
-        .submit(
-            JOB.as_bytes(),
-            PHOTONS,
-            Some(SEED),
-            Mode::Cheapest,
-            Amount(u64::MAX),
-        )
+        .submit(input, PHOTONS, Some(SEED), Mode::Cheapest, Amount(u64::MAX))
         .await
         .unwrap();
     let t0 = Instant::now();
@@ -200,4 +198,23 @@ async fn real_cheating_rigs_are_caught_and_unpaid() {
         common::assert_forfeited(&market, &r.payout, rec.paid, rec.forfeited);
     }
     assert!(market.stats.caught >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_geometry_larger_than_the_send_queue_reaches_the_rigs() {
+    // 16 MiB of input (the job padded with JSON whitespace): more 60 KiB geometry chunks than
+    // a session queue has entries, which once got every fetching rig's session dropped.
+    let mut input = JOB.as_bytes().to_vec();
+    input.resize(16 << 20, b' ');
+    let client = Identity::generate().unwrap();
+    let m = manager(client.public()).await;
+    let mut rigs = Vec::new();
+    for i in 0..2 {
+        rigs.push(real_rig(&m, &format!("big{i}"), None).await);
+    }
+    assert_eq!(run_input(&m, client, &input).await, local_digest());
+    let market = m.shared.market();
+    for r in &rigs {
+        assert_eq!(market.rig_record(&r.key).expect("rig joined").errors, 0);
+    }
 }
