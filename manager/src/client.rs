@@ -12,7 +12,7 @@ use compushare_kernels::transport::tally_ops::tally_cells;
 use compushare_kernels::transport::{TallyCodecError, TransportError};
 use compushare_protocol::chunk::{content_address, Chunker};
 use compushare_protocol::msg::{
-    ClientToManager, ErrorCode, JobStatus, ManagerToClient, PublicRecord, SubmitJob,
+    self, ClientToManager, ErrorCode, JobStatus, ManagerToClient, PublicRecord, SubmitJob,
     PROTOCOL_VERSION,
 };
 use compushare_protocol::secure::net::{connect_tcp, TcpChannel, HANDSHAKE_TIMEOUT};
@@ -126,6 +126,13 @@ pub struct Client {
     me: Identity,
 }
 
+/// Decodes a reply straight onto the heap: a `ManagerToClient` is ~60 KiB (a result chunk
+/// inline), and decoded by value in the client's futures it would be copied through their
+/// frames and held in their state.
+fn decode_boxed(bytes: &[u8]) -> Result<Box<ManagerToClient>, ChannelError> {
+    Ok(Box::new(msg::decode::<ManagerToClient>(bytes)?))
+}
+
 impl Client {
     /// Connects, checks the manager's key and says Hello.
     pub async fn connect(
@@ -138,21 +145,23 @@ impl Client {
             version: PROTOCOL_VERSION,
         })
         .await?;
-        match ch.recv::<ManagerToClient>().await? {
+        let first = decode_boxed(ch.recv_bytes().await?)?;
+        match *first {
             ManagerToClient::Welcome { .. } => Ok(Client { ch, me }),
             ManagerToClient::Refused(r) => Err(ClientError::Refused(r.reason.as_str().to_owned())),
             _ => Err(ClientError::Unexpected("expected Welcome")),
         }
     }
 
-    async fn next(&mut self) -> Result<ManagerToClient, ClientError> {
-        match self.ch.recv::<ManagerToClient>().await? {
+    async fn next(&mut self) -> Result<Box<ManagerToClient>, ClientError> {
+        let m = decode_boxed(self.ch.recv_bytes().await?)?;
+        match *m {
             ManagerToClient::Error { code, message } => Err(ClientError::Manager {
                 code,
                 message: message.as_str().to_owned(),
             }),
             ManagerToClient::Refused(r) => Err(ClientError::Refused(r.reason.as_str().to_owned())),
-            m => Ok(m),
+            m => Ok(Box::new(m)),
         }
     }
 
@@ -178,7 +187,7 @@ impl Client {
         for c in chunker {
             self.ch.send(&ClientToManager::JobData(c)).await?;
         }
-        match self.next().await? {
+        match *self.next().await? {
             ManagerToClient::JobAccepted {
                 job,
                 price_per_history,
@@ -191,7 +200,7 @@ impl Client {
     /// A job's status.
     pub async fn status(&mut self, job: JobId) -> Result<JobStatus, ClientError> {
         self.ch.send(&ClientToManager::JobStatus { job }).await?;
-        match self.next().await? {
+        match *self.next().await? {
             ManagerToClient::JobStatus(s) => Ok(s),
             _ => Err(ClientError::Unexpected("expected JobStatus")),
         }
@@ -202,7 +211,7 @@ impl Client {
         self.ch
             .send(&ClientToManager::Rate { job, rig, stars })
             .await?;
-        match self.next().await? {
+        match *self.next().await? {
             ManagerToClient::JobStatus(_) => Ok(()),
             _ => Err(ClientError::Unexpected("expected JobStatus")),
         }
@@ -215,7 +224,7 @@ impl Client {
         rig: PublicKey,
     ) -> Result<Option<PublicRecord>, ClientError> {
         self.ch.send(&ClientToManager::RigRecord { rig }).await?;
-        match self.next().await? {
+        match *self.next().await? {
             ManagerToClient::Record(r) => Ok(Some(r)),
             ManagerToClient::UnknownRig { .. } => Ok(None),
             _ => Err(ClientError::Unexpected("expected Record or UnknownRig")),
@@ -225,13 +234,13 @@ impl Client {
     /// Fetches a finished job's merged tally (sealed for this client; opened here).
     pub async fn fetch(&mut self, job: JobId) -> Result<Tally, ClientError> {
         self.ch.send(&ClientToManager::FetchResult { job }).await?;
-        let (content, len) = match self.next().await? {
+        let (content, len) = match *self.next().await? {
             ManagerToClient::ResultReady { content, len, .. } => (content, len),
             _ => return Err(ClientError::Unexpected("expected ResultReady")),
         };
         let mut asm = Assembly::new(content, len, compushare_protocol::limits::MAX_PAYLOAD)?;
         loop {
-            match self.next().await? {
+            match *self.next().await? {
                 ManagerToClient::ResultChunk(c) => {
                     if asm.accept(&c)? {
                         break;

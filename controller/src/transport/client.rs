@@ -18,7 +18,7 @@ use compushare_kernels::transport::Engine;
 use compushare_protocol::chunk::{Chunk, Chunker};
 use compushare_protocol::limits::{MAX_PAYLOAD, PROOFS_PER_MESSAGE};
 use compushare_protocol::msg::{
-    AckStatus, Assign, Bid, Heartbeat, HistoryProof, ManagerToRig, Offer, RejectReason,
+    self, AckStatus, Assign, Bid, Heartbeat, HistoryProof, ManagerToRig, Offer, RejectReason,
     ResultCommit, RigHello, RigToManager, SampleProof, Welcome, PROTOCOL_VERSION,
 };
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
@@ -100,6 +100,11 @@ type Writer = compushare_protocol::secure::SecureWriter<
     embedded_io_adapters::tokio_1::FromTokio<tokio::net::tcp::OwnedWriteHalf>,
 >;
 
+/// Inbound half of a session.
+type Reader = compushare_protocol::secure::SecureReader<
+    embedded_io_adapters::tokio_1::FromTokio<tokio::net::tcp::OwnedReadHalf>,
+>;
+
 /// A transport rig: its devices, state and the events of its blocking work.
 pub struct Rig {
     settings: RigSettings,
@@ -131,6 +136,21 @@ const JOB_CACHE: usize = 4;
 const MAX_FETCHES: usize = 4;
 /// Messages buffered from the reader task.
 const INBOUND: usize = 64;
+
+/// Receives one message, decoded straight onto the heap.
+///
+/// A `ManagerToRig` is ~60 KiB (its largest variant holds a geometry chunk inline). Decoded
+/// by value inside the session's futures it would be copied through their frames and held in
+/// their state, and every slot of the inbound queue would be that size; boxed in a plain
+/// function, only a pointer crosses an await.
+async fn recv_boxed(reader: &mut Reader) -> Result<Box<ManagerToRig>, ChannelError> {
+    let bytes = reader.recv_bytes().await?;
+    decode_boxed(bytes)
+}
+
+fn decode_boxed(bytes: &[u8]) -> Result<Box<ManagerToRig>, ChannelError> {
+    Ok(Box::new(msg::decode::<ManagerToRig>(bytes)?))
+}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -266,11 +286,11 @@ impl Rig {
             .send(&RigToManager::Hello(self.hello()?))
             .await
             .map_err(chan_err)?;
-        let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.recv::<ManagerToRig>())
+        let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, recv_boxed(&mut reader))
             .await
             .map_err(|_| RigError::Protocol("no Welcome within the handshake time".into()))?
             .map_err(chan_err)?;
-        let welcome: Welcome = match first {
+        let welcome: Welcome = match *first {
             ManagerToRig::Welcome(w) => w,
             ManagerToRig::Refused(r) => {
                 return Err(RigError::Refused {
@@ -295,7 +315,7 @@ impl Rig {
         let (in_tx, mut in_rx) = mpsc::channel(INBOUND);
         let reader_task = tokio::spawn(async move {
             loop {
-                let m = reader.recv::<ManagerToRig>().await;
+                let m = recv_boxed(&mut reader).await;
                 let stop = matches!(&m, Err(e) if !matches!(e, ChannelError::Codec(_)));
                 if in_tx.send(m).await.is_err() || stop {
                     break;
@@ -318,7 +338,7 @@ impl Rig {
     async fn session_loop(
         &mut self,
         w: &mut Writer,
-        in_rx: &mut mpsc::Receiver<Result<ManagerToRig, ChannelError>>,
+        in_rx: &mut mpsc::Receiver<Result<Box<ManagerToRig>, ChannelError>>,
         welcome: &Welcome,
     ) -> Result<(), Ended> {
         // Results the manager has not acknowledged are committed again on a new session.
@@ -434,8 +454,8 @@ impl Rig {
         matches!(d.role, Role::Auto | Role::Transport)
     }
 
-    async fn on_message(&mut self, w: &mut Writer, msg: ManagerToRig) -> Result<(), Ended> {
-        match msg {
+    async fn on_message(&mut self, w: &mut Writer, msg: Box<ManagerToRig>) -> Result<(), Ended> {
+        match *msg {
             ManagerToRig::Offer(o) => self.on_offer(w, o).await?,
             ManagerToRig::Assign(a) => self.on_assign(w, a).await?,
             ManagerToRig::GeometryChunk(c) => self.on_geometry_chunk(&c),
