@@ -28,7 +28,7 @@ use super::{log, short, AState, CheckRun, JobSpec, Market, Work};
 use crate::costing;
 use crate::persist::Verified;
 use crate::records::{AssignmentState, Verification};
-use crate::scheduler::{self, Candidate};
+use crate::scheduler::Candidate;
 use crate::trust::ErrorKind;
 
 impl Market {
@@ -157,18 +157,7 @@ impl Market {
                 {
                     continue;
                 }
-                let c = Candidate {
-                    rig: 0,
-                    device: *dev,
-                    cores: bid.cores.max(1),
-                    histories_per_s: scheduler::expected_rate(
-                        rig.public.s_per_milli,
-                        bid.histories_per_s,
-                        cost_milli,
-                    ),
-                    min_price: bid.min_price,
-                };
-                best = Some((*k, c));
+                best = Some((*k, rig.candidate(0, *dev, bid, cost_milli)));
                 break 'rigs;
             }
         }

@@ -1,0 +1,267 @@
+//! Clients' side of the market: job submission with its escrow, status, results, ratings
+//! of rigs, and the public records they read.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use compushare_protocol::msg::{ErrorCode, JobState, JobStatus, ManagerToRig};
+use compushare_protocol::types::{Amount, JobId, Mode, PhotonRange, PublicKey};
+
+use super::{log, short, JobEntry, JobSpec, Market, RigPublic};
+use crate::costing;
+use crate::persist::JobTerms;
+use crate::scheduler;
+use crate::store::StoreError;
+
+impl Market {
+    /// Accepts a priced job: escrows its maximum cost plus fee and opens it for bids.
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit(
+        &mut self,
+        client: PublicKey,
+        spec: JobSpec,
+        photons: u64,
+        mode: Mode,
+        max_price: Amount,
+        cost_milli: u64,
+    ) -> Result<(JobId, Amount, Amount), (ErrorCode, String)> {
+        let price_per_history = costing::price_per_history(cost_milli, self.cfg.price_per_unit);
+        let e = costing::escrow(
+            photons,
+            price_per_history,
+            self.cfg.fee_bp,
+            self.cfg.check_allowance_permille,
+        );
+        let (checks, escrow) = (e.checks, e.total);
+        let terms = JobTerms {
+            client,
+            photons,
+            seed: spec.job.seed,
+            mode,
+            max_price,
+            cost_per_history_milli: cost_milli,
+            price_per_unit: self.cfg.price_per_unit,
+            escrow: Amount(escrow),
+            fee_bp: self.cfg.fee_bp,
+            check_allowance_permille: self.cfg.check_allowance_permille,
+        };
+        let id = self
+            .persist
+            .accept_job(&terms, &spec.input)
+            .map_err(|e| match e {
+                StoreError::InsufficientBalance { .. } => {
+                    (ErrorCode::InsufficientFunds, e.to_string())
+                }
+                StoreError::PriceAboveMax { needed, max } => (
+                    ErrorCode::TooExpensive,
+                    format!(
+                        "{photons} photons at {price_per_history} per history plus fee and check allowance cost {needed}, above the maximum {max}"
+                    ),
+                ),
+                e => {
+                    log(format_args!("store: job not accepted: {e}"));
+                    (
+                        ErrorCode::Internal,
+                        "the manager could not record the job".into(),
+                    )
+                }
+            })?;
+        let entry = JobEntry {
+            client,
+            spec: Arc::new(spec),
+            photons,
+            mode,
+            cost_milli,
+            price_per_history,
+            fee_bp: self.cfg.fee_bp,
+            pending: vec![PhotonRange {
+                start: 0,
+                count: photons,
+            }],
+            held: BTreeMap::new(),
+            state: JobState::Queued,
+            spent: 0,
+            result: None,
+            rigs: Vec::new(),
+            check_budget: checks,
+        };
+        let offer = self.offer(id, &entry);
+        self.jobs.insert(id, entry);
+        log(format_args!(
+            "job {} accepted: {photons} photons, {price_per_history} per history, escrow {escrow}",
+            id.0
+        ));
+        let keys: Vec<PublicKey> = self
+            .rigs
+            .iter()
+            .filter(|(_, r)| r.link.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            self.send(&k, ManagerToRig::Offer(offer));
+        }
+        Ok((id, Amount(price_per_history), Amount(escrow)))
+    }
+
+    /// A job's status, for its client.
+    pub fn status(&self, client: &PublicKey, job: JobId) -> Option<JobStatus> {
+        let Some(j) = self.jobs.get(&job) else {
+            return self.stored_status(client, job);
+        };
+        if j.client != *client {
+            return None;
+        }
+        let done: u64 = j
+            .held
+            .values()
+            .filter_map(|a| self.assignments.get(a))
+            .map(|a| a.range.count)
+            .sum();
+        let mut rigs = heapless::Vec::new();
+        for r in &j.rigs {
+            let _ = rigs.push(*r);
+        }
+        let state = match j.state {
+            JobState::Running if scheduler::pending_total(&j.pending) == 0 => JobState::Verifying,
+            s => s,
+        };
+        Some(JobStatus {
+            job,
+            state,
+            photons_done: if j.state == JobState::Done {
+                j.photons
+            } else {
+                done
+            },
+            photons_total: j.photons,
+            spent: Amount(j.spent),
+            rigs,
+        })
+    }
+
+    /// A job finished before this manager started: its status from the store.
+    pub(super) fn stored_status(&self, client: &PublicKey, job: JobId) -> Option<JobStatus> {
+        let rec = match self.persist.job(job) {
+            Ok(r) => r?,
+            Err(e) => {
+                log(format_args!("store: job {}: {e}", job.0));
+                return None;
+            }
+        };
+        if rec.client != *client {
+            return None;
+        }
+        let state = match rec.state {
+            crate::records::JobState::Done => JobState::Done,
+            crate::records::JobState::Cancelled => JobState::Failed,
+            // Running jobs are all in memory; one that is not could not be restored.
+            crate::records::JobState::Running => JobState::Failed,
+        };
+        Some(JobStatus {
+            job,
+            state,
+            photons_done: rec.photons_verified,
+            photons_total: rec.photons,
+            spent: rec.paid,
+            rigs: heapless::Vec::new(),
+        })
+    }
+
+    /// The merged tally's canonical bytes of a finished job, for its client.
+    pub fn result(&self, client: &PublicKey, job: JobId) -> Result<Arc<Vec<u8>>, ErrorCode> {
+        if let Some(j) = self.jobs.get(&job) {
+            if j.client != *client {
+                return Err(ErrorCode::UnknownJob);
+            }
+            return j.result.clone().ok_or(ErrorCode::NotReady);
+        }
+        // Finished before this manager started.
+        self.stored_job_of(client, job)?;
+        match self.persist.client_result(job) {
+            Ok(Some(bytes)) => Ok(Arc::new(bytes)),
+            Ok(None) => Err(ErrorCode::NotReady),
+            Err(_) => Err(ErrorCode::Internal),
+        }
+    }
+
+    /// Checks that `job`, no longer in memory, is stored and belongs to `client` (another
+    /// client's job is reported unknown, not refused: its existence is not theirs to learn).
+    fn stored_job_of(&self, client: &PublicKey, job: JobId) -> Result<(), ErrorCode> {
+        let owned = self
+            .persist
+            .job(job)
+            .map_err(|_| ErrorCode::Internal)?
+            .is_some_and(|r| r.client == *client);
+        if owned {
+            Ok(())
+        } else {
+            Err(ErrorCode::UnknownJob)
+        }
+    }
+
+    /// A client's star rating of a rig that worked on its job.
+    pub fn rate(
+        &mut self,
+        client: &PublicKey,
+        job: JobId,
+        rig: &PublicKey,
+        stars: u8,
+    ) -> Result<(), ErrorCode> {
+        let worked = match self.jobs.get(&job) {
+            Some(j) if j.client == *client => j.rigs.contains(rig),
+            Some(_) => return Err(ErrorCode::UnknownJob),
+            None => {
+                self.stored_job_of(client, job)?;
+                self.persist
+                    .worked_on(job, rig)
+                    .map_err(|_| ErrorCode::Internal)?
+            }
+        };
+        if !(1..=5).contains(&stars) || !worked {
+            return Err(ErrorCode::Protocol);
+        }
+        match self.persist.rate(rig, client, stars) {
+            Ok(rec) => {
+                if let Some(r) = self.rigs.get_mut(rig) {
+                    r.public.absorb(&rec);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                log(format_args!("store: rating of rig {}: {e}", short(rig)));
+                Err(ErrorCode::Internal)
+            }
+        }
+    }
+
+    /// A rig's public record: its stored trust record and ratings, with this session's label
+    /// and pay counters when it is known here.
+    pub fn rig_record(&self, rig: &PublicKey) -> Option<RigPublic> {
+        let stored = match self.persist.rig(rig) {
+            Ok(r) => r,
+            Err(e) => {
+                log(format_args!("store: rig {}: {e}", short(rig)));
+                None
+            }
+        };
+        let live = self.rigs.get(rig).map(|r| r.public.clone());
+        let mut public = match (&stored, live) {
+            (None, None) => return None,
+            (_, Some(p)) => p,
+            (Some(_), None) => RigPublic {
+                label: format!("rig-{}", short(rig)),
+                ..RigPublic::default()
+            },
+        };
+        if let Some(rec) = &stored {
+            public.absorb(rec);
+        }
+        public.ratings = self.persist.ratings(rig).unwrap_or_default();
+        Some(public)
+    }
+
+    /// Connected rigs.
+    pub fn connected(&self) -> usize {
+        self.rigs.values().filter(|r| r.link.is_some()).count()
+    }
+}

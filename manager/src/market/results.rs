@@ -1,0 +1,694 @@
+//! Results coming back: commitments and sealed uploads, opening and sample checks, settling
+//! a verified result (pay, trust), failures and the rigs caught by them, finishing a job
+//! (exact merge, fee, refund), and the periodic tick that enforces deadlines.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use compushare_kernels::transport::tally::Tally;
+use compushare_protocol::msg::{AckStatus, HistoryProof, JobState, ManagerToRig, ResultCommit};
+use compushare_protocol::types::{Amount, AssignmentId, JobId, PublicKey};
+
+use super::{log, short, AState, Market, Work};
+use crate::costing;
+use crate::persist::{Caught, Verified};
+use crate::records::{AssignmentState, Verification};
+use crate::results::{max_sealed_len, Assembly};
+use crate::trust::ErrorKind;
+use crate::verify;
+
+impl Market {
+    /// Tells `key` its result for `id` failed and returns the range to the pool.
+    fn discard_result(&mut self, key: &PublicKey, id: AssignmentId) {
+        self.send(
+            key,
+            ManagerToRig::Ack {
+                assignment: id,
+                status: AckStatus::Failed,
+            },
+        );
+        self.release(id, AState::Discarded);
+    }
+
+    pub(super) fn commit(&mut self, key: &PublicKey, c: ResultCommit) {
+        let id = c.assignment;
+        let Some(a) = self.assignments.get(&id) else {
+            return self.unknown(key, id, "result for an assignment that does not exist");
+        };
+        if a.rig != *key {
+            return self.unknown(key, id, "result for another rig's assignment");
+        }
+        if a.state != AState::Assigned {
+            return self.unknown(key, id, "replayed result");
+        }
+        if c.histories != a.range.count {
+            self.stats.abuse += 1;
+            log(format_args!(
+                "rig {}: result of assignment {} covers {} histories, not {}",
+                short(key),
+                id.0,
+                c.histories,
+                a.range.count
+            ));
+            return self.discard_result(key, id);
+        }
+        let Some(spec) = self.jobs.get(&a.job).map(|j| j.spec.clone()) else {
+            return self.unknown(key, id, "result for a finished job");
+        };
+        let max = max_sealed_len(spec.cells as u64, a.range.count, spec.job.media.len());
+        let assembly = match Assembly::new(c.sealed, c.sealed_len, max) {
+            Ok(x) => x,
+            Err(e) => {
+                self.stats.abuse += 1;
+                log(format_args!("rig {}: {e}", short(key)));
+                return self.discard_result(key, id);
+            }
+        };
+        let now = Instant::now();
+        if let Some(a) = self.assignments.get_mut(&id) {
+            // Time to return / cost: the record that sizes this rig's next assignments.
+            let secs = now.duration_since(a.assigned_at).as_secs_f64();
+            a.elapsed_ms =
+                u64::try_from(now.duration_since(a.assigned_at).as_millis()).unwrap_or(u64::MAX);
+            let cost =
+                a.range.count as f64 * self.jobs.get(&a.job).map_or(1, |j| j.cost_milli) as f64;
+            let sample = secs / cost.max(1.0);
+            if let Some(r) = self.rigs.get_mut(key) {
+                let s = &mut r.public.s_per_milli;
+                *s = Some(match *s {
+                    Some(old) => 0.5 * old + 0.5 * sample,
+                    None => sample,
+                });
+                if r.busy.get(&a.device) == Some(&id) {
+                    r.busy.remove(&a.device);
+                }
+            }
+            a.state = AState::Uploading;
+            a.commit = Some(c);
+            a.assembly = Some(assembly);
+        }
+        self.uploads.insert((*key, c.sealed), id);
+        self.match_rig(key);
+    }
+
+    pub(super) fn chunk(
+        &mut self,
+        key: &PublicKey,
+        chunk: &compushare_protocol::chunk::Chunk,
+    ) -> Vec<Work> {
+        let Some(&id) = self.uploads.get(&(*key, chunk.content)) else {
+            self.stats.abuse += 1;
+            log(format_args!(
+                "rig {}: result chunk for no committed result; rejected",
+                short(key)
+            ));
+            return Vec::new();
+        };
+        let Some(a) = self.assignments.get_mut(&id) else {
+            return Vec::new();
+        };
+        let Some(asm) = a.assembly.as_mut() else {
+            return Vec::new();
+        };
+        match asm.accept(chunk) {
+            Ok(false) => Vec::new(),
+            Ok(true) => {
+                self.uploads.remove(&(*key, chunk.content));
+                let (Some(asm), Some(commit)) = (a.assembly.take(), a.commit) else {
+                    return Vec::new();
+                };
+                a.state = AState::Opening;
+                let job = a.job;
+                match self.jobs.get(&job) {
+                    Some(j) => vec![Work::Open {
+                        assignment: id,
+                        spec: j.spec.clone(),
+                        sealed: asm.into_bytes(),
+                        commit,
+                    }],
+                    None => Vec::new(),
+                }
+            }
+            Err(e) => {
+                self.uploads.remove(&(*key, chunk.content));
+                log(format_args!("rig {}: assignment {}: {e}", short(key), id.0));
+                self.fail(id, &e.to_string(), ErrorKind::BadResult);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The outcome of [`Work::Open`].
+    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, String>) -> Vec<Work> {
+        let tally = match result {
+            Ok(t) => t,
+            Err(e) => {
+                self.fail(id, &e, ErrorKind::BadResult);
+                return Vec::new();
+            }
+        };
+        let k = self.cfg.samples;
+        let r = self.random();
+        let dup_roll = self.random() % 1_000_000;
+        let Some(a) = self.assignments.get_mut(&id) else {
+            return Vec::new();
+        };
+        if a.state != AState::Opening {
+            return Vec::new();
+        }
+        let (rig_key, range, job) = (a.rig, a.range, a.job);
+        let is_check = a.check.is_some();
+        a.digest = Some(tally.digest());
+        a.tally = Some(Arc::new(tally));
+        a.state = AState::Checking;
+        a.check_deadline = Some(Instant::now() + self.cfg.deadline_floor);
+        let Some(rig) = self.rigs.get(&rig_key) else {
+            return Vec::new();
+        };
+        let trusted = rig.public.trusted;
+        let sample = !trusted
+            || (r as f64 / u64::MAX as f64) < verify::trusted_check_probability(rig.trusted_clean);
+        let first_dup = !trusted && !rig.dup_passed && rig.dup_in_flight.is_none();
+        // A check run is not itself duplicated: the comparison checks it.
+        let duplicate = !is_check && (first_dup || dup_roll < self.cfg.duplicate_ppm);
+        self.send(
+            &rig_key,
+            ManagerToRig::Ack {
+                assignment: id,
+                status: AckStatus::Received,
+            },
+        );
+        let mut work = Vec::new();
+        if sample {
+            let mut photons = Vec::new();
+            let mut rng = || self.random();
+            photons.extend(verify::pick_samples(range, k, &mut rng));
+            if let Some(a) = self.assignments.get_mut(&id) {
+                a.sampled = true;
+                a.outstanding = photons.iter().copied().collect();
+            }
+            for group in photons.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST) {
+                let mut v = heapless::Vec::new();
+                for p in group {
+                    let _ = v.push(*p);
+                }
+                self.send(
+                    &rig_key,
+                    ManagerToRig::SampleRequest {
+                        assignment: id,
+                        photons: v,
+                    },
+                );
+            }
+        }
+        if duplicate {
+            if let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) {
+                work.extend(self.start_duplicate(id, spec, range));
+            }
+        }
+        work.extend(self.settle_check(id));
+        work
+    }
+
+    pub(super) fn proofs(
+        &mut self,
+        key: &PublicKey,
+        id: AssignmentId,
+        proofs: Vec<HistoryProof>,
+    ) -> Vec<Work> {
+        let Some(a) = self.assignments.get_mut(&id) else {
+            self.unknown(key, id, "sample proofs for an unknown assignment");
+            return Vec::new();
+        };
+        if a.rig != *key || a.state != AState::Checking {
+            self.unknown(key, id, "sample proofs nobody asked for");
+            return Vec::new();
+        }
+        for p in &proofs {
+            if !a.outstanding.remove(&p.photon) {
+                let photon = p.photon;
+                self.fail(
+                    id,
+                    &format!("sent photon {photon}, which was not requested"),
+                    ErrorKind::BadProof,
+                );
+                return Vec::new();
+            }
+        }
+        let (Some(commit), Some(spec)) = (a.commit, self.jobs.get(&a.job).map(|j| j.spec.clone()))
+        else {
+            return Vec::new();
+        };
+        a.checks_in_flight += 1;
+        vec![Work::Check {
+            assignment: id,
+            spec,
+            range: a.range,
+            root: commit.merkle_root,
+            proofs,
+        }]
+    }
+
+    /// The outcome of [`Work::Check`].
+    pub fn checked(&mut self, id: AssignmentId, n: usize, result: Result<(), String>) -> Vec<Work> {
+        self.stats.samples_checked += n as u64;
+        let Some(a) = self.assignments.get_mut(&id) else {
+            return Vec::new();
+        };
+        a.checks_in_flight = a.checks_in_flight.saturating_sub(1);
+        if a.state != AState::Checking {
+            return Vec::new();
+        }
+        if let Err(e) = result {
+            self.fail(id, &e, ErrorKind::SampleMismatch);
+            return Vec::new();
+        }
+        self.settle_check(id)
+    }
+
+    /// Moves a result to `Held` once every requested sample passed and any duplicate agreed.
+    pub(super) fn settle_check(&mut self, id: AssignmentId) -> Vec<Work> {
+        let Some(a) = self.assignments.get_mut(&id) else {
+            return Vec::new();
+        };
+        if a.state != AState::Checking
+            || !a.outstanding.is_empty()
+            || a.checks_in_flight > 0
+            || a.duplicate == Some(false)
+        {
+            return Vec::new();
+        }
+        if let Some(run) = a.check {
+            return self.check_settled(id, run);
+        }
+        let (job, rig_key, range, sampled, payout_to, payout) =
+            (a.job, a.rig, a.range, a.sampled, a.payout_to, a.payout);
+        let duplicated = a.duplicate == Some(true);
+        let elapsed_ms = a.elapsed_ms;
+        let tally = a.tally.as_ref().map(|t| t.canonical_bytes());
+        let Some(tally) = tally else {
+            return Vec::new();
+        };
+        let Some(rig) = self.rigs.get(&rig_key) else {
+            return Vec::new();
+        };
+        let trusted = rig.public.trusted;
+        // Promotion also needs a passed duplicate: sample checks alone never make a rig
+        // trusted.
+        let promote_after = if rig.dup_passed || trusted {
+            self.cfg.trust_threshold
+        } else {
+            u64::MAX
+        };
+        // Spendable pay needs enough verified work and a passed duplicate (or trust): pay to a
+        // rig never cross-checked stays pending, so it can still be forfeited.
+        let spendable_after = if rig.dup_passed || trusted {
+            self.cfg.spendable_after
+        } else {
+            u64::MAX
+        };
+        let cost_milli = self.jobs.get(&job).map_or(0, |j| j.cost_milli);
+        let verification = if duplicated {
+            Verification::DuplicateMatched { other: id }
+        } else if sampled {
+            Verification::SamplePassed {
+                k: u32::try_from(self.cfg.samples).unwrap_or(u32::MAX),
+            }
+        } else {
+            Verification::Unchecked
+        };
+        let Some(record) = self.record(id, AssignmentState::Verified, verification) else {
+            return Vec::new();
+        };
+        let v = Verified {
+            record,
+            payout_to,
+            tally,
+            elapsed_ms,
+            cost_milli: range.count.saturating_mul(cost_milli),
+            trust_histories: if sampled || duplicated || trusted {
+                range.count
+            } else {
+                0
+            },
+            promote_after,
+            spendable_after,
+            primary: true,
+        };
+        let recorded = match self.persist.verified(&v) {
+            Ok(r) => r,
+            Err(e) => {
+                // Not recorded, so not verified: the range is computed again.
+                log(format_args!(
+                    "store: verified result of assignment {} not recorded: {e}; reassigned",
+                    id.0
+                ));
+                self.release_quiet(id, AState::Discarded);
+                return Vec::new();
+            }
+        };
+        if let Some(a) = self.assignments.get_mut(&id) {
+            a.state = AState::Held;
+            a.spendable = recorded.spendable;
+        }
+        if recorded.spendable {
+            // The rig's earlier pending pay was released with this one.
+            for x in self.assignments.values_mut() {
+                if x.payout_to == payout_to && x.state == AState::Held {
+                    x.spendable = true;
+                }
+            }
+        }
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.held.insert(range.start, id);
+            if !j.rigs.contains(&rig_key) {
+                j.rigs.push(rig_key);
+            }
+        }
+        if let Some(r) = self.rigs.get_mut(&rig_key) {
+            r.public.absorb(&recorded.rig);
+            if r.public.trusted && trusted {
+                r.trusted_clean += 1;
+            }
+        }
+        if recorded.promoted {
+            log(format_args!(
+                "rig {} is trusted after {} verified histories",
+                short(&rig_key),
+                recorded.rig.consecutive_verified
+            ));
+        }
+        self.notify_paid(&rig_key, id, payout, recorded.spendable);
+        self.try_finish(Some(job))
+    }
+
+    /// Tells a rig its result `id` was verified and what it was paid (pending or spendable).
+    pub(super) fn notify_paid(
+        &mut self,
+        rig: &PublicKey,
+        id: AssignmentId,
+        payout: u64,
+        spendable: bool,
+    ) {
+        self.send(
+            rig,
+            ManagerToRig::Ack {
+                assignment: id,
+                status: AckStatus::Verified,
+            },
+        );
+        self.send(
+            rig,
+            ManagerToRig::PaymentNotice {
+                assignment: id,
+                amount: Amount(payout),
+                spendable,
+            },
+        );
+    }
+
+    /// A result failed verification: the rig is demoted, its results whose pay is still
+    /// pending are discarded (their photons recomputed elsewhere) and that pay forfeited, and
+    /// work still out with it is cancelled. Results it was already paid spendable for passed
+    /// their own checks and stay.
+    pub(super) fn fail(&mut self, id: AssignmentId, why: &str, kind: ErrorKind) {
+        let Some(a) = self.assignments.get(&id) else {
+            return;
+        };
+        let rig_key = a.rig;
+        let payout_to = a.payout_to;
+        let job = a.job;
+        self.stats.caught += 1;
+        log(format_args!(
+            "rig {}: assignment {} failed verification: {why}; rig demoted",
+            short(&rig_key),
+            id.0
+        ));
+        self.send(
+            &rig_key,
+            ManagerToRig::Ack {
+                assignment: id,
+                status: AckStatus::Failed,
+            },
+        );
+        // Demote and exclude first, so the discarded photons never go back to this rig.
+        if let Some(r) = self.rigs.get_mut(&rig_key) {
+            r.public.errors += 1;
+            r.public.demotions += u64::from(r.public.trusted);
+            r.public.trusted = false;
+            r.public.streak = 0;
+            r.dup_passed = false;
+            r.dup_in_flight = None;
+            r.trusted_clean = 0;
+            r.excluded.insert(job);
+            r.bids.retain(|(j, _), _| *j != job);
+        }
+        let mut discard: Vec<AssignmentId> = vec![id];
+        let mut cancel: Vec<AssignmentId> = Vec::new();
+        for (other, x) in &self.assignments {
+            if x.rig != rig_key || *other == id {
+                continue;
+            }
+            match x.state {
+                AState::Held if !x.spendable => discard.push(*other),
+                AState::Checking | AState::Opening => discard.push(*other),
+                // Work still out with a caught rig is not wanted either.
+                AState::Assigned | AState::Uploading => cancel.push(*other),
+                _ => {}
+            }
+        }
+        for c in &cancel {
+            self.uploads.retain(|_, v| v != c);
+            self.send(&rig_key, ManagerToRig::Cancel { assignment: *c });
+        }
+        discard.extend(cancel);
+        let mut caught = Caught {
+            rig: rig_key,
+            payout_to,
+            kind,
+            assignment: id,
+            ended: Vec::new(),
+            unverified: Vec::new(),
+        };
+        for d in &discard {
+            let state = if *d == id {
+                AssignmentState::Failed
+            } else {
+                AssignmentState::Abandoned
+            };
+            let verification = if *d == id {
+                Verification::Failed
+            } else {
+                Verification::Pending
+            };
+            if let Some(rec) = self.record(*d, state, verification) {
+                caught.ended.push(rec);
+            }
+            if let Some(x) = self.assignments.get(d) {
+                if x.state == AState::Held {
+                    caught.unverified.push((x.job, *d, x.range.count));
+                }
+            }
+        }
+        match self.persist.caught(&caught) {
+            Ok((rec, forfeited)) => {
+                if let Some(r) = self.rigs.get_mut(&rig_key) {
+                    r.public.absorb(&rec);
+                }
+                if forfeited > 0 {
+                    log(format_args!(
+                        "rig {}: {forfeited} of pending pay forfeited",
+                        short(&rig_key)
+                    ));
+                }
+            }
+            Err(e) => log(format_args!(
+                "store: demotion of rig {} not recorded: {e}",
+                short(&rig_key)
+            )),
+        }
+        for d in discard {
+            let Some(x) = self.assignments.get_mut(&d) else {
+                continue;
+            };
+            if x.state == AState::Held {
+                if let Some(j) = self.jobs.get_mut(&x.job) {
+                    j.held.remove(&x.range.start);
+                }
+            }
+            x.tally = None;
+            self.release_quiet(d, AState::Discarded);
+        }
+        self.match_job(job);
+    }
+
+    /// Completes `job` once all its photons are held and every contributing untrusted rig has
+    /// passed a duplicate (otherwise one of its held results is duplicated now).
+    pub(super) fn try_finish(&mut self, job: Option<JobId>) -> Vec<Work> {
+        let Some(job) = job else { return Vec::new() };
+        let Some(j) = self.jobs.get(&job) else {
+            return Vec::new();
+        };
+        if !j.pending.is_empty() || j.state != JobState::Running {
+            return Vec::new();
+        }
+        let held: u64 = j
+            .held
+            .values()
+            .filter_map(|a| self.assignments.get(a))
+            .map(|a| a.range.count)
+            .sum();
+        if held != j.photons {
+            return Vec::new();
+        }
+        // Every untrusted contributor must have passed a duplicate.
+        let mut work = Vec::new();
+        let mut waiting = false;
+        let held_ids: Vec<AssignmentId> = j.held.values().copied().collect();
+        let spec = j.spec.clone();
+        let mut asked: HashSet<PublicKey> = HashSet::new();
+        for id in &held_ids {
+            let Some(a) = self.assignments.get(id) else {
+                continue;
+            };
+            let Some(r) = self.rigs.get(&a.rig) else {
+                continue;
+            };
+            if r.public.trusted || r.dup_passed {
+                continue;
+            }
+            waiting = true;
+            if r.dup_in_flight.is_none() && asked.insert(a.rig) {
+                let range = a.range;
+                work.extend(self.start_duplicate(*id, spec.clone(), range));
+            }
+        }
+        if waiting {
+            return work;
+        }
+        self.finish(job);
+        work
+    }
+
+    /// Merges a job's held results and settles it: result, fee and refund in one
+    /// transaction (every result was paid when it was verified).
+    pub(super) fn finish(&mut self, job: JobId) {
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        let mut merged: Option<Tally> = None;
+        let mut spent = 0u64;
+        let mut held: Vec<AssignmentId> = Vec::new();
+        for id in j.held.values() {
+            let Some(a) = self.assignments.get(id) else {
+                continue;
+            };
+            let Some(t) = &a.tally else { continue };
+            match &mut merged {
+                None => merged = Some((**t).clone()),
+                Some(m) => {
+                    if let Err(e) = m.merge(t) {
+                        log(format_args!("job {}: merge failed: {e}", job.0));
+                        j.state = JobState::Failed;
+                        return;
+                    }
+                }
+            }
+            spent = spent.saturating_add(a.payout);
+            held.push(*id);
+        }
+        let Some(merged) = merged else { return };
+        let bytes = merged.canonical_bytes();
+        let fee = costing::fee(spent, j.fee_bp);
+        let (fee, refund) = match self
+            .persist
+            .finished(job, &bytes, merged.digest(), fee, &held)
+        {
+            Ok(x) => x,
+            Err(e) => {
+                // Not settled: the job stays as it is and is finished again after a
+                // restart.
+                log(format_args!("store: job {} not finished: {e}", job.0));
+                return;
+            }
+        };
+        j.result = Some(Arc::new(bytes));
+        j.state = JobState::Done;
+        j.spent = spent;
+        for id in &held {
+            if let Some(a) = self.assignments.get_mut(id) {
+                a.state = AState::Paid;
+                a.tally = None;
+            }
+        }
+        for r in self.rigs.values_mut() {
+            r.bids.retain(|(b, _), _| *b != job);
+        }
+        log(format_args!(
+            "job {} done: {} photons verified, paid {spent}, fee {fee}, refund {refund}",
+            job.0,
+            self.jobs.get(&job).map_or(0, |j| j.photons),
+        ));
+    }
+
+    /// Reassigns every assignment past its deadline; the late rig's record suffers. Returns
+    /// work started meanwhile (checks of results whose check run was lost).
+    pub fn tick(&mut self, now: Instant) -> Vec<Work> {
+        let late: Vec<AssignmentId> = self
+            .assignments
+            .iter()
+            .filter(|(_, a)| {
+                matches!(a.state, AState::Assigned | AState::Uploading) && a.deadline <= now
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            let Some(a) = self.assignments.get(&id) else {
+                continue;
+            };
+            let rig = a.rig;
+            self.stats.late += 1;
+            log(format_args!(
+                "assignment {} on rig {} missed its deadline; reassigned",
+                id.0,
+                short(&rig)
+            ));
+            if let Some(r) = self.rigs.get_mut(&rig) {
+                r.public.late += 1;
+                // A late rig's speed record is halved so its next ranges are smaller.
+                r.public.s_per_milli = r.public.s_per_milli.map(|s| s * 2.0);
+            }
+            self.uploads.retain(|_, v| *v != id);
+            self.send(&rig, ManagerToRig::Cancel { assignment: id });
+            self.release(id, AState::Late);
+        }
+        // A rig that does not answer its sample requests fails the check.
+        let silent: Vec<AssignmentId> = self
+            .assignments
+            .iter()
+            .filter(|(_, a)| {
+                a.state == AState::Checking
+                    && !a.outstanding.is_empty()
+                    && a.check_deadline.is_some_and(|d| d <= now)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            self.fail(
+                id,
+                "sample proofs not returned in time",
+                ErrorKind::BadProof,
+            );
+        }
+        // Old finished assignments are forgotten so memory stays bounded.
+        self.assignments.retain(|_, a| {
+            !(matches!(a.state, AState::Paid | AState::Late | AState::Discarded)
+                && now.duration_since(a.assigned_at) > Duration::from_secs(3600))
+        });
+        if let Err(e) = self.persist.flush() {
+            log(format_args!("store: assignment records: {e}"));
+        }
+        std::mem::take(&mut self.later)
+    }
+}

@@ -1,0 +1,455 @@
+//! Rigs' side of the market: sessions coming and going, their messages, bids, and matching
+//! pending photons to idle devices (assignment sizing and issue, release and reassignment).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use compushare_protocol::msg::{
+    AckStatus, Assign, Bid, JobState, ManagerToRig, Offer, RigHello, RigToManager, Welcome,
+};
+use compushare_protocol::types::{
+    Amount, AssignmentId, Digest, JobId, PhotonRange, PublicKey, TrustLevel,
+};
+
+use super::{
+    log, name, short, unix_now, AState, Abuse, Assignment, CheckRun, JobEntry, Market, Rig,
+    RigLink, RigPublic, Work,
+};
+use crate::costing;
+use crate::records::AssignmentState;
+use crate::scheduler::{self, Candidate};
+
+impl Market {
+    /// A rig said Hello on a new session.
+    pub fn rig_hello(&mut self, key: PublicKey, hello: &RigHello, link: RigLink) -> Welcome {
+        let label = if hello.name.is_empty() {
+            format!("rig-{}", short(&key))
+        } else {
+            hello.name.as_str().to_owned()
+        };
+        let stored = if self.rigs.contains_key(&key) {
+            None
+        } else {
+            // A rig's trust follows its key across sessions and restarts.
+            self.persist.rig(&key).unwrap_or_else(|e| {
+                log(format_args!("store: rig {}: {e}", short(&key)));
+                None
+            })
+        };
+        let rig = self.rigs.entry(key).or_insert_with(|| Rig {
+            public: RigPublic::default(),
+            payout: hello.payout,
+            devices: Vec::new(),
+            link: None,
+            bids: BTreeMap::new(),
+            busy: HashMap::new(),
+            dup_passed: false,
+            dup_in_flight: None,
+            trusted_clean: 0,
+            excluded: HashSet::new(),
+        });
+        if let Some(rec) = &stored {
+            rig.public.absorb(rec);
+            rig.dup_passed = rec.dup_passed;
+        }
+        rig.public.label = label.clone();
+        rig.payout = hello.payout;
+        rig.devices = hello.devices.iter().cloned().collect();
+        rig.link = Some(link);
+        rig.bids.clear();
+        let trust = if rig.public.trusted {
+            TrustLevel::Trusted
+        } else {
+            TrustLevel::Untrusted
+        };
+        log(format_args!(
+            "rig {} ({label}) joined with {} device(s)",
+            short(&key),
+            hello.devices.len()
+        ));
+        let offers: Vec<Offer> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Running || j.state == JobState::Queued)
+            .map(|(id, j)| self.offer(*id, j))
+            .collect();
+        for o in offers {
+            self.send(&key, ManagerToRig::Offer(o));
+        }
+        Welcome {
+            version: compushare_protocol::msg::PROTOCOL_VERSION,
+            trust,
+            label: name(&label),
+            heartbeat_s: self.cfg.heartbeat_s,
+        }
+    }
+
+    /// A rig's session ended. Its running assignments stay until their deadline (the rig may
+    /// reconnect and deliver); half-uploaded results are dropped and must be sent again.
+    pub fn rig_gone(&mut self, key: &PublicKey, session: u64) {
+        let Some(rig) = self.rigs.get_mut(key) else {
+            return;
+        };
+        if rig.link.as_ref().is_some_and(|l| l.session == session) {
+            rig.link = None;
+            rig.bids.clear();
+        }
+        for a in self.assignments.values_mut() {
+            if a.rig == *key && a.state == AState::Uploading {
+                a.state = AState::Assigned;
+                a.assembly = None;
+                a.commit = None;
+            }
+        }
+        self.uploads.retain(|(k, _), _| k != key);
+    }
+
+    pub(super) fn offer(&self, id: JobId, j: &JobEntry) -> Offer {
+        Offer {
+            job: id,
+            cost_per_history_milli: j.cost_milli,
+            price_per_unit: self.cfg.price_per_unit,
+            geometry: j.spec.content,
+            geometry_len: j.spec.input.len() as u32,
+            photons_left: scheduler::pending_total(&j.pending),
+        }
+    }
+
+    /// One message from a rig. `Err` ends the session.
+    pub fn rig_message(&mut self, key: &PublicKey, msg: RigToManager) -> Result<Vec<Work>, Abuse> {
+        match msg {
+            RigToManager::Hello(_) => Err(self.abuse(key, "second Hello in a session")),
+            RigToManager::Heartbeat(_) => {
+                self.stats.heartbeats += 1;
+                Ok(Vec::new())
+            }
+            RigToManager::Bid(bid) => {
+                self.bid(key, bid)?;
+                Ok(Vec::new())
+            }
+            RigToManager::AssignmentAccepted { assignment } => {
+                if !self.holds(key, assignment) {
+                    self.unknown(key, assignment, "accepted an assignment it does not hold");
+                }
+                Ok(Vec::new())
+            }
+            RigToManager::AssignmentRejected { assignment, reason } => {
+                if self.holds(key, assignment) {
+                    log(format_args!(
+                        "rig {} rejected assignment {}: {reason:?}",
+                        short(key),
+                        assignment.0
+                    ));
+                    self.release(assignment, AState::Discarded);
+                } else {
+                    self.unknown(key, assignment, "rejected an assignment it does not hold");
+                }
+                Ok(Vec::new())
+            }
+            RigToManager::ResultCommit(c) => {
+                self.commit(key, c);
+                Ok(Vec::new())
+            }
+            RigToManager::ResultChunk(chunk) => Ok(self.chunk(key, &chunk)),
+            RigToManager::SampleProof(p) => Ok(self.proofs(key, p.assignment, p.proofs.to_vec())),
+            // A rating of a client is answered by the session (see `session::rate_client`).
+            RigToManager::PaymentClaim(_)
+            | RigToManager::ConsoleReply(_)
+            | RigToManager::RateClient { .. } => Ok(Vec::new()),
+            RigToManager::GeometryRequest { content } => {
+                self.geometry(key, content);
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    pub(super) fn abuse(&mut self, key: &PublicKey, what: &str) -> Abuse {
+        self.stats.abuse += 1;
+        log(format_args!("rig {}: protocol abuse: {what}", short(key)));
+        Abuse(what.to_owned())
+    }
+
+    /// Counts and answers a message about an assignment the rig does not hold (or a replay).
+    pub(super) fn unknown(&mut self, key: &PublicKey, assignment: AssignmentId, what: &str) {
+        self.stats.abuse += 1;
+        log(format_args!(
+            "rig {}: {what} (assignment {}); rejected",
+            short(key),
+            assignment.0
+        ));
+        self.send(
+            key,
+            ManagerToRig::Ack {
+                assignment,
+                status: AckStatus::Unknown,
+            },
+        );
+    }
+
+    pub(super) fn holds(&self, key: &PublicKey, a: AssignmentId) -> bool {
+        self.assignments
+            .get(&a)
+            .is_some_and(|x| x.rig == *key && x.state == AState::Assigned)
+    }
+
+    pub(super) fn bid(&mut self, key: &PublicKey, bid: Bid) -> Result<(), Abuse> {
+        let Some(rig) = self.rigs.get(key) else {
+            return Err(self.abuse(key, "bid before Hello"));
+        };
+        if !rig.devices.iter().any(|d| d.index == bid.device) {
+            return Err(self.abuse(key, "bid for a device the rig did not announce"));
+        }
+        if !self.jobs.contains_key(&bid.job) {
+            return Ok(()); // A finished job: a harmless race.
+        }
+        if let Some(rig) = self.rigs.get_mut(key) {
+            rig.bids.insert((bid.job, bid.device), bid);
+        }
+        // After every match either the job has no pending photons or no idle eligible bidder
+        // is left, so a new bid only needs to be matched itself: O(1), not a scan of all rigs.
+        self.match_bid(key, bid);
+        Ok(())
+    }
+
+    pub(super) fn match_bid(&mut self, key: &PublicKey, bid: Bid) {
+        let Some(j) = self.jobs.get(&bid.job) else {
+            return;
+        };
+        if j.pending.is_empty() || !matches!(j.state, JobState::Queued | JobState::Running) {
+            return;
+        }
+        let cost_milli = j.cost_milli;
+        let Some(rig) = self.rigs.get(key) else {
+            return;
+        };
+        if rig.link.is_none()
+            || rig.excluded.contains(&bid.job)
+            || rig.busy.contains_key(&bid.device)
+            || bid.min_price > self.cfg.price_per_unit
+        {
+            return;
+        }
+        let c = rig.candidate(0, bid.device, &bid, cost_milli);
+        self.assign(bid.job, *key, c);
+    }
+
+    pub(super) fn geometry(&mut self, key: &PublicKey, content: Digest) {
+        let input = self
+            .jobs
+            .values()
+            .find(|j| j.spec.content == content)
+            .map(|j| Arc::clone(&j.spec.input));
+        let Some(input) = input else {
+            self.stats.abuse += 1;
+            log(format_args!(
+                "rig {}: asked for unknown geometry",
+                short(key)
+            ));
+            return;
+        };
+        // The session's writer cuts it into chunks as the socket takes them.
+        self.push(key, |out| out.push_geometry(input));
+    }
+
+    /// Assigns pending photons of `job` to idle bidders, best first for the job's mode.
+    pub fn match_job(&mut self, job: JobId) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        if j.pending.is_empty() || !matches!(j.state, JobState::Queued | JobState::Running) {
+            return;
+        }
+        let (mode, cost_milli) = (j.mode, j.cost_milli);
+        let mut keys: Vec<PublicKey> = Vec::new();
+        let mut cands: Vec<Candidate> = Vec::new();
+        let mut sorted: Vec<(&PublicKey, &Rig)> = self.rigs.iter().collect();
+        sorted.sort_by_key(|(k, _)| **k);
+        for (k, rig) in sorted {
+            if rig.link.is_none() || rig.excluded.contains(&job) {
+                continue;
+            }
+            for ((bj, dev), bid) in rig.bids.range((job, 0)..=(job, u8::MAX)) {
+                if *bj != job || rig.busy.contains_key(dev) {
+                    continue;
+                }
+                if bid.min_price > self.cfg.price_per_unit {
+                    continue;
+                }
+                keys.push(*k);
+                cands.push(rig.candidate(keys.len() - 1, *dev, bid, cost_milli));
+            }
+        }
+        scheduler::order(&mut cands, mode);
+        for c in cands {
+            let Some(key) = keys.get(c.rig).copied() else {
+                continue;
+            };
+            if !self.assign(job, key, c) {
+                break;
+            }
+        }
+    }
+
+    pub(super) fn assign(&mut self, job: JobId, key: PublicKey, c: Candidate) -> bool {
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return false;
+        };
+        let available = j.pending.first().map_or(0, |r| r.count);
+        if available == 0 {
+            return false;
+        }
+        let count = scheduler::size(c.histories_per_s, self.cfg.target, c.cores, available);
+        let Some(range) = scheduler::take(&mut j.pending, count) else {
+            return false;
+        };
+        j.state = JobState::Running;
+        if self.issue(job, key, &c, range, None) {
+            return true;
+        }
+        if let Some(j) = self.jobs.get_mut(&job) {
+            scheduler::give_back(&mut j.pending, range);
+        }
+        false
+    }
+
+    /// Gives `range` of `job` to a device of a rig: a primary assignment (`check` None, the
+    /// range taken from the pending list by the caller) or a check run.
+    pub(super) fn issue(
+        &mut self,
+        job: JobId,
+        key: PublicKey,
+        c: &Candidate,
+        range: PhotonRange,
+        check: Option<CheckRun>,
+    ) -> bool {
+        let Some(j) = self.jobs.get(&job) else {
+            return false;
+        };
+        let payout = costing::pay(range.count, j.price_per_history);
+        let expected = Duration::from_secs_f64(
+            (range.count as f64 / c.histories_per_s.max(1e-9)).min(86_400.0),
+        );
+        let allowance =
+            scheduler::allowance(expected, self.cfg.deadline_factor, self.cfg.deadline_floor);
+        let (content, input_len, seed) =
+            (j.spec.content, j.spec.input.len() as u32, j.spec.job.seed);
+        let id = match self.persist.next_assignment_id() {
+            Ok(id) => id,
+            Err(e) => {
+                log(format_args!("store: no assignment number: {e}"));
+                return false;
+            }
+        };
+        let now = Instant::now();
+        let issued_unix_s = unix_now();
+        // A check run looks like any assignment: the rig cannot tell it from work.
+        let msg = Assign {
+            assignment: id,
+            job,
+            device: c.device,
+            geometry: content,
+            geometry_len: input_len,
+            seed,
+            photons: range,
+            deadline_unix_s: issued_unix_s + allowance.as_secs(),
+            payout: Amount(payout),
+        };
+        let payout_to = self.rigs.get(&key).map_or(key, |r| r.payout);
+        self.assignments.insert(
+            id,
+            Assignment {
+                job,
+                rig: key,
+                payout_to,
+                device: c.device,
+                range,
+                payout,
+                state: AState::Assigned,
+                assigned_at: now,
+                deadline: now + allowance,
+                commit: None,
+                assembly: None,
+                tally: None,
+                outstanding: BTreeSet::new(),
+                checks_in_flight: 0,
+                check_deadline: None,
+                sampled: false,
+                duplicate: None,
+                issued_unix_s,
+                deadline_unix_s: msg.deadline_unix_s,
+                elapsed_ms: 0,
+                spendable: false,
+                digest: None,
+                check,
+                disputed: None,
+                suspect: None,
+            },
+        );
+        if let Some(rig) = self.rigs.get_mut(&key) {
+            // Check runs go to idle devices only, like primary work.
+            rig.busy.insert(c.device, id);
+        }
+        self.note(id, AssignmentState::Issued, false);
+        self.stats.assignments += 1;
+        self.send(&key, ManagerToRig::Assign(msg));
+        true
+    }
+
+    /// Ends an assignment that will not deliver: frees the device, returns the range, and
+    /// records it abandoned (a late rig's record counts it).
+    pub(super) fn release(&mut self, id: AssignmentId, state: AState) {
+        self.note(id, AssignmentState::Abandoned, state == AState::Late);
+        self.release_quiet(id, state);
+    }
+
+    /// [`Market::release`] without the record (the caller commits it with more).
+    pub(super) fn release_quiet(&mut self, id: AssignmentId, state: AState) {
+        let Some(a) = self.assignments.get_mut(&id) else {
+            return;
+        };
+        let before = a.state;
+        a.state = state;
+        a.assembly = None;
+        let (job, rig, device, range, check, payout) =
+            (a.job, a.rig, a.device, a.range, a.check, a.payout);
+        if let Some(r) = self.rigs.get_mut(&rig) {
+            if r.busy.get(&device) == Some(&id) {
+                r.busy.remove(&device);
+            }
+            if r.dup_in_flight == Some(id) {
+                r.dup_in_flight = None;
+            }
+        }
+        match check {
+            // A check run's range belongs to the result it checks, never to the pool.
+            Some(run) => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.check_budget = j.check_budget.saturating_add(payout);
+                }
+                if before != AState::Settled {
+                    self.check_lost(run);
+                }
+            }
+            None => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    scheduler::give_back(&mut j.pending, range);
+                }
+            }
+        }
+        self.match_job(job);
+        self.match_rig(&rig);
+    }
+
+    pub(super) fn match_rig(&mut self, key: &PublicKey) {
+        let jobs: Vec<JobId> = self
+            .rigs
+            .get(key)
+            .map(|r| r.bids.keys().map(|(j, _)| *j).collect())
+            .unwrap_or_default();
+        let mut seen = BTreeSet::new();
+        for j in jobs {
+            if seen.insert(j) {
+                self.match_job(j);
+            }
+        }
+    }
+}
