@@ -152,11 +152,12 @@ enum Kind {
     Other(String),
 }
 
-/// Decodes a frame outside the async state machines: a `ManagerToRig` is ~60 KiB (its largest
+/// Decodes a frame outside the async state machines (never inlined into them): a `ManagerToRig` is ~60 KiB (its largest
 /// variant holds a chunk inline), and one held across an await would sit in each of the
 /// thousands of simulated rigs' futures.
+#[inline(never)]
 fn kind(bytes: &[u8]) -> Kind {
-    match msg::decode::<ManagerToRig>(bytes) {
+    match msg::decode_boxed::<ManagerToRig>(bytes).map(|m| *m) {
         Ok(ManagerToRig::Welcome(_)) => Kind::Welcome,
         Ok(ManagerToRig::Assign(_)) => Kind::Assign,
         Ok(other) => Kind::Other(format!("{other:?}")),

@@ -39,6 +39,9 @@ fn every_simulated_rig_connects_bids_and_gets_work() {
     // The photon pool is far larger than the run uses: every bid is answered with work, but
     // each rig's last bid may still be in flight when the counters are read.
     let assigns = v["assigns"].as_u64().unwrap();
-    assert!(assigns > 0 && assigns <= bids && assigns + 24 >= bids, "{v}");
+    assert!(
+        assigns > 0 && assigns <= bids && assigns + 24 >= bids,
+        "{v}"
+    );
     assert!(v["assignment_latency_ms_p99"].as_f64().is_some(), "{v}");
 }

@@ -126,13 +126,6 @@ pub struct Client {
     me: Identity,
 }
 
-/// Decodes a reply straight onto the heap: a `ManagerToClient` is ~60 KiB (a result chunk
-/// inline), and decoded by value in the client's futures it would be copied through their
-/// frames and held in their state.
-fn decode_boxed(bytes: &[u8]) -> Result<Box<ManagerToClient>, ChannelError> {
-    Ok(Box::new(msg::decode::<ManagerToClient>(bytes)?))
-}
-
 impl Client {
     /// Connects, checks the manager's key and says Hello.
     pub async fn connect(
@@ -145,7 +138,9 @@ impl Client {
             version: PROTOCOL_VERSION,
         })
         .await?;
-        let first = decode_boxed(ch.recv_bytes().await?)?;
+        // Straight onto the heap: a reply is ~60 KiB (a result chunk inline).
+        let first = msg::decode_boxed::<ManagerToClient>(ch.recv_bytes().await?)
+            .map_err(ChannelError::from)?;
         match *first {
             ManagerToClient::Welcome { .. } => Ok(Client { ch, me }),
             ManagerToClient::Refused(r) => Err(ClientError::Refused(r.reason.as_str().to_owned())),
@@ -154,7 +149,8 @@ impl Client {
     }
 
     async fn next(&mut self) -> Result<Box<ManagerToClient>, ClientError> {
-        let m = decode_boxed(self.ch.recv_bytes().await?)?;
+        let m = msg::decode_boxed::<ManagerToClient>(self.ch.recv_bytes().await?)
+            .map_err(ChannelError::from)?;
         match *m {
             ManagerToClient::Error { code, message } => Err(ClientError::Manager {
                 code,

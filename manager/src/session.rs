@@ -84,7 +84,7 @@ pub async fn rig(
             Ok(Err(_)) => break,
             Ok(Ok(b)) => b,
         };
-        let message = match msg::decode::<RigToManager>(bytes) {
+        let message = match msg::decode_boxed::<RigToManager>(bytes) {
             Ok(m) => m,
             Err(e) => {
                 let why = format!("undecodable frame ({} bytes): {e}", bytes.len());
@@ -100,7 +100,7 @@ pub async fn rig(
                 break;
             }
         };
-        if let RigToManager::RateClient { assignment, stars } = message {
+        if let RigToManager::RateClient { assignment, stars } = *message {
             let outcome = rate_client(&shared, &peer, assignment, stars);
             if out
                 .push(&ManagerToRig::Rated {
@@ -264,9 +264,9 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
             Ok(Ok(b)) => b,
             _ => break,
         };
-        // Boxed for the same reason as replies: it is matched across awaits below.
-        let message = match msg::decode::<ClientToManager>(bytes) {
-            Ok(m) => Box::new(m),
+        // Boxed: it is matched across awaits below.
+        let message = match msg::decode_boxed::<ClientToManager>(bytes) {
+            Ok(m) => m,
             Err(e) => {
                 eprintln!(
                     "manager: client {}: undecodable frame: {e}; closing",

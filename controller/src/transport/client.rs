@@ -142,14 +142,10 @@ const INBOUND: usize = 64;
 /// A `ManagerToRig` is ~60 KiB (its largest variant holds a geometry chunk inline). Decoded
 /// by value inside the session's futures it would be copied through their frames and held in
 /// their state, and every slot of the inbound queue would be that size; boxed in a plain
-/// function, only a pointer crosses an await.
+/// function ([`msg::decode_boxed`]), only a pointer crosses an await.
 async fn recv_boxed(reader: &mut Reader) -> Result<Box<ManagerToRig>, ChannelError> {
     let bytes = reader.recv_bytes().await?;
-    decode_boxed(bytes)
-}
-
-fn decode_boxed(bytes: &[u8]) -> Result<Box<ManagerToRig>, ChannelError> {
-    Ok(Box::new(msg::decode::<ManagerToRig>(bytes)?))
+    Ok(msg::decode_boxed(bytes)?)
 }
 
 fn unix_now() -> u64 {

@@ -117,8 +117,12 @@ impl Market {
     }
 
     /// One message from a rig. `Err` ends the session.
-    pub fn rig_message(&mut self, key: &PublicKey, msg: RigToManager) -> Result<Vec<Work>, Abuse> {
-        match msg {
+    pub fn rig_message(
+        &mut self,
+        key: &PublicKey,
+        msg: Box<RigToManager>,
+    ) -> Result<Vec<Work>, Abuse> {
+        match *msg {
             RigToManager::Hello(_) => Err(self.abuse(key, "second Hello in a session")),
             RigToManager::Heartbeat(_) => {
                 self.stats.heartbeats += 1;

@@ -183,6 +183,18 @@ pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, CodecError> {
     Ok(msg)
 }
 
+/// [`decode`] straight onto the heap, in a frame of its own.
+///
+/// A message enum whose largest variant holds a chunk inline is ~60 KiB. Decoded by value
+/// inside an async fn it is copied through the future's frames and may be held in its state;
+/// and matching such a value there is where rustc 1.95's jump threading once miscompiled a
+/// variant read (BENCHMARKS.md). Never inlined, so the by-value decode stays out of callers.
+#[cfg(feature = "std")]
+#[inline(never)]
+pub fn decode_boxed<M: Message>(bytes: &[u8]) -> Result<std::boxed::Box<M>, CodecError> {
+    decode(bytes).map(std::boxed::Box::new)
+}
+
 /// Reads the protocol version from the first message of a session (a `RigToManager::Hello`
 /// or `ClientToManager::Hello`) without decoding the rest, whose layout may be another
 /// version's.
