@@ -16,17 +16,17 @@ mod common;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Behaviour, Report, ScriptedRig, JOB};
-use compushare_kernels::transport::simulate;
+use common::{
+    checks_market, done_digest, earn_trust, eventually, local_digest, submit, Behaviour, Report,
+    ScriptedRig, TempDir,
+};
 use compushare_manager::client::Client;
 use compushare_manager::ledger::Account;
 use compushare_manager::market::{MarketConfig, RigPublic};
-use compushare_manager::server::{start, Running, ServerConfig};
-use compushare_protocol::msg::{AckStatus, JobState};
+use compushare_protocol::msg::AckStatus;
 use compushare_protocol::secure::Identity;
-use compushare_protocol::types::{Amount, JobId, Mode};
 
 /// Photons of the jobs that earn the two rigs their trust.
 const PHOTONS: u64 = 6_000;
@@ -35,73 +35,8 @@ const PHOTONS_2: u64 = 3_000;
 /// Photons of the job a busy trusted rig shares with a newcomer: more than one assignment.
 const PHOTONS_3: u64 = 24_000;
 
-async fn manager(client: [u8; 32]) -> Running {
-    let store = common::store_granting(&client, 1 << 40);
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tick: Duration::from_millis(100),
-        engine_threads: 2,
-        market: MarketConfig {
-            target: Duration::from_millis(50),
-            deadline_floor: Duration::from_secs(60),
-            samples: 0,
-            duplicate_ppm: 1_000_000,
-            check_allowance_permille: 4000,
-            trust_threshold: 500,
-            ..MarketConfig::default()
-        },
-        ..ServerConfig::default()
-    };
-    start(cfg, Identity::generate().unwrap(), store)
-        .await
-        .unwrap()
-}
-
-fn local_digest(seed: u64, photons: u64) -> [u8; 32] {
-    let mut job = common::job_for(JOB.as_bytes(), seed);
-    job.photons = photons;
-    simulate(&job, 0..photons, 2, None).unwrap().digest()
-}
-
-async fn submit(c: &mut Client, seed: u64, photons: u64) -> JobId {
-    let (job, _, _) = c
-        .submit(
-            JOB.as_bytes(),
-            photons,
-            Some(seed),
-            Mode::Cheapest,
-            Amount(u64::MAX),
-        )
-        .await
-        .unwrap();
-    job
-}
-
-async fn wait_done(c: &mut Client, job: JobId) -> [u8; 32] {
-    let t0 = Instant::now();
-    loop {
-        let s = c.status(job).await.unwrap();
-        if s.state == JobState::Done {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(120), "job stuck: {s:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    c.fetch(job).await.unwrap().digest()
-}
-
-/// Waits until `cond` holds on the market (bounded).
-async fn until(
-    m: &Running,
-    what: &str,
-    cond: impl Fn(&compushare_manager::market::Market) -> bool,
-) {
-    let t0 = Instant::now();
-    while !cond(&m.shared.market()) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+/// How long a job may take.
+const JOB_LIMIT: Duration = Duration::from_secs(120);
 
 /// What one scenario left: the stats' change, and each rig's report and public record (the
 /// two checking rigs in key order: the lower key ran the duplicate, the other arbitrated).
@@ -118,13 +53,11 @@ struct Outcome {
 /// (check runs, arbitrations on rigs, escalations, caught, arbitrations decided).
 async fn scenario(lie: [Option<u64>; 2], tag: &str) -> Outcome {
     let me = Identity::generate().unwrap();
-    let m = manager(me.public()).await;
+    let m = common::manager_granting(&me.public(), 1 << 40, checks_market()).await;
     let key = m.shared.identity.public();
     let mut c = Client::connect(m.addr, me, &key).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("cs-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let key_file = |i: usize| dir.join(format!("liar{i}.key"));
+    let dir = TempDir::new(tag);
+    let key_file = |i: usize| dir.path().join(format!("liar{i}.key"));
     // In key order: the first idle trusted rig in key order runs the duplicate.
     let mut ids: Vec<Identity> = (0..2).map(|_| Identity::generate().unwrap()).collect();
     ids.sort_by_key(|i| i.public());
@@ -134,8 +67,7 @@ async fn scenario(lie: [Option<u64>; 2], tag: &str) -> Outcome {
     let id = |p: &Path| Identity::load(p).unwrap();
 
     // Phase one: the two future liars, honest for now, earn trust.
-    let mut seed = 1;
-    {
+    let seed = {
         let mut rigs = Vec::new();
         for i in 0..2 {
             let name = format!("liar{i}");
@@ -144,23 +76,12 @@ async fn scenario(lie: [Option<u64>; 2], tag: &str) -> Outcome {
                     .await,
             );
         }
-        loop {
-            let job = submit(&mut c, seed, PHOTONS).await;
-            assert_eq!(wait_done(&mut c, job).await, local_digest(seed, PHOTONS));
-            let market = m.shared.market();
-            if rigs.iter().all(|r| {
-                market
-                    .rig_record(&r.report().key)
-                    .is_some_and(|p| p.trusted)
-            }) {
-                break;
-            }
-            drop(market);
-            seed += 1;
-            assert!(seed < 8, "the rigs did not become trusted");
-        }
-    }
-    until(&m, "the two rigs left", |mk| mk.connected() == 0).await;
+        earn_trust(&m, &mut c, &rigs, PHOTONS, JOB_LIMIT).await
+    };
+    eventually("timed out: the two rigs left", || {
+        m.shared.market().connected() == 0
+    })
+    .await;
     let before = m.shared.market().stats.clone();
 
     // Phase two: an honest newcomer, fast enough to take the whole job, holds its result.
@@ -175,16 +96,11 @@ async fn scenario(lie: [Option<u64>; 2], tag: &str) -> Outcome {
     )
     .await;
     newcomer.hold.store(true, Ordering::SeqCst);
-    seed += 1;
     let job = submit(&mut c, seed, PHOTONS_2).await;
-    let t0 = Instant::now();
-    while newcomer.report().assigned.is_empty() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "newcomer got no work"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("newcomer got no work", || {
+        !newcomer.report().assigned.is_empty()
+    })
+    .await;
     // The two come back with the same keys (still trusted), each lying as `lie` says.
     let mut liars = Vec::new();
     for (i, lies) in lie.iter().enumerate() {
@@ -202,20 +118,19 @@ async fn scenario(lie: [Option<u64>; 2], tag: &str) -> Outcome {
         }
         liars.push(r);
     }
-    until(&m, "the liars are back", |mk| mk.connected() == 3).await;
+    eventually("timed out: the liars are back", || {
+        m.shared.market().connected() == 3
+    })
+    .await;
     // Their bids on the job follow the offer at once; once sent, give them a moment to land
     // (a check run needs a trusted rig with a bid on the job).
-    let t0 = Instant::now();
-    while !liars.iter().all(|l| l.report().bids.contains(&job)) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the liars did not bid"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the liars did not bid", || {
+        liars.iter().all(|l| l.report().bids.contains(&job))
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     newcomer.hold.store(false, Ordering::SeqCst);
-    let digest = wait_done(&mut c, job).await;
+    let digest = done_digest(&mut c, job, JOB_LIMIT).await;
     assert_eq!(
         digest,
         local_digest(seed, PHOTONS_2),
@@ -272,16 +187,7 @@ async fn scenario(lie: [Option<u64>; 2], tag: &str) -> Outcome {
     assert_eq!(n.payments.len(), 1, "the honest result is paid once");
     let store = market.store().clone();
     drop(market);
-    store.verify_ledger().unwrap();
-    assert_eq!(
-        store
-            .read()
-            .unwrap()
-            .balance(&Account::Escrow(job))
-            .unwrap(),
-        0
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    common::assert_settled(&store, job);
     Outcome { delta, checkers }
 }
 
@@ -346,67 +252,43 @@ async fn an_arbiter_that_agrees_with_one_side_decides() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_runs_go_only_to_idle_devices() {
     let me = Identity::generate().unwrap();
-    let store = common::store_granting(&me.public(), 1 << 40);
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tick: Duration::from_millis(100),
-        engine_threads: 2,
-        market: MarketConfig {
-            target: Duration::from_millis(50),
-            deadline_floor: Duration::from_secs(60),
-            samples: 0,
-            // Only every untrusted rig's first result is duplicated.
-            duplicate_ppm: 0,
-            check_allowance_permille: 4000,
-            trust_threshold: 500,
-            ..MarketConfig::default()
-        },
-        ..ServerConfig::default()
+    let market = MarketConfig {
+        // Only every untrusted rig's first result is duplicated.
+        duplicate_ppm: 0,
+        ..checks_market()
     };
-    let m = start(cfg, Identity::generate().unwrap(), store)
-        .await
-        .unwrap();
+    let m = common::manager_granting(&me.public(), 1 << 40, market).await;
     let key = m.shared.identity.public();
     let mut c = Client::connect(m.addr, me, &key).await.unwrap();
 
     // A rig earns trust alone.
     let trusted = ScriptedRig::start(m.addr, key, "trusted", Behaviour::honest()).await;
-    let mut seed = 1;
-    loop {
-        let job = submit(&mut c, seed, PHOTONS).await;
-        assert_eq!(wait_done(&mut c, job).await, local_digest(seed, PHOTONS));
-        seed += 1;
-        let t = trusted.report().key;
-        if m.shared.market().rig_record(&t).is_some_and(|p| p.trusted) {
-            break;
-        }
-        assert!(seed < 8, "the rig did not become trusted");
-    }
+    let seed = earn_trust(
+        &m,
+        &mut c,
+        std::slice::from_ref(&trusted),
+        PHOTONS,
+        JOB_LIMIT,
+    )
+    .await;
 
     // It takes work and holds its result: its only device stays busy.
     trusted.hold.store(true, Ordering::SeqCst);
     let earlier = trusted.report().assigned.len();
     let job = submit(&mut c, seed, PHOTONS_3).await;
-    let t0 = Instant::now();
-    while trusted.report().assigned.len() == earlier {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "no work for the trusted rig"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("no work for the trusted rig", || {
+        trusted.report().assigned.len() != earlier
+    })
+    .await;
     let before = m.shared.market().stats.clone();
     let assigned = trusted.report().assigned.len();
     // A newcomer's first result is duplicated: on the engine, since the trusted rig is busy.
     let newcomer = ScriptedRig::start(m.addr, key, "newcomer", Behaviour::honest()).await;
-    let t0 = Instant::now();
-    while newcomer.report().payments.is_empty() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the newcomer's result waits on the busy trusted rig"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the newcomer's result waits on the busy trusted rig",
+        || !newcomer.report().payments.is_empty(),
+    )
+    .await;
     let stats = m.shared.market().stats.clone();
     assert_eq!(
         stats.check_runs, before.check_runs,
@@ -415,7 +297,10 @@ async fn check_runs_go_only_to_idle_devices() {
     assert!(stats.duplicates > before.duplicates, "no duplicate ran");
     assert_eq!(trusted.report().assigned.len(), assigned);
     trusted.hold.store(false, Ordering::SeqCst);
-    assert_eq!(wait_done(&mut c, job).await, local_digest(seed, PHOTONS_3));
+    assert_eq!(
+        done_digest(&mut c, job, JOB_LIMIT).await,
+        local_digest(seed, PHOTONS_3)
+    );
     let market = m.shared.market();
     for r in [&trusted, &newcomer] {
         assert_eq!(market.rig_record(&r.report().key).unwrap().errors, 0);

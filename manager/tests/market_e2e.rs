@@ -3,56 +3,34 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Behaviour, ScriptedRig, JOB};
-use compushare_kernels::transport::simulate;
+use common::{submit_input, Behaviour, ScriptedRig, JOB};
 use compushare_manager::client::Client;
 use compushare_manager::market::MarketConfig;
-use compushare_manager::server::{start, Running, ServerConfig};
-use compushare_protocol::msg::{AckStatus, JobState};
+use compushare_manager::server::Running;
+use compushare_protocol::msg::AckStatus;
 use compushare_protocol::secure::Identity;
-use compushare_protocol::types::{Amount, JobId, Mode};
+use compushare_protocol::types::{JobId, Mode};
 
 const PHOTONS: u64 = 12_000;
 const SEED: u64 = 4242;
 
 async fn manager(client: [u8; 32]) -> Running {
-    let store = common::store_granting(&client, 1_000_000_000);
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tick: Duration::from_millis(100),
-        engine_threads: 2,
-        market: MarketConfig {
-            target: Duration::from_millis(300),
-            deadline_floor: Duration::from_secs(60),
-            spendable_after: 5_000,
-            ..MarketConfig::default()
-        },
-        ..ServerConfig::default()
+    let market = MarketConfig {
+        spendable_after: 5_000,
+        ..common::market(300)
     };
-    start(cfg, Identity::generate().unwrap(), store)
-        .await
-        .unwrap()
+    common::manager_granting(&client, 1_000_000_000, market).await
 }
 
 async fn wait_done(c: &mut Client, job: JobId) {
-    let t0 = Instant::now();
-    loop {
-        let s = c.status(job).await.unwrap();
-        if s.state == JobState::Done {
-            assert_eq!(s.photons_done, PHOTONS);
-            return;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(150), "job stuck: {s:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let s = common::wait_done(c, job, Duration::from_secs(150)).await;
+    assert_eq!(s.photons_done, PHOTONS);
 }
 
 fn local_digest() -> [u8; 32] {
-    let mut job = common::job_for(JOB.as_bytes(), SEED);
-    job.photons = PHOTONS;
-    simulate(&job, 0..PHOTONS, 2, None).unwrap().digest()
+    common::local_digest(SEED, PHOTONS)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,23 +39,10 @@ async fn three_honest_rigs_job_done_verified_paid_fetched() {
     let me_key = me.public();
     let m = manager(me_key).await;
     let key = m.shared.identity.public();
-    let mut rigs = Vec::new();
-    for i in 0..3 {
-        rigs.push(
-            ScriptedRig::start(m.addr, key, &format!("honest{i}"), Behaviour::honest()).await,
-        );
-    }
+    let rigs = common::honest_rigs(&m, 3).await;
     let mut c = Client::connect(m.addr, me, &key).await.unwrap();
-    let (job, price, escrowed) = c
-        .submit(
-            JOB.as_bytes(),
-            PHOTONS,
-            Some(SEED),
-            Mode::Cheapest,
-            Amount(u64::MAX),
-        )
-        .await
-        .unwrap();
+    let (job, price, escrowed) =
+        submit_input(&mut c, JOB.as_bytes(), PHOTONS, SEED, Mode::Cheapest).await;
     assert!(price.0 > 0 && escrowed.0 >= price.0 * PHOTONS);
     wait_done(&mut c, job).await;
     let tally = c.fetch(job).await.unwrap();
@@ -140,12 +105,7 @@ async fn cheaters_are_caught_demoted_excluded_and_unpaid() {
     let me_key = me.public();
     let m = manager(me_key).await;
     let key = m.shared.identity.public();
-    let mut honest = Vec::new();
-    for i in 0..2 {
-        honest.push(
-            ScriptedRig::start(m.addr, key, &format!("honest{i}"), Behaviour::honest()).await,
-        );
-    }
+    let honest = common::honest_rigs(&m, 2).await;
     let mut cheaters = Vec::new();
     for every in [1u64, 10, 100] {
         let b = Behaviour {
@@ -157,16 +117,7 @@ async fn cheaters_are_caught_demoted_excluded_and_unpaid() {
         cheaters.push(ScriptedRig::start(m.addr, key, &format!("cheat{every}"), b).await);
     }
     let mut c = Client::connect(m.addr, me, &key).await.unwrap();
-    let (job, _, _) = c
-        .submit(
-            JOB.as_bytes(),
-            PHOTONS,
-            Some(SEED),
-            Mode::Fastest,
-            Amount(u64::MAX),
-        )
-        .await
-        .unwrap();
+    let (job, _, _) = submit_input(&mut c, JOB.as_bytes(), PHOTONS, SEED, Mode::Fastest).await;
     wait_done(&mut c, job).await;
     let tally = c.fetch(job).await.unwrap();
     assert_eq!(

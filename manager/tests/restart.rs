@@ -32,10 +32,7 @@ const PPH: u64 = 5;
 const GRANT: u64 = 1_000_000_000;
 
 fn db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cs-restart-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("manager.redb")
+    common::fresh_dir(&format!("restart-{name}")).join("manager.redb")
 }
 
 fn open(path: &Path) -> Arc<Store> {
@@ -303,22 +300,12 @@ fn numbers_strictly_increase_across_restarts() {
 /// A server on `store` for [`standing_survives_a_restart`]: every untrusted rig's first result
 /// is duplicated (on the manager's engine: no rig is trusted), no other duplicates.
 async fn serve(store: Arc<Store>) -> compushare_manager::server::Running {
-    use compushare_manager::server::{start, ServerConfig};
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tick: std::time::Duration::from_millis(100),
-        engine_threads: 2,
-        market: MarketConfig {
-            target: std::time::Duration::from_millis(50),
-            deadline_floor: std::time::Duration::from_secs(60),
-            duplicate_ppm: 0,
-            spendable_after: 1_000,
-            ..MarketConfig::default()
-        },
-        ..ServerConfig::default()
+    let market = MarketConfig {
+        duplicate_ppm: 0,
+        spendable_after: 1_000,
+        ..common::market(50)
     };
-    let id = compushare_protocol::secure::Identity::generate().unwrap();
-    start(cfg, id, store).await.unwrap()
+    common::serve_on(store, 2, market).await
 }
 
 /// Runs a job of `client` (an identity saved at that path) to completion.
@@ -327,24 +314,8 @@ async fn run_job(m: &compushare_manager::server::Running, client: &Path, seed: u
     let key = m.shared.identity.public();
     let me = compushare_protocol::secure::Identity::load(client).unwrap();
     let mut c = Client::connect(m.addr, me, &key).await.unwrap();
-    let (job, _, _) = c
-        .submit(
-            common::JOB.as_bytes(),
-            4_000,
-            Some(seed),
-            Mode::Cheapest,
-            Amount(u64::MAX),
-        )
-        .await
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while c.status(job).await.unwrap().state != WireState::Done {
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(120),
-            "job stuck"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let job = common::submit(&mut c, seed, 4_000).await;
+    common::wait_done(&mut c, job, std::time::Duration::from_secs(120)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,18 +4,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::JOB;
-use compushare_controller::config::Roles;
 use compushare_controller::transport::state::{parse_record, PAYMENTS_FILE};
-use compushare_controller::transport::{Rig, RigOptions, RigSettings};
 use compushare_manager::client::Client;
 use compushare_manager::market::MarketConfig;
-use compushare_manager::server::{start, ServerConfig};
-use compushare_protocol::msg::{JobState, RatingOutcome, RatingSummary};
+use compushare_protocol::msg::{RatingOutcome, RatingSummary};
 use compushare_protocol::secure::Identity;
-use compushare_protocol::types::{Amount, AssignmentId, Mode, Role, TrustLevel};
+use compushare_protocol::types::{AssignmentId, TrustLevel};
 
 const PHOTONS: u64 = 6_000;
 
@@ -23,50 +19,14 @@ const PHOTONS: u64 = 6_000;
 async fn clients_and_rigs_rate_each_other_and_records_are_public() {
     let client_id = Identity::generate().unwrap();
     let client_key = client_id.public();
-    let store = common::store_granting(&client_key, 1 << 40);
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tick: Duration::from_millis(100),
-        engine_threads: 2,
-        market: MarketConfig {
-            target: Duration::from_millis(100),
-            deadline_floor: Duration::from_secs(60),
-            spendable_after: 0,
-            ..MarketConfig::default()
-        },
-        ..ServerConfig::default()
+    let market = MarketConfig {
+        spendable_after: 0,
+        ..common::market(100)
     };
-    let m = start(cfg, Identity::generate().unwrap(), store)
-        .await
-        .unwrap();
+    let m = common::manager_granting(&client_key, 1 << 40, market).await;
     let manager_key = m.shared.identity.public();
-
-    let dir = std::env::temp_dir().join(format!("cs-rig-ratings-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let settings = RigSettings {
-        manager: m.addr.to_string(),
-        manager_key,
-        name: "rater".into(),
-        payout: Identity::generate().unwrap().public(),
-        cpu_devices: 1,
-        roles: Roles::All(Role::Auto),
-        state_dir: dir.clone(),
-        options: RigOptions {
-            cores: Some(1),
-            calibration_photons: 256,
-            min_price: Amount(0),
-            ..RigOptions::default()
-        },
-    };
-    let rig_id = Identity::generate().unwrap();
-    let rig_key = rig_id.public();
-    let rig = tokio::task::spawn_blocking(move || Rig::new(settings, rig_id))
-        .await
-        .unwrap()
-        .unwrap();
-    let handle = rig.rating_handle();
-    let task = tokio::spawn(rig.run());
+    let rig = common::real_rig(&m, "rater", None).await;
+    let (rig_key, handle) = (rig.key, &rig.ratings);
 
     // Before any work: the rig rates nobody, and an unknown key has no record.
     let mut c = Client::connect(m.addr, client_id, &manager_key)
@@ -74,25 +34,8 @@ async fn clients_and_rigs_rate_each_other_and_records_are_public() {
         .unwrap();
     assert_eq!(c.rig_record([0xee; 32]).await.unwrap(), None);
 
-    let (job, _, _) = c
-        .submit(
-            JOB.as_bytes(),
-            PHOTONS,
-            Some(5),
-            Mode::Cheapest,
-            Amount(u64::MAX),
-        )
-        .await
-        .unwrap();
-    let t0 = Instant::now();
-    let status = loop {
-        let s = c.status(job).await.unwrap();
-        if s.state == JobState::Done {
-            break s;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(120), "job stuck: {s:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let job = common::submit(&mut c, 5, PHOTONS).await;
+    let status = common::wait_done(&mut c, job, Duration::from_secs(120)).await;
     assert_eq!(status.rigs.as_slice(), &[rig_key]);
 
     // The client rates the rig; rating again replaces (one per client and rig).
@@ -116,7 +59,7 @@ async fn clients_and_rigs_rate_each_other_and_records_are_public() {
     assert!(standing.paid.0 > 0);
 
     // The rig rates the client of work it returned (ids from its payment record).
-    let paid = parse_record(&std::fs::read(dir.join(PAYMENTS_FILE)).unwrap());
+    let paid = parse_record(&std::fs::read(rig.dir.path().join(PAYMENTS_FILE)).unwrap());
     let a = paid.first().expect("the rig was paid").assignment;
     assert_eq!(handle.rate_client(a, 4).await, Ok(RatingOutcome::Recorded));
     assert_eq!(handle.rate_client(a, 2).await, Ok(RatingOutcome::Replaced));
@@ -132,7 +75,4 @@ async fn clients_and_rigs_rate_each_other_and_records_are_public() {
         .expect("rated client");
     assert!(me.rig.is_none());
     assert_eq!(me.as_client, RatingSummary { count: 1, sum: 2 });
-
-    task.abort();
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,79 +11,25 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Behaviour, ScriptedRig, JOB};
-use compushare_kernels::transport::simulate;
+use common::{done_digest, earn_trust, local_digest, submit, Behaviour, ScriptedRig};
 use compushare_manager::client::Client;
-use compushare_manager::ledger::Account;
-use compushare_manager::market::MarketConfig;
-use compushare_manager::server::{start, Running, ServerConfig};
-use compushare_protocol::msg::{AckStatus, JobState};
+use compushare_protocol::msg::AckStatus;
 use compushare_protocol::secure::Identity;
-use compushare_protocol::types::{Amount, JobId, Mode};
 
 /// Photons of the jobs that earn the honest rigs their trust.
 const PHOTONS: u64 = 12_000;
 /// Photons of the job with the cheaters: enough assignments that late joiners get work.
 const PHOTONS_2: u64 = 48_000;
 
-async fn manager(client: [u8; 32]) -> Running {
-    let store = common::store_granting(&client, 1 << 40);
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tick: Duration::from_millis(100),
-        engine_threads: 2,
-        market: MarketConfig {
-            // Small assignments: many rounds, so rigs that join late still get work.
-            target: Duration::from_millis(50),
-            deadline_floor: Duration::from_secs(60),
-            samples: 0,
-            duplicate_ppm: 1_000_000,
-            check_allowance_permille: 4000,
-            trust_threshold: 500,
-            ..MarketConfig::default()
-        },
-        ..ServerConfig::default()
-    };
-    start(cfg, Identity::generate().unwrap(), store)
-        .await
-        .unwrap()
-}
-
-fn local_digest(seed: u64, photons: u64) -> [u8; 32] {
-    let mut job = common::job_for(JOB.as_bytes(), seed);
-    job.photons = photons;
-    simulate(&job, 0..photons, 2, None).unwrap().digest()
-}
-
-async fn run_job(c: &mut Client, seed: u64, photons: u64) -> (JobId, [u8; 32]) {
-    let (job, _, _) = c
-        .submit(
-            JOB.as_bytes(),
-            photons,
-            Some(seed),
-            Mode::Cheapest,
-            Amount(u64::MAX),
-        )
-        .await
-        .unwrap();
-    let t0 = Instant::now();
-    loop {
-        let s = c.status(job).await.unwrap();
-        if s.state == JobState::Done {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(150), "job stuck: {s:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (job, c.fetch(job).await.unwrap().digest())
-}
+/// How long a job may take.
+const JOB_LIMIT: Duration = Duration::from_secs(150);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_rigs_duplicate_and_arbitrate() {
     let me = Identity::generate().unwrap();
-    let m = manager(me.public()).await;
+    let m = common::manager_granting(&me.public(), 1 << 40, common::checks_market()).await;
     let key = m.shared.identity.public();
     let mut c = Client::connect(m.addr, me, &key).await.unwrap();
 
@@ -99,29 +45,7 @@ async fn trusted_rigs_duplicate_and_arbitrate() {
         };
         trusted.push(ScriptedRig::start_as(m.addr, key, &name, Behaviour::honest(), id).await);
     }
-    let mut seed = 1;
-    loop {
-        let (_, digest) = run_job(&mut c, seed, PHOTONS).await;
-        assert_eq!(digest, local_digest(seed, PHOTONS));
-        let market = m.shared.market();
-        if trusted.iter().all(|r| {
-            market
-                .rig_record(&r.report().key)
-                .is_some_and(|p| p.trusted)
-        }) {
-            break;
-        }
-        for r in &trusted {
-            let p = market.rig_record(&r.report().key);
-            eprintln!(
-                "after job {seed}: {:?}",
-                p.map(|p| (p.label, p.trusted, p.streak, p.verified, p.errors))
-            );
-        }
-        drop(market);
-        seed += 1;
-        assert!(seed < 8, "honest rigs did not become trusted");
-    }
+    let seed = earn_trust(&m, &mut c, &trusted, PHOTONS, JOB_LIMIT).await;
 
     // Phase two: the lowest-keyed trusted rig lies from now on (fabricating differently from
     // the fabricator, so the two never agree by accident); a newcomer and a fabricator join.
@@ -140,10 +64,9 @@ async fn trusted_rigs_duplicate_and_arbitrate() {
         },
     )
     .await;
-    seed += 1;
-    let (job, digest) = run_job(&mut c, seed, PHOTONS_2).await;
+    let job = submit(&mut c, seed, PHOTONS_2).await;
     assert_eq!(
-        digest,
+        done_digest(&mut c, job, JOB_LIMIT).await,
         local_digest(seed, PHOTONS_2),
         "bad work reached the result"
     );
@@ -185,13 +108,5 @@ async fn trusted_rigs_duplicate_and_arbitrate() {
     }
     let store = market.store().clone();
     drop(market);
-    store.verify_ledger().unwrap();
-    assert_eq!(
-        store
-            .read()
-            .unwrap()
-            .balance(&Account::Escrow(job))
-            .unwrap(),
-        0
-    );
+    common::assert_settled(&store, job);
 }

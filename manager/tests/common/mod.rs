@@ -11,20 +11,32 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use compushare_controller::config::Roles;
+use compushare_controller::transport::{
+    Fabricate, RatingHandle, Rig, RigError, RigOptions, RigSettings,
+};
 use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
 use compushare_kernels::transport::job::Job;
-use compushare_kernels::transport::simulate_with_records;
+use compushare_kernels::transport::{simulate, simulate_with_records};
+use compushare_manager::client::Client;
+use compushare_manager::market::MarketConfig;
+use compushare_manager::server::{start, Running, ServerConfig};
+use compushare_manager::Store;
 use compushare_protocol::chunk::{content_address, Chunker};
 use compushare_protocol::merkle;
 use compushare_protocol::msg::{
-    AckStatus, Assign, Bid, CostStats, HistoryProof, ManagerToRig, ResultCommit, RigHello,
-    RigToManager, SampleProof, PROTOCOL_VERSION,
+    AckStatus, Assign, Bid, CostStats, HistoryProof, JobState, JobStatus, ManagerToRig,
+    ResultCommit, RigHello, RigToManager, SampleProof, PROTOCOL_VERSION,
 };
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::{seal, Identity};
-use compushare_protocol::types::{Amount, AssignmentId, DeviceInfo, DeviceKind, Digest, PublicKey};
+use compushare_protocol::types::{
+    Amount, AssignmentId, DeviceInfo, DeviceKind, Digest, JobId, Mode, PublicKey, Role,
+};
 use tokio::sync::mpsc;
 
 /// A small job: 10x10x10 voxels, two media, a detector.
@@ -429,4 +441,255 @@ pub fn assert_forfeited(
         i128::from(paid - forfeited),
         "a caught rig's pay does not add up"
     );
+}
+
+/// A manager in process on a loopback port, ticking every 100 ms, on `store` with `market`
+/// and `engine_threads` threads for its own check runs.
+pub async fn serve_on(store: Arc<Store>, engine_threads: usize, market: MarketConfig) -> Running {
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tick: Duration::from_millis(100),
+        engine_threads,
+        market,
+        ..ServerConfig::default()
+    };
+    start(cfg, Identity::generate().unwrap(), store)
+        .await
+        .unwrap()
+}
+
+/// [`serve_on`] an in-memory store that granted `grant` to `client`, with two engine threads.
+pub async fn manager_granting(client: &PublicKey, grant: u64, market: MarketConfig) -> Running {
+    serve_on(store_granting(client, grant), 2, market).await
+}
+
+/// A market for jobs end to end: assignments sized to take `target_ms`, and deadlines of at
+/// least a minute (a loaded test machine is slow).
+pub fn market(target_ms: u64) -> MarketConfig {
+    MarketConfig {
+        target: Duration::from_millis(target_ms),
+        deadline_floor: Duration::from_secs(60),
+        ..MarketConfig::default()
+    }
+}
+
+/// The market of the trusted-check tests: small assignments (many rounds, so rigs that join
+/// late still get work), no sample checks and every result duplicated, so the duplicates
+/// alone must catch cheaters; trust after 500 verified histories.
+pub fn checks_market() -> MarketConfig {
+    MarketConfig {
+        samples: 0,
+        duplicate_ppm: 1_000_000,
+        check_allowance_permille: 4000,
+        trust_threshold: 500,
+        ..market(50)
+    }
+}
+
+/// Submits `photons` histories of `input` with `seed` in `mode`, at any price: the job, its
+/// price per history and its escrow.
+pub async fn submit_input(
+    c: &mut Client,
+    input: &[u8],
+    photons: u64,
+    seed: u64,
+    mode: Mode,
+) -> (JobId, Amount, Amount) {
+    c.submit(input, photons, Some(seed), mode, Amount(u64::MAX))
+        .await
+        .unwrap()
+}
+
+/// Submits `photons` histories of [`JOB`] with `seed`, cheapest, at any price.
+pub async fn submit(c: &mut Client, seed: u64, photons: u64) -> JobId {
+    submit_input(c, JOB.as_bytes(), photons, seed, Mode::Cheapest)
+        .await
+        .0
+}
+
+/// Polls `job` until it is done, failing after `limit`; its status when done.
+pub async fn wait_done(c: &mut Client, job: JobId, limit: Duration) -> JobStatus {
+    let t0 = Instant::now();
+    loop {
+        let s = c.status(job).await.unwrap();
+        if s.state == JobState::Done {
+            return s;
+        }
+        assert!(t0.elapsed() < limit, "job stuck: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The digest of `job`'s result, once done ([`wait_done`] within `limit`).
+pub async fn done_digest(c: &mut Client, job: JobId, limit: Duration) -> [u8; 32] {
+    wait_done(c, job, limit).await;
+    c.fetch(job).await.unwrap().digest()
+}
+
+/// The digest of a local run of `photons` histories of [`JOB`] with `seed`: what a job's
+/// result must equal.
+pub fn local_digest(seed: u64, photons: u64) -> [u8; 32] {
+    let mut job = job_for(JOB.as_bytes(), seed);
+    job.photons = photons;
+    simulate(&job, 0..photons, 2, None).unwrap().digest()
+}
+
+/// Waits until `cond` holds, polling every 20 ms; fails with `what` after 30 s.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs jobs of `photons` histories with seeds 1, 2, ... (each within `limit`, each result
+/// equal to a local run) until all of `rigs` are trusted, in at most seven jobs; the next
+/// unused seed.
+pub async fn earn_trust(
+    m: &Running,
+    c: &mut Client,
+    rigs: &[ScriptedRig],
+    photons: u64,
+    limit: Duration,
+) -> u64 {
+    let mut seed = 1;
+    loop {
+        let job = submit(c, seed, photons).await;
+        assert_eq!(
+            done_digest(c, job, limit).await,
+            local_digest(seed, photons)
+        );
+        let market = m.shared.market();
+        let records: Vec<_> = rigs
+            .iter()
+            .map(|r| market.rig_record(&r.report().key))
+            .collect();
+        if records
+            .iter()
+            .all(|p| p.as_ref().is_some_and(|p| p.trusted))
+        {
+            return seed + 1;
+        }
+        // Where each rig stands, for when trust never comes.
+        for p in records {
+            eprintln!(
+                "after job {seed}: {:?}",
+                p.map(|p| (p.label, p.trusted, p.streak, p.verified, p.errors))
+            );
+        }
+        seed += 1;
+        assert!(seed < 8, "the rigs did not become trusted");
+    }
+}
+
+/// `n` honest scripted rigs on `m`, named honest0, honest1, ...
+pub async fn honest_rigs(m: &Running, n: usize) -> Vec<ScriptedRig> {
+    let key = m.shared.identity.public();
+    let mut rigs = Vec::new();
+    for i in 0..n {
+        rigs.push(
+            ScriptedRig::start(m.addr, key, &format!("honest{i}"), Behaviour::honest()).await,
+        );
+    }
+    rigs
+}
+
+/// The ledger of `store` verifies and `job`'s escrow is settled (nothing left in it).
+pub fn assert_settled(store: &Store, job: JobId) {
+    use compushare_manager::ledger::Account;
+    store.verify_ledger().unwrap();
+    assert_eq!(
+        store
+            .read()
+            .unwrap()
+            .balance(&Account::Escrow(job))
+            .unwrap(),
+        0
+    );
+}
+
+/// A fresh, empty directory under the system temp dir, unique to this process and call.
+pub fn fresh_dir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("cs-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A [`fresh_dir`] removed on drop, also when a test fails.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        TempDir(fresh_dir(tag))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running rig of the rig engineer's real transport client (`compushare_controller`),
+/// stopped on drop.
+pub struct RealRig {
+    pub key: PublicKey,
+    pub payout: PublicKey,
+    /// Rates clients of the rig's work.
+    pub ratings: RatingHandle,
+    /// Its state directory (payment records and the like).
+    pub dir: TempDir,
+    task: tokio::task::JoinHandle<Result<(), RigError>>,
+}
+
+impl Drop for RealRig {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a [`RealRig`] on `m` with one CPU device of one core, taking any price;
+/// `fabricate` makes it fake histories (the controller's test hook).
+pub async fn real_rig(m: &Running, name: &str, fabricate: Option<Fabricate>) -> RealRig {
+    let dir = TempDir::new(&format!("rig-{name}"));
+    let payout = Identity::generate().unwrap().public();
+    let settings = RigSettings {
+        manager: m.addr.to_string(),
+        manager_key: m.shared.identity.public(),
+        name: name.into(),
+        payout,
+        cpu_devices: 1,
+        roles: Roles::All(Role::Auto),
+        state_dir: dir.path().to_path_buf(),
+        options: RigOptions {
+            cores: Some(1),
+            calibration_photons: 256,
+            min_price: Amount(0),
+            fabricate,
+            ..RigOptions::default()
+        },
+    };
+    let id = Identity::generate().unwrap();
+    let key = id.public();
+    // Rig::new calibrates on the CPU: off the async threads.
+    let rig = tokio::task::spawn_blocking(move || Rig::new(settings, id))
+        .await
+        .unwrap()
+        .unwrap();
+    RealRig {
+        key,
+        payout,
+        ratings: rig.rating_handle(),
+        dir,
+        task: tokio::spawn(rig.run()),
+    }
 }
