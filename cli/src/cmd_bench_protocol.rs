@@ -85,7 +85,7 @@ async fn measure(m: &RigToManager, seconds: f64) -> anyhow::Result<f64> {
             // Batches of 64 keep the clock out of the measurement.
             for _ in 0..64 {
                 tx.send(m).await?;
-                let back: RigToManager = rx.recv().await?;
+                let back: Box<RigToManager> = rx.recv().await?;
                 std::hint::black_box(&back);
             }
             n += 64;

@@ -93,7 +93,7 @@ fn good_config_connects_and_says_hello() {
     });
     let _ = child.kill();
     let _ = child.wait();
-    let RigToManager::Hello(h) = hello else {
+    let RigToManager::Hello(h) = *hello else {
         panic!("expected Hello, got {hello:?}");
     };
     assert_eq!(h.name.as_str(), "cli-rig");

@@ -106,8 +106,8 @@ impl Session {
             .expect("rig connects")
             .unwrap();
         let mut ch = accept_tcp(stream, me, HANDSHAKE_TIMEOUT).await.unwrap();
-        let hello: RigToManager = ch.recv_hello().await.unwrap();
-        let RigToManager::Hello(h) = hello else {
+        let hello: Box<RigToManager> = ch.recv_hello().await.unwrap();
+        let RigToManager::Hello(h) = *hello else {
             panic!("first message not Hello: {hello:?}");
         };
         assert_eq!(h.name.as_str(), "test-rig");
@@ -132,7 +132,7 @@ impl Session {
     /// Next message that is not a heartbeat.
     async fn next(&mut self) -> RigToManager {
         loop {
-            let m: RigToManager = tokio::time::timeout(WAIT, self.ch.recv())
+            let m: RigToManager = *tokio::time::timeout(WAIT, self.ch.recv())
                 .await
                 .expect("rig answers in time")
                 .unwrap();
@@ -253,7 +253,7 @@ async fn full_session_commit_proofs_pay_and_reconnect() {
         .unwrap()
         .unwrap();
     assert!(
-        matches!(hb, RigToManager::Heartbeat(ref h) if h.devices.len() == 1),
+        matches!(*hb, RigToManager::Heartbeat(ref h) if h.devices.len() == 1),
         "{hb:?}"
     );
 

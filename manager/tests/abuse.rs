@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{compute, hello, JOB};
 use compushare_manager::client::Client;
 use compushare_manager::market::MarketConfig;
-use compushare_manager::server::{start, Running, ServerConfig};
+use compushare_manager::server::Running;
 use compushare_protocol::chunk::Chunker;
 use compushare_protocol::msg::{
     refusal, AckStatus, Bid, ClientToManager, CostStats, Heartbeat, ManagerToClient, ManagerToRig,
@@ -21,21 +21,12 @@ use compushare_protocol::secure::Identity;
 use compushare_protocol::types::{Amount, AssignmentId, Mode};
 
 async fn manager(client: [u8; 32]) -> Running {
-    let store = common::store_granting(&client, 1 << 40);
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tick: Duration::from_millis(100),
-        engine_threads: 1,
-        market: MarketConfig {
-            target: Duration::from_millis(200),
-            samples: 16,
-            ..MarketConfig::default()
-        },
-        ..ServerConfig::default()
+    let market = MarketConfig {
+        target: Duration::from_millis(200),
+        samples: 16,
+        ..MarketConfig::default()
     };
-    start(cfg, Identity::generate().unwrap(), store)
-        .await
-        .unwrap()
+    common::serve_on(common::store_granting(&client, 1 << 40), 1, market).await
 }
 
 async fn rig(m: &Running) -> TcpChannel {
@@ -48,7 +39,7 @@ async fn rig(m: &Running) -> TcpChannel {
         .await
         .unwrap();
     assert!(matches!(
-        ch.recv::<ManagerToRig>().await.unwrap(),
+        *ch.recv::<ManagerToRig>().await.unwrap(),
         ManagerToRig::Welcome(_)
     ));
     ch
@@ -83,7 +74,7 @@ async fn unknown_versions_are_refused_for_rigs_and_clients() {
     let mut h = hello("future", [3; 32], 1, 1);
     h.version = 99;
     ch.send(&RigToManager::Hello(h)).await.unwrap();
-    match ch.recv::<ManagerToRig>().await.unwrap() {
+    match *ch.recv::<ManagerToRig>().await.unwrap() {
         ManagerToRig::Refused(r) => assert_eq!(r.code, refusal::UNSUPPORTED_VERSION),
         other => panic!("{other:?}"),
     }
@@ -98,7 +89,7 @@ async fn unknown_versions_are_refused_for_rigs_and_clients() {
     ch.send(&ClientToManager::Hello { version: 0 })
         .await
         .unwrap();
-    match ch.recv::<ManagerToClient>().await.unwrap() {
+    match *ch.recv::<ManagerToClient>().await.unwrap() {
         ManagerToClient::Refused(r) => assert_eq!(r.code, refusal::UNSUPPORTED_VERSION),
         other => panic!("{other:?}"),
     }
@@ -111,7 +102,7 @@ async fn unknown_versions_are_refused_for_rigs_and_clients() {
     })
     .await
     .unwrap();
-    match ch.recv::<ManagerToClient>().await.unwrap() {
+    match *ch.recv::<ManagerToClient>().await.unwrap() {
         ManagerToClient::Refused(r) => assert_eq!(r.code, refusal::PROTOCOL),
         other => panic!("{other:?}"),
     }
@@ -127,7 +118,7 @@ async fn oversize_and_undecodable_frames_close_the_session() {
         wr.send_bytes(&bytes).await.unwrap();
         let refused = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
-                match rd.recv::<ManagerToRig>().await {
+                match rd.recv::<ManagerToRig>().await.map(|m| *m) {
                     Ok(ManagerToRig::Refused(r)) => return Some(r.code),
                     Ok(_) => continue,
                     Err(_) => return None,
@@ -152,7 +143,7 @@ async fn oversize_and_undecodable_frames_close_the_session() {
     .await
     .unwrap();
     loop {
-        match rd.recv::<ManagerToRig>().await {
+        match rd.recv::<ManagerToRig>().await.as_deref() {
             Ok(ManagerToRig::Refused(_)) | Err(_) => break,
             Ok(_) => continue,
         }
@@ -248,7 +239,7 @@ async fn foreign_and_replayed_results_are_rejected_and_the_session_stays() {
     }
     // Answer sample requests until verified.
     loop {
-        match ch.recv::<ManagerToRig>().await.unwrap() {
+        match *ch.recv::<ManagerToRig>().await.unwrap() {
             ManagerToRig::SampleRequest { photons, .. } => {
                 for p in common::proofs(&done, a.photons.start, &photons) {
                     ch.send(&RigToManager::SampleProof(p)).await.unwrap();

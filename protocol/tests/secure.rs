@@ -70,12 +70,12 @@ async fn right_key_connects_and_learns_identities() {
     assert_eq!(s.peer(), client.public());
     c.send(&hello(msg::PROTOCOL_VERSION)).await.unwrap();
     assert_eq!(
-        s.recv_hello::<RigToManager>().await.unwrap(),
+        *s.recv_hello::<RigToManager>().await.unwrap(),
         hello(msg::PROTOCOL_VERSION)
     );
     let refused = ManagerToRig::Refused(Refusal::new(refusal::UNAVAILABLE, "maintenance"));
     s.send(&refused).await.unwrap();
-    assert_eq!(c.recv::<ManagerToRig>().await.unwrap(), refused);
+    assert_eq!(*c.recv::<ManagerToRig>().await.unwrap(), refused);
 }
 
 #[tokio::test]
@@ -233,7 +233,7 @@ async fn through_relay(attack: Attack, n: u64) -> Vec<Result<RigToManager, Strin
     for _ in 0..n {
         match tokio::time::timeout(Duration::from_millis(500), reader.recv::<RigToManager>()).await
         {
-            Ok(r) => got.push(r.map_err(|e| format!("{e:?}"))),
+            Ok(r) => got.push(r.map(|m| *m).map_err(|e| format!("{e:?}"))),
             Err(_) => break,
         }
     }
@@ -297,7 +297,7 @@ async fn unknown_version_gets_a_refusal_the_old_peer_can_read() {
     )))
     .await
     .unwrap();
-    match c.recv::<ManagerToRig>().await.unwrap() {
+    match *c.recv::<ManagerToRig>().await.unwrap() {
         ManagerToRig::Refused(r) => {
             assert_eq!(r.code, refusal::UNSUPPORTED_VERSION);
             assert_eq!(
@@ -318,7 +318,7 @@ async fn split_halves_work_concurrently() {
     let (mut sr, mut sw) = s.unwrap().split();
     let echo = tokio::spawn(async move {
         for _ in 0..100 {
-            let m: RigToManager = sr.recv().await.unwrap();
+            let m: RigToManager = *sr.recv().await.unwrap();
             if let RigToManager::Heartbeat(h) = m {
                 sw.send(&ManagerToRig::Cancel {
                     assignment: compushare_protocol::types::AssignmentId(h.uptime_s),
@@ -334,7 +334,7 @@ async fn split_halves_work_concurrently() {
         }
     });
     for i in 0..100 {
-        let m: ManagerToRig = cr.recv().await.unwrap();
+        let m: ManagerToRig = *cr.recv().await.unwrap();
         assert_eq!(
             m,
             ManagerToRig::Cancel {
@@ -356,7 +356,7 @@ async fn tcp_loopback_with_pinned_key() {
         for _ in 0..2 {
             let (stream, _) = listener.accept().await.unwrap();
             if let Ok(mut ch) = accept_tcp(stream, &server, LIMIT).await {
-                let m: RigToManager = ch.recv_hello().await.unwrap();
+                let m: RigToManager = *ch.recv_hello().await.unwrap();
                 assert_eq!(m, hello(msg::PROTOCOL_VERSION));
                 return ch.peer();
             }

@@ -85,7 +85,7 @@ async fn exchange(
         write_frame_async(&mut peer.w, &peer.out[..len])
             .await
             .unwrap();
-        let got: RigToManager = rd.recv().await.unwrap();
+        let got: RigToManager = *rd.recv().await.unwrap();
         assert_eq!(got, m, "message {n} from snow");
     }
     // ours -> snow

@@ -257,7 +257,7 @@ impl ScriptedRig {
         )))
         .await
         .unwrap();
-        match rd.recv::<ManagerToRig>().await.unwrap() {
+        match *rd.recv::<ManagerToRig>().await.unwrap() {
             ManagerToRig::Welcome(_) => {}
             other => panic!("expected Welcome, got {other:?}"),
         }
@@ -311,7 +311,7 @@ impl ScriptedRig {
                         }
                     });
                 };
-                match msg {
+                match *msg {
                     ManagerToRig::Offer(o) => {
                         r.lock().unwrap().bids.push(o.job);
                         let _ = tx.send(RigToManager::Bid(Bid {

@@ -290,8 +290,8 @@ where
         self.writer.send(msg).await
     }
 
-    /// Receives and opens one message.
-    pub async fn recv<M: Message>(&mut self) -> Result<M, ChannelError> {
+    /// Receives and opens one message, boxed (see [`SecureReader::recv`]).
+    pub async fn recv<M: Message>(&mut self) -> Result<Box<M>, ChannelError> {
         self.reader.recv().await
     }
 
@@ -302,7 +302,7 @@ where
 
     /// Receives the first message of a session: its version is checked before the rest is
     /// decoded (see [`msg::decode_hello`]).
-    pub async fn recv_hello<M: Message>(&mut self) -> Result<M, ChannelError> {
+    pub async fn recv_hello<M: Message>(&mut self) -> Result<Box<M>, ChannelError> {
         self.reader.recv_hello().await
     }
 
@@ -334,15 +334,21 @@ impl<R: embedded_io_async::Read> SecureReader<R> {
 
     /// Receives and opens one message. A message that authenticates but does not decode is
     /// reported as `Codec` and leaves the session usable (the caller decides whether to close).
-    pub async fn recv<M: Message>(&mut self) -> Result<M, ChannelError> {
+    ///
+    /// Boxed, by [`msg::decode_boxed`]: a message enum is up to ~60 KiB, and one decoded by
+    /// value in an async caller is copied through its frames (and matching it there met a
+    /// compiler bug, BENCHMARKS.md). Only the box crosses an await.
+    pub async fn recv<M: Message>(&mut self) -> Result<Box<M>, ChannelError> {
         let bytes = self.recv_bytes().await?;
-        Ok(msg::decode(bytes)?)
+        Ok(msg::decode_boxed(bytes)?)
     }
 
-    /// Receives the first message of a session, checking its version first.
-    pub async fn recv_hello<M: Message>(&mut self) -> Result<M, ChannelError> {
+    /// Receives the first message of a session, checking its version first; boxed as
+    /// [`Self::recv`].
+    pub async fn recv_hello<M: Message>(&mut self) -> Result<Box<M>, ChannelError> {
         let bytes = self.recv_bytes().await?;
-        Ok(msg::decode_hello(bytes)?)
+        msg::check_version(msg::peek_version(bytes)?)?;
+        Ok(msg::decode_boxed(bytes)?)
     }
 }
 
