@@ -4,7 +4,7 @@
 
 mod common;
 
-use compushare_kernels::transport::job::{FaceBoundary, Job, Medium, Roulette, SourceKind};
+use compushare_kernels::transport::job::{FaceBoundary, Job, Medium, Roulette};
 use compushare_kernels::transport::tally::Tally;
 use compushare_kernels::transport::{
     simulate, simulate_photon, simulate_with_records, tally_bytes, Engine, Fate, PhotonRecord,
@@ -18,64 +18,8 @@ fn sim(job: &Job, r: std::ops::Range<u64>, threads: usize) -> Tally {
     }
 }
 
-/// A small job that exercises every boundary kind, an index-mismatched inclusion, internal
-/// label-0 voxels, detectors, specular reflection and several gates.
-fn zoo(kind: SourceKind, pos: [f32; 3], dir: [f32; 3]) -> Job {
-    let mut j = common::cube60(true);
-    j.id = "zoo".into();
-    j.dim = [24, 20, 16];
-    j.media.push(Medium {
-        mua: 0.05,
-        mus: 3.0,
-        g: 0.5,
-        n: 1.6,
-    });
-    let mut labels = Vec::new();
-    for z in 0..16i32 {
-        for y in 0..20i32 {
-            for x in 0..24i32 {
-                let (dx, dy, dz) = (x - 12, y - 10, z - 8);
-                let l = if dx * dx + dy * dy + dz * dz < 16 {
-                    3
-                } else if (2..5).contains(&x) && (2..5).contains(&y) && (10..13).contains(&z) {
-                    0
-                } else if z > 12 {
-                    2
-                } else {
-                    1
-                };
-                labels.push(l);
-            }
-        }
-    }
-    j.labels = labels;
-    j.time = compushare_kernels::transport::job::TimeGates {
-        t0: 0.0,
-        t1: 1e-9,
-        dt: 0.25e-9,
-        gates: 4,
-    };
-    j.faces = [
-        FaceBoundary::Fresnel,
-        FaceBoundary::Cyclic,
-        FaceBoundary::Fresnel,
-        FaceBoundary::Mirror,
-        FaceBoundary::Cyclic,
-        FaceBoundary::Absorb,
-    ];
-    j.do_specular = true;
-    j.source.kind = kind;
-    j.source.pos = pos;
-    j.source.dir = dir;
-    j.detectors = vec![compushare_kernels::transport::job::Detector {
-        pos: [12.0, 10.0, 0.0],
-        radius: 4.0,
-    }];
-    j
-}
-
 fn zoo_jobs() -> Vec<Job> {
-    common::source_zoo(zoo)
+    common::source_zoo(common::zoo)
 }
 
 fn identity_holds(t: &Tally) {

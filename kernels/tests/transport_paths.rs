@@ -7,71 +7,34 @@
 mod common;
 
 use compushare_kernels::transport::job::{
-    Detector, FaceBoundary, Job, Medium, Roulette, SourceKind, TimeGates,
+    FaceBoundary, Job, Medium, Roulette, SourceKind, TimeGates,
 };
 use compushare_kernels::transport::{CpuPath, Engine, Fate, PhotonRecord};
 
-/// A small heterogeneous job: inclusion of another index, internal label-0 box, a layer with
-/// strong absorption, every face kind, a detector, four gates.
+/// The shared event zoo ([`common::zoo`]) with a strongly absorbing region (x > 19, where the
+/// zoo has its default medium) and a shorter window of four gates.
 fn zoo(kind: SourceKind, pos: [f32; 3], dir: [f32; 3]) -> Job {
-    let mut j = common::cube60(true);
+    let mut j = common::zoo(kind, pos, dir);
     j.id = "paths-zoo".into();
-    j.dim = [24, 20, 16];
-    j.media.push(Medium {
-        mua: 0.05,
-        mus: 3.0,
-        g: 0.5,
-        n: 1.6,
-    });
     j.media.push(Medium {
         mua: 2.0,
         mus: 4.0,
         g: 0.0,
         n: 1.37,
     });
-    let mut labels = Vec::new();
-    for z in 0..16i32 {
-        for y in 0..20i32 {
-            for x in 0..24i32 {
-                let (dx, dy, dz) = (x - 12, y - 10, z - 8);
-                let l = if dx * dx + dy * dy + dz * dz < 16 {
-                    3
-                } else if (2..5).contains(&x) && (2..5).contains(&y) && (10..13).contains(&z) {
-                    0
-                } else if z > 12 {
-                    2
-                } else if x > 19 {
-                    4
-                } else {
-                    1
-                };
-                labels.push(l);
-            }
+    // Labels run x fastest: a voxel's x is its index modulo the row length.
+    let nx = j.dim[0] as usize;
+    for (i, l) in j.labels.iter_mut().enumerate() {
+        if *l == 1 && i % nx > 19 {
+            *l = 4;
         }
     }
-    j.labels = labels;
     j.time = TimeGates {
         t0: 0.0,
         t1: 0.6e-9,
         dt: 0.15e-9,
         gates: 4,
     };
-    j.faces = [
-        FaceBoundary::Fresnel,
-        FaceBoundary::Cyclic,
-        FaceBoundary::Fresnel,
-        FaceBoundary::Mirror,
-        FaceBoundary::Cyclic,
-        FaceBoundary::Absorb,
-    ];
-    j.do_specular = true;
-    j.source.kind = kind;
-    j.source.pos = pos;
-    j.source.dir = dir;
-    j.detectors = vec![Detector {
-        pos: [12.0, 10.0, 0.0],
-        radius: 4.0,
-    }];
     j
 }
 

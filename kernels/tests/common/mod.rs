@@ -169,6 +169,62 @@ pub fn fine_cube() -> Job {
     j
 }
 
+/// A small job that exercises every boundary kind, an index-mismatched inclusion, internal
+/// label-0 voxels, detectors, specular reflection and several gates.
+pub fn zoo(kind: SourceKind, pos: [f32; 3], dir: [f32; 3]) -> Job {
+    let mut j = cube60(true);
+    j.id = "zoo".into();
+    j.dim = [24, 20, 16];
+    j.media.push(Medium {
+        mua: 0.05,
+        mus: 3.0,
+        g: 0.5,
+        n: 1.6,
+    });
+    let mut labels = Vec::new();
+    for z in 0..16i32 {
+        for y in 0..20i32 {
+            for x in 0..24i32 {
+                let (dx, dy, dz) = (x - 12, y - 10, z - 8);
+                let l = if dx * dx + dy * dy + dz * dz < 16 {
+                    3
+                } else if (2..5).contains(&x) && (2..5).contains(&y) && (10..13).contains(&z) {
+                    0
+                } else if z > 12 {
+                    2
+                } else {
+                    1
+                };
+                labels.push(l);
+            }
+        }
+    }
+    j.labels = labels;
+    j.time = TimeGates {
+        t0: 0.0,
+        t1: 1e-9,
+        dt: 0.25e-9,
+        gates: 4,
+    };
+    j.faces = [
+        FaceBoundary::Fresnel,
+        FaceBoundary::Cyclic,
+        FaceBoundary::Fresnel,
+        FaceBoundary::Mirror,
+        FaceBoundary::Cyclic,
+        FaceBoundary::Absorb,
+    ];
+    j.do_specular = true;
+    j.source.kind = kind;
+    j.source.pos = pos;
+    j.source.dir = dir;
+    j.detectors = vec![Detector {
+        pos: [12.0, 10.0, 0.0],
+        radius: 4.0,
+    }];
+    j
+}
+
 /// One job per source kind and launch case (inside, outside, oblique, through label 0, missing
 /// the grid), built by `make(kind, position, direction)` on the caller's geometry: the event
 /// zoo that the determinism and CPU-path tests both walk.
