@@ -52,20 +52,26 @@ pub fn exp(x: f32) -> f32 {
     let k = round_even(x * LOG2_E);
     // Cody-Waite: k * LN2_HI is exact (LN2_HI has 9 trailing zero bits), so is x - k * LN2_HI.
     let r = (x - k * LN2_HI) - k * LN2_LO;
-    // Taylor series to degree 7: |r| <= 0.347, truncation < 5e-9 relative.
-    let mut p = r * (1.0 / 5040.0) + 1.0 / 720.0;
-    p = r * p + 1.0 / 120.0;
-    p = r * p + 1.0 / 24.0;
-    p = r * p + 1.0 / 6.0;
-    p = r * p + 0.5;
-    p = r * p + 1.0;
-    p = r * p + 1.0;
+    let p = exp_poly(r);
     let ki = k as i32;
     if ki > 127 {
         // x in (88.38, 88.72]: split the scale so the exponent field stays in range.
         return p * f32::from_bits(((ki - 1 + 127) as u32) << 23) * 2.0;
     }
     p * f32::from_bits(((ki + 127) as u32) << 23)
+}
+
+/// `e^r` for `|r| <= 0.347` (the reduced argument of [`exp`]): Taylor series to degree 7,
+/// truncation < 5e-9 relative.
+#[inline(always)]
+fn exp_poly(r: f32) -> f32 {
+    let mut p = r * (1.0 / 5040.0) + 1.0 / 720.0;
+    p = r * p + 1.0 / 120.0;
+    p = r * p + 1.0 / 24.0;
+    p = r * p + 1.0 / 6.0;
+    p = r * p + 0.5;
+    p = r * p + 1.0;
+    r * p + 1.0
 }
 
 const SQRT2: f32 = std::f32::consts::SQRT_2;
@@ -97,14 +103,7 @@ pub fn ln(x: f32) -> f32 {
     }
     // m in (sqrt(1/2), sqrt(2)]; f = m - 1 is exact (Sterbenz).
     let f = m - 1.0;
-    let s = f / (2.0 + f);
-    let z = s * s;
-    // 2 atanh(s) = 2s + s * R(z); truncation after z^4 is below 1e-9 relative.
-    let mut r = z * (2.0 / 9.0) + 2.0 / 7.0;
-    r = z * r + 2.0 / 5.0;
-    r = z * r + 2.0 / 3.0;
-    r *= z;
-    let hfsq = 0.5 * f * f;
+    let (s, hfsq, r) = ln_kernel(f);
     let ef = e as f32;
     // fdlibm's arrangement: f - hfsq carries the big part, s*(hfsq+R) the small; e * LN2_HI is
     // exact (9 trailing zero bits, |e| < 2^8).
@@ -117,11 +116,7 @@ pub fn ln(x: f32) -> f32 {
 #[inline(always)]
 pub fn neg_ln_1m(y: f32) -> f32 {
     if y < 1.0 / 64.0 {
-        let mut p = y * (1.0 / 5.0) + 0.25;
-        p = y * p + 1.0 / 3.0;
-        p = y * p + 0.5;
-        p = y * p + 1.0;
-        return y * p;
+        return neg_ln_1m_series(y);
     }
     if y < 0.29 {
         return -ln1p_kernel(-y);
@@ -129,16 +124,20 @@ pub fn neg_ln_1m(y: f32) -> f32 {
     -ln(1.0 - y)
 }
 
+/// `-ln(1 - y)` for `y < 1/64`: degree-5 series, truncation below `1.1e-9` relative.
+#[inline(always)]
+fn neg_ln_1m_series(y: f32) -> f32 {
+    let mut p = y * (1.0 / 5.0) + 0.25;
+    p = y * p + 1.0 / 3.0;
+    p = y * p + 0.5;
+    p = y * p + 1.0;
+    y * p
+}
+
 /// `ln(1 + f)` for `f` in `[-0.2929, 0.4142]` (fdlibm's kernel, as in [`ln`] with `e = 0`).
 #[inline(always)]
 fn ln1p_kernel(f: f32) -> f32 {
-    let s = f / (2.0 + f);
-    let z = s * s;
-    let mut r = z * (2.0 / 9.0) + 2.0 / 7.0;
-    r = z * r + 2.0 / 5.0;
-    r = z * r + 2.0 / 3.0;
-    r *= z;
-    let hfsq = 0.5 * f * f;
+    let (s, hfsq, r) = ln_kernel(f);
     f - (hfsq - s * (hfsq + r))
 }
 
@@ -146,14 +145,10 @@ fn ln1p_kernel(f: f32) -> f32 {
 const PIO2_HI: f32 = std::f32::consts::FRAC_PI_2;
 const PIO2_LO: f32 = -4.371_139e-8;
 
-/// `(sin(2 pi u), cos(2 pi u))`: angle given in turns, so no argument reduction by an
-/// irrational is needed.
+/// `(sin, cos)` of `r` quarter turns, `|r| <= 0.5`: odd and even Taylor polynomials in
+/// `a = r * pi/2` (degree 9 and 10).
 #[inline(always)]
-pub fn sincos_turns(u: f32) -> (f32, f32) {
-    let t = 4.0 * u;
-    let q = round_even(t);
-    // Exact: t and q are within 0.5 of each other.
-    let r = t - q;
+fn sincos_quarter(r: f32) -> (f32, f32) {
     let a = r * PIO2_HI + r * PIO2_LO;
     let z = a * a;
     let mut sp = z * (1.0 / 362_880.0) - 1.0 / 5040.0;
@@ -164,7 +159,18 @@ pub fn sincos_turns(u: f32) -> (f32, f32) {
     cp = z * cp - 1.0 / 720.0;
     cp = z * cp + 1.0 / 24.0;
     cp = z * cp - 0.5;
-    let c = z * cp + 1.0;
+    (s, z * cp + 1.0)
+}
+
+/// `(sin(2 pi u), cos(2 pi u))`: angle given in turns, so no argument reduction by an
+/// irrational is needed.
+#[inline(always)]
+pub fn sincos_turns(u: f32) -> (f32, f32) {
+    let t = 4.0 * u;
+    let q = round_even(t);
+    // Exact: t and q are within 0.5 of each other.
+    let r = t - q;
+    let (s, c) = sincos_quarter(r);
     match (q as i32) & 3 {
         0 => (s, c),
         1 => (c, -s),
@@ -190,14 +196,7 @@ pub fn exp_bf(x: f32) -> f32 {
     let ki = big.to_bits() as i32 - ROUND_MAGIC.to_bits() as i32;
     // Cody-Waite: k * LN2_HI is exact (LN2_HI has 9 trailing zero bits), so is x - k * LN2_HI.
     let r = (xc - k * LN2_HI) - k * LN2_LO;
-    // Taylor series to degree 7: |r| <= 0.347, truncation < 5e-9 relative.
-    let mut p = r * (1.0 / 5040.0) + 1.0 / 720.0;
-    p = r * p + 1.0 / 120.0;
-    p = r * p + 1.0 / 24.0;
-    p = r * p + 1.0 / 6.0;
-    p = r * p + 0.5;
-    p = r * p + 1.0;
-    p = r * p + 1.0;
+    let p = exp_poly(r);
     // x in (88.38, 88.72] gives k = 128: split the scale (2^127 * 2) so the exponent field
     // stays in range; multiplying by 1.0 otherwise is exact.
     let scale = f32::from_bits(((ki.min(127) + 127) as u32) << 23);
@@ -267,11 +266,7 @@ pub fn ln_bf(x: f32) -> f32 {
 /// [`neg_ln_1m`], branch-free: the `ln` kernel runs once on the `f` of the range `y` is in.
 #[inline(always)]
 pub fn neg_ln_1m_bf(y: f32) -> f32 {
-    let mut p = y * (1.0 / 5.0) + 0.25;
-    p = y * p + 1.0 / 3.0;
-    p = y * p + 0.5;
-    p = y * p + 1.0;
-    let series = y * p;
+    let series = neg_ln_1m_series(y);
     let x = 1.0 - y;
     let (fl, ef) = ln_reduce(x);
     let mid = y < 0.29;
@@ -306,17 +301,7 @@ pub fn sincos_turns_bf(u: f32) -> (f32, f32) {
     let q = big - ROUND_MAGIC;
     // Exact: t and q are within 0.5 of each other.
     let r = t - q;
-    let a = r * PIO2_HI + r * PIO2_LO;
-    let z = a * a;
-    let mut sp = z * (1.0 / 362_880.0) - 1.0 / 5040.0;
-    sp = z * sp + 1.0 / 120.0;
-    sp = z * sp - 1.0 / 6.0;
-    let s = (a * z) * sp + a;
-    let mut cp = z * (-1.0 / 3_628_800.0) + 1.0 / 40_320.0;
-    cp = z * cp - 1.0 / 720.0;
-    cp = z * cp + 1.0 / 24.0;
-    cp = z * cp - 0.5;
-    let c = z * cp + 1.0;
+    let (s, c) = sincos_quarter(r);
     // Quadrant n: 0 (s, c), 1 (c, -s), 2 (-s, -c), 3 (-c, s). The low bits of `big` are q's
     // (for |t| < 2^22, where q is exact at all), without a float-to-int conversion.
     let n = big.to_bits().wrapping_sub(ROUND_MAGIC.to_bits());
