@@ -72,16 +72,7 @@ impl Market {
                 }
             }
         }
-        if self.dispatch_check(id, false) {
-            self.stats.check_runs += 1;
-            return None;
-        }
-        self.stats.duplicates += 1;
-        Some(Work::Duplicate {
-            assignment: id,
-            spec,
-            range,
-        })
+        self.run_check(id, spec, range, false)
     }
 
     /// A duplicate disagreed with `id`'s result: a third run decides, on another trusted rig
@@ -92,8 +83,24 @@ impl Market {
         spec: Arc<JobSpec>,
         range: PhotonRange,
     ) -> Option<Work> {
-        if self.dispatch_check(id, true) {
-            self.stats.arbitrations_on_rigs += 1;
+        self.run_check(id, spec, range, true)
+    }
+
+    /// A check run of `id`'s range on a free trusted rig if there is one, or else the
+    /// manager's engine (the work returned).
+    fn run_check(
+        &mut self,
+        id: AssignmentId,
+        spec: Arc<JobSpec>,
+        range: PhotonRange,
+        arbiter: bool,
+    ) -> Option<Work> {
+        if self.dispatch_check(id, arbiter) {
+            if arbiter {
+                self.stats.arbitrations_on_rigs += 1;
+            } else {
+                self.stats.check_runs += 1;
+            }
             return None;
         }
         self.stats.duplicates += 1;
