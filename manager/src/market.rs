@@ -612,8 +612,8 @@ impl Market {
         self.push(rig, |out| out.push(&msg));
     }
 
-    /// Queues on `rig`'s session; a rig whose queue refuses is dropped (its session ends when
-    /// its writer sees the queue closed, and it may reconnect).
+    /// Queues on `rig`'s session; a rig whose queue refuses is dropped: the outbox is closed,
+    /// so its session ends at the next frame it reads, and it may reconnect.
     fn push(&mut self, rig: &PublicKey, f: impl FnOnce(&Outbox) -> Result<(), PushError>) {
         let Some(r) = self.rigs.get_mut(rig) else {
             return;
@@ -625,6 +625,7 @@ impl Market {
                 short(rig),
                 link.outbox.queued_bytes()
             ));
+            link.outbox.close();
             r.link = None;
         }
     }

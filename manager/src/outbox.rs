@@ -12,7 +12,7 @@
 //! cuts into `GeometryChunk` messages as the socket takes them. So a rig fetching a large
 //! volume costs one entry and no copy, whatever the volume's size.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use compushare_protocol::chunk::Chunker;
@@ -48,6 +48,8 @@ pub struct Outbox {
     tx: mpsc::Sender<Outgoing>,
     queued_bytes: Arc<AtomicUsize>,
     max_bytes: usize,
+    /// Set by [`Outbox::close`]: the market gave up on the rig, and its session must end.
+    closed: Arc<AtomicBool>,
 }
 
 /// The writer's end of a session's queue.
@@ -66,6 +68,7 @@ pub fn outbox(max_entries: usize, max_bytes: usize) -> (Outbox, Inbox) {
             tx,
             queued_bytes: Arc::clone(&queued_bytes),
             max_bytes,
+            closed: Arc::new(AtomicBool::new(false)),
         },
         Inbox { rx, queued_bytes },
     )
@@ -91,12 +94,29 @@ impl Outbox {
 
     /// Queues a job input to be sent as geometry chunks.
     pub fn push_geometry(&self, input: Arc<Vec<u8>>) -> Result<(), PushError> {
+        if self.is_closed() {
+            return Err(PushError::Closed);
+        }
         self.tx
             .try_send(Outgoing::Geometry(input))
             .map_err(full_or_closed)
     }
 
+    /// Gives up on the session: later pushes are refused, and the session, which checks
+    /// [`Outbox::is_closed`] on every frame it reads, ends (the rig may reconnect).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Outbox::close`] was called on any clone.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     fn push_encoded(&self, bytes: Box<[u8]>, last: bool) -> Result<(), PushError> {
+        if self.is_closed() {
+            return Err(PushError::Closed);
+        }
         let len = bytes.len();
         let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
         if before.saturating_add(len) > self.max_bytes {
@@ -192,6 +212,20 @@ mod tests {
             out.queued_bytes(),
             2 * one,
             "a refused push leaves the count"
+        );
+    }
+
+    #[test]
+    fn a_closed_outbox_refuses_every_push_on_every_clone() {
+        let (out, _inbox) = outbox(4, 1 << 20);
+        let market_side = out.clone();
+        out.push(&cancel(0)).unwrap();
+        market_side.close();
+        assert!(out.is_closed());
+        assert_eq!(out.push(&cancel(1)), Err(PushError::Closed));
+        assert_eq!(
+            out.push_geometry(Arc::new(vec![1, 2, 3])),
+            Err(PushError::Closed)
         );
     }
 

@@ -84,6 +84,14 @@ pub async fn rig(
             Ok(Err(_)) => break,
             Ok(Ok(b)) => b,
         };
+        if out.is_closed() {
+            // The market dropped this rig (its send queue refused); the rig reconnects.
+            eprintln!(
+                "manager: rig {}: dropped by the market; closing",
+                hex4(&peer)
+            );
+            break;
+        }
         let message = match msg::decode_boxed::<RigToManager>(bytes) {
             Ok(m) => m,
             Err(e) => {

@@ -280,3 +280,39 @@ async fn foreign_and_replayed_results_are_rejected_and_the_session_stays() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(m.shared.market().stats.heartbeats >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rig_whose_queue_refuses_is_disconnected_not_left_idle() {
+    // No room in any rig's send queue: the first message the market queues for the rig (the
+    // offer of a new job) is refused and the market drops the rig. Its session must end, so
+    // that the rig reconnects, instead of staying connected and never given work.
+    let client = Identity::generate().unwrap();
+    let market = MarketConfig {
+        session_queue_bytes: 0,
+        ..MarketConfig::default()
+    };
+    let m = common::serve_on(common::store_granting(&client.public(), 1 << 40), 1, market).await;
+    let mut ch = rig(&m).await;
+    let key = m.shared.identity.public();
+    let mut c = Client::connect(m.addr, client, &key).await.unwrap();
+    common::submit(&mut c, 5, 1_000).await;
+    // The session notices at the next frame the rig sends.
+    ch.send(&RigToManager::Heartbeat(Heartbeat {
+        uptime_s: 1,
+        devices: heapless::Vec::new(),
+        vault_used: 0,
+        vault_slots: 4,
+    }))
+    .await
+    .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if ch.recv::<ManagerToRig>().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the dropped rig's session stayed open");
+    assert_eq!(m.shared.market().connected(), 0);
+}
