@@ -157,7 +157,7 @@ enum Kind {
 /// thousands of simulated rigs' futures.
 #[inline(never)]
 fn kind(bytes: &[u8]) -> Kind {
-    match msg::decode_boxed::<ManagerToRig>(bytes).map(|m| *m) {
+    match msg::decode_boxed::<ManagerToRig>(bytes).as_deref() {
         Ok(ManagerToRig::Welcome(_)) => Kind::Welcome,
         Ok(ManagerToRig::Assign(_)) => Kind::Assign,
         Ok(other) => Kind::Other(format!("{other:?}")),

@@ -12,7 +12,7 @@ use compushare_kernels::transport::tally_ops::tally_cells;
 use compushare_kernels::transport::{TallyCodecError, TransportError};
 use compushare_protocol::chunk::{content_address, Chunker};
 use compushare_protocol::msg::{
-    self, ClientToManager, ErrorCode, JobStatus, ManagerToClient, PublicRecord, SubmitJob,
+    ClientToManager, ErrorCode, JobStatus, ManagerToClient, PublicRecord, SubmitJob,
     PROTOCOL_VERSION,
 };
 use compushare_protocol::secure::net::{connect_tcp, TcpChannel, HANDSHAKE_TIMEOUT};
@@ -138,9 +138,8 @@ impl Client {
             version: PROTOCOL_VERSION,
         })
         .await?;
-        // Straight onto the heap: a reply is ~60 KiB (a result chunk inline).
-        let first = msg::decode_boxed::<ManagerToClient>(ch.recv_bytes().await?)
-            .map_err(ChannelError::from)?;
+        // Boxed by the channel: a reply is up to ~60 KiB (a result chunk inline).
+        let first = ch.recv::<ManagerToClient>().await?;
         match *first {
             ManagerToClient::Welcome { .. } => Ok(Client { ch, me }),
             ManagerToClient::Refused(r) => Err(ClientError::Refused(r.reason.as_str().to_owned())),
@@ -149,8 +148,7 @@ impl Client {
     }
 
     async fn next(&mut self) -> Result<Box<ManagerToClient>, ClientError> {
-        let m = msg::decode_boxed::<ManagerToClient>(self.ch.recv_bytes().await?)
-            .map_err(ChannelError::from)?;
+        let m = self.ch.recv::<ManagerToClient>().await?;
         match *m {
             ManagerToClient::Error { code, message } => Err(ClientError::Manager {
                 code,

@@ -108,7 +108,8 @@ impl Default for MarketConfig {
             max_input: 64 << 20,
             session_queue: 256,
             // Thousands of acks, offers and sample requests: far beyond what a rig that reads
-            // at all lets pile up, small beside the 20 KiB a session costs.
+            // at all lets pile up. A ceiling, not a reservation: a rig that keeps up has a few
+            // hundred bytes queued (the 16 KiB a session costs at 10,000 rigs).
             session_queue_bytes: 1 << 20,
         }
     }

@@ -18,7 +18,7 @@ use compushare_kernels::transport::Engine;
 use compushare_protocol::chunk::{Chunk, Chunker};
 use compushare_protocol::limits::{MAX_PAYLOAD, PROOFS_PER_MESSAGE};
 use compushare_protocol::msg::{
-    self, AckStatus, Assign, Bid, Heartbeat, HistoryProof, ManagerToRig, Offer, RejectReason,
+    AckStatus, Assign, Bid, Heartbeat, HistoryProof, ManagerToRig, Offer, RejectReason,
     ResultCommit, RigHello, RigToManager, SampleProof, Welcome, PROTOCOL_VERSION,
 };
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
@@ -100,11 +100,6 @@ type Writer = compushare_protocol::secure::SecureWriter<
     embedded_io_adapters::tokio_1::FromTokio<tokio::net::tcp::OwnedWriteHalf>,
 >;
 
-/// Inbound half of a session.
-type Reader = compushare_protocol::secure::SecureReader<
-    embedded_io_adapters::tokio_1::FromTokio<tokio::net::tcp::OwnedReadHalf>,
->;
-
 /// A transport rig: its devices, state and the events of its blocking work.
 pub struct Rig {
     settings: RigSettings,
@@ -136,17 +131,6 @@ const JOB_CACHE: usize = 4;
 const MAX_FETCHES: usize = 4;
 /// Messages buffered from the reader task.
 const INBOUND: usize = 64;
-
-/// Receives one message, decoded straight onto the heap.
-///
-/// A `ManagerToRig` is ~60 KiB (its largest variant holds a geometry chunk inline). Decoded
-/// by value inside the session's futures it would be copied through their frames and held in
-/// their state, and every slot of the inbound queue would be that size; boxed in a plain
-/// function ([`msg::decode_boxed`]), only a pointer crosses an await.
-async fn recv_boxed(reader: &mut Reader) -> Result<Box<ManagerToRig>, ChannelError> {
-    let bytes = reader.recv_bytes().await?;
-    Ok(msg::decode_boxed(bytes)?)
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -282,7 +266,7 @@ impl Rig {
             .send(&RigToManager::Hello(self.hello()?))
             .await
             .map_err(chan_err)?;
-        let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, recv_boxed(&mut reader))
+        let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.recv::<ManagerToRig>())
             .await
             .map_err(|_| RigError::Protocol("no Welcome within the handshake time".into()))?
             .map_err(chan_err)?;
@@ -311,7 +295,9 @@ impl Rig {
         let (in_tx, mut in_rx) = mpsc::channel(INBOUND);
         let reader_task = tokio::spawn(async move {
             loop {
-                let m = recv_boxed(&mut reader).await;
+                // Boxed by the channel: a message is up to ~60 KiB, so only a pointer sits
+                // in each inbound slot.
+                let m = reader.recv::<ManagerToRig>().await;
                 let stop = matches!(&m, Err(e) if !matches!(e, ChannelError::Codec(_)));
                 if in_tx.send(m).await.is_err() || stop {
                     break;

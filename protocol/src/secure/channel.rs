@@ -295,11 +295,6 @@ where
         self.reader.recv().await
     }
 
-    /// Receives and opens one frame, returning the plaintext (see [`SecureReader::recv_bytes`]).
-    pub async fn recv_bytes(&mut self) -> Result<&[u8], ChannelError> {
-        self.reader.recv_bytes().await
-    }
-
     /// Receives the first message of a session: its version is checked before the rest is
     /// decoded (see [`msg::decode_hello`]).
     pub async fn recv_hello<M: Message>(&mut self) -> Result<Box<M>, ChannelError> {
