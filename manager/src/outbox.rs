@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use compushare_protocol::chunk::Chunker;
 use compushare_protocol::msg::ManagerToRig;
+use compushare_protocol::types::Digest;
 use tokio::sync::mpsc;
 
 /// Why a push was refused.
@@ -38,8 +39,12 @@ pub enum PushError {
 pub enum Outgoing {
     /// An encoded `ManagerToRig`; with `last`, the writer closes the session after it.
     Message { bytes: Box<[u8]>, last: bool },
-    /// A job input to send as `GeometryChunk` messages, in order.
-    Geometry(Arc<Vec<u8>>),
+    /// A job input to send as `GeometryChunk` messages, in order, with its content address
+    /// (known since the job was accepted: not hashed again for every rig that fetches it).
+    Geometry {
+        input: Arc<Vec<u8>>,
+        content: Digest,
+    },
 }
 
 /// The market's end of a session's queue.
@@ -93,12 +98,12 @@ impl Outbox {
     }
 
     /// Queues a job input to be sent as geometry chunks.
-    pub fn push_geometry(&self, input: Arc<Vec<u8>>) -> Result<(), PushError> {
+    pub fn push_geometry(&self, input: Arc<Vec<u8>>, content: Digest) -> Result<(), PushError> {
         if self.is_closed() {
             return Err(PushError::Closed);
         }
         self.tx
-            .try_send(Outgoing::Geometry(input))
+            .try_send(Outgoing::Geometry { input, content })
             .map_err(full_or_closed)
     }
 
@@ -162,10 +167,11 @@ pub struct GeometryFrames<'a> {
 }
 
 impl<'a> GeometryFrames<'a> {
-    /// The frames of `input` (none if it is larger than a payload may be).
-    pub fn new(input: &'a [u8]) -> Self {
+    /// The frames of `input`, whose content address is `content` (none if it is larger than
+    /// a payload may be).
+    pub fn new(input: &'a [u8], content: Digest) -> Self {
         GeometryFrames {
-            chunks: Chunker::new(input).ok(),
+            chunks: Chunker::with_content(input, content).ok(),
         }
     }
 }
@@ -224,7 +230,7 @@ mod tests {
         assert!(out.is_closed());
         assert_eq!(out.push(&cancel(1)), Err(PushError::Closed));
         assert_eq!(
-            out.push_geometry(Arc::new(vec![1, 2, 3])),
+            out.push_geometry(Arc::new(vec![1, 2, 3]), [0; 32]),
             Err(PushError::Closed)
         );
     }
@@ -256,7 +262,7 @@ mod tests {
         let mut re = Reassembler::new(&mut buf, &mut bitmap, content, input.len() as u32).unwrap();
         let mut frames = 0;
         let mut complete = false;
-        for f in GeometryFrames::new(&input) {
+        for f in GeometryFrames::new(&input, content) {
             let m: ManagerToRig = compushare_protocol::msg::decode(&f.unwrap()).unwrap();
             let ManagerToRig::GeometryChunk(c) = m else {
                 panic!("not a chunk")

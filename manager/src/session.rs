@@ -151,8 +151,8 @@ async fn write_queued(mut inbox: Inbox, mut wr: Writer) {
                     return;
                 }
             }
-            Outgoing::Geometry(input) => {
-                for frame in GeometryFrames::new(&input) {
+            Outgoing::Geometry { input, content } => {
+                for frame in GeometryFrames::new(&input, content) {
                     let Ok(frame) = frame else { return };
                     if wr.send_bytes(&frame).await.is_err() {
                         return;

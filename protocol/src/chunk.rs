@@ -93,6 +93,13 @@ pub struct Chunker<'a> {
 impl<'a> Chunker<'a> {
     /// Prepares to chunk `payload`, hashing it once.
     pub fn new(payload: &'a [u8]) -> Result<Self, ChunkError> {
+        Self::with_content(payload, content_address(payload))
+    }
+
+    /// Prepares to chunk `payload` whose content address the caller already holds (computed
+    /// by [`content_address`] when the payload was received), so a payload sent many times
+    /// is hashed once. A wrong `content` makes every receiver refuse the reassembled payload.
+    pub fn with_content(payload: &'a [u8], content: Digest) -> Result<Self, ChunkError> {
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         if len > MAX_PAYLOAD {
             return Err(ChunkError::TooLarge {
@@ -102,7 +109,7 @@ impl<'a> Chunker<'a> {
         }
         Ok(Chunker {
             payload,
-            content: content_address(payload),
+            content,
             next: 0,
             done: false,
         })

@@ -253,7 +253,7 @@ impl Market {
             return;
         };
         // The session's writer cuts it into chunks as the socket takes them.
-        self.push(key, |out| out.push_geometry(input));
+        self.push(key, |out| out.push_geometry(input, content));
     }
 
     /// Assigns pending photons of `job` to idle bidders, best first for the job's mode.
