@@ -45,6 +45,16 @@ async fn rig(m: &Running) -> TcpChannel {
     ch
 }
 
+/// A heartbeat of a rig with no devices reported.
+fn heartbeat() -> RigToManager {
+    RigToManager::Heartbeat(Heartbeat {
+        uptime_s: 1,
+        devices: heapless::Vec::new(),
+        vault_used: 0,
+        vault_slots: 4,
+    })
+}
+
 /// Reads until a message matching `f` arrives (skipping offers and the like).
 async fn until<T>(ch: &mut TcpChannel, mut f: impl FnMut(&ManagerToRig) -> Option<T>) -> T {
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -269,14 +279,7 @@ async fn foreign_and_replayed_results_are_rejected_and_the_session_stays() {
     assert_eq!(st, AckStatus::Unknown);
     assert_eq!(abuse(&m), before + 1);
     // The session is still usable.
-    ch.send(&RigToManager::Heartbeat(Heartbeat {
-        uptime_s: 1,
-        devices: heapless::Vec::new(),
-        vault_used: 0,
-        vault_slots: 4,
-    }))
-    .await
-    .unwrap();
+    ch.send(&heartbeat()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(m.shared.market().stats.heartbeats >= 1);
 }
@@ -297,14 +300,7 @@ async fn a_rig_whose_queue_refuses_is_disconnected_not_left_idle() {
     let mut c = Client::connect(m.addr, client, &key).await.unwrap();
     common::submit(&mut c, 5, 1_000).await;
     // The session notices at the next frame the rig sends.
-    ch.send(&RigToManager::Heartbeat(Heartbeat {
-        uptime_s: 1,
-        devices: heapless::Vec::new(),
-        vault_used: 0,
-        vault_slots: 4,
-    }))
-    .await
-    .unwrap();
+    ch.send(&heartbeat()).await.unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if ch.recv::<ManagerToRig>().await.is_err() {
