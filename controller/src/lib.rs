@@ -7,7 +7,9 @@
 //! paid photon-transport client that talks to the management node.
 #![deny(unsafe_code)]
 
+pub mod command;
 pub mod config;
 pub mod log;
+pub mod status;
 pub mod stratum;
 pub mod transport;
