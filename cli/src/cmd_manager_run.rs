@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// Histories sampled per result check (459 catches a 1% fabricator with 99%).
     #[arg(long, value_name = "K", default_value_t = compushare_manager::verify::DEFAULT_SAMPLES)]
     pub samples: usize,
+    /// What one credit is worth in millisatoshi, told to rigs in Welcome so that they compare
+    /// transport prices with mining revenue (at least 1).
+    #[arg(long = "credit-msat", value_name = "MSAT", default_value_t = 1)]
+    pub credit_msat: u64,
     /// Credit a client key at start: HEX=AMOUNT (repeatable).
     #[arg(long, value_name = "HEX=AMOUNT")]
     pub grant: Vec<String>,
@@ -78,6 +82,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if !(args.target_secs > 0.0 && args.target_secs.is_finite()) {
         anyhow::bail!("--target-secs must be a positive number of seconds");
     }
+    if args.credit_msat == 0 {
+        anyhow::bail!("--credit-msat must be at least 1 millisatoshi");
+    }
     let cfg = ServerConfig {
         listen: args
             .listen
@@ -92,6 +99,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             // The market charges its fee in basis points of the work paid, as stored.
             fee_bp: u64::from(stored.fee_bp),
             duplicate_ppm: u64::from(stored.duplicate_rate_ppm),
+            credit_msat: args.credit_msat,
             ..MarketConfig::default()
         },
         ..ServerConfig::default()

@@ -123,6 +123,7 @@ impl Session {
             trust: TrustLevel::Untrusted,
             label,
             heartbeat_s: 1,
+            credit_msat: 1,
         }))
         .await
         .unwrap();

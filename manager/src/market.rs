@@ -79,6 +79,9 @@ pub struct MarketConfig {
     pub spendable_after: u64,
     /// Seconds between heartbeats rigs are told to keep.
     pub heartbeat_s: u16,
+    /// What one credit is worth in millisatoshi, told to rigs in Welcome so that they compare
+    /// transport prices with mining revenue in one unit (default 1).
+    pub credit_msat: u64,
     /// What the manager pays per cost unit.
     pub price_per_unit: Amount,
     /// Manager's fee on the work paid, in basis points (hundredths of a percent).
@@ -103,6 +106,7 @@ impl Default for MarketConfig {
             trust_threshold: 100_000_000,
             spendable_after: 1_000_000,
             heartbeat_s: 10,
+            credit_msat: 1,
             price_per_unit: Amount(1),
             fee_bp: 500,
             max_input: 64 << 20,

@@ -89,6 +89,9 @@ pub struct Welcome {
     pub label: Name,
     /// Seconds between heartbeats the manager expects.
     pub heartbeat_s: u16,
+    /// What one credit is worth, millisatoshi (an operator setting of the node, default 1):
+    /// the rig converts transport prices with it to compare them with mining revenue.
+    pub credit_msat: u64,
 }
 
 /// Work for one device.
