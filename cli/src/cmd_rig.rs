@@ -1,17 +1,22 @@
-//! `compushare rig --config rig.conf`: run the rig controller's transport client.
+//! `compushare rig --config rig.conf`: the rig controller (PID 1's child on the USB image).
 //!
-//! Reads MANAGER, MANAGER_KEY, RIG_NAME, PAYOUT, CPU_DEVICES, ROLES and STATE_DIR from
-//! rig.conf (every other key is parsed and validated too, for the features that use them),
-//! creates the rig identity at STATE_DIR/rig.key (0600) if missing, and runs sessions with
-//! the management node until a fatal error. Logs go to stderr.
+//! Reads and validates rig.conf once, creates the rig identity at STATE_DIR/rig.key (0600)
+//! if missing, and runs the rig core: devices, scheduler, mining, transport session, vault,
+//! watchdog. A rig.conf that cannot be used (unknown key, bad value, missing key, unreadable
+//! file), or a STATE_DIR or vault that cannot be set up, does not stop the process: the rig
+//! stays up in maintenance mode, no device working, the error (naming the file and line) in
+//! its log and in its status snapshot, until an operator fixes the file and reboots. A reboot
+//! order (console) ends the process with success, and the image's PID 1 starts it again.
+//! Logs go to stderr.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use compushare_controller::config::RigConfig;
 use compushare_controller::log::{set_level, Level};
+use compushare_controller::rig::{maintenance, maintenance_channels, Rig, Stop};
+use compushare_controller::settings::{RigOptions, RigSettings};
 use compushare_controller::transport::state::KEY_FILE;
-use compushare_controller::transport::{Rig, RigOptions, RigSettings};
 use compushare_protocol::hex;
 use compushare_protocol::secure::Identity;
 
@@ -34,29 +39,89 @@ pub fn run(args: RigArgs) -> anyhow::Result<()> {
             Level::Info
         });
     }
-    let cfg = RigConfig::load(&args.config)?;
-    let settings = RigSettings::from_config(&cfg, RigOptions::default())?;
-    let state_dir = settings.state_dir.clone();
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("STATE_DIR {}", state_dir.display()))?;
-    let key_path = state_dir.join(KEY_FILE);
-    let (identity, created) = Identity::load_or_create(&key_path)
-        .with_context(|| format!("rig identity {}", key_path.display()))?;
-    if created {
-        eprintln!("compushare: created rig identity {}", key_path.display());
-    }
-    eprintln!(
-        "compushare: rig {} ({}) -> manager {}; measuring devices",
-        settings.name,
-        hex::encode(&identity.public()),
-        settings.manager
-    );
-    let rig = Rig::new(settings, identity)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_stack_size(crate::WORKER_STACK)
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    runtime.block_on(rig.run())?;
-    Ok(())
+    match runtime.block_on(rig(&args.config)) {
+        Stop::Reboot => {
+            eprintln!("compushare: rig stopped for a reboot");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The identity in `state_dir`, created if missing, or why not.
+fn identity(state_dir: &Path) -> Result<Identity, String> {
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| format!("STATE_DIR {}: {e}", state_dir.display()))?;
+    let key_path = state_dir.join(KEY_FILE);
+    let (identity, created) = Identity::load_or_create(&key_path)
+        .map_err(|e| format!("rig identity {}: {e}", key_path.display()))?;
+    if created {
+        eprintln!("compushare: created rig identity {}", key_path.display());
+    }
+    Ok(identity)
+}
+
+/// Everything a rig needs from its rig.conf, or the error that sends it to maintenance mode
+/// (with what could be salvaged for the operator surfaces).
+fn prepare(path: &Path) -> Result<(RigConfig, RigSettings, Identity), (RigConfig, String)> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        (
+            RigConfig::parse_lenient(path, b"").0,
+            format!("{}: cannot read: {e}", path.display()),
+        )
+    })?;
+    let (cfg, errors) = RigConfig::parse_lenient(path, &bytes);
+    if let Some(first) = errors.first() {
+        let more = match errors.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return Err((cfg, format!("{first}{more}")));
+    }
+    let settings = match RigSettings::from_config(&cfg, RigOptions::default()) {
+        Ok(s) => s,
+        Err(e) => return Err((cfg, e.to_string())),
+    };
+    match identity(&settings.state_dir) {
+        Ok(id) => Ok((cfg, settings, id)),
+        Err(e) => Err((cfg, e)),
+    }
+}
+
+async fn rig(path: &Path) -> Stop {
+    let (cfg, error) = match prepare(path) {
+        Ok((cfg, settings, identity)) => {
+            eprintln!(
+                "compushare: rig {} ({}) -> manager {}; measuring devices",
+                settings.name,
+                hex::encode(&identity.public()),
+                settings
+                    .manager
+                    .as_ref()
+                    .map_or("none (mining only)", |m| m.addr.as_str())
+            );
+            match tokio::task::spawn_blocking(move || Rig::new(settings, identity)).await {
+                Ok(Ok(rig)) => match rig.run().await {
+                    Ok(stop) => return stop,
+                    Err(e) => (cfg, e.to_string()),
+                },
+                Ok(Err(e)) => (cfg, e.to_string()),
+                Err(e) => (cfg, format!("start-up failed: {e}")),
+            }
+        }
+        Err((cfg, error)) => (cfg, error),
+    };
+    eprintln!("compushare: maintenance mode: {error}");
+    let name = cfg.rig_name.clone().unwrap_or_else(|| "rig".to_owned());
+    let key = identity(&cfg.state_dir_or_default())
+        .or_else(|_| Identity::generate().map_err(|e| e.to_string()))
+        .map(|i| i.public())
+        .unwrap_or([0; 32]);
+    let (status_tx, _status_rx, _cmd_tx, cmd_rx) = maintenance_channels(&name, key, &error);
+    maintenance(name, key, error, status_tx, cmd_rx).await
 }

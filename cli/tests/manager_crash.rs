@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use compushare_controller::config::Roles;
-use compushare_controller::transport::{Rig, RigOptions, RigSettings};
+use compushare_controller::rig::Rig;
+use compushare_controller::settings::RigSettings;
 use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
 use compushare_kernels::transport::simulate;
 use compushare_manager::client::Client;
@@ -19,7 +19,7 @@ use compushare_manager::Store;
 use compushare_protocol::hex;
 use compushare_protocol::msg::JobState;
 use compushare_protocol::secure::Identity;
-use compushare_protocol::types::{Amount, Mode, PublicKey, Role};
+use compushare_protocol::types::{Amount, Mode, PublicKey};
 
 const JOB: &str = r#"{
   "Session": { "ID": "crash", "Photons": 1000, "RNGSeed": 5 },
@@ -69,23 +69,7 @@ async fn client(addr: &str, key_file: &Path, manager_key: &PublicKey) -> Client 
 fn rig(addr: &str, key: PublicKey, dir: PathBuf, name: &str) -> (PublicKey, RigSettings) {
     let payout = Identity::generate().unwrap().public();
     std::fs::create_dir_all(&dir).unwrap();
-    let settings = RigSettings {
-        manager: addr.into(),
-        manager_key: key,
-        name: name.into(),
-        payout,
-        cpu_devices: 1,
-        roles: Roles::All(Role::Auto),
-        state_dir: dir,
-        options: RigOptions {
-            cores: Some(1),
-            calibration_photons: 256,
-            min_price: Amount(0),
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_millis(500),
-            ..RigOptions::default()
-        },
-    };
+    let settings = compushare_testkit::rig::transport_rig(addr, key, name, payout, dir);
     (payout, settings)
 }
 

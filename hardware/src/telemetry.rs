@@ -70,7 +70,13 @@ pub fn cpu_telemetry() -> Telemetry {
 }
 
 /// hwmon drivers that report the CPU package.
-const CPU_SENSORS: [&str; 5] = ["coretemp", "k10temp", "zenpower", "cpu_thermal", "soc_thermal"];
+const CPU_SENSORS: [&str; 5] = [
+    "coretemp",
+    "k10temp",
+    "zenpower",
+    "cpu_thermal",
+    "soc_thermal",
+];
 
 /// The CPU temperature under a sysfs `class` directory (tests pass a fake tree): the first
 /// CPU hwmon's `temp1_input`, else the `x86_pkg_temp` thermal zone; millidegrees to tenths.

@@ -49,7 +49,10 @@ fn write_canonical_matches_canonical_bytes_and_refuses_short_buffers() {
     let mut out = vec![0xAAu8; bytes.len() + 7];
     assert_eq!(t.write_canonical(&mut out), Some(bytes.len()));
     assert_eq!(&out[..bytes.len()], &bytes[..]);
-    assert!(out[bytes.len()..].iter().all(|&b| b == 0xAA), "nothing written past the end");
+    assert!(
+        out[bytes.len()..].iter().all(|&b| b == 0xAA),
+        "nothing written past the end"
+    );
     assert_eq!(t.write_canonical(&mut out[..bytes.len() - 1]), None);
     // Out-of-order detected photons still encode canonically (sorted).
     t.detected.reverse();

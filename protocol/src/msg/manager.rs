@@ -79,6 +79,17 @@ pub struct Offer {
     pub photons_left: u64,
 }
 
+impl Offer {
+    /// What one history earns, micro-credits: `ceil(cost_per_history_milli * price_per_unit /
+    /// 1000)`, at least 1 (the manager's costing rule).
+    pub fn price_per_history(&self) -> u64 {
+        self.cost_per_history_milli
+            .saturating_mul(self.price_per_unit.0)
+            .div_ceil(1000)
+            .max(1)
+    }
+}
+
 /// The manager's acceptance of a rig.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 pub struct Welcome {

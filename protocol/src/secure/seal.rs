@@ -169,7 +169,10 @@ mod tests {
         let n = seal_in_place(&alice.public(), &mut buf, msg.len()).unwrap();
         assert_eq!(n, msg.len() + SEAL_BOX_OVERHEAD);
         assert_eq!(open(&alice, &buf[..n]).unwrap(), msg);
-        assert!(!buf[..n].windows(msg.len()).any(|w| w == msg), "plaintext left behind");
+        assert!(
+            !buf[..n].windows(msg.len()).any(|w| w == msg),
+            "plaintext left behind"
+        );
         let mut small = [0u8; 40];
         assert_eq!(
             seal_in_place(&alice.public(), &mut small, 8),
