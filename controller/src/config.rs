@@ -31,6 +31,10 @@ pub const DEFAULT_WATCHDOG_DEAD_S: u32 = 600;
 pub const DEFAULT_TEMP_LIMIT_C: u32 = 90;
 /// Default temperature at or below which a paused device resumes, degrees Celsius.
 pub const DEFAULT_TEMP_RESUME_C: u32 = 80;
+/// Default least seconds a device holds a role before prices may move it (SWITCH_DWELL_S).
+pub const DEFAULT_SWITCH_DWELL_S: u32 = 30;
+/// Default evaluations in a row another role must lead by the margin (SWITCH_EVALUATIONS).
+pub const DEFAULT_SWITCH_EVALUATIONS: u32 = 3;
 /// Where STATE_DIR is, relative to rig.conf's directory, when the file does not say.
 pub const DEFAULT_STATE_SUBDIR: &str = "compushare-state";
 
@@ -98,6 +102,11 @@ pub struct RigConfig {
     pub state_dir: Option<PathBuf>,
     /// `SWITCH_MARGIN` (default 0.05), a fraction in [0, 1].
     pub switch_margin: f64,
+    /// `SWITCH_DWELL_S` (default 30): least seconds in a role before prices may move a device.
+    pub switch_dwell_s: u32,
+    /// `SWITCH_EVALUATIONS` (default 3): evaluations (every 2 s) in a row the other role must
+    /// lead by SWITCH_MARGIN before a device switches to it.
+    pub switch_evaluations: u32,
     /// `POOL_FEE` (default 0): the pool's fee, a fraction in [0, 1), taken off mining revenue.
     pub pool_fee: f64,
     /// `WATCHDOG_SICK_S` (default 120): seconds without progress before a device restarts.
@@ -287,6 +296,8 @@ impl RigConfig {
             api_listen: SocketAddr::from(([127, 0, 0, 1], 4028)),
             state_dir: None,
             switch_margin: DEFAULT_SWITCH_MARGIN,
+            switch_dwell_s: DEFAULT_SWITCH_DWELL_S,
+            switch_evaluations: DEFAULT_SWITCH_EVALUATIONS,
             pool_fee: 0.0,
             watchdog_sick_s: DEFAULT_WATCHDOG_SICK_S,
             watchdog_dead_s: DEFAULT_WATCHDOG_DEAD_S,
@@ -561,6 +572,20 @@ impl Parser<'_> {
                     .filter(|m| (0.0..=1.0).contains(m))
                     .ok_or_else(|| invalid(self, "a fraction between 0 and 1"))?;
             }
+            "SWITCH_DWELL_S" => {
+                self.cfg.switch_dwell_s = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|s| *s <= 86_400)
+                    .ok_or_else(|| invalid(self, "seconds, 0 to 86400"))?;
+            }
+            "SWITCH_EVALUATIONS" => {
+                self.cfg.switch_evaluations = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|s| (1..=1000).contains(s))
+                    .ok_or_else(|| invalid(self, "a number of evaluations, 1 to 1000"))?;
+            }
             "POOL_FEE" => {
                 self.cfg.pool_fee = value
                     .parse::<f64>()
@@ -714,6 +739,8 @@ const KEYS: &[&str] = &[
     "API_LISTEN",
     "STATE_DIR",
     "SWITCH_MARGIN",
+    "SWITCH_DWELL_S",
+    "SWITCH_EVALUATIONS",
     "POOL_FEE",
     "WATCHDOG_SICK_S",
     "WATCHDOG_DEAD_S",

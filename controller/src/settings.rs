@@ -161,8 +161,11 @@ impl RigSettings {
             });
         }
         let name = cfg.rig_name.clone().unwrap_or_else(host_name);
-        let mut scheduler = options.scheduler.clone();
-        scheduler.margin = cfg.switch_margin;
+        let scheduler = SchedulerConfig {
+            margin: cfg.switch_margin,
+            lead_evaluations: cfg.switch_evaluations,
+            min_dwell: Duration::from_secs(u64::from(cfg.switch_dwell_s)),
+        };
         Ok(RigSettings {
             name,
             manager,

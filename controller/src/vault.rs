@@ -34,9 +34,14 @@ pub enum VaultError {
     /// Every slot is reserved or holds a result the manager has not acknowledged.
     #[error("vault full ({0} slots)")]
     Full(u32),
-    /// The vault's memory could not be allocated at start.
-    #[error("cannot allocate {slots} vault slots of {slot_bytes} bytes")]
-    Alloc { slots: u32, slot_bytes: u64 },
+    /// The vault would take more than half of the machine's memory (VAULT_SLOTS x
+    /// VAULT_SLOT_BYTES), or its size overflows.
+    #[error("VAULT_SLOTS x VAULT_SLOT_BYTES = {slots} x {slot_bytes} bytes is more than half of this machine's {memory} bytes of memory")]
+    Alloc {
+        slots: u32,
+        slot_bytes: u64,
+        memory: u64,
+    },
     /// The result's canonical encoding plus the seal's overhead is larger than a slot.
     #[error("result of {bytes} bytes does not fit a {slot_bytes}-byte vault slot")]
     TooLarge { bytes: u64, slot_bytes: u64 },
@@ -154,19 +159,25 @@ pub struct Vault {
 }
 
 impl Vault {
-    /// Allocates `slots` slots of `slot_bytes` (zeroed; the pages are only touched when a
-    /// result is written, so an idle vault costs little resident memory).
+    /// Allocates `slots` slots of `slot_bytes`, zeroed: fresh zero pages from the system,
+    /// which become resident only as results are written into them, so an idle vault costs
+    /// next to no memory. A vault of more than half the machine's memory is refused.
     pub fn new(slots: u32, slot_bytes: u64) -> Result<Vault, VaultError> {
-        let alloc = VaultError::Alloc { slots, slot_bytes };
+        let memory = compushare_hardware::cpu_device().memory_bytes;
+        let alloc = VaultError::Alloc {
+            slots,
+            slot_bytes,
+            memory,
+        };
+        let total = u64::from(slots).checked_mul(slot_bytes);
         let bytes = usize::try_from(slot_bytes).map_err(|_| alloc.clone())?;
+        if total.is_none_or(|t| memory > 0 && t > memory / 2) {
+            return Err(alloc);
+        }
         let n = slots as usize;
-        let mut bufs = Vec::new();
-        bufs.try_reserve_exact(n).map_err(|_| alloc.clone())?;
+        let mut bufs = Vec::with_capacity(n);
         for _ in 0..n {
-            let mut b: Vec<u8> = Vec::new();
-            b.try_reserve_exact(bytes).map_err(|_| alloc.clone())?;
-            b.resize(bytes, 0);
-            bufs.push(Some(b.into_boxed_slice()));
+            bufs.push(Some(vec![0u8; bytes].into_boxed_slice()));
         }
         let mut free = Vec::with_capacity(n);
         // Lowest slot first out.

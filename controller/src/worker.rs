@@ -111,6 +111,10 @@ pub struct DeviceCell {
     /// Assignment running or queued, + 1 (0: none).
     assignment: AtomicU64,
     faults: AtomicU64,
+    /// Nanoseconds since the epoch when the last transport run ended, and when the last
+    /// unit of hashing started: how fast a device goes back to hashing.
+    transport_end_ns: AtomicU64,
+    unit_start_ns: AtomicU64,
     tasks: Mutex<Option<SyncSender<TransportTask>>>,
     epoch: Instant,
 }
@@ -139,6 +143,8 @@ impl DeviceCell {
             has_work: AtomicBool::new(false),
             assignment: AtomicU64::new(0),
             faults: AtomicU64::new(0),
+            transport_end_ns: AtomicU64::new(0),
+            unit_start_ns: AtomicU64::new(0),
             tasks: Mutex::new(None),
             epoch,
         }
@@ -214,6 +220,20 @@ impl DeviceCell {
     /// Faults (panics, device errors) since start.
     pub fn faults(&self) -> u64 {
         self.faults.load(Ordering::Relaxed)
+    }
+
+    /// Time from the end of the last transport run to the first unit of hashing after it,
+    /// once the device is hashing again.
+    pub fn back_to_hashing(&self) -> Option<Duration> {
+        let end = self.transport_end_ns.load(Ordering::SeqCst);
+        let start = self.unit_start_ns.load(Ordering::SeqCst);
+        (end > 0 && start >= end).then(|| Duration::from_nanos(start - end))
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     fn progressed(&self) {
@@ -354,6 +374,9 @@ impl Worker {
             }
             match cursor.next(self.env.mining.board()) {
                 Next::Unit(work, unit) => {
+                    self.cell
+                        .unit_start_ns
+                        .store(self.cell.now_ns(), Ordering::SeqCst);
                     set(Activity::Mining);
                     if !self.cell.has_work.swap(true, Ordering::Relaxed) {
                         // The stall clock starts now, not at the last progress before idling.
@@ -448,6 +471,7 @@ impl Worker {
                 &mut progress,
             )
         }));
+        cell.transport_end_ns.store(cell.now_ns(), Ordering::SeqCst);
         let result = match result {
             Ok(r) => r.map(Box::new),
             Err(_) => {

@@ -421,6 +421,13 @@ impl Session {
         let mut link = Link(Some(w));
         // Results the manager has not acknowledged are delivered again on a new session.
         let waiting: Vec<AssignmentId> = self.p.vault.waiting().collect();
+        if !waiting.is_empty() {
+            info!(
+                "delivering {} result(s) held in the vault: {:?}",
+                waiting.len(),
+                waiting.iter().map(|a| a.0).collect::<Vec<_>>()
+            );
+        }
         for a in waiting {
             self.send_result(&mut link, a).await?;
         }
@@ -563,6 +570,11 @@ impl Session {
                     AckStatus::Received => {
                         if self.p.vault.release(assignment) {
                             self.delivered += 1;
+                            let v = self.p.vault.stats();
+                            info!(
+                                "result of assignment {} delivered; vault {}/{} slots used",
+                                assignment.0, v.used, v.slots
+                            );
                         }
                     }
                     AckStatus::Verified | AckStatus::Failed | AckStatus::Unknown => {
@@ -571,6 +583,10 @@ impl Session {
                         }
                         if status == AckStatus::Unknown {
                             // The manager does not hold it (any more): stop work on it.
+                            info!(
+                                "assignment {} unknown to the manager: dropped",
+                                assignment.0
+                            );
                             self.assignments.end(assignment);
                         }
                         self.assignments.settle(assignment);
