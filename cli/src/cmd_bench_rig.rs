@@ -30,13 +30,14 @@ use compushare_controller::stratum::conn::PoolUrl;
 use compushare_controller::stratum::pools::FailoverConfig;
 use compushare_controller::vault::Vault;
 use compushare_controller::worker::{self, Activity, TransportTask, WorkerEnv};
-use compushare_kernels::transport::builtin::builtin_job;
+use compushare_kernels::transport::builtin::{builtin_job, builtin_json};
 use compushare_kernels::transport::input::ParseOptions;
 use compushare_kernels::transport::tally::Tally;
 use compushare_protocol::hex;
 use compushare_protocol::msg::Assign;
 use compushare_protocol::secure::{seal, Identity};
-use compushare_protocol::types::{Amount, AssignmentId, JobId, Mode, PhotonRange, PublicKey};
+use compushare_protocol::types::{Amount, AssignmentId, JobId, Mode, PhotonRange};
+use compushare_testkit::node::{free_addr, Node};
 use compushare_testkit::pool::{PoolSettings, StratumPool};
 use serde_json::json;
 
@@ -377,39 +378,12 @@ async fn resident(d: Duration) -> anyhow::Result<(u64, u64, u64)> {
         },
     )
     .await?;
-    let data = dir.0.join("manager");
-    let out = Command::new(&exe)
-        .args(["manager", "init", "--data"])
-        .arg(&data)
-        .output()?;
-    if !out.status.success() {
-        bail!("manager init failed");
-    }
-    let mkey: PublicKey = hex::decode_array(String::from_utf8_lossy(&out.stdout).trim())
-        .map_err(|e| anyhow::anyhow!("manager key: {e}"))?;
+    let node = Node::init(&exe, dir.0.join("manager"))?;
+    let mkey = node.key;
     let client_id = Identity::generate()?;
-    let out = Command::new(&exe)
-        .args(["manager", "grant", "--data"])
-        .arg(&data)
-        .arg(hex::encode(&client_id.public()))
-        .arg("100000000000")
-        .output()?;
-    if !out.status.success() {
-        bail!("manager grant failed");
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let _node = Kill(
-        Command::new(&exe)
-            .args(["manager", "run", "--data"])
-            .arg(&data)
-            .args(["--listen", &addr, "--target-secs", "30"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    node.grant(&client_id.public(), 100_000_000_000)?;
+    let addr = free_addr()?;
+    let _node = Kill(node.run(&addr, &["--target-secs", "30"])?);
     let conf = |name: &str, pool_line: &str| -> anyhow::Result<PathBuf> {
         let path = dir.0.join(format!("{name}.conf"));
         std::fs::write(
@@ -438,15 +412,8 @@ async fn resident(d: Duration) -> anyhow::Result<(u64, u64, u64)> {
     lines.wait("mining on pool", wait).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let hashing = sample(child.0.id(), d).await;
-    // cube60-like: a 60^3 grid, one time gate (a 1.7 MB tally per run).
-    let job = r#"{
-      "Session": { "ID": "bench", "Photons": 1000, "RNGSeed": 5 },
-      "Forward": { "T0": 0, "T1": 5e-9, "Dt": 5e-9 },
-      "Domain": { "Dim": [60, 60, 60], "OriginType": 1,
-        "Media": [ { "mua": 0, "mus": 0, "g": 1, "n": 1 }, { "mua": 0.005, "mus": 1, "g": 0.01, "n": 1 } ] },
-      "Shapes": [ { "Grid": { "Tag": 1, "Size": [60, 60, 60] } } ],
-      "Optode": { "Source": { "Type": "pencil", "Pos": [29, 29, 0], "Dir": [0, 0, 1] } }
-    }"#;
+    // The built-in cube60: a 60^3 grid, one time gate (a 1.7 MB tally per run).
+    let job = builtin_json("cube60").context("the built-in cube60")?;
     let mut c =
         compushare_manager::client::Client::connect(addr.as_str(), client_id, &mkey).await?;
     c.submit(

@@ -66,11 +66,18 @@ fn identity(state_dir: &Path) -> Result<Identity, String> {
     Ok(identity)
 }
 
-/// Everything a rig needs from its rig.conf, or the error that sends it to maintenance mode
-/// (with what could be salvaged for the operator surfaces).
-fn prepare(path: &Path) -> Result<(RigConfig, RigSettings, Identity), (RigConfig, String)> {
+/// Why the rig goes to maintenance mode, with what of rig.conf could be salvaged (for the
+/// operator surfaces).
+struct Maintenance {
+    cfg: RigConfig,
+    error: String,
+}
+
+/// Everything a rig needs from its rig.conf, or why it cannot run.
+fn prepare(path: &Path) -> Result<(RigConfig, RigSettings, Identity), Box<Maintenance>> {
+    let m = |cfg, error| Box::new(Maintenance { cfg, error });
     let bytes = std::fs::read(path).map_err(|e| {
-        (
+        m(
             RigConfig::parse_lenient(path, b"").0,
             format!("{}: cannot read: {e}", path.display()),
         )
@@ -81,15 +88,16 @@ fn prepare(path: &Path) -> Result<(RigConfig, RigSettings, Identity), (RigConfig
             1 => String::new(),
             n => format!(" (and {} more)", n - 1),
         };
-        return Err((cfg, format!("{first}{more}")));
+        let error = format!("{first}{more}");
+        return Err(m(cfg, error));
     }
     let settings = match RigSettings::from_config(&cfg, RigOptions::default()) {
         Ok(s) => s,
-        Err(e) => return Err((cfg, e.to_string())),
+        Err(e) => return Err(m(cfg, e.to_string())),
     };
     match identity(&settings.state_dir) {
         Ok(id) => Ok((cfg, settings, id)),
-        Err(e) => Err((cfg, e)),
+        Err(e) => Err(m(cfg, e)),
     }
 }
 
@@ -114,7 +122,7 @@ async fn rig(path: &Path) -> Stop {
                 Err(e) => (cfg, format!("start-up failed: {e}")),
             }
         }
-        Err((cfg, error)) => (cfg, error),
+        Err(m) => (m.cfg, m.error),
     };
     eprintln!("compushare: maintenance mode: {error}");
     let name = cfg.rig_name.clone().unwrap_or_else(|| "rig".to_owned());

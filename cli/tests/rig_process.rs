@@ -10,55 +10,29 @@
 //! digest of a local run.
 
 use std::io::BufRead;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
+use compushare_kernels::transport::builtin::{builtin_job, builtin_json};
+use compushare_kernels::transport::input::ParseOptions;
 use compushare_kernels::transport::simulate;
 use compushare_manager::client::Client;
 use compushare_protocol::hex;
 use compushare_protocol::msg::JobState;
 use compushare_protocol::secure::Identity;
 use compushare_protocol::types::{Amount, Mode, PublicKey};
+use compushare_testkit::node::{free_addr, Node};
 use compushare_testkit::pool::{PoolSettings, StratumPool};
 
-const JOB: &str = r#"{
-  "Session": { "ID": "rigproc", "Photons": 1000, "RNGSeed": 5 },
-  "Forward": { "T0": 0, "T1": 2e-9, "Dt": 1e-9 },
-  "Domain": { "Dim": [10, 10, 10], "OriginType": 1,
-    "Media": [ { "mua": 0, "mus": 0, "g": 1, "n": 1 }, { "mua": 0.02, "mus": 1.5, "g": 0.8, "n": 1.37 } ] },
-  "Shapes": [ { "Grid": { "Tag": 1, "Size": [10, 10, 10] } } ],
-  "Optode": { "Source": { "Type": "pencil", "Pos": [5, 5, 0], "Dir": [0, 0, 1] } }
-}"#;
-const PHOTONS: u64 = 400_000;
+/// The built-in cube60 (60^3 grid, 1.7 MB tallies): assignments of a couple of seconds.
+const PHOTONS: u64 = 200_000;
 const SEED: u64 = 31;
 const LONG: Duration = Duration::from_secs(120);
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_compushare")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn manager(data: &Path, addr: &str) -> Child {
-    Command::new(bin())
-        .args(["manager", "run", "--data"])
-        .arg(data)
-        // Assignments of about two seconds: one is still running when the node is killed.
-        .args(["--listen", addr, "--target-secs", "2", "--credit-msat", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn manager")
 }
 
 /// The rig's stderr, line by line, as it comes.
@@ -106,18 +80,19 @@ impl Log {
     }
 }
 
+/// A client of the node at `addr` with the identity in `key_file`, retried while the node
+/// starts.
 async fn client(addr: &str, key_file: &Path, manager_key: &PublicKey) -> Client {
     let t0 = Instant::now();
     loop {
-        match Client::connect(addr, Identity::load(key_file).unwrap(), manager_key).await {
+        let id = Identity::load(key_file).unwrap();
+        match Client::connect(addr, id, manager_key).await {
             Ok(c) => return c,
-            Err(e) => {
-                assert!(
-                    t0.elapsed() < Duration::from_secs(30),
-                    "manager unreachable: {e}"
-                );
+            Err(e) if t0.elapsed() < Duration::from_secs(30) => {
+                let _ = e;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            Err(e) => panic!("manager unreachable: {e}"),
         }
     }
 }
@@ -170,26 +145,15 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
     .unwrap();
 
     // The management node, with a funded client.
-    let data = dir.0.join("manager");
-    let init = Command::new(bin())
-        .args(["manager", "init", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(init.status.success());
-    let mkey: PublicKey = hex::decode_array(String::from_utf8_lossy(&init.stdout).trim()).unwrap();
-    let ckey_file = dir.0.join("client.key");
-    let (client_id, _) = Identity::load_or_create(&ckey_file).unwrap();
-    let grant = Command::new(bin())
-        .args(["manager", "grant", "--data"])
-        .arg(&data)
-        .arg(hex::encode(&client_id.public()))
-        .arg("1000000000")
-        .output()
-        .unwrap();
-    assert!(grant.status.success());
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut node = manager(&data, &addr);
+    let node = Node::init(Path::new(bin()), dir.0.join("manager")).unwrap();
+    let mkey = node.key;
+    let me = dir.0.join("client.key");
+    let (id, _) = Identity::load_or_create(&me).unwrap();
+    node.grant(&id.public(), 1_000_000_000).unwrap();
+    let addr = free_addr().unwrap();
+    // Assignments of about two seconds: one is still running when the node is killed.
+    let args = ["--target-secs", "2", "--credit-msat", "1"];
+    let mut running = node.run(&addr, &args).unwrap();
 
     // The rig, from its rig.conf only. Short dwell and lead so the test need not wait the
     // production half minute; everything else is what an operator writes.
@@ -199,7 +163,7 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
         format!(
             "# a test rig\nRIG_NAME=proc-rig\nMANAGER={addr}\nMANAGER_KEY={}\n\
              POOL1={}\nPOOL1_USER=rigworker\nPOOL1_PASS=x\nCPU_DEVICES=2\n\
-             STATE_DIR={}\nVAULT_SLOTS=4\nVAULT_SLOT_BYTES=1M\nSWITCH_DWELL_S=2\nSWITCH_EVALUATIONS=2\n",
+             STATE_DIR={}\nVAULT_SLOTS=4\nVAULT_SLOT_BYTES=4M\nSWITCH_DWELL_S=2\nSWITCH_EVALUATIONS=2\n",
             hex::encode(&mkey),
             pool.url(),
             dir.0.join("state").display()
@@ -222,17 +186,16 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
     log.wait("welcomed by", 1, LONG).await;
 
     // 2. A job is offered: both devices leave hashing for paid transport.
-    let mut c = client(&addr, &ckey_file, &mkey).await;
-    let (job, _price, _) = c
-        .submit(
-            JOB.as_bytes(),
-            PHOTONS,
-            Some(SEED),
-            Mode::Cheapest,
-            Amount(u64::MAX),
-        )
-        .await
-        .unwrap();
+    let mut c = client(&addr, &me, &mkey).await;
+    let (any_price, cube60) = (Amount(u64::MAX), builtin_json("cube60").unwrap());
+    let submitted = c.submit(
+        cube60.as_bytes(),
+        PHOTONS,
+        Some(SEED),
+        Mode::Cheapest,
+        any_price,
+    );
+    let (job, _price, _) = submitted.await.unwrap();
     let line = log.wait("mine -> transport", 1, LONG).await;
     assert!(
         line.contains("mining") && line.contains("transport"),
@@ -244,8 +207,8 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
 
     // 3. The node is killed while an assignment runs. The rig finishes it into its vault,
     // goes back to hashing (transport stopped paying) and keeps hashing through the outage.
-    node.kill().unwrap();
-    node.wait().unwrap();
+    running.kill().unwrap();
+    running.wait().unwrap();
     drop(c);
     let done_before = log.count("done on device");
     log.wait("done on device", done_before + 1, LONG).await;
@@ -255,26 +218,31 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
 
     // 4. The node comes back on the same port: the rig reconnects, delivers what its vault
     // held, takes transport work again, and the job completes with the local digest.
-    let mut node = manager(&data, &addr);
+    let mut running = node.run(&addr, &args).unwrap();
     let delivering = log.wait("held in the vault", 1, LONG).await;
     assert!(delivering.contains("delivering"), "{delivering}");
-    let mut c = client(&addr, &ckey_file, &mkey).await;
+    let mut c = client(&addr, &me, &mkey).await;
     let t0 = Instant::now();
-    loop {
-        let s = c.status(job).await.expect("the job survived the crash");
-        if s.state == JobState::Done {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(240), "job stuck: {s:?}");
+    while c
+        .status(job)
+        .await
+        .expect("the job survived the crash")
+        .state
+        != JobState::Done
+    {
+        assert!(t0.elapsed() < Duration::from_secs(240), "job stuck");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let tally = c.fetch(job).await.unwrap();
-    let mut local = parse_job_bytes(JOB.as_bytes(), &ParseOptions::default()).unwrap();
+    // The job's result is the local run's, bit for bit.
+    let fetched = c.fetch(job).await.unwrap().digest();
+    let opts = ParseOptions {
+        photons: Some(PHOTONS),
+        ..ParseOptions::default()
+    };
+    let mut local = builtin_job("cube60", &opts).unwrap();
     local.seed = SEED;
-    assert_eq!(
-        tally.digest(),
-        simulate(&local, 0..PHOTONS, 2, None).unwrap().digest()
-    );
+    let want = simulate(&local, 0..PHOTONS, 2, None).unwrap().digest();
+    assert_eq!(fetched, want);
     // Paid work went both ways: to transport again after the restart, and back to hashing
     // once the job's work ended.
     assert!(
@@ -303,6 +271,6 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
     );
     rig.kill().unwrap();
     rig.wait().unwrap();
-    node.kill().unwrap();
-    node.wait().unwrap();
+    running.kill().unwrap();
+    running.wait().unwrap();
 }

@@ -24,6 +24,7 @@ pub mod scheduler;
 pub mod settings;
 pub mod status;
 pub mod stratum;
+pub mod sync;
 pub mod transport;
 pub mod vault;
 pub mod watchdog;

@@ -10,7 +10,7 @@
 //! Bounded: [`SHARE_QUEUE`] found shares wait for the pool session at most; a device that
 //! finds one while it is full drops it and counts it stale.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
@@ -23,13 +23,10 @@ use crate::stratum::client::{ClientConfig, PoolConfig};
 use crate::stratum::conn::PoolUrl;
 use crate::stratum::job::JobEconomics;
 use crate::stratum::pools::{FailoverConfig, PoolManager};
+use crate::sync::lock;
 
 /// Found shares queued for the pool session.
 pub const SHARE_QUEUE: usize = 1024;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A pool of the rig with its `POOLn` number.
 #[derive(Debug, Clone, PartialEq, Eq)]

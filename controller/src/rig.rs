@@ -14,8 +14,8 @@
 //! A bad rig.conf never reaches here: [`maintenance`] keeps the status and command channels
 //! answering with the error instead, with no device working.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use compushare_hardware::Telemetry;
 use compushare_protocol::secure::Identity;
@@ -33,6 +33,7 @@ use crate::status::{
     VaultView,
 };
 use crate::stratum::job::JobEconomics;
+use crate::sync::{lock, unix_now};
 use crate::transport::rating::{self, RatingHandle};
 use crate::transport::session::{
     self, ConsoleLine, Session, SessionCtl, SessionParts, SessionView, SharedView, CONSOLE_QUEUE,
@@ -49,17 +50,6 @@ pub const FIRMWARE: &str = concat!("compushare-rig/", env!("CARGO_PKG_VERSION"))
 
 /// Window of the measured rates.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// How a run ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +69,7 @@ struct Measured {
 /// A rig ready to run.
 pub struct Rig {
     settings: RigSettings,
-    identity: Identity,
+    identity: Arc<Identity>,
     payout: PublicKey,
     devices: Vec<DeviceRef>,
     measured: Vec<Measured>,
@@ -165,7 +155,7 @@ impl Rig {
         let (ratings, rating_rx) = rating::channel();
         Ok(Rig {
             settings,
-            identity,
+            identity: Arc::new(identity),
             payout,
             devices,
             measured,
@@ -184,6 +174,11 @@ impl Rig {
     /// The rig's identity key.
     pub fn public_key(&self) -> PublicKey {
         self.identity.public()
+    }
+
+    /// The rig's identity (the network console answers with it).
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity.clone()
     }
 
     /// The status snapshots (for the operator surfaces).
@@ -210,23 +205,8 @@ impl Rig {
     /// identity refused, STATE_DIR unwritable) ends transport only, with the error in the
     /// status; `Err` only when the device workers cannot start.
     pub async fn run(self) -> Result<Stop, RigError> {
-        let Rig {
-            settings,
-            identity,
-            payout,
-            devices,
-            measured,
-            vault,
-            payments,
-            status_tx,
-            status_rx,
-            cmd_tx,
-            cmd_rx,
-            ratings: _,
-            rating_rx,
-            epoch,
-        } = self;
-        let key = identity.public();
+        let key = self.identity.public();
+        let (settings, devices, epoch) = (self.settings, self.devices, self.epoch);
         let n = devices.len();
         let mining = RigMining::start(
             settings.pools.clone(),
@@ -261,32 +241,32 @@ impl Rig {
             credit_msat: None,
             results_delivered: 0,
             transport: vec![Revenue::Unavailable("no MANAGER in rig.conf"); n],
-            vault: vault.stats(),
-            paid_micro: payments.total(),
+            vault: self.vault.stats(),
+            paid_micro: self.payments.total(),
         }));
         let (console_tx, console_rx) = mpsc::channel(CONSOLE_QUEUE);
         let changed = Arc::new(tokio::sync::Notify::new());
         let (ctl_tx, ctl_rx) = mpsc::channel(CTL_QUEUE);
         let session = match &settings.manager {
             Some(m) => {
-                let hello_devices = hello_devices(&devices, &measured);
+                let hello_devices = hello_devices(&devices, &self.measured);
                 let parts = SessionParts {
                     manager: m.clone(),
                     name: settings.name.clone(),
-                    payout,
-                    identity,
+                    payout: self.payout,
+                    identity: self.identity,
                     hello_devices,
                     cells: cells.clone(),
                     board: mining.link().board().clone(),
-                    vault,
-                    payments,
+                    vault: self.vault,
+                    payments: self.payments,
                     options: settings.options.session.clone(),
                     events: events_rx,
                     ctl: ctl_rx,
                     console: console_tx,
-                    commands: cmd_tx.clone(),
-                    status: status_rx.clone(),
-                    ratings: rating_rx,
+                    commands: self.cmd_tx.clone(),
+                    status: self.status_rx.clone(),
+                    ratings: self.rating_rx,
                     view: view.clone(),
                     stances,
                     changed: changed.clone(),
@@ -294,12 +274,8 @@ impl Rig {
                 };
                 Some(tokio::spawn(Session::new(parts).run()))
             }
-            None => {
-                let _ = (
-                    identity, vault, payments, events_rx, ctl_rx, console_tx, rating_rx,
-                );
-                None
-            }
+            // No manager: the vault, payments and session queues are dropped unused.
+            None => None,
         };
         let mut core = Core {
             pins,
@@ -307,7 +283,11 @@ impl Rig {
             watches: vec![DeviceWatch::new(settings.watchdog); n],
             hash_meters: vec![RateMeter::new(RATE_WINDOW); n],
             history_meters: vec![RateMeter::new(RATE_WINDOW); n],
-            known_hash_rate: measured.iter().map(|m| m.hashes_per_s as f64).collect(),
+            known_hash_rate: self
+                .measured
+                .iter()
+                .map(|m| m.hashes_per_s as f64)
+                .collect(),
             telemetry: vec![Telemetry::default(); n],
             figures: vec![
                 DeviceFigures {
@@ -326,11 +306,11 @@ impl Rig {
             mining,
             view,
             ctl: ctl_tx,
-            status_tx,
-            cmd_tx,
+            status_tx: self.status_tx,
+            cmd_tx: self.cmd_tx,
             epoch,
         };
-        let result = core.run(cmd_rx, console_rx, session, changed).await;
+        let result = core.run(self.cmd_rx, console_rx, session, changed).await;
         for c in core.cells.iter() {
             c.stop();
         }

@@ -21,7 +21,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use compushare_kernels::sha256d::{ScanWork, Target};
@@ -30,10 +30,11 @@ use compushare_protocol::msg::Assign;
 use compushare_protocol::types::PublicKey;
 use tokio::sync::mpsc;
 
-use crate::device::DeviceRef;
+use crate::device::{DeviceRef, Scan};
 use crate::mining::MiningLink;
 use crate::scheduler::Stance;
 use crate::stratum::miner::{submit_share, Next, SlotCursor};
+use crate::sync::lock;
 use crate::transport::assignment::RunError;
 use crate::transport::work::{run_assignment, Finished};
 use crate::vault::SlotBuf;
@@ -44,10 +45,6 @@ pub const POLL: Duration = Duration::from_millis(20);
 /// Worker events queued for the session at most (per rig; each device has at most one
 /// assignment, so this never fills with fewer devices than places).
 pub const EVENT_QUEUE: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What a worker is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,9 +421,12 @@ impl Worker {
         );
         let found = |nonce: u32| submit_share(&stats, shares, work, unit, nonce, slot, name);
         let result = catch_unwind(AssertUnwindSafe(|| {
-            self.cell
-                .device
-                .scan(&scan_work, unit.nonces.clone(), cancel, &found)
+            self.cell.device.scan(Scan {
+                work: &scan_work,
+                nonces: unit.nonces.clone(),
+                cancel,
+                found: &found,
+            })
         }));
         match result {
             Ok(Ok(hashes)) => {

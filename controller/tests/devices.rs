@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use compushare_controller::device::calibrate;
 use compushare_controller::device::cpu::CpuDevice;
-use compushare_controller::device::{discover, Device, DiscoverOptions, Output};
+use compushare_controller::device::{discover, Device, DiscoverOptions, Output, Scan};
 use compushare_kernels::sha256d::{sha256d, ScanWork, Target};
 use compushare_kernels::transport::builtin::builtin_job;
 use compushare_kernels::transport::input::ParseOptions;
@@ -40,8 +40,11 @@ fn scan_matches_the_reference_on_every_thread_count() {
         let found = Mutex::new(Vec::new());
         let never = AtomicBool::new(false);
         let hashed = d
-            .scan(&work, range.clone(), &never, &|n| {
-                found.lock().unwrap().push(n)
+            .scan(Scan {
+                work: &work,
+                nonces: range.clone(),
+                cancel: &never,
+                found: &|n| found.lock().unwrap().push(n),
             })
             .unwrap();
         assert_eq!(hashed, range.end - range.start, "{cores} cores");
@@ -52,7 +55,14 @@ fn scan_matches_the_reference_on_every_thread_count() {
     // Cancelled before it starts: stops within its first check.
     let d = CpuDevice::new(0, 2, 1 << 30, "test CPU");
     let cancel = AtomicBool::new(true);
-    let hashed = d.scan(&work, 0..(1 << 30), &cancel, &|_| {}).unwrap();
+    let hashed = d
+        .scan(Scan {
+            work: &work,
+            nonces: 0..(1 << 30),
+            cancel: &cancel,
+            found: &|_| {},
+        })
+        .unwrap();
     assert!(hashed < 1 << 24, "{hashed}");
 }
 

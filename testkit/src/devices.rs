@@ -1,15 +1,13 @@
 //! TEST DOUBLES of faulty devices, for the watchdog's tests: a CPU device whose hashing can
 //! be made to hang (as a wedged GPU kernel would) and whose temperature is scripted.
 
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use compushare_controller::device::cpu::CpuDevice;
-use compushare_controller::device::{Device, DeviceDescription, DeviceError, LoadedJob};
+use compushare_controller::device::{Device, DeviceDescription, DeviceError, LoadedJob, Scan};
 use compushare_hardware::Telemetry;
-use compushare_kernels::sha256d::ScanWork;
 use compushare_kernels::transport::job::Job;
 
 /// The knobs of a [`FaultyDevice`], kept by the test.
@@ -58,20 +56,14 @@ impl Device for FaultyDevice {
         }
     }
 
-    fn scan(
-        &self,
-        work: &ScanWork,
-        nonces: Range<u64>,
-        cancel: &AtomicBool,
-        found: &(dyn Fn(u32) + Sync),
-    ) -> Result<u64, DeviceError> {
+    fn scan(&self, s: Scan<'_>) -> Result<u64, DeviceError> {
         if self.faults.hang.load(Ordering::Relaxed) {
             while self.faults.hang.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(10));
             }
             return Ok(0);
         }
-        self.inner.scan(work, nonces, cancel, found)
+        self.inner.scan(s)
     }
 
     fn load<'j>(&'j self, job: &'j Job) -> Result<Box<dyn LoadedJob + 'j>, DeviceError> {

@@ -5,14 +5,12 @@
 //! except as one more [`Device`].
 
 use std::ops::Range;
-use std::sync::atomic::AtomicBool;
 
 use compushare_controller::device::cpu::CpuDevice;
 use compushare_controller::device::{
-    Device, DeviceDescription, DeviceError, LoadedJob, Output, TransportOutput,
+    Device, DeviceDescription, DeviceError, LoadedJob, Output, Scan, TransportOutput,
 };
 use compushare_hardware::Telemetry;
-use compushare_kernels::sha256d::ScanWork;
 use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::tally::{Tally, WEIGHT_ONE};
 use compushare_kernels::transport::{Fate, PhotonRecord};
@@ -85,14 +83,8 @@ impl Device for FabricatingDevice {
         self.inner.telemetry()
     }
 
-    fn scan(
-        &self,
-        work: &ScanWork,
-        nonces: Range<u64>,
-        cancel: &AtomicBool,
-        found: &(dyn Fn(u32) + Sync),
-    ) -> Result<u64, DeviceError> {
-        self.inner.scan(work, nonces, cancel, found)
+    fn scan(&self, s: Scan<'_>) -> Result<u64, DeviceError> {
+        self.inner.scan(s)
     }
 
     fn load<'j>(&'j self, job: &'j Job) -> Result<Box<dyn LoadedJob + 'j>, DeviceError> {

@@ -5,11 +5,13 @@
 //! - `fabricate`: TEST DOUBLE of a dishonest rig's device (made-up histories).
 //! - `devices`: TEST DOUBLES of faulty devices (hangs, scripted temperature).
 //! - `rig`: settings of real rigs for tests (one small CPU device, quick reactions).
+//! - `node`: a management node as a child process.
 
 #![deny(unsafe_code)]
 
 pub mod devices;
 pub mod fabricate;
+pub mod node;
 pub mod pool;
 pub mod rig;
 

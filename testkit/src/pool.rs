@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -33,10 +33,7 @@ use compushare_controller::stratum::message::{
     self, ClientMessage, Id, Message, Notify, RpcError, Submit, MAX_LINE_BYTES,
 };
 use compushare_controller::stratum::target::{sha256d, ShareTarget};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use compushare_controller::sync::lock;
 
 /// Why the pool could not start.
 #[derive(Debug, Error)]

@@ -11,7 +11,7 @@ use compushare_kernels::transport::builtin::builtin_job;
 use compushare_kernels::transport::input::ParseOptions;
 use compushare_kernels::transport::job::Job;
 
-use super::{Device, DeviceError, Output};
+use super::{Device, DeviceError, Output, Scan};
 
 /// Nonces of the start-up hash measurement, log2 (a few milliseconds per core).
 const HASH_PROBE_BITS: u32 = 18;
@@ -27,7 +27,12 @@ pub fn hash_rate(d: &dyn Device) -> Result<u64, DeviceError> {
     let n = (1u64 << HASH_PROBE_BITS) * u64::from(d.describe().cores.clamp(1, 1 << 12));
     let n = n.min(1 << 32);
     let began = Instant::now();
-    let hashes = d.scan(&work, 0..n, &never, &|_| {})?;
+    let hashes = d.scan(Scan {
+        work: &work,
+        nonces: 0..n,
+        cancel: &never,
+        found: &|_| {},
+    })?;
     let secs = began.elapsed().as_secs_f64().max(1e-6);
     Ok((hashes as f64 / secs) as u64)
 }

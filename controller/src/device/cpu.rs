@@ -4,15 +4,14 @@
 //! CPU's, so every CPU device reads the same sensor.
 
 use std::ops::Range;
-use std::sync::atomic::AtomicBool;
 
 use compushare_hardware::Telemetry;
-use compushare_kernels::sha256d::{CpuScanner, ScanWork, Scanner};
+use compushare_kernels::sha256d::{CpuScanner, Scanner};
 use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::{Engine, PhotonRecord};
 use compushare_protocol::types::DeviceKind;
 
-use super::{Device, DeviceDescription, DeviceError, LoadedJob, Output, TransportOutput};
+use super::{Device, DeviceDescription, DeviceError, LoadedJob, Output, Scan, TransportOutput};
 
 /// Nonces per unit of mining work per core, log2 (~0.1-0.5 s on one core).
 const CHUNK_BITS_PER_CORE: u32 = 21;
@@ -60,13 +59,13 @@ impl Device for CpuDevice {
         compushare_hardware::cpu_telemetry()
     }
 
-    fn scan(
-        &self,
-        work: &ScanWork,
-        nonces: Range<u64>,
-        cancel: &AtomicBool,
-        found: &(dyn Fn(u32) + Sync),
-    ) -> Result<u64, DeviceError> {
+    fn scan(&self, s: Scan<'_>) -> Result<u64, DeviceError> {
+        let Scan {
+            work,
+            nonces,
+            cancel,
+            found,
+        } = s;
         let n = nonces.end.saturating_sub(nonces.start);
         let threads = (self.threads as u64).clamp(1, n.max(1));
         let per = n.div_ceil(threads);

@@ -9,17 +9,16 @@
 //! Untested here (no GPU on the build machines): every path below past `open`.
 
 use std::ops::Range;
-use std::sync::atomic::AtomicBool;
 
 use compushare_hardware::{CudaGpu, Telemetry};
 use compushare_kernels::cuda::sha256d::GpuScanner;
 use compushare_kernels::cuda::transport::GpuTransport;
 use compushare_kernels::cuda::{CudaError, Gpu};
-use compushare_kernels::sha256d::{ScanWork, Scanner};
+use compushare_kernels::sha256d::Scanner;
 use compushare_kernels::transport::job::Job;
 use compushare_protocol::types::DeviceKind;
 
-use super::{Device, DeviceDescription, DeviceError, LoadedJob, Output, TransportOutput};
+use super::{Device, DeviceDescription, DeviceError, LoadedJob, Output, Scan, TransportOutput};
 
 /// Nonces per unit of mining work, log2: 2^30 is a fraction of a second on current GPUs.
 const CHUNK_BITS: u32 = 30;
@@ -66,15 +65,10 @@ impl Device for CudaDevice {
         compushare_hardware::gpu_telemetry(&self.info)
     }
 
-    fn scan(
-        &self,
-        work: &ScanWork,
-        nonces: Range<u64>,
-        cancel: &AtomicBool,
-        found: &(dyn Fn(u32) + Sync),
-    ) -> Result<u64, DeviceError> {
+    fn scan(&self, s: Scan<'_>) -> Result<u64, DeviceError> {
+        let found = s.found;
         self.scanner
-            .scan(work, nonces, cancel, &mut |n| found(n))
+            .scan(s.work, s.nonces, s.cancel, &mut |n| found(n))
             .map(|s| s.hashes)
             .map_err(|e| DeviceError::Scan(e.to_string()))
     }

@@ -90,6 +90,18 @@ pub struct TransportOutput {
     pub records: Vec<PhotonRecord>,
 }
 
+/// A nonce range of a block header to hash.
+pub struct Scan<'a> {
+    pub work: &'a ScanWork,
+    /// A sub-range of 0..2^32.
+    pub nonces: Range<u64>,
+    /// Turned true to stop the scan early.
+    pub cancel: &'a AtomicBool,
+    /// Called with each nonce whose hash meets the work's target, from any of the device's
+    /// threads.
+    pub found: &'a (dyn Fn(u32) + Sync),
+}
+
 /// A job prepared on a device (model built, or uploaded to the GPU) to run ranges of.
 pub trait LoadedJob {
     /// Runs photon indices `photons`.
@@ -104,16 +116,9 @@ pub trait Device: Send + Sync {
     /// Its sensors now (all `None` where it has none).
     fn telemetry(&self) -> Telemetry;
 
-    /// Hashes `nonces` of `work`'s header, calling `found` for each nonce meeting its target
-    /// (from any of the device's threads); returns the nonces hashed. Stops soon after
-    /// `cancel` turns true.
-    fn scan(
-        &self,
-        work: &ScanWork,
-        nonces: Range<u64>,
-        cancel: &AtomicBool,
-        found: &(dyn Fn(u32) + Sync),
-    ) -> Result<u64, DeviceError>;
+    /// Hashes the scan's nonces; returns how many it hashed. Stops soon after its cancel
+    /// flag turns true.
+    fn scan(&self, s: Scan<'_>) -> Result<u64, DeviceError>;
 
     /// Prepares `job` for runs on this device.
     fn load<'j>(&'j self, job: &'j Job) -> Result<Box<dyn LoadedJob + 'j>, DeviceError>;

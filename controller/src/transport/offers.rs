@@ -60,11 +60,21 @@ pub struct Offers {
     calibrating: HashSet<Digest>,
     /// (job, device) bids sent on this session.
     bids: HashSet<(JobId, usize)>,
+    /// Jobs this rig cannot run (geometry refused, result larger than a vault slot), oldest
+    /// first: never bid for again.
+    refused: VecDeque<JobId>,
 }
 
+/// Refused jobs remembered.
+pub const MAX_REFUSED: usize = 256;
+
 impl Offers {
-    /// Takes an offer; returns false when it is closed (nothing left) or the table is full.
+    /// Takes an offer; returns false when it is closed (nothing left), refused, or the table
+    /// is full.
     pub fn offered(&mut self, o: Offer, now: Duration) -> bool {
+        if self.refused.contains(&o.job) {
+            return false;
+        }
         if o.photons_left == 0 {
             self.close(o.job);
             return false;
@@ -144,6 +154,17 @@ impl Offers {
             self.close(*j);
         }
         gone
+    }
+
+    /// Closes `job`'s offer for good: this rig cannot run it.
+    pub fn refuse(&mut self, job: JobId) {
+        self.close(job);
+        if !self.refused.contains(&job) {
+            if self.refused.len() >= MAX_REFUSED {
+                self.refused.pop_front();
+            }
+            self.refused.push_back(job);
+        }
     }
 
     /// Forgets `job`'s offer and bids.
@@ -289,5 +310,8 @@ mod tests {
         assert!(!o.mark_bid(JobId(3), 0));
         assert_eq!(o.expire(s(230), s(30)), vec![JobId(3)]);
         assert!(o.mark_bid(JobId(3), 0), "bids go with the offer");
+        // A refused job is not taken again.
+        o.refuse(JobId(4));
+        assert!(!o.offered(offer(4, 10), s(300)));
     }
 }

@@ -20,7 +20,7 @@
 //! blocking threads wait when full); [`CTL_QUEUE`] orders from the core (the core never
 //! waits: it drops stance updates when full, as the next evaluation repeats them).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use compushare_kernels::transport::tally_ops::tally_cells;
@@ -49,6 +49,7 @@ use crate::scheduler::{Revenue, Stance};
 use crate::settings::RigError;
 use crate::status::{LinkState, StatusRx};
 use crate::stratum::board::WorkBoard;
+use crate::sync::{lock, unix_now};
 use crate::transport::assignment::RunError;
 use crate::vault::{Vault, VaultStats};
 use crate::worker::{Cells, HandError, TransportTask, WorkerEvent};
@@ -62,17 +63,6 @@ pub const BLOCKING: usize = 32;
 pub const CTL_QUEUE: usize = 32;
 /// Console lines from the manager buffered for the rig core (more are answered "busy").
 pub const CONSOLE_QUEUE: usize = 8;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// Session tunables (library options; rig.conf sets none of these).
 #[derive(Debug, Clone)]
@@ -215,7 +205,7 @@ pub struct SessionParts {
     pub manager: ManagerSettings,
     pub name: String,
     pub payout: PublicKey,
-    pub identity: Identity,
+    pub identity: Arc<Identity>,
     pub hello_devices: Vec<DeviceInfo>,
     pub cells: Cells,
     pub board: Arc<WorkBoard>,
@@ -807,8 +797,9 @@ impl Session {
             return Ok(());
         }
         match self.jobs.get(&o.geometry).cloned() {
+            Some(Ok(job)) if !self.fits(&job) => self.offers.refuse(o.job),
             Some(Ok(job)) => self.calibrate(o.geometry, job),
-            Some(Err(_)) => self.offers.close(o.job),
+            Some(Err(_)) => self.offers.refuse(o.job),
             None => self.need_geometry(link, o.geometry, o.geometry_len).await?,
         }
         self.try_bids(link).await
@@ -851,6 +842,13 @@ impl Session {
         info!("assignment {} rejected: {reason:?}", a.assignment.0);
         // The manager withdraws this device's bids when it is turned down.
         self.offers.forget_bids(a.device as usize);
+        // A job this rig cannot run at all is not bid for again (it would only come back).
+        if matches!(
+            reason,
+            RejectReason::OutOfMemory | RejectReason::Unsupported
+        ) {
+            self.offers.refuse(a.job);
+        }
         link.send(&RigToManager::AssignmentRejected {
             assignment: a.assignment,
             reason,
@@ -1076,10 +1074,12 @@ impl Session {
                     .filter(|o| o.geometry == content)
                     .collect();
                 match result {
-                    Ok(job) if !offered.is_empty() => self.calibrate(content, job),
+                    Ok(job) if !offered.is_empty() && self.fits(&job) => {
+                        self.calibrate(content, job)
+                    }
                     _ => {
                         for o in offered {
-                            self.offers.close(o.job);
+                            self.offers.refuse(o.job);
                         }
                     }
                 }
