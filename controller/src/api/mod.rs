@@ -37,6 +37,8 @@ pub const API_VERSION: &str = "3.7";
 pub const CONNECTIONS: usize = 8;
 /// Longest one connection may take (request and reply).
 pub const TIME_LIMIT: Duration = Duration::from_secs(5);
+/// How long the rest of a JSON request that arrived in pieces is waited for.
+pub const REST_WAIT: Duration = Duration::from_millis(500);
 
 // cgminer's message codes (api.c).
 const MSG_POOL: i64 = 7;
@@ -605,7 +607,18 @@ async fn connection(mut stream: TcpStream, status: StatusRx, stats: Arc<OpsStats
         let Some(room) = buf.get_mut(len..) else {
             break;
         };
-        match stream.read(room).await {
+        // The first bytes may take until the connection's limit; a JSON object still open
+        // after them gets [`REST_WAIT`] for the rest, then is answered as it stands (cgminer
+        // answers what one read brought).
+        let read = if len == 0 {
+            stream.read(room).await
+        } else {
+            match tokio::time::timeout(REST_WAIT, stream.read(room)).await {
+                Ok(r) => r,
+                Err(_) => break,
+            }
+        };
+        match read {
             Ok(0) => break,
             Ok(n) => len += n,
             Err(e) => {
