@@ -76,21 +76,18 @@ fn console_cli_talks_to_a_rig() {
         .unwrap();
     let addr = h.console_addr.unwrap().to_string();
     let bin = env!("CARGO_BIN_EXE_compushare");
+    // `compushare console ADDR --key KEY [--rig-key PIN] --command reboot`
+    let one_shot = |key: &std::path::Path, pin: Option<&str>| {
+        let mut c = Command::new(bin);
+        c.args(["console", &addr, "--key", key.to_str().unwrap()]);
+        if let Some(pin) = pin {
+            c.args(["--rig-key", pin]);
+        }
+        c.args(["--command", "reboot"]).output().unwrap()
+    };
 
     // One shot, pinned.
-    let out = Command::new(bin)
-        .args([
-            "console",
-            &addr,
-            "--key",
-            key.to_str().unwrap(),
-            "--rig-key",
-            &rig_hex,
-            "--command",
-            "reboot",
-        ])
-        .output()
-        .unwrap();
+    let out = one_shot(&key, Some(&rig_hex));
     assert!(
         out.status.success(),
         "{}",
@@ -131,36 +128,14 @@ fn console_cli_talks_to_a_rig() {
     assert!(stdout.contains("rig       cli-rig"), "{stdout}");
 
     // A wrong pin fails before anything is sent.
-    let out = Command::new(bin)
-        .args([
-            "console",
-            &addr,
-            "--key",
-            key.to_str().unwrap(),
-            "--rig-key",
-            &"00".repeat(32),
-            "--command",
-            "reboot",
-        ])
-        .output()
-        .unwrap();
+    let out = one_shot(&key, Some(&"00".repeat(32)));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("key mismatch"));
 
     // An operator key the rig does not list is refused, and says so.
     let other = dir.join("other.key");
     Identity::load_or_create(&other).unwrap();
-    let out = Command::new(bin)
-        .args([
-            "console",
-            &addr,
-            "--key",
-            other.to_str().unwrap(),
-            "--command",
-            "reboot",
-        ])
-        .output()
-        .unwrap();
+    let out = one_shot(&other, None);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -19,10 +19,10 @@ use std::time::Duration;
 use compushare_protocol::hex;
 use compushare_protocol::types::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::console::render;
-use crate::ops::{bump, DoorLimits, OpsStats};
+use crate::ops::{bump, Door, OpsStats};
 use crate::status::{Health, LinkState, RigStatus, StatusRx};
 
 /// The exposition format's content type.
@@ -534,25 +534,16 @@ fn route(head: &[u8]) -> Route {
     }
 }
 
-/// Serves metrics on `listener` for ever.
-pub async fn serve(listener: TcpListener, status: StatusRx, stats: Arc<OpsStats>) {
-    let limits = DoorLimits {
-        connections: CONNECTIONS,
-        time: TIME_LIMIT,
-    };
-    let st = stats.clone();
-    crate::ops::serve(
-        listener,
-        "metrics",
-        limits,
-        stats,
-        |s| &s.metrics,
-        move |stream, _| connection(stream, status.clone(), st.clone()),
-    )
-    .await
-}
+/// The metrics door: its limits and counters.
+pub(crate) const DOOR: Door = Door {
+    name: "metrics",
+    connections: CONNECTIONS,
+    time: TIME_LIMIT,
+    counts: |s| &s.metrics,
+};
 
-async fn connection(mut stream: TcpStream, status: StatusRx, stats: Arc<OpsStats>) {
+/// Serves one connection: one request, one reply, then close.
+pub(crate) async fn connection(mut stream: TcpStream, status: StatusRx, stats: Arc<OpsStats>) {
     let mut head = vec![0u8; MAX_HEAD];
     let mut len = 0usize;
     // Read until the blank line that ends the head (or the head is too big).

@@ -264,18 +264,26 @@ pub async fn spawn_with(
         );
     }
     if let Some(l) = api {
-        handles.tasks.push(tokio::spawn(crate::api::serve(
+        let door = crate::api::DOOR;
+        let task = spawn_door(
             l,
+            door,
             status.clone(),
             stats.clone(),
-        )));
+            crate::api::connection,
+        );
+        handles.tasks.push(task);
     }
     if let Some(l) = metrics {
-        handles.tasks.push(tokio::spawn(crate::metrics::serve(
+        let door = crate::metrics::DOOR;
+        let task = spawn_door(
             l,
+            door,
             status.clone(),
             stats.clone(),
-        )));
+            crate::metrics::connection,
+        );
+        handles.tasks.push(task);
     }
     if let Some(path) = &cfg.serial_console {
         let first = match serial::Port::open(path) {
@@ -297,35 +305,50 @@ pub async fn spawn_with(
     Ok(handles)
 }
 
-/// Limits of one network door.
+/// One network door: its name in logs, its limits and its counters.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DoorLimits {
+pub(crate) struct Door {
+    pub name: &'static str,
     /// Connections served at once.
     pub connections: usize,
     /// Longest one connection may last.
     pub time: Duration,
+    pub counts: fn(&OpsStats) -> &DoorStats,
 }
 
-/// Accepts connections on `listener` for ever, at most `limits.connections` at once, each
-/// cut after `limits.time`; `handler` serves one connection.
-pub(crate) async fn serve<H, F>(
+/// Serves a door whose connections need only the status snapshots and the counters.
+fn spawn_door<C, F>(
     listener: TcpListener,
-    door: &'static str,
-    limits: DoorLimits,
+    door: Door,
+    status: StatusRx,
     stats: Arc<OpsStats>,
-    counts: fn(&OpsStats) -> &DoorStats,
-    handler: H,
-) where
+    connection: C,
+) -> JoinHandle<()>
+where
+    C: Fn(TcpStream, StatusRx, Arc<OpsStats>) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let st = stats.clone();
+    tokio::spawn(serve(listener, door, stats, move |stream, _| {
+        connection(stream, status.clone(), st.clone())
+    }))
+}
+
+/// Accepts connections on `listener` for ever, at most `door.connections` at once, each
+/// cut after `door.time`; `handler` serves one connection.
+pub(crate) async fn serve<H, F>(listener: TcpListener, door: Door, stats: Arc<OpsStats>, handler: H)
+where
     H: Fn(TcpStream, SocketAddr) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
+    let (name, counts, limits) = (door.name, door.counts, door);
     let slots = Arc::new(Semaphore::new(limits.connections));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 bump(&counts(&stats).accept_errors);
-                crate::warn!("{door}: accept failed: {e}");
+                crate::warn!("{name}: accept failed: {e}");
                 // Out of descriptors or similar: do not spin.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -334,7 +357,7 @@ pub(crate) async fn serve<H, F>(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             bump(&counts(&stats).busy);
             crate::debug!(
-                "{door}: {peer} refused, {} connections open",
+                "{name}: {peer} refused, {} connections open",
                 limits.connections
             );
             drop(stream);
@@ -349,7 +372,7 @@ pub(crate) async fn serve<H, F>(
             if tokio::time::timeout(limits.time, work).await.is_err() {
                 bump(&counts(&stats).timed_out);
                 crate::debug!(
-                    "{door}: {peer} cut at the {} s limit",
+                    "{name}: {peer} cut at the {} s limit",
                     limits.time.as_secs()
                 );
             }

@@ -5,44 +5,13 @@
 mod ops_common;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use compushare_controller::ops::{self, OpsConfig, OpsHandles};
-use compushare_protocol::secure::Identity;
-use ops_common::{status_channel, RigCoreDouble};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Api {
-    h: OpsHandles,
-    _core: RigCoreDouble,
-    _status: compushare_controller::status::StatusTx,
-}
-
-async fn api() -> Api {
-    let core = RigCoreDouble::start();
-    let (stx, srx) = status_channel();
-    let cfg = OpsConfig {
-        serial_console: None,
-        console_listen: "127.0.0.1:0".parse().unwrap(),
-        console_keys: Vec::new(),
-        api_listen: Some("127.0.0.1:0".parse().unwrap()),
-        metrics_listen: None,
-    };
-    let h = ops::spawn_with(
-        &cfg,
-        srx,
-        core.tx.clone(),
-        Arc::new(Identity::generate().unwrap()),
-    )
-    .await
-    .unwrap();
-    Api {
-        h,
-        _core: core,
-        _status: stx,
-    }
+async fn api() -> ops_common::Running {
+    ops_common::start(|c| c.api_listen = Some("127.0.0.1:0".parse().unwrap())).await
 }
 
 /// Sends `req` and reads until the rig closes, as cgminer clients do.

@@ -12,23 +12,13 @@ use std::time::{Duration, Instant};
 
 use compushare_controller::command::Command;
 use compushare_controller::console::{self, CUT_MARKER};
-use compushare_controller::ops::{self, OpsConfig};
+use compushare_controller::ops;
 use compushare_protocol::limits::CONSOLE_REPLY;
 use compushare_protocol::msg::{refusal, OperatorToRig, RigToOperator, PROTOCOL_VERSION};
 use compushare_protocol::secure::net::connect_tcp_to;
 use compushare_protocol::secure::{ChannelError, Identity};
 use compushare_protocol::types::Role;
-use ops_common::{sample_status, status_channel, wait_for, RigCoreDouble};
-
-fn ops_config() -> OpsConfig {
-    OpsConfig {
-        serial_console: None,
-        console_listen: "127.0.0.1:0".parse().unwrap(),
-        console_keys: Vec::new(),
-        api_listen: None,
-        metrics_listen: None,
-    }
-}
+use ops_common::{sample_status, wait_for, RigCoreDouble};
 
 #[tokio::test]
 async fn read_only_commands_answer_from_the_snapshot() {
@@ -219,14 +209,9 @@ fn read_until(master: &mut std::fs::File, seen: &mut String, want: &str, limit: 
 async fn serial_console_over_a_pty() {
     let (mut master, slave) = pty();
     rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK).unwrap();
-    let core = RigCoreDouble::start();
-    let (_stx, srx) = status_channel();
-    let id = Arc::new(Identity::generate().unwrap());
-    let mut cfg = ops_config();
-    cfg.serial_console = Some(slave.clone());
-    let h = ops::spawn_with(&cfg, srx, core.tx.clone(), id)
-        .await
-        .unwrap();
+    let path = slave.clone();
+    let ops_common::Running { h, core, .. } =
+        ops_common::start(|c| c.serial_console = Some(path)).await;
     assert!(h.serial);
 
     let t = tokio::task::spawn_blocking(move || {
@@ -299,33 +284,11 @@ async fn serial_console_over_a_pty() {
 
 #[tokio::test]
 async fn a_missing_serial_port_is_retried_not_fatal() {
-    let core = RigCoreDouble::start();
-    let (_stx, srx) = status_channel();
-    let mut cfg = ops_config();
-    cfg.serial_console = Some("/nonexistent/ttyS9".into());
-    let h = ops::spawn_with(
-        &cfg,
-        srx,
-        core.tx.clone(),
-        Arc::new(Identity::generate().unwrap()),
-    )
-    .await
-    .unwrap();
-    assert!(h.stats.serial_open_errors.load(Ordering::Relaxed) >= 1);
-    let mut cfg = ops_config();
-    cfg.serial_console = Some("/dev/null".into());
-    let (_stx, srx) = status_channel();
-    let h2 = ops::spawn_with(
-        &cfg,
-        srx,
-        core.tx.clone(),
-        Arc::new(Identity::generate().unwrap()),
-    )
-    .await
-    .unwrap();
+    let r = ops_common::start(|c| c.serial_console = Some("/nonexistent/ttyS9".into())).await;
+    assert!(r.h.stats.serial_open_errors.load(Ordering::Relaxed) >= 1);
     // /dev/null is no tty: counted as an open (configure) failure.
-    assert!(h2.stats.serial_open_errors.load(Ordering::Relaxed) >= 1);
-    drop((h, h2));
+    let r = ops_common::start(|c| c.serial_console = Some("/dev/null".into())).await;
+    assert!(r.h.stats.serial_open_errors.load(Ordering::Relaxed) >= 1);
 }
 
 // ---- network console ----
@@ -339,28 +302,36 @@ struct NetRig {
 }
 
 async fn net_rig() -> NetRig {
-    let core = RigCoreDouble::start();
-    let (stx, srx) = status_channel();
-    let rig = Arc::new(Identity::generate().unwrap());
     let operator = Identity::generate().unwrap();
-    let mut cfg = ops_config();
-    cfg.console_keys = vec![[9; 32], operator.public()];
-    let h = ops::spawn_with(&cfg, srx, core.tx.clone(), rig.clone())
+    let keys = vec![[9; 32], operator.public()];
+    let r = ops_common::start(|c| c.console_keys = keys).await;
+    NetRig {
+        rig_key: r.rig.public(),
+        h: r.h,
+        core: r.core,
+        operator,
+        _status: r.status,
+    }
+}
+
+/// Connects (pinning `pin` if given) and sends Hello with `version`.
+async fn hello(
+    addr: std::net::SocketAddr,
+    me: &Identity,
+    pin: Option<&[u8; 32]>,
+    version: u16,
+) -> compushare_protocol::secure::net::TcpChannel {
+    let mut ch = connect_tcp_to(addr, me, pin, Duration::from_secs(5))
         .await
         .unwrap();
-    NetRig {
-        h,
-        core,
-        rig_key: rig.public(),
-        operator,
-        _status: stx,
-    }
+    ch.send(&OperatorToRig::Hello { version }).await.unwrap();
+    ch
 }
 
 fn line(request: u32, text: &str) -> OperatorToRig {
     OperatorToRig::Line {
         request,
-        text: text.try_into().unwrap(),
+        text: text.into(),
     }
 }
 
@@ -369,14 +340,7 @@ async fn network_console_with_an_allowed_key() {
     let r = net_rig().await;
     let addr = r.h.console_addr.unwrap();
     // Pinned to the rig's key.
-    let mut ch = connect_tcp_to(addr, &r.operator, Some(&r.rig_key), Duration::from_secs(5))
-        .await
-        .unwrap();
-    ch.send(&OperatorToRig::Hello {
-        version: PROTOCOL_VERSION,
-    })
-    .await
-    .unwrap();
+    let mut ch = hello(addr, &r.operator, Some(&r.rig_key), PROTOCOL_VERSION).await;
     let RigToOperator::Welcome(w) = *ch.recv::<RigToOperator>().await.unwrap() else {
         panic!("no welcome")
     };
@@ -432,19 +396,13 @@ async fn network_console_with_an_allowed_key() {
 async fn network_console_refuses_an_unknown_key_and_counts_it() {
     let r = net_rig().await;
     let stranger = Identity::generate().unwrap();
-    let mut ch = connect_tcp_to(
+    let mut ch = hello(
         r.h.console_addr.unwrap(),
         &stranger,
         Some(&r.rig_key),
-        Duration::from_secs(5),
+        PROTOCOL_VERSION,
     )
-    .await
-    .unwrap();
-    ch.send(&OperatorToRig::Hello {
-        version: PROTOCOL_VERSION,
-    })
-    .await
-    .unwrap();
+    .await;
     let RigToOperator::Refused(why) = *ch.recv::<RigToOperator>().await.unwrap() else {
         panic!("not refused")
     };
@@ -456,19 +414,13 @@ async fn network_console_refuses_an_unknown_key_and_counts_it() {
     assert_eq!(r.h.stats.console_refused_key.load(Ordering::Relaxed), 1);
     assert!(r.core.seen().is_empty());
     // An unsupported version is refused with its own code, readable by any version.
-    let mut ch = connect_tcp_to(
+    let mut ch = hello(
         r.h.console_addr.unwrap(),
         &r.operator,
         None,
-        Duration::from_secs(5),
+        PROTOCOL_VERSION + 50,
     )
-    .await
-    .unwrap();
-    ch.send(&OperatorToRig::Hello {
-        version: PROTOCOL_VERSION + 50,
-    })
-    .await
-    .unwrap();
+    .await;
     let RigToOperator::Refused(why) = *ch.recv::<RigToOperator>().await.unwrap() else {
         panic!()
     };
@@ -525,14 +477,7 @@ async fn tampered_session(replay: bool) {
     let r = net_rig().await;
     // Frames from the client: handshake 1, handshake 3, Hello, then the first Line (3).
     let relay = tampering_relay(r.h.console_addr.unwrap(), 3, replay).await;
-    let mut ch = connect_tcp_to(relay, &r.operator, Some(&r.rig_key), Duration::from_secs(5))
-        .await
-        .unwrap();
-    ch.send(&OperatorToRig::Hello {
-        version: PROTOCOL_VERSION,
-    })
-    .await
-    .unwrap();
+    let mut ch = hello(relay, &r.operator, Some(&r.rig_key), PROTOCOL_VERSION).await;
     assert!(matches!(
         *ch.recv::<RigToOperator>().await.unwrap(),
         RigToOperator::Welcome(_)
@@ -581,17 +526,8 @@ async fn network_console_ends_a_session_on_an_altered_frame() {
 
 #[tokio::test]
 async fn network_console_without_keys_does_not_listen_and_busy_doors_close() {
-    let core = RigCoreDouble::start();
-    let (_stx, srx) = status_channel();
-    let h = ops::spawn_with(
-        &ops_config(),
-        srx,
-        core.tx.clone(),
-        Arc::new(Identity::generate().unwrap()),
-    )
-    .await
-    .unwrap();
-    assert!(h.console_addr.is_none() && h.api_addr.is_none());
+    let bare = ops_common::start(|_| {}).await;
+    assert!(bare.h.console_addr.is_none() && bare.h.api_addr.is_none());
     // Sessions over the limit are closed at once and counted; the first ones stay.
     let r = net_rig().await;
     let addr = r.h.console_addr.unwrap();

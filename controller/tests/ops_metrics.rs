@@ -3,12 +3,8 @@
 mod ops_common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use compushare_controller::ops::{self, OpsConfig};
-use compushare_protocol::secure::Identity;
-use ops_common::{status_channel, RigCoreDouble};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One parsed sample.
@@ -116,16 +112,14 @@ fn parse_strict(text: &str) -> Result<Vec<Sample>, String> {
         let mut labels = BTreeMap::new();
         let value_text = if let Some(body) = rest.strip_prefix('{') {
             let mut chars = body.char_indices().peekable();
-            let mut end = None;
-            loop {
+            let end = loop {
                 // label name
                 let start = chars
                     .peek()
                     .map(|(i, _)| *i)
                     .ok_or_else(|| err("cut labels".into()))?;
                 if body[start..].starts_with('}') {
-                    end = Some(start);
-                    break;
+                    break start;
                 }
                 let eq = body[start..]
                     .find('=')
@@ -160,14 +154,10 @@ fn parse_strict(text: &str) -> Result<Vec<Sample>, String> {
                 }
                 match chars.next() {
                     Some((_, ',')) => continue,
-                    Some((i, '}')) => {
-                        end = Some(i);
-                        break;
-                    }
+                    Some((i, '}')) => break i,
                     _ => return Err(err("expected , or }".into())),
                 }
-            }
-            let end = end.ok_or_else(|| err("cut labels".into()))?;
+            };
             body[end + 1..]
                 .strip_prefix(' ')
                 .ok_or_else(|| err("no space before value".into()))?
@@ -217,23 +207,8 @@ fn find<'a>(s: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a 
 
 #[tokio::test]
 async fn metrics_parse_strictly_and_say_what_the_rig_does() {
-    let core = RigCoreDouble::start();
-    let (_stx, srx) = status_channel();
-    let cfg = OpsConfig {
-        serial_console: None,
-        console_listen: "127.0.0.1:0".parse().unwrap(),
-        console_keys: Vec::new(),
-        api_listen: None,
-        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-    };
-    let h = ops::spawn_with(
-        &cfg,
-        srx,
-        core.tx.clone(),
-        Arc::new(Identity::generate().unwrap()),
-    )
-    .await
-    .unwrap();
+    let r = ops_common::start(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let h = &r.h;
     let addr = h.metrics_addr.unwrap();
     let reply = get(
         addr,

@@ -114,8 +114,8 @@ fn operator_console_layout() {
         msg::peek_version(msg::encode(&hello, &mut hbuf).unwrap()),
         Ok(7)
     );
-    assert!(OperatorToRig::POSTCARD_MAX_SIZE < CONSOLE_LINE + 16);
-    assert!(RigToOperator::POSTCARD_MAX_SIZE < CONSOLE_REPLY + 32);
+    const { assert!(OperatorToRig::POSTCARD_MAX_SIZE < CONSOLE_LINE + 16) };
+    const { assert!(RigToOperator::POSTCARD_MAX_SIZE < CONSOLE_REPLY + 32) };
     // The frozen refusal decodes the same as the manager's (one layout for every door).
     let m = ManagerToRig::Refused(Refusal::new(refusal::NOT_ALLOWED, "no"));
     let mut mbuf = vec![0u8; 512];

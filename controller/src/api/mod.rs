@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use compushare_protocol::types::{DeviceKind, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::ops::{bump, DoorLimits, OpsStats};
+use crate::ops::{bump, Door, OpsStats};
 use crate::status::{Health, LinkState, RigStatus, StatusRx};
 use format::{Envelope, Record, Section, Severity, Status, Val};
 use request::{RequestError, MAX_REQUEST};
@@ -582,31 +582,19 @@ pub fn respond(bytes: &[u8], s: &RigStatus, stats: &OpsStats) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// Serves the API on `listener` for ever.
-pub async fn serve(listener: TcpListener, status: StatusRx, stats: Arc<OpsStats>) {
-    let limits = DoorLimits {
-        connections: CONNECTIONS,
-        time: TIME_LIMIT,
-    };
-    let st = stats.clone();
-    crate::ops::serve(
-        listener,
-        "api",
-        limits,
-        stats,
-        |s| &s.api,
-        move |stream, _| connection(stream, status.clone(), st.clone()),
-    )
-    .await
-}
+/// The API door: its limits and counters.
+pub(crate) const DOOR: Door = Door {
+    name: "api",
+    connections: CONNECTIONS,
+    time: TIME_LIMIT,
+    counts: |s| &s.api,
+};
 
-async fn connection(mut stream: TcpStream, status: StatusRx, stats: Arc<OpsStats>) {
+/// Serves one connection: one request, one reply, then close.
+pub(crate) async fn connection(mut stream: TcpStream, status: StatusRx, stats: Arc<OpsStats>) {
     let mut buf = vec![0u8; MAX_REQUEST + 1];
     let mut len = 0usize;
-    loop {
-        let Some(room) = buf.get_mut(len..) else {
-            break;
-        };
+    while let Some(room) = buf.get_mut(len..) {
         // The first bytes may take until the connection's limit; a JSON object still open
         // after them gets [`REST_WAIT`] for the rest, then is answered as it stands (cgminer
         // answers what one read brought).

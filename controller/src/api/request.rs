@@ -202,7 +202,7 @@ mod tests {
             parse(b"{nope"),
             Err(RequestError::InvalidJson { .. })
         ));
-        assert!(matches!(parse(b"[1]"), Ok(_))); // plain text, an unknown command
+        assert!(parse(b"[1]").is_ok()); // plain text, an unknown command
         assert!(matches!(
             parse(b"{}]"),
             Err(RequestError::InvalidJson { .. })

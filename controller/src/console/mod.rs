@@ -53,17 +53,11 @@ impl Reply {
     /// The reply as the protocol's `ConsoleReply` (what a relayed `ConsoleCommand` is
     /// answered with).
     pub fn to_wire(&self, request: u32) -> ConsoleReply {
-        let mut text = heapless::String::new();
-        // `text` already fits CONSOLE_REPLY, so every character is pushed.
-        for c in self.text.chars() {
-            if text.push(c).is_err() {
-                break;
-            }
-        }
         ConsoleReply {
             request,
             ok: self.ok,
-            text,
+            // `text` already fits CONSOLE_REPLY: nothing is cut.
+            text: compushare_protocol::types::bounded(&self.text),
         }
     }
 }

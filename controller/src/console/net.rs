@@ -12,16 +12,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use compushare_protocol::hex;
 use compushare_protocol::msg::{
     refusal, CodecError, OperatorToRig, OperatorWelcome, Refusal, RigToOperator, PROTOCOL_VERSION,
 };
 use compushare_protocol::secure::net::{accept_tcp, TcpChannel};
 use compushare_protocol::secure::{ChannelError, Identity};
-use compushare_protocol::{hex, types::PublicKey};
+use compushare_protocol::types::{bounded, PublicKey};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::command::CommandTx;
-use crate::ops::{bump, DoorLimits, OpsStats};
+use crate::ops::{bump, Door, OpsStats};
 use crate::status::StatusRx;
 
 /// Network console sessions at once.
@@ -42,29 +43,24 @@ pub async fn serve(
     commands: CommandTx,
     stats: Arc<OpsStats>,
 ) {
-    let limits = DoorLimits {
+    let door = Door {
+        name: "network console",
         connections: SESSIONS,
         time: SESSION_LIMIT,
+        counts: |s| &s.console,
     };
     let st = stats.clone();
-    crate::ops::serve(
-        listener,
-        "network console",
-        limits,
-        stats,
-        |s| &s.console,
-        move |stream, peer| {
-            session(
-                stream,
-                peer,
-                keys.clone(),
-                identity.clone(),
-                status.clone(),
-                commands.clone(),
-                st.clone(),
-            )
-        },
-    )
+    crate::ops::serve(listener, door, stats, move |stream, peer| {
+        session(
+            stream,
+            peer,
+            keys.clone(),
+            identity.clone(),
+            status.clone(),
+            commands.clone(),
+            st.clone(),
+        )
+    })
     .await
 }
 
@@ -199,15 +195,4 @@ fn count_channel_error(stats: &OpsStats, e: &ChannelError) {
         ChannelError::Decrypt | ChannelError::Poisoned => &stats.console_auth_errors,
         _ => &stats.console_handshake_errors,
     });
-}
-
-/// `s` cut to the capacity of a bounded protocol string, at a character boundary.
-fn bounded<const N: usize>(s: &str) -> heapless::String<N> {
-    let mut out = heapless::String::new();
-    for c in s.chars() {
-        if out.push(c).is_err() {
-            break;
-        }
-    }
-    out
 }

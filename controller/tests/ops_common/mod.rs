@@ -216,3 +216,36 @@ pub async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Surfaces started by a test, with the double and the status channel they read.
+pub struct Running {
+    pub h: compushare_controller::ops::OpsHandles,
+    pub core: RigCoreDouble,
+    pub status: StatusTx,
+    pub rig: Arc<compushare_protocol::secure::Identity>,
+}
+
+/// Starts the operator surfaces on loopback with nothing enabled but what `edit` turns on
+/// (listeners on port 0), over [`sample_status`] and a fresh [`RigCoreDouble`].
+pub async fn start(edit: impl FnOnce(&mut compushare_controller::ops::OpsConfig)) -> Running {
+    let mut cfg = compushare_controller::ops::OpsConfig {
+        serial_console: None,
+        console_listen: "127.0.0.1:0".parse().unwrap(),
+        console_keys: Vec::new(),
+        api_listen: None,
+        metrics_listen: None,
+    };
+    edit(&mut cfg);
+    let core = RigCoreDouble::start();
+    let (status, rx) = status_channel();
+    let rig = Arc::new(compushare_protocol::secure::Identity::generate().unwrap());
+    let h = compushare_controller::ops::spawn_with(&cfg, rx, core.tx.clone(), rig.clone())
+        .await
+        .unwrap();
+    Running {
+        h,
+        core,
+        status,
+        rig,
+    }
+}

@@ -64,18 +64,12 @@ pub mod refusal {
 impl Refusal {
     /// A refusal with this build's version range.
     pub fn new(code: u16, reason: &str) -> Self {
-        let mut text = String::new();
-        // Keep as much of the reason as fits, cut at a character boundary.
-        for c in reason.chars() {
-            if text.push(c).is_err() {
-                break;
-            }
-        }
         Refusal {
             code,
             min_version: MIN_PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
-            reason: text,
+            // As much of the reason as fits, cut at a character boundary.
+            reason: crate::types::bounded(reason),
         }
     }
 }

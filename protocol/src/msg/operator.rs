@@ -17,6 +17,8 @@ use crate::types::{Firmware, Name, PublicKey};
 /// Everything an operator's client says to a rig. The first message is always `Hello`.
 ///
 /// Variant order is part of the wire format: append, never reorder.
+// No allocator in the core: the line lives inline, bounded by its capacity.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 pub enum OperatorToRig {
     /// First message; its first field is the protocol version.
@@ -32,6 +34,7 @@ pub enum OperatorToRig {
 ///
 /// Variant 0 (`Refused`) and the layout of [`Refusal`] are frozen across protocol versions.
 /// Append, never reorder.
+// No allocator in the core: the reply lives inline, bounded by its capacity.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 pub enum RigToOperator {
