@@ -3,8 +3,8 @@
 //! The tty is put in raw mode at 115200 baud, 8 data bits, no parity, one stop bit, no
 //! hardware flow control, and read without blocking through tokio's `AsyncFd`; the line
 //! discipline (echo, editing, line ends) is [`super::line`]. A port that vanishes or hangs
-//! up (a USB adapter pulled, the other end of a pty closed) is reopened every
-//! [`REOPEN_DELAY`]; a reply that cannot be written within [`WRITE_TIMEOUT`] (output held by
+//! up (a USB adapter pulled, the other end of a pty closed) is reopened after
+//! [`REOPEN_DELAY`], backing off to [`REOPEN_MAX`]; a reply that cannot be written within [`WRITE_TIMEOUT`] (output held by
 //! flow control) is dropped, so a stuck port never stalls the rig. Termios goes through
 //! rustix's safe API; the one `unsafe` call (registering the descriptor with tokio) is in
 //! [`super::sys`].
@@ -27,8 +27,11 @@ use crate::status::StatusRx;
 
 /// The line speed of the console port.
 pub const BAUD: u32 = 115_200;
-/// Wait before reopening a port that failed or hung up.
+/// Wait before reopening a port that failed or hung up; doubled after each failed open up
+/// to [`REOPEN_MAX`], so a port that is gone for good costs a log line, not a flood.
 pub const REOPEN_DELAY: Duration = Duration::from_secs(2);
+/// Longest wait between attempts to open a missing port.
+pub const REOPEN_MAX: Duration = Duration::from_secs(60);
 /// Longest a single write to the port may take.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -175,18 +178,33 @@ pub async fn run(
     stats: Arc<OpsStats>,
 ) {
     let mut port = first;
+    let mut delay = REOPEN_DELAY;
+    // The caller has logged a failed first open; later failures of a streak go to debug.
+    let mut failing = port.is_none();
     loop {
         let p = match port.take() {
             Some(p) => p,
             None => match Port::open(&path) {
-                Ok(p) => p,
+                Ok(p) => {
+                    if failing {
+                        crate::info!("serial console: {} is back", path.display());
+                    }
+                    (failing, delay) = (false, REOPEN_DELAY);
+                    p
+                }
                 Err(e) => {
                     stats.count_serial(&e);
-                    crate::warn!(
-                        "serial console: {e}; retrying in {} s",
-                        REOPEN_DELAY.as_secs()
-                    );
-                    tokio::time::sleep(REOPEN_DELAY).await;
+                    if failing {
+                        crate::debug!("serial console: {e}");
+                    } else {
+                        crate::warn!(
+                            "serial console: {e}; retrying, at most every {} s",
+                            REOPEN_MAX.as_secs()
+                        );
+                    }
+                    failing = true;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(REOPEN_MAX);
                     continue;
                 }
             },
