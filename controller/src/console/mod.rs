@@ -6,8 +6,8 @@
 //! the [`CommandTx`]. The doors ([`serial`], [`net`]) only move lines and replies; they
 //! share this function, so every door accepts and refuses the same things.
 //!
-//! Bounds: a line over [`CONSOLE_LINE`](compushare_protocol::limits::CONSOLE_LINE) bytes is refused; a reply is at most
-//! [`CONSOLE_REPLY`] bytes, cut with [`CUT_MARKER`] when longer.
+//! Bounds: a line over the protocol's `CONSOLE_LINE` (256) bytes is refused; a reply is at
+//! most [`CONSOLE_REPLY`] bytes, cut with [`CUT_MARKER`] when longer.
 
 pub mod line;
 pub mod net;
@@ -79,8 +79,8 @@ pub fn fit(mut text: String) -> String {
 
 /// Answers one console line: the shell behind every door.
 ///
-/// `line` is the line without its ending (any bytes: a line over [`CONSOLE_LINE`](compushare_protocol::limits::CONSOLE_LINE) bytes, or
-/// one that is not UTF-8, is refused with a message saying so). Read-only commands are
+/// `line` is the line without its ending (any bytes: a line over `CONSOLE_LINE` bytes, or one
+/// that is not UTF-8, is refused with a message saying so). Read-only commands are
 /// answered from `status`; changes go to the rig core through `commands` and its answer is
 /// returned. The caller takes `status` from the watch channel (`rx.borrow().clone()`) and
 /// must not be the task that serves the command channel, which would wait on itself.

@@ -4,8 +4,9 @@
 //! hardware flow control, and read without blocking through tokio's `AsyncFd`; the line
 //! discipline (echo, editing, line ends) is [`super::line`]. A port that vanishes or hangs
 //! up (a USB adapter pulled, the other end of a pty closed) is reopened after
-//! [`REOPEN_DELAY`], backing off to [`REOPEN_MAX`]; a reply that cannot be written within [`WRITE_TIMEOUT`] (output held by
-//! flow control) is dropped, so a stuck port never stalls the rig. Termios goes through
+//! [`REOPEN_DELAY`], backing off to [`REOPEN_MAX`]; a reply that cannot be written within
+//! [`WRITE_TIMEOUT`] (output held by flow control) is dropped, so a stuck port never stalls
+//! the rig. Termios goes through
 //! rustix's safe API; the one `unsafe` call (registering the descriptor with tokio) is in
 //! [`super::sys`].
 
