@@ -66,7 +66,7 @@ fn console_cli_talks_to_a_rig() {
     let (_stx, srx) = status::channel(status());
     let cfg = OpsConfig {
         serial_console: None,
-        console_listen: "127.0.0.1:0".parse().unwrap(),
+        console_listen: Some("127.0.0.1:0".parse().unwrap()),
         console_keys: vec![operator.public()],
         api_listen: None,
         metrics_listen: None,

@@ -36,8 +36,10 @@ pub const DEFAULT_CONSOLE_PORT: u16 = 7734;
 pub struct OpsConfig {
     /// `SERIAL_CONSOLE`.
     pub serial_console: Option<PathBuf>,
-    /// Where the network console listens; it runs only when `console_keys` is not empty.
-    pub console_listen: SocketAddr,
+    /// `CONSOLE_LISTEN`: where the network console listens (every address on port
+    /// [`DEFAULT_CONSOLE_PORT`] when `None`). The console runs when `console_keys` lists a
+    /// key; set without keys it is a configuration error.
+    pub console_listen: Option<SocketAddr>,
     /// `CONSOLE_KEYS`: the operators allowed on the network console.
     pub console_keys: Vec<PublicKey>,
     /// `API_LISTEN` (`None`: no API, e.g. in a test).
@@ -47,14 +49,11 @@ pub struct OpsConfig {
 }
 
 impl OpsConfig {
-    /// The surfaces rig.conf asks for. `CONSOLE_LISTEN` defaults to every address on port
-    /// [`DEFAULT_CONSOLE_PORT`]; the network console runs when `CONSOLE_KEYS` lists a key.
+    /// The surfaces rig.conf asks for.
     pub fn from_rig(cfg: &RigConfig) -> Self {
         OpsConfig {
             serial_console: cfg.serial_console.clone(),
-            console_listen: cfg
-                .console_listen
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_CONSOLE_PORT))),
+            console_listen: cfg.console_listen,
             console_keys: cfg.console_keys.clone(),
             api_listen: Some(cfg.api_listen),
             metrics_listen: cfg.metrics_listen,
@@ -66,7 +65,7 @@ impl OpsConfig {
     pub fn maintenance(serial: Option<PathBuf>) -> Self {
         OpsConfig {
             serial_console: serial,
-            console_listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_CONSOLE_PORT)),
+            console_listen: None,
             console_keys: Vec::new(),
             api_listen: crate::config::DEFAULT_API_LISTEN.parse().ok(),
             metrics_listen: None,
@@ -224,11 +223,14 @@ pub async fn spawn_with(
             .await
             .map_err(|source| OpsError::Bind { key, addr, source })
     };
-    // Bind everything before starting anything: a bad address fails the whole call.
-    let console = if cfg.console_keys.is_empty() {
-        None
-    } else {
-        Some(bind("CONSOLE_LISTEN", cfg.console_listen).await?)
+    // Validate and bind everything before starting anything: a bad address fails the call.
+    let console_listen = cfg
+        .console_listen
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_CONSOLE_PORT)));
+    let console = match (cfg.console_keys.is_empty(), cfg.console_listen) {
+        (true, None) => None,
+        (true, Some(addr)) => return Err(OpsError::ConsoleWithoutKeys(addr)),
+        (false, _) => Some(bind("CONSOLE_LISTEN", console_listen).await?),
     };
     let api = match cfg.api_listen {
         Some(a) => Some(bind("API_LISTEN", a).await?),
@@ -259,7 +261,7 @@ pub async fn spawn_with(
         )));
         crate::info!(
             "network console on {} for {} operator key(s)",
-            cfg.console_listen,
+            console_listen,
             cfg.console_keys.len()
         );
     }

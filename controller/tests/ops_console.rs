@@ -304,7 +304,11 @@ struct NetRig {
 async fn net_rig() -> NetRig {
     let operator = Identity::generate().unwrap();
     let keys = vec![[9; 32], operator.public()];
-    let r = ops_common::start(|c| c.console_keys = keys).await;
+    let r = ops_common::start(|c| {
+        c.console_keys = keys;
+        c.console_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
     NetRig {
         rig_key: r.rig.public(),
         h: r.h,
@@ -528,6 +532,26 @@ async fn network_console_ends_a_session_on_an_altered_frame() {
 async fn network_console_without_keys_does_not_listen_and_busy_doors_close() {
     let bare = ops_common::start(|_| {}).await;
     assert!(bare.h.console_addr.is_none() && bare.h.api_addr.is_none());
+    // CONSOLE_LISTEN without CONSOLE_KEYS: nobody could log in, so it is refused at start;
+    // an address in use names its key.
+    let (_stx, srx) = ops_common::status_channel();
+    let mut cfg = ops::OpsConfig::maintenance(None);
+    cfg.api_listen = None;
+    cfg.console_listen = Some("127.0.0.1:0".parse().unwrap());
+    let e = ops::spawn_with(&cfg, srx.clone(), bare.core.tx.clone(), bare.rig.clone())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("CONSOLE_KEYS is empty"), "{e}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    cfg.console_listen = None;
+    cfg.metrics_listen = Some(taken.local_addr().unwrap());
+    let e = ops::spawn_with(&cfg, srx, bare.core.tx.clone(), bare.rig.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with("METRICS_LISTEN=127.0.0.1:"),
+        "{e}"
+    );
     // Sessions over the limit are closed at once and counted; the first ones stay.
     let r = net_rig().await;
     let addr = r.h.console_addr.unwrap();

@@ -230,7 +230,7 @@ pub struct Running {
 pub async fn start(edit: impl FnOnce(&mut compushare_controller::ops::OpsConfig)) -> Running {
     let mut cfg = compushare_controller::ops::OpsConfig {
         serial_console: None,
-        console_listen: "127.0.0.1:0".parse().unwrap(),
+        console_listen: None,
         console_keys: Vec::new(),
         api_listen: None,
         metrics_listen: None,
