@@ -5,6 +5,7 @@
 mod ops_common;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -63,6 +64,11 @@ async fn summary_and_devs_joined_in_cgminers_shape() {
     assert_eq!(s["Hardware Errors"], 1);
     // MHS av = hashes / elapsed: 9e12 + 1e6 hashes over 3725 s.
     assert_eq!(s["MHS av"], 2416.11);
+    // The rig's own fields: the manager session, maintenance mode.
+    assert_eq!(s["Manager"], "10.0.0.1:7733");
+    assert_eq!(s["Manager Status"], "Connected");
+    assert_eq!(s["Manager Error"], "");
+    assert_eq!(s["Maintenance"], "");
     let devs = &v["devs"].as_array().unwrap()[0];
     check_status(devs, "S", 9);
     assert_eq!(devs["STATUS"][0]["Msg"], "1 GPU(s) - 1 CPU(s)");
@@ -110,6 +116,18 @@ async fn plain_text_form() {
         "{r}"
     );
     assert!(r.contains("CONFIG,GPU Count=1,CPU Count=1,ASC Count=0,PGA Count=0,Pool Count=2,"));
+    // A new snapshot is what the next request sees: the manager went down.
+    let mut down = ops_common::sample_status();
+    down.manager.state = compushare_controller::status::LinkState::Down {
+        error: "connection refused".into(),
+        retry_in_s: 5,
+    };
+    a.status.send(Arc::new(down)).unwrap();
+    let r = String::from_utf8(ask(addr, b"summary+pools").await).unwrap();
+    assert!(
+        r.contains(",Manager=10.0.0.1:7733,Manager Status=Down,Manager Error=connection refused|"),
+        "{r}"
+    );
 }
 
 #[tokio::test]

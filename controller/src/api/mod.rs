@@ -9,7 +9,10 @@
 //! access-denied status: changes go through the authenticated console.
 //!
 //! Devices appear as cgminer 3's `GPU=N` records (CUDA GPUs) and `CPU=N` records (CPU
-//! devices), with the rig's own fields (role, histories/s, power, switches) after cgminer's.
+//! devices), with the rig's own fields (role, histories/s, power, switches) after cgminer's;
+//! `summary` ends with the rig's own too: transport rate and earnings, vault, maintenance
+//! mode, and the manager session (`Manager`, `Manager Status`: Connected, Connecting, Down
+//! or Disabled, `Manager Error`).
 //! Fields cgminer has and the rig does not measure are left out, not filled with zeros.
 //!
 //! Bounds: [`CONNECTIONS`] at once, [`TIME_LIMIT`] per connection, a request of at most
@@ -283,7 +286,34 @@ fn summary(s: &RigStatus) -> Section {
                 k("Maintenance"),
                 Val::Str(s.maintenance.clone().unwrap_or_default()),
             ),
+            (
+                k("Manager"),
+                Val::Str(s.manager.addr.clone().unwrap_or_default()),
+            ),
+            (
+                k("Manager Status"),
+                Val::Str(manager_status(&s.manager.state).into()),
+            ),
+            (
+                k("Manager Error"),
+                Val::Str(match &s.manager.state {
+                    LinkState::Down { error, .. } => error.clone(),
+                    _ => String::new(),
+                }),
+            ),
         ]],
+    }
+}
+
+/// The manager session in one word, for dashboards and the image's status line.
+fn manager_status(state: &LinkState) -> &'static str {
+    match state {
+        LinkState::Connected { .. } => "Connected",
+        LinkState::Connecting => "Connecting",
+        LinkState::Down { .. } => "Down",
+        LinkState::Disabled => "Disabled",
+        #[allow(unreachable_patterns)]
+        _ => "Unknown",
     }
 }
 
