@@ -3,7 +3,8 @@
 //! `compushare sim INPUT.json [--photons N] [--seed S] [--threads T] [--device cpu|cuda:K]
 //! [--out FILE] [--json]`, or `--bench NAME` instead of INPUT for a built-in benchmark.
 //! `--out FILE` writes the normalised fluence as `.mc2` (MCX raw float32) or `.nii`
-//! (NIfTI-1), chosen by extension, and, when the job has detectors, the detected photons as
+//! (NIfTI-1), or a log-scale picture of the plane through the source as `.png`, chosen by
+//! extension, and, when the job has detectors, the detected photons as
 //! `FILE` with extension `.detp.json`. The summary goes to stdout (one JSON object with
 //! `--json`); a progress bar goes to stderr only when stderr is a terminal.
 
@@ -60,6 +61,21 @@ fn check_device(device: &str) -> anyhow::Result<()> {
     crate::cmd_cuda::cuda_index(device).map(|_| ())
 }
 
+/// An input file's error, naming the file once: errors about reading a file name it
+/// themselves; the parser's name a JSON field, and get the file in front.
+pub(crate) fn input_error(
+    path: &std::path::Path,
+    e: compushare_kernels::transport::input::InputError,
+) -> anyhow::Error {
+    use compushare_kernels::transport::input::InputError;
+    match e {
+        InputError::Io { .. } | InputError::IsDirectory { .. } | InputError::FileSize { .. } => {
+            anyhow::Error::new(e).context("input")
+        }
+        e => anyhow::Error::new(e).context(format!("input {}", path.display())),
+    }
+}
+
 fn load(args: &SimArgs) -> anyhow::Result<Job> {
     let opts = ParseOptions {
         photons: args.photons,
@@ -67,9 +83,7 @@ fn load(args: &SimArgs) -> anyhow::Result<Job> {
     };
     let mut job = match (&args.bench, &args.input) {
         (Some(name), _) => builtin_job(name, &opts).context("--bench")?,
-        (None, Some(path)) => {
-            load_job(path, &opts).with_context(|| format!("input {}", path.display()))?
-        }
+        (None, Some(path)) => load_job(path, &opts).map_err(|e| input_error(path, e))?,
         (None, None) => bail!("give an INPUT.json file or --bench NAME"),
     };
     if let Some(seed) = args.seed {

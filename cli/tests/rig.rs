@@ -25,6 +25,11 @@ fn tmp(tag: &str) -> std::path::PathBuf {
 /// Starts the rig on `conf` and returns the first stderr line containing "maintenance
 /// mode", checking the process is still running afterwards.
 fn maintenance_line(conf: &str, dir: &std::path::Path) -> String {
+    maintenance_with(conf, dir, |_| {})
+}
+
+/// As [`maintenance_line`], running `check` while the rig is up.
+fn maintenance_with(conf: &str, dir: &std::path::Path, check: impl FnOnce(&str)) -> String {
     use std::io::BufRead;
     let path = dir.join("rig.conf");
     std::fs::write(&path, conf).unwrap();
@@ -55,6 +60,7 @@ fn maintenance_line(conf: &str, dir: &std::path::Path) -> String {
         child.try_wait().unwrap().is_none(),
         "a bad rig.conf must not stop the rig"
     );
+    check(&line);
     let _ = child.kill();
     let _ = child.wait();
     line
@@ -68,6 +74,24 @@ fn config_errors_name_file_line_and_key_and_the_rig_stays_up() {
 
     let err = maintenance_line("MANAGER=127.0.0.1:7733\nCOLOUR=red\n", &d);
     assert!(err.contains("rig.conf:2: COLOUR: unknown key"), "{err}");
+
+    // The good lines still count: the cgminer API runs where rig.conf says, and its summary
+    // carries the error (what dashboards and the image's PID 1 read).
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let conf = format!("API_LISTEN={api}\nCPU_DEVICES=lots\n");
+    maintenance_with(&conf, &d, |_| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(api).expect("the API answers");
+        s.write_all(br#"{"command":"summary"}"#).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.contains("Maintenance"), "{text}");
+        assert!(text.contains("rig.conf:2: CPU_DEVICES"), "{text}");
+    });
 
     let key = "11".repeat(32);
     let err = maintenance_line(&format!("MANAGER_KEY={key}\nPAYOUT={key}\n"), &d);

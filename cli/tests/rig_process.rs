@@ -7,7 +7,9 @@
 //! to hashing when transport stops paying (manager gone, job done); keep hashing while the
 //! manager is killed with SIGKILL; keep a result it finished meanwhile sealed in its vault
 //! and deliver it when the manager is back on the same port; and the job completes with the
-//! digest of a local run.
+//! digest of a local run. Its operator surfaces answer meanwhile: the serial console (a pty
+//! as the port), the network console (`compushare console`) and `summary+devs` on the
+//! cgminer-compatible API.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use compushare_protocol::secure::Identity;
 use compushare_protocol::types::{Amount, Mode, PublicKey};
 use compushare_testkit::node::{free_addr, Node};
 use compushare_testkit::pool::{PoolSettings, StratumPool};
+use compushare_testkit::pty::read_until;
 
 /// The built-in cube60 (60^3 grid, 1.7 MB tallies): assignments of a couple of seconds.
 const PHOTONS: u64 = 200_000;
@@ -116,6 +119,20 @@ async fn wait_shares(pool: &StratumPool, worker: &str, more_than: usize, what: &
     }
 }
 
+/// One request to the cgminer-compatible API, as cgminer's own clients do: JSON in, the
+/// answer read to the end, its trailing NUL dropped.
+async fn cgminer(addr: &str, command: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = serde_json::json!({ "command": command, "parameter": "" }).to_string();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    assert_eq!(buf.last(), Some(&0), "cgminer's trailing NUL");
+    buf.pop();
+    serde_json::from_slice(&buf).unwrap()
+}
+
 struct Dir(PathBuf);
 
 impl Drop for Dir {
@@ -155,6 +172,13 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
     let args = ["--target-secs", "2", "--credit-msat", "1"];
     let mut running = node.run(&addr, &args).unwrap();
 
+    // Its operator surfaces: the serial console on a pty, the network console for one
+    // operator key, the cgminer API.
+    let (mut tty, tty_path) = compushare_testkit::pty::open().unwrap();
+    let operator_file = dir.0.join("operator.key");
+    let (operator, _) = Identity::load_or_create(&operator_file).unwrap();
+    let (api, console) = (free_addr().unwrap(), free_addr().unwrap());
+
     // The rig, from its rig.conf only. Short dwell and lead so the test need not wait the
     // production half minute; everything else is what an operator writes.
     let conf = dir.0.join("rig.conf");
@@ -163,10 +187,13 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
         format!(
             "# a test rig\nRIG_NAME=proc-rig\nMANAGER={addr}\nMANAGER_KEY={}\n\
              POOL1={}\nPOOL1_USER=rigworker\nPOOL1_PASS=x\nCPU_DEVICES=2\n\
-             STATE_DIR={}\nVAULT_SLOTS=4\nVAULT_SLOT_BYTES=4M\nSWITCH_DWELL_S=2\nSWITCH_EVALUATIONS=2\n",
+             STATE_DIR={}\nVAULT_SLOTS=4\nVAULT_SLOT_BYTES=4M\nSWITCH_DWELL_S=2\nSWITCH_EVALUATIONS=2\n\
+             SERIAL_CONSOLE={}\nAPI_LISTEN={api}\nCONSOLE_LISTEN={console}\nCONSOLE_KEYS={}\n",
             hex::encode(&mkey),
             pool.url(),
-            dir.0.join("state").display()
+            dir.0.join("state").display(),
+            tty_path.display(),
+            hex::encode(&operator.public()),
         ),
     )
     .unwrap();
@@ -184,6 +211,57 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
     // 1. It hashes: valid shares at the pool, from its worker.
     wait_shares(&pool, "rigworker", 0, "at start").await;
     log.wait("welcomed by", 1, LONG).await;
+
+    // Its operator surfaces answer: the serial console (a pty as the port), the network
+    // console (`compushare console`), `summary+devs` on the cgminer API.
+    let serial = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut seen = String::new();
+        let lim = Duration::from_secs(30);
+        assert!(
+            read_until(&mut tty, &mut seen, "proc-rig> ", lim),
+            "{seen:?}"
+        );
+        tty.write_all(b"devices\r").unwrap();
+        assert!(read_until(&mut tty, &mut seen, "cpu1", lim), "{seen:?}");
+        seen
+    });
+    let seen = serial.await.unwrap();
+    assert!(seen.contains("cpu0") && seen.contains("mine"), "{seen:?}");
+    let console_says = |line: &str| {
+        let out = Command::new(bin())
+            .args(["console", &console, "--key"])
+            .arg(&operator_file)
+            .args(["--command", line])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Snapshots are a quarter second apart: poll until they show the session.
+    let t0 = Instant::now();
+    let text = loop {
+        let text = console_says("status");
+        if text.contains("manager") && !text.contains("connecting") {
+            break text;
+        }
+        assert!(t0.elapsed() < LONG, "{text}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        text.contains("proc-rig") && text.contains("connected"),
+        "{text}"
+    );
+    let v = cgminer(&api, "summary+devs").await;
+    let summary = &v["summary"][0];
+    assert_eq!(summary["STATUS"][0]["STATUS"], "S", "{v}");
+    assert_eq!(summary["SUMMARY"][0]["Manager Status"], "Connected", "{v}");
+    let devs = v["devs"][0]["DEVS"].as_array().expect("a DEVS array");
+    assert_eq!(devs.len(), 2, "{v}");
 
     // 2. A job is offered: both devices leave hashing for paid transport.
     let mut c = client(&addr, &me, &mkey).await;
@@ -210,8 +288,8 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
     running.kill().unwrap();
     running.wait().unwrap();
     drop(c);
-    let done_before = log.count("done on device");
-    log.wait("done on device", done_before + 1, LONG).await;
+    let done_before = log.count(" done: ");
+    log.wait(" done: ", done_before + 1, LONG).await;
     log.wait("transport -> mine", 1, LONG).await;
     let shares = accepted_from(&pool, "rigworker");
     wait_shares(&pool, "rigworker", shares, "while the manager is down").await;
@@ -253,6 +331,11 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
     log.wait("transport -> mine", back + 1, LONG).await;
     let shares = accepted_from(&pool, "rigworker");
     wait_shares(&pool, "rigworker", shares, "after the job").await;
+    // The operator pins a device from the network console; the API shows it hashing.
+    let text = console_says("role 1 mine");
+    assert!(text.contains("device 1"), "{text}");
+    let v = cgminer(&api, "devs").await;
+    assert_eq!(v["DEVS"].as_array().map(Vec::len), Some(2), "{v}");
     // Every share it sent was valid.
     let st = pool.stats();
     assert_eq!(

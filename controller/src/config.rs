@@ -35,8 +35,9 @@ pub const DEFAULT_TEMP_RESUME_C: u32 = 80;
 pub const DEFAULT_SWITCH_DWELL_S: u32 = 30;
 /// Default evaluations in a row another role must lead by the margin (SWITCH_EVALUATIONS).
 pub const DEFAULT_SWITCH_EVALUATIONS: u32 = 3;
-/// Where STATE_DIR is, relative to rig.conf's directory, when the file does not say.
-pub const DEFAULT_STATE_SUBDIR: &str = "compushare-state";
+/// Where STATE_DIR is, relative to rig.conf's directory, when the file does not say (on the
+/// image: the stick's FAT partition).
+pub const DEFAULT_STATE_SUBDIR: &str = "compushare";
 
 /// One mining pool of rig.conf (`POOLn`, `POOLn_USER`, `POOLn_PASS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +99,8 @@ pub struct RigConfig {
     pub console_keys: Vec<PublicKey>,
     /// `API_LISTEN` (default 127.0.0.1:4028).
     pub api_listen: SocketAddr,
+    /// `METRICS_LISTEN`: Prometheus text metrics (off when unset).
+    pub metrics_listen: Option<SocketAddr>,
     /// `STATE_DIR`.
     pub state_dir: Option<PathBuf>,
     /// `SWITCH_MARGIN` (default 0.05), a fraction in [0, 1].
@@ -119,6 +122,25 @@ pub struct RigConfig {
     /// `TEMP_RESUME_C` (default 80): a paused device resumes at or below this; less than
     /// `temp_limit_c`.
     pub temp_resume_c: u32,
+    /// The network settings the image's PID 1 applies before the controller starts
+    /// (`NET_INTERFACE`, `NET_ADDRESS`, `NET_GATEWAY`, `NET_DNS`, `NTP_SERVERS`): validated
+    /// here so a typo is named at its line, otherwise not used by the controller.
+    pub network: NetworkConfig,
+}
+
+/// rig.conf's network keys, as written (validated).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkConfig {
+    /// `NET_INTERFACE`: an interface name, at most 15 bytes of `[A-Za-z0-9._-]`.
+    pub interface: Option<String>,
+    /// `NET_ADDRESS`: `dhcp`, or a static `a.b.c.d/prefix`.
+    pub address: Option<String>,
+    /// `NET_GATEWAY`: an IPv4 address.
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// `NET_DNS`: 1 to 8 IPv4 addresses.
+    pub dns: Vec<std::net::Ipv4Addr>,
+    /// `NTP_SERVERS`: 1 to 8 `host` or `host:port`.
+    pub ntp_servers: Vec<String>,
 }
 
 /// What is wrong with one line (or one key) of rig.conf.
@@ -172,10 +194,10 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is larger than [`MAX_FILE_BYTES`].
     #[error("{}: file of {len} bytes is larger than {MAX_FILE_BYTES} bytes", path.display())]
@@ -240,9 +262,9 @@ impl ConfigError {
 impl RigConfig {
     /// Reads and parses the rig.conf at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let read = |source| ConfigError::Read {
+        let read = |error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         };
         let len = std::fs::metadata(path).map_err(read)?.len();
         if len > MAX_FILE_BYTES {
@@ -294,6 +316,7 @@ impl RigConfig {
             console_listen: None,
             console_keys: Vec::new(),
             api_listen: SocketAddr::from(([127, 0, 0, 1], 4028)),
+            metrics_listen: None,
             state_dir: None,
             switch_margin: DEFAULT_SWITCH_MARGIN,
             switch_dwell_s: DEFAULT_SWITCH_DWELL_S,
@@ -303,10 +326,11 @@ impl RigConfig {
             watchdog_dead_s: DEFAULT_WATCHDOG_DEAD_S,
             temp_limit_c: DEFAULT_TEMP_LIMIT_C,
             temp_resume_c: DEFAULT_TEMP_RESUME_C,
+            network: NetworkConfig::default(),
         }
     }
 
-    /// STATE_DIR, or `compushare-state` beside rig.conf when the file does not set it (on the
+    /// STATE_DIR, or `compushare` beside rig.conf when the file does not set it (on the
     /// image: the stick's FAT partition, so payments and the identity survive a reflash).
     pub fn state_dir_or_default(&self) -> PathBuf {
         self.state_dir.clone().unwrap_or_else(|| {
@@ -562,8 +586,21 @@ impl Parser<'_> {
                     .parse::<SocketAddr>()
                     .map_err(|_| invalid(self, "ip:port"))?;
             }
+            "METRICS_LISTEN" => {
+                self.cfg.metrics_listen = Some(
+                    value
+                        .parse::<SocketAddr>()
+                        .map_err(|_| invalid(self, "ip:port"))?,
+                );
+            }
             "STATE_DIR" => {
-                self.cfg.state_dir = Some(PathBuf::from(value));
+                let dir = PathBuf::from(value);
+                // A file where the directory should be: named here, at its line, rather than
+                // by the first write into it.
+                if dir.exists() && !dir.is_dir() {
+                    return Err(invalid(self, "a directory (this path is a file)"));
+                }
+                self.cfg.state_dir = Some(dir);
             }
             "SWITCH_MARGIN" => {
                 self.cfg.switch_margin = value
@@ -585,6 +622,63 @@ impl Parser<'_> {
                     .ok()
                     .filter(|s| (1..=1000).contains(s))
                     .ok_or_else(|| invalid(self, "a number of evaluations, 1 to 1000"))?;
+            }
+            "NET_INTERFACE" => {
+                let ok = value.len() <= 15
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if !ok {
+                    return Err(invalid(
+                        self,
+                        "an interface name, at most 15 letters, digits, '.', '_' or '-'",
+                    ));
+                }
+                self.cfg.network.interface = Some(value.to_owned());
+            }
+            "NET_ADDRESS" => {
+                let ok = value.eq_ignore_ascii_case("dhcp")
+                    || value.split_once('/').is_some_and(|(ip, prefix)| {
+                        ip.parse::<std::net::Ipv4Addr>().is_ok()
+                            && prefix.parse::<u8>().is_ok_and(|p| (1..=32).contains(&p))
+                    });
+                if !ok {
+                    return Err(invalid(self, "dhcp, or a static a.b.c.d/prefix"));
+                }
+                self.cfg.network.address = Some(value.to_owned());
+            }
+            "NET_GATEWAY" => {
+                self.cfg.network.gateway = Some(
+                    value
+                        .parse()
+                        .map_err(|_| invalid(self, "an IPv4 address"))?,
+                );
+            }
+            "NET_DNS" => {
+                let dns: Option<Vec<std::net::Ipv4Addr>> =
+                    value.split(',').map(|v| v.trim().parse().ok()).collect();
+                self.cfg.network.dns = dns
+                    .filter(|d| (1..=8).contains(&d.len()))
+                    .ok_or_else(|| invalid(self, "1 to 8 IPv4 addresses, comma separated"))?;
+            }
+            "NTP_SERVERS" => {
+                let servers: Vec<String> = value.split(',').map(|v| v.trim().to_owned()).collect();
+                let host_ok = |h: &str| {
+                    !h.is_empty()
+                        && h.len() <= 253
+                        && !h.chars().any(|c| c.is_whitespace() || c == '/')
+                };
+                let one = |s: &String| match s.rsplit_once(':') {
+                    Some((h, p)) if p.parse::<u16>().is_ok_and(|p| p != 0) => host_ok(h),
+                    _ => host_ok(s) && !s.contains(':'),
+                };
+                if !(1..=8).contains(&servers.len()) || !servers.iter().all(one) {
+                    return Err(invalid(
+                        self,
+                        "1 to 8 NTP servers (host or host:port), comma separated",
+                    ));
+                }
+                self.cfg.network.ntp_servers = servers;
             }
             "POOL_FEE" => {
                 self.cfg.pool_fee = value
@@ -737,6 +831,7 @@ const KEYS: &[&str] = &[
     "CONSOLE_LISTEN",
     "CONSOLE_KEYS",
     "API_LISTEN",
+    "METRICS_LISTEN",
     "STATE_DIR",
     "SWITCH_MARGIN",
     "SWITCH_DWELL_S",
@@ -746,6 +841,11 @@ const KEYS: &[&str] = &[
     "WATCHDOG_DEAD_S",
     "TEMP_LIMIT_C",
     "TEMP_RESUME_C",
+    "NET_INTERFACE",
+    "NET_ADDRESS",
+    "NET_GATEWAY",
+    "NET_DNS",
+    "NTP_SERVERS",
 ];
 
 /// `POOLn`, `POOLn_USER`, `POOLn_PASS` with `n` written without leading zeros.

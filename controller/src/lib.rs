@@ -10,14 +10,19 @@
 //! - [`vault`]: sealed results in slots allocated at start;
 //! - [`watchdog`]: stalled and overheating devices;
 //! - [`config`] (rig.conf), [`settings`]; [`status`] and [`command`]: the seam with the
-//!   operator surfaces (console, cgminer API, metrics).
+//!   operator surfaces ([`console`], [`api`], [`metrics`], started together by [`ops`]),
+//!   which read the rig's status snapshots and send it commands.
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod command;
 pub mod config;
+pub mod console;
 pub mod device;
 pub mod log;
+pub mod metrics;
 pub mod mining;
+pub mod ops;
 pub mod revenue;
 pub mod rig;
 pub mod scheduler;

@@ -9,7 +9,9 @@
 //! fresh X25519 ephemeral key, `protocol::secure::seal`: the derived key lives in a type that
 //! zeroizes on drop, and the plaintext is overwritten by its own ciphertext), then returned
 //! sealed. A sealed result waits in its slot, through any number of lost sessions, until the
-//! manager acknowledges receiving it; only then is the slot free again. Nothing on this path
+//! manager acknowledges it for good (verified, failed, unknown to it, or paid); only then is
+//! the slot free again. A manager's "received" alone does not free it: a manager that
+//! restarts may have lost an upload it had acknowledged, and gets it again. Nothing on this path
 //! allocates: encoding writes into the slot, sealing encrypts in place, and chunks for the
 //! wire are views of the slot.
 //!
@@ -127,10 +129,12 @@ enum State {
         assignment: AssignmentId,
         lent: bool,
     },
-    /// A sealed result waiting for the manager's acknowledgement.
+    /// A sealed result waiting for the manager to settle it (verified, failed, unknown or
+    /// paid); `received` once the manager said it has the upload.
     Sealed {
         assignment: AssignmentId,
         commit: ResultCommit,
+        received: bool,
     },
 }
 
@@ -263,6 +267,7 @@ impl Vault {
             *s = State::Sealed {
                 assignment: commit.assignment,
                 commit,
+                received: false,
             };
             *b = Some(slot.buf);
         }
@@ -332,12 +337,32 @@ impl Vault {
         }
     }
 
+    /// Notes that the manager has the upload of `assignment`; true the first time. The result
+    /// stays until the manager settles it: a manager that restarts may have lost an upload it
+    /// had acknowledged, and is sent it again.
+    pub fn mark_received(&mut self, assignment: AssignmentId) -> bool {
+        for s in &mut self.states {
+            if let State::Sealed {
+                assignment: a,
+                received,
+                ..
+            } = s
+            {
+                if *a == assignment {
+                    return !std::mem::replace(received, true);
+                }
+            }
+        }
+        false
+    }
+
     /// The sealed result of `assignment` and its commit, if the vault holds one.
     pub fn sealed(&self, assignment: AssignmentId) -> Option<(&ResultCommit, &[u8])> {
         self.states.iter().enumerate().find_map(|(i, s)| match s {
             State::Sealed {
                 assignment: a,
                 commit,
+                ..
             } if *a == assignment => {
                 let buf = self.bufs.get(i)?.as_deref()?;
                 Some((commit, buf.get(..commit.sealed_len as usize)?))

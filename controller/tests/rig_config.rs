@@ -40,7 +40,12 @@ fn good() -> String {
          WATCHDOG_SICK_S=90\r\n\
          WATCHDOG_DEAD_S=300\r\n\
          TEMP_LIMIT_C=85\r\n\
-         TEMP_RESUME_C=70\r\n"
+         TEMP_RESUME_C=70\r\n\
+         NET_INTERFACE=enp3s0\r\n\
+         NET_ADDRESS=192.168.1.20/24\r\n\
+         NET_GATEWAY=192.168.1.1\r\n\
+         NET_DNS=1.1.1.1, 9.9.9.9\r\n\
+         NTP_SERVERS=pool.ntp.org,10.0.0.1:123\r\n"
     )
 }
 
@@ -95,6 +100,11 @@ fn good_file_sets_every_key() {
     assert_eq!((c.temp_limit_c, c.temp_resume_c), (85, 70));
     assert_eq!(c.payout_account(), Some([0xab; 32]));
     assert_eq!(c.state_dir_or_default(), Path::new("/var/lib/compushare"));
+    assert_eq!(c.network.interface.as_deref(), Some("enp3s0"));
+    assert_eq!(c.network.address.as_deref(), Some("192.168.1.20/24"));
+    assert_eq!(c.network.gateway, Some([192, 168, 1, 1].into()));
+    assert_eq!(c.network.dns.len(), 2);
+    assert_eq!(c.network.ntp_servers, vec!["pool.ntp.org", "10.0.0.1:123"]);
 }
 
 #[test]
@@ -111,12 +121,9 @@ fn defaults_apply_to_an_empty_file() {
     // No key is required on its own: PAYOUT defaults to the rig's key, STATE_DIR sits
     // beside rig.conf, the thresholds take the issue's defaults.
     assert_eq!(c.payout_account(), None);
-    assert_eq!(c.state_dir_or_default(), Path::new("./compushare-state"));
+    assert_eq!(c.state_dir_or_default(), Path::new("./compushare"));
     let c = RigConfig::parse(Path::new("/boot/rig.conf"), b"").unwrap();
-    assert_eq!(
-        c.state_dir_or_default(),
-        Path::new("/boot/compushare-state")
-    );
+    assert_eq!(c.state_dir_or_default(), Path::new("/boot/compushare"));
     assert_eq!((c.watchdog_sick_s, c.watchdog_dead_s), (120, 600));
     assert_eq!((c.temp_limit_c, c.temp_resume_c), (90, 80));
     assert_eq!((c.switch_dwell_s, c.switch_evaluations), (30, 3));
@@ -257,6 +264,13 @@ fn every_error_names_line_and_key() {
         (27, "WATCHDOG_DEAD_S=one"),
         (28, "TEMP_LIMIT_C=200"),
         (29, "TEMP_RESUME_C=-5"),
+        (30, "NET_INTERFACE=a-very-long-interface-name"),
+        (31, "NET_ADDRESS=192.168.1.20"),
+        (31, "NET_ADDRESS=dhcp6"),
+        (32, "NET_GATEWAY=gateway"),
+        (33, "NET_DNS=1.1.1.1,,2.2.2.2"),
+        (34, "NTP_SERVERS=a b"),
+        (34, "NTP_SERVERS=host:0"),
     ] {
         let key = bad.split('=').next().unwrap();
         check(&with_line(line, bad), line, key, |p| {
@@ -375,6 +389,7 @@ proptest! {
             "SERIAL_CONSOLE", "CONSOLE_LISTEN", "CONSOLE_KEYS", "API_LISTEN", "STATE_DIR",
             "SWITCH_MARGIN", "SWITCH_DWELL_S", "SWITCH_EVALUATIONS", "POOL_FEE",
             "WATCHDOG_SICK_S", "WATCHDOG_DEAD_S", "TEMP_LIMIT_C", "TEMP_RESUME_C",
+            "NET_INTERFACE", "NET_ADDRESS", "NET_GATEWAY", "NET_DNS", "NTP_SERVERS",
         ]),
         value in "\\PC{0,80}",
     ) {
@@ -386,4 +401,19 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_state_dir_that_is_a_file_names_its_line() {
+    let file = std::env::temp_dir().join(format!("cs-state-file-{}", std::process::id()));
+    std::fs::write(&file, b"not a directory").unwrap();
+    let text = format!(
+        "MANAGER=127.0.0.1:7733\nMANAGER_KEY={KEY_A}\nSTATE_DIR={}\n",
+        file.display()
+    );
+    let e = parse(&text).unwrap_err();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(e.line(), Some(3), "{e}");
+    assert!(e.to_string().contains("STATE_DIR"), "{e}");
+    assert!(e.to_string().contains("this path is a file"), "{e}");
 }

@@ -6,6 +6,7 @@
 //! - `devices`: TEST DOUBLES of faulty devices (hangs, scripted temperature).
 //! - `rig`: settings of real rigs for tests (one small CPU device, quick reactions).
 //! - `node`: a management node as a child process.
+//! - `pty`: a pseudo-terminal pair for serial-console tests.
 
 #![deny(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod devices;
 pub mod fabricate;
 pub mod node;
 pub mod pool;
+pub mod pty;
 pub mod rig;
 
 pub use fabricate::{Fabricate, FabricatingDevice};

@@ -557,14 +557,11 @@ impl Session {
             ManagerToRig::Ack { assignment, status } => {
                 debug!("ack {} {:?}", assignment.0, status);
                 match status {
+                    // The sealed result stays until the manager settles it (see the vault).
                     AckStatus::Received => {
-                        if self.p.vault.release(assignment) {
+                        if self.p.vault.mark_received(assignment) {
                             self.delivered += 1;
-                            let v = self.p.vault.stats();
-                            info!(
-                                "result of assignment {} delivered; vault {}/{} slots used",
-                                assignment.0, v.used, v.slots
-                            );
+                            info!("result of assignment {} delivered", assignment.0);
                         }
                     }
                     AckStatus::Verified | AckStatus::Failed | AckStatus::Unknown => {
@@ -580,7 +577,7 @@ impl Session {
                             self.assignments.end(assignment);
                         }
                         self.assignments.settle(assignment);
-                        self.p.vault.release(assignment);
+                        self.release(assignment);
                     }
                 }
             }
@@ -610,7 +607,7 @@ impl Session {
                     );
                 }
                 self.assignments.settle(assignment);
-                self.p.vault.release(assignment);
+                self.release(assignment);
             }
             ManagerToRig::Cancel { assignment } => {
                 info!("assignment {} cancelled", assignment.0);
@@ -664,6 +661,17 @@ impl Session {
         Ok(())
     }
 
+    /// Frees `assignment`'s vault slot (the manager settled it).
+    fn release(&mut self, assignment: AssignmentId) {
+        if self.p.vault.release(assignment) {
+            let v = self.p.vault.stats();
+            debug!(
+                "vault slot of assignment {} freed; {}/{} used",
+                assignment.0, v.used, v.slots
+            );
+        }
+    }
+
     async fn console_reply(
         &mut self,
         link: &mut Link<'_>,
@@ -705,7 +713,10 @@ impl Session {
                 };
                 if let Some(id) = self.assignments.on_device(d) {
                     if let Some(r) = self.assignments.end(id) {
-                        warn!("assignment {} abandoned on device {device}", id.0);
+                        warn!(
+                            "assignment {} cancelled: abandoned on device {device}",
+                            id.0
+                        );
                         self.offers
                             .ended(r.assign.job, self.now(), self.p.options.offer_linger);
                         if !r.started {
@@ -1131,7 +1142,7 @@ impl Session {
             Ok(f) => {
                 let secs = elapsed.as_secs_f64().max(1e-3);
                 info!(
-                    "assignment {} done on device {device}: {} histories in {:.1} s",
+                    "assignment {} done: {} histories in {:.1} s on device {device}",
                     id.0, f.commit.histories, secs
                 );
                 self.offers
@@ -1161,7 +1172,7 @@ impl Session {
                 self.redispatch(link).await?;
             }
             Err(e) => {
-                warn!("assignment {} failed on device {device}: {e}", id.0);
+                warn!("assignment {} failed: {e} (device {device})", id.0);
                 self.p.vault.give_back(slot);
                 let reason = match e {
                     RunError::Seal(_) => RejectReason::OutOfMemory,
