@@ -14,6 +14,7 @@
 //! A bad rig.conf never reaches here: [`maintenance`] keeps the status and command channels
 //! answering with the error instead, with no device working.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -299,6 +300,7 @@ impl Rig {
                 n
             ],
             last_economics: None,
+            dropped_orders: AtomicU64::new(0),
             settings,
             key,
             cells,
@@ -386,6 +388,8 @@ struct Core {
     telemetry: Vec<Telemetry>,
     figures: Vec<DeviceFigures>,
     last_economics: Option<JobEconomics>,
+    /// Orders to the session dropped because its queue was full.
+    dropped_orders: AtomicU64,
 }
 
 impl Core {
@@ -470,6 +474,21 @@ impl Core {
         self.apply_stances();
     }
 
+    /// Sends the session an order without waiting; one that finds its queue full is dropped,
+    /// logged and counted (stances come again at the next evaluation; an abandoned
+    /// assignment is given back by the manager at its deadline). Without a session (no
+    /// MANAGER) there is nobody to tell.
+    fn order(&self, o: SessionCtl) {
+        match self.ctl.try_send(o) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(o)) => {
+                let n = self.dropped_orders.fetch_add(1, Ordering::Relaxed) + 1;
+                warn!("transport session busy: order dropped ({n} so far): {o:?}");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
     /// Tells devices and the session the scheduler's roles.
     fn apply_stances(&mut self) {
         let board = self.mining.link().board().clone();
@@ -480,12 +499,12 @@ impl Core {
             if c.stance() != *s {
                 c.set_stance(*s, |i| board.interrupt(i));
                 if *s == Stance::Off && c.busy() {
-                    let _ = self.ctl.try_send(SessionCtl::Abandon { device: c.index });
+                    self.order(SessionCtl::Abandon { device: c.index });
                 }
             }
         }
         // Dropped when full: the next evaluation sends it again.
-        let _ = self.ctl.try_send(SessionCtl::Stances(stances));
+        self.order(SessionCtl::Stances(stances));
     }
 
     /// The watchdog and the rate meters, once a second.
@@ -523,7 +542,7 @@ impl Core {
                             "device {i} made no progress for {} s: SICK, restarting its worker",
                             now.saturating_sub(c.last_progress()).as_secs()
                         );
-                        let _ = self.ctl.try_send(SessionCtl::Abandon { device: i });
+                        self.order(SessionCtl::Abandon { device: i });
                         if let Err(e) = worker::spawn(c, &self.env) {
                             warn!("device {i}: cannot start a worker: {e}");
                         }
@@ -532,7 +551,7 @@ impl Core {
                         warn!("device {i} made no progress for {} s: DEAD, disabled until the rig restarts", now.saturating_sub(c.last_progress()).as_secs());
                         c.set_paused(true, |d| board.interrupt(d));
                         c.stop();
-                        let _ = self.ctl.try_send(SessionCtl::Abandon { device: i });
+                        self.order(SessionCtl::Abandon { device: i });
                     }
                     Action::Pause => {
                         warn!(

@@ -18,7 +18,10 @@
 //! Bounded channels: [`INBOUND`] messages from the reader task (it waits when full, so the
 //! socket applies back-pressure to the manager); [`BLOCKING`] results of blocking work (the
 //! blocking threads wait when full); [`CTL_QUEUE`] orders from the core (the core never
-//! waits: it drops stance updates when full, as the next evaluation repeats them).
+//! waits: an order that finds it full is dropped and counted in the log: stances come again
+//! at the next evaluation, and an assignment whose abandonment was dropped is given back by
+//! the manager at its deadline); [`CONSOLE_QUEUE`] console lines for the core (a line that
+//! finds it full is answered "busy").
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
