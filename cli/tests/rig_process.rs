@@ -229,17 +229,11 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
     let seen = serial.await.unwrap();
     assert!(seen.contains("cpu0") && seen.contains("mine"), "{seen:?}");
     let console_says = |line: &str| {
-        let out = Command::new(bin())
-            .args(["console", &console, "--key"])
-            .arg(&operator_file)
-            .args(["--command", line])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut cmd = Command::new(bin());
+        cmd.args(["console", &console, "--key"]).arg(&operator_file);
+        let out = cmd.args(["--command", line]).output().unwrap();
+        let why = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "console {line}: {why}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // Snapshots are a quarter second apart: poll until they show the session.

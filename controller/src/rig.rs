@@ -37,7 +37,7 @@ use crate::stratum::job::JobEconomics;
 use crate::sync::{lock, unix_now};
 use crate::transport::rating::{self, RatingHandle};
 use crate::transport::session::{
-    self, ConsoleLine, Session, SessionCtl, SessionParts, SessionView, SharedView, CONSOLE_QUEUE,
+    ConsoleLine, Session, SessionCtl, SessionParts, SessionView, SharedView, CONSOLE_QUEUE,
     CTL_QUEUE,
 };
 use crate::transport::state::Payments;
@@ -332,7 +332,7 @@ fn hello_devices(devices: &[DeviceRef], measured: &[Measured]) -> Vec<DeviceInfo
             DeviceInfo {
                 index: i as u8,
                 kind: desc.kind,
-                name: session::name(&desc.name),
+                name: compushare_protocol::types::bounded(&desc.name),
                 compute_units: desc.compute_units,
                 cores: desc.cores,
                 memory: desc.memory,
@@ -345,25 +345,7 @@ fn hello_devices(devices: &[DeviceRef], measured: &[Measured]) -> Vec<DeviceInfo
 
 /// A snapshot with no device (start-up, maintenance).
 fn empty_status(name: &str, key: PublicKey, maintenance: Option<String>) -> RigStatus {
-    RigStatus {
-        name: name.to_owned(),
-        key,
-        firmware: FIRMWARE.to_owned(),
-        uptime_s: 0,
-        at_unix_s: unix_now(),
-        maintenance,
-        manager: ManagerLink {
-            addr: None,
-            key: None,
-            state: LinkState::Disabled,
-            credit_msat: None,
-            results_delivered: 0,
-        },
-        pools: Vec::new(),
-        devices: Vec::new(),
-        vault: VaultView::default(),
-        earnings: Earnings::default(),
-    }
+    RigStatus::empty(name, key, FIRMWARE, maintenance)
 }
 
 /// The running core's state.

@@ -36,7 +36,9 @@ use compushare_protocol::msg::{
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::seal::SEAL_BOX_OVERHEAD;
 use compushare_protocol::secure::{ChannelError, Identity};
-use compushare_protocol::types::{AssignmentId, DeviceInfo, DeviceStatus, Digest, PublicKey};
+use compushare_protocol::types::{
+    bounded, AssignmentId, DeviceInfo, DeviceStatus, Digest, PublicKey,
+};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
@@ -515,8 +517,8 @@ impl Session {
         }
         Ok(RigHello {
             version: PROTOCOL_VERSION,
-            firmware: name(crate::rig::FIRMWARE),
-            name: name(&self.p.name),
+            firmware: bounded(crate::rig::FIRMWARE),
+            name: bounded(&self.p.name),
             payout: self.p.payout,
             devices,
         })
@@ -682,16 +684,10 @@ impl Session {
         ok: bool,
         text: &str,
     ) -> Result<(), ChannelError> {
-        let mut t = heapless::String::<CONSOLE_REPLY>::new();
-        for c in text.chars() {
-            if t.push(c).is_err() {
-                break;
-            }
-        }
         link.send(&RigToManager::ConsoleReply(ConsoleReply {
             request,
             ok,
-            text: t,
+            text: bounded::<CONSOLE_REPLY>(text),
         }))
         .await
     }
@@ -1227,17 +1223,6 @@ pub fn backoff(opts: &SessionOptions, attempt: u32) -> Duration {
         .finalize();
     let frac = f64::from(h[0]) / 512.0 + 0.5;
     base.mul_f64(frac)
-}
-
-/// A protocol name from `s`, cut to its capacity at a character boundary.
-pub fn name<const N: usize>(s: &str) -> heapless::String<N> {
-    let mut n = heapless::String::new();
-    for c in s.chars() {
-        if n.push(c).is_err() {
-            break;
-        }
-    }
-    n
 }
 
 const _: () = assert!(CONSOLE_LINE <= CONSOLE_REPLY);
