@@ -30,7 +30,7 @@ use compushare_testkit::pool::{PoolSettings, StratumPool};
 use compushare_testkit::pty::read_until;
 
 /// The built-in cube60 (60^3 grid, 1.7 MB tallies): assignments of a couple of seconds.
-const PHOTONS: u64 = 200_000;
+const PHOTONS: u64 = 3_000_000;
 const SEED: u64 = 31;
 const LONG: Duration = Duration::from_secs(120);
 
@@ -168,8 +168,9 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
     let (id, _) = Identity::load_or_create(&me).unwrap();
     node.grant(&id.public(), 1_000_000_000).unwrap();
     let addr = free_addr().unwrap();
-    // Assignments of about two seconds: one is still running when the node is killed.
-    let args = ["--target-secs", "2", "--credit-msat", "1"];
+    // Assignments of several seconds: they are still running when the node is killed, after
+    // the node has recorded them (it writes assignments to disk every second).
+    let args = ["--target-secs", "8", "--credit-msat", "1"];
     let mut running = node.run(&addr, &args).unwrap();
 
     // Its operator surfaces: the serial console on a pty, the network console for one
@@ -276,14 +277,22 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
     log.wait("assignment", 1, LONG).await;
     let accepted = log.wait("photons [", 1, LONG).await;
     assert!(accepted.contains("on device"), "{accepted}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // 3. The node is killed while an assignment runs. The rig finishes it into its vault,
     // goes back to hashing (transport stopped paying) and keeps hashing through the outage.
+    let done_before = log.count(" done: ");
     running.kill().unwrap();
     running.wait().unwrap();
     drop(c);
-    let done_before = log.count(" done: ");
-    log.wait(" done: ", done_before + 1, LONG).await;
+    let finished = log.wait(" done: ", done_before + 1, LONG).await;
+    // "assignment N done: ..."
+    let held: u64 = finished
+        .split("assignment ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("an assignment number");
     log.wait("transport -> mine", 1, LONG).await;
     let shares = accepted_from(&pool, "rigworker");
     wait_shares(&pool, "rigworker", shares, "while the manager is down").await;
@@ -293,6 +302,11 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
     let mut running = node.run(&addr, &args).unwrap();
     let delivering = log.wait("held in the vault", 1, LONG).await;
     assert!(delivering.contains("delivering"), "{delivering}");
+    // The restarted node takes the result it never saw: it recorded the assignment before
+    // it was killed.
+    log.wait(&format!("result of assignment {held} delivered"), 1, LONG)
+        .await;
+    let back_before = log.count("transport -> mine");
     let mut c = client(&addr, &me, &mkey).await;
     let t0 = Instant::now();
     while c
@@ -321,8 +335,7 @@ async fn rig_hashes_switches_to_paid_work_and_survives_a_manager_crash() {
         log.count("mine -> transport") >= 2,
         "back to transport after the restart"
     );
-    let back = log.count("transport -> mine");
-    log.wait("transport -> mine", back + 1, LONG).await;
+    log.wait("transport -> mine", back_before + 1, LONG).await;
     let shares = accepted_from(&pool, "rigworker");
     wait_shares(&pool, "rigworker", shares, "after the job").await;
     // The operator pins a device from the network console; the API shows it hashing.

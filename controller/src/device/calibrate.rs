@@ -37,11 +37,13 @@ pub fn hash_rate(d: &dyn Device) -> Result<u64, DeviceError> {
     Ok((hashes as f64 / secs) as u64)
 }
 
-/// Histories per second of `d` on `job` over its first `photons` photons.
+/// Histories per second of `d` on `job` over its first `photons` photons. Loading the job
+/// (building its model, uploading it to a GPU) is not timed: an assignment pays it once, so
+/// timing it would make short calibrations of large grids understate the device.
 pub fn histories_per_s(d: &dyn Device, job: &Job, photons: u64) -> Result<u64, DeviceError> {
     let photons = photons.max(1);
-    let began = Instant::now();
     let mut loaded = d.load(job)?;
+    let began = Instant::now();
     loaded.run(0..photons, Output::Tally)?;
     let secs = began.elapsed().as_secs_f64().max(1e-6);
     Ok(((photons as f64 / secs) as u64).max(1))
