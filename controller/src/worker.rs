@@ -388,6 +388,10 @@ impl Worker {
                 }
             }
         }
+        // Assignments handed over but never started go back with their vault slots.
+        for task in queued.into_iter().chain(self.rx.try_iter()) {
+            self.give_back(task);
+        }
         debug!(
             "device {} worker {} exits",
             self.cell.index, self.generation
@@ -446,6 +450,21 @@ impl Worker {
                 warn!("device {}: hashing panicked; carrying on", self.cell.index);
             }
         }
+    }
+
+    /// Returns an assignment this worker will not run (it is stopping): its slot, wiped,
+    /// goes back to the session as a cancelled run.
+    fn give_back(&self, mut task: TransportTask) {
+        task.slot.wipe();
+        let ev = WorkerEvent::Finished {
+            device: self.cell.index,
+            assign: task.assign,
+            job: task.job,
+            slot: task.slot,
+            result: Err(RunError::Cancelled),
+            elapsed: Duration::ZERO,
+        };
+        let _ = self.env.events.blocking_send(ev);
     }
 
     fn transport(&self, mut task: TransportTask) {
