@@ -182,12 +182,13 @@ pub fn reply(req: &[u8], now: SystemTime, stratum: u8) -> Option<[u8; PACKET_LEN
 }
 
 /// Answers SNTP requests on `sock` with this host's clock shifted by `offset` (for tests
-/// and the boot test's host side), until `stop` returns true (checked every 100 ms).
-pub fn serve(sock: &UdpSocket, offset: Duration, stop: impl Fn() -> bool) -> io::Result<u64> {
+/// and the boot test's host side) while `go_on(answered so far)` returns true (asked after
+/// each answer and every 100 ms); returns the number answered.
+pub fn serve(sock: &UdpSocket, offset: Duration, mut go_on: impl FnMut(u64) -> bool) -> io::Result<u64> {
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut answered = 0u64;
     let mut buf = [0u8; 512];
-    while !stop() {
+    while go_on(answered) {
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
@@ -221,7 +222,7 @@ mod tests {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s2 = stop.clone();
         let t = std::thread::spawn(move || {
-            serve(&server, Duration::from_secs(3600), || s2.load(std::sync::atomic::Ordering::Relaxed))
+            serve(&server, Duration::from_secs(3600), |_| !s2.load(std::sync::atomic::Ordering::Relaxed))
         });
         let sample = query(&addr.to_string(), Duration::from_secs(5)).unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -197,8 +197,8 @@ fn copy_lines(mut out: Box<dyn Read + Send>, console: &Console, seen: &Mutex<See
             if b == b'\n' || line.len() >= MAX_LINE {
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end_matches('\r');
-                observe(seen, text, console);
                 console.line(text);
+                observe(seen, text, console);
                 line.clear();
                 if b == b'\n' {
                     continue;
