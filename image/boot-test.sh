@@ -3,7 +3,7 @@
 # management node, the validating Stratum pool and an SNTP server on host loopback, and
 # checks what an operator would see. Never waits for power-off: every guest is killed.
 #
-# Usage: image/boot-test.sh [--no-build] [--only bios|uefi|broken|unreachable]...
+# Usage: image/boot-test.sh [--no-build] [--only bios|uefi|broken|unreachable]... [--timing N]
 # Boots: bios (SeaBIOS), uefi (OVMF), broken (a rig.conf with a bad line; SeaBIOS),
 # unreachable (no manager at boot, started later; SeaBIOS).
 # Exit status 0 when every live check passed. Checks that wait on unmerged rig features are
@@ -21,10 +21,13 @@ PENDING=${PENDING-"mining console maintenance"}
 
 BUILD=1
 ONLY=()
+TIMING=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) BUILD=0; shift ;;
         --only) ONLY+=("$2"); shift 2 ;;
+        # --timing N: only power-on to registered, N boots of each of bios and uefi, medians
+        --timing) TIMING=$2; shift 2 ;;
         -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "boot-test.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -267,6 +270,27 @@ unreachable_boot() {
 }
 
 start_manager
+if [ "$TIMING" -gt 0 ]; then
+    for fw in bios uefi; do
+        for i in $(seq "$TIMING"); do
+            rig_conf "t$fw$i" >"$T/t$fw$i.rig.conf"
+            nic=e1000e; [ "$fw" = uefi ] && nic=virtio-net-pci
+            boot "t$fw$i" "$fw" "$T/t$fw$i.rig.conf" "$nic"
+            if registered_on_manager "t$fw$i" "$BOOT_LIMIT"; then
+                echo "$fw $(( $(now_ms) - BOOT_START_MS ))" >>"$T/timing.raw"
+            else
+                fail "t$fw$i-registered" "no registration within $BOOT_LIMIT s"
+            fi
+            end_boot
+        done
+        med=$(awk -v fw="$fw" '$1 == fw {print $2}' "$T/timing.raw" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+        all=$(awk -v fw="$fw" '$1 == fw {printf "%s ", $2}' "$T/timing.raw")
+        echo "$fw power-on to registered: median $med ms of $TIMING (${all% })" | tee -a "$TIMINGS"
+    done
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" = 0 ]
+    exit
+fi
 for b in "${ONLY[@]}"; do
     case "$b" in
         bios) normal_boot bios bios e1000e ;;

@@ -67,6 +67,7 @@ KVER=${KERNEL_PKG#linux-image-}
 PKGS=("$KERNEL_PKG" libc6 libgcc-s1 syslinux-common systemd-boot-efi ca-certificates)
 if [ "$NVIDIA" = 1 ]; then
     PKGS+=(nvidia-kernel-source firmware-nvidia-gsp libcuda1 libnvidia-ptxjitcompiler1 libnvidia-nvvm4
+           libnvrtc11.2 libnvrtc-builtins11.8
            "linux-headers-$KVER" "linux-headers-${KVER%-amd64}-common" "linux-kbuild-${KVER%%-*}")
 fi
 
@@ -142,7 +143,6 @@ WANT=(xhci-pci ehci-pci ohci-pci uhci-hcd usb-storage:delay_use=0 uas sd_mod ahc
       virtio_pci virtio_blk virtio_scsi
       vfat nls_cp437 nls_ascii nls_utf8
       virtio_net e1000 e1000e igb r8169 virtio-rng)
-[ "$NVIDIA" = 1 ] && WANT+=(nvidia nvidia-uvm nvidia-modeset)
 MODDIR="$RD/lib/modules"
 ORDER="$MODDIR/load-order"
 : >"$ORDER"

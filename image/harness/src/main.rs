@@ -29,7 +29,9 @@ fn say(line: String) {
 }
 
 fn pool(addr: &str, difficulty: f64) -> Result<(), Box<dyn std::error::Error>> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let pool = StratumPool::start(
             addr,
@@ -78,13 +80,21 @@ fn ntp(addr: &str, offset_s: u64) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["pool", addr, diff] => diff
             .parse::<f64>()
             .map_err(|e| e.into())
             .and_then(|d| pool(addr, d)),
         ["ntp", addr] => ntp(addr, 0),
-        ["ntp", addr, off] => off.parse().map_err(|e: std::num::ParseIntError| e.into()).and_then(|o| ntp(addr, o)),
+        ["ntp", addr, off] => off
+            .parse()
+            .map_err(|e: std::num::ParseIntError| e.into())
+            .and_then(|o| ntp(addr, o)),
         ["port"] => TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| say(a.port().to_string()))

@@ -159,7 +159,8 @@ fn list<T>(v: &str, item: impl Fn(&str) -> Option<T>) -> Option<Vec<T>> {
 fn valid_ifname(v: &str) -> bool {
     !v.is_empty()
         && v.len() < 16
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// `host` or `host:port` (a name, an IPv4 address, or `[v6]:port`).
@@ -205,8 +206,14 @@ mod tests {
             }
         );
         assert_eq!(c.gateway, Some(Ipv4Addr::new(192, 168, 1, 1)));
-        assert_eq!(c.dns, vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(9, 9, 9, 9)]);
-        assert_eq!(c.ntp, vec!["ntp.lan".to_owned(), "192.168.1.1:1123".to_owned()]);
+        assert_eq!(
+            c.dns,
+            vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(9, 9, 9, 9)]
+        );
+        assert_eq!(
+            c.ntp,
+            vec!["ntp.lan".to_owned(), "192.168.1.1:1123".to_owned()]
+        );
         assert_eq!(c.rig_name.as_deref(), Some("r7"));
         assert_eq!(c.api_listen, "0.0.0.0:4028".parse().unwrap());
         assert_eq!(c.serial_console.as_deref(), Some("/dev/ttyS1"));
@@ -214,12 +221,18 @@ mod tests {
 
     #[test]
     fn bad_values_are_named_and_skipped() {
-        let (c, p) = parse(b"NET_ADDRESS=10.0.0.300/24\nNET_DNS=\nNTP_SERVERS=a:0\nNET_INTERFACE=a b\n");
+        let (c, p) =
+            parse(b"NET_ADDRESS=10.0.0.300/24\nNET_DNS=\nNTP_SERVERS=a:0\nNET_INTERFACE=a b\n");
         assert_eq!(c.addressing, Addressing::Dhcp);
         let lines: Vec<_> = p.iter().map(|p| (p.line, p.key.as_str())).collect();
         assert_eq!(
             lines,
-            vec![(1, "NET_ADDRESS"), (2, "NET_DNS"), (3, "NTP_SERVERS"), (4, "NET_INTERFACE")]
+            vec![
+                (1, "NET_ADDRESS"),
+                (2, "NET_DNS"),
+                (3, "NTP_SERVERS"),
+                (4, "NET_INTERFACE")
+            ]
         );
         assert_eq!(
             p[0].to_string(),

@@ -130,7 +130,10 @@ impl Console {
 
 impl Sinks {
     fn write_all(&mut self, bytes: &[u8]) {
-        for f in [self.serial.as_mut(), self.screen.as_mut()].into_iter().flatten() {
+        for f in [self.serial.as_mut(), self.screen.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             // Non-blocking: a serial port nobody drains must not stall PID 1. A short write
             // loses the tail of one line, which is counted.
             if f.write_all(bytes).is_err() {

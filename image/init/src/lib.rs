@@ -23,7 +23,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Time since the kernel started (CLOCK_BOOTTIME: includes suspend, unaffected by NTP).
 pub fn uptime() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// The wall clock as `YYYY-MM-DD hh:mm:ss UTC`.

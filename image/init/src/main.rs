@@ -36,11 +36,41 @@ fn early_mounts() -> Vec<String> {
     use rustix::mount::{mount, MountFlags};
     let mut errors = Vec::new();
     for (src, dir, fs, flags, data) in [
-        ("devtmpfs", "/dev", "devtmpfs", MountFlags::NOSUID, Some(c"mode=0755")),
-        ("proc", "/proc", "proc", MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC, None),
-        ("sysfs", "/sys", "sysfs", MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC, None),
-        ("tmpfs", "/run", "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, Some(c"mode=0755,size=16m")),
-        ("tmpfs", "/tmp", "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, Some(c"mode=1777,size=64m")),
+        (
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MountFlags::NOSUID,
+            Some(c"mode=0755"),
+        ),
+        (
+            "proc",
+            "/proc",
+            "proc",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            None,
+        ),
+        (
+            "sysfs",
+            "/sys",
+            "sysfs",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            None,
+        ),
+        (
+            "tmpfs",
+            "/run",
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            Some(c"mode=0755,size=16m"),
+        ),
+        (
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            Some(c"mode=1777,size=64m"),
+        ),
     ] {
         let _ = std::fs::create_dir_all(dir);
         match mount(src, dir, fs, flags, data) {
@@ -71,11 +101,21 @@ fn release_info() -> Vec<(String, String)> {
 
 fn banner(console: &Console) {
     let info = release_info();
-    let get = |k: &str| info.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str()).unwrap_or("?");
+    let get = |k: &str| {
+        info.iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("?")
+    };
     for line in [
         String::new(),
         "  ====================================================================".into(),
-        format!("   CompuShare rig {}  (image {}, kernel {})", get("VERSION"), get("BUILD"), get("KERNEL")),
+        format!(
+            "   CompuShare rig {}  (image {}, kernel {})",
+            get("VERSION"),
+            get("BUILD"),
+            get("KERNEL")
+        ),
         "   GPU farm firmware: hashing or paid photon transport, whichever pays".into(),
         "   Serial console: ttyS0 115200 8N1.  Settings: rig.conf on the stick.".into(),
         "  ====================================================================".into(),
@@ -114,7 +154,11 @@ fn boot(console: &Arc<Console>, early_errors: &[String]) -> Booted {
     }
     let stick = match stick::find_and_mount(Instant::now() + STICK_WAIT) {
         Ok(dev) => {
-            console.say(format_args!("stick: {} mounted on {}", dev.display(), stick::MOUNT_POINT));
+            console.say(format_args!(
+                "stick: {} mounted on {}",
+                dev.display(),
+                stick::MOUNT_POINT
+            ));
             true
         }
         Err(e) => {
@@ -132,18 +176,35 @@ fn boot(console: &Arc<Console>, early_errors: &[String]) -> Booted {
             c
         }
         Err(e) => {
-            console.say(format_args!("{}: {e}; network by DHCP", conf_path.display()));
+            console.say(format_args!(
+                "{}: {e}; network by DHCP",
+                conf_path.display()
+            ));
             InitConf::default()
         }
     };
-    let host = conf.rig_name.clone().unwrap_or_else(|| "compushare-rig".into());
-    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(63).collect();
+    let host = conf
+        .rig_name
+        .clone()
+        .unwrap_or_else(|| "compushare-rig".into());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(63)
+        .collect();
     let _ = rustix::system::sethostname(host.as_bytes());
     let shared = net::spawn(conf.clone(), console.clone());
     if !net::wait_for_address(&shared, NET_WAIT) {
-        console.say(format_args!("net: no address after {} s; starting the controller anyway", NET_WAIT.as_secs()));
+        console.say(format_args!(
+            "net: no address after {} s; starting the controller anyway",
+            NET_WAIT.as_secs()
+        ));
     }
-    Booted { conf, net: Some(shared), stick }
+    Booted {
+        conf,
+        net: Some(shared),
+        stick,
+    }
 }
 
 fn controller_args() -> Vec<OsString> {
@@ -153,7 +214,12 @@ fn controller_args() -> Vec<OsString> {
         Path::new(stick::MOUNT_POINT).join(stick::RIG_CONF).into(),
     ];
     if let Ok(text) = std::fs::read_to_string(CONTROLLER_ARGS) {
-        args.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(OsString::from));
+        args.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(OsString::from),
+        );
     }
     args
 }
@@ -161,15 +227,26 @@ fn controller_args() -> Vec<OsString> {
 fn status_line(b: &Booted, sup: &Supervisor, mining: &Option<status::Mining>) -> (String, String) {
     let mut parts = vec![format!("up {}", hms(uptime()))];
     let mut key = Vec::new();
-    if let Some(n) = b.net.as_ref().and_then(|n| n.lock().ok().map(|s| s.clone())) {
+    if let Some(n) = b
+        .net
+        .as_ref()
+        .and_then(|n| n.lock().ok().map(|s| s.clone()))
+    {
         let net = match (&n.interface, n.addr) {
             (Some(i), Some((a, p))) => format!("{i} {a}/{p} {}", n.source),
-            _ => format!("net down{}", n.error.map(|e| format!(" ({e})")).unwrap_or_default()),
+            _ => format!(
+                "net down{}",
+                n.error.map(|e| format!(" ({e})")).unwrap_or_default()
+            ),
         };
         key.push(net.clone());
         parts.push(net);
         if let Some(c) = n.clock {
-            parts.push(if c.starts_with("ntp") { "clock ntp".into() } else { "clock rtc".into() });
+            parts.push(if c.starts_with("ntp") {
+                "clock ntp".into()
+            } else {
+                "clock rtc".into()
+            });
         }
     }
     if !b.stick {
@@ -178,8 +255,15 @@ fn status_line(b: &Booted, sup: &Supervisor, mining: &Option<status::Mining>) ->
     }
     let s = sup.seen.lock().map(|s| s.clone()).unwrap_or_default();
     let ctl = match (s.pid, s.running_since) {
-        (Some(_), Some(t)) => format!("controller up {} ({} restarts)", hms(t.elapsed()), s.restarts),
-        _ => format!("controller down ({})", s.last_exit.unwrap_or_else(|| "starting".into())),
+        (Some(_), Some(t)) => format!(
+            "controller up {} ({} restarts)",
+            hms(t.elapsed()),
+            s.restarts
+        ),
+        _ => format!(
+            "controller down ({})",
+            s.last_exit.unwrap_or_else(|| "starting".into())
+        ),
     };
     key.push(ctl.split(' ').take(2).collect::<Vec<_>>().join(" "));
     parts.push(ctl);
@@ -195,7 +279,14 @@ fn status_line(b: &Booted, sup: &Supervisor, mining: &Option<status::Mining>) ->
     key.push(manager.into());
     parts.push(manager.into());
     if let Some(m) = mining {
-        parts.push(format!("{} A {} R {} pools {}/{}", status::rate(m.mhs), m.accepted, m.rejected, m.pools_alive, m.pools));
+        parts.push(format!(
+            "{} A {} R {} pools {}/{}",
+            status::rate(m.mhs),
+            m.accepted,
+            m.rejected,
+            m.pools_alive,
+            m.pools
+        ));
         key.push(format!("pools {}/{}", m.pools_alive, m.pools));
     }
     (parts.join(" | "), key.join("|"))
@@ -203,7 +294,11 @@ fn status_line(b: &Booted, sup: &Supervisor, mining: &Option<status::Mining>) ->
 
 /// The supervision loop: never returns.
 fn supervise(console: &Arc<Console>, booted: &mut Booted) -> ! {
-    let mut sup = Supervisor::new(PathBuf::from(CONTROLLER), controller_args(), console.clone());
+    let mut sup = Supervisor::new(
+        PathBuf::from(CONTROLLER),
+        controller_args(),
+        console.clone(),
+    );
     let mut next_status = Instant::now();
     let mut next_api = Instant::now() + API_PERIOD;
     let mut next_stick = Instant::now() + Duration::from_secs(2);
@@ -215,11 +310,15 @@ fn supervise(console: &Arc<Console>, booted: &mut Booted) -> ! {
                 // A stick plugged in late: mount it and restart the controller on its rig.conf.
                 next_stick = Instant::now() + Duration::from_secs(2);
                 if let Ok(dev) = stick::find_and_mount(Instant::now()) {
-                    console.say(format_args!("stick: {} mounted late; restarting the controller", dev.display()));
+                    console.say(format_args!(
+                        "stick: {} mounted late; restarting the controller",
+                        dev.display()
+                    ));
                     booted.stick = true;
                     if let Some(pid) = sup.seen.lock().ok().and_then(|s| s.pid) {
                         if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                            let _ =
+                                rustix::process::kill_process(pid, rustix::process::Signal::TERM);
                         }
                     }
                 }
@@ -236,7 +335,9 @@ fn supervise(console: &Arc<Console>, booted: &mut Booted) -> ! {
             }
         }));
         if step.is_err() {
-            console.say(format_args!("internal error in the supervision loop (see above); continuing"));
+            console.say(format_args!(
+                "internal error in the supervision loop (see above); continuing"
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -247,11 +348,23 @@ fn main() {
     console_stdio();
     let console = Arc::new(Console::open("/dev/ttyS0", "/dev/tty0"));
     banner(&console);
-    console.say(format_args!("PID 1 at {:.2} s, clock {}", uptime().as_secs_f64(), utc_now()));
-    let booted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boot(&console, &early_errors)));
+    console.say(format_args!(
+        "PID 1 at {:.2} s, clock {}",
+        uptime().as_secs_f64(),
+        utc_now()
+    ));
+    let booted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        boot(&console, &early_errors)
+    }));
     let mut booted = booted.unwrap_or_else(|_| {
-        console.say(format_args!("internal error during boot (see above); starting the controller with defaults"));
-        Booted { conf: InitConf::default(), net: None, stick: false }
+        console.say(format_args!(
+            "internal error during boot (see above); starting the controller with defaults"
+        ));
+        Booted {
+            conf: InitConf::default(),
+            net: None,
+            stick: false,
+        }
     });
     supervise(&console, &mut booted)
 }

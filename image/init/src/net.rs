@@ -107,19 +107,17 @@ impl Link for UdpLink {
     }
 
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> std::io::Result<Option<usize>> {
-        self.sock.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-        match self.sock.recv_from(buf) {
-            Ok((n, _)) => Ok(Some(n)),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Ok(None),
-            Err(e) => Err(e),
-        }
+        crate::dhcp::client::recv_timeout(&self.sock, buf, timeout)
     }
 }
 
 /// Writes /etc/resolv.conf for `dns` (and a search domain).
 fn write_resolv(dns: &[Ipv4Addr], domain: Option<&str>) -> std::io::Result<()> {
     let mut text = String::from("# written by compushare-init\n");
-    if let Some(d) = domain.filter(|d| d.chars().all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))) {
+    if let Some(d) = domain.filter(|d| {
+        d.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+    }) {
         text.push_str(&format!("search {d}\n"));
     }
     for d in dns {
@@ -129,7 +127,12 @@ fn write_resolv(dns: &[Ipv4Addr], domain: Option<&str>) -> std::io::Result<()> {
     std::fs::write("/etc/resolv.conf", text)
 }
 
-fn apply(iface: &str, addr: Ipv4Addr, prefix: u8, gateway: Option<Ipv4Addr>) -> std::io::Result<()> {
+fn apply(
+    iface: &str,
+    addr: Ipv4Addr,
+    prefix: u8,
+    gateway: Option<Ipv4Addr>,
+) -> std::io::Result<()> {
     sys::set_ipv4(iface, addr, prefix)?;
     if let Some(gw) = gateway {
         sys::add_default_route(iface, gw)?;
@@ -145,7 +148,9 @@ pub fn spawn(conf: InitConf, console: Arc<Console>) -> Shared {
         .name("net".into())
         .spawn(move || run(conf, &console, &s2));
     if let Err(e) = spawned {
-        update(&shared, |s| s.error = Some(format!("cannot start the network thread: {e}")));
+        update(&shared, |s| {
+            s.error = Some(format!("cannot start the network thread: {e}"))
+        });
     }
     shared
 }
@@ -173,7 +178,9 @@ fn run(conf: InitConf, console: &Console, shared: &Shared) {
         None => interfaces(Path::new("/sys/class/net")),
     };
     if candidates.is_empty() {
-        console.say(format_args!("net: no wired network interface found (driver missing?)"));
+        console.say(format_args!(
+            "net: no wired network interface found (driver missing?)"
+        ));
         update(shared, |s| s.error = Some("no network interface".into()));
         return;
     }
@@ -185,7 +192,11 @@ fn run(conf: InitConf, console: &Console, shared: &Shared) {
     // Prefer interfaces with a cable in; give links a moment to negotiate.
     let deadline = Instant::now() + CARRIER_WAIT;
     let ordered = loop {
-        let with: Vec<String> = candidates.iter().filter(|i| has_carrier(i)).cloned().collect();
+        let with: Vec<String> = candidates
+            .iter()
+            .filter(|i| has_carrier(i))
+            .cloned()
+            .collect();
         if !with.is_empty() || Instant::now() >= deadline {
             let mut o = with.clone();
             o.extend(candidates.iter().filter(|i| !with.contains(i)).cloned());
@@ -201,7 +212,9 @@ fn run(conf: InitConf, console: &Console, shared: &Shared) {
                     let _ = write_resolv(&conf.dns, None);
                     console.say(format_args!(
                         "net: {iface} {addr}/{prefix} (static){}",
-                        conf.gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+                        conf.gateway
+                            .map(|g| format!(" via {g}"))
+                            .unwrap_or_default()
                     ));
                     update(shared, |s| {
                         s.interface = Some(iface.clone());
@@ -251,7 +264,11 @@ fn sync_clock(servers: &[String], console: &Console, shared: &Shared) -> bool {
                     Ok(false) => format!("ntp {} within {secs:+.3} s", sample.server),
                     Err(e) => format!("ntp {}: cannot set the clock: {e}", sample.server),
                 };
-                console.say(format_args!("clock: {text} (stratum {}); now {}", sample.stratum, crate::utc_now()));
+                console.say(format_args!(
+                    "clock: {text} (stratum {}); now {}",
+                    sample.stratum,
+                    crate::utc_now()
+                ));
                 update(shared, |s| s.clock = Some(text));
                 return stepped.is_ok();
             }
@@ -260,7 +277,10 @@ fn sync_clock(servers: &[String], console: &Console, shared: &Shared) -> bool {
     }
     let text = format!("no NTP answer ({})", errors.join("; "));
     update(shared, |s| s.clock = Some(text.clone()));
-    console.say(format_args!("clock: {text}; keeping the RTC's time {}", crate::utc_now()));
+    console.say(format_args!(
+        "clock: {text}; keeping the RTC's time {}",
+        crate::utc_now()
+    ));
     false
 }
 
@@ -312,14 +332,27 @@ fn dhcp_forever(conf: &InitConf, ordered: &[String], console: &Console, shared: 
     }
 }
 
-fn bind_lease(conf: &InitConf, iface: &str, lease: &Lease, console: &Console, shared: &Shared) -> bool {
+fn bind_lease(
+    conf: &InitConf,
+    iface: &str,
+    lease: &Lease,
+    console: &Console,
+    shared: &Shared,
+) -> bool {
     let gateway = conf.gateway.or_else(|| lease.routers.first().copied());
     if let Err(e) = apply(iface, lease.addr, lease.prefix, gateway) {
-        console.say(format_args!("net: {iface}: applying {}/{}: {e}", lease.addr, lease.prefix));
+        console.say(format_args!(
+            "net: {iface}: applying {}/{}: {e}",
+            lease.addr, lease.prefix
+        ));
         update(shared, |s| s.error = Some(format!("{iface}: {e}")));
         return false;
     }
-    let dns = if conf.dns.is_empty() { &lease.dns } else { &conf.dns };
+    let dns = if conf.dns.is_empty() {
+        &lease.dns
+    } else {
+        &conf.dns
+    };
     if let Err(e) = write_resolv(dns, lease.domain.as_deref()) {
         console.say(format_args!("net: /etc/resolv.conf: {e}"));
     }
@@ -333,7 +366,10 @@ fn bind_lease(conf: &InitConf, iface: &str, lease: &Lease, console: &Console, sh
         lease.prefix,
         gateway.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
         lease.server,
-        dns.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+        dns.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     ));
     update(shared, |s| {
         s.interface = Some(iface.to_owned());
@@ -345,11 +381,22 @@ fn bind_lease(conf: &InitConf, iface: &str, lease: &Lease, console: &Console, sh
     true
 }
 
-fn keep_lease(conf: &InitConf, iface: &str, client: &mut Client<UdpLink>, mut lease: Lease, console: &Console, shared: &Shared) {
+fn keep_lease(
+    conf: &InitConf,
+    iface: &str,
+    client: &mut Client<UdpLink>,
+    mut lease: Lease,
+    console: &Console,
+    shared: &Shared,
+) {
     if !bind_lease(conf, iface, &lease, console, shared) {
         return;
     }
-    let servers = ntp_list(conf, &lease.ntp, conf.gateway.or_else(|| lease.routers.first().copied()));
+    let servers = ntp_list(
+        conf,
+        &lease.ntp,
+        conf.gateway.or_else(|| lease.routers.first().copied()),
+    );
     let mut clock_ok = sync_clock(&servers, console, shared);
     let mut next_clock = Instant::now() + if clock_ok { NTP_RESYNC } else { NTP_RETRY };
     loop {
@@ -395,7 +442,10 @@ fn keep_lease(conf: &InitConf, iface: &str, client: &mut Client<UdpLink>, mut le
                 if changed && !bind_lease(conf, iface, &lease, console, shared) {
                     return;
                 }
-                console.say(format_args!("net: {iface}: lease of {} renewed", lease.addr));
+                console.say(format_args!(
+                    "net: {iface}: lease of {} renewed",
+                    lease.addr
+                ));
             }
             None => {
                 console.say(format_args!("net: {iface}: lease of {} lost", lease.addr));

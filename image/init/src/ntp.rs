@@ -74,9 +74,10 @@ pub struct Sample {
 
 /// Asks `server` (`host` or `host:port`) for the time, waiting up to `timeout`.
 pub fn query(server: &str, timeout: Duration) -> Result<Sample, NtpError> {
-    let with_port = if server.rsplit_once(':').is_some_and(|(h, p)| {
-        p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']'))
-    }) {
+    let with_port = if server
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']')))
+    {
         server.to_owned()
     } else {
         format!("{server}:{PORT}")
@@ -97,7 +98,12 @@ pub fn query(server: &str, timeout: Duration) -> Result<Sample, NtpError> {
     let mut buf = [0u8; 128];
     let n = match sock.recv(&mut buf) {
         Ok(n) => n,
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             return Err(NtpError::Timeout)
         }
         Err(e) => return Err(e.into()),
@@ -184,14 +190,23 @@ pub fn reply(req: &[u8], now: SystemTime, stratum: u8) -> Option<[u8; PACKET_LEN
 /// Answers SNTP requests on `sock` with this host's clock shifted by `offset` (for tests
 /// and the boot test's host side) while `go_on(answered so far)` returns true (asked after
 /// each answer and every 100 ms); returns the number answered.
-pub fn serve(sock: &UdpSocket, offset: Duration, mut go_on: impl FnMut(u64) -> bool) -> io::Result<u64> {
+pub fn serve(
+    sock: &UdpSocket,
+    offset: Duration,
+    mut go_on: impl FnMut(u64) -> bool,
+) -> io::Result<u64> {
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut answered = 0u64;
     let mut buf = [0u8; 512];
     while go_on(answered) {
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 continue
             }
             Err(e) => return Err(e),
@@ -222,7 +237,9 @@ mod tests {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s2 = stop.clone();
         let t = std::thread::spawn(move || {
-            serve(&server, Duration::from_secs(3600), |_| !s2.load(std::sync::atomic::Ordering::Relaxed))
+            serve(&server, Duration::from_secs(3600), |_| {
+                !s2.load(std::sync::atomic::Ordering::Relaxed)
+            })
         });
         let sample = query(&addr.to_string(), Duration::from_secs(5)).unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -243,12 +260,21 @@ mod tests {
         let good = reply(&req, t1, 3).unwrap();
         let ns = unix_ns(t1);
         assert!(parse_reply(&good, origin, ns, ns).is_ok());
-        assert!(matches!(parse_reply(&good, origin + 1, ns, ns), Err(NtpError::BadReply(_))));
+        assert!(matches!(
+            parse_reply(&good, origin + 1, ns, ns),
+            Err(NtpError::BadReply(_))
+        ));
         let mut kod = good;
         kod[1] = 0;
-        assert!(matches!(parse_reply(&kod, origin, ns, ns), Err(NtpError::Unsynchronised(0))));
+        assert!(matches!(
+            parse_reply(&kod, origin, ns, ns),
+            Err(NtpError::Unsynchronised(0))
+        ));
         assert!(parse_reply(&good[..20], origin, ns, ns).is_err());
-        assert!(reply(&good, t1, 2).is_none(), "a server reply is not answered");
+        assert!(
+            reply(&good, t1, 2).is_none(),
+            "a server reply is not answered"
+        );
     }
 
     proptest::proptest! {

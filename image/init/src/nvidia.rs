@@ -28,7 +28,13 @@ pub fn char_major(proc_devices: &str, name: &str) -> Option<u32> {
 
 fn mknod(path: &str, major: u32, minor: u32) -> std::io::Result<()> {
     use rustix::fs::{mknodat, FileType, Mode, CWD};
-    match mknodat(CWD, path, FileType::CharacterDevice, Mode::from_raw_mode(0o666), rustix::fs::makedev(major, minor)) {
+    match mknodat(
+        CWD,
+        path,
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(major, minor),
+    ) {
         Err(rustix::io::Errno::EXIST) => Ok(()),
         r => r.map_err(Into::into),
     }

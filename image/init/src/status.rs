@@ -30,7 +30,9 @@ pub struct Mining {
 /// Asks the API at `addr` for summary and pools; `None` if it does not answer usably.
 pub fn poll(addr: SocketAddr) -> Option<Mining> {
     let addr = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port())),
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+        }
         _ => addr,
     };
     let mut s = TcpStream::connect_timeout(&addr, TIMEOUT).ok()?;
@@ -50,7 +52,9 @@ pub fn parse(bytes: &[u8]) -> Option<Mining> {
     let summary = find(&v, "SUMMARY")?.get(0)?;
     let num = |o: &Value, k: &str| o.get(k).and_then(Value::as_f64);
     let mut m = Mining {
-        mhs: num(summary, "MHS 5s").or_else(|| num(summary, "MHS av")).unwrap_or(0.0),
+        mhs: num(summary, "MHS 5s")
+            .or_else(|| num(summary, "MHS av"))
+            .unwrap_or(0.0),
         accepted: num(summary, "Accepted").unwrap_or(0.0) as u64,
         rejected: num(summary, "Rejected").unwrap_or(0.0) as u64,
         ..Mining::default()
@@ -104,7 +108,16 @@ mod tests {
         let mut with_nul = joined.to_vec();
         with_nul.push(0);
         let m = parse(&with_nul).unwrap();
-        assert_eq!(m, Mining { mhs: 1.5, accepted: 7, rejected: 1, pools_alive: 1, pools: 2 });
+        assert_eq!(
+            m,
+            Mining {
+                mhs: 1.5,
+                accepted: 7,
+                rejected: 1,
+                pools_alive: 1,
+                pools: 2
+            }
+        );
         let single = br#"{"STATUS":[{"STATUS":"S"}],"SUMMARY":[{"MHS av":0.25,"Accepted":0,"Rejected":0}],"id":1}"#;
         assert_eq!(parse(single).unwrap().mhs, 0.25);
         assert_eq!(parse(b"not json"), None);

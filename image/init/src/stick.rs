@@ -23,7 +23,8 @@ pub const MOUNT_POINT: &str = "/stick";
 /// The operator's file on it.
 pub const RIG_CONF: &str = "rig.conf";
 /// vfat options (see the module doc).
-pub const OPTIONS: &std::ffi::CStr = c"uid=0,gid=0,fmask=0177,dmask=0077,shortname=mixed,utf8,flush,errors=remount-ro";
+pub const OPTIONS: &std::ffi::CStr =
+    c"uid=0,gid=0,fmask=0177,dmask=0077,shortname=mixed,utf8,flush,errors=remount-ro";
 
 /// Why no stick could be mounted.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +125,10 @@ pub fn find_and_mount(deadline: Instant) -> Result<PathBuf, StickError> {
             }
         }
         if Instant::now() >= deadline {
-            let seen: Vec<String> = fats.iter().map(|(d, l)| format!("{} ({l:?})", d.display())).collect();
+            let seen: Vec<String> = fats
+                .iter()
+                .map(|(d, l)| format!("{} ({l:?})", d.display()))
+                .collect();
             return Err(StickError::NotFound(if seen.is_empty() {
                 "no FAT devices".into()
             } else {
@@ -153,7 +157,10 @@ mod tests {
 
     #[test]
     fn labels_of_fat32_and_fat16() {
-        assert_eq!(fat_label(&fat32_sector(b"COMPUSHARE ")).as_deref(), Some("COMPUSHARE"));
+        assert_eq!(
+            fat_label(&fat32_sector(b"COMPUSHARE ")).as_deref(),
+            Some("COMPUSHARE")
+        );
         let mut s = [0u8; 512];
         s[11..13].copy_from_slice(&512u16.to_le_bytes());
         s[13] = 4;
@@ -177,11 +184,18 @@ mod tests {
         for d in [&sys, &dev] {
             std::fs::create_dir_all(d).unwrap();
         }
-        for (name, content) in [("sda", vec![0u8; 512]), ("sda1", fat32_sector(b"COMPUSHARE ").to_vec()), ("loop0", fat32_sector(b"LOOP       ").to_vec())] {
+        for (name, content) in [
+            ("sda", vec![0u8; 512]),
+            ("sda1", fat32_sector(b"COMPUSHARE ").to_vec()),
+            ("loop0", fat32_sector(b"LOOP       ").to_vec()),
+        ] {
             std::fs::create_dir_all(sys.join(name)).unwrap();
             std::fs::write(dev.join(name), content).unwrap();
         }
-        assert_eq!(fat_devices(&sys, &dev), vec![(dev.join("sda1"), "COMPUSHARE".to_owned())]);
+        assert_eq!(
+            fat_devices(&sys, &dev),
+            vec![(dev.join("sda1"), "COMPUSHARE".to_owned())]
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -64,7 +64,9 @@ fn observe(seen: &Mutex<Seen>, line: &str, console: &Console) {
             let t = crate::uptime().as_secs_f64();
             s.first_registered_s = Some(t);
             drop(s);
-            console.say(format_args!("registered with the manager {t:.1} s after the kernel started"));
+            console.say(format_args!(
+                "registered with the manager {t:.1} s after the kernel started"
+            ));
         }
     } else if line.contains("reconnecting in") || line.contains("manager closed the session") {
         s.manager = ManagerSeen::Down;
@@ -113,7 +115,11 @@ impl Supervisor {
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", "/root")
             .env("TERM", "linux");
-        let shown: Vec<String> = self.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let shown: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         match cmd.spawn() {
             Ok(mut child) => {
                 let pid = child.id() as i32;
@@ -122,7 +128,19 @@ impl Supervisor {
                     self.program.display(),
                     shown.join(" ")
                 ));
-                for out in [child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>), child.stderr.take().map(|o| Box::new(o) as Box<dyn Read + Send>)].into_iter().flatten() {
+                for out in [
+                    child
+                        .stdout
+                        .take()
+                        .map(|o| Box::new(o) as Box<dyn Read + Send>),
+                    child
+                        .stderr
+                        .take()
+                        .map(|o| Box::new(o) as Box<dyn Read + Send>),
+                ]
+                .into_iter()
+                .flatten()
+                {
                     let console = self.console.clone();
                     let seen = self.seen.clone();
                     let _ = std::thread::Builder::new()
@@ -136,7 +154,8 @@ impl Supervisor {
                 // `child` is dropped without waiting: reap() collects it by pid.
             }
             Err(e) => {
-                self.console.say(format_args!("cannot start {}: {e}", self.program.display()));
+                self.console
+                    .say(format_args!("cannot start {}: {e}", self.program.display()));
                 self.schedule_restart(Duration::ZERO);
             }
         }
@@ -149,7 +168,10 @@ impl Supervisor {
         let delay = backoff(self.quick_exits);
         self.quick_exits = self.quick_exits.saturating_add(1);
         self.next_start = Instant::now() + delay;
-        self.console.say(format_args!("restarting the controller in {} s", delay.as_secs()));
+        self.console.say(format_args!(
+            "restarting the controller in {} s",
+            delay.as_secs()
+        ));
     }
 
     /// Reaps every exited child; handles the controller's exit. Never blocks.
@@ -170,14 +192,21 @@ impl Supervisor {
             };
             let ran = {
                 let mut s = self.seen();
-                let ran = s.running_since.take().map(|t| t.elapsed()).unwrap_or_default();
+                let ran = s
+                    .running_since
+                    .take()
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default();
                 s.pid = None;
                 s.restarts += 1;
                 s.last_exit = Some(how.clone());
                 s.manager = ManagerSeen::Unknown;
                 ran
             };
-            self.console.say(format_args!("controller {how} after {:.1} s", ran.as_secs_f64()));
+            self.console.say(format_args!(
+                "controller {how} after {:.1} s",
+                ran.as_secs_f64()
+            ));
             self.schedule_restart(ran);
         }
     }
@@ -227,7 +256,11 @@ mod tests {
     fn log_lines_drive_the_manager_state() {
         let c = Console::with(None, None);
         let seen = Mutex::new(Seen::default());
-        observe(&seen, "compushare[info]: welcomed by 10.0.2.2:7733 as \"r\" (Untrusted)", &c);
+        observe(
+            &seen,
+            "compushare[info]: welcomed by 10.0.2.2:7733 as \"r\" (Untrusted)",
+            &c,
+        );
         assert_eq!(seen.lock().unwrap().manager, ManagerSeen::Registered);
         assert!(seen.lock().unwrap().first_registered_s.is_some());
         observe(&seen, "compushare[info]: reconnecting in 500 ms", &c);
@@ -239,7 +272,10 @@ mod tests {
         let console = Arc::new(Console::with(None, None));
         let mut sup = Supervisor::new(
             "/bin/sh".into(),
-            vec!["-c".into(), "echo hello from the child; echo welcomed by x >&2; exit 3".into()],
+            vec![
+                "-c".into(),
+                "echo hello from the child; echo welcomed by x >&2; exit 3".into(),
+            ],
             console.clone(),
         );
         sup.start_if_due();
@@ -257,6 +293,9 @@ mod tests {
         let lines = console.recent(20).join("\n");
         assert!(lines.contains("hello from the child"), "{lines}");
         assert!(lines.contains("controller exited with status 3"), "{lines}");
-        assert!(lines.contains("restarting the controller in 1 s"), "{lines}");
+        assert!(
+            lines.contains("restarting the controller in 1 s"),
+            "{lines}"
+        );
     }
 }

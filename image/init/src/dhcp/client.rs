@@ -39,6 +39,29 @@ pub trait Link {
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>>;
 }
 
+/// One datagram from `sock` within `timeout` (`Ok(None)` when none came): the receive half
+/// of every [`Link`] over a UDP socket.
+pub fn recv_timeout(
+    sock: &std::net::UdpSocket,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> io::Result<Option<usize>> {
+    // A zero timeout would mean "block forever" to set_read_timeout.
+    sock.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+    match sock.recv_from(buf) {
+        Ok((n, _)) => Ok(Some(n)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Why acquiring or renewing failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -88,7 +111,11 @@ impl Lease {
             (None, None, None)
         } else {
             let l = u64::from(lease_s);
-            let t1 = ack.renew_s.map(u64::from).filter(|&t| t < l).unwrap_or(l / 2);
+            let t1 = ack
+                .renew_s
+                .map(u64::from)
+                .filter(|&t| t < l)
+                .unwrap_or(l / 2);
             let t2 = ack
                 .rebind_s
                 .map(u64::from)
@@ -103,7 +130,10 @@ impl Lease {
         };
         Lease {
             addr: ack.yiaddr,
-            prefix: ack.subnet_mask.and_then(prefix_of).unwrap_or_else(|| class_prefix(ack.yiaddr)),
+            prefix: ack
+                .subnet_mask
+                .and_then(prefix_of)
+                .unwrap_or_else(|| class_prefix(ack.yiaddr)),
             server: ack.server_id.unwrap_or(server),
             routers: ack.routers.clone(),
             dns: ack.dns.clone(),
@@ -171,7 +201,9 @@ impl<L: Link> Client<L> {
         Client {
             link,
             mac,
-            hostname: hostname.map(|h| sanitize_hostname(&h)).filter(|h| !h.is_empty()),
+            hostname: hostname
+                .map(|h| sanitize_hostname(&h))
+                .filter(|h| !h.is_empty()),
             buf: [0; MAX_LEN],
         }
     }
@@ -184,17 +216,21 @@ impl<L: Link> Client<L> {
     }
 
     /// Waits until `deadline` for a reply to `xid` of one of `kinds`.
-    fn wait(&mut self, xid: u32, kinds: &[Kind], deadline: Instant) -> Result<Option<Message>, DhcpError> {
+    fn wait(
+        &mut self,
+        xid: u32,
+        kinds: &[Kind],
+        deadline: Instant,
+    ) -> Result<Option<Message>, DhcpError> {
         loop {
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
             }
-            let mut buf = self.buf;
-            let Some(n) = self.link.recv(&mut buf, deadline - now)? else {
+            let Some(n) = self.link.recv(&mut self.buf, deadline - now)? else {
                 return Ok(None);
             };
-            let Ok(m) = Message::decode(&buf[..n]) else {
+            let Ok(m) = Message::decode(&self.buf[..n.min(MAX_LEN)]) else {
                 continue;
             };
             if m.op == 2 && m.xid == xid && m.chaddr == self.mac && kinds.contains(&m.kind) {
@@ -266,7 +302,12 @@ impl<L: Link> Client<L> {
     /// RENEWING (to `Dest::Server`) or REBINDING (`Dest::Broadcast`): asks to extend
     /// `lease` until `until`, retransmitting at half the remaining time (at least
     /// [`MIN_RENEW_RETRY`]). `Ok(None)`: nobody answered in time.
-    pub fn extend(&mut self, lease: &Lease, to: Dest, until: Instant) -> Result<Option<Lease>, DhcpError> {
+    pub fn extend(
+        &mut self,
+        lease: &Lease,
+        to: Dest,
+        until: Instant,
+    ) -> Result<Option<Lease>, DhcpError> {
         let started = Instant::now();
         let xid = new_xid();
         let mut req = self.request(xid, started);

@@ -8,4 +8,4 @@
 pub mod client;
 pub mod wire;
 
-pub use client::{Client, DhcpError, Lease, Link, Dest};
+pub use client::{Client, Dest, DhcpError, Lease, Link};

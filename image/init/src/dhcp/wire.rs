@@ -164,7 +164,11 @@ impl Message {
         let ip = |at: usize| Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3]);
         let mut chaddr = [0u8; 6];
         chaddr.copy_from_slice(&b[28..34]);
-        let mut m = Message::client(Kind::Discover, u32::from_be_bytes([b[4], b[5], b[6], b[7]]), chaddr);
+        let mut m = Message::client(
+            Kind::Discover,
+            u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+            chaddr,
+        );
         m.op = b[0];
         m.secs = u16::from_be_bytes([b[8], b[9]]);
         m.broadcast = b[10] & 0x80 != 0;
@@ -264,7 +268,11 @@ impl Message {
         }
         for (code, list) in [(3, &self.routers), (6, &self.dns), (42, &self.ntp)] {
             if !list.is_empty() {
-                let bytes: Vec<u8> = list.iter().take(MAX_LIST).flat_map(|i| i.octets()).collect();
+                let bytes: Vec<u8> = list
+                    .iter()
+                    .take(MAX_LIST)
+                    .flat_map(|i| i.octets())
+                    .collect();
                 w.option(code, &bytes)?;
             }
         }
