@@ -198,19 +198,23 @@ record_known() { # NAME: `compushare status --rig` finds it with its label
         --key "$T/client.key" --json 2>>"$T/status.log" | grep -q "\"label\":\"$1\""
 }
 mining_at_pool() { wait_for "$T/pool.log" "accepted=[1-9][0-9]* .*workers=.*$1\.w" "$2"; }
-console_answers() { # types `help` and `status`; the help lists commands, status names the rig
-    local mark
-    mark=$(wc -c <"$SERIAL")
+console_answers() { # NAME: `help` lists the commands, `status` names the rig
+    local mark deadline
+    mark=$(( $(stat -c %s "$SERIAL") + 1 ))
     type_line "help"
-    wait_for <(tail -c +"$mark" "$SERIAL") "pool" 1 >/dev/null 2>&1 || true
-    local deadline=$((SECONDS + CHECK_LIMIT))
-    while [ $SECONDS -lt $deadline ]; do
-        tail -c +"$mark" "$SERIAL" | grep -qa "role" && break
+    deadline=$((SECONDS + CHECK_LIMIT))
+    # -w: "role" as a word (PID 1's "controller" lines must not count).
+    until tail -c +"$mark" "$SERIAL" | grep -qaw "role" && tail -c +"$mark" "$SERIAL" | grep -qaw "pools"; do
+        [ $SECONDS -lt $deadline ] || return 1
         sleep 0.5
     done
+    mark=$(( $(stat -c %s "$SERIAL") + 1 ))
     type_line "status"
-    sleep 3
-    tail -c +"$mark" "$SERIAL" | grep -qa "role" && tail -c +"$mark" "$SERIAL" | grep -qa "$1"
+    deadline=$((SECONDS + CHECK_LIMIT))
+    until tail -c +"$mark" "$SERIAL" | grep -v "^status: " | grep -qaw "$1"; do
+        [ $SECONDS -lt $deadline ] || return 1
+        sleep 0.5
+    done
 }
 
 TIMINGS="$T/timings.txt"

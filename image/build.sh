@@ -14,7 +14,7 @@
 #                    the non-free and non-free-firmware components in apt's sources
 #   --no-cargo       use the binaries already in target/release
 #   --out FILE       write the image there instead
-# Environment: IMAGE_MB (disk size, default 48), KERNEL_PKG (default: what
+# Environment: IMAGE_MB (disk size, default 48; 320 with --nvidia), ZSTD_LEVEL, KERNEL_PKG (default: what
 # linux-image-amd64 depends on), SOURCE_DATE_EPOCH (timestamps; default: the last commit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +35,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-IMAGE_MB=${IMAGE_MB:-48}
+# 48 MiB: FAT32 needs about 33 MiB; the rest is room for STATE_DIR. NVIDIA's driver, firmware
+# and NVRTC need far more (and are outside the 64 MiB budget).
+if [ "$NVIDIA" = 1 ]; then IMAGE_MB=${IMAGE_MB:-320}; else IMAGE_MB=${IMAGE_MB:-48}; fi
+ZSTD_LEVEL=${ZSTD_LEVEL:-$([ "$NVIDIA" = 1 ] && echo 12 || echo 19)}
 WORK="$ROOT/target/image/work"
 DEBS=target/image/debs
 mkdir -p "$WORK" "$DEBS" "$(dirname "$OUT")"
@@ -66,9 +69,9 @@ fi
 KVER=${KERNEL_PKG#linux-image-}
 PKGS=("$KERNEL_PKG" libc6 libgcc-s1 syslinux-common systemd-boot-efi ca-certificates)
 if [ "$NVIDIA" = 1 ]; then
-    PKGS+=(nvidia-kernel-source firmware-nvidia-gsp libcuda1 libnvidia-ptxjitcompiler1 libnvidia-nvvm4
+    PKGS+=(nvidia-kernel-source firmware-nvidia-gsp libcuda1 libnvidia-ptxjitcompiler1
            libnvrtc11.2 libnvrtc-builtins11.8
-           "linux-headers-$KVER" "linux-headers-${KVER%-amd64}-common" "linux-kbuild-${KVER%%-*}")
+           "linux-headers-$KVER" "linux-headers-${KVER%-amd64}-common" "linux-kbuild-$(cut -d. -f1,2 <<<"$KVER")")
 fi
 
 # The .deb of package $1 in the cache: the version apt would install now if apt knows the
@@ -143,6 +146,8 @@ WANT=(xhci-pci ehci-pci ohci-pci uhci-hcd usb-storage:delay_use=0 uas sd_mod ahc
       virtio_pci virtio_blk virtio_scsi
       vfat nls_cp437 nls_ascii nls_utf8
       virtio_net e1000 e1000e igb r8169 virtio-rng)
+# nvidia.ko needs drm (nvidia_add checks every dependency of the modules it builds).
+[ "$NVIDIA" = 1 ] && WANT+=(drm)
 MODDIR="$RD/lib/modules"
 ORDER="$MODDIR/load-order"
 : >"$ORDER"
@@ -201,7 +206,7 @@ fi
 find "$RD" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 INITRD="$WORK/initrd.img"
 (cd "$RD" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible) \
-    | zstd -q -19 -T0 -f -o "$INITRD"
+    | zstd -q -"$ZSTD_LEVEL" -T0 -f -o "$INITRD"
 
 # --- the FAT partition -----------------------------------------------------------------------
 CMDLINE="console=tty0 console=ttyS0,115200n8 quiet loglevel=4 panic=10 rdinit=/init"

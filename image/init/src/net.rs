@@ -19,6 +19,9 @@ use crate::{ntp, sys};
 pub const CARRIER_WAIT: Duration = Duration::from_secs(5);
 /// How long one interface gets to find a DHCP server before the next is tried.
 pub const DHCP_TRY: Duration = Duration::from_secs(30);
+/// Wait before retrying an interface that cannot be used at all (no MAC, no socket: a wrong
+/// NET_INTERFACE), so that the console is not flooded.
+pub const SOCKET_RETRY: Duration = Duration::from_secs(10);
 /// Time allowed per NTP server.
 pub const NTP_TIMEOUT: Duration = Duration::from_secs(1);
 /// Retry period while no NTP server answered, and the resync period after one did.
@@ -299,16 +302,16 @@ fn dhcp_forever(conf: &InitConf, ordered: &[String], console: &Console, shared: 
         let iface = ordered[next % ordered.len()].clone();
         next += 1;
         let Some(mac) = mac(&iface) else {
-            console.say(format_args!("net: {iface}: no MAC address"));
-            std::thread::sleep(Duration::from_secs(1));
+            console.say(format_args!("net: {iface}: no MAC address; retrying in {} s", SOCKET_RETRY.as_secs()));
+            std::thread::sleep(SOCKET_RETRY);
             continue;
         };
         let link = match UdpLink::open(&iface) {
             Ok(l) => l,
             Err(e) => {
-                console.say(format_args!("net: {iface}: DHCP socket: {e}"));
+                console.say(format_args!("net: {iface}: DHCP socket: {e}; retrying in {} s", SOCKET_RETRY.as_secs()));
                 update(shared, |s| s.error = Some(format!("{iface}: {e}")));
-                std::thread::sleep(Duration::from_secs(2));
+                std::thread::sleep(SOCKET_RETRY);
                 continue;
             }
         };
