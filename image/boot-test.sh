@@ -198,7 +198,8 @@ record_known() { # NAME: `compushare status --rig` finds it with its label
         --key "$T/client.key" --json 2>>"$T/status.log" | grep -q "\"label\":\"$1\""
 }
 mining_at_pool() { wait_for "$T/pool.log" "accepted=[1-9][0-9]* .*workers=.*$1\.w" "$2"; }
-console_answers() { # NAME: `help` lists the commands, `status` names the rig
+console_answers() { # NAME [PATTERN]: `help` lists the commands; `status` names the rig (and
+    # shows PATTERN)
     local mark deadline
     mark=$(( $(stat -c %s "$SERIAL") + 1 ))
     type_line "help"
@@ -211,7 +212,9 @@ console_answers() { # NAME: `help` lists the commands, `status` names the rig
     mark=$(( $(stat -c %s "$SERIAL") + 1 ))
     type_line "status"
     deadline=$((SECONDS + CHECK_LIMIT))
-    until tail -c +"$mark" "$SERIAL" | grep -v "^status: " | grep -qaw "$1"; do
+    # The console's status starts with "rig       NAME".
+    until tail -c +"$mark" "$SERIAL" | grep -qaE "^rig +$1\b" \
+        && { [ -z "${2:-}" ] || tail -c +"$mark" "$SERIAL" | grep -qaE "$2"; }; do
         [ $SECONDS -lt $deadline ] || return 1
         sleep 0.5
     done
@@ -254,7 +257,8 @@ broken_boot() {
         wait_for "$SERIAL" "rig\.conf:$line: POOL1_PASSWORD" "$BOOT_LIMIT"
     check "$name-maintenance" maintenance "controller stays up in maintenance mode" \
         bash -c "sleep 5; ! grep -qa 'init: controller exited' '$SERIAL'"
-    check "$name-console" maintenance "serial console accepts commands in maintenance mode" console_answers "$name"
+    check "$name-console" maintenance "serial console accepts commands in maintenance mode and names the line" \
+        console_answers "$name" "MAINTENANCE MODE: .*rig\.conf:$line"
     end_boot
 }
 

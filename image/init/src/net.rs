@@ -302,14 +302,20 @@ fn dhcp_forever(conf: &InitConf, ordered: &[String], console: &Console, shared: 
         let iface = ordered[next % ordered.len()].clone();
         next += 1;
         let Some(mac) = mac(&iface) else {
-            console.say(format_args!("net: {iface}: no MAC address; retrying in {} s", SOCKET_RETRY.as_secs()));
+            console.say(format_args!(
+                "net: {iface}: no MAC address; retrying in {} s",
+                SOCKET_RETRY.as_secs()
+            ));
             std::thread::sleep(SOCKET_RETRY);
             continue;
         };
         let link = match UdpLink::open(&iface) {
             Ok(l) => l,
             Err(e) => {
-                console.say(format_args!("net: {iface}: DHCP socket: {e}; retrying in {} s", SOCKET_RETRY.as_secs()));
+                console.say(format_args!(
+                    "net: {iface}: DHCP socket: {e}; retrying in {} s",
+                    SOCKET_RETRY.as_secs()
+                ));
                 update(shared, |s| s.error = Some(format!("{iface}: {e}")));
                 std::thread::sleep(SOCKET_RETRY);
                 continue;
