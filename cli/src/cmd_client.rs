@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use compushare_kernels::transport::input::{load_job, ParseOptions};
+use compushare_kernels::transport::input::{load_bundle, load_job, ParseOptions};
 use compushare_kernels::transport::output::{write_outputs, RunInfo, Summary};
 use compushare_kernels::transport::tally::Tally;
 use compushare_manager::client::Client;
@@ -158,7 +158,7 @@ fn write_result(dir: &Path, input: &Path, seed: Option<u64>, tally: &Tally) -> a
         photons: Some(tally.photons),
         ..ParseOptions::default()
     };
-    let mut job = load_job(input, &opts).with_context(|| format!("input {}", input.display()))?;
+    let mut job = load_job(input, &opts).map_err(|e| crate::cmd_sim::input_error(input, e))?;
     if let Some(s) = seed {
         job.seed = s;
     }
@@ -193,10 +193,12 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     if args.out.is_some() && !args.wait {
         bail!("--out needs --wait (or use compushare fetch later)");
     }
-    let bytes = std::fs::read(&args.input).with_context(|| format!("{}", args.input.display()))?;
-    // Validate locally first: the same parser the manager uses names the bad field.
-    let job = load_job(&args.input, &ParseOptions::default())
-        .with_context(|| format!("input {}", args.input.display()))?;
+    // The job travels as data: its JSON and the volume file it names, read here next to
+    // the input (as MCX resolves it). Validated locally first: the same parser the manager
+    // uses names the bad field.
+    let bundle = load_bundle(&args.input, &ParseOptions::default())
+        .map_err(|e| crate::cmd_sim::input_error(&args.input, e))?;
+    let (bytes, job) = (bundle.bytes, bundle.job);
     let photons = args.photons.unwrap_or(job.photons);
     let seed = args.seed.unwrap_or(job.seed);
     runtime()?.block_on(async {

@@ -3,8 +3,9 @@
 //! The identity is `DATA/manager.key` (created 0600 when missing). All state (jobs,
 //! assignments, held results, trust records, ratings, the ledger) lives in `DATA/manager.redb`,
 //! created with default settings when `compushare manager init` was not run; the market's
-//! rules take the stored settings (trust threshold, spendable threshold, price, fee, duplicate
-//! rate). `--grant KEY=AMOUNT` credits a client at start. After a restart, running jobs resume
+//! rules take the stored settings (`MarketConfig::from_stored`: trust and spendable
+//! thresholds, price, fee, duplicate rate, samples, assignment target, job memory limit,
+//! calibration). `--grant KEY=AMOUNT` credits a client at start. After a restart, running jobs resume
 //! with their verified results; results not yet verified are recomputed.
 
 use std::path::PathBuf;
@@ -27,12 +28,14 @@ pub struct RunArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7733")]
     pub listen: String,
-    /// Target duration of one assignment, seconds (30-120 in production).
-    #[arg(long = "target-secs", value_name = "S", default_value_t = 60.0)]
-    pub target_secs: f64,
-    /// Histories sampled per result check (459 catches a 1% fabricator with 99%).
-    #[arg(long, value_name = "K", default_value_t = compushare_manager::verify::DEFAULT_SAMPLES)]
-    pub samples: usize,
+    /// Target duration of one assignment, seconds (default: the stored
+    /// `assignment_target_s`, 30-120 in production; shorter only for tests).
+    #[arg(long = "target-secs", value_name = "S")]
+    pub target_secs: Option<f64>,
+    /// Histories sampled per result check (default: the stored `sample_k`; 459 catches a 1%
+    /// fabricator with 99%).
+    #[arg(long, value_name = "K")]
+    pub samples: Option<usize>,
     /// Credit a client key at start: HEX=AMOUNT (repeatable).
     #[arg(long, value_name = "HEX=AMOUNT")]
     pub grant: Vec<String>,
@@ -75,25 +78,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let stored = store.config()?;
     eprintln!("state: {}", db.display());
-    if !(args.target_secs > 0.0 && args.target_secs.is_finite()) {
-        anyhow::bail!("--target-secs must be a positive number of seconds");
+    let mut market = MarketConfig::from_stored(&stored);
+    if let Some(t) = args.target_secs {
+        if !(t > 0.0 && t.is_finite()) {
+            anyhow::bail!("--target-secs must be a positive number of seconds");
+        }
+        market.target = Duration::from_secs_f64(t);
+    }
+    if let Some(k) = args.samples {
+        market.samples = k.max(1);
     }
     let cfg = ServerConfig {
         listen: args
             .listen
             .parse()
             .with_context(|| format!("--listen {:?}", args.listen))?,
-        market: MarketConfig {
-            target: Duration::from_secs_f64(args.target_secs),
-            samples: args.samples.max(1),
-            trust_threshold: stored.promote_after,
-            spendable_after: stored.spendable_after,
-            price_per_unit: stored.price_per_unit,
-            // The market charges its fee in basis points of the work paid, as stored.
-            fee_bp: u64::from(stored.fee_bp),
-            duplicate_ppm: u64::from(stored.duplicate_rate_ppm),
-            ..MarketConfig::default()
-        },
+        market,
         ..ServerConfig::default()
     };
     let store = std::sync::Arc::new(store);

@@ -60,6 +60,21 @@ fn check_device(device: &str) -> anyhow::Result<()> {
     crate::cmd_cuda::cuda_index(device).map(|_| ())
 }
 
+/// An input file's error, naming the file once: errors about reading a file name it
+/// themselves; the parser's name a JSON field, and get the file in front.
+pub(crate) fn input_error(
+    path: &std::path::Path,
+    e: compushare_kernels::transport::input::InputError,
+) -> anyhow::Error {
+    use compushare_kernels::transport::input::InputError;
+    match e {
+        InputError::Io { .. } | InputError::IsDirectory { .. } | InputError::FileSize { .. } => {
+            anyhow::Error::new(e).context("input")
+        }
+        e => anyhow::Error::new(e).context(format!("input {}", path.display())),
+    }
+}
+
 fn load(args: &SimArgs) -> anyhow::Result<Job> {
     let opts = ParseOptions {
         photons: args.photons,
@@ -67,9 +82,7 @@ fn load(args: &SimArgs) -> anyhow::Result<Job> {
     };
     let mut job = match (&args.bench, &args.input) {
         (Some(name), _) => builtin_job(name, &opts).context("--bench")?,
-        (None, Some(path)) => {
-            load_job(path, &opts).with_context(|| format!("input {}", path.display()))?
-        }
+        (None, Some(path)) => load_job(path, &opts).map_err(|e| input_error(path, e))?,
         (None, None) => bail!("give an INPUT.json file or --bench NAME"),
     };
     if let Some(seed) = args.seed {

@@ -135,10 +135,10 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is larger than [`MAX_FILE_BYTES`].
     #[error("{}: file of {len} bytes is larger than {MAX_FILE_BYTES} bytes", path.display())]
@@ -203,9 +203,9 @@ impl ConfigError {
 impl RigConfig {
     /// Reads and parses the rig.conf at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let read = |source| ConfigError::Read {
+        let read = |error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         };
         let len = std::fs::metadata(path).map_err(read)?.len();
         if len > MAX_FILE_BYTES {
@@ -459,7 +459,13 @@ impl Parser<'_> {
                     .map_err(|_| invalid(self, "ip:port"))?;
             }
             "STATE_DIR" => {
-                self.cfg.state_dir = Some(PathBuf::from(value));
+                let dir = PathBuf::from(value);
+                // A file where the directory should be: named here, at its line, rather than
+                // by the first write into it.
+                if dir.exists() && !dir.is_dir() {
+                    return Err(invalid(self, "a directory (this path is a file)"));
+                }
+                self.cfg.state_dir = Some(dir);
             }
             "SWITCH_MARGIN" => {
                 self.cfg.switch_margin = value

@@ -292,3 +292,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_state_dir_that_is_a_file_names_its_line() {
+    let file = std::env::temp_dir().join(format!("cs-state-file-{}", std::process::id()));
+    std::fs::write(&file, b"not a directory").unwrap();
+    let text = format!(
+        "MANAGER=127.0.0.1:7733\nMANAGER_KEY={KEY_A}\nSTATE_DIR={}\n",
+        file.display()
+    );
+    let e = parse(&text).unwrap_err();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(e.line(), Some(3), "{e}");
+    assert!(e.to_string().contains("STATE_DIR"), "{e}");
+    assert!(e.to_string().contains("this path is a file"), "{e}");
+}

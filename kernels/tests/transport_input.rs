@@ -1,8 +1,10 @@
 //! MCX JSON parser: built-in benchmarks, every shape and source, and clear errors.
 
 use compushare_kernels::transport::builtin::{builtin_job, builtin_json, BUILTIN_NAMES};
+use compushare_kernels::transport::input::bundle::JobBundle;
 use compushare_kernels::transport::input::{
-    load_job, parse_job, InputError, ParseOptions, DEFAULT_SEED,
+    bound, load_bundle, load_job, parse_bundle, parse_job, parse_job_bytes, InputError,
+    ParseOptions, DEFAULT_SEED,
 };
 use compushare_kernels::transport::job::{FaceBoundary, Job, SourceKind};
 use serde_json::{json, Value};
@@ -557,6 +559,76 @@ fn volume_files_uint8_uint16_and_bad_sizes() {
     let e = load_job(&path, &opts()).unwrap_err().to_string();
     assert!(e.contains("missing.bin"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_volume_travels_in_the_bundle_and_the_parse_never_reads_a_file() {
+    let dir = temp_dir("bundle");
+    let voxels = 10 * 8 * 6;
+    let bytes: Vec<u8> = (0..voxels).map(|i| (i % 3) as u8).collect();
+    std::fs::write(dir.join("vol8.bin"), &bytes).unwrap();
+    let mut v = base();
+    v["Domain"]["VolumeFile"] = json!("vol8.bin");
+    let path = dir.join("job.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    // The client side: the JSON and the volume next to it, as one bundle.
+    let local = load_bundle(&path, &opts()).unwrap();
+    assert_eq!(local.job, load_job(&path, &opts()).unwrap());
+    let b = JobBundle::decode(&local.bytes).unwrap();
+    assert_eq!(b.volume, Some(bytes.as_slice()));
+    // The receiving side: the same job from the bytes alone, anywhere.
+    assert_eq!(parse_bundle(&local.bytes, &opts()).unwrap(), local.job);
+    // The JSON without its volume names a file that exists, and is not read.
+    let e = parse_job_bytes(v.to_string().as_bytes(), &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("`Domain.VolumeFile`: names a volume file"),
+        "{e}"
+    );
+    assert!(!e.contains("vol8") && !e.contains("480"), "{e}");
+    // A volume that does not fit is described as the job's own bytes.
+    let short = JobBundle {
+        json: v.to_string().as_bytes(),
+        volume: Some(&bytes[..100]),
+    }
+    .encode()
+    .unwrap();
+    let e = parse_bundle(&short, &opts()).unwrap_err().to_string();
+    assert!(e.contains("the attached volume holds 100 bytes"), "{e}");
+    // A volume with no VolumeFile to use it is refused.
+    let stray = JobBundle {
+        json: base().to_string().as_bytes(),
+        volume: Some(&bytes),
+    }
+    .encode()
+    .unwrap();
+    let e = parse_bundle(&stray, &opts()).unwrap_err().to_string();
+    assert!(e.contains("Domain.VolumeFile is not set"), "{e}");
+    // A directory given as the volume says so.
+    std::fs::create_dir_all(dir.join("adir")).unwrap();
+    v["Domain"]["VolumeFile"] = json!("adir");
+    std::fs::write(&path, v.to_string()).unwrap();
+    let e = load_job(&path, &opts()).unwrap_err().to_string();
+    assert!(e.ends_with("adir: is a directory, not a file"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_bound_reads_the_json_alone() {
+    let mut v = base();
+    v["Domain"]["Dim"] = json!([800, 800, 800]);
+    v["Shapes"] = json!([]);
+    v["Forward"]["Dt"] = json!(2.5e-9);
+    let b = bound(v.to_string().as_bytes(), &opts()).unwrap();
+    assert_eq!((b.dim, b.gates, b.media, b.photons), ([800; 3], 2, 3, 1000));
+    let voxels = 800u128 * 800 * 800;
+    assert_eq!(b.memory_bytes, voxels * (2 * 8 + 2 + 3));
+    // The Grid shape gives the size when Dim is absent.
+    let mut v = base();
+    v["Domain"].as_object_mut().unwrap().remove("Dim");
+    let b = bound(v.to_string().as_bytes(), &opts()).unwrap();
+    assert_eq!(b.dim, [10, 8, 6]);
 }
 
 #[path = "common/mod.rs"]

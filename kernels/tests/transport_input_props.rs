@@ -135,3 +135,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Any bytes as a job bundle: an error or a job, never a panic; lengths are read against
+    /// the bytes present (a huge announced length is an error, not an allocation).
+    #[test]
+    fn arbitrary_bundles_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        magic in any::<bool>(),
+        announced in any::<u32>(),
+    ) {
+        use compushare_kernels::transport::input::bundle::{JobBundle, MAGIC};
+        use compushare_kernels::transport::input::parse_bundle;
+        let mut b = Vec::new();
+        if magic {
+            b.extend_from_slice(&MAGIC);
+            b.extend_from_slice(&announced.to_le_bytes());
+        }
+        b.extend_from_slice(&bytes);
+        if let Ok(d) = JobBundle::decode(&b) {
+            prop_assert_eq!(d.encode(), Some(b.clone()), "one encoding per bundle");
+        }
+        if let Ok(job) = parse_bundle(&b, &opts()) {
+            check_invariants(&job);
+        }
+    }
+}

@@ -6,7 +6,8 @@
 //! the mean of (1 + scattering events) per photon, in thousandths. It depends only on the
 //! job's physics, never on the machine, so every rig is paid the same for the same work.
 
-use compushare_kernels::transport::input::{parse_job_bytes, InputError, ParseOptions};
+use compushare_kernels::transport::input::bundle::JobBundle;
+use compushare_kernels::transport::input::{bound, parse_bundle, InputError, ParseOptions};
 use compushare_kernels::transport::tally::Tally;
 use compushare_kernels::transport::tally_ops::tally_cells;
 use compushare_kernels::transport::{TallyCodecError, TransportError};
@@ -22,17 +23,57 @@ use compushare_protocol::types::{Amount, JobId, Mode, PublicKey};
 use crate::market::JobSpec;
 use crate::results::{Assembly, ResultError};
 
-/// Photons the manager simulates to price a job.
-pub const CALIBRATION_PHOTONS: u64 = 512;
-/// Longest the pricing batch may run (it stops after the block that crosses it).
-pub const CALIBRATION_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+/// What this node accepts of a job and how it prices it (from its stored settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    /// Most memory one job may take, bytes (`Config::max_job_bytes`).
+    pub max_job_bytes: u64,
+    /// Photons of the calibration batch (`Config::calibration_photons`).
+    pub calibration_photons: u64,
+    /// Wall-clock bound of the calibration batch (`Config::calibration_max_ms`).
+    pub calibration_time: std::time::Duration,
+}
 
-/// Why a submitted job was refused before pricing.
+impl JobLimits {
+    /// The limits a node's settings give.
+    pub fn of(config: &crate::Config) -> JobLimits {
+        JobLimits {
+            max_job_bytes: config.max_job_bytes,
+            calibration_photons: config.calibration_photons,
+            calibration_time: std::time::Duration::from_millis(config.calibration_max_ms),
+        }
+    }
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        JobLimits::of(&crate::Config::default())
+    }
+}
+
+/// Why a submitted job was refused before pricing. Every message speaks of the client's own
+/// job (JSON fields, its sizes, this node's limits), never of a file on the node.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PrepareError {
     /// The input does not parse (the message names the field).
     #[error("{0}")]
     Input(#[from] InputError),
+    /// The job's upper bound of memory, from its JSON alone, is over this node's limit.
+    #[error(
+        "`Domain.Dim` {dim:?} with {gates} time gate(s) needs up to {needed} bytes, over this \
+         node's limit of {limit} bytes per job"
+    )]
+    OverLimit {
+        /// Grid size asked for.
+        dim: [u64; 3],
+        /// Time gates asked for.
+        gates: u64,
+        /// The bound.
+        needed: u128,
+        /// `max_job_bytes`.
+        limit: u64,
+    },
     /// The engine refuses the job (too large, inconsistent).
     #[error("{0}")]
     Engine(#[from] TransportError),
@@ -52,18 +93,31 @@ pub struct PreparedJob {
     pub cost_milli: u64,
 }
 
-/// Parses a client's MCX JSON (photons and seed overridden as the submission says) and
-/// calibrates its cost.
+/// Prepares a job bundle as a client sent it (photons and seed overridden as the submission
+/// says): an upper bound of its memory from the JSON alone is checked against the node's
+/// limit before any grid is built, then it is parsed (its volume only from the bundle) and
+/// its cost calibrated within the node's calibration bounds.
 pub fn prepare_job(
-    input: Vec<u8>,
+    bundle: Vec<u8>,
     photons: u64,
     seed: Option<u64>,
+    limits: &JobLimits,
 ) -> Result<PreparedJob, PrepareError> {
     let opts = ParseOptions {
         photons: Some(photons),
-        ..ParseOptions::default()
+        max_job_bytes: limits.max_job_bytes,
     };
-    let mut job = parse_job_bytes(&input, &opts)?;
+    let json = JobBundle::decode(&bundle).map_err(InputError::from)?.json;
+    let b = bound(json, &opts)?;
+    if b.memory_bytes > u128::from(limits.max_job_bytes) {
+        return Err(PrepareError::OverLimit {
+            dim: b.dim,
+            gates: b.gates,
+            needed: b.memory_bytes,
+            limit: limits.max_job_bytes,
+        });
+    }
+    let mut job = parse_bundle(&bundle, &opts)?;
     if let Some(s) = seed {
         job.seed = s;
     }
@@ -72,13 +126,13 @@ pub fn prepare_job(
         .ok_or(PrepareError::TooLarge)?;
     // The costing module's deterministic batch (fixed seed, bounded time): the price does not
     // depend on the client's seed or on this machine.
-    let cal = crate::costing::calibrate(&job, CALIBRATION_PHOTONS, CALIBRATION_TIME)?;
+    let cal = crate::costing::calibrate(&job, limits.calibration_photons, limits.calibration_time)?;
     let cost_milli = cal.cost_per_history_milli.max(1);
-    let content = content_address(&input);
+    let content = content_address(&bundle);
     Ok(PreparedJob {
         spec: JobSpec {
             job,
-            input: std::sync::Arc::new(input),
+            input: std::sync::Arc::new(bundle),
             content,
             cells,
         },
@@ -159,7 +213,10 @@ impl Client {
         }
     }
 
-    /// Submits a job; returns its id, the price per history and the escrowed amount.
+    /// Submits a job given as its bundle (see
+    /// [`compushare_kernels::transport::input::bundle`]: MCX JSON alone is the bundle of a
+    /// job without a volume; `load_bundle` makes one from a local file and the volume it
+    /// names); returns its id, the price per history and the escrowed amount.
     pub async fn submit(
         &mut self,
         input: &[u8],

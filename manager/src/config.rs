@@ -31,7 +31,16 @@ pub struct Config {
     pub calibration_photons: u64,
     /// Wall-clock bound on a calibration batch, milliseconds.
     pub calibration_max_ms: u64,
+    /// Most memory one job may take on this node, bytes: its tally, label volume and working
+    /// copies, bounded from the job's JSON before any grid is built (see
+    /// [`compushare_kernels::transport::input::bound`]). Network-facing: any client with a
+    /// balance can ask for this much per job, so it is far below a machine's memory.
+    pub max_job_bytes: u64,
 }
+
+/// Default [`Config::max_job_bytes`]: 512 MiB (a 200^3 grid with 8 time gates fits; an
+/// 800^3 grid does not).
+pub const DEFAULT_MAX_JOB_BYTES: u64 = 512 << 20;
 
 /// Histories sampled per check window: the smallest k with 0.99^k <= 0.01.
 pub const DEFAULT_SAMPLE_K: u32 = 459;
@@ -48,8 +57,9 @@ impl Default for Config {
             deadline_slack_percent: 100,
             deadline_min_s: 30,
             spendable_after: 1_000_000,
-            calibration_photons: 2_048,
-            calibration_max_ms: 10_000,
+            calibration_photons: 512,
+            calibration_max_ms: 2_000,
+            max_job_bytes: DEFAULT_MAX_JOB_BYTES,
         }
     }
 }
@@ -115,6 +125,9 @@ impl Config {
         }
         if self.calibration_max_ms == 0 {
             return Err(bad("calibration_max_ms", "must be at least 1"));
+        }
+        if !(1 << 20..=64 << 30).contains(&self.max_job_bytes) {
+            return Err(bad("max_job_bytes", "not in 1 MiB..=64 GiB"));
         }
         Ok(())
     }

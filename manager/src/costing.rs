@@ -134,6 +134,24 @@ pub struct Escrow {
     pub total: u64,
 }
 
+/// The cheapest a job of `photons` can possibly be: every history one cost unit (a launch
+/// with no scattering event, the least a history costs), with fee and check allowance. A
+/// client whose balance is below this is refused before its job is even uploaded.
+pub fn cheapest_escrow(
+    photons: u64,
+    price_per_unit: Amount,
+    fee_bp: u64,
+    check_allowance_permille: u64,
+) -> u64 {
+    escrow(
+        photons,
+        price_per_history(1000, price_per_unit),
+        fee_bp,
+        check_allowance_permille,
+    )
+    .total
+}
+
 /// The escrow of a job of `photons` at `price_per_history`.
 pub fn escrow(
     photons: u64,

@@ -696,13 +696,13 @@ pub fn verify(tx: &ReadTx) -> std::result::Result<LedgerSummary, LedgerFault> {
     let db = |e: redb::StorageError| {
         LedgerFault::Store(StoreError::Db {
             path: tx.path.display().to_string(),
-            source: Box::new(e.into()),
+            error: Box::new(e.into()),
         })
     };
     let dbt = |e: redb::TableError| {
         LedgerFault::Store(StoreError::Db {
             path: tx.path.display().to_string(),
-            source: Box::new(e.into()),
+            error: Box::new(e.into()),
         })
     };
     let mut balances: BTreeMap<Account, i128> = BTreeMap::new();

@@ -83,8 +83,10 @@ pub struct MarketConfig {
     pub price_per_unit: Amount,
     /// Manager's fee on the work paid, in basis points (hundredths of a percent).
     pub fee_bp: u64,
-    /// Largest job input accepted, bytes.
+    /// Largest job input (bundle) accepted, bytes.
     pub max_input: u32,
+    /// What a job may take and how it is calibrated (see [`crate::client::prepare_job`]).
+    pub limits: crate::client::JobLimits,
     /// Most entries in a rig session's outgoing queue (see [`crate::outbox`]).
     pub session_queue: usize,
     /// Most bytes of encoded messages in a rig session's outgoing queue.
@@ -106,11 +108,30 @@ impl Default for MarketConfig {
             price_per_unit: Amount(1),
             fee_bp: 500,
             max_input: 64 << 20,
+            limits: crate::client::JobLimits::default(),
             session_queue: 256,
             // Thousands of acks, offers and sample requests: far beyond what a rig that reads
             // at all lets pile up. A ceiling, not a reservation: a rig that keeps up has a few
             // hundred bytes queued (the 16 KiB a session costs at 10,000 rigs).
             session_queue_bytes: 1 << 20,
+        }
+    }
+}
+
+impl MarketConfig {
+    /// The market's settings from a node's stored [`crate::Config`] (the one source of
+    /// settings; the rest are the defaults above).
+    pub fn from_stored(c: &crate::Config) -> MarketConfig {
+        MarketConfig {
+            target: Duration::from_secs(u64::from(c.assignment_target_s)),
+            samples: usize::try_from(c.sample_k).unwrap_or(verify::DEFAULT_SAMPLES),
+            duplicate_ppm: u64::from(c.duplicate_rate_ppm),
+            trust_threshold: c.promote_after,
+            spendable_after: c.spendable_after,
+            price_per_unit: c.price_per_unit,
+            fee_bp: u64::from(c.fee_bp),
+            limits: crate::client::JobLimits::of(c),
+            ..MarketConfig::default()
         }
     }
 }
@@ -284,6 +305,72 @@ struct Assignment {
     disputed: Option<(AssignmentId, Digest)>,
     /// An arbitration run that agreed with neither, until the manager's engine decides.
     suspect: Option<(AssignmentId, Digest)>,
+    /// Issued before this process started (restored from the store): its `Assign` may have
+    /// been lost with the crash, so a bid for its device means the rig does not run it.
+    restored: bool,
+}
+
+impl Assignment {
+    /// A new assignment in `Assigned` (the one constructor: restored ones change their state
+    /// and verified data after).
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        job: JobId,
+        rig: PublicKey,
+        payout_to: PublicKey,
+        device: u8,
+        range: PhotonRange,
+        payout: u64,
+        deadline: Instant,
+        issued_unix_s: u64,
+        deadline_unix_s: u64,
+    ) -> Assignment {
+        Assignment {
+            job,
+            rig,
+            payout_to,
+            device,
+            range,
+            payout,
+            state: AState::Assigned,
+            assigned_at: Instant::now(),
+            deadline,
+            commit: None,
+            assembly: None,
+            tally: None,
+            outstanding: BTreeSet::new(),
+            checks_in_flight: 0,
+            check_deadline: None,
+            sampled: false,
+            duplicate: None,
+            issued_unix_s,
+            deadline_unix_s,
+            elapsed_ms: 0,
+            spendable: false,
+            digest: None,
+            check: None,
+            disputed: None,
+            suspect: None,
+            restored: false,
+        }
+    }
+
+    /// A stored assignment as a restarted market takes it back, in `Assigned`.
+    fn restored(job: JobId, a: &AssignmentRecord, deadline: Instant) -> Assignment {
+        let mut x = Assignment::new(
+            job,
+            a.rig,
+            a.payout_to,
+            a.device,
+            a.photons,
+            a.payout.0,
+            deadline,
+            a.issued_unix_s,
+            a.deadline_unix_s,
+        );
+        x.restored = true;
+        x
+    }
 }
 
 /// What a check run checks.
@@ -334,6 +421,9 @@ pub struct Stats {
     /// Arbitration runs that agreed with neither side (the manager's engine then decided).
     pub escalations: u64,
     pub samples_checked: u64,
+    /// Sample proofs dropped: for photons not (or no longer) asked for, or for a result not
+    /// being checked (proofs computed for a session that ended arrive on the next one).
+    pub stale_proofs: u64,
     pub heartbeats: u64,
 }
 
@@ -354,6 +444,12 @@ pub struct Market {
     assignments: HashMap<AssignmentId, Assignment>,
     /// Assignment waiting for each committed sealed result, by content address.
     uploads: HashMap<(PublicKey, Digest), AssignmentId>,
+    /// Uploads of results re-sent after a reconnect that were already received: their chunks
+    /// are dropped (see `results::commit_again`); cleared when the rig's session ends.
+    resent: HashSet<(PublicKey, Digest)>,
+    /// Rigs to offer open jobs at the next tick (a device of theirs became idle); at most
+    /// one round of offers per rig and tick, however many events freed devices.
+    reoffer: HashSet<PublicKey>,
     /// Work started outside a call that returns work (a check run lost with its rig's
     /// deadline); handed out by [`Market::tick`].
     later: Vec<Work>,
@@ -403,6 +499,8 @@ impl Market {
             rigs: HashMap::new(),
             assignments: HashMap::new(),
             uploads: HashMap::new(),
+            resent: HashSet::new(),
+            reoffer: HashSet::new(),
             later: Vec::new(),
             stats: Stats::default(),
         };
@@ -414,12 +512,18 @@ impl Market {
         for id in ids {
             let _ = m.try_finish(Some(id));
         }
+        m.persist.flush()?;
         Ok(m)
     }
 
     fn resume(&mut self, rj: crate::persist::RestoredJob) {
         let job = rj.record;
-        let prepared = match crate::client::prepare_job(rj.input, job.photons, Some(job.seed)) {
+        let prepared = match crate::client::prepare_job(
+            rj.input,
+            job.photons,
+            Some(job.seed),
+            &self.cfg.limits,
+        ) {
             Ok(p) => p,
             Err(e) => {
                 log(format_args!("job {} no longer parses: {e}", job.id.0));
@@ -434,6 +538,7 @@ impl Market {
         let mut held = BTreeMap::new();
         let mut rigs = Vec::new();
         let mut spent = 0u64;
+        let mut out_with_rigs = 0usize;
         for (a, tally, spendable) in rj.verified {
             let t = match Tally::from_canonical_bytes(&tally) {
                 Ok(t) => t,
@@ -458,36 +563,36 @@ impl Market {
                 rigs.push(a.rig);
             }
             spent = spent.saturating_add(a.payout.0);
-            self.assignments.insert(
-                a.id,
-                Assignment {
-                    job: job.id,
-                    rig: a.rig,
-                    payout_to: a.payout_to,
-                    device: a.device,
-                    range: a.photons,
-                    payout: a.payout.0,
-                    state: AState::Held,
-                    assigned_at: now,
-                    deadline: now,
-                    commit: None,
-                    assembly: None,
-                    tally: Some(Arc::new(t)),
-                    outstanding: BTreeSet::new(),
-                    checks_in_flight: 0,
-                    check_deadline: None,
-                    sampled: true,
-                    duplicate: None,
-                    issued_unix_s: a.issued_unix_s,
-                    deadline_unix_s: a.deadline_unix_s,
-                    elapsed_ms: 0,
-                    spendable,
-                    digest: Some(digest),
-                    check: None,
-                    disputed: None,
-                    suspect: None,
-                },
-            );
+            let mut x = Assignment::restored(job.id, &a, now);
+            x.state = AState::Held;
+            x.tally = Some(Arc::new(t));
+            x.sampled = true;
+            x.spendable = spendable;
+            x.digest = Some(digest);
+            self.assignments.insert(a.id, x);
+        }
+        // Assignments still out: the rig may deliver after the restart (it re-sends a finished
+        // result's commitment when it reconnects), so they stay issued until their deadline,
+        // which counts from now at the earliest plus the floor (the rig has to reconnect).
+        let now_unix = unix_now();
+        for a in rj.live {
+            if !scheduler::carve(&mut pending, a.photons) {
+                log(format_args!(
+                    "job {}: assignment {} overlaps a verified range; abandoned",
+                    job.id.0, a.id.0
+                ));
+                let mut gone = a;
+                gone.state = AssignmentState::Abandoned;
+                if let Err(e) = self.persist.queue(gone) {
+                    log(format_args!("store: abandoned assignment: {e}"));
+                }
+                continue;
+            }
+            let left = Duration::from_secs(a.deadline_unix_s.saturating_sub(now_unix));
+            let deadline = now + left.max(self.cfg.deadline_floor);
+            self.assignments
+                .insert(a.id, Assignment::restored(job.id, &a, deadline));
+            out_with_rigs += 1;
         }
         let price_per_history = job.price_per_history();
         // What the escrowed allowance still covers: what was paid beyond the held results
@@ -496,15 +601,15 @@ impl Market {
         let allowance =
             costing::check_allowance(job.photons, price_per_history, job.check_allowance_permille);
         let check_budget = allowance.saturating_sub(job.paid.0.saturating_sub(spent));
-        let state = if held.is_empty() {
+        let state = if held.is_empty() && out_with_rigs == 0 {
             JobState::Queued
         } else {
             JobState::Running
         };
         log(format_args!(
-            "restored job {} ({state:?}, {} of {} photons verified)",
+            "restored job {} ({state:?}, {} of {} photons verified, {out_with_rigs} assignment(s) out)",
             job.id.0,
-            job.photons - scheduler::pending_total(&pending),
+            held.values().filter_map(|a| self.assignments.get(a)).map(|a| a.range.count).sum::<u64>(),
             job.photons
         ));
         self.jobs.insert(

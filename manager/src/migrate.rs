@@ -9,15 +9,63 @@
 //!   format-2 job was escrowed with the stored config's fee and the market's default
 //!   allowance, and settled with whatever the config said at the time; the upgrade records
 //!   the rates that sized its escrow, so its settlement is what it was accepted under.
+//! - 3 -> 4: the config gains `max_job_bytes` (the default, [`DEFAULT_MAX_JOB_BYTES`]). Job
+//!   inputs became job bundles; a stored input is MCX JSON, which is its own bundle, so none
+//!   is rewritten (a running job whose JSON names a volume file no longer parses: it was
+//!   accepted by a build that read the node's own disk, and is not resumed).
 
 use compushare_protocol::types::{Amount, Digest, JobId, Mode, PublicKey};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
+use crate::config::{Config, DEFAULT_MAX_JOB_BYTES};
 use crate::costing::DEFAULT_CHECK_ALLOWANCE_PERMILLE;
 use crate::records::{JobRecord, JobState};
-use crate::store::{tables::JOBS, Result, StoreError, WriteTx};
+use crate::store::{tables::JOBS, Result, StoreError, WriteTx, META_CONFIG};
+
+/// The config as formats 2 and 3 stored it (field for field).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ConfigV3 {
+    promote_after: u64,
+    fee_bp: u32,
+    price_per_unit: Amount,
+    duplicate_rate_ppm: u32,
+    sample_k: u32,
+    assignment_target_s: u32,
+    deadline_slack_percent: u32,
+    deadline_min_s: u32,
+    spendable_after: u64,
+    calibration_photons: u64,
+    calibration_max_ms: u64,
+}
+
+impl ConfigV3 {
+    fn upgrade(self) -> Config {
+        Config {
+            promote_after: self.promote_after,
+            fee_bp: self.fee_bp,
+            price_per_unit: self.price_per_unit,
+            duplicate_rate_ppm: self.duplicate_rate_ppm,
+            sample_k: self.sample_k,
+            assignment_target_s: self.assignment_target_s,
+            deadline_slack_percent: self.deadline_slack_percent,
+            deadline_min_s: self.deadline_min_s,
+            spendable_after: self.spendable_after,
+            calibration_photons: self.calibration_photons,
+            calibration_max_ms: self.calibration_max_ms,
+            max_job_bytes: DEFAULT_MAX_JOB_BYTES,
+        }
+    }
+}
+
+/// The stored config of a database of format `from`, in this build's shape.
+pub(crate) fn stored_config(tx: &WriteTx, from: u32) -> Result<Option<Config>> {
+    if from <= 3 {
+        return Ok(tx.meta::<ConfigV3>(META_CONFIG)?.map(ConfigV3::upgrade));
+    }
+    tx.meta::<Config>(META_CONFIG)
+}
 
 /// The oldest format this build upgrades.
 pub const OLDEST_UPGRADABLE: u32 = 2;
@@ -76,6 +124,12 @@ pub(crate) fn upgrade(tx: &mut WriteTx, from: u32) -> Result<usize> {
     let mut rewritten = 0;
     if from <= 2 {
         rewritten += jobs_v2_to_v3(tx)?;
+    }
+    if from <= 3 {
+        // `tx.config` was read in the old layout (see `stored_config`); store it in this one.
+        let config = tx.config().clone();
+        tx.put_meta(META_CONFIG, &config)?;
+        rewritten += 1;
     }
     Ok(rewritten)
 }
@@ -148,9 +202,27 @@ mod tests {
                         .map_err(|e| tx.db(e))?;
                 }
                 drop(t);
+                tx.put_meta(META_CONFIG, &v3_config(config))?;
                 tx.put_meta(META_FORMAT, &2u32)
             })
             .unwrap();
+    }
+
+    /// `config` in the layout formats 2 and 3 stored.
+    fn v3_config(c: &Config) -> ConfigV3 {
+        ConfigV3 {
+            promote_after: c.promote_after,
+            fee_bp: c.fee_bp,
+            price_per_unit: c.price_per_unit,
+            duplicate_rate_ppm: c.duplicate_rate_ppm,
+            sample_k: c.sample_k,
+            assignment_target_s: c.assignment_target_s,
+            deadline_slack_percent: c.deadline_slack_percent,
+            deadline_min_s: c.deadline_min_s,
+            spendable_after: c.spendable_after,
+            calibration_photons: c.calibration_photons,
+            calibration_max_ms: c.calibration_max_ms,
+        }
     }
 
     /// The format number stored in the database, read without opening it as a store.
@@ -191,9 +263,14 @@ mod tests {
             );
         }
         drop(read);
+        assert_eq!(
+            store.config().unwrap(),
+            config,
+            "the config keeps every setting"
+        );
         drop(store);
         assert_eq!(stored_format(&path), FORMAT_VERSION);
-        // Opening again finds format 3 and rewrites nothing.
+        // Opening again finds this format and rewrites nothing.
         let store = Store::open(&path).unwrap();
         assert_eq!(store.read().unwrap().jobs().unwrap().len(), 2);
         drop(store);

@@ -13,9 +13,11 @@
 //!   transaction;
 //! - a finished job's merged result, fee and refund are one transaction.
 //!
-//! [`Persist::load`] gives back what a restarted market needs: running jobs with their inputs
-//! and verified results; unverified assignments of running jobs are marked abandoned (their
-//! photons are assigned again). Heartbeats and bids never write.
+//! [`Persist::load`] gives back what a restarted market needs: running jobs with their inputs,
+//! verified results and the primary assignments still out (their rigs may deliver after the
+//! restart); unverified check runs are marked abandoned (their results are checked again).
+//! Queued records are written at every tick with an fsync, so an assignment out for more
+//! than a tick survives a crash. Heartbeats and bids never write.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -106,6 +108,10 @@ pub struct RestoredJob {
     pub input: Vec<u8>,
     /// Verified results: record, tally bytes, and whether the pay is spendable.
     pub verified: Vec<(AssignmentRecord, Vec<u8>, bool)>,
+    /// Primary assignments issued and not yet verified: their rigs may still deliver (a rig
+    /// re-sends a finished result's commitment on its next session), so they resume as
+    /// issued, until their deadline.
+    pub live: Vec<AssignmentRecord>,
 }
 
 /// The market's side of the store.
@@ -211,14 +217,14 @@ impl Persist {
         Ok(())
     }
 
-    /// Writes the queued records in one transaction, without waiting for the disk (losing
-    /// them in a crash loses only unverified work, which a restart reassigns).
+    /// Writes the queued records in one durable transaction (called every tick: an
+    /// assignment out for longer survives a crash, so its result is taken after a restart).
     pub fn flush(&mut self) -> Result<()> {
         if self.queued.is_empty() {
             return Ok(());
         }
         let queued = std::mem::take(&mut self.queued);
-        self.store.write_relaxed(|tx| write_queued(tx, &queued))
+        self.store.write(|tx| write_queued(tx, &queued))
     }
 
     /// Records an assignment that missed its deadline; its rig's record counts it.
@@ -378,6 +384,13 @@ impl Persist {
             .write(|tx| tx.rate(rig, client, Rater::Client, stars))
     }
 
+    /// A client's balance, micro-credits.
+    pub fn client_balance(&self, key: &PublicKey) -> Result<i128> {
+        self.store
+            .read()?
+            .balance(&crate::ledger::Account::Client(*key))
+    }
+
     /// A rig's stored record.
     pub fn rig(&self, key: &PublicKey) -> Result<Option<RigRecord>> {
         self.store.read()?.rig(key)
@@ -425,9 +438,9 @@ impl Persist {
             .any(|a| a.rig == *rig && a.state == AssignmentState::Verified))
     }
 
-    /// What a restarted market resumes: every running job with its input and verified
-    /// results. Unverified assignments of running jobs are marked abandoned (durably) so the
-    /// record matches what the market does with them: assign their photons again.
+    /// What a restarted market resumes: every running job with its input, verified results
+    /// and primary assignments still out. Unverified check runs are marked abandoned
+    /// (durably) so the record matches what the market does with them.
     pub fn load(&self) -> Result<Vec<RestoredJob>> {
         self.store.write(|tx| {
             let jobs: Vec<JobRecord> = tx
@@ -447,6 +460,7 @@ impl Persist {
                     },
                 })?;
                 let mut verified = Vec::new();
+                let mut live = Vec::new();
                 // Only this running job's assignments: finished jobs cost nothing here.
                 for a in tx.job_assignments(record.id)?.iter() {
                     match a.state {
@@ -458,6 +472,7 @@ impl Persist {
                             verified.push((a.clone(), tally, !pending.contains(&a.id.0)));
                         }
                         AssignmentState::Failed | AssignmentState::Abandoned => {}
+                        _ if a.duplicate_of.is_none() => live.push(a.clone()),
                         _ => {
                             let mut gone = a.clone();
                             gone.state = AssignmentState::Abandoned;
@@ -469,6 +484,7 @@ impl Persist {
                     record,
                     input,
                     verified,
+                    live,
                 });
             }
             Ok(out)

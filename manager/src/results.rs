@@ -18,7 +18,7 @@ use compushare_protocol::types::Digest;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResultError {
     /// The announced sealed length is over the limit for this job.
-    #[error("sealed result of {len} bytes exceeds the limit of {max} bytes for this job")]
+    #[error("payload of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge {
         /// Announced length.
         len: u32,
@@ -26,13 +26,13 @@ pub enum ResultError {
         max: u32,
     },
     /// A chunk names another payload, another length, or a bad offset.
-    #[error("result chunk does not fit the announced payload (offset {offset})")]
+    #[error("chunk does not fit the announced payload (offset {offset})")]
     BadChunk {
         /// The chunk's offset.
         offset: u32,
     },
     /// Every chunk arrived but the bytes do not hash to the committed name.
-    #[error("reassembled result does not match its committed SHA-256")]
+    #[error("reassembled payload does not match its announced SHA-256")]
     Digest,
     /// The box does not open with the manager's key.
     #[error("sealed result does not open: {0}")]

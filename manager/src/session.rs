@@ -294,22 +294,32 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
             }
             ClientToManager::SubmitJob(s) => {
                 let max = shared.cfg.market.max_input;
-                match Assembly::new(s.input, s.input_len, max) {
-                    Ok(a) if s.photons > 0 => {
+                // Nothing is allocated for a job its client cannot pay for.
+                let afford = if s.photons == 0 {
+                    Ok(())
+                } else {
+                    shared.market().can_afford(&peer, s.photons)
+                };
+                match afford.map(|()| Assembly::new(s.input, s.input_len, max)) {
+                    Err((code, message)) => {
+                        upload = None;
+                        reply(&mut wr, error(code, &message)).await
+                    }
+                    Ok(Ok(a)) if s.photons > 0 => {
                         upload = Some(Upload {
                             submit: s,
                             assembly: a,
                         });
                         true
                     }
-                    Ok(_) => {
+                    Ok(Ok(_)) => {
                         reply(
                             &mut wr,
                             error(ErrorCode::BadJob, "photons: must be at least 1"),
                         )
                         .await
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         reply(&mut wr, error(ErrorCode::BadJob, &format!("input: {e}"))).await
                     }
                 }
@@ -381,7 +391,14 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
 async fn submit(shared: &Arc<Shared>, peer: PublicKey, up: Upload) -> ManagerToClient {
     let bytes = up.assembly.into_bytes();
     let s = up.submit;
-    let prepared = tokio::task::spawn_blocking(move || prepare_job(bytes, s.photons, s.seed)).await;
+    // The balance may have moved during the upload; still nothing built for a job that
+    // cannot be paid for.
+    if let Err((code, message)) = shared.market().can_afford(&peer, s.photons) {
+        return error(code, &message);
+    }
+    let limits = shared.cfg.market.limits;
+    let prepared =
+        tokio::task::spawn_blocking(move || prepare_job(bytes, s.photons, s.seed, &limits)).await;
     let PreparedJob { spec, cost_milli } = match prepared {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => return error(ErrorCode::BadJob, &e.to_string()),

@@ -68,7 +68,7 @@ pub mod tables {
 
 use tables::*;
 
-const META_CONFIG: &str = "config";
+pub(crate) const META_CONFIG: &str = "config";
 pub(crate) const META_HEAD: &str = "ledger_head";
 const META_NEXT_JOB: &str = "next_job";
 const META_NEXT_ASSIGNMENT: &str = "next_assignment";
@@ -78,18 +78,21 @@ pub(crate) const META_FORMAT: &str = "format";
 /// 2: rig records carry their standing (duplicate passed, demotions, paid, forfeited) and
 /// assignment records their payout key.
 /// 3: job records carry the fee and check-allowance rates they were accepted at.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// 4: the config carries `max_job_bytes`; job inputs are job bundles (a JSON-only input is
+/// its own bundle, so stored inputs are unchanged).
+pub(crate) const FORMAT_VERSION: u32 = 4;
 
 /// Why a store operation failed or was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database engine failed (I/O, corruption it detected, lock held by another process).
-    #[error("database {path}: {source}")]
+    #[error("database {path}: {error}")]
     Db {
         /// The database file.
         path: String,
-        /// The engine's error (boxed: it is large and rare).
-        source: Box<redb::Error>,
+        /// The engine's error (boxed: it is large and rare; in this error's text, so not its
+        /// `source`, which a chain printer would print again).
+        error: Box<redb::Error>,
     },
     /// A stored value does not decode.
     #[error("table `{table}` key {key}: {source}")]
@@ -128,12 +131,12 @@ pub enum StoreError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Creating the data directory failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The path.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in this error's text, so not its `source`).
+        error: std::io::Error,
     },
     /// The account cannot cover the amount.
     #[error("account {account}: balance {balance} micro-credits, {needed} needed")]
@@ -285,7 +288,7 @@ impl Store {
             Some(FORMAT_VERSION) => {}
             Some(found) if (crate::migrate::OLDEST_UPGRADABLE..FORMAT_VERSION).contains(&found) => {
                 drop(read);
-                let rewritten = store.write(|tx| -> Result<usize> {
+                let rewritten = store.write_with(false, Some(found), |tx| -> Result<usize> {
                     let n = crate::migrate::upgrade(tx, found)?;
                     tx.put_meta(META_FORMAT, &FORMAT_VERSION)?;
                     Ok(n)
@@ -329,7 +332,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.write_with(false, f)
+        self.write_with(false, None, f)
     }
 
     /// Like [`Store::write`], but the commit is not flushed to disk before returning: still
@@ -340,12 +343,15 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.write_with(true, f)
+        self.write_with(true, None, f)
     }
 
+    /// One write transaction; `upgrading` is the format being upgraded from (its config is
+    /// read in that format's layout).
     fn write_with<T, E>(
         &self,
         relaxed: bool,
+        upgrading: Option<u32>,
         f: impl FnOnce(&mut WriteTx) -> Result<T, E>,
     ) -> Result<T, E>
     where
@@ -363,7 +369,11 @@ impl Store {
             settlement: Arc::clone(&self.settlement),
             relaxed,
         };
-        if let Some(config) = tx.meta::<Config>(META_CONFIG)? {
+        let stored = match upgrading {
+            Some(from) => crate::migrate::stored_config(&tx, from)?,
+            None => tx.meta::<Config>(META_CONFIG)?,
+        };
+        if let Some(config) = stored {
             // A stored config edited out of range is refused rather than acted on.
             config.validate().map_err(StoreError::from)?;
             tx.config = config;
@@ -404,7 +414,7 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
     }
     StoreError::Db {
         path: path.display().to_string(),
-        source: Box::new(e),
+        error: Box::new(e),
     }
 }
 

@@ -266,11 +266,23 @@ async fn foreign_and_replayed_results_are_rejected_and_the_session_stays() {
             _ => {}
         }
     }
-    // The same result again: a replay.
+    // The same result again (a rig re-sends what it holds after a reconnect): answered with
+    // where it stands, not counted as abuse.
     let before = abuse(&m);
     ch.send(&RigToManager::ResultCommit(done.commit))
         .await
         .unwrap();
+    let st = until(&mut ch, |m| match m {
+        ManagerToRig::Ack { assignment, status } if *assignment == a.assignment => Some(*status),
+        _ => None,
+    })
+    .await;
+    assert_eq!(st, AckStatus::Verified);
+    assert_eq!(abuse(&m), before);
+    // Another commitment for the same assignment: a replay.
+    let mut forged = done.commit;
+    forged.tally[0] ^= 1;
+    ch.send(&RigToManager::ResultCommit(forged)).await.unwrap();
     let st = until(&mut ch, |m| match m {
         ManagerToRig::Ack { assignment, status } if *assignment == a.assignment => Some(*status),
         _ => None,

@@ -113,12 +113,21 @@ async fn real_cheating_rigs_are_caught_and_unpaid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_geometry_larger_than_the_send_queue_reaches_the_rigs() {
-    // 16 MiB of input (the job padded with JSON whitespace): more 60 KiB geometry chunks than
-    // a session queue has entries, which once got every fetching rig's session dropped.
+    // 1 MiB of input (the job padded with JSON whitespace, as large as a bundle's JSON may
+    // be): more 60 KiB geometry chunks than this manager's session queues have entries,
+    // which once got every fetching rig's session dropped.
     let mut input = JOB.as_bytes().to_vec();
-    input.resize(16 << 20, b' ');
+    input.resize(
+        compushare_kernels::transport::input::bundle::MAX_BUNDLE_JSON,
+        b' ',
+    );
     let client = Identity::generate().unwrap();
-    let m = manager(client.public()).await;
+    let market = MarketConfig {
+        spendable_after: 0,
+        session_queue: 16,
+        ..common::market(40)
+    };
+    let m = common::manager_granting(&client.public(), 1 << 40, market).await;
     let rigs = honest_rigs(&m, "big", 2).await;
     assert_eq!(run_input(&m, client, &input).await, local_digest());
     let market = m.shared.market();

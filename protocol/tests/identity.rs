@@ -74,3 +74,22 @@ fn never_overwrites_and_names_bad_lines() {
     assert!(err.contains("line 1"), "{err}");
     std::fs::remove_dir_all(d).unwrap();
 }
+
+#[test]
+fn a_directory_as_key_file_says_so_and_an_os_error_is_printed_once() {
+    use std::error::Error as _;
+    let dir = std::env::temp_dir();
+    let e = Identity::load(&dir).unwrap_err();
+    assert!(matches!(e, KeyError::IsDirectory { .. }), "{e}");
+    assert!(
+        e.to_string().ends_with("is a directory, not a key file"),
+        "{e}"
+    );
+    let e = Identity::load(&dir.join("cs-no-such-dir/key")).unwrap_err();
+    let text = e.to_string();
+    assert_eq!(text.matches("os error").count(), 1, "{text}");
+    assert!(
+        e.source().is_none(),
+        "the OS error is in the text, not again as a source"
+    );
+}

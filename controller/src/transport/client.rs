@@ -67,12 +67,11 @@ struct Running {
 /// A finished result, kept to resend its commit and answer sample requests.
 struct Held {
     commit: ResultCommit,
-    /// Sealed tally; emptied once the manager acknowledged receipt.
+    /// Sealed tally, kept until the result is verified (re-sent after a reconnect).
     sealed: Vec<u8>,
     commitments: Commitments,
     job: Arc<Job>,
     threads: usize,
-    received: bool,
 }
 
 /// What blocking work reports back.
@@ -323,13 +322,10 @@ impl Rig {
         in_rx: &mut mpsc::Receiver<Result<Box<ManagerToRig>, ChannelError>>,
         welcome: &Welcome,
     ) -> Result<(), Ended> {
-        // Results the manager has not acknowledged are committed again on a new session.
-        let pending: Vec<AssignmentId> = self
-            .held_order
-            .iter()
-            .copied()
-            .filter(|a| self.held.get(a).is_some_and(|h| !h.received))
-            .collect();
+        // Results not yet verified are committed again on a new session, received ones too:
+        // a manager that restarted may have lost an upload it had acknowledged (it answers a
+        // result it still holds with where that stands, and drops the repeated upload).
+        let pending: Vec<AssignmentId> = self.held_order.iter().copied().collect();
         for a in pending {
             self.send_result(w, a).await?;
         }
@@ -448,12 +444,9 @@ impl Rig {
             ManagerToRig::Ack { assignment, status } => {
                 debug!("ack {} {:?}", assignment.0, status);
                 match status {
-                    AckStatus::Received => {
-                        if let Some(h) = self.held.get_mut(&assignment) {
-                            h.received = true;
-                            h.sealed = Vec::new();
-                        }
-                    }
+                    // The sealed bytes stay until the result is verified: a manager that
+                    // restarts may need the upload again (see `session_loop`).
+                    AckStatus::Received => {}
                     AckStatus::Verified | AckStatus::Failed | AckStatus::Unknown => {
                         if status == AckStatus::Failed {
                             warn!("assignment {} failed verification", assignment.0);
@@ -868,7 +861,6 @@ impl Rig {
                                 commitments: f.commitments,
                                 job: f.job,
                                 threads: f.threads,
-                                received: false,
                             },
                         );
                         self.held_order.push_back(assignment);

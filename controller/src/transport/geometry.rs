@@ -1,13 +1,17 @@
 //! Fetching a job's geometry: reassembly of `GeometryChunk`s into a bounded buffer, the
 //! content-address check, and parsing into a job.
 //!
+//! The geometry is the job's bundle (MCX JSON plus the label volume the client attached, see
+//! `compushare_kernels::transport::input::bundle`). It is parsed with `parse_bundle`, which
+//! takes volumes only from the bundle: a `Domain.VolumeFile` never names a file on the rig.
+//!
 //! The buffer is sized once from the announced length (which the caller bounds by
 //! `max_geometry_bytes`); chunks must sit where the sender's `Chunker` puts them, so a peer
 //! can neither grow the buffer nor write outside it.
 
 use std::sync::Arc;
 
-use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
+use compushare_kernels::transport::input::{parse_bundle, ParseOptions};
 use compushare_kernels::transport::job::Job;
 use compushare_protocol::chunk::{content_address, Chunk};
 use compushare_protocol::limits::CHUNK_DATA;
@@ -94,7 +98,7 @@ impl Fetch {
             photons: Some(1),
             ..ParseOptions::default()
         };
-        parse_job_bytes(&self.buf, &opts)
+        parse_bundle(&self.buf, &opts)
             .map(Arc::new)
             .map_err(|e| e.to_string())
     }

@@ -33,10 +33,11 @@ pub struct Payment {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// A file in STATE_DIR could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        /// The OS error (in this error's text, so not its `source`).
+        error: std::io::Error,
     },
     /// The payment record is larger than any real one.
     #[error("{}: payment record of {len} bytes is too large", path.display())]
@@ -57,9 +58,9 @@ impl Payments {
     /// Opens (creating if needed) the record in `dir`, loading what it holds.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         let path = dir.join(PAYMENTS_FILE);
-        let io = |source| StateError::Io {
+        let io = |error| StateError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut me = Payments {
@@ -105,9 +106,9 @@ impl Payments {
             p.amount.0,
             u8::from(p.spendable)
         );
-        let io = |source| StateError::Io {
+        let io = |error| StateError::Io {
             path: self.path.clone(),
-            source,
+            error,
         };
         self.file.write_all(line.as_bytes()).map_err(io)?;
         self.file.sync_data().map_err(io)?;

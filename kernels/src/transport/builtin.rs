@@ -124,12 +124,12 @@ pub enum BuiltinError {
         name: String,
     },
     /// The embedded JSON did not parse under the given options (e.g. a memory limit).
-    #[error("benchmark {name}: {source}")]
+    #[error("benchmark {name}: {error}")]
     Input {
         /// The benchmark.
         name: String,
-        /// The parser's error.
-        source: InputError,
+        /// The parser's error (in this error's text, so not its `source`).
+        error: InputError,
     },
 }
 
@@ -138,8 +138,8 @@ pub fn builtin_job(name: &str, opts: &ParseOptions) -> Result<Job, BuiltinError>
     let text = builtin_json(name).ok_or_else(|| BuiltinError::Unknown {
         name: name.to_owned(),
     })?;
-    parse_job(text, opts).map_err(|source| BuiltinError::Input {
+    parse_job(text, opts).map_err(|error| BuiltinError::Input {
         name: name.to_owned(),
-        source,
+        error,
     })
 }

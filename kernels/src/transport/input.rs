@@ -22,8 +22,17 @@
 //!   carries `m` times its weight.
 //!
 //! Memory is checked before any per-voxel allocation: tally (`voxels x gates x 8` bytes) plus
-//! label volume (`voxels x 2`) must fit [`ParseOptions::max_job_bytes`].
+//! label volume (`voxels x 2`) must fit [`ParseOptions::max_job_bytes`]; [`bound`] gives an
+//! upper bound of a job's memory and photons from its JSON alone, before any grid exists.
+//!
+//! **Where volumes come from** is a type, [`VolumeSource`]: bytes that travelled with the job
+//! ([`VolumeSource::Attached`], from a [`bundle`]), none, or a directory on this machine
+//! ([`VolumeSource::Directory`]). The last can only be made by [`load_job`] and
+//! [`load_bundle`], from a JSON file the local user named: code that parses bytes from the
+//! network ([`parse_job_bytes`], [`parse_bundle`]) cannot read this machine's disk, and its
+//! errors name JSON fields and the job's own data, never a local file.
 
+pub mod bundle;
 mod domain;
 mod json;
 mod optode;
@@ -32,6 +41,8 @@ mod shapes;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+
+use self::bundle::{BundleError, JobBundle, MAX_BUNDLE_JSON};
 
 use self::json::{flag, num, num32, string, uint, Obj};
 use super::job::{FaceBoundary, Job, Roulette, TimeGates};
@@ -109,13 +120,23 @@ pub enum InputError {
         limit: u64,
     },
     /// A file (the input itself or `Domain.VolumeFile`) could not be read.
-    #[error("{}: {source}", file.display())]
+    #[error("{}: {error}", file.display())]
     Io {
         /// The file.
         file: PathBuf,
-        /// The operating-system error.
-        source: std::io::Error,
+        /// The operating-system error (shown in this error's text, so not its `source`:
+        /// a chain printer would print it twice).
+        error: std::io::Error,
     },
+    /// A file named as input or volume is a directory.
+    #[error("{}: is a directory, not a file", file.display())]
+    IsDirectory {
+        /// The directory.
+        file: PathBuf,
+    },
+    /// The bytes are not a job bundle (see [`bundle`]).
+    #[error("{0}")]
+    Bundle(#[from] BundleError),
     /// A file is too large, or `Domain.VolumeFile` does not hold `Dim` voxels.
     #[error("{}: {reason}", file.display())]
     FileSize {
@@ -135,12 +156,33 @@ impl InputError {
     }
 }
 
-/// How to parse: where relative paths point and what a job may cost.
+/// A directory on this machine that `Domain.VolumeFile` is relative to. Only [`load_job`]
+/// and [`load_bundle`] make one, from the JSON file a local user named, so no code that
+/// parses bytes received from a peer can point the parser at this machine's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalDir(PathBuf);
+
+impl LocalDir {
+    /// The directory of a local JSON file (the current directory for a bare file name).
+    fn of_input(path: &Path) -> LocalDir {
+        LocalDir(path.parent().map(Path::to_path_buf).unwrap_or_default())
+    }
+}
+
+/// Where the label volume named by `Domain.VolumeFile` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeSource<'a> {
+    /// Relative to a directory on this machine: local runs only (see [`LocalDir`]).
+    Directory(&'a LocalDir),
+    /// The volume's bytes, as they travelled with the job (a [`bundle`]).
+    Attached(&'a [u8]),
+    /// No volume travels with the job: `Domain.VolumeFile` is refused.
+    None,
+}
+
+/// How to parse: what a job may cost.
 #[derive(Debug, Clone)]
 pub struct ParseOptions {
-    /// Directory that `Domain.VolumeFile` is relative to (the JSON file's directory); `None`
-    /// means the current directory.
-    pub base_dir: Option<PathBuf>,
     /// Memory limit for tally plus label volume, bytes.
     pub max_job_bytes: u64,
     /// Photon count overriding `Session.Photons` (which then becomes optional).
@@ -150,7 +192,6 @@ pub struct ParseOptions {
 impl Default for ParseOptions {
     fn default() -> Self {
         ParseOptions {
-            base_dir: None,
             max_job_bytes: DEFAULT_MAX_JOB_BYTES,
             photons: None,
         }
@@ -163,44 +204,185 @@ pub fn job_memory_bytes(dim: [u64; 3], gates: u64) -> u128 {
     voxels * u128::from(gates) * 8 + voxels * 2
 }
 
-/// Parses MCX JSON text into a validated job.
+/// Parses MCX JSON text into a validated job (no volume: `Domain.VolumeFile` is refused).
 pub fn parse_job(text: &str, opts: &ParseOptions) -> Result<Job, InputError> {
     parse_job_bytes(text.as_bytes(), opts)
 }
 
-/// Parses MCX JSON bytes (any bytes: invalid UTF-8 or JSON is an error, never a panic).
+/// Parses MCX JSON bytes (any bytes: invalid UTF-8 or JSON is an error, never a panic); no
+/// volume travels with them, so `Domain.VolumeFile` is refused.
 pub fn parse_job_bytes(bytes: &[u8], opts: &ParseOptions) -> Result<Job, InputError> {
-    let root: Value = serde_json::from_slice(bytes).map_err(|e| InputError::Syntax {
+    parse_job_with(bytes, VolumeSource::None, opts)
+}
+
+/// Parses MCX JSON bytes with the label volume from `volumes`.
+pub fn parse_job_with(
+    bytes: &[u8],
+    volumes: VolumeSource<'_>,
+    opts: &ParseOptions,
+) -> Result<Job, InputError> {
+    job_from_value_with(&json_tree(bytes)?, volumes, opts)
+}
+
+/// Parses a job bundle (see [`bundle`]): its JSON with its attached volume, if any. This is
+/// what every network-facing reader of a job calls; it never touches the disk.
+pub fn parse_bundle(bytes: &[u8], opts: &ParseOptions) -> Result<Job, InputError> {
+    let b = JobBundle::decode(bytes)?;
+    let volumes = b.volume.map_or(VolumeSource::None, VolumeSource::Attached);
+    parse_job_with(b.json, volumes, opts)
+}
+
+fn json_tree(bytes: &[u8]) -> Result<Value, InputError> {
+    serde_json::from_slice(bytes).map_err(|e| InputError::Syntax {
         line: e.line(),
         column: e.column(),
         message: e.to_string(),
-    })?;
-    job_from_value(&root, opts)
+    })
 }
 
-/// Reads and parses an MCX JSON file; `VolumeFile` is resolved against its directory.
-pub fn load_job(path: &Path, opts: &ParseOptions) -> Result<Job, InputError> {
-    let io_err = |source| InputError::Io {
+/// Reads a local file whole, at most `limit` bytes, naming it in every error.
+fn read_local(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, InputError> {
+    let io_err = |error| InputError::Io {
         file: path.to_owned(),
-        source,
+        error,
     };
-    let len = std::fs::metadata(path).map_err(io_err)?.len();
-    if len > MAX_JSON_BYTES {
-        return Err(InputError::FileSize {
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if meta.is_dir() {
+        return Err(InputError::IsDirectory {
             file: path.to_owned(),
-            reason: format!("{len} bytes, over the {MAX_JSON_BYTES}-byte limit for JSON input"),
         });
     }
-    let bytes = std::fs::read(path).map_err(io_err)?;
-    let mut opts = opts.clone();
-    if opts.base_dir.is_none() {
-        opts.base_dir = path.parent().map(Path::to_path_buf);
+    if meta.len() > limit {
+        return Err(InputError::FileSize {
+            file: path.to_owned(),
+            reason: format!(
+                "{} bytes, over the {limit}-byte limit for {what}",
+                meta.len()
+            ),
+        });
     }
-    parse_job_bytes(&bytes, &opts)
+    std::fs::read(path).map_err(io_err)
 }
 
-/// Validates a parsed JSON tree into a job.
+/// Reads and parses an MCX JSON file on this machine; `VolumeFile` is resolved against its
+/// directory (as MCX does). For local runs only (`compushare sim`).
+pub fn load_job(path: &Path, opts: &ParseOptions) -> Result<Job, InputError> {
+    let bytes = read_local(path, MAX_JSON_BYTES, "JSON input")?;
+    parse_job_with(
+        &bytes,
+        VolumeSource::Directory(&LocalDir::of_input(path)),
+        opts,
+    )
+}
+
+/// A local job made ready to travel: its bundle and the job it parses to.
+#[derive(Debug)]
+pub struct LocalBundle {
+    /// The canonical bundle (JSON plus the volume it names, read here).
+    pub bytes: Vec<u8>,
+    /// The parsed job (validated exactly as the receiver will parse the bundle).
+    pub job: Job,
+}
+
+/// Most bytes of a volume file put in a bundle (a 512^3 uint16 volume is exactly this).
+pub const MAX_VOLUME_BYTES: u64 = 256 << 20;
+
+/// Reads an MCX JSON file on this machine and the volume file it names (next to it, as MCX
+/// resolves it) into a [`bundle`], for `compushare submit`: the receiver gets the volume's
+/// bytes, never a path. The bundle is parsed back before it is returned, so an error is seen
+/// here (naming the file) rather than by the manager.
+pub fn load_bundle(path: &Path, opts: &ParseOptions) -> Result<LocalBundle, InputError> {
+    let json = read_local(path, MAX_BUNDLE_JSON as u64, "a job's JSON")?;
+    let dir = LocalDir::of_input(path);
+    // Validates the JSON and its volume with errors that name the local files.
+    parse_job_with(&json, VolumeSource::Directory(&dir), opts)?;
+    let volume = match json_tree(&json)?
+        .get("Domain")
+        .and_then(|d| d.get("VolumeFile"))
+        .and_then(Value::as_str)
+    {
+        Some(rel) => Some(read_local(&dir.0.join(rel), MAX_VOLUME_BYTES, "a volume")?),
+        None => None,
+    };
+    let bytes = JobBundle {
+        json: &json,
+        volume: volume.as_deref(),
+    }
+    .encode()
+    .ok_or_else(|| InputError::FileSize {
+        file: path.to_owned(),
+        reason: "cannot be bundled (an empty volume file, or JSON starting with NUL)".into(),
+    })?;
+    let job = parse_bundle(&bytes, opts)?;
+    Ok(LocalBundle { bytes, job })
+}
+
+/// Validates a parsed JSON tree into a job (no volume: `Domain.VolumeFile` is refused).
 pub fn job_from_value(root: &Value, opts: &ParseOptions) -> Result<Job, InputError> {
+    job_from_value_with(root, VolumeSource::None, opts)
+}
+
+/// Bytes of working memory per voxel beyond the tally and the label volume: a second copy of
+/// the labels (the calibration's copy of the job) and the engine's one-byte distance map.
+pub const WORKING_BYTES_PER_VOXEL: u128 = 3;
+
+/// What a job will cost at most, read from its JSON alone: no grid is built and no volume
+/// is read (the caller bounds the JSON's size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobBound {
+    /// Grid size (`Domain.Dim`, or the `Grid` shape's size).
+    pub dim: [u64; 3],
+    /// Time gates from `Forward`.
+    pub gates: u64,
+    /// Rows of `Domain.Media`.
+    pub media: usize,
+    /// Photons (`ParseOptions::photons`, else `Session.Photons`).
+    pub photons: u64,
+    /// Upper bound of the memory a parse and a run take: tally, labels and
+    /// [`WORKING_BYTES_PER_VOXEL`].
+    pub memory_bytes: u128,
+}
+
+/// The [`JobBound`] of MCX JSON bytes: only `Session.Photons`, `Forward`, `Domain.Dim` (or
+/// the `Grid` shape) and `Domain.Media` are read; every other field is checked by the parse.
+pub fn bound(json: &[u8], opts: &ParseOptions) -> Result<JobBound, InputError> {
+    let root = json_tree(json)?;
+    let top = Obj::new(&root, "")?;
+    let session = Obj::new(top.req("Session")?, "Session")?;
+    let photons = match (opts.photons, session.get("Photons")) {
+        (Some(n), _) => n,
+        (None, Some(v)) => uint(v, &session.path("Photons"))?,
+        (None, None) => {
+            return Err(InputError::Missing {
+                path: session.path("Photons"),
+            })
+        }
+    };
+    let time = parse_forward(&Obj::new(top.req("Forward")?, "Forward")?)?;
+    let d = Obj::new(top.req("Domain")?, "Domain")?;
+    let media = d
+        .req("Media")?
+        .as_array()
+        .map(Vec::len)
+        .ok_or_else(|| InputError::invalid(&d.path("Media"), "expected an array"))?;
+    let dim = domain::dim_of(&d, top.get("Shapes"), media)?.map(u64::from);
+    let gates = u64::from(time.gates);
+    let voxels = dim.iter().map(|&n| u128::from(n)).product::<u128>();
+    Ok(JobBound {
+        dim,
+        gates,
+        media,
+        photons,
+        memory_bytes: job_memory_bytes(dim, gates) + voxels * WORKING_BYTES_PER_VOXEL,
+    })
+}
+
+/// Validates a parsed JSON tree into a job, with the label volume from `volumes`.
+pub fn job_from_value_with(
+    root: &Value,
+    volumes: VolumeSource<'_>,
+    opts: &ParseOptions,
+) -> Result<Job, InputError> {
     let top = Obj::new(root, "")?;
     top.deny_unknown(&["Session", "Domain", "Shapes", "Forward", "Optode"])?;
 
@@ -210,7 +392,7 @@ pub fn job_from_value(root: &Value, opts: &ParseOptions) -> Result<Job, InputErr
 
     let domain_obj = Obj::new(top.req("Domain")?, "Domain")?;
     let shapes = top.get("Shapes");
-    let domain = domain::parse(&domain_obj, shapes, time.gates, opts)?;
+    let domain = domain::parse(&domain_obj, shapes, time.gates, volumes, opts)?;
 
     let optode = optode::parse(
         &Obj::new(top.req("Optode")?, "Optode")?,

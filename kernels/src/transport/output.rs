@@ -60,12 +60,12 @@ pub enum OutputError {
         gates: u32,
     },
     /// Writing failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file being written.
         path: PathBuf,
-        /// The operating-system error.
-        source: std::io::Error,
+        /// The operating-system error (in this error's text, so not its `source`).
+        error: std::io::Error,
     },
 }
 
@@ -156,9 +156,9 @@ pub fn write_mc2<W: Write>(mut w: W, volume: &[f32]) -> std::io::Result<()> {
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> OutputError + '_ {
-    move |source| OutputError::Io {
+    move |error| OutputError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -172,7 +172,7 @@ pub fn write_outputs(path: &Path, job: &Job, tally: &Tally) -> Result<Vec<PathBu
     match format {
         VolumeFormat::Mc2 => write_mc2(w, &volume).map_err(io_error(path))?,
         VolumeFormat::Nifti => match write_nifti(w, job, &volume) {
-            Err(OutputError::Io { source, .. }) => return Err(io_error(path)(source)),
+            Err(OutputError::Io { error, .. }) => return Err(io_error(path)(error)),
             other => other?,
         },
     }

@@ -103,6 +103,38 @@ impl Market {
         Ok((id, Amount(price_per_history), Amount(escrow)))
     }
 
+    /// Refuses a job the client cannot pay for at any price: its balance must cover the
+    /// cheapest `photons` can cost ([`costing::cheapest_escrow`]). Checked when the job is
+    /// announced, before its upload is accepted, and again before it is parsed.
+    pub fn can_afford(&self, client: &PublicKey, photons: u64) -> Result<(), (ErrorCode, String)> {
+        let needed = costing::cheapest_escrow(
+            photons,
+            self.cfg.price_per_unit,
+            self.cfg.fee_bp,
+            self.cfg.check_allowance_permille,
+        );
+        let balance = self.persist.client_balance(client).map_err(|e| {
+            log(format_args!(
+                "store: balance of client {}: {e}",
+                short(client)
+            ));
+            (
+                ErrorCode::Internal,
+                "the manager could not read your balance; try again".to_owned(),
+            )
+        })?;
+        if balance < i128::from(needed) {
+            return Err((
+                ErrorCode::InsufficientFunds,
+                format!(
+                    "{photons} photons cost at least {needed} micro-credits (one cost unit per \
+                     history, fee and check allowance); your balance is {balance}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// A job's status, for its client.
     pub fn status(&self, client: &PublicKey, job: JobId) -> Option<JobStatus> {
         let Some(j) = self.jobs.get(&job) else {

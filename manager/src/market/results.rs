@@ -34,13 +34,16 @@ impl Market {
     pub(super) fn commit(&mut self, key: &PublicKey, c: ResultCommit) {
         let id = c.assignment;
         let Some(a) = self.assignments.get(&id) else {
+            // The rig drops it and its device is idle (a result of an assignment this node
+            // forgot in a crash): it is offered work again.
+            self.reoffer.insert(*key);
             return self.unknown(key, id, "result for an assignment that does not exist");
         };
         if a.rig != *key {
             return self.unknown(key, id, "result for another rig's assignment");
         }
         if a.state != AState::Assigned {
-            return self.unknown(key, id, "replayed result");
+            return self.commit_again(key, c);
         }
         if c.histories != a.range.count {
             self.stats.abuse += 1;
@@ -90,6 +93,75 @@ impl Market {
         }
         self.uploads.insert((*key, c.sealed), id);
         self.match_rig(key);
+        self.reoffer.insert(*key);
+    }
+
+    /// A commitment for an assignment past `Assigned`: a rig re-sends every result it holds
+    /// unverified when it reconnects (the manager may have restarted and lost the upload).
+    /// The same commitment from the same rig is answered with where the result stands, and
+    /// the upload that follows it is dropped; anything else is a replay.
+    fn commit_again(&mut self, key: &PublicKey, c: ResultCommit) {
+        let id = c.assignment;
+        let Some(a) = self.assignments.get(&id) else {
+            return;
+        };
+        let same = match a.commit {
+            Some(prev) => prev == c,
+            // Restored verified: only its tally digest was kept.
+            None => a.digest == Some(c.tally) && c.histories == a.range.count,
+        };
+        if !same {
+            let why = format!(
+                "replayed result ({:?}, {})",
+                a.state,
+                if a.commit.is_some() {
+                    "another commitment"
+                } else {
+                    "another tally"
+                }
+            );
+            return self.unknown(key, id, &why);
+        }
+        let (state, payout, spendable) = (a.state, a.payout, a.spendable);
+        let outstanding: Vec<u64> = a.outstanding.iter().copied().collect();
+        self.resent.insert((*key, c.sealed));
+        match state {
+            AState::Uploading | AState::Opening | AState::Checking => {
+                self.send(
+                    key,
+                    ManagerToRig::Ack {
+                        assignment: id,
+                        status: AckStatus::Received,
+                    },
+                );
+                // Sample requests sent on the lost session are asked again.
+                if state == AState::Checking {
+                    for group in
+                        outstanding.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST)
+                    {
+                        let mut v = heapless::Vec::new();
+                        for p in group {
+                            let _ = v.push(*p);
+                        }
+                        self.send(
+                            key,
+                            ManagerToRig::SampleRequest {
+                                assignment: id,
+                                photons: v,
+                            },
+                        );
+                    }
+                }
+            }
+            AState::Held | AState::Settled | AState::Paid => {
+                self.notify_paid(key, id, payout, spendable);
+            }
+            _ => {
+                self.resent.remove(&(*key, c.sealed));
+                self.reoffer.insert(*key);
+                self.unknown(key, id, "result for an assignment that ended");
+            }
+        }
     }
 
     pub(super) fn chunk(
@@ -98,6 +170,13 @@ impl Market {
         chunk: &compushare_protocol::chunk::Chunk,
     ) -> Vec<Work> {
         let Some(&id) = self.uploads.get(&(*key, chunk.content)) else {
+            if self.resent.contains(&(*key, chunk.content)) {
+                // The upload of a result already received: dropped, without blame.
+                if chunk.offset as usize + chunk.data.len() >= chunk.total_len as usize {
+                    self.resent.remove(&(*key, chunk.content));
+                }
+                return Vec::new();
+            }
             self.stats.abuse += 1;
             log(format_args!(
                 "rig {}: result chunk for no committed result; rejected",
@@ -217,24 +296,27 @@ impl Market {
         id: AssignmentId,
         proofs: Vec<HistoryProof>,
     ) -> Vec<Work> {
-        let Some(a) = self.assignments.get_mut(&id) else {
-            self.unknown(key, id, "sample proofs for an unknown assignment");
+        // Proofs nobody waits for are dropped, not answered `Unknown` (which makes a rig drop
+        // the result): a rig's proofs computed for a session that ended (the manager
+        // restarted, and asks its own samples again) arrive on the next one. Dropping them
+        // costs a cheater nothing it could gain: only the photons asked for are checked, and
+        // all of them must be proven before the check deadline.
+        let Some(a) = self
+            .assignments
+            .get_mut(&id)
+            .filter(|a| a.rig == *key && a.state == AState::Checking)
+        else {
+            self.stats.stale_proofs += proofs.len() as u64;
             return Vec::new();
         };
-        if a.rig != *key || a.state != AState::Checking {
-            self.unknown(key, id, "sample proofs nobody asked for");
+        let before = proofs.len();
+        let proofs: Vec<HistoryProof> = proofs
+            .into_iter()
+            .filter(|p| a.outstanding.remove(&p.photon))
+            .collect();
+        self.stats.stale_proofs += (before - proofs.len()) as u64;
+        if proofs.is_empty() {
             return Vec::new();
-        }
-        for p in &proofs {
-            if !a.outstanding.remove(&p.photon) {
-                let photon = p.photon;
-                self.fail(
-                    id,
-                    &format!("sent photon {photon}, which was not requested"),
-                    ErrorKind::BadProof,
-                );
-                return Vec::new();
-            }
         }
         let (Some(commit), Some(spec)) = (a.commit, self.jobs.get(&a.job).map(|j| j.spec.clone()))
         else {
@@ -688,6 +770,10 @@ impl Market {
         });
         if let Err(e) = self.persist.flush() {
             log(format_args!("store: assignment records: {e}"));
+        }
+        let reoffer: Vec<PublicKey> = self.reoffer.drain().collect();
+        for key in reoffer {
+            self.offer_idle(&key);
         }
         std::mem::take(&mut self.later)
     }

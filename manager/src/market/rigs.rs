@@ -28,7 +28,8 @@ impl Market {
         } else {
             hello.name.as_str().to_owned()
         };
-        let stored = if self.rigs.contains_key(&key) {
+        let first = !self.rigs.contains_key(&key);
+        let stored = if !first {
             None
         } else {
             // A rig's trust follows its key across sessions and restarts.
@@ -52,6 +53,15 @@ impl Market {
         if let Some(rec) = &stored {
             rig.public.absorb(rec);
             rig.dup_passed = rec.dup_passed;
+        }
+        if first {
+            // Assignments restored after a restart are still out with this rig: their devices
+            // are busy until the results come or the deadlines pass.
+            for (id, a) in &self.assignments {
+                if a.rig == key && a.state == AState::Assigned {
+                    rig.busy.insert(a.device, *id);
+                }
+            }
         }
         rig.public.label = label.clone();
         rig.payout = hello.payout;
@@ -103,6 +113,41 @@ impl Market {
             }
         }
         self.uploads.retain(|(k, _), _| k != key);
+        self.resent.retain(|(k, _)| k != key);
+    }
+
+    /// Offers `key` the open jobs that one of its idle devices has no standing bid on. A
+    /// rig bids only for devices idle when an offer arrives, so a device freed later (its
+    /// result committed, its assignment unknown here after a restart) would otherwise never
+    /// bid on jobs offered while it was busy, and the job would wait with the rig connected.
+    pub(super) fn offer_idle(&mut self, key: &PublicKey) {
+        self.reoffer.remove(key);
+        let Some(rig) = self.rigs.get(key) else {
+            return;
+        };
+        if rig.link.is_none() {
+            return;
+        }
+        let idle: Vec<u8> = rig
+            .devices
+            .iter()
+            .map(|d| d.index)
+            .filter(|d| !rig.busy.contains_key(d))
+            .collect();
+        let offers: Vec<Offer> = self
+            .jobs
+            .iter()
+            .filter(|(id, j)| {
+                !j.pending.is_empty()
+                    && matches!(j.state, JobState::Queued | JobState::Running)
+                    && !rig.excluded.contains(*id)
+                    && idle.iter().any(|d| !rig.bids.contains_key(&(**id, *d)))
+            })
+            .map(|(id, j)| self.offer(*id, j))
+            .collect();
+        for o in offers {
+            self.send(key, ManagerToRig::Offer(o));
+        }
     }
 
     pub(super) fn offer(&self, id: JobId, j: &JobEntry) -> Offer {
@@ -206,6 +251,23 @@ impl Market {
         }
         if !self.jobs.contains_key(&bid.job) {
             return Ok(()); // A finished job: a harmless race.
+        }
+        // A rig bids only for idle devices, and re-sends its finished results before
+        // anything else on a new session: a bid for a device held by an assignment restored
+        // after a restart means its `Assign` was lost in the crash. It goes back to the pool
+        // now, not at its deadline, and the rig is not blamed.
+        let lost = rig.busy.get(&bid.device).copied().filter(|id| {
+            self.assignments
+                .get(id)
+                .is_some_and(|a| a.restored && a.state == AState::Assigned)
+        });
+        if let Some(id) = lost {
+            log(format_args!(
+                "rig {} does not run restored assignment {}; reassigned",
+                short(key),
+                id.0
+            ));
+            self.release(id, AState::Discarded);
         }
         if let Some(rig) = self.rigs.get_mut(key) {
             rig.bids.insert((bid.job, bid.device), bid);
@@ -358,36 +420,19 @@ impl Market {
             payout: Amount(payout),
         };
         let payout_to = self.rigs.get(&key).map_or(key, |r| r.payout);
-        self.assignments.insert(
-            id,
-            Assignment {
-                job,
-                rig: key,
-                payout_to,
-                device: c.device,
-                range,
-                payout,
-                state: AState::Assigned,
-                assigned_at: now,
-                deadline: now + allowance,
-                commit: None,
-                assembly: None,
-                tally: None,
-                outstanding: BTreeSet::new(),
-                checks_in_flight: 0,
-                check_deadline: None,
-                sampled: false,
-                duplicate: None,
-                issued_unix_s,
-                deadline_unix_s: msg.deadline_unix_s,
-                elapsed_ms: 0,
-                spendable: false,
-                digest: None,
-                check,
-                disputed: None,
-                suspect: None,
-            },
+        let mut a = Assignment::new(
+            job,
+            key,
+            payout_to,
+            c.device,
+            range,
+            payout,
+            now + allowance,
+            issued_unix_s,
+            msg.deadline_unix_s,
         );
+        a.check = check;
+        self.assignments.insert(id, a);
         if let Some(rig) = self.rigs.get_mut(&key) {
             // Check runs go to idle devices only, like primary work.
             rig.busy.insert(c.device, id);
@@ -441,6 +486,7 @@ impl Market {
         }
         self.match_job(job);
         self.match_rig(&rig);
+        self.reoffer.insert(rig);
     }
 
     pub(super) fn match_rig(&mut self, key: &PublicKey) {

@@ -42,11 +42,16 @@ pub enum KeyError {
     #[error("cannot get random bytes for a new key: {0}")]
     Random(String),
     /// The key file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        /// The operating-system error (in this error's text, so not its `source`: a chain
+        /// printer would print it twice).
+        error: std::io::Error,
     },
+    /// The key file path is a directory.
+    #[error("{path}: is a directory, not a key file")]
+    IsDirectory { path: PathBuf },
     /// The key file is readable by group or others.
     #[error(
         "{path}: key file is accessible by group or others (mode {mode:o}); run chmod 600 on it"
@@ -90,12 +95,18 @@ impl Identity {
 
     /// Reads an identity from a key file, refusing files others can read.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io {
+        let io = |error| KeyError::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         let mut file = std::fs::File::open(path).map_err(io)?;
-        let mode = file.metadata().map_err(io)?.permissions().mode();
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(KeyError::IsDirectory {
+                path: path.to_owned(),
+            });
+        }
+        let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions {
                 path: path.to_owned(),
@@ -128,9 +139,9 @@ impl Identity {
 
     /// Writes this identity to a new key file with mode 0600; never overwrites.
     pub fn save_new(&self, path: &Path) -> Result<(), KeyError> {
-        let io = |source| KeyError::Io {
+        let io = |error| KeyError::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         let mut file = OpenOptions::new()
             .write(true)
@@ -154,9 +165,9 @@ impl Identity {
                 id.save_new(path)?;
                 Ok((id, true))
             }
-            Err(source) => Err(KeyError::Io {
+            Err(error) => Err(KeyError::Io {
                 path: path.to_owned(),
-                source,
+                error,
             }),
         }
     }

@@ -11,12 +11,11 @@
 //! in order. Memory (tally plus labels) is checked before the volume is allocated.
 
 use std::io::Read;
-use std::path::PathBuf;
 
 use serde_json::Value;
 
 use super::json::{num, num32, string, uint, Obj};
-use super::{job_memory_bytes, shapes, InputError, ParseOptions};
+use super::{job_memory_bytes, shapes, InputError, ParseOptions, VolumeSource};
 use crate::transport::job::Medium;
 
 /// Most rows a media table may have (labels are `u16`).
@@ -36,6 +35,7 @@ pub(super) fn parse(
     d: &Obj<'_>,
     shapes_value: Option<&Value>,
     gates: u32,
+    volumes: VolumeSource<'_>,
     opts: &ParseOptions,
 ) -> Result<Domain, InputError> {
     d.deny_unknown(&[
@@ -79,17 +79,7 @@ pub(super) fn parse(
         Some(v) => shapes::parse(v, media.len())?,
         None => Vec::new(),
     };
-    let dim = match d.get("Dim") {
-        Some(v) => parse_dim(v, &d.path("Dim"))?,
-        None => match shapes::grid_size(&shapes) {
-            Some(size) => size,
-            None => {
-                return Err(InputError::Missing {
-                    path: d.path("Dim"),
-                })
-            }
-        },
-    };
+    let dim = dim_from(d, &shapes)?;
 
     let dim64 = dim.map(u64::from);
     let bytes = job_memory_bytes(dim64, u64::from(gates));
@@ -106,7 +96,13 @@ pub(super) fn parse(
     let voxels = voxels as usize;
 
     let mut labels = match d.get("VolumeFile") {
-        Some(v) => read_volume(d, v, voxels, opts)?,
+        Some(v) => read_volume(d, v, voxels, volumes)?,
+        None if matches!(volumes, VolumeSource::Attached(_)) => {
+            return Err(InputError::invalid(
+                d.own_path(),
+                "a volume travels with this job but Domain.VolumeFile is not set",
+            ))
+        }
         None => {
             if let Some(v) = d.get("MediaFormat") {
                 string(v, &d.path("MediaFormat"))?;
@@ -127,6 +123,30 @@ pub(super) fn parse(
         labels,
         origin_shift,
     })
+}
+
+/// The grid size: `Dim`, or the size of a `Grid` shape.
+fn dim_from(d: &Obj<'_>, shapes: &[shapes::Shape]) -> Result<[u32; 3], InputError> {
+    match d.get("Dim") {
+        Some(v) => parse_dim(v, &d.path("Dim")),
+        None => shapes::grid_size(shapes).ok_or_else(|| InputError::Missing {
+            path: d.path("Dim"),
+        }),
+    }
+}
+
+/// The grid size of a `Domain` (with its `Shapes`, which may give it) without building
+/// anything per voxel.
+pub(super) fn dim_of(
+    d: &Obj<'_>,
+    shapes_value: Option<&Value>,
+    media: usize,
+) -> Result<[u32; 3], InputError> {
+    let shapes = match shapes_value {
+        Some(v) => shapes::parse(v, media)?,
+        None => Vec::new(),
+    };
+    dim_from(d, &shapes)
 }
 
 fn parse_dim(v: &Value, path: &str) -> Result<[u32; 3], InputError> {
@@ -201,27 +221,20 @@ fn parse_media(d: &Obj<'_>) -> Result<Vec<Medium>, InputError> {
         .collect()
 }
 
-/// Reads a raw label volume, checking its size before reading.
+/// The label volume named by `Domain.VolumeFile`, from where `volumes` says: the attached
+/// bytes, or (local runs only) the file next to the JSON, its size checked before reading.
 fn read_volume(
     d: &Obj<'_>,
     v: &Value,
     voxels: usize,
-    opts: &ParseOptions,
+    volumes: VolumeSource<'_>,
 ) -> Result<Vec<u16>, InputError> {
-    let rel = string(v, &d.path("VolumeFile"))?;
-    let file: PathBuf = match &opts.base_dir {
-        Some(base) => base.join(rel),
-        None => PathBuf::from(rel),
-    };
-    let io_err = |source| InputError::Io {
-        file: file.clone(),
-        source,
-    };
-    let len = std::fs::metadata(&file).map_err(io_err)?.len();
-    let width = match d.get("MediaFormat") {
+    let path = d.path("VolumeFile");
+    let rel = string(v, &path)?;
+    let format = match d.get("MediaFormat") {
         Some(f) => match string(f, &d.path("MediaFormat"))? {
-            "byte" | "uint8" => 1,
-            "short" | "uint16" => 2,
+            "byte" | "uint8" => Some(1u64),
+            "short" | "uint16" => Some(2),
             _ => {
                 return Err(InputError::invalid(
                     &d.path("MediaFormat"),
@@ -229,43 +242,88 @@ fn read_volume(
                 ))
             }
         },
-        None if len == voxels as u64 => 1,
-        None if len == 2 * voxels as u64 => 2,
-        None => {
-            return Err(InputError::FileSize {
-                file,
-                reason: format!(
-                    "{len} bytes, but Domain.Dim holds {voxels} voxels: expected {voxels} \
-                     (uint8) or {} (uint16) bytes",
-                    2 * voxels as u64
-                ),
-            })
+        None => None,
+    };
+    let voxels64 = voxels as u64;
+    let width_for = |len: u64| match format {
+        Some(w) => Some(w),
+        None if len == voxels64 => Some(1),
+        None if len == 2 * voxels64 => Some(2),
+        None => None,
+    };
+    let expected_text = |len: u64, width: Option<u64>| match width {
+        Some(w) => format!(
+            "{len} bytes, expected {} ({voxels} voxels x {w} byte(s))",
+            voxels64 * w
+        ),
+        None => format!(
+            "{len} bytes, but Domain.Dim holds {voxels} voxels: expected {voxels} (uint8) or \
+             {} (uint16) bytes",
+            2 * voxels64
+        ),
+    };
+    let raw: Vec<u8>;
+    let bytes: &[u8] = match volumes {
+        // The job's own bytes: errors speak of them, never of a file.
+        VolumeSource::Attached(b) => {
+            let len = b.len() as u64;
+            let width = width_for(len);
+            if width.map(|w| w * voxels64) != Some(len) {
+                return Err(InputError::invalid(
+                    &path,
+                    format!("the attached volume holds {}", expected_text(len, width)),
+                ));
+            }
+            b
+        }
+        // Nothing is read: the value names a file, and this job brought none.
+        VolumeSource::None => {
+            return Err(InputError::invalid(
+                &path,
+                "names a volume file, but no volume travels with this job (a job sent to a \
+                 node carries its volume: `compushare submit` attaches the file it names)",
+            ))
+        }
+        VolumeSource::Directory(dir) => {
+            let file = dir.0.join(rel);
+            let io_err = |error| InputError::Io {
+                file: file.clone(),
+                error,
+            };
+            let meta = std::fs::metadata(&file).map_err(io_err)?;
+            if meta.is_dir() {
+                return Err(InputError::IsDirectory { file });
+            }
+            let len = meta.len();
+            let width = width_for(len);
+            let Some(expected) = width.map(|w| w * voxels64).filter(|&e| e == len) else {
+                return Err(InputError::FileSize {
+                    reason: expected_text(len, width),
+                    file,
+                });
+            };
+            let mut buf = Vec::with_capacity(voxels * width.unwrap_or(1) as usize);
+            std::fs::File::open(&file)
+                .and_then(|f| f.take(expected).read_to_end(&mut buf))
+                .map_err(io_err)?;
+            if buf.len() as u64 != expected {
+                return Err(InputError::FileSize {
+                    file,
+                    reason: format!(
+                        "changed while reading: got {} bytes, expected {expected}",
+                        buf.len()
+                    ),
+                });
+            }
+            raw = buf;
+            &raw
         }
     };
-    let expected = voxels as u64 * width;
-    if len != expected {
-        return Err(InputError::FileSize {
-            file,
-            reason: format!("{len} bytes, expected {expected} ({voxels} voxels x {width} byte(s))"),
-        });
-    }
-    let mut raw = Vec::with_capacity(voxels * width as usize);
-    std::fs::File::open(&file)
-        .and_then(|f| f.take(expected).read_to_end(&mut raw))
-        .map_err(io_err)?;
-    if raw.len() as u64 != expected {
-        return Err(InputError::FileSize {
-            file,
-            reason: format!(
-                "changed while reading: got {} bytes, expected {expected}",
-                raw.len()
-            ),
-        });
-    }
-    Ok(if width == 1 {
-        raw.iter().map(|&b| u16::from(b)).collect()
+    Ok(if bytes.len() == voxels {
+        bytes.iter().map(|&b| u16::from(b)).collect()
     } else {
-        raw.chunks_exact(2)
+        bytes
+            .chunks_exact(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
             .collect()
     })

@@ -95,9 +95,9 @@ pub fn nifti_header(job: &Job) -> Result<[u8; NIFTI_HEADER_BYTES], OutputError> 
 /// Writes a NIfTI-1 file: header, extension flag, then `volume` as float32.
 pub fn write_nifti<W: Write>(mut w: W, job: &Job, volume: &[f32]) -> Result<(), OutputError> {
     let header = nifti_header(job)?;
-    let io = |source| OutputError::Io {
+    let io = |error| OutputError::Io {
         path: std::path::PathBuf::new(),
-        source,
+        error,
     };
     w.write_all(&header).map_err(io)?;
     super::write_mc2(w, volume).map_err(io)
