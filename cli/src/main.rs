@@ -7,6 +7,7 @@ mod cmd_bench_manager;
 mod cmd_bench_protocol;
 mod cmd_bench_sha256d;
 mod cmd_client;
+mod cmd_console;
 mod cmd_cuda;
 mod cmd_devices;
 mod cmd_keygen;
@@ -70,6 +71,8 @@ enum Command {
     Rate(cmd_client::RateArgs),
     /// Run the rig controller (transport client) from rig.conf.
     Rig(cmd_rig::RigArgs),
+    /// A rig's operator console over the network (Noise; the key must be in CONSOLE_KEYS).
+    Console(cmd_console::ConsoleArgs),
     /// List the compute devices (CPU, CUDA GPUs) that `--device` can name.
     Devices(cmd_devices::DevicesArgs),
 }
@@ -102,6 +105,7 @@ fn main() -> std::process::ExitCode {
         Command::Fetch(args) => cmd_client::fetch(args),
         Command::Rate(args) => cmd_client::rate(args),
         Command::Rig(args) => cmd_rig::run(args),
+        Command::Console(args) => cmd_console::run(args),
         Command::Devices(args) => cmd_devices::run(args),
     };
     match result {
