@@ -267,17 +267,21 @@ fn status_line(b: &Booted, sup: &Supervisor, mining: &Option<status::Mining>) ->
     };
     key.push(ctl.split(' ').take(2).collect::<Vec<_>>().join(" "));
     parts.push(ctl);
-    if s.maintenance.is_some() {
+    // The controller's API is the authority when it answers; its log lines otherwise.
+    let api = mining.as_ref();
+    if s.maintenance.is_some() || api.is_some_and(|m| m.maintenance.is_some()) {
         parts.push("MAINTENANCE (see console)".into());
         key.push("maintenance".into());
     }
-    let manager = match s.manager {
-        ManagerSeen::Registered => "manager registered",
-        ManagerSeen::Down => "manager down",
-        ManagerSeen::Unknown => "manager -",
+    let manager = match (api.and_then(|m| m.manager.as_deref()), s.manager) {
+        (Some("Connected"), _) => "manager registered".to_owned(),
+        (Some(other), _) => format!("manager {}", other.to_ascii_lowercase()),
+        (None, ManagerSeen::Registered) => "manager registered".to_owned(),
+        (None, ManagerSeen::Down) => "manager down".to_owned(),
+        (None, ManagerSeen::Unknown) => "manager -".to_owned(),
     };
-    key.push(manager.into());
-    parts.push(manager.into());
+    key.push(manager.clone());
+    parts.push(manager);
     if let Some(m) = mining {
         parts.push(format!(
             "{} A {} R {} pools {}/{}",

@@ -25,6 +25,10 @@ pub struct Mining {
     /// Pools whose status is "Alive" / all pools.
     pub pools_alive: usize,
     pub pools: usize,
+    /// The rig's own summary fields: the manager session in one word (Connected,
+    /// Connecting, Down, Disabled) and why the rig is in maintenance mode (empty: it is not).
+    pub manager: Option<String>,
+    pub maintenance: Option<String>,
 }
 
 /// Asks the API at `addr` for summary and pools; `None` if it does not answer usably.
@@ -59,6 +63,9 @@ pub fn parse(bytes: &[u8]) -> Option<Mining> {
         rejected: num(summary, "Rejected").unwrap_or(0.0) as u64,
         ..Mining::default()
     };
+    let text = |k: &str| summary.get(k).and_then(Value::as_str).map(str::to_owned);
+    m.manager = text("Manager Status").filter(|s| !s.is_empty());
+    m.maintenance = text("Maintenance").filter(|s| !s.is_empty());
     if let Some(pools) = find(&v, "POOLS").and_then(Value::as_array) {
         m.pools = pools.len();
         m.pools_alive = pools
@@ -104,7 +111,7 @@ mod tests {
 
     #[test]
     fn reads_joined_and_single_answers() {
-        let joined = br#"{"summary":[{"STATUS":[{"STATUS":"S"}],"SUMMARY":[{"MHS 5s":1.5,"MHS av":1.2,"Accepted":7,"Rejected":1}],"id":1}],"pools":[{"STATUS":[{"STATUS":"S"}],"POOLS":[{"POOL":0,"Status":"Alive"},{"POOL":1,"Status":"Dead"}],"id":1}],"id":1}"#;
+        let joined = br#"{"summary":[{"STATUS":[{"STATUS":"S"}],"SUMMARY":[{"MHS 5s":1.5,"MHS av":1.2,"Accepted":7,"Rejected":1,"Maintenance":"","Manager Status":"Connected"}],"id":1}],"pools":[{"STATUS":[{"STATUS":"S"}],"POOLS":[{"POOL":0,"Status":"Alive"},{"POOL":1,"Status":"Dead"}],"id":1}],"id":1}"#;
         let mut with_nul = joined.to_vec();
         with_nul.push(0);
         let m = parse(&with_nul).unwrap();
@@ -115,7 +122,9 @@ mod tests {
                 accepted: 7,
                 rejected: 1,
                 pools_alive: 1,
-                pools: 2
+                pools: 2,
+                manager: Some("Connected".into()),
+                maintenance: None
             }
         );
         let single = br#"{"STATUS":[{"STATUS":"S"}],"SUMMARY":[{"MHS av":0.25,"Accepted":0,"Rejected":0}],"id":1}"#;
