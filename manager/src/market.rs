@@ -510,7 +510,9 @@ impl Market {
         // A job whose every range was verified before the crash completes now.
         let ids: Vec<JobId> = m.jobs.keys().copied().collect();
         for id in ids {
-            let _ = m.try_finish(Some(id));
+            // Duplicates still owed (a contributor never cross-checked) run at the first tick.
+            let work = m.try_finish(Some(id));
+            m.later.extend(work);
         }
         m.persist.flush()?;
         Ok(m)

@@ -247,6 +247,13 @@ impl Market {
         let (rig_key, payout_to) = (a.rig, a.payout_to);
         let held = a.state == AState::Held;
         let Some(r) = self.rigs.get_mut(&rig_key) else {
+            // A rig not connected since a restart: its standing is in the store.
+            if let Err(e) = self.persist.duplicate_passed(&rig_key, &payout_to, false) {
+                log(format_args!(
+                    "store: passed duplicate of rig {}: {e}",
+                    short(&rig_key)
+                ));
+            }
             return;
         };
         let first = !r.dup_passed;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use compushare_kernels::transport::tally::Tally;
 use compushare_protocol::msg::{AckStatus, HistoryProof, JobState, ManagerToRig, ResultCommit};
-use compushare_protocol::types::{Amount, AssignmentId, JobId, PublicKey};
+use compushare_protocol::types::{Amount, AssignmentId, JobId, PublicKey, TrustLevel};
 
 use super::{log, short, AState, Market, Work};
 use crate::costing;
@@ -634,15 +634,26 @@ impl Market {
             let Some(a) = self.assignments.get(id) else {
                 continue;
             };
-            let Some(r) = self.rigs.get(&a.rig) else {
-                continue;
+            let (rig_key, range, own) = (a.rig, a.range, a.duplicate);
+            let (covered, in_flight) = match self.rigs.get(&rig_key) {
+                Some(r) => (r.public.trusted || r.dup_passed, r.dup_in_flight.is_some()),
+                // Not connected since this node started (a restart): its stored standing
+                // decides; unreadable counts as not covered (a duplicate costs little).
+                None => match self.persist.rig(&rig_key) {
+                    Ok(Some(rec)) => (rec.trust == TrustLevel::Trusted || rec.dup_passed, false),
+                    Ok(None) => (false, false),
+                    Err(e) => {
+                        log(format_args!("store: rig {}: {e}", short(&rig_key)));
+                        (false, false)
+                    }
+                },
             };
-            if r.public.trusted || r.dup_passed {
+            // This result's own duplicate matched: its rig passed one.
+            if covered || own == Some(true) {
                 continue;
             }
             waiting = true;
-            if r.dup_in_flight.is_none() && asked.insert(a.rig) {
-                let range = a.range;
+            if !in_flight && own.is_none() && asked.insert(rig_key) {
                 work.extend(self.start_duplicate(*id, spec.clone(), range));
             }
         }
