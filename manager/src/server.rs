@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::market::{Market, MarketConfig, Work};
+use crate::market::{CheckError, Market, MarketConfig, Work};
 use crate::results::open_result;
 use crate::session;
 use crate::store::Store;
@@ -278,8 +278,7 @@ fn run(shared: &Shared, work: Work) -> Vec<Work> {
                 &commit.tally,
                 commit.histories,
                 spec.cells,
-            )
-            .map_err(|e| e.to_string());
+            );
             shared.market().opened(assignment, r)
         }
         Work::Check {
@@ -292,9 +291,9 @@ fn run(shared: &Shared, work: Work) -> Vec<Work> {
             let n = proofs.len();
             let r = match Engine::new(&spec.job) {
                 Ok(engine) => {
-                    verify::check_proofs(&engine, range, &root, &proofs).map_err(|e| e.to_string())
+                    verify::check_proofs(&engine, range, &root, &proofs).map_err(CheckError::from)
                 }
-                Err(e) => Err(format!("manager engine: {e}")),
+                Err(e) => Err(CheckError::from(e)),
             };
             shared.market().checked(assignment, n, r)
         }
@@ -309,8 +308,7 @@ fn run(shared: &Shared, work: Work) -> Vec<Work> {
                 shared.cfg.engine_threads.max(1),
                 None,
             )
-            .map(|t| t.digest())
-            .map_err(|e| e.to_string());
+            .map(|t| t.digest());
             shared.market().duplicated(assignment, r)
         }
     }

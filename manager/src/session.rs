@@ -129,7 +129,7 @@ pub async fn rig(
             Err(abuse) => {
                 let _ = out.push_last(&ManagerToRig::Refused(Refusal::new(
                     refusal::PROTOCOL,
-                    &abuse.0,
+                    &abuse.to_string(),
                 )));
                 break;
             }

@@ -188,7 +188,11 @@ impl Market {
 
     /// The outcome of [`Work::Duplicate`]: the manager's own digest of the range. It decides
     /// a pending disagreement, or checks the result directly.
-    pub fn duplicated(&mut self, id: AssignmentId, digest: Result<Digest, String>) -> Vec<Work> {
+    pub fn duplicated(
+        &mut self,
+        id: AssignmentId,
+        digest: Result<Digest, compushare_kernels::transport::TransportError>,
+    ) -> Vec<Work> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };

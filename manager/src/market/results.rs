@@ -10,10 +10,11 @@ use compushare_kernels::transport::tally::Tally;
 use compushare_protocol::msg::{AckStatus, HistoryProof, JobState, ManagerToRig, ResultCommit};
 use compushare_protocol::types::{Amount, AssignmentId, JobId, PublicKey, TrustLevel};
 
-use super::{log, short, AState, Market, Work};
+use super::{log, short, AState, CheckError, Market, Work};
 use crate::costing;
 use crate::persist::{Caught, Verified};
 use crate::records::{AssignmentState, Verification};
+use crate::results::ResultError;
 use crate::results::{max_sealed_len, Assembly};
 use crate::trust::ErrorKind;
 use crate::verify;
@@ -218,12 +219,13 @@ impl Market {
         }
     }
 
-    /// The outcome of [`Work::Open`].
-    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, String>) -> Vec<Work> {
+    /// The outcome of [`Work::Open`]: every [`ResultError`] is the rig's (its box, its
+    /// tally, its commitment).
+    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, ResultError>) -> Vec<Work> {
         let tally = match result {
             Ok(t) => t,
             Err(e) => {
-                self.fail(id, &e, ErrorKind::BadResult);
+                self.fail(id, &e.to_string(), ErrorKind::BadResult);
                 return Vec::new();
             }
         };
@@ -332,9 +334,15 @@ impl Market {
         }]
     }
 
-    /// The outcome of [`Work::Check`].
-    pub fn checked(&mut self, id: AssignmentId, n: usize, result: Result<(), String>) -> Vec<Work> {
-        self.stats.samples_checked += n as u64;
+    /// The outcome of [`Work::Check`]. A rig whose proof or record is wrong is caught; a
+    /// check the manager's own engine could not run gives no verdict: the rig is not blamed,
+    /// the result is released (its range computed again) and the rig told it is not wanted.
+    pub fn checked(
+        &mut self,
+        id: AssignmentId,
+        n: usize,
+        result: Result<(), CheckError>,
+    ) -> Vec<Work> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
@@ -342,11 +350,28 @@ impl Market {
         if a.state != AState::Checking {
             return Vec::new();
         }
-        if let Err(e) = result {
-            self.fail(id, &e, ErrorKind::SampleMismatch);
-            return Vec::new();
+        match result {
+            Ok(()) => {
+                self.stats.samples_checked += n as u64;
+                self.settle_check(id)
+            }
+            Err(CheckError::Rig(e)) => {
+                self.stats.samples_checked += n as u64;
+                self.fail(id, &e.to_string(), ErrorKind::SampleMismatch);
+                Vec::new()
+            }
+            Err(e @ CheckError::Engine(_)) => {
+                self.stats.unchecked += 1;
+                let rig = a.rig;
+                log(format_args!(
+                    "assignment {}: sample check not run ({e}); released, rig not blamed",
+                    id.0
+                ));
+                self.send(&rig, ManagerToRig::Cancel { assignment: id });
+                release_unchecked(self, id);
+                Vec::new()
+            }
         }
-        self.settle_check(id)
     }
 
     /// Moves a result to `Held` once every requested sample passed and any duplicate agreed.
@@ -788,4 +813,13 @@ impl Market {
         }
         std::mem::take(&mut self.later)
     }
+}
+
+/// Releases a result that could not be checked: its range back to the pool, its held tally
+/// dropped, recorded abandoned (no verdict on its rig).
+fn release_unchecked(m: &mut Market, id: AssignmentId) {
+    if let Some(a) = m.assignments.get_mut(&id) {
+        a.tally = None;
+    }
+    m.release(id, AState::Discarded);
 }
