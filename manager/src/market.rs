@@ -396,7 +396,6 @@ struct JobEntry {
     held: BTreeMap<u64, AssignmentId>,
     state: JobState,
     spent: u64,
-    result: Option<Arc<Vec<u8>>>,
     rigs: Vec<PublicKey>,
     /// What is left of the escrowed check allowance (see
     /// [`MarketConfig::check_allowance_permille`]), less runs in flight.
@@ -676,7 +675,6 @@ impl Market {
                 held,
                 state,
                 spent,
-                result: None,
                 rigs,
                 check_budget,
             },
@@ -795,16 +793,24 @@ impl Market {
         rig: &PublicKey,
         assignment: AssignmentId,
     ) -> Option<PublicKey> {
-        let a = self
-            .assignments
-            .get(&assignment)
-            .filter(|a| a.rig == *rig)?;
+        let Some(a) = self.assignments.get(&assignment) else {
+            // Its job finished and left memory: the store knows whether it was returned.
+            let rec = self.persist.assignment(assignment).ok().flatten()?;
+            (rec.rig == *rig && rec.state == AssignmentState::Verified).then_some(())?;
+            return self.persist.job(rec.job).ok().flatten().map(|j| j.client);
+        };
+        (a.rig == *rig).then_some(())?;
         let returned = matches!(
             a.state,
             AState::Opening | AState::Checking | AState::Held | AState::Paid
         );
         returned.then_some(())?;
         self.jobs.get(&a.job).map(|j| j.client)
+    }
+
+    /// Jobs, rigs and assignments held in memory (the rest is in the store).
+    pub fn in_memory(&self) -> (usize, usize, usize) {
+        (self.jobs.len(), self.rigs.len(), self.assignments.len())
     }
 }
 
@@ -849,7 +855,6 @@ mod tests {
                 held: BTreeMap::new(),
                 state: JobState::Running,
                 spent: 0,
-                result: None,
                 rigs: Vec::new(),
                 check_budget: 0,
             },

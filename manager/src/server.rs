@@ -41,7 +41,7 @@ pub struct ServerConfig {
     pub tick: Duration,
     /// Threads the manager's own engine uses for duplicate runs.
     pub engine_threads: usize,
-    /// Connections served at once; more are refused with `UNAVAILABLE`.
+    /// Connections served at once; more are closed before their handshake.
     pub max_sessions: usize,
     pub market: MarketConfig,
 }
@@ -177,6 +177,12 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
     use std::sync::atomic::Ordering;
     let open = shared.sessions.fetch_add(1, Ordering::Relaxed);
     let _slot = SessionSlot(shared.clone());
+    // The limit comes before the handshake: a handshake costs the node key agreements and a
+    // task, so a flood of connections past the limit is closed before any of that.
+    if open >= shared.cfg.max_sessions {
+        eprintln!("manager: {addr}: closed before the handshake: {open} sessions open");
+        return;
+    }
     let ch = match accept_tcp(stream, &shared.identity, shared.cfg.handshake_timeout).await {
         Ok(ch) => ch,
         Err(e) => {
@@ -197,10 +203,6 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
             return;
         }
     };
-    if open >= shared.cfg.max_sessions {
-        refuse(&mut wr, refusal::UNAVAILABLE, "too many sessions").await;
-        return;
-    }
     match msg::peek_version(&first).and_then(msg::check_version) {
         Ok(()) => {}
         Err(e @ CodecError::UnsupportedVersion { .. }) => {

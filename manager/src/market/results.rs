@@ -731,22 +731,30 @@ impl Market {
                 return;
             }
         };
-        j.result = Some(Arc::new(bytes));
-        j.state = JobState::Done;
-        j.spent = spent;
-        for id in &held {
-            if let Some(a) = self.assignments.get_mut(id) {
-                a.state = AState::Paid;
-                a.tally = None;
-            }
-        }
+        let photons = j.photons;
+        drop(bytes);
+        // A finished job leaves memory: its status, result and ratings are read from the
+        // store from now on. Its assignments go too, but for check runs still out (they
+        // settle against the store, which refuses to pay into a closed job).
+        self.jobs.remove(&job);
+        self.assignments.retain(|_, a| {
+            a.job != job
+                || matches!(
+                    a.state,
+                    AState::Assigned
+                        | AState::Uploading
+                        | AState::Opening
+                        | AState::Checking
+                        | AState::Settled
+                )
+        });
         for r in self.rigs.values_mut() {
             r.bids.retain(|(b, _), _| *b != job);
+            r.excluded.remove(&job);
         }
         log(format_args!(
-            "job {} done: {} photons verified, paid {spent}, fee {fee}, refund {refund}",
+            "job {} done: {photons} photons verified, paid {spent}, fee {fee}, refund {refund}",
             job.0,
-            self.jobs.get(&job).map_or(0, |j| j.photons),
         ));
     }
 
@@ -807,6 +815,17 @@ impl Market {
         if let Err(e) = self.persist.flush() {
             log(format_args!("store: assignment records: {e}"));
         }
+        // Rigs gone and holding nothing leave memory: their standing is in the store and is
+        // read back when they return. A rig still named by live work, or excluded from a
+        // running job it was caught on, stays.
+        let live: HashSet<PublicKey> = self
+            .assignments
+            .values()
+            .filter(|a| !matches!(a.state, AState::Paid | AState::Late | AState::Discarded))
+            .map(|a| a.rig)
+            .collect();
+        self.rigs
+            .retain(|k, r| r.link.is_some() || !r.excluded.is_empty() || live.contains(k));
         let reoffer: Vec<PublicKey> = self.reoffer.drain().collect();
         for key in reoffer {
             self.offer_idle(&key);
