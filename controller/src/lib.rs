@@ -10,6 +10,7 @@
 pub mod command;
 pub mod config;
 pub mod log;
+pub use compushare_protocol::{debug, info, warn};
 pub mod status;
 pub mod stratum;
 pub mod transport;

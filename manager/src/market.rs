@@ -491,8 +491,10 @@ pub struct Market {
     pub stats: Stats,
 }
 
+/// The market's log lines: state changes an operator follows (info level of the workspace's
+/// shim, `compushare_protocol::log`).
 fn log(line: std::fmt::Arguments<'_>) {
-    eprintln!("manager: {line}");
+    compushare_protocol::log::emit(compushare_protocol::log::Level::Info, line);
 }
 
 fn short(key: &PublicKey) -> String {

@@ -152,7 +152,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                eprintln!("manager: accept failed: {e}");
+                compushare_protocol::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -180,13 +180,13 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
     // The limit comes before the handshake: a handshake costs the node key agreements and a
     // task, so a flood of connections past the limit is closed before any of that.
     if open >= shared.cfg.max_sessions {
-        eprintln!("manager: {addr}: closed before the handshake: {open} sessions open");
+        compushare_protocol::warn!("{addr}: closed before the handshake: {open} sessions open");
         return;
     }
     let ch = match accept_tcp(stream, &shared.identity, shared.cfg.handshake_timeout).await {
         Ok(ch) => ch,
         Err(e) => {
-            eprintln!("manager: handshake with {addr} failed: {e}");
+            compushare_protocol::warn!("handshake with {addr} failed: {e}");
             return;
         }
     };
@@ -195,23 +195,23 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
     let first = match tokio::time::timeout(shared.cfg.handshake_timeout, rd.recv_bytes()).await {
         Ok(Ok(b)) => b.to_vec(),
         Ok(Err(e)) => {
-            eprintln!("manager: {addr}: no first message: {e}");
+            compushare_protocol::warn!("{addr}: no first message: {e}");
             return;
         }
         Err(_) => {
-            eprintln!("manager: {addr}: no first message in time");
+            compushare_protocol::warn!("{addr}: no first message in time");
             return;
         }
     };
     match msg::peek_version(&first).and_then(msg::check_version) {
         Ok(()) => {}
         Err(e @ CodecError::UnsupportedVersion { .. }) => {
-            eprintln!("manager: {addr}: refused: {e}");
+            compushare_protocol::warn!("{addr}: refused: {e}");
             refuse(&mut wr, refusal::UNSUPPORTED_VERSION, &e.to_string()).await;
             return;
         }
         Err(e) => {
-            eprintln!("manager: {addr}: refused: {e}");
+            compushare_protocol::warn!("{addr}: refused: {e}");
             refuse(&mut wr, refusal::PROTOCOL, &e.to_string()).await;
             return;
         }
@@ -233,7 +233,7 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
     } else if client_hello {
         Box::pin(session::client(shared, peer, rd, wr)).await;
     } else {
-        eprintln!("manager: {addr}: refused: first message is not a Hello");
+        compushare_protocol::warn!("{addr}: refused: first message is not a Hello");
         refuse(&mut wr, refusal::PROTOCOL, "first message must be Hello").await;
     }
 }

@@ -826,6 +826,9 @@ impl Market {
             .collect();
         self.rigs
             .retain(|k, r| r.link.is_some() || !r.excluded.is_empty() || live.contains(k));
+        // Tables give back what a burst (of rigs, of assignments) made them grow to.
+        shrink(&mut self.rigs);
+        shrink(&mut self.assignments);
         let reoffer: Vec<PublicKey> = self.reoffer.drain().collect();
         for key in reoffer {
             self.offer_idle(&key);
@@ -841,4 +844,12 @@ fn release_unchecked(m: &mut Market, id: AssignmentId) {
         a.tally = None;
     }
     m.release(id, AState::Discarded);
+}
+
+/// Gives a map's spare capacity back once it is mostly empty (a `HashMap` never shrinks by
+/// itself: after a burst of 10,000 rigs it would keep room for them for good).
+fn shrink<K: std::hash::Hash + Eq, V>(map: &mut std::collections::HashMap<K, V>) {
+    if map.capacity() > 64 && map.capacity() > 4 * map.len() {
+        map.shrink_to_fit();
+    }
 }
