@@ -94,15 +94,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// A bounded string from a short literal (cut to its capacity).
-fn short<const N: usize>(s: &str) -> heapless::String<N> {
-    let mut out = heapless::String::new();
-    for c in s.chars() {
-        if out.push(c).is_err() {
-            break;
-        }
-    }
-    out
-}
+use compushare_protocol::types::truncated as short;
 
 pub(crate) fn hello(i: usize, devices: u8) -> RigHello {
     let mut list = heapless::Vec::new();

@@ -35,7 +35,7 @@ use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::tally::Tally;
 use compushare_protocol::msg::{Bid, HistoryProof, JobState, ManagerToRig, ResultCommit};
 use compushare_protocol::types::{
-    Amount, AssignmentId, DeviceInfo, Digest, JobId, Mode, Name, PhotonRange, PublicKey, TrustLevel,
+    Amount, AssignmentId, DeviceInfo, Digest, JobId, Mode, PhotonRange, PublicKey, TrustLevel,
 };
 
 use crate::costing;
@@ -497,9 +497,7 @@ fn log(line: std::fmt::Arguments<'_>) {
     compushare_protocol::log::emit(compushare_protocol::log::Level::Info, line);
 }
 
-fn short(key: &PublicKey) -> String {
-    compushare_protocol::hex::encode(&key[..4])
-}
+use compushare_protocol::hex::short;
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -507,15 +505,7 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn name(s: &str) -> Name {
-    let mut n = Name::new();
-    for c in s.chars() {
-        if n.push(c).is_err() {
-            break;
-        }
-    }
-    n
-}
+use compushare_protocol::types::truncated as name;
 
 impl Market {
     /// The market whose state lives in `store`: running jobs resume with their verified

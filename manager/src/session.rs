@@ -34,9 +34,7 @@ pub type Reader = SecureReader<FromTokio<OwnedReadHalf>>;
 /// The sending half of a TCP session.
 pub type Writer = SecureWriter<FromTokio<OwnedWriteHalf>>;
 
-fn hex4(key: &PublicKey) -> String {
-    compushare_protocol::hex::encode(&key[..4])
-}
+use compushare_protocol::hex::short as hex4;
 
 /// Serves a rig until it leaves, breaks the protocol or goes silent.
 pub async fn rig(
@@ -235,15 +233,9 @@ fn reply(wr: &mut Writer, m: ManagerToClient) -> impl std::future::Future<Output
 }
 
 fn error(code: ErrorCode, message: &str) -> ManagerToClient {
-    let mut text = heapless::String::new();
-    for c in message.chars() {
-        if text.push(c).is_err() {
-            break;
-        }
-    }
     ManagerToClient::Error {
         code,
-        message: text,
+        message: compushare_protocol::types::truncated(message),
     }
 }
 

@@ -209,10 +209,7 @@ pub fn now_unix_s() -> u64 {
         .unwrap_or(0)
 }
 
-fn hex32(k: &[u8; 32]) -> String {
-    let mut buf = [0u8; 64];
-    compushare_protocol::hex::encode_into(k, &mut buf).to_owned()
-}
+use compushare_protocol::hex::encode as hex32;
 
 /// Bytes of database pages redb keeps in memory. Its default (1 GiB) lets a node's memory
 /// grow with its history (every finished job, assignment and ledger entry ever read or

@@ -112,3 +112,15 @@ pub enum Mode {
     /// Fastest devices first, then the cheapest among equal speeds.
     Fastest,
 }
+
+/// `s` cut to at most `N` bytes, at a character boundary: the one way a name, label or
+/// reason is made to fit its bounded wire type.
+pub fn truncated<const N: usize>(s: &str) -> String<N> {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
+}
