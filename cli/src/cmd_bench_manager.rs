@@ -94,7 +94,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// A bounded string from a short literal (cut to its capacity).
-use compushare_protocol::types::truncated as short;
+use compushare_protocol::types::bounded as short;
 
 pub(crate) fn hello(i: usize, devices: u8) -> RigHello {
     let mut list = heapless::Vec::new();

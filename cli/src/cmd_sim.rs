@@ -3,7 +3,8 @@
 //! `compushare sim INPUT.json [--photons N] [--seed S] [--threads T] [--device cpu|cuda:K]
 //! [--out FILE] [--json]`, or `--bench NAME` instead of INPUT for a built-in benchmark.
 //! `--out FILE` writes the normalised fluence as `.mc2` (MCX raw float32) or `.nii`
-//! (NIfTI-1), chosen by extension, and, when the job has detectors, the detected photons as
+//! (NIfTI-1), or a log-scale picture of the plane through the source as `.png`, chosen by
+//! extension, and, when the job has detectors, the detected photons as
 //! `FILE` with extension `.detp.json`. The summary goes to stdout (one JSON object with
 //! `--json`); a progress bar goes to stderr only when stderr is a terminal.
 

@@ -8,6 +8,7 @@ mod cmd_bench_memory;
 mod cmd_bench_protocol;
 mod cmd_bench_sha256d;
 mod cmd_client;
+mod cmd_console;
 mod cmd_cuda;
 mod cmd_devices;
 mod cmd_keygen;
@@ -71,6 +72,8 @@ enum Command {
     Rate(cmd_client::RateArgs),
     /// Run the rig controller (transport client) from rig.conf.
     Rig(cmd_rig::RigArgs),
+    /// A rig's operator console over the network (Noise; the key must be in CONSOLE_KEYS).
+    Console(cmd_console::ConsoleArgs),
     /// List the compute devices (CPU, CUDA GPUs) that `--device` can name.
     Devices(cmd_devices::DevicesArgs),
 }
@@ -106,6 +109,7 @@ fn main() -> std::process::ExitCode {
         Command::Fetch(args) => cmd_client::fetch(args),
         Command::Rate(args) => cmd_client::rate(args),
         Command::Rig(args) => cmd_rig::run(args),
+        Command::Console(args) => cmd_console::run(args),
         Command::Devices(args) => cmd_devices::run(args),
     };
     match result {

@@ -84,6 +84,8 @@ pub struct RigConfig {
     pub console_keys: Vec<PublicKey>,
     /// `API_LISTEN` (default 127.0.0.1:4028).
     pub api_listen: SocketAddr,
+    /// `METRICS_LISTEN`: Prometheus text metrics (off when unset).
+    pub metrics_listen: Option<SocketAddr>,
     /// `STATE_DIR`.
     pub state_dir: Option<PathBuf>,
     /// `SWITCH_MARGIN` (default 0.05), a fraction in [0, 1].
@@ -257,6 +259,7 @@ impl RigConfig {
             console_listen: None,
             console_keys: Vec::new(),
             api_listen: SocketAddr::from(([127, 0, 0, 1], 4028)),
+            metrics_listen: None,
             state_dir: None,
             switch_margin: DEFAULT_SWITCH_MARGIN,
         }
@@ -458,6 +461,13 @@ impl Parser<'_> {
                     .parse::<SocketAddr>()
                     .map_err(|_| invalid(self, "ip:port"))?;
             }
+            "METRICS_LISTEN" => {
+                self.cfg.metrics_listen = Some(
+                    value
+                        .parse::<SocketAddr>()
+                        .map_err(|_| invalid(self, "ip:port"))?,
+                );
+            }
             "STATE_DIR" => {
                 let dir = PathBuf::from(value);
                 // A file where the directory should be: named here, at its line, rather than
@@ -529,6 +539,7 @@ const KEYS: &[&str] = &[
     "CONSOLE_LISTEN",
     "CONSOLE_KEYS",
     "API_LISTEN",
+    "METRICS_LISTEN",
     "STATE_DIR",
     "SWITCH_MARGIN",
 ];

@@ -505,7 +505,7 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-use compushare_protocol::types::truncated as name;
+use compushare_protocol::types::bounded as name;
 
 impl Market {
     /// The market whose state lives in `store`: running jobs resume with their verified

@@ -14,7 +14,7 @@ use compushare_protocol::types::{Amount, PublicKey, TrustLevel};
 use crate::market::RigPublic;
 use crate::trust;
 
-use compushare_protocol::types::truncated as name;
+use compushare_protocol::types::bounded as name;
 
 /// Seconds per thousandth cost unit as nanoseconds per cost unit; `None` for a value that is
 /// not a finite non-negative number.

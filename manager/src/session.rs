@@ -235,7 +235,7 @@ fn reply(wr: &mut Writer, m: ManagerToClient) -> impl std::future::Future<Output
 fn error(code: ErrorCode, message: &str) -> ManagerToClient {
     ManagerToClient::Error {
         code,
-        message: compushare_protocol::types::truncated(message),
+        message: compushare_protocol::types::bounded(message),
     }
 }
 

@@ -1,12 +1,13 @@
 //! The workspace's one logging shim: library code never names a logging backend.
 //!
-//! Lines go to stderr when the level allows it, and to a tap when one is set (a rig's console
-//! keeps a bounded ring of recent lines through it). The level is process-wide and starts at
+//! Lines go to stderr when the level allows it, and to a tap when one is set: the tap gets
+//! info and warn lines always and debug lines when they are enabled (a rig's console keeps a
+//! bounded ring of recent lines through it, `compushare_controller::log`). The level is process-wide and starts at
 //! `Warn`; `COMPUSHARE_LOG=debug|info|warn|off` overrides it at first use, and binaries may
 //! call [`set_level`]. Use it through the `warn!`, `info!` and `debug!` macros exported at
 //! this crate's root (the controller re-exports them as its own).
 
-use std::string::String;
+use core::fmt::Arguments;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Once, OnceLock};
 
@@ -26,7 +27,7 @@ pub enum Level {
 
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Warn as u8);
 static INIT: Once = Once::new();
-static TAP: OnceLock<fn(Level, &str)> = OnceLock::new();
+static TAP: OnceLock<fn(Level, Arguments<'_>)> = OnceLock::new();
 
 fn init_from_env() {
     INIT.call_once(|| {
@@ -48,10 +49,10 @@ pub fn set_level(level: Level) {
     LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
-/// Also hands every line printed to `tap` (once per process; a later call is refused and
-/// returns false). The tap must be quick and must not log.
-pub fn set_tap(tap: fn(Level, &str)) -> bool {
-    TAP.set(tap).is_ok()
+/// Also hands lines to `tap` (see the module doc; once per process: a later call with
+/// another tap is refused and returns false). The tap must be quick and must not log.
+pub fn set_tap(tap: fn(Level, Arguments<'_>)) -> bool {
+    TAP.set(tap).is_ok() || TAP.get().is_some_and(|t| core::ptr::fn_addr_eq(*t, tap))
 }
 
 /// Whether a message at `level` would be printed.
@@ -60,21 +61,26 @@ pub fn enabled(level: Level) -> bool {
     level != Level::Off && (level as u8) <= LEVEL.load(Ordering::Relaxed)
 }
 
-/// Prints one line at `level` (used through the macros).
-pub fn emit(level: Level, args: core::fmt::Arguments<'_>) {
-    if !enabled(level) {
+/// Prints one line at `level` (used through the macros) and hands it to the tap.
+pub fn emit(level: Level, args: Arguments<'_>) {
+    let to_stderr = enabled(level);
+    let tap = TAP
+        .get()
+        .filter(|_| level != Level::Off && (level <= Level::Info || to_stderr));
+    if !to_stderr && tap.is_none() {
         return;
     }
-    let tag = match level {
-        Level::Off => "",
-        Level::Warn => "warn",
-        Level::Info => "info",
-        Level::Debug => "debug",
-    };
-    let line: String = std::format!("{args}");
-    std::eprintln!("compushare[{tag}]: {line}");
-    if let Some(tap) = TAP.get() {
-        tap(level, &line);
+    if to_stderr {
+        let tag = match level {
+            Level::Off => "",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        };
+        std::eprintln!("compushare[{tag}]: {args}");
+    }
+    if let Some(tap) = tap {
+        tap(level, args);
     }
 }
 

@@ -11,6 +11,18 @@ pub type Digest = [u8; 32];
 /// An X25519 static public key: the identity of a rig, client or manager.
 pub type PublicKey = [u8; 32];
 
+/// `s` as a bounded string, cut at a character boundary when longer than `N` bytes (names,
+/// reasons and console text that must fit their wire capacity).
+pub fn bounded<const N: usize>(s: &str) -> String<N> {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
+}
+
 /// Bounded name (rig, device, label).
 pub type Name = String<NAME_LEN>;
 /// Bounded firmware version string.
@@ -111,16 +123,4 @@ pub enum Mode {
     Cheapest,
     /// Fastest devices first, then the cheapest among equal speeds.
     Fastest,
-}
-
-/// `s` cut to at most `N` bytes, at a character boundary: the one way a name, label or
-/// reason is made to fit its bounded wire type.
-pub fn truncated<const N: usize>(s: &str) -> String<N> {
-    let mut out = String::new();
-    for c in s.chars() {
-        if out.push(c).is_err() {
-            break;
-        }
-    }
-    out
 }

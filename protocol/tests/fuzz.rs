@@ -1,5 +1,5 @@
 //! Arbitrary and mutated bytes never make a decoder panic, read past its input or allocate:
-//! message decoders (all four directions), the version peek, the frame reader and chunk
+//! message decoders (all six directions), the version peek, the frame reader and chunk
 //! reassembly. Together these run well over 100,000 cases.
 
 mod common;
@@ -8,7 +8,8 @@ use compushare_protocol::chunk::{Chunk, Chunker, Reassembler};
 use compushare_protocol::frame::{read_frame, FrameBuf, FrameError};
 use compushare_protocol::limits::MAX_FRAME;
 use compushare_protocol::msg::{
-    self, ClientToManager, ManagerToClient, ManagerToRig, Message, RigToManager,
+    self, ClientToManager, ManagerToClient, ManagerToRig, Message, OperatorToRig, RigToManager,
+    RigToOperator,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -38,6 +39,8 @@ fn decode_all(bytes: &[u8]) -> Result<(), TestCaseError> {
     one::<ManagerToRig>(bytes)?;
     one::<ClientToManager>(bytes)?;
     one::<ManagerToClient>(bytes)?;
+    one::<OperatorToRig>(bytes)?;
+    one::<RigToOperator>(bytes)?;
     let _ = msg::peek_version(bytes);
     Ok(())
 }
@@ -100,6 +103,16 @@ proptest! {
 
     #[test]
     fn mutated_manager_to_client(m in common::manager_to_client(), e in edits()) {
+        decode_all(&mutate(encoded(&m), &e))?;
+    }
+
+    #[test]
+    fn mutated_operator_to_rig(m in common::operator_to_rig(), e in edits()) {
+        decode_all(&mutate(encoded(&m), &e))?;
+    }
+
+    #[test]
+    fn mutated_rig_to_operator(m in common::rig_to_operator(), e in edits()) {
         decode_all(&mutate(encoded(&m), &e))?;
     }
 }

@@ -31,6 +31,12 @@ proptest! {
     #[test]
     fn manager_to_client(m in common::manager_to_client()) { round_trip(&m)?; }
 
+    #[test]
+    fn operator_to_rig(m in common::operator_to_rig()) { round_trip(&m)?; }
+
+    #[test]
+    fn rig_to_operator(m in common::rig_to_operator()) { round_trip(&m)?; }
+
     /// The version of any Hello is readable without decoding the rest.
     #[test]
     fn hello_version_peek(m in common::rig_to_manager()) {
@@ -52,6 +58,8 @@ fn every_message_fits_a_sealed_frame() {
         ("ManagerToRig", ManagerToRig::POSTCARD_MAX_SIZE),
         ("ClientToManager", ClientToManager::POSTCARD_MAX_SIZE),
         ("ManagerToClient", ManagerToClient::POSTCARD_MAX_SIZE),
+        ("OperatorToRig", OperatorToRig::POSTCARD_MAX_SIZE),
+        ("RigToOperator", RigToOperator::POSTCARD_MAX_SIZE),
     ] {
         assert!(max <= MAX_MESSAGE, "{name}: {max} > {MAX_MESSAGE}");
         println!("{name}: max {max} bytes");
@@ -89,4 +97,30 @@ fn record_and_rating_variants_are_appended() {
     assert_eq!(tag(&rated), 12);
     // A record with a full standing still fits one sealed frame with room to spare.
     const { assert!(PublicRecord::POSTCARD_MAX_SIZE < 1024) };
+}
+
+/// The operator console's pair: `Refused` is variant 0 (frozen, readable by any version), a
+/// Hello's version is readable before the rest, and the largest message is a full reply.
+#[test]
+fn operator_console_layout() {
+    use compushare_protocol::limits::{CONSOLE_LINE, CONSOLE_REPLY};
+    use compushare_protocol::msg::*;
+    let mut buf = vec![0u8; RigToOperator::POSTCARD_MAX_SIZE];
+    let refused = RigToOperator::Refused(Refusal::new(refusal::NOT_ALLOWED, "no"));
+    assert_eq!(msg::encode(&refused, &mut buf).unwrap()[0], 0);
+    let hello = OperatorToRig::Hello { version: 7 };
+    let mut hbuf = [0u8; 16];
+    assert_eq!(
+        msg::peek_version(msg::encode(&hello, &mut hbuf).unwrap()),
+        Ok(7)
+    );
+    const { assert!(OperatorToRig::POSTCARD_MAX_SIZE < CONSOLE_LINE + 16) };
+    const { assert!(RigToOperator::POSTCARD_MAX_SIZE < CONSOLE_REPLY + 32) };
+    // The frozen refusal decodes the same as the manager's (one layout for every door).
+    let m = ManagerToRig::Refused(Refusal::new(refusal::NOT_ALLOWED, "no"));
+    let mut mbuf = vec![0u8; 512];
+    assert_eq!(
+        msg::encode(&m, &mut mbuf).unwrap(),
+        msg::encode(&refused, &mut buf).unwrap()
+    );
 }

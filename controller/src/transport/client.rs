@@ -943,7 +943,7 @@ pub fn backoff(opts: &RigOptions, attempt: u32) -> Duration {
     base.mul_f64(frac)
 }
 
-use compushare_protocol::types::truncated as name;
+use compushare_protocol::types::bounded as name;
 
 fn variant(m: &ManagerToRig) -> &'static str {
     match m {

@@ -12,10 +12,12 @@
 //! above is unaffected, since such voxels contribute `mua * fluence = 0` either way).
 //!
 //! Volumes are float32, little-endian, x fastest, then y, z, gate (MCX's column-major order).
-//! `--out FILE` picks the format from the extension: `.mc2` raw MCX volume, `.nii` NIfTI-1.
+//! `--out FILE` picks the format from the extension: `.mc2` raw MCX volume, `.nii` NIfTI-1,
+//! `.png` a picture of the plane through the source ([`picture`]).
 
 mod detected;
 mod nifti;
+pub mod picture;
 mod summary;
 
 use std::io::Write;
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use self::detected::write_detected;
 pub use self::nifti::{nifti_header, write_nifti, NIFTI_HEADER_BYTES};
+pub use self::picture::{render_slice, source_plane, write_fluence_png, SliceInfo};
 pub use self::summary::{RunInfo, Summary};
 
 use super::job::Job;
@@ -44,7 +47,7 @@ pub enum OutputError {
     #[error("the tally holds no launched photons")]
     NoPhotons,
     /// `--out` names a file whose extension selects no format.
-    #[error("{}: unknown output format (use a .mc2 or .nii file name)", path.display())]
+    #[error("{}: unknown output format (use a .mc2, .nii or .png file name)", path.display())]
     UnknownFormat {
         /// The file name given.
         path: PathBuf,
@@ -69,13 +72,17 @@ pub enum OutputError {
     },
 }
 
-/// Volume file formats.
+/// Output file formats, chosen by the file name's extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum VolumeFormat {
     /// MCX raw float32 volume (`.mc2`).
     Mc2,
     /// NIfTI-1 single file (`.nii`).
     Nifti,
+    /// A picture of the time-integrated fluence on the plane through the source, log scale
+    /// (`.png`; see [`picture`]).
+    Png,
 }
 
 impl VolumeFormat {
@@ -88,6 +95,7 @@ impl VolumeFormat {
         match ext.as_deref() {
             Some("mc2") => Ok(VolumeFormat::Mc2),
             Some("nii") => Ok(VolumeFormat::Nifti),
+            Some("png") => Ok(VolumeFormat::Png),
             _ => Err(OutputError::UnknownFormat {
                 path: path.to_owned(),
             }),
@@ -166,15 +174,19 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> OutputError + '_ {
 /// has detectors, the detected photons to [`detected_path`]. Returns the files written.
 pub fn write_outputs(path: &Path, job: &Job, tally: &Tally) -> Result<Vec<PathBuf>, OutputError> {
     let format = VolumeFormat::from_path(path)?;
-    let volume = fluence(job, tally)?;
-    let file = std::fs::File::create(path).map_err(io_error(path))?;
-    let w = std::io::BufWriter::new(file);
-    match format {
-        VolumeFormat::Mc2 => write_mc2(w, &volume).map_err(io_error(path))?,
-        VolumeFormat::Nifti => match write_nifti(w, job, &volume) {
-            Err(OutputError::Io { error, .. }) => return Err(io_error(path)(error)),
-            other => other?,
-        },
+    if format == VolumeFormat::Png {
+        write_fluence_png(path, job, tally)?;
+    } else {
+        let volume = fluence(job, tally)?;
+        let file = std::fs::File::create(path).map_err(io_error(path))?;
+        let w = std::io::BufWriter::new(file);
+        match format {
+            VolumeFormat::Nifti => match write_nifti(w, job, &volume) {
+                Err(OutputError::Io { error, .. }) => return Err(io_error(path)(error)),
+                other => other?,
+            },
+            _ => write_mc2(w, &volume).map_err(io_error(path))?,
+        }
     }
     let mut written = vec![path.to_owned()];
     if !job.detectors.is_empty() {

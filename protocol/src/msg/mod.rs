@@ -9,11 +9,13 @@
 mod canonical;
 mod client;
 mod manager;
+mod operator;
 mod record;
 mod rig;
 
 pub use client::{ClientToManager, ErrorCode, JobState, JobStatus, ManagerToClient, SubmitJob};
 pub use manager::{AckStatus, Assign, ManagerToRig, Offer, Welcome};
+pub use operator::{OperatorToRig, OperatorWelcome, RigToOperator};
 pub use record::{
     ErrorCounts, PublicRecord, RatingOutcome, RatingSummary, ReturnStats, RigErrorKind,
     RigStanding, TrustEvent, TrustEventKind,
@@ -62,18 +64,12 @@ pub mod refusal {
 impl Refusal {
     /// A refusal with this build's version range.
     pub fn new(code: u16, reason: &str) -> Self {
-        let mut text = String::new();
-        // Keep as much of the reason as fits, cut at a character boundary.
-        for c in reason.chars() {
-            if text.push(c).is_err() {
-                break;
-            }
-        }
         Refusal {
             code,
             min_version: MIN_PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
-            reason: text,
+            // As much of the reason as fits, cut at a character boundary.
+            reason: crate::types::bounded(reason),
         }
     }
 }
@@ -96,12 +92,20 @@ impl Message for ClientToManager {
 impl Message for ManagerToClient {
     const NAME: &'static str = "ManagerToClient";
 }
+impl Message for OperatorToRig {
+    const NAME: &'static str = "OperatorToRig";
+}
+impl Message for RigToOperator {
+    const NAME: &'static str = "RigToOperator";
+}
 
 // Every message, sealed, fits one frame: checked when the crate compiles.
 const _: () = assert!(RigToManager::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
 const _: () = assert!(ManagerToRig::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
 const _: () = assert!(ClientToManager::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
 const _: () = assert!(ManagerToClient::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
+const _: () = assert!(OperatorToRig::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
+const _: () = assert!(RigToOperator::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
 
 /// Why bytes could not become a message, or a message could not become bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,8 +199,8 @@ pub fn decode_boxed<M: Message>(bytes: &[u8]) -> Result<std::boxed::Box<M>, Code
     decode(bytes).map(std::boxed::Box::new)
 }
 
-/// Reads the protocol version from the first message of a session (a `RigToManager::Hello`
-/// or `ClientToManager::Hello`) without decoding the rest, whose layout may be another
+/// Reads the protocol version from the first message of a session (a `RigToManager::Hello`,
+/// `ClientToManager::Hello` or `OperatorToRig::Hello`) without decoding the rest, whose layout may be another
 /// version's.
 pub fn peek_version(bytes: &[u8]) -> Result<u16, CodecError> {
     let (tag, rest) = read_varint(bytes).ok_or(CodecError::NotHello)?;

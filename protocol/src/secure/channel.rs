@@ -160,10 +160,39 @@ async fn recv_hs<R: embedded_io_async::Read>(
 /// Initiator side (rig or client): runs the handshake and checks that the manager proves the
 /// pinned key before revealing our own identity.
 pub async fn connect<R, W>(
+    r: R,
+    w: W,
+    me: &Identity,
+    pinned: &PublicKey,
+) -> Result<SecureChannel<R, W>, ChannelError>
+where
+    R: embedded_io_async::Read,
+    W: embedded_io_async::Write,
+{
+    initiate(r, w, me, Some(pinned)).await
+}
+
+/// Initiator side without a pinned key: the responder's key is learnt from the handshake
+/// ([`SecureChannel::peer`]) and trusted on first use. Only for a peer whose key the user
+/// has no way to know yet (an operator's first console session to a rig); the caller shows
+/// the key so that it can be pinned from then on.
+pub async fn connect_unpinned<R, W>(
+    r: R,
+    w: W,
+    me: &Identity,
+) -> Result<SecureChannel<R, W>, ChannelError>
+where
+    R: embedded_io_async::Read,
+    W: embedded_io_async::Write,
+{
+    initiate(r, w, me, None).await
+}
+
+async fn initiate<R, W>(
     mut r: R,
     mut w: W,
     me: &Identity,
-    pinned: &PublicKey,
+    pinned: Option<&PublicKey>,
 ) -> Result<SecureChannel<R, W>, ChannelError>
 where
     R: embedded_io_async::Read,
@@ -174,11 +203,13 @@ where
     send_hs(&mut w, &mut hs, &mut wbuf).await?; // -> e
     recv_hs(&mut r, &mut hs, &mut rbuf).await?; // <- e, ee, s, es
     let got = remote_key(&hs)?;
-    if got != *pinned {
-        return Err(ChannelError::WrongPeerKey {
-            expected: *pinned,
-            got,
-        });
+    if let Some(pinned) = pinned {
+        if got != *pinned {
+            return Err(ChannelError::WrongPeerKey {
+                expected: *pinned,
+                got,
+            });
+        }
     }
     send_hs(&mut w, &mut hs, &mut wbuf).await?; // -> s, se
     SecureChannel::new(r, w, hs, got, rbuf, wbuf)

@@ -19,7 +19,7 @@ mod identity;
 pub mod net;
 pub mod seal;
 
-pub use channel::{accept, connect, SecureChannel, SecureReader, SecureWriter};
+pub use channel::{accept, connect, connect_unpinned, SecureChannel, SecureReader, SecureWriter};
 pub use error::ChannelError;
 pub use identity::{Identity, KeyError};
 

@@ -40,6 +40,17 @@ pub async fn connect_tcp(
     pinned: &PublicKey,
     limit: Duration,
 ) -> Result<TcpChannel, ChannelError> {
+    connect_tcp_to(addr, me, Some(pinned), limit).await
+}
+
+/// [`connect_tcp`], or without a pinned key when `pinned` is `None` (see
+/// [`super::connect_unpinned`]: the caller shows the key it learnt).
+pub async fn connect_tcp_to(
+    addr: impl ToSocketAddrs,
+    me: &Identity,
+    pinned: Option<&PublicKey>,
+    limit: Duration,
+) -> Result<TcpChannel, ChannelError> {
     with_timeout(limit, async {
         let stream = TcpStream::connect(addr)
             .await
@@ -47,7 +58,11 @@ pub async fn connect_tcp(
         // Frames are small and latency matters more than segment count.
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
-        super::connect(FromTokio::new(r), FromTokio::new(w), me, pinned).await
+        let (r, w) = (FromTokio::new(r), FromTokio::new(w));
+        match pinned {
+            Some(key) => super::connect(r, w, me, key).await,
+            None => super::connect_unpinned(r, w, me).await,
+        }
     })
     .await
 }

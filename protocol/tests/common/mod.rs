@@ -505,3 +505,34 @@ pub fn manager_to_client() -> impl Strategy<Value = ManagerToClient> {
         key().prop_map(|rig| ManagerToClient::UnknownRig { rig }),
     ]
 }
+
+pub fn operator_to_rig() -> impl Strategy<Value = OperatorToRig> {
+    prop_oneof![
+        any::<u16>().prop_map(|version| OperatorToRig::Hello { version }),
+        (any::<u32>(), hstr::<CONSOLE_LINE>())
+            .prop_map(|(request, text)| OperatorToRig::Line { request, text }),
+    ]
+}
+
+pub fn rig_to_operator() -> impl Strategy<Value = RigToOperator> {
+    prop_oneof![
+        refusal().prop_map(RigToOperator::Refused),
+        (
+            any::<u16>(),
+            hstr::<NAME_LEN>(),
+            hstr::<FIRMWARE_LEN>(),
+            key()
+        )
+            .prop_map(|(version, name, firmware, key)| RigToOperator::Welcome(
+                OperatorWelcome {
+                    version,
+                    name,
+                    firmware,
+                    key
+                }
+            )),
+        (any::<u32>(), any::<bool>(), hstr::<CONSOLE_REPLY>()).prop_map(|(request, ok, text)| {
+            RigToOperator::Reply(ConsoleReply { request, ok, text })
+        }),
+    ]
+}

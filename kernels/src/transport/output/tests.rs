@@ -251,6 +251,10 @@ fn formats_and_paths() {
         VolumeFormat::from_path(Path::new("b.NII")).unwrap(),
         VolumeFormat::Nifti
     );
+    assert_eq!(
+        VolumeFormat::from_path(Path::new("c.png")).unwrap(),
+        VolumeFormat::Png
+    );
     assert!(VolumeFormat::from_path(Path::new("b.nii.gz")).is_err());
     assert!(VolumeFormat::from_path(Path::new("b")).is_err());
     assert_eq!(
@@ -269,4 +273,60 @@ fn formats_and_paths() {
         ..Tally::default()
     };
     assert!(matches!(fluence(&job, &empty), Err(OutputError::NoPhotons)));
+}
+
+/// The picture is the plane through the source; its brightest voxel is where the beam enters
+/// and the file decodes as the PNG it claims to be.
+#[test]
+fn picture_of_the_source_plane() {
+    use crate::transport::engine::simulate;
+    let mut job = builtin_job(
+        "cube60",
+        &ParseOptions {
+            photons: Some(2000),
+            ..ParseOptions::default()
+        },
+    )
+    .unwrap();
+    job.photons = 2000;
+    // Pencil at (29, 29, 0) along +z: the x-z plane y = 29, depth downwards.
+    assert_eq!(source_plane(&job), (1, 29));
+    let tally = simulate(&job, 0..job.photons, 1, None).unwrap();
+    let (px, info) = render_slice(&job, &tally).unwrap();
+    assert_eq!(
+        (info.normal, info.index, info.across, info.down),
+        (1, 29, 0, 2)
+    );
+    assert_eq!(info.scale, 8);
+    assert_eq!(info.height, 60 * 8);
+    assert_eq!(px.len(), (info.width * info.height * 3) as usize);
+    assert!(info.max > 0.0);
+    // The brightest picture pixel (yellow end of the map) lies near the entry point.
+    let img_w = 60 * info.scale;
+    let brightest = (0..info.height)
+        .flat_map(|y| (0..img_w).map(move |x| (x, y)))
+        .max_by_key(|&(x, y)| {
+            let i = ((y * info.width + x) * 3) as usize;
+            u32::from(px[i]) + u32::from(px[i + 1])
+        })
+        .unwrap();
+    let (vx, vz) = (brightest.0 / info.scale, brightest.1 / info.scale);
+    assert!(
+        (27..=31).contains(&vx) && vz <= 3,
+        "brightest voxel at x {vx}, z {vz}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("cs-picture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cube60.png");
+    let written = write_outputs(&path, &job, &tally).unwrap();
+    assert_eq!(written[0], path);
+    let decoder = ::png::Decoder::new(std::fs::File::open(&path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((frame.width, frame.height), (info.width, info.height));
+    assert_eq!(frame.color_type, ::png::ColorType::Rgb);
+    assert_eq!(&buf[..frame.buffer_size()], &px[..]);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

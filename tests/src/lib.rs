@@ -1,0 +1,8 @@
+//! System tests of CompuShare: a management node, rigs and a Stratum pool on loopback, with
+//! faults injected, cheating rigs and load (the tests live in `tests/tests/`), and the test
+//! support they share.
+//!
+//! - [`proxy`]: a fault-injecting TCP proxy for the framed wire protocol.
+#![deny(unsafe_code)]
+
+pub mod proxy;
