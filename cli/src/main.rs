@@ -4,6 +4,7 @@
 //! output; this file only dispatches.
 
 mod cmd_bench_manager;
+mod cmd_bench_memory;
 mod cmd_bench_protocol;
 mod cmd_bench_sha256d;
 mod cmd_client;
@@ -85,6 +86,8 @@ enum BenchWhat {
     Protocol(cmd_bench_protocol::BenchProtocolArgs),
     /// Simulated rigs heartbeating and bidding against one manager: CPU, memory, latency.
     Manager(cmd_bench_manager::BenchManagerArgs),
+    /// A manager's memory after many finished jobs and rigs that came and went, against fresh.
+    ManagerMemory(cmd_bench_memory::BenchMemoryArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -94,6 +97,7 @@ fn main() -> std::process::ExitCode {
             BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
             BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
             BenchWhat::Manager(args) => cmd_bench_manager::run(args),
+            BenchWhat::ManagerMemory(args) => cmd_bench_memory::run(args),
         },
         Command::Mine(args) => cmd_mine::run(args),
         Command::Keygen(args) => cmd_keygen::run(args),

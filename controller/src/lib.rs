@@ -15,6 +15,7 @@ pub mod console;
 pub mod log;
 pub mod metrics;
 pub mod ops;
+pub use compushare_protocol::{debug, info, warn};
 pub mod status;
 pub mod stratum;
 pub mod transport;

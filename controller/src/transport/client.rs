@@ -943,15 +943,7 @@ pub fn backoff(opts: &RigOptions, attempt: u32) -> Duration {
     base.mul_f64(frac)
 }
 
-fn name(s: &str) -> compushare_protocol::types::Name {
-    let mut n = heapless::String::new();
-    for c in s.chars() {
-        if n.push(c).is_err() {
-            break;
-        }
-    }
-    n
-}
+use compushare_protocol::types::bounded as name;
 
 fn variant(m: &ManagerToRig) -> &'static str {
     match m {
