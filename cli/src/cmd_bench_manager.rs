@@ -27,7 +27,7 @@ use compushare_protocol::secure::Identity;
 use compushare_protocol::types::{Amount, DeviceInfo, DeviceKind, JobId, Mode, PublicKey};
 
 /// The job the benchmark submits (small grid: the manager's calibration is quick).
-const JOB: &str = r#"{
+pub(crate) const JOB: &str = r#"{
   "Session": { "ID": "bench", "Photons": 1000, "RNGSeed": 1 },
   "Forward": { "T0": 0, "T1": 1e-9, "Dt": 1e-9 },
   "Domain": { "Dim": [8, 8, 8], "OriginType": 1,
@@ -74,7 +74,7 @@ fn proc_cpu_ticks(pid: u32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-fn proc_kib(pid: u32, key: &str) -> Option<u64> {
+pub(crate) fn proc_kib(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -94,17 +94,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// A bounded string from a short literal (cut to its capacity).
-fn short<const N: usize>(s: &str) -> heapless::String<N> {
-    let mut out = heapless::String::new();
-    for c in s.chars() {
-        if out.push(c).is_err() {
-            break;
-        }
-    }
-    out
-}
+use compushare_protocol::types::bounded as short;
 
-fn hello(i: usize, devices: u8) -> RigHello {
+pub(crate) fn hello(i: usize, devices: u8) -> RigHello {
     let mut list = heapless::Vec::new();
     for d in 0..devices {
         let _ = list.push(DeviceInfo {
@@ -145,7 +137,7 @@ struct RigCtx {
 
 /// What a simulated rig needs to know of a manager's message.
 #[derive(Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Welcome,
     Assign,
     /// Anything else, as the manager said it (or why it did not decode).
@@ -156,7 +148,7 @@ enum Kind {
 /// variant holds a chunk inline), and one held across an await would sit in each of the
 /// thousands of simulated rigs' futures.
 #[inline(never)]
-fn kind(bytes: &[u8]) -> Kind {
+pub(crate) fn kind(bytes: &[u8]) -> Kind {
     match msg::decode_boxed::<ManagerToRig>(bytes).as_deref() {
         Ok(ManagerToRig::Welcome(_)) => Kind::Welcome,
         Ok(ManagerToRig::Assign(_)) => Kind::Assign,
@@ -271,25 +263,21 @@ async fn sim_rig(ctx: RigCtx) {
 }
 
 /// Runs `compushare bench manager`.
-pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
-    if args.rigs == 0 || args.heartbeat == 0 || args.devices == 0 || args.devices > 32 {
-        bail!("--rigs, --heartbeat and --devices (1-32) must be positive");
-    }
-    let dir = std::env::temp_dir().join(format!("compushare-bench-manager-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let client = Identity::generate()?;
-    let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+/// `compushare manager run` on `dir`, listening on a loopback port, with `client` granted
+/// plenty; its stdout piped (for [`banner`]). Its log, for a failing run:
+/// `COMPUSHARE_BENCH_MANAGER_LOG=1`.
+pub(crate) fn spawn_manager(
+    dir: &std::path::Path,
+    client: &PublicKey,
+    extra: &[&str],
+) -> anyhow::Result<std::process::Child> {
+    Command::new(std::env::current_exe()?)
         .args(["manager", "run", "--data"])
-        .arg(&dir)
+        .arg(dir)
         .args(["--listen", "127.0.0.1:0", "--grant"])
-        .arg(format!(
-            "{}={}",
-            hex::encode(&client.public()),
-            u64::MAX / 4
-        ))
+        .arg(format!("{}={}", hex::encode(client), u64::MAX / 4))
+        .args(extra)
         .stdout(Stdio::piped())
-        // The manager's log, for a failing run: COMPUSHARE_BENCH_MANAGER_LOG=1.
         .stderr(
             if std::env::var_os("COMPUSHARE_BENCH_MANAGER_LOG").is_some() {
                 Stdio::inherit()
@@ -298,20 +286,36 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
             },
         )
         .spawn()
-        .context("starting compushare manager run")?;
+        .context("starting compushare manager run")
+}
+
+/// The manager's key and address from its first line, "manager HEX listening on ADDR".
+pub(crate) fn banner(
+    child: &mut std::process::Child,
+) -> anyhow::Result<(PublicKey, std::net::SocketAddr)> {
+    let stdout = child.stdout.take().context("manager stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (key_hex, addr) = match words.as_slice() {
+        ["manager", k, "listening", "on", a] => (*k, *a),
+        _ => bail!("unexpected manager banner {line:?}"),
+    };
+    let key: PublicKey = hex::decode_array(key_hex).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((key, addr.parse()?))
+}
+
+pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
+    if args.rigs == 0 || args.heartbeat == 0 || args.devices == 0 || args.devices > 32 {
+        bail!("--rigs, --heartbeat and --devices (1-32) must be positive");
+    }
+    let dir = std::env::temp_dir().join(format!("compushare-bench-manager-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let client = Identity::generate()?;
+    let mut child = spawn_manager(&dir, &client.public(), &[])?;
     let pid = child.id();
     let result = (|| -> anyhow::Result<serde_json::Value> {
-        let stdout = child.stdout.take().context("manager stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        // "manager HEX listening on ADDR"
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let (key_hex, addr) = match words.as_slice() {
-            ["manager", k, "listening", "on", a] => (*k, *a),
-            _ => bail!("unexpected manager banner {line:?}"),
-        };
-        let key: PublicKey = hex::decode_array(key_hex).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let addr: std::net::SocketAddr = addr.parse()?;
+        let (key, addr) = banner(&mut child)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .thread_stack_size(crate::WORKER_STACK)
             .enable_all()

@@ -47,6 +47,9 @@ pub struct RunArgs {
 
 /// Runs `compushare manager run` until killed.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    if std::env::var_os("COMPUSHARE_LOG").is_none() {
+        compushare_protocol::log::set_level(compushare_protocol::log::Level::Info);
+    }
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("--data {}", args.data.display()))?;
     let key_path = args.data.join("manager.key");

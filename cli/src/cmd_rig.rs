@@ -41,6 +41,8 @@ pub struct RigArgs {
 }
 
 pub fn run(args: RigArgs) -> anyhow::Result<()> {
+    // Every line from here on is also kept for the console's `log` command.
+    compushare_controller::log::install_ring();
     if std::env::var_os("COMPUSHARE_LOG").is_none() {
         set_level(if args.verbose {
             Level::Debug

@@ -4,6 +4,7 @@
 //! output; this file only dispatches.
 
 mod cmd_bench_manager;
+mod cmd_bench_memory;
 mod cmd_bench_protocol;
 mod cmd_bench_rig;
 mod cmd_bench_sha256d;
@@ -88,6 +89,8 @@ enum BenchWhat {
     Manager(cmd_bench_manager::BenchManagerArgs),
     /// The rig: switch latency transport-end -> hashing, vault seal throughput, resident memory.
     Rig(cmd_bench_rig::BenchRigArgs),
+    /// A manager's memory after many finished jobs and rigs that came and went, against fresh.
+    ManagerMemory(cmd_bench_memory::BenchMemoryArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -98,6 +101,7 @@ fn main() -> std::process::ExitCode {
             BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
             BenchWhat::Manager(args) => cmd_bench_manager::run(args),
             BenchWhat::Rig(args) => cmd_bench_rig::run(args),
+            BenchWhat::ManagerMemory(args) => cmd_bench_memory::run(args),
         },
         Command::Mine(args) => cmd_mine::run(args),
         Command::Keygen(args) => cmd_keygen::run(args),

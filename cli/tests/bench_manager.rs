@@ -45,3 +45,22 @@ fn every_simulated_rig_connects_bids_and_gets_work() {
     );
     assert!(v["assignment_latency_ms_p99"].as_f64().is_some(), "{v}");
 }
+
+/// `compushare bench manager-memory` at a small scale: jobs run to completion with real rigs,
+/// rigs come and go, and the figures are reported (the full run's are in BENCHMARKS.md; a
+/// timed or sized assertion here would be noise on a shared machine).
+#[test]
+fn the_memory_benchmark_runs_jobs_and_rigs_through() {
+    let out = Command::new(env!("CARGO_BIN_EXE_compushare"))
+        .args(["bench", "manager-memory", "--jobs", "5", "--rigs", "40"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(v["rigs_welcomed"], 40, "{v}");
+    assert!(v["fresh_kib"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(v["after_kib"].as_u64().unwrap_or(0) > 0, "{v}");
+}

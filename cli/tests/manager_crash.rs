@@ -363,7 +363,7 @@ async fn kill_9_at_random_moments_every_job_completes_once_paid() {
     let bank = StoreBank::new(std::sync::Arc::new(Store::open_dir(&data).unwrap()));
     let paid: u64 = payouts
         .iter()
-        .map(|p| bank.balance(p) + bank.held(p).unwrap())
+        .map(|p| bank.balance(p).unwrap() + bank.held(p).unwrap())
         .sum();
     if paid != owed {
         let read = bank.store().read().unwrap();

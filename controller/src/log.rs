@@ -1,87 +1,40 @@
-//! A tiny logging shim so library code never names a logging backend.
+//! The rig's logging: the workspace's one shim, `compushare_protocol::log` (levels,
+//! `COMPUSHARE_LOG`, the `warn!`/`info!`/`debug!` macros, re-exported here and at this
+//! crate's root so rig code keeps `crate::log::...` and `crate::{info, warn, debug}`), and the
+//! rig's tap of it: a ring of recent lines for the console's `log [N]`.
 //!
-//! Messages go to stderr when the level allows it. The level is process-wide and starts at
-//! `Warn`; `COMPUSHARE_LOG=debug|info|warn|off` overrides it at first use, and binaries
-//! may call [`set_level`].
-//!
-//! A tap keeps the most recent lines (info and warn always, debug when it is enabled) in a
-//! fixed ring ([`RING_BYTES`] bytes, about [`RING_LINES`] typical lines) for the console's
-//! `log [N]`: an operator on the serial port sees what the rig said without a disk. The
-//! ring is static memory, written without allocating; when full the oldest lines go.
+//! The ring keeps the most recent lines (info and warn always, debug when it is enabled) in
+//! fixed memory ([`RING_BYTES`] bytes, about [`RING_LINES`] typical lines): an operator on
+//! the serial port sees what the rig said without a disk. It is written without allocating;
+//! when full the oldest lines go. [`install_ring`] makes it the shim's tap (the rig and its
+//! operator surfaces call it when they start).
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::Mutex;
 
-/// How loud the process is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Level {
-    /// Nothing at all.
-    Off = 0,
-    /// Something went wrong and the engine is working around it.
-    Warn = 1,
-    /// State changes an operator wants to see (pool switches, new difficulty).
-    Info = 2,
-    /// Per-message detail.
-    Debug = 3,
+pub use compushare_protocol::log::*;
+
+/// Makes the ring the logging shim's tap (idempotent).
+pub fn install_ring() {
+    let _ = set_tap(ring_tap);
 }
 
-static LEVEL: AtomicU8 = AtomicU8::new(Level::Warn as u8);
-static INIT: Once = Once::new();
-
-fn init_from_env() {
-    INIT.call_once(|| {
-        if let Ok(v) = std::env::var("COMPUSHARE_LOG") {
-            let level = match v.to_ascii_lowercase().as_str() {
-                "off" | "0" => Level::Off,
-                "info" => Level::Info,
-                "debug" | "trace" => Level::Debug,
-                _ => Level::Warn,
-            };
-            LEVEL.store(level as u8, Ordering::Relaxed);
-        }
-    });
-}
-
-/// Sets the process-wide level (overrides `COMPUSHARE_LOG`).
-pub fn set_level(level: Level) {
-    INIT.call_once(|| {});
-    LEVEL.store(level as u8, Ordering::Relaxed);
-}
-
-/// Whether a message at `level` would be printed.
-pub fn enabled(level: Level) -> bool {
-    init_from_env();
-    level != Level::Off && (level as u8) <= LEVEL.load(Ordering::Relaxed)
-}
-
-/// Prints one line at `level` (used through the macros) and keeps it in the ring.
-pub fn emit(level: Level, args: std::fmt::Arguments<'_>) {
-    let to_stderr = enabled(level);
-    let to_ring = level != Level::Off && (level <= Level::Info || to_stderr);
-    if !to_stderr && !to_ring {
-        return;
-    }
+/// The tap: one line into the ring, formatted outside the lock (a Display impl that logs
+/// cannot deadlock the ring).
+fn ring_tap(level: Level, args: std::fmt::Arguments<'_>) {
     let tag = match level {
         Level::Off => "",
         Level::Warn => "warn",
         Level::Info => "info",
         Level::Debug => "debug",
     };
-    if to_stderr {
-        eprintln!("compushare[{tag}]: {args}");
-    }
-    if to_ring {
-        // Formatted outside the lock: a Display impl that logs cannot deadlock the ring.
-        let mut line = LineBuf::new();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let _ = std::fmt::Write::write_fmt(&mut line, format_args!("{} {tag}: {args}", Utc(now)));
-        if let Ok(mut ring) = RING.lock() {
-            ring.push(line.as_bytes());
-        }
+    let mut line = LineBuf::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let _ = std::fmt::Write::write_fmt(&mut line, format_args!("{} {tag}: {args}", Utc(now)));
+    if let Ok(mut ring) = RING.lock() {
+        ring.push(line.as_bytes());
     }
 }
 
@@ -243,22 +196,6 @@ impl std::fmt::Display for Utc {
     }
 }
 
-/// Logs at warn level.
-#[macro_export]
-macro_rules! warn {
-    ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Warn, format_args!($($t)*)) };
-}
-/// Logs at info level.
-#[macro_export]
-macro_rules! info {
-    ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Info, format_args!($($t)*)) };
-}
-/// Logs at debug level.
-#[macro_export]
-macro_rules! debug {
-    ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Debug, format_args!($($t)*)) };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +246,7 @@ mod tests {
 
     #[test]
     fn emitted_lines_reach_the_ring_whatever_the_stderr_level() {
+        install_ring();
         crate::info!("ring tap test {}", 42);
         assert!(recent(RING_LINES)
             .iter()

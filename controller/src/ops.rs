@@ -217,6 +217,8 @@ pub async fn spawn_with(
     commands: CommandTx,
     identity: Arc<Identity>,
 ) -> Result<OpsHandles, OpsError> {
+    // The console's `log` reads the ring of recent lines: from now on, lines go there too.
+    crate::log::install_ring();
     let stats = Arc::new(OpsStats::default());
     let bind = |key: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr)

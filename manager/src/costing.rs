@@ -200,6 +200,16 @@ mod tests {
         );
     }
 
+    /// The workspace's release profile turns overflow checks on for this crate (Cargo.toml):
+    /// tests run in release, and an overflow on a money or photon path must panic here, not
+    /// wrap.
+    #[test]
+    #[should_panic]
+    fn overflow_checks_are_on_in_the_release_profile() {
+        let x: u64 = std::hint::black_box(u64::MAX);
+        let _ = std::hint::black_box(x + 1);
+    }
+
     #[test]
     fn calibration_is_deterministic_and_seed_independent() {
         let job = builtin_job("cube60", &ParseOptions::default()).expect("builtin cube60");

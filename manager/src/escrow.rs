@@ -52,6 +52,6 @@ pub trait Bank: Send {
     ) -> Result<(), BankError>;
     /// Takes the manager's fee from the escrow and returns the rest to the client.
     fn close(&mut self, job: JobId, client: &PublicKey, fee: u64) -> Result<u64, BankError>;
-    /// A key's balance (spendable credit).
-    fn balance(&self, who: &PublicKey) -> u64;
+    /// A key's balance (spendable credit); a failed read is an error, never 0.
+    fn balance(&self, who: &PublicKey) -> Result<u64, BankError>;
 }

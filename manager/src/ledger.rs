@@ -36,10 +36,7 @@ pub enum Account {
     Fee,
 }
 
-fn short(k: &PublicKey) -> String {
-    let mut buf = [0u8; 64];
-    compushare_protocol::hex::encode_into(k, &mut buf).to_owned()
-}
+use compushare_protocol::hex::encode as short;
 
 impl fmt::Display for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

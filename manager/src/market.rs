@@ -35,7 +35,7 @@ use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::tally::Tally;
 use compushare_protocol::msg::{Bid, HistoryProof, JobState, ManagerToRig, ResultCommit};
 use compushare_protocol::types::{
-    Amount, AssignmentId, DeviceInfo, Digest, JobId, Mode, Name, PhotonRange, PublicKey, TrustLevel,
+    Amount, AssignmentId, DeviceInfo, Digest, JobId, Mode, PhotonRange, PublicKey, TrustLevel,
 };
 
 use crate::costing;
@@ -400,7 +400,6 @@ struct JobEntry {
     held: BTreeMap<u64, AssignmentId>,
     state: JobState,
     spent: u64,
-    result: Option<Arc<Vec<u8>>>,
     rigs: Vec<PublicKey>,
     /// What is left of the escrowed check allowance (see
     /// [`MarketConfig::check_allowance_permille`]), less runs in flight.
@@ -425,6 +424,8 @@ pub struct Stats {
     /// Arbitration runs that agreed with neither side (the manager's engine then decided).
     pub escalations: u64,
     pub samples_checked: u64,
+    /// Results the manager's own engine could not check (no verdict: released, unblamed).
+    pub unchecked: u64,
     /// Sample proofs dropped: for photons not (or no longer) asked for, or for a result not
     /// being checked (proofs computed for a session that ended arrive on the next one).
     pub stale_proofs: u64,
@@ -432,9 +433,43 @@ pub struct Stats {
 }
 
 /// A protocol violation serious enough to end the session.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Abuse(pub String);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Abuse {
+    /// A `Hello` after the session's first message.
+    #[error("second Hello in a session")]
+    SecondHello,
+    /// A bid from a rig the market does not know (no `Hello` was taken).
+    #[error("bid before Hello")]
+    BidBeforeHello,
+    /// A bid for a device the rig did not announce in its `Hello`.
+    #[error("bid for a device the rig did not announce")]
+    UnknownDevice,
+}
+
+/// Why a market could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Its state could not be read from the store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The operating system gave no random bytes for the verification seed.
+    #[error("no random bytes for the verification seed: {0}")]
+    Random(rand_core::Error),
+}
+
+/// Why a sample check did not pass: the rig's fault, or the manager's own.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// The rig is wrong: a proof or a record does not hold (the rig is caught).
+    #[error("{0}")]
+    Rig(#[from] verify::SampleError),
+    /// The manager's engine could not run the check: no verdict on the rig.
+    #[error("the manager's engine: {0}")]
+    Engine(#[from] compushare_kernels::transport::TransportError),
+}
 
 /// The whole market.
 pub struct Market {
@@ -460,13 +495,13 @@ pub struct Market {
     pub stats: Stats,
 }
 
+/// The market's log lines: state changes an operator follows (info level of the workspace's
+/// shim, `compushare_protocol::log`).
 fn log(line: std::fmt::Arguments<'_>) {
-    eprintln!("manager: {line}");
+    compushare_protocol::log::emit(compushare_protocol::log::Level::Info, line);
 }
 
-fn short(key: &PublicKey) -> String {
-    compushare_protocol::hex::encode(&key[..4])
-}
+use compushare_protocol::hex::short;
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -474,23 +509,27 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn name(s: &str) -> Name {
-    let mut n = Name::new();
-    for c in s.chars() {
-        if n.push(c).is_err() {
-            break;
-        }
-    }
-    n
-}
+use compushare_protocol::types::bounded as name;
 
 impl Market {
     /// The market whose state lives in `store`: running jobs resume with their verified
     /// results held and the rest of their photons pending (unverified assignments from
     /// before a restart are reassigned); jobs whose every photon was verified finish now.
-    pub fn open(cfg: MarketConfig, store: Arc<Store>) -> Result<Self, StoreError> {
+    pub fn open(cfg: MarketConfig, store: Arc<Store>) -> Result<Self, OpenError> {
+        Market::open_with(cfg, store, &mut rand_core::OsRng)
+    }
+
+    /// [`Market::open`] seeding the sample choice from `random`. Fails closed: without
+    /// unpredictable bytes a rig could learn which histories will be checked.
+    pub fn open_with(
+        cfg: MarketConfig,
+        store: Arc<Store>,
+        random: &mut dyn rand_core::RngCore,
+    ) -> Result<Self, OpenError> {
         let mut seed = [0u8; 8];
-        let _ = rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut seed);
+        random
+            .try_fill_bytes(&mut seed)
+            .map_err(OpenError::Random)?;
         let persist = Persist::new(Arc::clone(&store));
         let restored = persist.load()?;
         let mut m = Market {
@@ -514,7 +553,9 @@ impl Market {
         // A job whose every range was verified before the crash completes now.
         let ids: Vec<JobId> = m.jobs.keys().copied().collect();
         for id in ids {
-            let _ = m.try_finish(Some(id));
+            // Duplicates still owed (a contributor never cross-checked) run at the first tick.
+            let work = m.try_finish(Some(id));
+            m.later.extend(work);
         }
         m.persist.flush()?;
         Ok(m)
@@ -630,7 +671,6 @@ impl Market {
                 held,
                 state,
                 spent,
-                result: None,
                 rigs,
                 check_budget,
             },
@@ -749,15 +789,149 @@ impl Market {
         rig: &PublicKey,
         assignment: AssignmentId,
     ) -> Option<PublicKey> {
-        let a = self
-            .assignments
-            .get(&assignment)
-            .filter(|a| a.rig == *rig)?;
+        let Some(a) = self.assignments.get(&assignment) else {
+            // Its job finished and left memory: the store knows whether it was returned.
+            let rec = self.persist.assignment(assignment).ok().flatten()?;
+            (rec.rig == *rig && rec.state == AssignmentState::Verified).then_some(())?;
+            return self.persist.job(rec.job).ok().flatten().map(|j| j.client);
+        };
+        (a.rig == *rig).then_some(())?;
         let returned = matches!(
             a.state,
             AState::Opening | AState::Checking | AState::Held | AState::Paid
         );
         returned.then_some(())?;
         self.jobs.get(&a.job).map(|j| j.client)
+    }
+
+    /// Jobs, rigs and assignments held in memory (the rest is in the store).
+    pub fn in_memory(&self) -> (usize, usize, usize) {
+        (self.jobs.len(), self.rigs.len(), self.assignments.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    const JOB: &str = r#"{
+      "Session": { "ID": "unit", "Photons": 100 },
+      "Forward": { "T0": 0, "T1": 1e-9, "Dt": 1e-9 },
+      "Domain": { "Dim": [4, 4, 4], "OriginType": 1,
+        "Media": [ { "mua": 0, "mus": 0, "g": 1, "n": 1 }, { "mua": 0.02, "mus": 1.5, "g": 0.8, "n": 1.37 } ] },
+      "Shapes": [ { "Grid": { "Tag": 1, "Size": [4, 4, 4] } } ],
+      "Optode": { "Source": { "Pos": [2, 2, 0], "Dir": [0, 0, 1] } }
+    }"#;
+
+    /// A market holding one job with one result of `rig` being sample-checked.
+    fn checking() -> (Market, AssignmentId, PublicKey) {
+        let store = Arc::new(Store::in_memory(&Config::default()).unwrap());
+        let mut m = Market::open(MarketConfig::default(), store).unwrap();
+        let prepared = crate::client::prepare_job(
+            JOB.as_bytes().to_vec(),
+            100,
+            Some(1),
+            &crate::client::JobLimits::default(),
+        )
+        .unwrap();
+        let job = JobId(1);
+        let rig: PublicKey = [9; 32];
+        m.jobs.insert(
+            job,
+            JobEntry {
+                client: [1; 32],
+                spec: Arc::new(prepared.spec),
+                photons: 100,
+                mode: Mode::Cheapest,
+                cost_milli: prepared.cost_milli,
+                price_per_history: 1,
+                fee_bp: 0,
+                pending: Vec::new(),
+                held: BTreeMap::new(),
+                state: JobState::Running,
+                spent: 0,
+                rigs: Vec::new(),
+                check_budget: 0,
+            },
+        );
+        m.rigs.insert(
+            rig,
+            Rig {
+                public: RigPublic::default(),
+                payout: rig,
+                devices: Vec::new(),
+                link: None,
+                bids: BTreeMap::new(),
+                busy: HashMap::new(),
+                dup_passed: false,
+                dup_in_flight: None,
+                trusted_clean: 0,
+                excluded: HashSet::new(),
+            },
+        );
+        let id = AssignmentId(7);
+        let range = PhotonRange {
+            start: 0,
+            count: 100,
+        };
+        let mut a = Assignment::new(job, rig, rig, 0, range, 100, Instant::now(), 0, 0);
+        a.state = AState::Checking;
+        a.checks_in_flight = 1;
+        m.assignments.insert(id, a);
+        (m, id, rig)
+    }
+
+    /// Issue 12: an OS random failure used to be ignored (`let _ =`), leaving the seed of
+    /// the sample choice at a constant. Now opening fails closed.
+    #[test]
+    fn no_random_bytes_no_market() {
+        struct Broken;
+        impl rand_core::RngCore for Broken {
+            fn next_u32(&mut self) -> u32 {
+                0
+            }
+            fn next_u64(&mut self) -> u64 {
+                0
+            }
+            fn fill_bytes(&mut self, _: &mut [u8]) {}
+            fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), rand_core::Error> {
+                Err(rand_core::Error::new("entropy source unavailable"))
+            }
+        }
+        let store = Arc::new(Store::in_memory(&Config::default()).unwrap());
+        let e = Market::open_with(MarketConfig::default(), store, &mut Broken).err();
+        assert!(matches!(e, Some(OpenError::Random(_))), "{e:?}");
+    }
+
+    /// Issue 12: the manager's own engine failing during a sample check used to be read as
+    /// the rig's sample mismatch (both were one `String`), demoting an honest rig. Now it is
+    /// no verdict: the rig keeps its record, the range goes back to the pool.
+    #[test]
+    fn an_engine_failure_while_checking_blames_no_rig() {
+        let (mut m, id, rig) = checking();
+        let engine = compushare_kernels::transport::TransportError::TallyTooLarge {
+            bytes: u64::MAX,
+            reason: "out of memory",
+        };
+        m.checked(id, 3, Err(CheckError::Engine(engine)));
+        assert_eq!(m.rigs[&rig].public.errors, 0, "the rig was blamed");
+        assert_eq!(m.stats.caught, 0);
+        assert_eq!(m.stats.unchecked, 1);
+        assert_eq!(m.assignments[&id].state, AState::Discarded);
+        assert_eq!(
+            m.jobs[&JobId(1)].pending,
+            vec![PhotonRange {
+                start: 0,
+                count: 100
+            }]
+        );
+
+        // The rig's own mismatch still catches it.
+        let (mut m, id, rig) = checking();
+        let wrong = verify::SampleError::Record { photon: 3 };
+        m.checked(id, 3, Err(CheckError::Rig(wrong)));
+        assert_eq!(m.rigs[&rig].public.errors, 1);
+        assert_eq!(m.stats.caught, 1);
     }
 }

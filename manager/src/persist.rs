@@ -423,9 +423,28 @@ impl Persist {
         self.store.read()?.job(id)
     }
 
+    /// An assignment's record.
+    pub fn assignment(&self, id: AssignmentId) -> Result<Option<AssignmentRecord>> {
+        self.store.read()?.assignment(id)
+    }
+
     /// A finished job's merged result.
     pub fn client_result(&self, id: JobId) -> Result<Option<Vec<u8>>> {
         self.store.read()?.client_result(id)
+    }
+
+    /// The rigs with verified results in `job`, in the order they first appear.
+    pub fn job_rigs(&self, job: JobId) -> Result<Vec<PublicKey>> {
+        let mut out: Vec<PublicKey> = Vec::new();
+        for a in self.store.read()?.job_assignments(job)? {
+            if a.state == AssignmentState::Verified
+                && a.duplicate_of.is_none()
+                && !out.contains(&a.rig)
+            {
+                out.push(a.rig);
+            }
+        }
+        Ok(out)
     }
 
     /// Whether `rig` has a verified result in `job` (may rate it).

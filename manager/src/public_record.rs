@@ -9,20 +9,12 @@ use compushare_protocol::msg::{
     ErrorCounts, PublicRecord, RatingSummary, ReturnStats, RigErrorKind, RigStanding, TrustEvent,
     TrustEventKind,
 };
-use compushare_protocol::types::{Amount, Name, PublicKey, TrustLevel};
+use compushare_protocol::types::{Amount, PublicKey, TrustLevel};
 
 use crate::market::RigPublic;
 use crate::trust;
 
-fn name(s: &str) -> Name {
-    let mut n = Name::new();
-    for c in s.chars() {
-        if n.push(c).is_err() {
-            break;
-        }
-    }
-    n
-}
+use compushare_protocol::types::bounded as name;
 
 /// Seconds per thousandth cost unit as nanoseconds per cost unit; `None` for a value that is
 /// not a finite non-negative number.

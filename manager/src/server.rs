@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::market::{Market, MarketConfig, Work};
+use crate::market::{CheckError, Market, MarketConfig, Work};
 use crate::results::open_result;
 use crate::session;
 use crate::store::Store;
@@ -41,7 +41,7 @@ pub struct ServerConfig {
     pub tick: Duration,
     /// Threads the manager's own engine uses for duplicate runs.
     pub engine_threads: usize,
-    /// Connections served at once; more are refused with `UNAVAILABLE`.
+    /// Connections served at once; more are closed before their handshake.
     pub max_sessions: usize,
     pub market: MarketConfig,
 }
@@ -152,7 +152,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                eprintln!("manager: accept failed: {e}");
+                compushare_protocol::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -177,10 +177,16 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
     use std::sync::atomic::Ordering;
     let open = shared.sessions.fetch_add(1, Ordering::Relaxed);
     let _slot = SessionSlot(shared.clone());
+    // The limit comes before the handshake: a handshake costs the node key agreements and a
+    // task, so a flood of connections past the limit is closed before any of that.
+    if open >= shared.cfg.max_sessions {
+        compushare_protocol::warn!("{addr}: closed before the handshake: {open} sessions open");
+        return;
+    }
     let ch = match accept_tcp(stream, &shared.identity, shared.cfg.handshake_timeout).await {
         Ok(ch) => ch,
         Err(e) => {
-            eprintln!("manager: handshake with {addr} failed: {e}");
+            compushare_protocol::warn!("handshake with {addr} failed: {e}");
             return;
         }
     };
@@ -189,27 +195,23 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
     let first = match tokio::time::timeout(shared.cfg.handshake_timeout, rd.recv_bytes()).await {
         Ok(Ok(b)) => b.to_vec(),
         Ok(Err(e)) => {
-            eprintln!("manager: {addr}: no first message: {e}");
+            compushare_protocol::warn!("{addr}: no first message: {e}");
             return;
         }
         Err(_) => {
-            eprintln!("manager: {addr}: no first message in time");
+            compushare_protocol::warn!("{addr}: no first message in time");
             return;
         }
     };
-    if open >= shared.cfg.max_sessions {
-        refuse(&mut wr, refusal::UNAVAILABLE, "too many sessions").await;
-        return;
-    }
     match msg::peek_version(&first).and_then(msg::check_version) {
         Ok(()) => {}
         Err(e @ CodecError::UnsupportedVersion { .. }) => {
-            eprintln!("manager: {addr}: refused: {e}");
+            compushare_protocol::warn!("{addr}: refused: {e}");
             refuse(&mut wr, refusal::UNSUPPORTED_VERSION, &e.to_string()).await;
             return;
         }
         Err(e) => {
-            eprintln!("manager: {addr}: refused: {e}");
+            compushare_protocol::warn!("{addr}: refused: {e}");
             refuse(&mut wr, refusal::PROTOCOL, &e.to_string()).await;
             return;
         }
@@ -231,7 +233,7 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
     } else if client_hello {
         Box::pin(session::client(shared, peer, rd, wr)).await;
     } else {
-        eprintln!("manager: {addr}: refused: first message is not a Hello");
+        compushare_protocol::warn!("{addr}: refused: first message is not a Hello");
         refuse(&mut wr, refusal::PROTOCOL, "first message must be Hello").await;
     }
 }
@@ -278,8 +280,7 @@ fn run(shared: &Shared, work: Work) -> Vec<Work> {
                 &commit.tally,
                 commit.histories,
                 spec.cells,
-            )
-            .map_err(|e| e.to_string());
+            );
             shared.market().opened(assignment, r)
         }
         Work::Check {
@@ -292,9 +293,9 @@ fn run(shared: &Shared, work: Work) -> Vec<Work> {
             let n = proofs.len();
             let r = match Engine::new(&spec.job) {
                 Ok(engine) => {
-                    verify::check_proofs(&engine, range, &root, &proofs).map_err(|e| e.to_string())
+                    verify::check_proofs(&engine, range, &root, &proofs).map_err(CheckError::from)
                 }
-                Err(e) => Err(format!("manager engine: {e}")),
+                Err(e) => Err(CheckError::from(e)),
             };
             shared.market().checked(assignment, n, r)
         }
@@ -309,8 +310,7 @@ fn run(shared: &Shared, work: Work) -> Vec<Work> {
                 shared.cfg.engine_threads.max(1),
                 None,
             )
-            .map(|t| t.digest())
-            .map_err(|e| e.to_string());
+            .map(|t| t.digest());
             shared.market().duplicated(assignment, r)
         }
     }

@@ -34,9 +34,7 @@ pub type Reader = SecureReader<FromTokio<OwnedReadHalf>>;
 /// The sending half of a TCP session.
 pub type Writer = SecureWriter<FromTokio<OwnedWriteHalf>>;
 
-fn hex4(key: &PublicKey) -> String {
-    compushare_protocol::hex::encode(&key[..4])
-}
+use compushare_protocol::hex::short as hex4;
 
 /// Serves a rig until it leaves, breaks the protocol or goes silent.
 pub async fn rig(
@@ -78,7 +76,7 @@ pub async fn rig(
     loop {
         let bytes = match tokio::time::timeout(idle, rd.recv_bytes()).await {
             Err(_) => {
-                eprintln!("manager: rig {} silent for {idle:?}; closing", hex4(&peer));
+                compushare_protocol::warn!("rig {} silent for {idle:?}; closing", hex4(&peer));
                 break;
             }
             Ok(Err(_)) => break,
@@ -86,10 +84,7 @@ pub async fn rig(
         };
         if out.is_closed() {
             // The market dropped this rig (its send queue refused); the rig reconnects.
-            eprintln!(
-                "manager: rig {}: dropped by the market; closing",
-                hex4(&peer)
-            );
+            compushare_protocol::warn!("rig {}: dropped by the market; closing", hex4(&peer));
             break;
         }
         let message = match msg::decode_boxed::<RigToManager>(bytes) {
@@ -97,10 +92,7 @@ pub async fn rig(
             Err(e) => {
                 let why = format!("undecodable frame ({} bytes): {e}", bytes.len());
                 shared.market().stats.abuse += 1;
-                eprintln!(
-                    "manager: rig {}: protocol abuse: {why}; closing",
-                    hex4(&peer)
-                );
+                compushare_protocol::warn!("rig {}: protocol abuse: {why}; closing", hex4(&peer));
                 let _ = out.push_last(&ManagerToRig::Refused(Refusal::new(
                     refusal::PROTOCOL,
                     &why,
@@ -118,7 +110,7 @@ pub async fn rig(
                 .is_err()
             {
                 // As the market does with a rig whose queue refuses: too slow to serve.
-                eprintln!("manager: rig {}: send queue full; closing", hex4(&peer));
+                compushare_protocol::warn!("rig {}: send queue full; closing", hex4(&peer));
                 break;
             }
             continue;
@@ -129,7 +121,7 @@ pub async fn rig(
             Err(abuse) => {
                 let _ = out.push_last(&ManagerToRig::Refused(Refusal::new(
                     refusal::PROTOCOL,
-                    &abuse.0,
+                    &abuse.to_string(),
                 )));
                 break;
             }
@@ -176,8 +168,8 @@ fn rate_client(
     }
     let client = shared.market().client_of_returned_work(rig, assignment);
     let Some(client) = client else {
-        eprintln!(
-            "manager: rig {} rated the client of assignment {} it returned no work on; refused",
+        compushare_protocol::warn!(
+            "rig {} rated the client of assignment {} it returned no work on; refused",
             hex4(rig),
             assignment.0
         );
@@ -189,7 +181,7 @@ fn rate_client(
         Err(RatingError::BadStars(_)) => RatingOutcome::BadStars,
         Err(RatingError::Store(e)) => {
             // Nothing was recorded; the rig may rate again later.
-            eprintln!("manager: rating by rig {}: {e}", hex4(rig));
+            compushare_protocol::warn!("rating by rig {}: {e}", hex4(rig));
             RatingOutcome::NotRecorded
         }
     }
@@ -202,7 +194,7 @@ fn rig_record(shared: &Shared, key: PublicKey) -> ManagerToClient {
     let stored = match shared.store.read().and_then(|r| r.rig(&key)) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("manager: record of rig {}: {e}", hex4(&key));
+            compushare_protocol::warn!("record of rig {}: {e}", hex4(&key));
             None
         }
     };
@@ -241,15 +233,9 @@ fn reply(wr: &mut Writer, m: ManagerToClient) -> impl std::future::Future<Output
 }
 
 fn error(code: ErrorCode, message: &str) -> ManagerToClient {
-    let mut text = heapless::String::new();
-    for c in message.chars() {
-        if text.push(c).is_err() {
-            break;
-        }
-    }
     ManagerToClient::Error {
         code,
-        message: text,
+        message: compushare_protocol::types::bounded(message),
     }
 }
 
@@ -276,8 +262,8 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
         let message = match msg::decode_boxed::<ClientToManager>(bytes) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!(
-                    "manager: client {}: undecodable frame: {e}; closing",
+                compushare_protocol::warn!(
+                    "client {}: undecodable frame: {e}; closing",
                     hex4(&peer)
                 );
                 let _ = reply(

@@ -209,10 +209,13 @@ pub fn now_unix_s() -> u64 {
         .unwrap_or(0)
 }
 
-fn hex32(k: &[u8; 32]) -> String {
-    let mut buf = [0u8; 64];
-    compushare_protocol::hex::encode_into(k, &mut buf).to_owned()
-}
+use compushare_protocol::hex::encode as hex32;
+
+/// Bytes of database pages redb keeps in memory. Its default (1 GiB) lets a node's memory
+/// grow with its history (every finished job, assignment and ledger entry ever read or
+/// written); the working set of a running node is its running jobs, which the market holds
+/// itself, so reads past this cache go to the OS's page cache instead.
+pub const CACHE_BYTES: usize = 1 << 20;
 
 /// The manager's database.
 pub struct Store {
@@ -232,7 +235,10 @@ impl Store {
     /// its stored config) if it does. Returns the store and whether it was created.
     pub fn init(path: &Path, config: &Config) -> Result<(Store, bool)> {
         config.validate()?;
-        let db = redb::Database::create(path).map_err(|e| db_err(path, e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| db_err(path, e))?;
         let store = Store {
             db,
             path: path.to_owned(),
@@ -267,7 +273,10 @@ impl Store {
             });
         }
         // `open`, not `create`: an empty or foreign file must not be initialised here.
-        let db = redb::Database::open(path).map_err(|e| db_err(path, e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .open(path)
+            .map_err(|e| db_err(path, e))?;
         let store = Store {
             db,
             path: path.to_owned(),
@@ -293,8 +302,8 @@ impl Store {
                     tx.put_meta(META_FORMAT, &FORMAT_VERSION)?;
                     Ok(n)
                 })?;
-                eprintln!(
-                    "manager: {}: upgraded database format {found} to {FORMAT_VERSION} ({rewritten} records rewritten)",
+                compushare_protocol::info!(
+                    "{}: upgraded database format {found} to {FORMAT_VERSION} ({rewritten} records rewritten)",
                     path.display()
                 );
                 return Ok(store);

@@ -111,13 +111,15 @@ impl Bank for StoreBank {
             .map_err(bank_error)
     }
 
-    /// Spendable credit of a key: its client balance plus its spendable worker pay. The trait
-    /// has no error channel; an unreadable database reads as 0 (and `ledger verify` names it).
-    fn balance(&self, who: &PublicKey) -> u64 {
+    /// Spendable credit of a key: its client balance plus its spendable worker pay. An
+    /// unreadable database is an error (it used to read as 0, which looks like a real
+    /// balance); a negative sum (never in a ledger that verifies) reads as 0.
+    fn balance(&self, who: &PublicKey) -> Result<u64, BankError> {
         let read = || -> Result<i128, StoreError> {
             let r = self.store.read()?;
             Ok(r.balance(&Account::Client(*who))? + r.balance(&Account::WorkerSpendable(*who))?)
         };
-        read().map(|b| u64::try_from(b).unwrap_or(0)).unwrap_or(0)
+        let b = read().map_err(bank_error)?;
+        Ok(u64::try_from(b.max(0)).unwrap_or(u64::MAX))
     }
 }

@@ -82,7 +82,7 @@ async fn three_honest_rigs_job_done_verified_paid_fetched() {
     assert_eq!(status.spent.0, paid_total);
     // Refund: the client got back everything but the work and the fee.
     let fee = paid_total * m.shared.cfg.market.fee_bp / 10_000;
-    let balance = m.shared.market().bank().balance(&me_key);
+    let balance = m.shared.market().bank().balance(&me_key).unwrap();
     assert_eq!(balance, 1_000_000_000 - paid_total - fee);
     // A client can rate a rig that worked on its job, and only that.
     let worker = status.rigs[0];

@@ -62,7 +62,7 @@ async fn real_rigs_complete_a_verified_paid_job() {
     for r in &rigs {
         let rec = market.rig_record(&r.key).expect("rig joined");
         assert_eq!(rec.errors, 0);
-        assert_eq!(market.bank().balance(&r.payout), rec.paid);
+        assert_eq!(market.bank().balance(&r.payout).unwrap(), rec.paid);
         earners += usize::from(rec.paid > 0);
         total += rec.paid;
     }

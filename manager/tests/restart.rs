@@ -409,3 +409,49 @@ async fn standing_survives_a_restart() {
     store.verify_ledger().unwrap();
     let _ = std::fs::remove_dir_all(keys);
 }
+
+/// Issue 12: after a restart no rig is connected yet, and `try_finish` used to skip the
+/// duplicate rule for rigs it did not know: a job whose only contributor was untrusted and
+/// had never passed a duplicate finished on restart, unchecked. Seen failing on the old code:
+/// the job was `Done` right after `Market::open`. Now the rig's stored standing decides: a
+/// duplicate runs on the manager's engine first, and the job finishes once it matched.
+#[test]
+fn a_restart_does_not_finish_a_job_whose_untrusted_rig_never_passed_a_duplicate() {
+    let path = db("dup-hole");
+    let job;
+    {
+        let store = open(&path);
+        store.write(|tx| tx.grant(&CLIENT, Amount(GRANT))).unwrap();
+        let mut p = Persist::new(Arc::clone(&store));
+        job = accept(&p);
+        for start in [0, 1_000, 2_000] {
+            let r = verify(&mut p, job, start, 1_000, u64::MAX);
+            assert!(!r.promoted && !r.rig.dup_passed);
+        }
+    }
+    let store = open(&path);
+    let mut m = Market::open(cfg(), Arc::clone(&store)).unwrap();
+    let state = store.read().unwrap().job(job).unwrap().unwrap().state;
+    assert_eq!(state, JobState::Running, "finished without a duplicate");
+    let work = m.tick(std::time::Instant::now());
+    let dup = work
+        .into_iter()
+        .find_map(|w| match w {
+            compushare_manager::market::Work::Duplicate {
+                assignment, range, ..
+            } => Some((assignment, range)),
+            _ => None,
+        })
+        .expect("a duplicate of the unchecked rig's result is run");
+    // The manager's engine agrees: the job finishes, merged to the local digest.
+    let digest = simulate(&job_spec(), dup.1.start..dup.1.start + dup.1.count, 2, None)
+        .unwrap()
+        .digest();
+    let more = m.duplicated(dup.0, Ok(digest));
+    assert!(more.is_empty());
+    let read = store.read().unwrap();
+    let rec = read.job(job).unwrap().unwrap();
+    assert_eq!(rec.state, JobState::Done);
+    assert_eq!(rec.result, Some(full_digest()));
+    assert!(read.rig(&RIG).unwrap().unwrap().dup_passed);
+}

@@ -41,7 +41,7 @@ fn escrow_pay_close_and_refusals_survive_restart() {
     );
     b.pay(JobId(1), AssignmentId(3), &worker, 5, false)
         .expect("pay pending");
-    assert_eq!(b.balance(&worker), 20);
+    assert_eq!(b.balance(&worker).unwrap(), 20);
     assert_eq!(b.held(&worker).expect("held"), 5);
     drop(b);
 
@@ -60,9 +60,9 @@ fn escrow_pay_close_and_refusals_survive_restart() {
         .expect("pay pending");
     assert_eq!(b.release(&worker).expect("release"), 7);
     assert_eq!(b.held(&worker).expect("held"), 0);
-    assert_eq!(b.balance(&worker), 27);
+    assert_eq!(b.balance(&worker).unwrap(), 27);
     assert_eq!(b.close(JobId(1), &client, 3), Ok(30));
-    assert_eq!(b.balance(&client), 40 + 30);
+    assert_eq!(b.balance(&client).unwrap(), 40 + 30);
     assert_eq!(b.escrowed(JobId(1)).expect("escrowed"), 0);
     let s = store.verify_ledger().expect("verify");
     assert_eq!(

@@ -65,3 +65,9 @@ pub fn encode(bytes: &[u8]) -> std::string::String {
     let mut out = std::vec![0u8; bytes.len() * 2];
     encode_into(bytes, &mut out).into()
 }
+
+#[cfg(feature = "std")]
+/// The first four bytes of a key in hex: how log lines name a rig or a client.
+pub fn short(key: &[u8]) -> std::string::String {
+    encode(&key[..key.len().min(4)])
+}

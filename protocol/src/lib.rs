@@ -6,6 +6,7 @@
 //!   (blocking and async), so the same code runs over tokio TCP, serial lines and pipes.
 //! - [`chunk`]: large payloads split into content-addressed chunks and reassembled into a
 //!   bounded buffer.
+//! - `log` (feature `std`): the workspace's logging shim (`warn!`, `info!`, `debug!`).
 //! - `secure` (feature `std`): the Noise XX channel (25519/ChaChaPoly/SHA256) with pinned
 //!   manager keys, zeroizing identities stored 0600, and tokio adapters.
 //!
@@ -21,6 +22,8 @@ pub mod chunk;
 pub mod frame;
 pub mod hex;
 pub mod limits;
+#[cfg(feature = "std")]
+pub mod log;
 pub mod merkle;
 pub mod msg;
 #[cfg(feature = "std")]

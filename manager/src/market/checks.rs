@@ -188,7 +188,11 @@ impl Market {
 
     /// The outcome of [`Work::Duplicate`]: the manager's own digest of the range. It decides
     /// a pending disagreement, or checks the result directly.
-    pub fn duplicated(&mut self, id: AssignmentId, digest: Result<Digest, String>) -> Vec<Work> {
+    pub fn duplicated(
+        &mut self,
+        id: AssignmentId,
+        digest: Result<Digest, compushare_kernels::transport::TransportError>,
+    ) -> Vec<Work> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
@@ -247,6 +251,13 @@ impl Market {
         let (rig_key, payout_to) = (a.rig, a.payout_to);
         let held = a.state == AState::Held;
         let Some(r) = self.rigs.get_mut(&rig_key) else {
+            // A rig not connected since a restart: its standing is in the store.
+            if let Err(e) = self.persist.duplicate_passed(&rig_key, &payout_to, false) {
+                log(format_args!(
+                    "store: passed duplicate of rig {}: {e}",
+                    short(&rig_key)
+                ));
+            }
             return;
         };
         let first = !r.dup_passed;

@@ -81,7 +81,6 @@ impl Market {
             held: BTreeMap::new(),
             state: JobState::Queued,
             spent: 0,
-            result: None,
             rigs: Vec::new(),
             check_budget: checks,
         };
@@ -189,13 +188,24 @@ impl Market {
             // Running jobs are all in memory; one that is not could not be restored.
             crate::records::JobState::Running => JobState::Failed,
         };
+        let mut rigs = heapless::Vec::new();
+        match self.persist.job_rigs(job) {
+            Ok(keys) => {
+                for k in keys {
+                    if rigs.push(k).is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => log(format_args!("store: rigs of job {}: {e}", job.0)),
+        }
         Some(JobStatus {
             job,
             state,
             photons_done: rec.photons_verified,
             photons_total: rec.photons,
             spent: rec.paid,
-            rigs: heapless::Vec::new(),
+            rigs,
         })
     }
 
@@ -205,7 +215,8 @@ impl Market {
             if j.client != *client {
                 return Err(ErrorCode::UnknownJob);
             }
-            return j.result.clone().ok_or(ErrorCode::NotReady);
+            // Finished jobs leave memory: one still here has no result yet.
+            return Err(ErrorCode::NotReady);
         }
         // Finished before this manager started.
         self.stored_job_of(client, job)?;

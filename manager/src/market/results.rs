@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use compushare_kernels::transport::tally::Tally;
 use compushare_protocol::msg::{AckStatus, HistoryProof, JobState, ManagerToRig, ResultCommit};
-use compushare_protocol::types::{Amount, AssignmentId, JobId, PublicKey};
+use compushare_protocol::types::{Amount, AssignmentId, JobId, PublicKey, TrustLevel};
 
-use super::{log, short, AState, Market, Work};
+use super::{log, short, AState, CheckError, Market, Work};
 use crate::costing;
 use crate::persist::{Caught, Verified};
 use crate::records::{AssignmentState, Verification};
+use crate::results::ResultError;
 use crate::results::{max_sealed_len, Assembly};
 use crate::trust::ErrorKind;
 use crate::verify;
@@ -218,12 +219,13 @@ impl Market {
         }
     }
 
-    /// The outcome of [`Work::Open`].
-    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, String>) -> Vec<Work> {
+    /// The outcome of [`Work::Open`]: every [`ResultError`] is the rig's (its box, its
+    /// tally, its commitment).
+    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, ResultError>) -> Vec<Work> {
         let tally = match result {
             Ok(t) => t,
             Err(e) => {
-                self.fail(id, &e, ErrorKind::BadResult);
+                self.fail(id, &e.to_string(), ErrorKind::BadResult);
                 return Vec::new();
             }
         };
@@ -332,9 +334,15 @@ impl Market {
         }]
     }
 
-    /// The outcome of [`Work::Check`].
-    pub fn checked(&mut self, id: AssignmentId, n: usize, result: Result<(), String>) -> Vec<Work> {
-        self.stats.samples_checked += n as u64;
+    /// The outcome of [`Work::Check`]. A rig whose proof or record is wrong is caught; a
+    /// check the manager's own engine could not run gives no verdict: the rig is not blamed,
+    /// the result is released (its range computed again) and the rig told it is not wanted.
+    pub fn checked(
+        &mut self,
+        id: AssignmentId,
+        n: usize,
+        result: Result<(), CheckError>,
+    ) -> Vec<Work> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
@@ -342,11 +350,28 @@ impl Market {
         if a.state != AState::Checking {
             return Vec::new();
         }
-        if let Err(e) = result {
-            self.fail(id, &e, ErrorKind::SampleMismatch);
-            return Vec::new();
+        match result {
+            Ok(()) => {
+                self.stats.samples_checked += n as u64;
+                self.settle_check(id)
+            }
+            Err(CheckError::Rig(e)) => {
+                self.stats.samples_checked += n as u64;
+                self.fail(id, &e.to_string(), ErrorKind::SampleMismatch);
+                Vec::new()
+            }
+            Err(e @ CheckError::Engine(_)) => {
+                self.stats.unchecked += 1;
+                let rig = a.rig;
+                log(format_args!(
+                    "assignment {}: sample check not run ({e}); released, rig not blamed",
+                    id.0
+                ));
+                self.send(&rig, ManagerToRig::Cancel { assignment: id });
+                release_unchecked(self, id);
+                Vec::new()
+            }
         }
-        self.settle_check(id)
     }
 
     /// Moves a result to `Held` once every requested sample passed and any duplicate agreed.
@@ -634,15 +659,26 @@ impl Market {
             let Some(a) = self.assignments.get(id) else {
                 continue;
             };
-            let Some(r) = self.rigs.get(&a.rig) else {
-                continue;
+            let (rig_key, range, own) = (a.rig, a.range, a.duplicate);
+            let (covered, in_flight) = match self.rigs.get(&rig_key) {
+                Some(r) => (r.public.trusted || r.dup_passed, r.dup_in_flight.is_some()),
+                // Not connected since this node started (a restart): its stored standing
+                // decides; unreadable counts as not covered (a duplicate costs little).
+                None => match self.persist.rig(&rig_key) {
+                    Ok(Some(rec)) => (rec.trust == TrustLevel::Trusted || rec.dup_passed, false),
+                    Ok(None) => (false, false),
+                    Err(e) => {
+                        log(format_args!("store: rig {}: {e}", short(&rig_key)));
+                        (false, false)
+                    }
+                },
             };
-            if r.public.trusted || r.dup_passed {
+            // This result's own duplicate matched: its rig passed one.
+            if covered || own == Some(true) {
                 continue;
             }
             waiting = true;
-            if r.dup_in_flight.is_none() && asked.insert(a.rig) {
-                let range = a.range;
+            if !in_flight && own.is_none() && asked.insert(rig_key) {
                 work.extend(self.start_duplicate(*id, spec.clone(), range));
             }
         }
@@ -695,22 +731,30 @@ impl Market {
                 return;
             }
         };
-        j.result = Some(Arc::new(bytes));
-        j.state = JobState::Done;
-        j.spent = spent;
-        for id in &held {
-            if let Some(a) = self.assignments.get_mut(id) {
-                a.state = AState::Paid;
-                a.tally = None;
-            }
-        }
+        let photons = j.photons;
+        drop(bytes);
+        // A finished job leaves memory: its status, result and ratings are read from the
+        // store from now on. Its assignments go too, but for check runs still out (they
+        // settle against the store, which refuses to pay into a closed job).
+        self.jobs.remove(&job);
+        self.assignments.retain(|_, a| {
+            a.job != job
+                || matches!(
+                    a.state,
+                    AState::Assigned
+                        | AState::Uploading
+                        | AState::Opening
+                        | AState::Checking
+                        | AState::Settled
+                )
+        });
         for r in self.rigs.values_mut() {
             r.bids.retain(|(b, _), _| *b != job);
+            r.excluded.remove(&job);
         }
         log(format_args!(
-            "job {} done: {} photons verified, paid {spent}, fee {fee}, refund {refund}",
+            "job {} done: {photons} photons verified, paid {spent}, fee {fee}, refund {refund}",
             job.0,
-            self.jobs.get(&job).map_or(0, |j| j.photons),
         ));
     }
 
@@ -771,10 +815,41 @@ impl Market {
         if let Err(e) = self.persist.flush() {
             log(format_args!("store: assignment records: {e}"));
         }
+        // Rigs gone and holding nothing leave memory: their standing is in the store and is
+        // read back when they return. A rig still named by live work, or excluded from a
+        // running job it was caught on, stays.
+        let live: HashSet<PublicKey> = self
+            .assignments
+            .values()
+            .filter(|a| !matches!(a.state, AState::Paid | AState::Late | AState::Discarded))
+            .map(|a| a.rig)
+            .collect();
+        self.rigs
+            .retain(|k, r| r.link.is_some() || !r.excluded.is_empty() || live.contains(k));
+        // Tables give back what a burst (of rigs, of assignments) made them grow to.
+        shrink(&mut self.rigs);
+        shrink(&mut self.assignments);
         let reoffer: Vec<PublicKey> = self.reoffer.drain().collect();
         for key in reoffer {
             self.offer_idle(&key);
         }
         std::mem::take(&mut self.later)
+    }
+}
+
+/// Releases a result that could not be checked: its range back to the pool, its held tally
+/// dropped, recorded abandoned (no verdict on its rig).
+fn release_unchecked(m: &mut Market, id: AssignmentId) {
+    if let Some(a) = m.assignments.get_mut(&id) {
+        a.tally = None;
+    }
+    m.release(id, AState::Discarded);
+}
+
+/// Gives a map's spare capacity back once it is mostly empty (a `HashMap` never shrinks by
+/// itself: after a burst of 10,000 rigs it would keep room for them for good).
+fn shrink<K: std::hash::Hash + Eq, V>(map: &mut std::collections::HashMap<K, V>) {
+    if map.capacity() > 64 && map.capacity() > 4 * map.len() {
+        map.shrink_to_fit();
     }
 }

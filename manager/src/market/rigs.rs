@@ -169,7 +169,7 @@ impl Market {
         msg: Box<RigToManager>,
     ) -> Result<Vec<Work>, Abuse> {
         match *msg {
-            RigToManager::Hello(_) => Err(self.abuse(key, "second Hello in a session")),
+            RigToManager::Hello(_) => Err(self.abuse(key, Abuse::SecondHello)),
             RigToManager::Heartbeat(_) => {
                 self.stats.heartbeats += 1;
                 Ok(Vec::new())
@@ -221,10 +221,10 @@ impl Market {
         }
     }
 
-    pub(super) fn abuse(&mut self, key: &PublicKey, what: &str) -> Abuse {
+    pub(super) fn abuse(&mut self, key: &PublicKey, what: Abuse) -> Abuse {
         self.stats.abuse += 1;
         log(format_args!("rig {}: protocol abuse: {what}", short(key)));
-        Abuse(what.to_owned())
+        what
     }
 
     /// Counts and answers a message about an assignment the rig does not hold (or a replay).
@@ -252,10 +252,10 @@ impl Market {
 
     pub(super) fn bid(&mut self, key: &PublicKey, bid: Bid) -> Result<(), Abuse> {
         let Some(rig) = self.rigs.get(key) else {
-            return Err(self.abuse(key, "bid before Hello"));
+            return Err(self.abuse(key, Abuse::BidBeforeHello));
         };
         if !rig.devices.iter().any(|d| d.index == bid.device) {
-            return Err(self.abuse(key, "bid for a device the rig did not announce"));
+            return Err(self.abuse(key, Abuse::UnknownDevice));
         }
         if !self.jobs.contains_key(&bid.job) {
             return Ok(()); // A finished job: a harmless race.
