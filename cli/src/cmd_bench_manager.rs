@@ -118,6 +118,8 @@ pub(crate) fn hello(i: usize, devices: u8) -> RigHello {
         name,
         payout: [7; 32],
         devices: list,
+        farm: None,
+        sheet: None,
     }
 }
 

@@ -77,6 +77,9 @@ pub struct RigConfig {
     pub manager: Option<String>,
     /// `MANAGER_KEY`: the management node's pinned static key.
     pub manager_key: Option<PublicKey>,
+    /// `FARM_KEY`: the farm enrolment key (with MANAGER and MANAGER_KEY, all a farm rig
+    /// needs: the rest comes from the farm's flight sheet).
+    pub farm_key: Option<compushare_protocol::sheet::FarmKey>,
     /// `RIG_NAME`.
     pub rig_name: Option<String>,
     /// `PAYOUT`: worker account key (64 hex digits) or payout address.
@@ -112,6 +115,8 @@ pub struct RigConfig {
     pub switch_evaluations: u32,
     /// `POOL_FEE` (default 0): the pool's fee, a fraction in [0, 1), taken off mining revenue.
     pub pool_fee: f64,
+    /// `MIN_PRICE` (default 1): the lowest price per cost unit the rig bids for, micro-credits.
+    pub min_price: u64,
     /// `WATCHDOG_SICK_S` (default 120): seconds without progress before a device restarts.
     pub watchdog_sick_s: u32,
     /// `WATCHDOG_DEAD_S` (default 600): seconds without progress before a device is disabled;
@@ -126,6 +131,8 @@ pub struct RigConfig {
     /// (`NET_INTERFACE`, `NET_ADDRESS`, `NET_GATEWAY`, `NET_DNS`, `NTP_SERVERS`): validated
     /// here so a typo is named at its line, otherwise not used by the controller.
     pub network: NetworkConfig,
+    /// The keys the file sets (a key set in rig.conf wins over a flight sheet's).
+    pub keys_set: Vec<String>,
 }
 
 /// rig.conf's network keys, as written (validated).
@@ -305,6 +312,7 @@ impl RigConfig {
             path: path.to_owned(),
             manager: None,
             manager_key: None,
+            farm_key: None,
             rig_name: None,
             payout: None,
             pools: Vec::new(),
@@ -322,12 +330,20 @@ impl RigConfig {
             switch_dwell_s: DEFAULT_SWITCH_DWELL_S,
             switch_evaluations: DEFAULT_SWITCH_EVALUATIONS,
             pool_fee: 0.0,
+            min_price: 1,
             watchdog_sick_s: DEFAULT_WATCHDOG_SICK_S,
             watchdog_dead_s: DEFAULT_WATCHDOG_DEAD_S,
             temp_limit_c: DEFAULT_TEMP_LIMIT_C,
             temp_resume_c: DEFAULT_TEMP_RESUME_C,
             network: NetworkConfig::default(),
+            keys_set: Vec::new(),
         }
+    }
+
+    /// The settings of a rig built in code (tests, benchmarks, the demo): every default, no
+    /// key set, so a flight sheet may set all it carries.
+    pub fn built_in() -> Self {
+        RigConfig::defaults(Path::new("(built-in settings)"))
     }
 
     /// STATE_DIR, or `compushare` beside rig.conf when the file does not set it (on the
@@ -420,6 +436,81 @@ impl RigConfig {
     }
 }
 
+/// rig.conf keys a flight sheet may set: those the rig applies while running. The others
+/// (where the manager is, devices, vault, listeners, STATE_DIR, the network) stay rig.conf's.
+pub const SHEET_KEYS: &[&str] = &[
+    "PAYOUT",
+    "ROLES",
+    "SWITCH_MARGIN",
+    "SWITCH_DWELL_S",
+    "SWITCH_EVALUATIONS",
+    "POOL_FEE",
+    "MIN_PRICE",
+    "CONSOLE_KEYS",
+    "WATCHDOG_SICK_S",
+    "WATCHDOG_DEAD_S",
+    "TEMP_LIMIT_C",
+    "TEMP_RESUME_C",
+];
+
+impl RigConfig {
+    /// This rig.conf with a flight sheet's settings (`KEY`, `VALUE` in rig.conf's language,
+    /// as `origin` names them in errors) for every key the file does not set: a key set in
+    /// rig.conf wins, and any `POOLn` in the file keeps the whole pool list. Each value is
+    /// parsed and cross-checked exactly as rig.conf's would be; a key the firmware does not
+    /// know, or one a sheet may not set ([`SHEET_KEYS`] and the pools may), is an error that
+    /// names it. Returns the merged config and the sheet keys the file overrode.
+    pub fn with_sheet(
+        &self,
+        origin: &Path,
+        lines: &[(String, String)],
+    ) -> Result<(RigConfig, Vec<String>), ConfigError> {
+        let file_has_pools = self.keys_set.iter().any(|k| pool_key(k).is_some());
+        let mut p = Parser {
+            path: origin,
+            cfg: self.clone(),
+            seen: self.keys_set.iter().map(|k| (k.clone(), 0)).collect(),
+            pool_parts: Vec::new(),
+        };
+        let mut kept = Vec::new();
+        let mut sheet_seen: Vec<&str> = Vec::new();
+        if !file_has_pools {
+            p.cfg.pools.clear();
+        }
+        for (i, (key, value)) in lines.iter().enumerate() {
+            let n = i + 1;
+            let is_pool = pool_key(key).is_some();
+            if !is_pool && !SHEET_KEYS.contains(&key.as_str()) {
+                let problem = if KEYS.contains(&key.as_str()) {
+                    Problem::Requires {
+                        other: "rig.conf",
+                        why: "not a setting a flight sheet may change; set it in rig.conf",
+                    }
+                } else {
+                    Problem::UnknownKey
+                };
+                return Err(p.err(n, key, problem, None));
+            }
+            if sheet_seen.contains(&key.as_str()) {
+                return Err(p.err(n, key, Problem::Duplicate { first_line: 0 }, None));
+            }
+            sheet_seen.push(key);
+            if (is_pool && file_has_pools) || (!is_pool && self.keys_set.contains(key)) {
+                if !kept.contains(key) {
+                    kept.push(key.clone());
+                }
+                continue;
+            }
+            p.set(n, key, value)?;
+            p.seen.push((key.clone(), n));
+        }
+        let mut cfg = p.finish()?;
+        // What the file set stays what the file set: the sheet's keys are not rig.conf's.
+        cfg.keys_set = self.keys_set.clone();
+        Ok((cfg, kept))
+    }
+}
+
 struct Parser<'a> {
     path: &'a Path,
     cfg: RigConfig,
@@ -505,6 +596,22 @@ impl Parser<'_> {
                 let k = hex::decode_array::<32>(value)
                     .map_err(|_| invalid(self, "the manager's public key, 64 hex digits"))?;
                 self.cfg.manager_key = Some(k);
+            }
+            "FARM_KEY" => {
+                let k = hex::decode_array::<32>(value).map_err(|_| {
+                    invalid(
+                        self,
+                        "the farm's enrolment key, 64 hex digits (compushare farm create)",
+                    )
+                })?;
+                self.cfg.farm_key = Some(k);
+            }
+            "MIN_PRICE" => {
+                self.cfg.min_price = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|p| *p >= 1)
+                    .ok_or_else(|| invalid(self, "micro-credits per cost unit, at least 1"))?;
             }
             "RIG_NAME" => {
                 if value.len() > compushare_protocol::limits::NAME_LEN || value.contains('\0') {
@@ -749,6 +856,15 @@ impl Parser<'_> {
                 "MANAGER_KEY without MANAGER (host:port)",
             ));
         }
+        if c.farm_key.is_some() && c.manager.is_none() {
+            let line = self.line_of("FARM_KEY");
+            return Err(requires(
+                line,
+                "FARM_KEY",
+                "MANAGER",
+                "FARM_KEY needs the farm's manager, MANAGER and MANAGER_KEY",
+            ));
+        }
         if c.watchdog_dead_s <= c.watchdog_sick_s {
             let line = pair("WATCHDOG_SICK_S", "WATCHDOG_DEAD_S");
             let key = if line == self.line_of("WATCHDOG_DEAD_S") {
@@ -782,6 +898,11 @@ impl Parser<'_> {
 
     fn finish(mut self) -> Result<RigConfig, ConfigError> {
         self.cross_checks()?;
+        for (k, _) in &self.seen {
+            if !self.cfg.keys_set.contains(k) {
+                self.cfg.keys_set.push(k.clone());
+            }
+        }
         let mut parts = std::mem::take(&mut self.pool_parts);
         // The URL first within each pool, whatever the line order.
         parts.sort_by_key(|p| (p.0, p.1 != PoolPart::Url, p.2));
@@ -821,6 +942,8 @@ impl Parser<'_> {
 const KEYS: &[&str] = &[
     "MANAGER",
     "MANAGER_KEY",
+    "FARM_KEY",
+    "MIN_PRICE",
     "RIG_NAME",
     "PAYOUT",
     "ROLES",

@@ -27,6 +27,7 @@ pub mod revenue;
 pub mod rig;
 pub mod scheduler;
 pub mod settings;
+pub mod sheet;
 pub use compushare_protocol::{debug, info, warn};
 pub mod status;
 pub mod stratum;

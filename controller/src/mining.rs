@@ -160,6 +160,12 @@ impl RigMining {
         self.launch();
     }
 
+    /// Replaces the pool list (a flight sheet's pools): the pool session restarts on it,
+    /// keeping the counters of pools whose numbers stay.
+    pub async fn set_pools(&mut self, pools: Vec<NumberedPool>) {
+        self.replace(pools).await;
+    }
+
     /// Adds a pool (console `pool add`): at `number`, or after the highest number.
     pub async fn add_pool(
         &mut self,

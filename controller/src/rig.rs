@@ -24,11 +24,13 @@ use compushare_protocol::types::{DeviceInfo, PublicKey, Role};
 use tokio::sync::mpsc;
 
 use crate::command::{self, Command, CommandError, CommandRx, CommandTx, Request};
+use crate::config::Roles;
 use crate::device::{self, calibrate, DeviceRef, DiscoverOptions};
 use crate::mining::RigMining;
 use crate::revenue::{mining_msat_per_s, RateMeter};
 use crate::scheduler::{DeviceFigures, Revenue, Scheduler, SchedulerConfig, Stance};
 use crate::settings::{RigError, RigSettings};
+use crate::sheet;
 use crate::status::{
     self, DeviceView, Earnings, Health, LinkState, ManagerLink, RigStatus, StatusRx, StatusTx,
     VaultView,
@@ -37,14 +39,15 @@ use crate::stratum::job::JobEconomics;
 use crate::sync::{lock, unix_now};
 use crate::transport::rating::{self, RatingHandle};
 use crate::transport::session::{
-    ConsoleLine, Session, SessionCtl, SessionParts, SessionView, SharedView, CONSOLE_QUEUE,
-    CTL_QUEUE,
+    ConsoleLine, Session, SessionCtl, SessionParts, SessionView, SharedView, SheetRx,
+    CONSOLE_QUEUE, CTL_QUEUE,
 };
 use crate::transport::state::Payments;
 use crate::vault::{Vault, VaultStats};
 use crate::watchdog::{Action, DeviceWatch, Observation};
 use crate::worker::{self, Activity, Cells, WorkerEnv, EVENT_QUEUE};
 use crate::{info, warn};
+use compushare_protocol::sheet::FlightSheet;
 
 /// Firmware string announced in Hello.
 pub const FIRMWARE: &str = concat!("compushare-rig/", env!("CARGO_PKG_VERSION"));
@@ -82,13 +85,51 @@ pub struct Rig {
     cmd_rx: CommandRx,
     ratings: RatingHandle,
     rating_rx: mpsc::Receiver<rating::Request>,
+    /// The flight sheet kept in STATE_DIR and applied at start (farm rigs).
+    sheet: Option<Arc<FlightSheet>>,
     epoch: Instant,
+}
+
+/// The flight sheet kept in STATE_DIR, laid over `settings` (a farm rig starts with its last
+/// applied sheet, so it mines with the last known pools while its manager is down). A kept
+/// sheet that cannot be read or no longer fits rig.conf is logged and left out: the manager
+/// sends the farm's sheet again on Welcome.
+fn kept_sheet(settings: &mut RigSettings) -> Option<Arc<FlightSheet>> {
+    settings.manager.as_ref()?.farm?;
+    let fs = match sheet::load(&settings.state_dir) {
+        Ok(Some(fs)) => fs,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!("{e}; starting without a flight sheet");
+            return None;
+        }
+    };
+    let r = sheet::overlay(&settings.conf, &fs).and_then(|(eff, _)| {
+        let mut next = settings.clone();
+        next.take_sheet_keys(&eff).map(|()| next)
+    });
+    match r {
+        Ok(next) => {
+            info!(
+                "flight sheet {} v{} kept in STATE_DIR applied",
+                fs.farm.as_str(),
+                fs.version
+            );
+            *settings = next;
+            Some(Arc::new(fs))
+        }
+        Err(e) => {
+            warn!("kept flight sheet not applied: {e}");
+            None
+        }
+    }
 }
 
 impl Rig {
     /// Prepares a rig: finds and measures its devices, allocates the vault, opens STATE_DIR
     /// (blocking; call before the runtime is busy, or from `spawn_blocking`).
-    pub fn new(settings: RigSettings, identity: Identity) -> Result<Rig, RigError> {
+    pub fn new(mut settings: RigSettings, identity: Identity) -> Result<Rig, RigError> {
+        let sheet = kept_sheet(&mut settings);
         if settings.name.len() > compushare_protocol::limits::NAME_LEN {
             return Err(RigError::Settings("RIG_NAME longer than 48 bytes".into()));
         }
@@ -168,6 +209,7 @@ impl Rig {
             cmd_rx,
             ratings,
             rating_rx,
+            sheet,
             epoch: Instant::now(),
         })
     }
@@ -248,6 +290,7 @@ impl Rig {
         let (console_tx, console_rx) = mpsc::channel(CONSOLE_QUEUE);
         let changed = Arc::new(tokio::sync::Notify::new());
         let (ctl_tx, ctl_rx) = mpsc::channel(CTL_QUEUE);
+        let (sheet_tx, sheet_rx) = tokio::sync::watch::channel(None);
         let session = match &settings.manager {
             Some(m) => {
                 let hello_devices = hello_devices(&devices, &self.measured);
@@ -265,6 +308,8 @@ impl Rig {
                     events: events_rx,
                     ctl: ctl_rx,
                     console: console_tx,
+                    sheets: sheet_tx,
+                    sheet_version: self.sheet.as_ref().map(|s| s.version),
                     commands: self.cmd_tx.clone(),
                     status: self.status_rx.clone(),
                     ratings: self.rating_rx,
@@ -301,6 +346,7 @@ impl Rig {
             ],
             last_economics: None,
             dropped_orders: AtomicU64::new(0),
+            sheet: self.sheet,
             settings,
             key,
             cells,
@@ -312,7 +358,9 @@ impl Rig {
             cmd_tx: self.cmd_tx,
             epoch,
         };
-        let result = core.run(self.cmd_rx, console_rx, session, changed).await;
+        let result = core
+            .run(self.cmd_rx, console_rx, sheet_rx, session, changed)
+            .await;
         for c in core.cells.iter() {
             c.stop();
         }
@@ -372,6 +420,8 @@ struct Core {
     last_economics: Option<JobEconomics>,
     /// Orders to the session dropped because its queue was full.
     dropped_orders: AtomicU64,
+    /// The flight sheet applied now.
+    sheet: Option<Arc<FlightSheet>>,
 }
 
 impl Core {
@@ -379,12 +429,14 @@ impl Core {
         &mut self,
         mut cmd_rx: CommandRx,
         mut console_rx: mpsc::Receiver<ConsoleLine>,
+        mut sheet_rx: SheetRx,
         mut session: Option<tokio::task::JoinHandle<Result<(), RigError>>>,
         changed: Arc<tokio::sync::Notify>,
     ) -> Result<Stop, RigError> {
         let mut evaluate = tokio::time::interval(self.settings.options.evaluate_every);
         let mut second = tokio::time::interval(Duration::from_secs(1));
         let mut publish = tokio::time::interval(self.settings.options.status_every);
+        let mut sheets_open = true;
         for t in [&mut evaluate, &mut second, &mut publish] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
@@ -405,6 +457,16 @@ impl Core {
                     }
                 }
                 Some(line) = console_rx.recv() => self.console(line),
+                r = sheet_rx.changed(), if sheets_open => match r {
+                    Ok(()) => {
+                        let fs = sheet_rx.borrow_and_update().clone();
+                        if let Some(fs) = fs {
+                            self.apply_sheet(fs).await;
+                        }
+                    }
+                    // No session (no MANAGER, or it stopped): no sheet will come.
+                    Err(_) => sheets_open = false,
+                },
                 r = async { session.as_mut()?.await.ok() }, if session.is_some() => {
                     // A session that cannot go on (wrong MANAGER_KEY, identity refused) stops
                     // transport only: the devices keep hashing and the status shows why.
@@ -704,6 +766,95 @@ impl Core {
                 Ok(REBOOTING.to_owned())
             }
         }
+    }
+
+    /// A flight sheet from the manager: applied live and kept in STATE_DIR, or refused with
+    /// the reason (the previous sheet stays). Either way the manager is told.
+    async fn apply_sheet(&mut self, fs: Arc<FlightSheet>) {
+        let version = fs.version;
+        if self.sheet.as_deref() == Some(&*fs) {
+            self.order(SessionCtl::Sheet {
+                version,
+                result: Ok(()),
+            });
+            return;
+        }
+        match self.try_sheet(&fs).await {
+            Ok(payout) => {
+                info!("flight sheet {} v{version} applied", fs.farm.as_str());
+                self.sheet = Some(fs);
+                self.order(SessionCtl::Sheet {
+                    version,
+                    result: Ok(()),
+                });
+                if let Some(p) = payout {
+                    self.order(SessionCtl::Payout(p));
+                }
+            }
+            Err(reason) => {
+                warn!(
+                    "flight sheet {} v{version} refused: {reason}; keeping {}",
+                    fs.farm.as_str(),
+                    self.sheet
+                        .as_ref()
+                        .map_or("rig.conf alone".to_owned(), |s| format!("v{}", s.version))
+                );
+                self.order(SessionCtl::Sheet {
+                    version,
+                    result: Err(reason),
+                });
+            }
+        }
+    }
+
+    /// Validates, keeps and applies `fs`; nothing changes unless all of it can. `Ok(Some)`:
+    /// the payout account changed (the session announces it).
+    async fn try_sheet(&mut self, fs: &FlightSheet) -> Result<Option<PublicKey>, String> {
+        let (eff, kept) = sheet::overlay(&self.settings.conf, fs).map_err(|e| e.to_string())?;
+        let mut next = self.settings.clone();
+        next.take_sheet_keys(&eff).map_err(|e| e.to_string())?;
+        let n = self.cells.len();
+        if let Roles::PerDevice(v) = &next.roles {
+            if v.len() > n {
+                return Err(format!("ROLES lists {} devices; this rig has {n}", v.len()));
+            }
+        }
+        sheet::store(&next.state_dir, fs).map_err(|e| format!("cannot keep the sheet: {e}"))?;
+        if !kept.is_empty() {
+            info!(
+                "rig.conf keeps its own {} over the flight sheet",
+                kept.join(", ")
+            );
+        }
+        if next.pools != self.settings.pools {
+            info!(
+                "pools from the flight sheet: {}",
+                next.pools
+                    .iter()
+                    .map(|p| p.pool.url.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.mining.set_pools(next.pools.clone()).await;
+        }
+        if next.roles != self.settings.roles {
+            self.pins = (0..n).map(|i| next.roles.of(i)).collect();
+        }
+        self.scheduler.set_config(SchedulerConfig {
+            margin: next.switch_margin,
+            ..next.options.scheduler.clone()
+        });
+        for w in &mut self.watches {
+            w.set_config(next.watchdog);
+        }
+        if next.options.session.min_price != self.settings.options.session.min_price {
+            self.order(SessionCtl::MinPrice(next.options.session.min_price));
+        }
+        let payout = (next.payout != self.settings.payout).then(|| next.payout.unwrap_or(self.key));
+        self.settings = next;
+        self.evaluate();
+        self.publish();
+        Ok(payout)
     }
 
     /// A console line the manager relayed: answered by the console hook on its own task.

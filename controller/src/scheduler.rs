@@ -210,6 +210,12 @@ impl Scheduler {
         }
     }
 
+    /// New thresholds (a flight sheet's SWITCH_MARGIN, SWITCH_DWELL_S, SWITCH_EVALUATIONS):
+    /// they apply from the next evaluation; roles and leads so far are kept.
+    pub fn set_config(&mut self, cfg: SchedulerConfig) {
+        self.cfg = cfg;
+    }
+
     /// The stance of device `i` (`Off` for an unknown index).
     pub fn stance(&self, i: usize) -> Stance {
         self.slots.get(i).map_or(Stance::Off, |s| s.stance)

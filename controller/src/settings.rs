@@ -99,6 +99,11 @@ pub struct RigSettings {
     pub switch_margin: f64,
     pub pool_fee: f64,
     pub watchdog: WatchdogConfig,
+    /// CONSOLE_KEYS (the rig.conf's, or the flight sheet's).
+    pub console_keys: Vec<PublicKey>,
+    /// The rig.conf these settings came from (defaults for settings built in code): a flight
+    /// sheet is laid over it, never over another sheet.
+    pub conf: RigConfig,
     pub options: RigOptions,
 }
 
@@ -124,6 +129,8 @@ impl RigSettings {
             switch_margin: crate::config::DEFAULT_SWITCH_MARGIN,
             pool_fee: 0.0,
             watchdog: WatchdogConfig::default(),
+            console_keys: Vec::new(),
+            conf: RigConfig::built_in(),
             options,
         }
     }
@@ -136,10 +143,37 @@ impl RigSettings {
             (Some(addr), Some(key)) => Some(ManagerSettings {
                 addr: addr.clone(),
                 key,
+                farm: cfg.farm_key,
             }),
             (Some(_), None) => return Err(cfg.missing("MANAGER_KEY")),
             _ => None,
         };
+        let name = cfg.rig_name.clone().unwrap_or_else(host_name);
+        let mut me = RigSettings {
+            name,
+            manager,
+            payout: None,
+            pools: Vec::new(),
+            cpu_devices: cfg.cpu_devices,
+            roles: cfg.roles.clone(),
+            state_dir: cfg.state_dir_or_default(),
+            vault_slots: cfg.vault_slots.unwrap_or(DEFAULT_SLOTS),
+            vault_slot_bytes: cfg.vault_slot_bytes.unwrap_or(DEFAULT_SLOT_BYTES),
+            switch_margin: cfg.switch_margin,
+            pool_fee: cfg.pool_fee,
+            watchdog: WatchdogConfig::default(),
+            console_keys: Vec::new(),
+            conf: cfg.clone(),
+            options,
+        };
+        me.take_sheet_keys(cfg)?;
+        Ok(me)
+    }
+
+    /// Takes every setting a flight sheet may change ([`crate::config::SHEET_KEYS`] and the
+    /// pools) from `cfg` (rig.conf, or rig.conf with a sheet laid over it). Nothing changes
+    /// when a pool URL does not parse.
+    pub fn take_sheet_keys(&mut self, cfg: &RigConfig) -> Result<(), ConfigError> {
         let mut pools = Vec::with_capacity(cfg.pools.len());
         for p in &cfg.pools {
             let url = PoolUrl::parse(&p.url).map_err(|_| ConfigError::Line {
@@ -160,35 +194,25 @@ impl RigSettings {
                 },
             });
         }
-        let name = cfg.rig_name.clone().unwrap_or_else(host_name);
-        let scheduler = SchedulerConfig {
+        self.pools = pools;
+        self.payout = cfg.payout_account();
+        self.roles = cfg.roles.clone();
+        self.switch_margin = cfg.switch_margin;
+        self.pool_fee = cfg.pool_fee;
+        self.console_keys = cfg.console_keys.clone();
+        self.options.session.min_price = compushare_protocol::types::Amount(cfg.min_price);
+        self.options.scheduler = SchedulerConfig {
             margin: cfg.switch_margin,
             lead_evaluations: cfg.switch_evaluations,
             min_dwell: Duration::from_secs(u64::from(cfg.switch_dwell_s)),
         };
-        Ok(RigSettings {
-            name,
-            manager,
-            payout: cfg.payout_account(),
-            pools,
-            cpu_devices: cfg.cpu_devices,
-            roles: cfg.roles.clone(),
-            state_dir: cfg.state_dir_or_default(),
-            vault_slots: cfg.vault_slots.unwrap_or(DEFAULT_SLOTS),
-            vault_slot_bytes: cfg.vault_slot_bytes.unwrap_or(DEFAULT_SLOT_BYTES),
-            switch_margin: cfg.switch_margin,
-            pool_fee: cfg.pool_fee,
-            watchdog: WatchdogConfig {
-                sick: Duration::from_secs(u64::from(cfg.watchdog_sick_s)),
-                dead: Duration::from_secs(u64::from(cfg.watchdog_dead_s)),
-                temp_limit_dc: i16::try_from(cfg.temp_limit_c * 10).unwrap_or(i16::MAX),
-                temp_resume_dc: i16::try_from(cfg.temp_resume_c * 10).unwrap_or(i16::MAX),
-            },
-            options: RigOptions {
-                scheduler,
-                ..options
-            },
-        })
+        self.watchdog = WatchdogConfig {
+            sick: Duration::from_secs(u64::from(cfg.watchdog_sick_s)),
+            dead: Duration::from_secs(u64::from(cfg.watchdog_dead_s)),
+            temp_limit_dc: i16::try_from(cfg.temp_limit_c * 10).unwrap_or(i16::MAX),
+            temp_resume_dc: i16::try_from(cfg.temp_resume_c * 10).unwrap_or(i16::MAX),
+        };
+        Ok(())
     }
 }
 

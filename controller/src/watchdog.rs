@@ -88,6 +88,12 @@ impl DeviceWatch {
         }
     }
 
+    /// New thresholds (a flight sheet's): they apply from the next observation; a device
+    /// paused hot stays paused until it is at or below the new resume temperature.
+    pub fn set_config(&mut self, cfg: WatchdogConfig) {
+        self.cfg = cfg;
+    }
+
     /// Health now.
     pub fn health(&self) -> Health {
         if self.dead {

@@ -64,6 +64,7 @@ async fn a_hung_device_is_restarted_then_disabled_and_a_hot_one_pauses() {
             compushare_controller::transport::session::ManagerSettings {
                 addr: "127.0.0.1:1".into(),
                 key: [1; 32],
+                farm: None,
             },
             "faults",
             None,

@@ -362,6 +362,8 @@ mod tests {
             name: Default::default(),
             payout: [0; 32],
             devices: Default::default(),
+            farm: None,
+            sheet: None,
         });
         let rig = std::mem::size_of_val(&session::rig(shared.clone(), key, hello, rd, wr));
         let stream = TcpStream::connect(addr).await.expect("connect");

@@ -6,6 +6,7 @@
 //!   (blocking and async), so the same code runs over tokio TCP, serial lines and pipes.
 //! - [`chunk`]: large payloads split into content-addressed chunks and reassembled into a
 //!   bounded buffer.
+//! - [`sheet`]: a farm's flight sheet (the rig settings a manager pushes to a farm's rigs).
 //! - `log` (feature `std`): the workspace's logging shim (`warn!`, `info!`, `debug!`).
 //! - `secure` (feature `std`): the Noise XX channel (25519/ChaChaPoly/SHA256) with pinned
 //!   manager keys, zeroizing identities stored 0600, and tokio adapters.
@@ -28,6 +29,7 @@ pub mod merkle;
 pub mod msg;
 #[cfg(feature = "std")]
 pub mod secure;
+pub mod sheet;
 pub mod types;
 
 pub use msg::{Message, PROTOCOL_VERSION};

@@ -40,3 +40,26 @@ pub const MERKLE_DEPTH: usize = 40;
 pub const CLAIMS_PER_MESSAGE: usize = 64;
 /// Trust events in a rig's public record (the most recent ones; counters keep the totals).
 pub const RECORD_EVENTS: usize = 8;
+
+/// Pools in a flight sheet (rig.conf's `POOL1`..`POOL16`: a sheet names the first 8).
+pub const SHEET_POOLS: usize = 8;
+/// Bytes of a pool URL in a flight sheet.
+pub const POOL_URL_LEN: usize = 128;
+/// Bytes of a pool user (worker name) in a flight sheet.
+pub const POOL_USER_LEN: usize = 128;
+/// Bytes of a pool password in a flight sheet.
+pub const POOL_PASS_LEN: usize = 64;
+/// Operator console keys in a flight sheet.
+pub const SHEET_CONSOLE_KEYS: usize = 8;
+/// Other rig.conf settings a flight sheet may carry by name.
+pub const SHEET_EXTRA: usize = 8;
+/// Bytes of a rig.conf key named in a flight sheet.
+pub const SETTING_KEY_LEN: usize = 32;
+/// Bytes of a rig.conf value named in a flight sheet.
+pub const SETTING_VALUE_LEN: usize = 128;
+/// Rigs in one page of an operator's rig list.
+pub const RIGS_PER_PAGE: usize = 8;
+/// Farms in an operator's farm list.
+pub const FARMS_PER_PAGE: usize = 32;
+/// Audit records in one page.
+pub const AUDIT_PER_PAGE: usize = 16;

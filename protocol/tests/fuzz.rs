@@ -8,8 +8,8 @@ use compushare_protocol::chunk::{Chunk, Chunker, Reassembler};
 use compushare_protocol::frame::{read_frame, FrameBuf, FrameError};
 use compushare_protocol::limits::MAX_FRAME;
 use compushare_protocol::msg::{
-    self, ClientToManager, ManagerToClient, ManagerToRig, Message, OperatorToRig, RigToManager,
-    RigToOperator,
+    self, AdminToManager, ClientToManager, ManagerToAdmin, ManagerToClient, ManagerToRig, Message,
+    OperatorToRig, RigToManager, RigToOperator,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -41,6 +41,8 @@ fn decode_all(bytes: &[u8]) -> Result<(), TestCaseError> {
     one::<ManagerToClient>(bytes)?;
     one::<OperatorToRig>(bytes)?;
     one::<RigToOperator>(bytes)?;
+    one::<AdminToManager>(bytes)?;
+    one::<ManagerToAdmin>(bytes)?;
     let _ = msg::peek_version(bytes);
     Ok(())
 }
@@ -113,6 +115,20 @@ proptest! {
 
     #[test]
     fn mutated_rig_to_operator(m in common::rig_to_operator(), e in edits()) {
+        decode_all(&mutate(encoded(&m), &e))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(5_000))]
+
+    #[test]
+    fn mutated_admin_to_manager(m in common::admin_to_manager(), e in edits()) {
+        decode_all(&mutate(encoded(&m), &e))?;
+    }
+
+    #[test]
+    fn mutated_manager_to_admin(m in common::manager_to_admin(), e in edits()) {
         decode_all(&mutate(encoded(&m), &e))?;
     }
 }

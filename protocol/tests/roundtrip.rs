@@ -37,6 +37,25 @@ proptest! {
     #[test]
     fn rig_to_operator(m in common::rig_to_operator()) { round_trip(&m)?; }
 
+    #[test]
+    fn admin_to_manager(m in common::admin_to_manager()) { round_trip(&m)?; }
+
+    #[test]
+    fn manager_to_admin(m in common::manager_to_admin()) { round_trip(&m)?; }
+
+    /// A sheet laid over itself is itself; an empty override changes nothing; the override's
+    /// fields win.
+    #[test]
+    fn sheet_overlay(base in common::sheet_settings(), over in common::sheet_settings()) {
+        use compushare_protocol::sheet::SheetSettings;
+        prop_assert_eq!(&base.overlay(&SheetSettings::default()), &base);
+        let merged = base.overlay(&over);
+        prop_assert_eq!(merged.pools.as_ref(), over.pools.as_ref().or(base.pools.as_ref()));
+        if over.payout.is_some() { prop_assert_eq!(merged.payout, over.payout); }
+        if over.temp_limit_c.is_none() { prop_assert_eq!(merged.temp_limit_c, base.temp_limit_c); }
+        for s in &over.extra { prop_assert!(merged.extra.contains(s)); }
+    }
+
     /// The version of any Hello is readable without decoding the rest.
     #[test]
     fn hello_version_peek(m in common::rig_to_manager()) {
@@ -60,6 +79,8 @@ fn every_message_fits_a_sealed_frame() {
         ("ManagerToClient", ManagerToClient::POSTCARD_MAX_SIZE),
         ("OperatorToRig", OperatorToRig::POSTCARD_MAX_SIZE),
         ("RigToOperator", RigToOperator::POSTCARD_MAX_SIZE),
+        ("AdminToManager", AdminToManager::POSTCARD_MAX_SIZE),
+        ("ManagerToAdmin", ManagerToAdmin::POSTCARD_MAX_SIZE),
     ] {
         assert!(max <= MAX_MESSAGE, "{name}: {max} > {MAX_MESSAGE}");
         println!("{name}: max {max} bytes");
@@ -123,4 +144,50 @@ fn operator_console_layout() {
         msg::encode(&m, &mut mbuf).unwrap(),
         msg::encode(&refused, &mut buf).unwrap()
     );
+}
+
+/// Flight sheets (protocol version 2): the rig and manager variants are appended after every
+/// older one, the admin family's `Refused` is variant 0 with the one frozen layout, and the
+/// largest sizes are pinned so a change to them is a decision, not an accident.
+#[test]
+fn sheet_and_admin_layout() {
+    use compushare_protocol::msg::*;
+    use compushare_protocol::sheet::{FlightSheet, SheetSettings};
+    fn tag<M: Message>(m: &M) -> u8 {
+        let mut buf = vec![0u8; M::POSTCARD_MAX_SIZE];
+        msg::encode(m, &mut buf).unwrap()[0]
+    }
+    assert_eq!(tag(&RigToManager::SheetApplied { version: 1 }), 12);
+    assert_eq!(
+        tag(&RigToManager::SheetRefused {
+            version: 1,
+            reason: Default::default()
+        }),
+        13
+    );
+    let sheet = FlightSheet {
+        farm: Default::default(),
+        version: 3,
+        settings: SheetSettings::default(),
+    };
+    assert_eq!(tag(&ManagerToRig::Sheet(sheet)), 13);
+    let refused = ManagerToAdmin::Refused(Refusal::new(refusal::NOT_ALLOWED, "no"));
+    let m = ManagerToRig::Refused(Refusal::new(refusal::NOT_ALLOWED, "no"));
+    let (mut a, mut b) = (vec![0u8; 512], vec![0u8; 512]);
+    assert_eq!(
+        msg::encode(&refused, &mut a).unwrap(),
+        msg::encode(&m, &mut b).unwrap()
+    );
+    let mut h = [0u8; 8];
+    assert_eq!(
+        msg::peek_version(msg::encode(&AdminToManager::Hello { version: 2 }, &mut h).unwrap()),
+        Ok(2)
+    );
+    // Pinned: a sheet with every field full, the messages that carry it, a page of rigs.
+    assert_eq!(SheetSettings::POSTCARD_MAX_SIZE, 4265);
+    assert_eq!(FlightSheet::POSTCARD_MAX_SIZE, 4324);
+    assert_eq!(AdminToManager::POSTCARD_MAX_SIZE, 4348);
+    assert_eq!(ManagerToAdmin::POSTCARD_MAX_SIZE, 11331);
+    // A sheet is far from the frame limit: the chunk variants stay the largest messages.
+    const { assert!(FlightSheet::POSTCARD_MAX_SIZE < ManagerToRig::POSTCARD_MAX_SIZE / 8) };
 }

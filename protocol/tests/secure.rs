@@ -32,6 +32,8 @@ fn hello(version: u16) -> RigToManager {
         name: "rig-7".into(),
         payout: [7; 32],
         devices: Default::default(),
+        farm: None,
+        sheet: None,
     })
 }
 

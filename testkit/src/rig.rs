@@ -36,6 +36,7 @@ pub fn transport_rig(
         ManagerSettings {
             addr: addr.to_owned(),
             key: manager_key,
+            farm: None,
         },
         name,
         Some(payout),

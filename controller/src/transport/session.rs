@@ -114,6 +114,8 @@ pub struct ManagerSettings {
     pub addr: String,
     /// Its pinned static key.
     pub key: PublicKey,
+    /// rig.conf's `FARM_KEY`: the farm to enrol in (sent in Hello).
+    pub farm: Option<compushare_protocol::sheet::FarmKey>,
 }
 
 /// Orders from the rig core.
@@ -131,7 +133,24 @@ pub enum SessionCtl {
     /// The device's worker was replaced (watchdog) or the device disabled or pinned off: its
     /// assignment is abandoned.
     Abandon { device: usize },
+    /// What became of flight sheet `version`: applied, or refused with the reason.
+    Sheet {
+        version: u64,
+        result: Result<(), String>,
+    },
+    /// A new lowest price per cost unit (a flight sheet's MIN_PRICE): bids from now on.
+    MinPrice(compushare_protocol::types::Amount),
+    /// A new payout account (a flight sheet's PAYOUT): announced in the next Hello, so the
+    /// session reconnects.
+    Payout(PublicKey),
 }
+
+/// The latest flight sheet from the manager, for the rig core (only the newest matters, so a
+/// watch: a sheet superseded before the core read it is never applied).
+pub type SheetTx = tokio::sync::watch::Sender<Option<Arc<compushare_protocol::sheet::FlightSheet>>>;
+/// The core's side of [`SheetTx`].
+pub type SheetRx =
+    tokio::sync::watch::Receiver<Option<Arc<compushare_protocol::sheet::FlightSheet>>>;
 
 /// A console line from the manager for the rig core to answer.
 #[derive(Debug)]
@@ -220,6 +239,10 @@ pub struct SessionParts {
     pub events: mpsc::Receiver<WorkerEvent>,
     pub ctl: mpsc::Receiver<SessionCtl>,
     pub console: mpsc::Sender<ConsoleLine>,
+    /// Flight sheets from the manager, for the core.
+    pub sheets: SheetTx,
+    /// The sheet version the rig holds (announced in Hello).
+    pub sheet_version: Option<u64>,
     pub commands: CommandTx,
     pub status: StatusRx,
     pub ratings: mpsc::Receiver<rating::Request>,
@@ -521,6 +544,8 @@ impl Session {
             name: bounded(&self.p.name),
             payout: self.p.payout,
             devices,
+            farm: self.p.manager.farm,
+            sheet: self.p.sheet_version,
         })
     }
 
@@ -657,6 +682,14 @@ impl Session {
                 info!("rating for assignment {}: {outcome:?}", assignment.0);
                 self.rated.answered(assignment, outcome);
             }
+            ManagerToRig::Sheet(sheet) => {
+                info!(
+                    "flight sheet {} v{} from the manager",
+                    sheet.farm.as_str(),
+                    sheet.version
+                );
+                self.p.sheets.send_replace(Some(Arc::new(sheet)));
+            }
             ManagerToRig::Welcome(_) | ManagerToRig::Refused(_) => {
                 return Err(Ended::Rig(RigError::Protocol(
                     "Welcome/Refused in the middle of a session".into(),
@@ -705,6 +738,33 @@ impl Session {
             }
             SessionCtl::Console { request, ok, text } => {
                 self.console_reply(link, request, ok, &text).await?;
+            }
+            SessionCtl::Sheet { version, result } => match result {
+                Ok(()) => {
+                    self.p.sheet_version = Some(version);
+                    link.send(&RigToManager::SheetApplied { version }).await?;
+                }
+                Err(reason) => {
+                    link.send(&RigToManager::SheetRefused {
+                        version,
+                        reason: bounded(&reason),
+                    })
+                    .await?;
+                }
+            },
+            SessionCtl::MinPrice(p) => {
+                self.p.options.min_price = p;
+            }
+            SessionCtl::Payout(key) => {
+                if key != self.p.payout {
+                    self.p.payout = key;
+                    if link.up() {
+                        return Err(Ended::Rig(RigError::Protocol(
+                            "payout account changed by the flight sheet; reconnecting to announce it"
+                                .into(),
+                        )));
+                    }
+                }
             }
             SessionCtl::Abandon { device } => {
                 let Ok(d) = u8::try_from(device) else {
@@ -1242,5 +1302,6 @@ fn variant(m: &ManagerToRig) -> &'static str {
         ManagerToRig::Cancel { .. } => "Cancel",
         ManagerToRig::Offer(_) => "Offer",
         ManagerToRig::Rated { .. } => "Rated",
+        ManagerToRig::Sheet(_) => "Sheet",
     }
 }

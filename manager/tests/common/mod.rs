@@ -158,6 +158,8 @@ pub fn hello(name: &str, payout: PublicKey, cores: u32, hps: u64) -> RigHello {
         name: heapless::String::from(name),
         payout,
         devices,
+        farm: None,
+        sheet: None,
     }
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{RatingOutcome, Refusal};
 use crate::chunk::Chunk;
 use crate::limits::{CONSOLE_LINE, SAMPLES_PER_REQUEST};
+use crate::sheet::FlightSheet;
 use crate::types::{Amount, AssignmentId, Digest, JobId, Name, PhotonRange, Role, TrustLevel};
 
 /// Everything a manager says to a rig.
@@ -62,6 +63,9 @@ pub enum ManagerToRig {
         assignment: AssignmentId,
         outcome: RatingOutcome,
     },
+    /// The rig's flight sheet (on Welcome when it belongs to a farm, and on every change):
+    /// answered with `SheetApplied` or `SheetRefused`.
+    Sheet(FlightSheet),
 }
 
 /// A job open for bids.

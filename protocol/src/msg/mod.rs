@@ -6,6 +6,7 @@
 //! reads it before anything else, so a peer of another version gets a [`Refusal`] that says so
 //! instead of a decode error.
 
+mod admin;
 mod canonical;
 mod client;
 mod manager;
@@ -13,6 +14,10 @@ mod operator;
 mod record;
 mod rig;
 
+pub use admin::{
+    AdminError, AdminToManager, AuditRecord, FarmSummary, ManagerToAdmin, RigSummary, Scope,
+    SheetState,
+};
 pub use client::{ClientToManager, ErrorCode, JobState, JobStatus, ManagerToClient, SubmitJob};
 pub use manager::{AckStatus, Assign, ManagerToRig, Offer, Welcome};
 pub use operator::{OperatorToRig, OperatorWelcome, RigToOperator};
@@ -33,9 +38,14 @@ use serde::{Deserialize, Serialize};
 use crate::limits::{MAX_MESSAGE, REASON_LEN};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
-/// The oldest version this build still accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+///
+/// 2: flight sheets (`RigHello` carries the farm key and the sheet held; `ManagerToRig::Sheet`,
+/// `RigToManager::SheetApplied`/`SheetRefused` appended) and the admin family
+/// (`AdminToManager`, `ManagerToAdmin`).
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The oldest version this build still accepts: a version-1 rig's `Hello` has another layout,
+/// so it is told `UNSUPPORTED_VERSION` in the frozen `Refused`.
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 /// Why a session was turned away. Frozen layout: readable by every protocol version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
@@ -98,6 +108,12 @@ impl Message for OperatorToRig {
 impl Message for RigToOperator {
     const NAME: &'static str = "RigToOperator";
 }
+impl Message for AdminToManager {
+    const NAME: &'static str = "AdminToManager";
+}
+impl Message for ManagerToAdmin {
+    const NAME: &'static str = "ManagerToAdmin";
+}
 
 // Every message, sealed, fits one frame: checked when the crate compiles.
 const _: () = assert!(RigToManager::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
@@ -106,6 +122,8 @@ const _: () = assert!(ClientToManager::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
 const _: () = assert!(ManagerToClient::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
 const _: () = assert!(OperatorToRig::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
 const _: () = assert!(RigToOperator::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
+const _: () = assert!(AdminToManager::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
+const _: () = assert!(ManagerToAdmin::POSTCARD_MAX_SIZE <= MAX_MESSAGE);
 
 /// Why bytes could not become a message, or a message could not become bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +218,7 @@ pub fn decode_boxed<M: Message>(bytes: &[u8]) -> Result<std::boxed::Box<M>, Code
 }
 
 /// Reads the protocol version from the first message of a session (a `RigToManager::Hello`,
-/// `ClientToManager::Hello` or `OperatorToRig::Hello`) without decoding the rest, whose layout may be another
+/// `ClientToManager::Hello`, `OperatorToRig::Hello` or `AdminToManager::Hello`) without decoding the rest, whose layout may be another
 /// version's.
 pub fn peek_version(bytes: &[u8]) -> Result<u16, CodecError> {
     let (tag, rest) = read_varint(bytes).ok_or(CodecError::NotHello)?;

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::Chunk;
 use crate::limits::{
     CLAIMS_PER_MESSAGE, CONSOLE_REPLY, HISTORY_RECORD, MAX_DEVICES, MERKLE_DEPTH,
-    PROOFS_PER_MESSAGE,
+    PROOFS_PER_MESSAGE, REASON_LEN,
 };
+use crate::sheet::FarmKey;
 use crate::types::{
     Amount, AssignmentId, DeviceInfo, DeviceStatus, Digest, Firmware, JobId, Name, PublicKey,
 };
@@ -50,6 +51,14 @@ pub enum RigToManager {
     /// for an assignment this rig returned work on, one rating per rig and client (a second
     /// replaces the first). Answered with `ManagerToRig::Rated`.
     RateClient { assignment: AssignmentId, stars: u8 },
+    /// The rig applied flight sheet `version` (and keeps it in STATE_DIR).
+    SheetApplied { version: u64 },
+    /// The rig cannot apply flight sheet `version` and keeps the one it had; the reason names
+    /// the setting (shown to the farm's operators).
+    SheetRefused {
+        version: u64,
+        reason: String<REASON_LEN>,
+    },
 }
 
 /// The rig's introduction.
@@ -62,6 +71,10 @@ pub struct RigHello {
     /// Where the rig's earnings go (worker account key).
     pub payout: PublicKey,
     pub devices: Vec<DeviceInfo, MAX_DEVICES>,
+    /// rig.conf's `FARM_KEY`: enrol in (or stay with) that farm and take its flight sheet.
+    pub farm: Option<FarmKey>,
+    /// The flight sheet version the rig holds (from STATE_DIR), if any.
+    pub sheet: Option<u64>,
 }
 
 /// Periodic rig state.

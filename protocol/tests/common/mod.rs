@@ -166,17 +166,21 @@ pub fn rig_to_manager() -> impl Strategy<Value = RigToManager> {
             hstr(),
             hstr(),
             key(),
-            hvec(device_info(), MAX_DEVICES)
+            hvec(device_info(), MAX_DEVICES),
+            proptest::option::of(key()),
+            any::<Option<u64>>(),
         )
-            .prop_map(
-                |(version, firmware, name, payout, devices)| RigToManager::Hello(RigHello {
+            .prop_map(|(version, firmware, name, payout, devices, farm, sheet)| {
+                RigToManager::Hello(RigHello {
                     version,
                     firmware,
                     name,
                     payout,
-                    devices
+                    devices,
+                    farm,
+                    sheet,
                 })
-            ),
+            }),
         heartbeat().prop_map(RigToManager::Heartbeat),
         (
             any::<u64>(),
@@ -241,6 +245,194 @@ pub fn rig_to_manager() -> impl Strategy<Value = RigToManager> {
         key().prop_map(|content| RigToManager::GeometryRequest { content }),
         (any::<u64>().prop_map(AssignmentId), any::<u8>())
             .prop_map(|(assignment, stars)| RigToManager::RateClient { assignment, stars }),
+        any::<u64>().prop_map(|version| RigToManager::SheetApplied { version }),
+        (any::<u64>(), hstr())
+            .prop_map(|(version, reason)| RigToManager::SheetRefused { version, reason }),
+    ]
+}
+
+fn sheet_pool() -> impl Strategy<Value = compushare_protocol::sheet::SheetPool> {
+    (hstr(), hstr(), hstr()).prop_map(|(url, user, pass)| compushare_protocol::sheet::SheetPool {
+        url,
+        user,
+        pass,
+    })
+}
+
+fn setting() -> impl Strategy<Value = compushare_protocol::sheet::Setting> {
+    (hstr(), hstr()).prop_map(|(key, value)| compushare_protocol::sheet::Setting { key, value })
+}
+
+/// Sheets from empty to every field at its capacity.
+pub fn sheet_settings() -> impl Strategy<Value = compushare_protocol::sheet::SheetSettings> {
+    use proptest::option::of;
+    (
+        of(hvec(sheet_pool(), SHEET_POOLS)),
+        of(key()),
+        of(hvec(role(), MAX_DEVICES)),
+        any::<(Option<u32>, Option<u64>, Option<u32>, Option<u32>)>(),
+        of(hvec(key(), SHEET_CONSOLE_KEYS)),
+        any::<(Option<u8>, Option<u8>)>(),
+        hvec(setting(), SHEET_EXTRA),
+    )
+        .prop_map(|(pools, payout, roles, n, console_keys, t, extra)| {
+            compushare_protocol::sheet::SheetSettings {
+                pools,
+                payout,
+                roles,
+                switch_margin_ppm: n.0,
+                min_price: n.1.map(Amount),
+                console_keys,
+                watchdog_sick_s: n.2,
+                watchdog_dead_s: n.3,
+                temp_limit_c: t.0,
+                temp_resume_c: t.1,
+                extra,
+            }
+        })
+}
+
+pub fn admin_to_manager() -> impl Strategy<Value = AdminToManager> {
+    use proptest::option::of;
+    prop_oneof![
+        any::<u16>().prop_map(|version| AdminToManager::Hello { version }),
+        hstr().prop_map(|name| AdminToManager::FarmCreate { name }),
+        Just(AdminToManager::Farms),
+        hstr().prop_map(|farm| AdminToManager::SheetGet { farm }),
+        (hstr(), sheet_settings())
+            .prop_map(|(farm, settings)| AdminToManager::SheetSet { farm, settings }),
+        (hstr(), key(), of(sheet_settings())).prop_map(|(farm, rig, settings)| {
+            AdminToManager::OverrideSet {
+                farm,
+                rig,
+                settings,
+            }
+        }),
+        (of(hstr()), of(key())).prop_map(|(farm, after)| AdminToManager::Rigs { farm, after }),
+        (key(), any::<u64>()).prop_map(|(account, a)| AdminToManager::Grant {
+            account,
+            amount: Amount(a)
+        }),
+        (key(), any::<Option<u8>>(), role()).prop_map(|(rig, device, role)| AdminToManager::Role {
+            rig,
+            device,
+            role
+        }),
+        (key(), hstr()).prop_map(|(rig, line)| AdminToManager::Console { rig, line }),
+        (key(), of(hstr())).prop_map(|(key, farm)| AdminToManager::OperatorAdd { key, farm }),
+        key().prop_map(|key| AdminToManager::OperatorRemove { key }),
+        any::<u64>().prop_map(|from| AdminToManager::Audit { from }),
+    ]
+}
+
+fn admin_error() -> impl Strategy<Value = AdminError> {
+    prop_oneof![
+        Just(AdminError::NotAllowed),
+        Just(AdminError::UnknownFarm),
+        Just(AdminError::FarmExists),
+        Just(AdminError::UnknownRig),
+        Just(AdminError::RigOffline),
+        Just(AdminError::Timeout),
+        Just(AdminError::BadSheet),
+        Just(AdminError::BadRequest),
+        Just(AdminError::Protocol),
+        Just(AdminError::Internal),
+    ]
+}
+
+fn sheet_state() -> impl Strategy<Value = SheetState> {
+    prop_oneof![
+        Just(SheetState::None),
+        any::<u64>().prop_map(|version| SheetState::Pushed { version }),
+        any::<u64>().prop_map(|version| SheetState::Applied { version }),
+        (any::<u64>(), hstr())
+            .prop_map(|(version, reason)| SheetState::Refused { version, reason }),
+    ]
+}
+
+fn rig_summary() -> impl Strategy<Value = RigSummary> {
+    let trust = prop_oneof![Just(TrustLevel::Untrusted), Just(TrustLevel::Trusted)];
+    (
+        key(),
+        hstr(),
+        proptest::option::of(hstr()),
+        any::<(bool, u64, u64)>(),
+        hstr(),
+        trust,
+        sheet_state(),
+        hvec(device_status(), MAX_DEVICES),
+    )
+        .prop_map(
+            |(key, name, farm, n, firmware, trust, sheet, devices)| RigSummary {
+                key,
+                name,
+                farm,
+                online: n.0,
+                last_seen_unix_s: n.1,
+                firmware,
+                trust,
+                earned: Amount(n.2),
+                sheet,
+                devices,
+            },
+        )
+}
+
+pub fn manager_to_admin() -> impl Strategy<Value = ManagerToAdmin> {
+    let scope = prop_oneof![Just(Scope::Node), hstr().prop_map(Scope::Farm)];
+    let farm = (hstr(), any::<(u64, u32, u32)>()).prop_map(|(name, n)| FarmSummary {
+        name,
+        version: n.0,
+        rigs: n.1,
+        online: n.2,
+    });
+    let audit = (any::<(u64, u64, bool)>(), key(), hstr(), hstr()).prop_map(
+        |(n, operator, request, outcome)| AuditRecord {
+            seq: n.0,
+            at_unix_s: n.1,
+            operator,
+            request,
+            allowed: n.2,
+            outcome,
+        },
+    );
+    prop_oneof![
+        refusal().prop_map(ManagerToAdmin::Refused),
+        (any::<u16>(), scope)
+            .prop_map(|(version, scope)| ManagerToAdmin::Welcome { version, scope }),
+        (admin_error(), hstr()).prop_map(|(code, message)| ManagerToAdmin::Error { code, message }),
+        (hstr(), key()).prop_map(|(farm, key)| ManagerToAdmin::FarmCreated { farm, key }),
+        hvec(farm, FARMS_PER_PAGE).prop_map(|farms| ManagerToAdmin::Farms { farms }),
+        (hstr(), any::<u64>(), sheet_settings(), any::<u32>()).prop_map(
+            |(farm, version, settings, overrides)| ManagerToAdmin::Sheet {
+                farm,
+                version,
+                settings,
+                overrides
+            }
+        ),
+        (hstr(), any::<u64>(), any::<u32>()).prop_map(|(farm, version, pushed)| {
+            ManagerToAdmin::SheetStored {
+                farm,
+                version,
+                pushed,
+            }
+        }),
+        (hvec(rig_summary(), RIGS_PER_PAGE), any::<bool>())
+            .prop_map(|(rigs, more)| ManagerToAdmin::Rigs { rigs, more }),
+        (key(), any::<i64>())
+            .prop_map(|(account, balance)| ManagerToAdmin::Granted { account, balance }),
+        hstr().prop_map(|message| ManagerToAdmin::Done { message }),
+        (any::<u32>(), any::<bool>(), hstr()).prop_map(|(request, ok, text)| {
+            ManagerToAdmin::ConsoleReply(ConsoleReply { request, ok, text })
+        }),
+        (hvec(audit, AUDIT_PER_PAGE), any::<u64>(), any::<bool>()).prop_map(
+            |(records, next, more)| ManagerToAdmin::Audit {
+                records,
+                next,
+                more
+            }
+        ),
     ]
 }
 
@@ -332,6 +524,13 @@ pub fn manager_to_rig() -> impl Strategy<Value = ManagerToRig> {
                 outcome
             }
         ),
+        (hstr(), any::<u64>(), sheet_settings()).prop_map(|(farm, version, settings)| {
+            ManagerToRig::Sheet(compushare_protocol::sheet::FlightSheet {
+                farm,
+                version,
+                settings,
+            })
+        }),
     ]
 }
 
