@@ -6,6 +6,10 @@
 //! stderr) so that it can be pinned from then on. Then: `--command LINE` runs one command;
 //! on a terminal, a prompt; with piped input, one command per line. The exit status is
 //! non-zero when the rig refuses the session or any command fails.
+//!
+//! `compushare console RIG_KEY --via MANAGER --manager-key HEX --key FILE`: the same shell of
+//! a rig behind a farm's NAT, relayed by its manager over the rig's own manager session
+//! (no inbound port on the rig). The manager allows it to operators of the rig's farm only.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -13,9 +17,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use compushare_controller::console::ParseError;
 use compushare_controller::ops::DEFAULT_CONSOLE_PORT;
+use compushare_manager::admin::client::AdminClient;
 use compushare_protocol::hex;
 use compushare_protocol::limits::CONSOLE_LINE;
-use compushare_protocol::msg::{OperatorToRig, RigToOperator, PROTOCOL_VERSION};
+use compushare_protocol::msg::{
+    AdminToManager, ManagerToAdmin, OperatorToRig, RigToOperator, PROTOCOL_VERSION,
+};
 use compushare_protocol::secure::net::{connect_tcp_to, TcpChannel, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::Identity;
 use compushare_protocol::types::PublicKey;
@@ -23,9 +30,16 @@ use compushare_protocol::types::PublicKey;
 /// Arguments of `compushare console`.
 #[derive(clap::Args, Debug)]
 pub struct ConsoleArgs {
-    /// The rig, HOST or HOST:PORT (port 7734 by default).
-    #[arg(value_name = "HOST[:PORT]")]
+    /// The rig, HOST or HOST:PORT (port 7734 by default); with `--via`, the rig's public key
+    /// (64 hex digits).
+    #[arg(value_name = "HOST[:PORT] | RIG_KEY")]
     rig: String,
+    /// Reach the rig through this management node (HOST:PORT) instead of directly.
+    #[arg(long, value_name = "ADDR", requires = "manager_key")]
+    via: Option<String>,
+    /// The management node's public key (64 hex digits), with `--via`.
+    #[arg(long = "manager-key", value_name = "HEX")]
+    manager_key: Option<String>,
     /// Operator key file (listed in the rig's CONSOLE_KEYS; make one with `compushare keygen`).
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
@@ -56,9 +70,14 @@ fn with_port(rig: &str) -> String {
     }
 }
 
-struct Session {
-    ch: TcpChannel,
-    next: u32,
+enum Session {
+    /// The rig's own network console.
+    Direct { ch: TcpChannel, next: u32 },
+    /// Relayed by the rig's manager.
+    Via {
+        client: Box<AdminClient>,
+        rig: PublicKey,
+    },
 }
 
 impl Session {
@@ -72,14 +91,25 @@ impl Session {
                 format!("error: {}", ParseError::TooLong { len: line.len() }),
             ));
         }
-        self.next = self.next.wrapping_add(1);
-        let request = self.next;
-        self.ch
-            .send(&OperatorToRig::Line { request, text })
+        let (ch, next) = match self {
+            Session::Direct { ch, next } => (ch, next),
+            Session::Via { client, rig } => {
+                let req = AdminToManager::Console {
+                    rig: *rig,
+                    line: text,
+                };
+                return match client.request(&req).await.context("relaying to the rig")? {
+                    ManagerToAdmin::ConsoleReply(r) => Ok((r.ok, r.text.to_string())),
+                    _ => bail!("the manager answered the console line with something else"),
+                };
+            }
+        };
+        *next = next.wrapping_add(1);
+        let request = *next;
+        ch.send(&OperatorToRig::Line { request, text })
             .await
             .context("sending to the rig")?;
-        match *self
-            .ch
+        match *ch
             .recv::<RigToOperator>()
             .await
             .context("reading the rig's reply")?
@@ -97,9 +127,44 @@ impl Session {
     }
 }
 
+/// Connects to the rig's manager as an operator for `--via`.
+fn via(
+    rt: &tokio::runtime::Runtime,
+    addr: &str,
+    args: &ConsoleArgs,
+    identity: &Identity,
+) -> anyhow::Result<(Session, String)> {
+    let rig = hex::decode_array::<32>(&args.rig).map_err(|_| {
+        anyhow::anyhow!(
+            "with --via, RIG is the rig's public key (64 hex digits), got {:?}",
+            args.rig
+        )
+    })?;
+    let mkey = args.manager_key.as_deref().unwrap_or_default();
+    let manager = hex::decode_array::<32>(mkey)
+        .map_err(|_| anyhow::anyhow!("--manager-key: expected 64 hex digits, got {mkey:?}"))?;
+    let client = rt
+        .block_on(AdminClient::connect(addr, identity, &manager))
+        .with_context(|| format!("--via {addr}"))?;
+    Ok((
+        Session::Via {
+            client: Box::new(client),
+            rig,
+        },
+        hex::short(&rig),
+    ))
+}
+
 pub fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     let identity =
         Identity::load(&args.key).with_context(|| format!("--key {}", args.key.display()))?;
+    if let Some(addr) = args.via.clone() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let session = via(&rt, &addr, &args, &identity)?;
+        return shell(&rt, session, args.command);
+    }
     let pinned: Option<PublicKey> = args
         .rig_key
         .as_deref()
@@ -112,7 +177,7 @@ pub fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut session = rt.block_on(async {
+    let session = rt.block_on(async {
         let mut ch = connect_tcp_to(addr.as_str(), &identity, pinned.as_ref(), HANDSHAKE_TIMEOUT)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
@@ -152,10 +217,20 @@ pub fn run(args: ConsoleArgs) -> anyhow::Result<()> {
                 hex::encode(&welcome.key)
             );
         }
-        Ok::<_, anyhow::Error>((Session { ch, next: 0 }, welcome.name.to_string()))
+        Ok::<_, anyhow::Error>((Session::Direct { ch, next: 0 }, welcome.name.to_string()))
     })?;
-    let (ref mut s, name) = session;
-    if let Some(line) = args.command {
+    shell(&rt, session, args.command)
+}
+
+/// `--command LINE`, a prompt on a terminal, or one command per line of piped input.
+fn shell(
+    rt: &tokio::runtime::Runtime,
+    session: (Session, String),
+    command: Option<String>,
+) -> anyhow::Result<()> {
+    let (mut s, name) = session;
+    let s = &mut s;
+    if let Some(line) = command {
         let (ok, text) = rt.block_on(s.ask(&line))?;
         println!("{text}");
         if !ok {

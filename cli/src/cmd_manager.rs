@@ -27,6 +27,10 @@ pub struct InitArgs {
     /// Data directory (created if missing): manager.key and manager.redb live here.
     #[arg(long)]
     data: PathBuf,
+    /// A key (64 hex digits) allowed to administer the running node (`compushare farm`,
+    /// `compushare admin`); repeat for more.
+    #[arg(long = "operator", value_name = "KEY")]
+    operators: Vec<String>,
 }
 
 /// Arguments of `compushare manager grant`.
@@ -55,7 +59,23 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
     let key_path = args.data.join(compushare_manager::KEY_FILE);
     let (id, key_created) = Identity::load_or_create(&key_path)?;
     let db_path = args.data.join(compushare_manager::DB_FILE);
-    let (_store, db_created) = Store::init(&db_path, &Config::default())?;
+    let operators = args
+        .operators
+        .iter()
+        .map(|h| {
+            hex::decode_array::<32>(h)
+                .map_err(|_| anyhow::anyhow!("--operator: expected 64 hex digits, got {h:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (store, db_created) = Store::init(&db_path, &Config::default())?;
+    for k in &operators {
+        use compushare_manager::fleet::store::FleetWrites;
+        store.write(|tx| {
+            tx.set_operator(k, Some(&compushare_protocol::msg::Scope::Node))
+                .map_err(|e| anyhow::anyhow!("--operator: {e}"))
+        })?;
+        eprintln!("operator {} may administer the node", hex::encode(k));
+    }
     if key_created {
         eprintln!("created {}", key_path.display());
     }

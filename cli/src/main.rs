@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module (`cmd_*.rs`) that owns its arguments and its
 //! output; this file only dispatches.
 
+mod cmd_admin;
 mod cmd_bench_manager;
 mod cmd_bench_memory;
 mod cmd_bench_protocol;
@@ -73,8 +74,19 @@ enum Command {
     Rate(cmd_client::RateArgs),
     /// Run the rig controller from rig.conf.
     Rig(cmd_rig::RigArgs),
-    /// A rig's operator console over the network (Noise; the key must be in CONSOLE_KEYS).
+    /// A rig's operator console over the network (Noise; the key must be in CONSOLE_KEYS), or
+    /// relayed by its manager (`--via`).
     Console(cmd_console::ConsoleArgs),
+    /// Farms on a running manager: create, sheets, overrides, rigs.
+    Farm {
+        #[command(subcommand)]
+        what: cmd_admin::FarmCmd,
+    },
+    /// Operator actions on a running manager: grants, rigs, roles, operators, audit.
+    Admin {
+        #[command(subcommand)]
+        what: cmd_admin::AdminCmd,
+    },
     /// List the compute devices (CPU, CUDA GPUs) that `--device` can name.
     Devices(cmd_devices::DevicesArgs),
 }
@@ -114,6 +126,8 @@ fn main() -> std::process::ExitCode {
         Command::Rate(args) => cmd_client::rate(args),
         Command::Rig(args) => cmd_rig::run(args),
         Command::Console(args) => cmd_console::run(args),
+        Command::Farm { what } => cmd_admin::farm(what),
+        Command::Admin { what } => cmd_admin::admin(what),
         Command::Devices(args) => cmd_devices::run(args),
     };
     match result {

@@ -116,7 +116,7 @@ pub struct RigConfig {
     /// `POOL_FEE` (default 0): the pool's fee, a fraction in [0, 1), taken off mining revenue.
     pub pool_fee: f64,
     /// `MIN_PRICE` (default 1): the lowest price per cost unit the rig bids for, micro-credits.
-    pub min_price: u64,
+    pub min_price: Option<u64>,
     /// `WATCHDOG_SICK_S` (default 120): seconds without progress before a device restarts.
     pub watchdog_sick_s: u32,
     /// `WATCHDOG_DEAD_S` (default 600): seconds without progress before a device is disabled;
@@ -330,7 +330,7 @@ impl RigConfig {
             switch_dwell_s: DEFAULT_SWITCH_DWELL_S,
             switch_evaluations: DEFAULT_SWITCH_EVALUATIONS,
             pool_fee: 0.0,
-            min_price: 1,
+            min_price: None,
             watchdog_sick_s: DEFAULT_WATCHDOG_SICK_S,
             watchdog_dead_s: DEFAULT_WATCHDOG_DEAD_S,
             temp_limit_c: DEFAULT_TEMP_LIMIT_C,
@@ -607,11 +607,13 @@ impl Parser<'_> {
                 self.cfg.farm_key = Some(k);
             }
             "MIN_PRICE" => {
-                self.cfg.min_price = value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|p| *p >= 1)
-                    .ok_or_else(|| invalid(self, "micro-credits per cost unit, at least 1"))?;
+                self.cfg.min_price = Some(
+                    value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|p| *p >= 1)
+                        .ok_or_else(|| invalid(self, "micro-credits per cost unit, at least 1"))?,
+                );
             }
             "RIG_NAME" => {
                 if value.len() > compushare_protocol::limits::NAME_LEN || value.contains('\0') {

@@ -200,7 +200,9 @@ impl RigSettings {
         self.switch_margin = cfg.switch_margin;
         self.pool_fee = cfg.pool_fee;
         self.console_keys = cfg.console_keys.clone();
-        self.options.session.min_price = compushare_protocol::types::Amount(cfg.min_price);
+        if let Some(p) = cfg.min_price {
+            self.options.session.min_price = compushare_protocol::types::Amount(p);
+        }
         self.options.scheduler = SchedulerConfig {
             margin: cfg.switch_margin,
             lead_evaluations: cfg.switch_evaluations,

@@ -82,7 +82,7 @@ fn every_sheet_field_lands_on_its_key() {
     assert_eq!(eff.payout_account(), Some([9; 32]));
     assert_eq!(eff.roles.of(5), Role::Mine);
     assert!((eff.switch_margin - 0.12).abs() < 1e-12);
-    assert_eq!(eff.min_price, 7);
+    assert_eq!(eff.min_price, Some(7));
     assert_eq!(eff.console_keys, vec![[5; 32]]);
     assert_eq!((eff.watchdog_sick_s, eff.watchdog_dead_s), (60, 300));
     assert_eq!((eff.temp_limit_c, eff.temp_resume_c), (85, 75));
@@ -104,7 +104,7 @@ fn a_key_set_in_rig_conf_wins() {
     );
     assert_eq!(eff.temp_limit_c, 95);
     assert_eq!(eff.temp_resume_c, 75, "the sheet's other keys still apply");
-    assert_eq!(eff.min_price, 3);
+    assert_eq!(eff.min_price, Some(3));
     for k in ["POOL1", "TEMP_LIMIT_C", "MIN_PRICE"] {
         assert!(kept.iter().any(|x| x == k), "{k} in {kept:?}");
     }

@@ -24,7 +24,9 @@
 //! - [`results`]: sealed result reassembly, opening and checks;
 //! - [`escrow`]: the money seam (escrow, pay, fee, refund);
 //! - [`persist`]: the market's transactions on the store, and what a restart restores;
-//! - [`client`]: job preparation (validation, cost calibration) and the client library.
+//! - [`client`]: job preparation (validation, cost calibration) and the client library;
+//! - [`fleet`]: farms, flight sheets, enrolment and the operator actions that reach rigs;
+//! - [`admin`]: operators' sessions on a running node (authorised per request, audited).
 
 #![deny(unsafe_code)]
 
@@ -40,8 +42,10 @@ pub mod store_bank;
 pub mod trust;
 
 // Network side.
+pub mod admin;
 pub mod client;
 pub mod escrow;
+pub mod fleet;
 pub mod market;
 pub mod outbox;
 pub mod persist;

@@ -69,6 +69,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// Rigs' ratings of clients (clients' ratings of rigs are in the rigs' trust records).
     pub ratings: Mutex<crate::ratings::ClientRatings>,
+    /// Farms, sheets and the connected rigs' fleet state.
+    pub fleet: Arc<crate::fleet::Fleet>,
     sessions: std::sync::atomic::AtomicUsize,
 }
 
@@ -124,8 +126,9 @@ pub async fn start(
         market: Mutex::new(market),
         identity,
         cfg,
-        store,
+        store: store.clone(),
         ratings: Mutex::new(ratings),
+        fleet: Arc::new(crate::fleet::Fleet::new(store.clone())),
         sessions: std::sync::atomic::AtomicUsize::new(0),
     });
     let s = shared.clone();
@@ -225,6 +228,10 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
         msg::decode::<ClientToManager>(&first),
         Ok(ClientToManager::Hello { .. })
     );
+    let admin_hello = matches!(
+        msg::decode::<msg::AdminToManager>(&first),
+        Ok(msg::AdminToManager::Hello { door, .. }) if door == msg::ADMIN_DOOR
+    );
     drop(first);
     // Each session's future is boxed on its own, so a rig's task is not sized for the larger
     // client session (or the other way round).
@@ -232,6 +239,9 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
         Box::pin(session::rig(shared, peer, hello, rd, wr)).await;
     } else if client_hello {
         Box::pin(session::client(shared, peer, rd, wr)).await;
+    } else if admin_hello {
+        let (fleet, idle) = (shared.fleet.clone(), shared.cfg.idle_timeout);
+        Box::pin(crate::admin::session(fleet, peer, idle, rd, wr)).await;
     } else {
         compushare_protocol::warn!("{addr}: refused: first message is not a Hello");
         refuse(&mut wr, refusal::PROTOCOL, "first message must be Hello").await;

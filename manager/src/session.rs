@@ -45,6 +45,24 @@ pub async fn rig(
     mut wr: Writer,
 ) {
     let handle = Handle::current();
+    // A rig with FARM_KEY joins its farm before it is welcomed: a key no farm has is refused
+    // (the rig stops transport and says why; it keeps hashing on its last sheet).
+    let farm = match shared.fleet.enrol(&peer, &hello) {
+        Ok(f) => f,
+        Err(e) => {
+            compushare_protocol::warn!("rig {}: refused: {e}", hex4(&peer));
+            let code = match e {
+                crate::fleet::EnrolError::UnknownFarmKey => refusal::NOT_ALLOWED,
+                _ => refusal::UNAVAILABLE,
+            };
+            let m =
+                crate::outbox::encode(&ManagerToRig::Refused(Refusal::new(code, &e.to_string())));
+            if let Ok(bytes) = m {
+                let _ = wr.send_bytes(&bytes).await;
+            }
+            return;
+        }
+    };
     let (out, inbox) = outbox(
         shared.cfg.market.session_queue.max(8),
         shared.cfg.market.session_queue_bytes,
@@ -58,6 +76,7 @@ pub async fn rig(
         };
         (session, m.rig_hello(peer, &hello, link))
     };
+    let fleet_session = shared.fleet.rig_joined(peer, farm, &hello, out.clone());
     // The market copied what it keeps; the Hello (~3 KiB) need not live as long as the session.
     drop(hello);
     // Encoded before the await: a message enum is ~60 KiB (its largest variant holds a chunk
@@ -69,6 +88,7 @@ pub async fn rig(
     };
     if !sent {
         shared.market().rig_gone(&peer, session);
+        shared.fleet.rig_gone(&peer, fleet_session);
         return;
     }
     let writer = tokio::spawn(write_queued(inbox, wr));
@@ -100,6 +120,9 @@ pub async fn rig(
                 break;
             }
         };
+        if shared.fleet.rig_message(&peer, &message) {
+            continue;
+        }
         if let RigToManager::RateClient { assignment, stars } = *message {
             let outcome = rate_client(&shared, &peer, assignment, stars);
             if out
@@ -128,6 +151,7 @@ pub async fn rig(
         }
     }
     shared.market().rig_gone(&peer, session);
+    shared.fleet.rig_gone(&peer, fleet_session);
     drop(out);
     // Let the writer flush what is queued (a refusal, acks), but not forever.
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;

@@ -178,11 +178,34 @@ fn sheet_and_admin_layout() {
         msg::encode(&refused, &mut a).unwrap(),
         msg::encode(&m, &mut b).unwrap()
     );
-    let mut h = [0u8; 8];
+    let mut h = [0u8; 16];
     assert_eq!(
-        msg::peek_version(msg::encode(&AdminToManager::Hello { version: 2 }, &mut h).unwrap()),
+        msg::peek_version(
+            msg::encode(
+                &AdminToManager::Hello {
+                    version: 2,
+                    door: ADMIN_DOOR
+                },
+                &mut h
+            )
+            .unwrap()
+        ),
         Ok(2)
     );
+    // An admin Hello is not a client's, nor the other way round.
+    let mut c = [0u8; 8];
+    let client = msg::encode(&ClientToManager::Hello { version: 2 }, &mut c).unwrap();
+    assert!(msg::decode::<AdminToManager>(client).is_err());
+    let mut a = [0u8; 16];
+    let admin = msg::encode(
+        &AdminToManager::Hello {
+            version: 2,
+            door: ADMIN_DOOR,
+        },
+        &mut a,
+    )
+    .unwrap();
+    assert!(msg::decode::<ClientToManager>(admin).is_err());
     // Pinned: a sheet with every field full, the messages that carry it, a page of rigs.
     assert_eq!(SheetSettings::POSTCARD_MAX_SIZE, 4265);
     assert_eq!(FlightSheet::POSTCARD_MAX_SIZE, 4324);

@@ -213,7 +213,10 @@ impl Market {
             // A rating of a client is answered by the session (see `session::rate_client`).
             RigToManager::PaymentClaim(_)
             | RigToManager::ConsoleReply(_)
-            | RigToManager::RateClient { .. } => Ok(Vec::new()),
+            | RigToManager::RateClient { .. }
+            // Sheet results are the fleet's (see `fleet::Fleet::rig_message`).
+            | RigToManager::SheetApplied { .. }
+            | RigToManager::SheetRefused { .. } => Ok(Vec::new()),
             RigToManager::GeometryRequest { content } => {
                 self.geometry(key, content);
                 Ok(Vec::new())

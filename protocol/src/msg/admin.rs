@@ -19,14 +19,18 @@ use crate::limits::{
 use crate::sheet::{FarmKey, SheetSettings};
 use crate::types::{Amount, DeviceStatus, Firmware, Name, PublicKey, Role, TrustLevel};
 
+/// The constant in an admin `Hello` that tells it from a client's.
+pub const ADMIN_DOOR: [u8; 8] = *b"CSADMIN1";
+
 /// Everything an operator says to a manager. The first message is always `Hello`.
 ///
 /// Variant order is part of the wire format: append, never reorder.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 pub enum AdminToManager {
-    /// First message; its first field is the protocol version.
-    Hello { version: u16 },
+    /// First message; its first field is the protocol version. `door` is [`ADMIN_DOOR`]: a
+    /// client's `Hello` is otherwise the same bytes, and the node routes by the first message.
+    Hello { version: u16, door: [u8; 8] },
     /// Creates a farm (node operators): answered with `FarmCreated` and its enrolment key.
     FarmCreate { name: Name },
     /// The farms this operator may see.

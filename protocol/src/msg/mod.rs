@@ -16,7 +16,7 @@ mod rig;
 
 pub use admin::{
     AdminError, AdminToManager, AuditRecord, FarmSummary, ManagerToAdmin, RigSummary, Scope,
-    SheetState,
+    SheetState, ADMIN_DOOR,
 };
 pub use client::{ClientToManager, ErrorCode, JobState, JobStatus, ManagerToClient, SubmitJob};
 pub use manager::{AckStatus, Assign, ManagerToRig, Offer, Welcome};

@@ -295,7 +295,8 @@ pub fn sheet_settings() -> impl Strategy<Value = compushare_protocol::sheet::She
 pub fn admin_to_manager() -> impl Strategy<Value = AdminToManager> {
     use proptest::option::of;
     prop_oneof![
-        any::<u16>().prop_map(|version| AdminToManager::Hello { version }),
+        (any::<u16>(), any::<[u8; 8]>())
+            .prop_map(|(version, door)| AdminToManager::Hello { version, door }),
         hstr().prop_map(|name| AdminToManager::FarmCreate { name }),
         Just(AdminToManager::Farms),
         hstr().prop_map(|farm| AdminToManager::SheetGet { farm }),
