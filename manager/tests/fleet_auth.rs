@@ -128,7 +128,9 @@ async fn non_operators_are_refused_every_admin_command() {
         .write(|tx| tx.grant(&client.public(), Amount(10)))
         .unwrap();
     let rig = Identity::generate().unwrap();
-    n.store.write(|tx| tx.enrol(&rig.public(), "farm-a")).unwrap();
+    n.store
+        .write(|tx| tx.enrol(&rig.public(), "farm-a"))
+        .unwrap();
     let before = snapshot(&n.store);
     for (who, id) in [
         ("stranger", Identity::generate().unwrap()),
@@ -137,11 +139,19 @@ async fn non_operators_are_refused_every_admin_command() {
     ] {
         let e = AdminClient::connect(addr, &id, &mkey).await.err();
         assert!(
-            matches!(e, Some(AdminClientError::Refused { code: refusal::NOT_ALLOWED, .. })),
+            matches!(
+                e,
+                Some(AdminClientError::Refused {
+                    code: refusal::NOT_ALLOWED,
+                    ..
+                })
+            ),
             "{who}: {e:?}"
         );
         // Pipelined commands after the Hello are never read.
-        let mut ch = connect_tcp(addr, &id, &mkey, HANDSHAKE_TIMEOUT).await.unwrap();
+        let mut ch = connect_tcp(addr, &id, &mkey, HANDSHAKE_TIMEOUT)
+            .await
+            .unwrap();
         ch.send(&AdminToManager::Hello {
             version: PROTOCOL_VERSION,
             door: ADMIN_DOOR,
@@ -154,8 +164,14 @@ async fn non_operators_are_refused_every_admin_command() {
             }
         }
         let first = ch.recv::<ManagerToAdmin>().await.unwrap();
-        assert!(matches!(*first, ManagerToAdmin::Refused(_)), "{who}: {first:?}");
-        assert!(ch.recv::<ManagerToAdmin>().await.is_err(), "{who}: the session is closed");
+        assert!(
+            matches!(*first, ManagerToAdmin::Refused(_)),
+            "{who}: {first:?}"
+        );
+        assert!(
+            ch.recv::<ManagerToAdmin>().await.is_err(),
+            "{who}: the session is closed"
+        );
     }
     assert_eq!(snapshot(&n.store), before, "nothing changed");
     // The attempts are audited.
@@ -205,7 +221,16 @@ async fn a_farm_operator_reaches_only_its_farm() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(e, AdminClientError::Failed { code: AdminError::NotAllowed, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            AdminClientError::Failed {
+                code: AdminError::NotAllowed,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(snapshot(&n.store), before, "nothing changed");
     // Its own farm: allowed. Its rig list holds its rigs only.
     let r = a
@@ -218,7 +243,10 @@ async fn a_farm_operator_reaches_only_its_farm() {
         })
         .await
         .unwrap();
-    assert!(matches!(r, ManagerToAdmin::SheetStored { version: 2, .. }), "{r:?}");
+    assert!(
+        matches!(r, ManagerToAdmin::SheetStored { version: 2, .. }),
+        "{r:?}"
+    );
     match a
         .request(&AdminToManager::Rigs {
             farm: None,
@@ -242,10 +270,22 @@ async fn a_farm_operator_reaches_only_its_farm() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(e, AdminClientError::Failed { code: AdminError::RigOffline, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            AdminClientError::Failed {
+                code: AdminError::RigOffline,
+                ..
+            }
+        ),
+        "{e}"
+    );
     // Every request is audited with its operator and verdict.
     let audit = n.store.read().unwrap().audit(0, 100).unwrap();
-    let by_a: Vec<_> = audit.iter().filter(|r| r.operator == op_a.public()).collect();
+    let by_a: Vec<_> = audit
+        .iter()
+        .filter(|r| r.operator == op_a.public())
+        .collect();
     assert_eq!(by_a.iter().filter(|r| !r.allowed).count(), 12);
     assert!(by_a
         .iter()
@@ -321,7 +361,13 @@ fn sheet_set(price: u64) -> AdminToManager {
 }
 
 fn version(store: &Store) -> u64 {
-    store.read().unwrap().farm("farm-a").unwrap().unwrap().version
+    store
+        .read()
+        .unwrap()
+        .farm("farm-a")
+        .unwrap()
+        .unwrap()
+        .version
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,10 +383,20 @@ async fn replayed_or_altered_admin_frames_are_rejected() {
     let r = c.request(&sheet_set(4)).await.unwrap();
     assert!(matches!(r, ManagerToAdmin::SheetStored { .. }), "{r:?}");
     let after = c.request(&sheet_set(5)).await;
-    assert!(after.is_err(), "the session ended at the replayed frame: {after:?}");
+    assert!(
+        after.is_err(),
+        "the session ended at the replayed frame: {after:?}"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(version(&n.store), v0 + 1, "executed exactly once");
-    let sheet = n.store.read().unwrap().farm("farm-a").unwrap().unwrap().sheet;
+    let sheet = n
+        .store
+        .read()
+        .unwrap()
+        .farm("farm-a")
+        .unwrap()
+        .unwrap()
+        .sheet;
     assert_eq!(sheet.min_price, Some(Amount(4)));
 
     // Altered: nothing runs, nothing is audited, the session ends.
