@@ -4,6 +4,7 @@
 //! output; this file only dispatches.
 
 mod cmd_admin;
+mod cmd_bench_fleet;
 mod cmd_bench_manager;
 mod cmd_bench_memory;
 mod cmd_bench_protocol;
@@ -103,6 +104,8 @@ enum BenchWhat {
     Rig(cmd_bench_rig::BenchRigArgs),
     /// A manager's memory after many finished jobs and rigs that came and went, against fresh.
     ManagerMemory(cmd_bench_memory::BenchMemoryArgs),
+    /// Time for a flight-sheet change to reach every rig of a farm of simulated rigs.
+    Fleet(cmd_bench_fleet::BenchFleetArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -114,6 +117,7 @@ fn main() -> std::process::ExitCode {
             BenchWhat::Manager(args) => cmd_bench_manager::run(args),
             BenchWhat::Rig(args) => cmd_bench_rig::run(args),
             BenchWhat::ManagerMemory(args) => cmd_bench_memory::run(args),
+            BenchWhat::Fleet(args) => cmd_bench_fleet::run(args),
         },
         Command::Mine(args) => cmd_mine::run(args),
         Command::Keygen(args) => cmd_keygen::run(args),
