@@ -22,7 +22,7 @@ use compushare_protocol::secure::Identity;
 use compushare_protocol::sheet::{FarmKey, SheetSettings};
 use compushare_protocol::types::{bounded, Amount};
 
-use crate::cmd_bench_manager::{banner, hello, spawn_manager};
+use crate::cmd_bench_manager::{banner, bench_runtime, hello, spawn_manager};
 
 /// Arguments of `compushare bench fleet`.
 #[derive(clap::Args, Debug)]
@@ -149,11 +149,7 @@ pub fn run(args: BenchFleetArgs) -> anyhow::Result<()> {
     let mut child = spawn_manager(&dir, &op.public(), &[])?;
     let result = (|| -> anyhow::Result<serde_json::Value> {
         let (key, addr) = banner(&mut child)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .thread_stack_size(crate::WORKER_STACK)
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
+        bench_runtime()?.block_on(async {
             let mut admin = AdminClient::connect(addr, &op, &key).await?;
             let farm = match admin
                 .request(&AdminToManager::FarmCreate {

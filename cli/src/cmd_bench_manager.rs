@@ -291,6 +291,15 @@ pub(crate) fn spawn_manager(
         .context("starting compushare manager run")
 }
 
+/// The multi-threaded runtime the simulated peers of a benchmark run on (thread stacks sized
+/// for the protocol's messages).
+pub(crate) fn bench_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(crate::WORKER_STACK)
+        .enable_all()
+        .build()
+}
+
 /// The manager's key and address from its first line, "manager HEX listening on ADDR".
 pub(crate) fn banner(
     child: &mut std::process::Child,
@@ -318,11 +327,7 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
     let pid = child.id();
     let result = (|| -> anyhow::Result<serde_json::Value> {
         let (key, addr) = banner(&mut child)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .thread_stack_size(crate::WORKER_STACK)
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
+        bench_runtime()?.block_on(async {
             let mut c = Client::connect(addr, client, &key).await?;
             let (job, _, _) = c
                 .submit(

@@ -114,11 +114,7 @@ pub fn run(args: BenchMemoryArgs) -> anyhow::Result<()> {
     let pid = child.id();
     let result = (|| -> anyhow::Result<serde_json::Value> {
         let (key, addr) = banner(&mut child)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .thread_stack_size(crate::WORKER_STACK)
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
+        crate::cmd_bench_manager::bench_runtime()?.block_on(async {
             let mut rigs = Vec::new();
             for i in 0..2 {
                 let state = dir.join(format!("rig{i}"));

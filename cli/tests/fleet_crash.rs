@@ -6,7 +6,7 @@
 //! node's stored sheet is the old or the new one, and every rig converges to exactly it.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,20 +21,14 @@ use compushare_protocol::msg::{AdminToManager, ManagerToAdmin};
 use compushare_protocol::secure::Identity;
 use compushare_protocol::sheet::{SheetPool, SheetSettings};
 use compushare_protocol::types::{bounded, Amount};
+use compushare_testkit::node::Node;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_compushare")
 }
 
-fn manager(data: &Path, addr: &str) -> Child {
-    Command::new(bin())
-        .args(["manager", "run", "--data"])
-        .arg(data)
-        .args(["--listen", addr])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn manager")
+fn manager(node: &Node, addr: &str) -> Child {
+    node.run(addr, &[]).expect("spawn manager")
 }
 
 /// Sheet `k`: every field it sets says `k`, so a mix of two sheets cannot pass for either.
@@ -78,11 +72,12 @@ async fn kill_mid_change_leaves_old_or_new_and_rigs_converge() {
     let root = std::env::temp_dir().join(format!("cs-fleet-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
-    let data = root.join("mgr");
+    let node = Node::init(Path::new(bin()), root.join("mgr")).unwrap();
     let op = Identity::generate().unwrap();
+    // `manager init` again on the existing node only adds the operator.
     let out = Command::new(bin())
         .args(["manager", "init", "--data"])
-        .arg(&data)
+        .arg(&node.data)
         .args(["--operator", &hex::encode(&op.public())])
         .output()
         .unwrap();
@@ -91,10 +86,9 @@ async fn kill_mid_change_leaves_old_or_new_and_rigs_converge() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mkey: [u8; 32] =
-        hex::decode_array(String::from_utf8_lossy(&out.stdout).trim()).expect("manager key");
+    let mkey = node.key;
     let addr = compushare_testkit::node::free_addr().unwrap();
-    let mut child = manager(&data, &addr);
+    let mut child = manager(&node, &addr);
 
     let mut c = admin(&addr, &op, &mkey).await;
     let farm_key = match c
@@ -224,7 +218,7 @@ async fn kill_mid_change_leaves_old_or_new_and_rigs_converge() {
         }
         let _ = child.kill();
         let _ = child.wait();
-        child = manager(&data, &addr);
+        child = manager(&node, &addr);
         c = admin(&addr, &op, &mkey).await;
         let (version, settings) = match c
             .request(&AdminToManager::SheetGet {

@@ -436,29 +436,23 @@ impl RigConfig {
     }
 }
 
-/// rig.conf keys a flight sheet may set: those the rig applies while running. The others
-/// (where the manager is, devices, vault, listeners, STATE_DIR, the network) stay rig.conf's.
-pub const SHEET_KEYS: &[&str] = &[
-    "PAYOUT",
-    "ROLES",
-    "SWITCH_MARGIN",
-    "SWITCH_DWELL_S",
-    "SWITCH_EVALUATIONS",
-    "POOL_FEE",
-    "MIN_PRICE",
-    "CONSOLE_KEYS",
-    "WATCHDOG_SICK_S",
-    "WATCHDOG_DEAD_S",
-    "TEMP_LIMIT_C",
-    "TEMP_RESUME_C",
-];
+/// rig.conf keys a flight sheet may set besides the pools: those with a field of their own in
+/// the sheet ([`compushare_protocol::sheet::FIELD_KEYS`]) and these, which it carries by name.
+/// All are applied while the rig runs; the others (where the manager is, devices, vault,
+/// listeners, STATE_DIR, the network) stay rig.conf's.
+pub const SHEET_EXTRA_KEYS: &[&str] = &["SWITCH_DWELL_S", "SWITCH_EVALUATIONS", "POOL_FEE"];
+
+/// Whether a flight sheet may set `key` (pools aside).
+pub fn sheet_may_set(key: &str) -> bool {
+    compushare_protocol::sheet::FIELD_KEYS.contains(&key) || SHEET_EXTRA_KEYS.contains(&key)
+}
 
 impl RigConfig {
     /// This rig.conf with a flight sheet's settings (`KEY`, `VALUE` in rig.conf's language,
     /// as `origin` names them in errors) for every key the file does not set: a key set in
     /// rig.conf wins, and any `POOLn` in the file keeps the whole pool list. Each value is
     /// parsed and cross-checked exactly as rig.conf's would be; a key the firmware does not
-    /// know, or one a sheet may not set ([`SHEET_KEYS`] and the pools may), is an error that
+    /// know, or one a sheet may not set ([`sheet_may_set`] and the pools may), is an error that
     /// names it. Returns the merged config and the sheet keys the file overrode.
     pub fn with_sheet(
         &self,
@@ -480,7 +474,7 @@ impl RigConfig {
         for (i, (key, value)) in lines.iter().enumerate() {
             let n = i + 1;
             let is_pool = pool_key(key).is_some();
-            if !is_pool && !SHEET_KEYS.contains(&key.as_str()) {
+            if !is_pool && !sheet_may_set(key) {
                 let problem = if KEYS.contains(&key.as_str()) {
                     Problem::Requires {
                         other: "rig.conf",

@@ -170,7 +170,7 @@ impl RigSettings {
         Ok(me)
     }
 
-    /// Takes every setting a flight sheet may change ([`crate::config::SHEET_KEYS`] and the
+    /// Takes every setting a flight sheet may change ([`crate::config::sheet_may_set`] and the
     /// pools) from `cfg` (rig.conf, or rig.conf with a sheet laid over it). Nothing changes
     /// when a pool URL does not parse.
     pub fn take_sheet_keys(&mut self, cfg: &RigConfig) -> Result<(), ConfigError> {

@@ -147,6 +147,25 @@ async fn until_rigs(
     }
 }
 
+/// Stores `settings` as farm-a's sheet; checks the version stored and the rigs it was sent to.
+async fn set_sheet(admin: &mut AdminClient, settings: SheetSettings, version: u64, pushed: u32) {
+    let r = admin
+        .request(&AdminToManager::SheetSet {
+            farm: bounded("farm-a"),
+            settings,
+        })
+        .await
+        .unwrap();
+    match r {
+        ManagerToAdmin::SheetStored {
+            version: v,
+            pushed: p,
+            ..
+        } => assert_eq!((v, p), (version, pushed)),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn distinct_connections(p: &StratumPool) -> usize {
     let mut en1: Vec<Vec<u8>> = p
         .accepted_shares()
@@ -184,24 +203,7 @@ async fn three_farm_rigs_enrol_mine_and_follow_their_sheet() {
         ManagerToAdmin::FarmCreated { key, .. } => key,
         other => panic!("{other:?}"),
     };
-    let stored = admin
-        .request(&AdminToManager::SheetSet {
-            farm: bounded("farm-a"),
-            settings: pools(&[(&pool_a, "farm.w")]),
-        })
-        .await
-        .unwrap();
-    assert!(
-        matches!(
-            stored,
-            ManagerToAdmin::SheetStored {
-                version: 2,
-                pushed: 0,
-                ..
-            }
-        ),
-        "{stored:?}"
-    );
+    set_sheet(&mut admin, pools(&[(&pool_a, "farm.w")]), 2, 0).await;
 
     let mut farm = Vec::new();
     for i in 0..3 {
@@ -271,24 +273,7 @@ async fn three_farm_rigs_enrol_mine_and_follow_their_sheet() {
 
     // The operator moves the farm to pool B: every rig follows within 10 s, no restart.
     let t0 = Instant::now();
-    let stored = admin
-        .request(&AdminToManager::SheetSet {
-            farm: bounded("farm-a"),
-            settings: pools(&[(&pool_b, "farm.w")]),
-        })
-        .await
-        .unwrap();
-    assert!(
-        matches!(
-            stored,
-            ManagerToAdmin::SheetStored {
-                version: 5,
-                pushed: 3,
-                ..
-            }
-        ),
-        "{stored:?}"
-    );
+    set_sheet(&mut admin, pools(&[(&pool_b, "farm.w")]), 5, 3).await;
     let limit = Duration::from_secs(10);
     loop {
         if pool_b.stats().authorized >= 3 {
@@ -336,13 +321,7 @@ async fn three_farm_rigs_enrol_mine_and_follow_their_sheet() {
     }]
     .into_iter()
     .collect();
-    let _ = admin
-        .request(&AdminToManager::SheetSet {
-            farm: bounded("farm-a"),
-            settings: bad,
-        })
-        .await
-        .unwrap();
+    set_sheet(&mut admin, bad, 6, 3).await;
     let listed = until_rigs(
         &mut admin,
         "farm-a",

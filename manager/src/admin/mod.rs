@@ -193,6 +193,26 @@ fn rig_error(e: RigActionError) -> ManagerToAdmin {
     error(code, &e.to_string())
 }
 
+/// The answer to a stored sheet or override: the farm's version moved, so every connected rig
+/// of the farm is sent its sheet at the new version.
+fn stored(
+    fleet: &Fleet,
+    farm: compushare_protocol::types::Name,
+    r: Result<u64, FleetError>,
+) -> ManagerToAdmin {
+    match r {
+        Ok(version) => {
+            let pushed = fleet.push_farm(farm.as_str());
+            ManagerToAdmin::SheetStored {
+                farm,
+                version,
+                pushed,
+            }
+        }
+        Err(e) => fleet_error(e),
+    }
+}
+
 fn new_farm_key() -> Result<FarmKey, rand_core::Error> {
     use rand_core::RngCore;
     let mut k = [0u8; 32];
@@ -267,34 +287,17 @@ async fn execute(fleet: &Arc<Fleet>, scope: &Scope, req: AdminToManager) -> Mana
             }
         }
         AdminToManager::SheetSet { farm, settings } => {
-            match store.write(|tx| tx.set_sheet(farm.as_str(), &settings)) {
-                Ok(version) => {
-                    let pushed = fleet.push_farm(farm.as_str());
-                    ManagerToAdmin::SheetStored {
-                        farm,
-                        version,
-                        pushed,
-                    }
-                }
-                Err(e) => fleet_error(e),
-            }
+            let r = store.write(|tx| tx.set_sheet(farm.as_str(), &settings));
+            stored(fleet, farm, r)
         }
         AdminToManager::OverrideSet {
             farm,
             rig,
             settings,
-        } => match store.write(|tx| tx.set_override(farm.as_str(), &rig, settings.as_ref())) {
-            Ok(version) => {
-                // The farm's version moved: every rig of the farm is told the new one.
-                let pushed = fleet.push_farm(farm.as_str());
-                ManagerToAdmin::SheetStored {
-                    farm,
-                    version,
-                    pushed,
-                }
-            }
-            Err(e) => fleet_error(e),
-        },
+        } => {
+            let r = store.write(|tx| tx.set_override(farm.as_str(), &rig, settings.as_ref()));
+            stored(fleet, farm, r)
+        }
         AdminToManager::Rigs { farm, after } => {
             let farm = match (farm, scope) {
                 (Some(f), _) => Some(f.as_str().to_owned()),

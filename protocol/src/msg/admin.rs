@@ -176,6 +176,8 @@ pub struct FarmSummary {
 }
 
 /// Where a rig stands with its flight sheet.
+// No allocator in the core: the reason lives inline, bounded by its capacity.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 pub enum SheetState {
     /// Not in a farm.
