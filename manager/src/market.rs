@@ -55,37 +55,44 @@ mod clients;
 mod results;
 mod rigs;
 
-/// Tunables of the market.
+/// Tunables of the market. The stored [`crate::Config`] is their one source
+/// ([`MarketConfig::from_stored`]); the rest are constants of this build. A test may change
+/// any field; a node changes them only through its stored settings (and the two overrides of
+/// `compushare manager run`).
 #[derive(Debug, Clone)]
 pub struct MarketConfig {
-    /// How long an assignment should take on its device (30-120 s in production).
+    /// How long an assignment should take on its device (`assignment_target_s`).
     pub target: Duration,
-    /// Deadline = `deadline_factor` x expected duration, at least `deadline_floor`.
-    pub deadline_factor: u32,
-    pub deadline_floor: Duration,
-    /// Histories sampled per check ([`verify::DEFAULT_SAMPLES`]).
+    /// Time allowed past an assignment's expected duration, percent of it
+    /// (`deadline_slack_percent`).
+    pub deadline_slack_percent: u32,
+    /// Least time from issue to deadline (`deadline_min_s`; covers the geometry fetch and the
+    /// upload). Sample proofs are due this long after their request, too.
+    pub deadline_min: Duration,
+    /// Histories sampled per check (`sample_k`).
     pub samples: usize,
     /// Share of results (after a rig's first) also run by a trusted rig, parts per million
-    /// (the stored config's unit: 10,000 = 1%).
+    /// (`duplicate_rate_ppm`: 10,000 = 1%).
     pub duplicate_ppm: u64,
     /// Duplicate and arbitration runs on trusted rigs are paid from an allowance the client
     /// escrows with the job: this share of the job's maximum cost, per mille. While it lasts
     /// checks run on trusted rigs; beyond it they run on the manager's own engine (free);
     /// what is left is refunded with the rest of the escrow.
     pub check_allowance_permille: u64,
-    /// Consecutive verified histories that make a rig trusted.
+    /// Consecutive verified histories that make a rig trusted (`promote_after`).
     pub trust_threshold: u64,
-    /// Verified histories before a rig's earnings become spendable.
+    /// Verified histories before a rig's earnings become spendable (`spendable_after`).
     pub spendable_after: u64,
     /// Seconds between heartbeats rigs are told to keep.
     pub heartbeat_s: u16,
-    /// What the manager pays per cost unit.
+    /// What the manager pays per cost unit (`price_per_unit`).
     pub price_per_unit: Amount,
-    /// Manager's fee on the work paid, in basis points (hundredths of a percent).
+    /// Manager's fee on the work paid, in basis points (`fee_bp`).
     pub fee_bp: u64,
     /// Largest job input (bundle) accepted, bytes.
     pub max_input: u32,
-    /// What a job may take and how it is calibrated (see [`crate::client::prepare_job`]).
+    /// What a job may take and how it is calibrated (`max_job_bytes`, `calibration_photons`,
+    /// `calibration_max_ms`; see [`crate::client::prepare_job`]).
     pub limits: crate::client::JobLimits,
     /// Most entries in a rig session's outgoing queue (see [`crate::outbox`]).
     pub session_queue: usize,
@@ -94,44 +101,35 @@ pub struct MarketConfig {
 }
 
 impl Default for MarketConfig {
+    /// The market of a node with the default stored settings.
     fn default() -> Self {
-        MarketConfig {
-            target: Duration::from_secs(60),
-            deadline_factor: 3,
-            deadline_floor: Duration::from_secs(120),
-            samples: verify::DEFAULT_SAMPLES,
-            duplicate_ppm: 10_000,
-            check_allowance_permille: costing::DEFAULT_CHECK_ALLOWANCE_PERMILLE,
-            trust_threshold: 100_000_000,
-            spendable_after: 1_000_000,
-            heartbeat_s: 10,
-            price_per_unit: Amount(1),
-            fee_bp: 500,
-            max_input: 64 << 20,
-            limits: crate::client::JobLimits::default(),
-            session_queue: 256,
-            // Thousands of acks, offers and sample requests: far beyond what a rig that reads
-            // at all lets pile up. A ceiling, not a reservation: a rig that keeps up has a few
-            // hundred bytes queued (the 16 KiB a session costs at 10,000 rigs).
-            session_queue_bytes: 1 << 20,
-        }
+        MarketConfig::from_stored(&crate::Config::default())
     }
 }
 
 impl MarketConfig {
     /// The market's settings from a node's stored [`crate::Config`] (the one source of
-    /// settings; the rest are the defaults above).
+    /// settings: every stored setting the market uses is read here).
     pub fn from_stored(c: &crate::Config) -> MarketConfig {
         MarketConfig {
             target: Duration::from_secs(u64::from(c.assignment_target_s)),
+            deadline_slack_percent: c.deadline_slack_percent,
+            deadline_min: Duration::from_secs(u64::from(c.deadline_min_s)),
             samples: usize::try_from(c.sample_k).unwrap_or(verify::DEFAULT_SAMPLES),
             duplicate_ppm: u64::from(c.duplicate_rate_ppm),
+            check_allowance_permille: costing::DEFAULT_CHECK_ALLOWANCE_PERMILLE,
             trust_threshold: c.promote_after,
             spendable_after: c.spendable_after,
+            heartbeat_s: 10,
             price_per_unit: c.price_per_unit,
             fee_bp: u64::from(c.fee_bp),
+            max_input: 64 << 20,
             limits: crate::client::JobLimits::of(c),
-            ..MarketConfig::default()
+            session_queue: 256,
+            // Thousands of acks, offers and sample requests: far beyond what a rig that reads
+            // at all lets pile up. A ceiling, not a reservation: a rig that keeps up has a few
+            // hundred bytes queued (the 16 KiB a session costs at 10,000 rigs).
+            session_queue_bytes: 1 << 20,
         }
     }
 }
@@ -630,7 +628,7 @@ impl Market {
                 continue;
             }
             let left = Duration::from_secs(a.deadline_unix_s.saturating_sub(now_unix));
-            let deadline = now + left.max(self.cfg.deadline_floor);
+            let deadline = now + left.max(self.cfg.deadline_min);
             self.assignments
                 .insert(a.id, Assignment::restored(job.id, &a, deadline));
             out_with_rigs += 1;
@@ -810,6 +808,7 @@ impl Market {
 mod tests {
     use super::*;
     use crate::Config;
+    use compushare_protocol::msg::RigToManager;
 
     const JOB: &str = r#"{
       "Session": { "ID": "unit", "Photons": 100 },
@@ -876,6 +875,82 @@ mod tests {
         a.checks_in_flight = 1;
         m.assignments.insert(id, a);
         (m, id, rig)
+    }
+
+    /// Issue 12: the stored `deadline_slack_percent` and `deadline_min_s` were validated but
+    /// never read (deadlines were 3x the expected time, at least 120 s, whatever the node's
+    /// settings). Now an assignment's deadline is the expected time plus the slack, at least
+    /// the minimum.
+    #[test]
+    fn deadlines_follow_the_stored_settings() {
+        use compushare_protocol::types::DeviceKind;
+        let deadline_of = |slack: u32, min_s: u32, histories_per_s: u64| {
+            let stored = Config {
+                deadline_slack_percent: slack,
+                deadline_min_s: min_s,
+                ..Config::default()
+            };
+            let store = Arc::new(Store::in_memory(&stored).unwrap());
+            let mut m = Market::open(MarketConfig::from_stored(&stored), store).unwrap();
+            let client: PublicKey = [1; 32];
+            m.persist
+                .store()
+                .write(|tx| tx.grant(&client, Amount(1 << 40)))
+                .unwrap();
+            let prepared = crate::client::prepare_job(
+                JOB.as_bytes().to_vec(),
+                100_000,
+                Some(1),
+                &crate::client::JobLimits::default(),
+            )
+            .unwrap();
+            let cost = prepared.cost_milli;
+            let (job, _, _) = m
+                .submit(client, prepared.spec, 100_000, Mode::Cheapest, Amount(u64::MAX), cost)
+                .unwrap();
+            let rig: PublicKey = [9; 32];
+            let (outbox, _inbox) = crate::outbox::outbox(64, 1 << 20);
+            let mut hello = compushare_protocol::msg::RigHello {
+                version: compushare_protocol::msg::PROTOCOL_VERSION,
+                firmware: Default::default(),
+                name: Default::default(),
+                payout: rig,
+                devices: Default::default(),
+            };
+            let device = DeviceInfo {
+                index: 0,
+                kind: DeviceKind::Cpu,
+                name: Default::default(),
+                compute_units: 1,
+                cores: 1,
+                memory: 1 << 30,
+                hash_rate: 0,
+                histories_per_s: 1000,
+            };
+            hello.devices.push(device).unwrap();
+            let session = m.new_session();
+            m.rig_hello(rig, &hello, RigLink { session, outbox });
+            let bid = Bid {
+                job,
+                device: 0,
+                cores: 1,
+                histories_per_s,
+                min_price: Amount(1),
+            };
+            m.rig_message(&rig, Box::new(RigToManager::Bid(bid))).unwrap();
+            let a = m.assignments.values().next().expect("an assignment");
+            let expected_s = a.range.count as f64 / histories_per_s as f64;
+            (a.deadline_unix_s - a.issued_unix_s, expected_s)
+        };
+        // A short assignment gets the minimum.
+        let (d, expected) = deadline_of(200, 400, 1000);
+        assert!(expected < 100.0, "{expected}");
+        assert_eq!(d, 400);
+        // A long one gets its expected time plus the slack.
+        let (d, expected) = deadline_of(50, 1, 10);
+        assert!(expected > 10.0, "{expected}");
+        let want = (expected * 1.5) as u64;
+        assert!(d.abs_diff(want) <= 1, "deadline {d} s, want {want} s");
     }
 
     /// Issue 12: an OS random failure used to be ignored (`let _ =`), leaving the seed of

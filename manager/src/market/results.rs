@@ -243,7 +243,7 @@ impl Market {
         a.digest = Some(tally.digest());
         a.tally = Some(Arc::new(tally));
         a.state = AState::Checking;
-        a.check_deadline = Some(Instant::now() + self.cfg.deadline_floor);
+        a.check_deadline = Some(Instant::now() + self.cfg.deadline_min);
         let Some(rig) = self.rigs.get(&rig_key) else {
             return Vec::new();
         };

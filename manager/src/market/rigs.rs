@@ -394,8 +394,11 @@ impl Market {
         let expected = Duration::from_secs_f64(
             (range.count as f64 / c.histories_per_s.max(1e-9)).min(86_400.0),
         );
-        let allowance =
-            scheduler::allowance(expected, self.cfg.deadline_factor, self.cfg.deadline_floor);
+        let allowance = scheduler::allowance(
+            expected,
+            self.cfg.deadline_slack_percent,
+            self.cfg.deadline_min,
+        );
         let (content, input_len, seed) =
             (j.spec.content, j.spec.input.len() as u32, j.spec.job.seed);
         let id = match self.persist.next_assignment_id() {

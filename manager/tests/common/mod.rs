@@ -468,7 +468,7 @@ pub async fn manager_granting(client: &PublicKey, grant: u64, market: MarketConf
 pub fn market(target_ms: u64) -> MarketConfig {
     MarketConfig {
         target: Duration::from_millis(target_ms),
-        deadline_floor: Duration::from_secs(60),
+        deadline_min: Duration::from_secs(60),
         ..MarketConfig::default()
     }
 }
