@@ -133,7 +133,6 @@ impl Config {
         }
         Ok(())
     }
-
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The market: jobs, rigs, bids and assignments in memory, and every rule that moves them.
 //!
 //! The network side ([`crate::server`]) turns frames into calls here and runs the heavy work
-//! this returns ([`Work`]: opening results, re-simulating samples, duplicate runs) on blocking
+//! this returns ([`Task`]: opening results, re-simulating samples, duplicate runs) on blocking
 //! threads, then reports back. Nothing here blocks or awaits, so one mutex around the market
 //! is held only for bookkeeping. Messages to rigs go through each session's bounded queue
 //! ([`crate::outbox`]); a rig whose queue is full is too slow to serve and its session is
@@ -31,8 +31,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::tally::Tally;
+use compushare_protocol::chunk::{Growing, Reassembler};
 use compushare_protocol::msg::{Bid, HistoryProof, JobState, ManagerToRig, ResultCommit};
 use compushare_protocol::types::{
     Amount, AssignmentId, DeviceInfo, Digest, JobId, Mode, PhotonRange, PublicKey, TrustLevel,
@@ -40,10 +40,10 @@ use compushare_protocol::types::{
 
 use crate::costing;
 use crate::escrow::Bank;
+use crate::intake::JobSpec;
 use crate::outbox::{Outbox, PushError};
 use crate::persist::Persist;
 use crate::records::{AssignmentRecord, AssignmentState, CommitInfo, Verification};
-use crate::results::Assembly;
 use crate::scheduler::{self, Candidate};
 use crate::store::{Store, StoreError};
 use crate::store_bank::StoreBank;
@@ -92,8 +92,8 @@ pub struct MarketConfig {
     /// Largest job input (bundle) accepted, bytes.
     pub max_input: u32,
     /// What a job may take and how it is calibrated (`max_job_bytes`, `calibration_photons`,
-    /// `calibration_max_ms`; see [`crate::client::prepare_job`]).
-    pub limits: crate::client::JobLimits,
+    /// `calibration_max_ms`; see [`crate::intake::prepare_job`]).
+    pub limits: crate::intake::JobLimits,
     /// Most entries in a rig session's outgoing queue (see [`crate::outbox`]).
     pub session_queue: usize,
     /// Most bytes of encoded messages in a rig session's outgoing queue.
@@ -124,7 +124,7 @@ impl MarketConfig {
             price_per_unit: c.price_per_unit,
             fee_bp: u64::from(c.fee_bp),
             max_input: 64 << 20,
-            limits: crate::client::JobLimits::of(c),
+            limits: crate::intake::JobLimits::of(c),
             session_queue: 256,
             // Thousands of acks, offers and sample requests: far beyond what a rig that reads
             // at all lets pile up. A ceiling, not a reservation: a rig that keeps up has a few
@@ -134,18 +134,9 @@ impl MarketConfig {
     }
 }
 
-/// A job as the workers see it: the parsed input (seed applied) and its bytes.
-#[derive(Debug)]
-pub struct JobSpec {
-    pub job: Job,
-    pub input: Arc<Vec<u8>>,
-    pub content: Digest,
-    pub cells: usize,
-}
-
 /// Heavy work for a blocking thread; its outcome comes back through the matching `*_done`.
 #[derive(Debug)]
-pub enum Work {
+pub enum Task {
     /// Open a reassembled sealed result and check it against its commitment.
     Open {
         assignment: AssignmentId,
@@ -279,7 +270,7 @@ struct Assignment {
     assigned_at: Instant,
     deadline: Instant,
     commit: Option<ResultCommit>,
-    assembly: Option<Assembly>,
+    upload: Option<Reassembler<Growing>>,
     tally: Option<Arc<Tally>>,
     outstanding: BTreeSet<u64>,
     checks_in_flight: usize,
@@ -334,7 +325,7 @@ impl Assignment {
             assigned_at: Instant::now(),
             deadline,
             commit: None,
-            assembly: None,
+            upload: None,
             tally: None,
             outstanding: BTreeSet::new(),
             checks_in_flight: 0,
@@ -485,7 +476,7 @@ pub struct Market {
     reoffer: HashSet<PublicKey>,
     /// Work started outside a call that returns work (a check run lost with its rig's
     /// deadline); handed out by [`Market::tick`].
-    later: Vec<Work>,
+    later: Vec<Task>,
     pub stats: Stats,
 }
 
@@ -557,7 +548,7 @@ impl Market {
 
     fn resume(&mut self, rj: crate::persist::RestoredJob) {
         let job = rj.record;
-        let prepared = match crate::client::prepare_job(
+        let prepared = match crate::intake::prepare_job(
             rj.input,
             job.photons,
             Some(job.seed),
@@ -823,11 +814,11 @@ mod tests {
     fn checking() -> (Market, AssignmentId, PublicKey) {
         let store = Arc::new(Store::in_memory(&Config::default()).unwrap());
         let mut m = Market::open(MarketConfig::default(), store).unwrap();
-        let prepared = crate::client::prepare_job(
+        let prepared = crate::intake::prepare_job(
             JOB.as_bytes().to_vec(),
             100,
             Some(1),
-            &crate::client::JobLimits::default(),
+            &crate::intake::JobLimits::default(),
         )
         .unwrap();
         let job = JobId(1);
@@ -897,16 +888,23 @@ mod tests {
                 .store()
                 .write(|tx| tx.grant(&client, Amount(1 << 40)))
                 .unwrap();
-            let prepared = crate::client::prepare_job(
+            let prepared = crate::intake::prepare_job(
                 JOB.as_bytes().to_vec(),
                 100_000,
                 Some(1),
-                &crate::client::JobLimits::default(),
+                &crate::intake::JobLimits::default(),
             )
             .unwrap();
             let cost = prepared.cost_milli;
             let (job, _, _) = m
-                .submit(client, prepared.spec, 100_000, Mode::Cheapest, Amount(u64::MAX), cost)
+                .submit(
+                    client,
+                    prepared.spec,
+                    100_000,
+                    Mode::Cheapest,
+                    Amount(u64::MAX),
+                    cost,
+                )
                 .unwrap();
             let rig: PublicKey = [9; 32];
             let (outbox, _inbox) = crate::outbox::outbox(64, 1 << 20);
@@ -937,7 +935,8 @@ mod tests {
                 histories_per_s,
                 min_price: Amount(1),
             };
-            m.rig_message(&rig, Box::new(RigToManager::Bid(bid))).unwrap();
+            m.rig_message(&rig, Box::new(RigToManager::Bid(bid)))
+                .unwrap();
             let a = m.assignments.values().next().expect("an assignment");
             let expected_s = a.range.count as f64 / histories_per_s as f64;
             (a.deadline_unix_s - a.issued_unix_s, expected_s)

@@ -24,8 +24,9 @@ use std::sync::Arc;
 use compushare_protocol::msg::JobState;
 use compushare_protocol::types::{AssignmentId, Digest, PhotonRange, PublicKey};
 
-use super::{log, short, AState, CheckRun, JobSpec, Market, Work};
+use super::{log, short, AState, CheckRun, Market, Task};
 use crate::costing;
+use crate::intake::JobSpec;
 use crate::persist::Verified;
 use crate::records::{AssignmentState, Verification};
 use crate::scheduler::Candidate;
@@ -63,7 +64,7 @@ impl Market {
         id: AssignmentId,
         spec: Arc<JobSpec>,
         range: PhotonRange,
-    ) -> Option<Work> {
+    ) -> Option<Task> {
         if let Some(a) = self.assignments.get_mut(&id) {
             a.duplicate = Some(false);
             if let Some(r) = self.rigs.get_mut(&a.rig) {
@@ -82,7 +83,7 @@ impl Market {
         id: AssignmentId,
         spec: Arc<JobSpec>,
         range: PhotonRange,
-    ) -> Option<Work> {
+    ) -> Option<Task> {
         self.run_check(id, spec, range, true)
     }
 
@@ -94,7 +95,7 @@ impl Market {
         spec: Arc<JobSpec>,
         range: PhotonRange,
         arbiter: bool,
-    ) -> Option<Work> {
+    ) -> Option<Task> {
         if self.dispatch_check(id, arbiter) {
             if arbiter {
                 self.stats.arbitrations_on_rigs += 1;
@@ -104,7 +105,7 @@ impl Market {
             return None;
         }
         self.stats.duplicates += 1;
-        Some(Work::Duplicate {
+        Some(Task::Duplicate {
             assignment: id,
             spec,
             range,
@@ -186,13 +187,13 @@ impl Market {
         true
     }
 
-    /// The outcome of [`Work::Duplicate`]: the manager's own digest of the range. It decides
+    /// The outcome of [`Task::Duplicate`]: the manager's own digest of the range. It decides
     /// a pending disagreement, or checks the result directly.
     pub fn duplicated(
         &mut self,
         id: AssignmentId,
         digest: Result<Digest, compushare_kernels::transport::TransportError>,
-    ) -> Vec<Work> {
+    ) -> Vec<Task> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
@@ -230,7 +231,7 @@ impl Market {
     }
 
     /// Continues a result after its duplicate's outcome: finish its checks, or its job.
-    pub(super) fn proceed(&mut self, id: AssignmentId) -> Vec<Work> {
+    pub(super) fn proceed(&mut self, id: AssignmentId) -> Vec<Task> {
         let Some(a) = self.assignments.get(&id) else {
             return Vec::new();
         };
@@ -292,7 +293,7 @@ impl Market {
     }
 
     /// A check run passed its own checks: compare it with the result it checks.
-    pub(super) fn check_settled(&mut self, id: AssignmentId, run: CheckRun) -> Vec<Work> {
+    pub(super) fn check_settled(&mut self, id: AssignmentId, run: CheckRun) -> Vec<Task> {
         let Some(c) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
@@ -348,7 +349,7 @@ impl Market {
         id: AssignmentId,
         reference: Digest,
         arbiter: Option<AssignmentId>,
-    ) -> Vec<Work> {
+    ) -> Vec<Task> {
         let Some(x) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
@@ -367,7 +368,7 @@ impl Market {
                 let (range, job) = (x.range, x.job);
                 self.stats.duplicates += 1;
                 return match self.jobs.get(&job) {
-                    Some(j) => vec![Work::Duplicate {
+                    Some(j) => vec![Task::Duplicate {
                         assignment: id,
                         spec: j.spec.clone(),
                         range,

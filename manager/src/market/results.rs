@@ -10,14 +10,14 @@ use compushare_kernels::transport::tally::Tally;
 use compushare_protocol::msg::{AckStatus, HistoryProof, JobState, ManagerToRig, ResultCommit};
 use compushare_protocol::types::{Amount, AssignmentId, JobId, PublicKey, TrustLevel};
 
-use super::{log, short, AState, CheckError, Market, Work};
+use super::{log, short, AState, CheckError, Market, Task};
 use crate::costing;
 use crate::persist::{Caught, Verified};
 use crate::records::{AssignmentState, Verification};
-use crate::results::ResultError;
-use crate::results::{max_sealed_len, Assembly};
+use crate::sealed::{max_sealed_len, ResultError};
 use crate::trust::ErrorKind;
 use crate::verify;
+use compushare_protocol::chunk::Reassembler;
 
 impl Market {
     /// Tells `key` its result for `id` failed and returns the range to the pool.
@@ -61,7 +61,7 @@ impl Market {
             return self.unknown(key, id, "result for a finished job");
         };
         let max = max_sealed_len(spec.cells as u64, a.range.count, spec.job.media.len());
-        let assembly = match Assembly::new(c.sealed, c.sealed_len, max) {
+        let upload = match Reassembler::growing(c.sealed, c.sealed_len, max) {
             Ok(x) => x,
             Err(e) => {
                 self.stats.abuse += 1;
@@ -90,7 +90,7 @@ impl Market {
             }
             a.state = AState::Uploading;
             a.commit = Some(c);
-            a.assembly = Some(assembly);
+            a.upload = Some(upload);
         }
         self.uploads.insert((*key, c.sealed), id);
         self.match_rig(key);
@@ -169,7 +169,7 @@ impl Market {
         &mut self,
         key: &PublicKey,
         chunk: &compushare_protocol::chunk::Chunk,
-    ) -> Vec<Work> {
+    ) -> Vec<Task> {
         let Some(&id) = self.uploads.get(&(*key, chunk.content)) else {
             if self.resent.contains(&(*key, chunk.content)) {
                 // The upload of a result already received: dropped, without blame.
@@ -188,23 +188,23 @@ impl Market {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
-        let Some(asm) = a.assembly.as_mut() else {
+        let Some(asm) = a.upload.as_mut() else {
             return Vec::new();
         };
         match asm.accept(chunk) {
             Ok(false) => Vec::new(),
             Ok(true) => {
                 self.uploads.remove(&(*key, chunk.content));
-                let (Some(asm), Some(commit)) = (a.assembly.take(), a.commit) else {
+                let (Some(asm), Some(commit)) = (a.upload.take(), a.commit) else {
                     return Vec::new();
                 };
                 a.state = AState::Opening;
                 let job = a.job;
                 match self.jobs.get(&job) {
-                    Some(j) => vec![Work::Open {
+                    Some(j) => vec![Task::Open {
                         assignment: id,
                         spec: j.spec.clone(),
-                        sealed: asm.into_bytes(),
+                        sealed: asm.into_payload(),
                         commit,
                     }],
                     None => Vec::new(),
@@ -219,9 +219,9 @@ impl Market {
         }
     }
 
-    /// The outcome of [`Work::Open`]: every [`ResultError`] is the rig's (its box, its
+    /// The outcome of [`Task::Open`]: every [`ResultError`] is the rig's (its box, its
     /// tally, its commitment).
-    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, ResultError>) -> Vec<Work> {
+    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, ResultError>) -> Vec<Task> {
         let tally = match result {
             Ok(t) => t,
             Err(e) => {
@@ -297,7 +297,7 @@ impl Market {
         key: &PublicKey,
         id: AssignmentId,
         proofs: Vec<HistoryProof>,
-    ) -> Vec<Work> {
+    ) -> Vec<Task> {
         // Proofs nobody waits for are dropped, not answered `Unknown` (which makes a rig drop
         // the result): a rig's proofs computed for a session that ended (the manager
         // restarted, and asks its own samples again) arrive on the next one. Dropping them
@@ -325,7 +325,7 @@ impl Market {
             return Vec::new();
         };
         a.checks_in_flight += 1;
-        vec![Work::Check {
+        vec![Task::Check {
             assignment: id,
             spec,
             range: a.range,
@@ -334,7 +334,7 @@ impl Market {
         }]
     }
 
-    /// The outcome of [`Work::Check`]. A rig whose proof or record is wrong is caught; a
+    /// The outcome of [`Task::Check`]. A rig whose proof or record is wrong is caught; a
     /// check the manager's own engine could not run gives no verdict: the rig is not blamed,
     /// the result is released (its range computed again) and the rig told it is not wanted.
     pub fn checked(
@@ -342,7 +342,7 @@ impl Market {
         id: AssignmentId,
         n: usize,
         result: Result<(), CheckError>,
-    ) -> Vec<Work> {
+    ) -> Vec<Task> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
@@ -375,7 +375,7 @@ impl Market {
     }
 
     /// Moves a result to `Held` once every requested sample passed and any duplicate agreed.
-    pub(super) fn settle_check(&mut self, id: AssignmentId) -> Vec<Work> {
+    pub(super) fn settle_check(&mut self, id: AssignmentId) -> Vec<Task> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
@@ -632,7 +632,7 @@ impl Market {
 
     /// Completes `job` once all its photons are held and every contributing untrusted rig has
     /// passed a duplicate (otherwise one of its held results is duplicated now).
-    pub(super) fn try_finish(&mut self, job: Option<JobId>) -> Vec<Work> {
+    pub(super) fn try_finish(&mut self, job: Option<JobId>) -> Vec<Task> {
         let Some(job) = job else { return Vec::new() };
         let Some(j) = self.jobs.get(&job) else {
             return Vec::new();
@@ -760,7 +760,7 @@ impl Market {
 
     /// Reassigns every assignment past its deadline; the late rig's record suffers. Returns
     /// work started meanwhile (checks of results whose check run was lost).
-    pub fn tick(&mut self, now: Instant) -> Vec<Work> {
+    pub fn tick(&mut self, now: Instant) -> Vec<Task> {
         let late: Vec<AssignmentId> = self
             .assignments
             .iter()

@@ -14,7 +14,7 @@ use compushare_protocol::types::{
 
 use super::{
     log, name, short, unix_now, AState, Abuse, Assignment, CheckRun, JobEntry, Market, Rig,
-    RigLink, RigPublic, Work,
+    RigLink, RigPublic, Task,
 };
 use crate::costing;
 use crate::records::AssignmentState;
@@ -108,7 +108,7 @@ impl Market {
         for a in self.assignments.values_mut() {
             if a.rig == *key && a.state == AState::Uploading {
                 a.state = AState::Assigned;
-                a.assembly = None;
+                a.upload = None;
                 a.commit = None;
             }
         }
@@ -166,7 +166,7 @@ impl Market {
         &mut self,
         key: &PublicKey,
         msg: Box<RigToManager>,
-    ) -> Result<Vec<Work>, Abuse> {
+    ) -> Result<Vec<Task>, Abuse> {
         match *msg {
             RigToManager::Hello(_) => Err(self.abuse(key, Abuse::SecondHello)),
             RigToManager::Heartbeat(_) => {
@@ -460,7 +460,7 @@ impl Market {
         };
         let before = a.state;
         a.state = state;
-        a.assembly = None;
+        a.upload = None;
         let (job, rig, device, range, check, payout) =
             (a.job, a.rig, a.device, a.range, a.check, a.payout);
         if let Some(r) = self.rigs.get_mut(&rig) {

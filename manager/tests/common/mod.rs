@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use compushare_client::Client;
 use compushare_controller::config::Roles;
 use compushare_controller::transport::{
     Fabricate, RatingHandle, Rig, RigError, RigOptions, RigSettings,
@@ -22,7 +23,6 @@ use compushare_controller::transport::{
 use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
 use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::{simulate, simulate_with_records};
-use compushare_manager::client::Client;
 use compushare_manager::market::MarketConfig;
 use compushare_manager::server::{start, Running, ServerConfig};
 use compushare_manager::Store;
