@@ -7,12 +7,14 @@
 //! ([`crate::outbox`]); a rig whose queue is full is too slow to serve and its session is
 //! dropped.
 //!
-//! Life of an assignment: `Assigned` -> (commit, upload) `Opening` -> `Checking` (samples and
+//! Life of an assignment (its `Stage`, each carrying its own data): `Assigned` -> (commit)
+//! `Uploading` (the sealed result arriving) -> `Opening` -> `Checking` (sample proofs owed,
 //! possibly a duplicate) -> `Held` (verified and paid: pending, or spendable once the rig
-//! qualifies) -> `Paid` when its job completes and its tally is merged. A late one is `Late`
-//! and its range returns to the pool; a failed or discarded one is `Discarded`. A rig caught
-//! cheating forfeits its pending pay and its held results whose pay was still pending are
-//! recomputed elsewhere.
+//! qualifies) until its job completes, its tally merged, and it leaves memory. A check run ends
+//! `Settled` (passed its own checks) then `Paid` once its comparison is decided. A late one is
+//! `Late` and its range returns to the pool; a failed or discarded one is `Discarded`. A rig
+//! caught cheating forfeits its pending pay and its held results whose pay was still pending
+//! are recomputed elsewhere.
 //!
 //! The store ([`crate::persist`]) is the source of truth: every change that must survive a
 //! crash (job accepted, result verified and paid, rig caught, job finished, trust records and
@@ -243,20 +245,8 @@ impl Rig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AState {
-    Assigned,
-    Uploading,
-    Opening,
-    Checking,
-    Held,
-    /// A check run that passed its own checks; paid once its comparison is decided.
-    Settled,
-    Paid,
-    Late,
-    Discarded,
-}
-
+/// An assignment: what was issued (fixed for its life) and where it stands ([`Stage`], each
+/// stage carrying its own data). Built by [`Assignment::issued`] only.
 #[derive(Debug)]
 struct Assignment {
     job: JobId,
@@ -266,53 +256,196 @@ struct Assignment {
     device: u8,
     range: PhotonRange,
     payout: u64,
-    state: AState,
-    assigned_at: Instant,
-    deadline: Instant,
-    commit: Option<ResultCommit>,
-    upload: Option<Reassembler<Growing>>,
-    tally: Option<Arc<Tally>>,
-    outstanding: BTreeSet<u64>,
-    checks_in_flight: usize,
-    /// When the sample proofs must be in.
-    check_deadline: Option<Instant>,
-    sampled: bool,
-    /// A duplicate was started; `Some(true)` once it matched.
-    duplicate: Option<bool>,
-    issued_unix_s: u64,
-    deadline_unix_s: u64,
-    /// Issue to commit, for the rig's time-to-return record.
-    elapsed_ms: u64,
-    /// Verified pay went to spendable (kept if the rig is caught later); otherwise pending.
-    spendable: bool,
-    /// `Tally::digest()` of the result once opened (or restored).
-    digest: Option<Digest>,
     /// Set when this assignment re-runs another's range to check it.
     check: Option<CheckRun>,
-    /// A duplicate run that disagreed with this result: (its assignment, its digest), until
-    /// an arbitration decides.
+    assigned_at: Instant,
+    deadline: Instant,
+    issued_unix_s: u64,
+    deadline_unix_s: u64,
+    stage: Stage,
+}
+
+/// Where an assignment stands. Life of one: `Assigned` -> (commit) `Uploading` -> (every
+/// chunk) `Opening` -> (opened) `Checking` -> `Held` (a primary result, verified and paid) or
+/// `Settled` (a check run that passed its own checks) -> `Paid` (a check run paid once its
+/// comparison is decided); `Late` or `Discarded` when it will not deliver or is not wanted.
+#[derive(Debug)]
+enum Stage {
+    /// Out with its rig. `restored`: issued before this process started (its `Assign` may
+    /// have been lost with a crash, so a bid for its device means the rig does not run it).
+    Assigned { restored: bool },
+    /// Committed; the sealed result is arriving (memory grows with the bytes that came).
+    Uploading {
+        result: Committed,
+        upload: Reassembler<Growing>,
+    },
+    /// Every chunk arrived; a task opens the box.
+    Opening { result: Committed },
+    /// Opened: sample proofs outstanding, a duplicate possibly running.
+    Checking { result: Opened, samples: Samples },
+    /// A primary result verified and paid (pending pay, or spendable once its rig
+    /// qualifies); its tally waits for the job's merge.
+    Held { result: Opened, spendable: bool },
+    /// A check run that passed its own checks; paid once its comparison is decided.
+    Settled { result: Opened },
+    /// A check run paid: only what a re-sent commitment is answered with is kept.
+    Paid {
+        commit: Option<ResultCommit>,
+        spendable: bool,
+    },
+    /// Missed its deadline; its range went back to the pool.
+    Late,
+    /// Failed, rejected, unchecked or not wanted; its range went back to the pool.
+    Discarded,
+}
+
+/// A rig's commitment to a result, and how long the rig took to make it.
+#[derive(Debug, Clone, Copy)]
+struct Committed {
+    commit: ResultCommit,
+    /// Issue to commit, for the rig's time-to-return record.
+    elapsed_ms: u64,
+}
+
+/// An opened result (or one restored verified after a restart).
+#[derive(Debug)]
+struct Opened {
+    /// `None` for a result restored after a restart: only its digest was kept.
+    commit: Option<ResultCommit>,
+    elapsed_ms: u64,
+    /// `Tally::digest()`: what duplicates are compared with.
+    digest: Digest,
+    tally: Arc<Tally>,
+    /// Whether its samples were checked.
+    sampled: bool,
+    /// Its duplicate and any disagreement being decided.
+    cross: CrossCheck,
+}
+
+/// A result's comparison with independent runs of its range (see `checks`).
+#[derive(Debug, Clone, Copy, Default)]
+struct CrossCheck {
+    /// A duplicate was started; `Some(true)` once it matched.
+    duplicate: Option<bool>,
+    /// A duplicate run that disagreed: (its assignment, its digest), until an arbitration
+    /// decides.
     disputed: Option<(AssignmentId, Digest)>,
     /// An arbitration run that agreed with neither, until the manager's engine decides.
     suspect: Option<(AssignmentId, Digest)>,
-    /// Issued before this process started (restored from the store): its `Assign` may have
-    /// been lost with the crash, so a bid for its device means the rig does not run it.
-    restored: bool,
+}
+
+/// Sample proofs a result owes.
+#[derive(Debug)]
+struct Samples {
+    /// Photons asked for and not yet proven.
+    outstanding: BTreeSet<u64>,
+    /// Check tasks running.
+    in_flight: usize,
+    /// When every proof must be in.
+    deadline: Instant,
+}
+
+impl Stage {
+    /// The commitment, from `Uploading` on.
+    fn commit(&self) -> Option<ResultCommit> {
+        match self {
+            Stage::Uploading { result, .. } | Stage::Opening { result } => Some(result.commit),
+            Stage::Checking { result, .. }
+            | Stage::Held { result, .. }
+            | Stage::Settled { result } => result.commit,
+            Stage::Paid { commit, .. } => *commit,
+            Stage::Assigned { .. } | Stage::Late | Stage::Discarded => None,
+        }
+    }
+
+    /// Issue to commit, milliseconds (0 before the commitment).
+    fn elapsed_ms(&self) -> u64 {
+        match self {
+            Stage::Uploading { result, .. } | Stage::Opening { result } => result.elapsed_ms,
+            Stage::Checking { result, .. }
+            | Stage::Held { result, .. }
+            | Stage::Settled { result } => result.elapsed_ms,
+            _ => 0,
+        }
+    }
+
+    /// The opened result, while it is kept.
+    fn opened(&self) -> Option<&Opened> {
+        match self {
+            Stage::Checking { result, .. }
+            | Stage::Held { result, .. }
+            | Stage::Settled { result } => Some(result),
+            _ => None,
+        }
+    }
+
+    /// The opened result, while it is kept.
+    fn opened_mut(&mut self) -> Option<&mut Opened> {
+        match self {
+            Stage::Checking { result, .. }
+            | Stage::Held { result, .. }
+            | Stage::Settled { result } => Some(result),
+            _ => None,
+        }
+    }
+
+    /// The result's digest, once opened.
+    fn digest(&self) -> Option<Digest> {
+        self.opened().map(|o| o.digest)
+    }
+
+    /// Whether the rig still holds it (issued, not yet committed).
+    fn is_assigned(&self) -> bool {
+        matches!(self, Stage::Assigned { .. })
+    }
+
+    /// Whether it is being checked or held verified (a duplicate may still compare with it).
+    fn is_checking_or_held(&self) -> bool {
+        matches!(self, Stage::Checking { .. } | Stage::Held { .. })
+    }
+
+    /// Whether it has ended (paid, late or discarded): nothing more happens to it.
+    fn is_over(&self) -> bool {
+        matches!(self, Stage::Paid { .. } | Stage::Late | Stage::Discarded)
+    }
+
+    /// Moves to the stage `next` makes of this one (a transition that needs the old stage's
+    /// data by value, e.g. `Checking` -> `Held` keeps the opened result).
+    fn advance(&mut self, next: impl FnOnce(Stage) -> Stage) {
+        let old = std::mem::replace(self, Stage::Discarded);
+        *self = next(old);
+    }
+
+    /// Its name, for logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Stage::Assigned { .. } => "assigned",
+            Stage::Uploading { .. } => "uploading",
+            Stage::Opening { .. } => "opening",
+            Stage::Checking { .. } => "checking",
+            Stage::Held { .. } => "held",
+            Stage::Settled { .. } => "settled",
+            Stage::Paid { .. } => "paid",
+            Stage::Late => "late",
+            Stage::Discarded => "discarded",
+        }
+    }
 }
 
 impl Assignment {
-    /// A new assignment in `Assigned` (the one constructor: restored ones change their state
-    /// and verified data after).
+    /// The one constructor: an assignment as issued to `rig`, out with it (`Assigned`).
+    /// `restored` marks one issued before this process started (see [`Stage::Assigned`]).
     #[allow(clippy::too_many_arguments)]
-    fn new(
+    fn issued(
         job: JobId,
         rig: PublicKey,
         payout_to: PublicKey,
         device: u8,
         range: PhotonRange,
         payout: u64,
-        deadline: Instant,
-        issued_unix_s: u64,
-        deadline_unix_s: u64,
+        check: Option<CheckRun>,
+        (deadline, issued_unix_s, deadline_unix_s): (Instant, u64, u64),
+        restored: bool,
     ) -> Assignment {
         Assignment {
             job,
@@ -321,45 +454,38 @@ impl Assignment {
             device,
             range,
             payout,
-            state: AState::Assigned,
+            check,
             assigned_at: Instant::now(),
             deadline,
-            commit: None,
-            upload: None,
-            tally: None,
-            outstanding: BTreeSet::new(),
-            checks_in_flight: 0,
-            check_deadline: None,
-            sampled: false,
-            duplicate: None,
             issued_unix_s,
             deadline_unix_s,
-            elapsed_ms: 0,
-            spendable: false,
-            digest: None,
-            check: None,
-            disputed: None,
-            suspect: None,
-            restored: false,
+            stage: Stage::Assigned { restored },
         }
     }
 
     /// A stored assignment as a restarted market takes it back, in `Assigned`.
     fn restored(job: JobId, a: &AssignmentRecord, deadline: Instant) -> Assignment {
-        let mut x = Assignment::new(
+        Assignment::issued(
             job,
             a.rig,
             a.payout_to,
             a.device,
             a.photons,
             a.payout.0,
-            deadline,
-            a.issued_unix_s,
-            a.deadline_unix_s,
-        );
-        x.restored = true;
-        x
+            None,
+            (deadline, a.issued_unix_s, a.deadline_unix_s),
+            true,
+        )
     }
+}
+
+/// How an assignment that will not deliver ends (see [`Market::release`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Past its deadline: its rig's record counts it.
+    Late,
+    /// Rejected, failed, unchecked or not wanted.
+    Discarded,
 }
 
 /// What a check run checks.
@@ -415,6 +541,8 @@ pub struct Stats {
     /// being checked (proofs computed for a session that ended arrive on the next one).
     pub stale_proofs: u64,
     pub heartbeats: u64,
+    /// Jobs and rigs that left memory (finished, gone): the node's heap shrank.
+    pub evicted: u64,
 }
 
 /// A protocol violation serious enough to end the session.
@@ -594,11 +722,17 @@ impl Market {
             }
             spent = spent.saturating_add(a.payout.0);
             let mut x = Assignment::restored(job.id, &a, now);
-            x.state = AState::Held;
-            x.tally = Some(Arc::new(t));
-            x.sampled = true;
-            x.spendable = spendable;
-            x.digest = Some(digest);
+            x.stage = Stage::Held {
+                result: Opened {
+                    commit: None,
+                    elapsed_ms: 0,
+                    digest,
+                    tally: Arc::new(t),
+                    sampled: true,
+                    cross: CrossCheck::default(),
+                },
+                spendable,
+            };
             self.assignments.insert(a.id, x);
         }
         // Assignments still out: the rig may deliver after the restart (it re-sends a finished
@@ -683,13 +817,13 @@ impl Market {
             deadline_unix_s: a.deadline_unix_s,
             payout: Amount(a.payout),
             state,
-            commit: a.commit.map(|c| CommitInfo {
+            commit: a.stage.commit().map(|c| CommitInfo {
                 histories: c.histories,
                 tally: c.tally,
                 merkle_root: c.merkle_root,
                 sealed: c.sealed,
                 sealed_len: c.sealed_len,
-                committed_unix_s: a.issued_unix_s + a.elapsed_ms / 1000,
+                committed_unix_s: a.issued_unix_s + a.stage.elapsed_ms() / 1000,
             }),
             verification,
             duplicate_of: a.check.map(|c| c.of),
@@ -743,6 +877,17 @@ impl Market {
         z ^ (z >> 31)
     }
 
+    /// Marks spendable every held result paid to `payout_to` (its pending pay was released).
+    fn mark_spendable(&mut self, payout_to: &PublicKey) {
+        for x in self.assignments.values_mut() {
+            if x.payout_to == *payout_to {
+                if let Stage::Held { spendable, .. } = &mut x.stage {
+                    *spendable = true;
+                }
+            }
+        }
+    }
+
     fn send(&mut self, rig: &PublicKey, msg: ManagerToRig) {
         self.push(rig, |out| out.push(&msg));
     }
@@ -782,8 +927,11 @@ impl Market {
         };
         (a.rig == *rig).then_some(())?;
         let returned = matches!(
-            a.state,
-            AState::Opening | AState::Checking | AState::Held | AState::Paid
+            a.stage,
+            Stage::Opening { .. }
+                | Stage::Checking { .. }
+                | Stage::Held { .. }
+                | Stage::Paid { .. }
         );
         returned.then_some(())?;
         self.jobs.get(&a.job).map(|j| j.client)
@@ -861,9 +1009,33 @@ mod tests {
             start: 0,
             count: 100,
         };
-        let mut a = Assignment::new(job, rig, rig, 0, range, 100, Instant::now(), 0, 0);
-        a.state = AState::Checking;
-        a.checks_in_flight = 1;
+        let mut a = Assignment::issued(
+            job,
+            rig,
+            rig,
+            0,
+            range,
+            100,
+            None,
+            (Instant::now(), 0, 0),
+            false,
+        );
+        let tally = Tally::default();
+        a.stage = Stage::Checking {
+            result: Opened {
+                commit: None,
+                elapsed_ms: 0,
+                digest: tally.digest(),
+                tally: Arc::new(tally),
+                sampled: true,
+                cross: CrossCheck::default(),
+            },
+            samples: Samples {
+                outstanding: BTreeSet::new(),
+                in_flight: 1,
+                deadline: Instant::now() + Duration::from_secs(60),
+            },
+        };
         m.assignments.insert(id, a);
         (m, id, rig)
     }
@@ -988,7 +1160,7 @@ mod tests {
         assert_eq!(m.rigs[&rig].public.errors, 0, "the rig was blamed");
         assert_eq!(m.stats.caught, 0);
         assert_eq!(m.stats.unchecked, 1);
-        assert_eq!(m.assignments[&id].state, AState::Discarded);
+        assert!(matches!(m.assignments[&id].stage, Stage::Discarded));
         assert_eq!(
             m.jobs[&JobId(1)].pending,
             vec![PhotonRange {
@@ -1003,5 +1175,60 @@ mod tests {
         m.checked(id, 3, Err(CheckError::Rig(wrong)));
         assert_eq!(m.rigs[&rig].public.errors, 1);
         assert_eq!(m.stats.caught, 1);
+    }
+
+    /// Issue 12 (assignment stages): a paid check run keeps what it was paid as (the old
+    /// `spendable` flag was set for held primary results only, so a trusted rig re-sending a
+    /// paid check run's commitment after a reconnect was told its pay was pending), and a
+    /// stage's data goes with it: a paid run no longer holds its tally.
+    #[test]
+    fn a_resent_paid_check_run_is_answered_as_it_was_paid() {
+        let (mut m, id, rig) = checking();
+        let commit = ResultCommit {
+            assignment: id,
+            histories: 100,
+            tally: [3; 32],
+            merkle_root: [4; 32],
+            sealed: [5; 32],
+            sealed_len: 64,
+            stats: compushare_protocol::msg::CostStats {
+                elapsed_ms: 1,
+                voxel_steps: 1,
+                scatters: 1,
+            },
+        };
+        let a = m.assignments.get_mut(&id).unwrap();
+        a.check = Some(CheckRun {
+            of: AssignmentId(99),
+            arbiter: false,
+        });
+        a.stage = Stage::Paid {
+            commit: Some(commit),
+            spendable: true,
+        };
+        let (outbox, mut inbox) = crate::outbox::outbox(64, 1 << 20);
+        m.rigs.get_mut(&rig).unwrap().link = Some(RigLink { session: 1, outbox });
+        m.commit(&rig, commit);
+        drop(m);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut sent = Vec::new();
+        while let Some(crate::outbox::Outgoing::Message { bytes, .. }) = rt.block_on(inbox.next()) {
+            sent.push(postcard::from_bytes::<ManagerToRig>(&bytes).unwrap());
+        }
+        assert!(
+            sent.iter().any(|x| matches!(
+                x,
+                ManagerToRig::PaymentNotice {
+                    spendable: true,
+                    ..
+                }
+            )),
+            "{sent:?}"
+        );
+        // Pinned: an assignment's size (one per assignment in memory; grows only on purpose).
+        let size = std::mem::size_of::<Assignment>();
+        assert!(size <= 528, "{size}");
     }
 }
