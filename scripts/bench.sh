@@ -52,5 +52,8 @@ for b in slab fine100; do
     ./target/release/examples/transport_speed $b 1000000 2 "$runs" | grep -i median
 done
 
+echo "## rig: switch latency, vault seal throughput, resident memory ($runs runs)"
+for _ in $(seq "$runs"); do $bin bench rig --json; done
+
 echo "## manager under 10,000 simulated rigs (one run: it loads both cores)"
 $bin bench manager --rigs 10000 --duration 30 --heartbeat 10

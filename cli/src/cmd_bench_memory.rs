@@ -13,13 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use compushare_controller::rig::Rig;
 use compushare_client::Client;
-use compushare_controller::config::Roles;
-use compushare_controller::transport::{Rig, RigOptions, RigSettings};
 use compushare_protocol::msg::{JobState, RigToManager};
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::Identity;
-use compushare_protocol::types::{Amount, JobId, Mode, PublicKey, Role};
+use compushare_protocol::types::{Amount, JobId, Mode, PublicKey};
 
 use crate::cmd_bench_manager::{banner, hello, kind, proc_kib, spawn_manager, Kind};
 
@@ -124,21 +123,13 @@ pub fn run(args: BenchMemoryArgs) -> anyhow::Result<()> {
             for i in 0..2 {
                 let state = dir.join(format!("rig{i}"));
                 std::fs::create_dir_all(&state)?;
-                let settings = RigSettings {
-                    manager: addr.to_string(),
-                    manager_key: key,
-                    name: format!("churn{i}"),
-                    payout: Identity::generate()?.public(),
-                    cpu_devices: 1,
-                    roles: Roles::All(Role::Auto),
-                    state_dir: state,
-                    options: RigOptions {
-                        cores: Some(1),
-                        calibration_photons: 256,
-                        min_price: Amount(0),
-                        ..RigOptions::default()
-                    },
-                };
+                let settings = compushare_testkit::rig::transport_rig(
+                    &addr.to_string(),
+                    key,
+                    &format!("churn{i}"),
+                    Identity::generate()?.public(),
+                    state,
+                );
                 let id = Identity::generate()?;
                 let rig = tokio::task::spawn_blocking(move || Rig::new(settings, id)).await??;
                 rigs.push(tokio::spawn(rig.run()));

@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// fabricator with 99%).
     #[arg(long, value_name = "K")]
     pub samples: Option<usize>,
+    /// What one credit is worth in millisatoshi, told to rigs in Welcome so that they compare
+    /// transport prices with mining revenue (at least 1).
+    #[arg(long = "credit-msat", value_name = "MSAT", default_value_t = 1)]
+    pub credit_msat: u64,
     /// Credit a client key at start: HEX=AMOUNT (repeatable).
     #[arg(long, value_name = "HEX=AMOUNT")]
     pub grant: Vec<String>,
@@ -91,6 +95,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(k) = args.samples {
         market.samples = k.max(1);
     }
+    if args.credit_msat == 0 {
+        anyhow::bail!("--credit-msat must be at least 1 millisatoshi");
+    }
+    market.credit_msat = args.credit_msat;
     let cfg = ServerConfig {
         listen: args
             .listen

@@ -6,6 +6,7 @@
 mod cmd_bench_manager;
 mod cmd_bench_memory;
 mod cmd_bench_protocol;
+mod cmd_bench_rig;
 mod cmd_bench_sha256d;
 mod cmd_client;
 mod cmd_console;
@@ -70,7 +71,7 @@ enum Command {
     Fetch(cmd_client::FetchArgs),
     /// Rate (1-5 stars) a rig that worked on one of your jobs.
     Rate(cmd_client::RateArgs),
-    /// Run the rig controller (transport client) from rig.conf.
+    /// Run the rig controller from rig.conf.
     Rig(cmd_rig::RigArgs),
     /// A rig's operator console over the network (Noise; the key must be in CONSOLE_KEYS).
     Console(cmd_console::ConsoleArgs),
@@ -86,6 +87,8 @@ enum BenchWhat {
     Protocol(cmd_bench_protocol::BenchProtocolArgs),
     /// Simulated rigs heartbeating and bidding against one manager: CPU, memory, latency.
     Manager(cmd_bench_manager::BenchManagerArgs),
+    /// The rig: switch latency transport-end -> hashing, vault seal throughput, resident memory.
+    Rig(cmd_bench_rig::BenchRigArgs),
     /// A manager's memory after many finished jobs and rigs that came and went, against fresh.
     ManagerMemory(cmd_bench_memory::BenchMemoryArgs),
 }
@@ -97,6 +100,7 @@ fn main() -> std::process::ExitCode {
             BenchWhat::Sha256d(args) => cmd_bench_sha256d::run(args),
             BenchWhat::Protocol(args) => cmd_bench_protocol::run(args),
             BenchWhat::Manager(args) => cmd_bench_manager::run(args),
+            BenchWhat::Rig(args) => cmd_bench_rig::run(args),
             BenchWhat::ManagerMemory(args) => cmd_bench_memory::run(args),
         },
         Command::Mine(args) => cmd_mine::run(args),

@@ -8,29 +8,15 @@ use std::sync::Arc;
 
 use compushare_controller::command::{self, Command as RigCommand};
 use compushare_controller::ops::{self, OpsConfig};
-use compushare_controller::status::{self, Earnings, LinkState, ManagerLink, RigStatus, VaultView};
+use compushare_controller::status::{self, RigStatus};
 use compushare_protocol::hex;
 use compushare_protocol::secure::Identity;
 
 fn status() -> RigStatus {
     RigStatus {
-        name: "cli-rig".into(),
-        key: [1; 32],
-        firmware: "0.1.0".into(),
         uptime_s: 10,
         at_unix_s: 1_796_164_509,
-        maintenance: None,
-        manager: ManagerLink {
-            addr: None,
-            key: None,
-            state: LinkState::Disabled,
-            credit_msat: None,
-            results_delivered: 0,
-        },
-        pools: Vec::new(),
-        devices: Vec::new(),
-        vault: VaultView::default(),
-        earnings: Earnings::default(),
+        ..RigStatus::empty("cli-rig", [1; 32], "0.1.0", None)
     }
 }
 

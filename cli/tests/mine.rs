@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use compushare_controller::stratum::pool::{PoolSettings, StratumPool};
+use compushare_testkit::pool::{PoolSettings, StratumPool};
 
 fn settings() -> PoolSettings {
     PoolSettings {

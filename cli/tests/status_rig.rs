@@ -5,15 +5,13 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use compushare_controller::config::Roles;
-use compushare_controller::transport::{Rig, RigOptions, RigSettings};
+use compushare_controller::rig::Rig;
 use std::sync::Arc;
 
 use compushare_manager::server::{start, ServerConfig};
 use compushare_manager::{Config, Store};
 use compushare_protocol::hex;
 use compushare_protocol::secure::Identity;
-use compushare_protocol::types::{Amount, Role};
 
 async fn compushare(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
@@ -47,21 +45,13 @@ async fn status_rig_shows_a_joined_rig() {
     .await
     .unwrap();
     let mkey = hex::encode(&m.shared.identity.public());
-    let settings = RigSettings {
-        manager: m.addr.to_string(),
-        manager_key: m.shared.identity.public(),
-        name: "cli-rig".into(),
-        payout: Identity::generate().unwrap().public(),
-        cpu_devices: 1,
-        roles: Roles::All(Role::Auto),
-        state_dir: dir.join("rig"),
-        options: RigOptions {
-            cores: Some(1),
-            calibration_photons: 64,
-            min_price: Amount(0),
-            ..RigOptions::default()
-        },
-    };
+    let settings = compushare_testkit::rig::transport_rig(
+        &m.addr.to_string(),
+        m.shared.identity.public(),
+        "cli-rig",
+        Identity::generate().unwrap().public(),
+        dir.join("rig"),
+    );
     std::fs::create_dir_all(dir.join("rig")).unwrap();
     let rig_id = Identity::generate().unwrap();
     let rig_key = hex::encode(&rig_id.public());

@@ -10,6 +10,8 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use compushare_controller::device::cpu::CpuDevice;
+use compushare_controller::device::Device;
 use compushare_controller::transport::assignment::{batch_log2_for, block_log2_for, run};
 use compushare_controller::transport::proofs::{prove, Commitments};
 use compushare_kernels::transport::builtin::builtin_job;
@@ -33,6 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let job = builtin_job(name, &opts)?;
     let engine = Engine::new(&job)?;
+    // The rig runs through its device: a CPU device of `threads` cores.
+    let device = CpuDevice::new(0, threads, 0, "bench CPU");
+    let mut loaded = device.load(&job)?;
 
     let reps: usize = args
         .get(4)
@@ -50,14 +55,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         plain_t.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         let d = run(
-            &engine,
+            loaded.as_mut(),
             0,
             photons,
             block_log2,
             batch_log2,
-            threads,
-            None,
             &AtomicBool::new(false),
+            &mut |_| {},
         )?;
         rig_t.push(t.elapsed().as_secs_f64());
         if d.tally.digest() != plain.digest() {
@@ -79,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         block_roots: done.block_roots.clone(),
     };
     let t = Instant::now();
-    let proofs = prove(&engine, &c, &asked, threads, None)?;
+    let proofs = prove(loaded.as_mut(), &c, &asked)?;
     let prove_s = t.elapsed().as_secs_f64();
     println!(
         "{{\"job\":\"{name}\",\"photons\":{photons},\"threads\":{threads},\"block\":{},\"batch\":{},\

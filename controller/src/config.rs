@@ -23,6 +23,21 @@ pub const MAX_CPU_DEVICES: u32 = 32;
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:4028";
 /// Default margin by which another role must be more profitable before a device switches.
 pub const DEFAULT_SWITCH_MARGIN: f64 = 0.05;
+/// Default seconds without progress before the watchdog restarts a device (SICK).
+pub const DEFAULT_WATCHDOG_SICK_S: u32 = 120;
+/// Default seconds without progress before the watchdog disables a device (DEAD).
+pub const DEFAULT_WATCHDOG_DEAD_S: u32 = 600;
+/// Default temperature at which a device pauses, degrees Celsius.
+pub const DEFAULT_TEMP_LIMIT_C: u32 = 90;
+/// Default temperature at or below which a paused device resumes, degrees Celsius.
+pub const DEFAULT_TEMP_RESUME_C: u32 = 80;
+/// Default least seconds a device holds a role before prices may move it (SWITCH_DWELL_S).
+pub const DEFAULT_SWITCH_DWELL_S: u32 = 30;
+/// Default evaluations in a row another role must lead by the margin (SWITCH_EVALUATIONS).
+pub const DEFAULT_SWITCH_EVALUATIONS: u32 = 3;
+/// Where STATE_DIR is, relative to rig.conf's directory, when the file does not say (on the
+/// image: the stick's FAT partition).
+pub const DEFAULT_STATE_SUBDIR: &str = "compushare";
 
 /// One mining pool of rig.conf (`POOLn`, `POOLn_USER`, `POOLn_PASS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +105,42 @@ pub struct RigConfig {
     pub state_dir: Option<PathBuf>,
     /// `SWITCH_MARGIN` (default 0.05), a fraction in [0, 1].
     pub switch_margin: f64,
+    /// `SWITCH_DWELL_S` (default 30): least seconds in a role before prices may move a device.
+    pub switch_dwell_s: u32,
+    /// `SWITCH_EVALUATIONS` (default 3): evaluations (every 2 s) in a row the other role must
+    /// lead by SWITCH_MARGIN before a device switches to it.
+    pub switch_evaluations: u32,
+    /// `POOL_FEE` (default 0): the pool's fee, a fraction in [0, 1), taken off mining revenue.
+    pub pool_fee: f64,
+    /// `WATCHDOG_SICK_S` (default 120): seconds without progress before a device restarts.
+    pub watchdog_sick_s: u32,
+    /// `WATCHDOG_DEAD_S` (default 600): seconds without progress before a device is disabled;
+    /// more than `watchdog_sick_s`.
+    pub watchdog_dead_s: u32,
+    /// `TEMP_LIMIT_C` (default 90): a device at or above this many degrees pauses.
+    pub temp_limit_c: u32,
+    /// `TEMP_RESUME_C` (default 80): a paused device resumes at or below this; less than
+    /// `temp_limit_c`.
+    pub temp_resume_c: u32,
+    /// The network settings the image's PID 1 applies before the controller starts
+    /// (`NET_INTERFACE`, `NET_ADDRESS`, `NET_GATEWAY`, `NET_DNS`, `NTP_SERVERS`): validated
+    /// here so a typo is named at its line, otherwise not used by the controller.
+    pub network: NetworkConfig,
+}
+
+/// rig.conf's network keys, as written (validated).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkConfig {
+    /// `NET_INTERFACE`: an interface name, at most 15 bytes of `[A-Za-z0-9._-]`.
+    pub interface: Option<String>,
+    /// `NET_ADDRESS`: `dhcp`, or a static `a.b.c.d/prefix`.
+    pub address: Option<String>,
+    /// `NET_GATEWAY`: an IPv4 address.
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// `NET_DNS`: 1 to 8 IPv4 addresses.
+    pub dns: Vec<std::net::Ipv4Addr>,
+    /// `NTP_SERVERS`: 1 to 8 `host` or `host:port`.
+    pub ntp_servers: Vec<String>,
 }
 
 /// What is wrong with one line (or one key) of rig.conf.
@@ -113,6 +164,11 @@ pub enum Problem {
     PoolWithoutUrl,
     /// A required key is absent (line 0: not in the file).
     Missing,
+    /// The key needs another key that the file does not set (or sets inconsistently).
+    Requires {
+        other: &'static str,
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -129,6 +185,7 @@ impl fmt::Display for Problem {
             Problem::Invalid { expected } => write!(f, "expected {expected}"),
             Problem::PoolWithoutUrl => write!(f, "pool user/password without its POOLn URL"),
             Problem::Missing => write!(f, "required key is not set"),
+            Problem::Requires { other, why } => write!(f, "{why} (see {other})"),
         }
     }
 }
@@ -262,6 +319,74 @@ impl RigConfig {
             metrics_listen: None,
             state_dir: None,
             switch_margin: DEFAULT_SWITCH_MARGIN,
+            switch_dwell_s: DEFAULT_SWITCH_DWELL_S,
+            switch_evaluations: DEFAULT_SWITCH_EVALUATIONS,
+            pool_fee: 0.0,
+            watchdog_sick_s: DEFAULT_WATCHDOG_SICK_S,
+            watchdog_dead_s: DEFAULT_WATCHDOG_DEAD_S,
+            temp_limit_c: DEFAULT_TEMP_LIMIT_C,
+            temp_resume_c: DEFAULT_TEMP_RESUME_C,
+            network: NetworkConfig::default(),
+        }
+    }
+
+    /// STATE_DIR, or `compushare` beside rig.conf when the file does not set it (on the
+    /// image: the stick's FAT partition, so payments and the identity survive a reflash).
+    pub fn state_dir_or_default(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| {
+            self.path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join(DEFAULT_STATE_SUBDIR)
+        })
+    }
+
+    /// `PAYOUT` as a worker account key, when it is one (64 hex digits); `None` when the file
+    /// does not set it or names a payout address instead (the rig then announces its own
+    /// identity key as its account, and says so in its log).
+    pub fn payout_account(&self) -> Option<PublicKey> {
+        self.payout
+            .as_deref()
+            .and_then(|v| hex::decode_array::<32>(v).ok())
+    }
+
+    /// Parses like [`RigConfig::parse`], but keeps going past bad lines: the config of every
+    /// line that parsed, and the errors of the others (empty when the file is good). A rig in
+    /// maintenance mode uses it to bring up the operator surfaces the file asks for (console,
+    /// API) even though the file as a whole is refused.
+    pub fn parse_lenient(path: &Path, bytes: &[u8]) -> (Self, Vec<ConfigError>) {
+        let mut errors = Vec::new();
+        let mut p = Parser {
+            path,
+            cfg: RigConfig::defaults(path),
+            seen: Vec::new(),
+            pool_parts: Vec::new(),
+        };
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            errors.push(ConfigError::TooLarge {
+                path: path.to_owned(),
+                len: bytes.len() as u64,
+            });
+            return (p.cfg, errors);
+        }
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            if let Err(e) = p.line(i + 1, raw) {
+                errors.push(e);
+            }
+            // Bound what a hostile file can make us keep.
+            if errors.len() >= 64 {
+                break;
+            }
+        }
+        let fallback = p.cfg.clone();
+        match p.finish() {
+            Ok(cfg) => (cfg, errors),
+            Err(e) => {
+                errors.push(e);
+                (fallback, errors)
+            }
         }
     }
 
@@ -484,12 +609,179 @@ impl Parser<'_> {
                     .filter(|m| (0.0..=1.0).contains(m))
                     .ok_or_else(|| invalid(self, "a fraction between 0 and 1"))?;
             }
+            "SWITCH_DWELL_S" => {
+                self.cfg.switch_dwell_s = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|s| *s <= 86_400)
+                    .ok_or_else(|| invalid(self, "seconds, 0 to 86400"))?;
+            }
+            "SWITCH_EVALUATIONS" => {
+                self.cfg.switch_evaluations = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|s| (1..=1000).contains(s))
+                    .ok_or_else(|| invalid(self, "a number of evaluations, 1 to 1000"))?;
+            }
+            "NET_INTERFACE" => {
+                let ok = value.len() <= 15
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if !ok {
+                    return Err(invalid(
+                        self,
+                        "an interface name, at most 15 letters, digits, '.', '_' or '-'",
+                    ));
+                }
+                self.cfg.network.interface = Some(value.to_owned());
+            }
+            "NET_ADDRESS" => {
+                let ok = value.eq_ignore_ascii_case("dhcp")
+                    || value.split_once('/').is_some_and(|(ip, prefix)| {
+                        ip.parse::<std::net::Ipv4Addr>().is_ok()
+                            && prefix.parse::<u8>().is_ok_and(|p| (1..=32).contains(&p))
+                    });
+                if !ok {
+                    return Err(invalid(self, "dhcp, or a static a.b.c.d/prefix"));
+                }
+                self.cfg.network.address = Some(value.to_owned());
+            }
+            "NET_GATEWAY" => {
+                self.cfg.network.gateway = Some(
+                    value
+                        .parse()
+                        .map_err(|_| invalid(self, "an IPv4 address"))?,
+                );
+            }
+            "NET_DNS" => {
+                let dns: Option<Vec<std::net::Ipv4Addr>> =
+                    value.split(',').map(|v| v.trim().parse().ok()).collect();
+                self.cfg.network.dns = dns
+                    .filter(|d| (1..=8).contains(&d.len()))
+                    .ok_or_else(|| invalid(self, "1 to 8 IPv4 addresses, comma separated"))?;
+            }
+            "NTP_SERVERS" => {
+                let servers: Vec<String> = value.split(',').map(|v| v.trim().to_owned()).collect();
+                let host_ok = |h: &str| {
+                    !h.is_empty()
+                        && h.len() <= 253
+                        && !h.chars().any(|c| c.is_whitespace() || c == '/')
+                };
+                let one = |s: &String| match s.rsplit_once(':') {
+                    Some((h, p)) if p.parse::<u16>().is_ok_and(|p| p != 0) => host_ok(h),
+                    _ => host_ok(s) && !s.contains(':'),
+                };
+                if !(1..=8).contains(&servers.len()) || !servers.iter().all(one) {
+                    return Err(invalid(
+                        self,
+                        "1 to 8 NTP servers (host or host:port), comma separated",
+                    ));
+                }
+                self.cfg.network.ntp_servers = servers;
+            }
+            "POOL_FEE" => {
+                self.cfg.pool_fee = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|m| (0.0..1.0).contains(m))
+                    .ok_or_else(|| invalid(self, "a fraction from 0 up to (not including) 1"))?;
+            }
+            "WATCHDOG_SICK_S" | "WATCHDOG_DEAD_S" => {
+                let s = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|s| (1..=86_400).contains(s))
+                    .ok_or_else(|| invalid(self, "seconds, 1 to 86400"))?;
+                if key == "WATCHDOG_SICK_S" {
+                    self.cfg.watchdog_sick_s = s;
+                } else {
+                    self.cfg.watchdog_dead_s = s;
+                }
+            }
+            "TEMP_LIMIT_C" | "TEMP_RESUME_C" => {
+                let c = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|c| (20..=125).contains(c))
+                    .ok_or_else(|| invalid(self, "degrees Celsius, 20 to 125"))?;
+                if key == "TEMP_LIMIT_C" {
+                    self.cfg.temp_limit_c = c;
+                } else {
+                    self.cfg.temp_resume_c = c;
+                }
+            }
             _ => return Err(self.err(n, key, Problem::UnknownKey, None)),
         }
         Ok(())
     }
 
+    /// The line a key was set on (0 when the file does not set it).
+    fn line_of(&self, key: &str) -> usize {
+        self.seen
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or(0, |&(_, l)| l)
+    }
+
+    /// Keys that only make sense together; the error names the later of the two lines.
+    fn cross_checks(&self) -> Result<(), ConfigError> {
+        let c = &self.cfg;
+        let pair = |a: &str, b: &str| self.line_of(a).max(self.line_of(b));
+        let requires = |line: usize, key: &str, other: &'static str, why: &'static str| {
+            self.err(line, key, Problem::Requires { other, why }, None)
+        };
+        if c.manager.is_some() && c.manager_key.is_none() {
+            let line = self.line_of("MANAGER");
+            return Err(requires(
+                line,
+                "MANAGER",
+                "MANAGER_KEY",
+                "a manager needs its public key, MANAGER_KEY",
+            ));
+        }
+        if c.manager_key.is_some() && c.manager.is_none() {
+            let line = self.line_of("MANAGER_KEY");
+            return Err(requires(
+                line,
+                "MANAGER_KEY",
+                "MANAGER",
+                "MANAGER_KEY without MANAGER (host:port)",
+            ));
+        }
+        if c.watchdog_dead_s <= c.watchdog_sick_s {
+            let line = pair("WATCHDOG_SICK_S", "WATCHDOG_DEAD_S");
+            let key = if line == self.line_of("WATCHDOG_DEAD_S") {
+                "WATCHDOG_DEAD_S"
+            } else {
+                "WATCHDOG_SICK_S"
+            };
+            return Err(requires(
+                line,
+                key,
+                "WATCHDOG_SICK_S, WATCHDOG_DEAD_S",
+                "WATCHDOG_DEAD_S must be more than WATCHDOG_SICK_S",
+            ));
+        }
+        if c.temp_resume_c >= c.temp_limit_c {
+            let line = pair("TEMP_LIMIT_C", "TEMP_RESUME_C");
+            let key = if line == self.line_of("TEMP_RESUME_C") {
+                "TEMP_RESUME_C"
+            } else {
+                "TEMP_LIMIT_C"
+            };
+            return Err(requires(
+                line,
+                key,
+                "TEMP_LIMIT_C, TEMP_RESUME_C",
+                "TEMP_RESUME_C must be below TEMP_LIMIT_C",
+            ));
+        }
+        Ok(())
+    }
+
     fn finish(mut self) -> Result<RigConfig, ConfigError> {
+        self.cross_checks()?;
         let mut parts = std::mem::take(&mut self.pool_parts);
         // The URL first within each pool, whatever the line order.
         parts.sort_by_key(|p| (p.0, p.1 != PoolPart::Url, p.2));
@@ -542,6 +834,18 @@ const KEYS: &[&str] = &[
     "METRICS_LISTEN",
     "STATE_DIR",
     "SWITCH_MARGIN",
+    "SWITCH_DWELL_S",
+    "SWITCH_EVALUATIONS",
+    "POOL_FEE",
+    "WATCHDOG_SICK_S",
+    "WATCHDOG_DEAD_S",
+    "TEMP_LIMIT_C",
+    "TEMP_RESUME_C",
+    "NET_INTERFACE",
+    "NET_ADDRESS",
+    "NET_GATEWAY",
+    "NET_DNS",
+    "NTP_SERVERS",
 ];
 
 /// `POOLn`, `POOLn_USER`, `POOLn_PASS` with `n` written without leading zeros.

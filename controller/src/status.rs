@@ -49,6 +49,32 @@ pub struct RigStatus {
     pub earnings: Earnings,
 }
 
+impl RigStatus {
+    /// A snapshot with no device, pool or session yet: a rig starting, or in maintenance
+    /// mode (`maintenance` says why).
+    pub fn empty(name: &str, key: PublicKey, firmware: &str, maintenance: Option<String>) -> Self {
+        RigStatus {
+            name: name.to_owned(),
+            key,
+            firmware: firmware.to_owned(),
+            uptime_s: 0,
+            at_unix_s: crate::sync::unix_now(),
+            maintenance,
+            manager: ManagerLink {
+                addr: None,
+                key: None,
+                state: LinkState::Disabled,
+                credit_msat: None,
+                results_delivered: 0,
+            },
+            pools: Vec::new(),
+            devices: Vec::new(),
+            vault: VaultView::default(),
+            earnings: Earnings::default(),
+        }
+    }
+}
+
 /// State of the session with the management node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagerLink {

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use compushare_controller::stratum::pool::Behaviour;
+use compushare_testkit::pool::Behaviour;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dies_fails_over_then_switches_back() {

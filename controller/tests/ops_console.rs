@@ -4,11 +4,10 @@
 
 mod ops_common;
 
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use compushare_controller::command::Command;
 use compushare_controller::console::{self, CUT_MARKER};
@@ -174,41 +173,11 @@ async fn log_shows_the_newest_lines_within_the_reply_limit() {
 
 // ---- serial console over a pty ----
 
-/// A pty pair: the master (what a terminal would hold) and the slave's path.
-fn pty() -> (std::fs::File, std::path::PathBuf) {
-    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
-    let master: OwnedFd = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let name = ptsname(&master, Vec::new()).unwrap();
-    let path = std::path::PathBuf::from(name.to_str().unwrap());
-    (std::fs::File::from(master), path)
-}
-
-/// Reads from the pty master on a thread until `want` appears in everything read so far.
-fn read_until(master: &mut std::fs::File, seen: &mut String, want: &str, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    let mut buf = [0u8; 4096];
-    while !seen.contains(want) {
-        if Instant::now() > end {
-            return false;
-        }
-        match master.read(&mut buf) {
-            Ok(0) => return false,
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => panic!("pty read: {e}"),
-        }
-    }
-    true
-}
+use compushare_testkit::pty::read_until;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_console_over_a_pty() {
-    let (mut master, slave) = pty();
-    rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK).unwrap();
+    let (mut master, slave) = compushare_testkit::pty::open().unwrap();
     let path = slave.clone();
     let ops_common::Running { h, core, .. } =
         ops_common::start(|c| c.serial_console = Some(path)).await;

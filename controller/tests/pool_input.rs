@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use compushare_controller::stratum::pool::{PoolSettings, StratumPool};
+use compushare_testkit::pool::{PoolSettings, StratumPool};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};

@@ -33,7 +33,19 @@ fn good() -> String {
          CONSOLE_KEYS={KEY_A}, {KEY_B}\r\n\
          API_LISTEN=0.0.0.0:4028\r\n\
          STATE_DIR=/var/lib/compushare\r\n\
-         SWITCH_MARGIN=0.1\r\n"
+         SWITCH_MARGIN=0.1\r\n\
+         SWITCH_DWELL_S=60\r\n\
+         SWITCH_EVALUATIONS=4\r\n\
+         POOL_FEE=0.02\r\n\
+         WATCHDOG_SICK_S=90\r\n\
+         WATCHDOG_DEAD_S=300\r\n\
+         TEMP_LIMIT_C=85\r\n\
+         TEMP_RESUME_C=70\r\n\
+         NET_INTERFACE=enp3s0\r\n\
+         NET_ADDRESS=192.168.1.20/24\r\n\
+         NET_GATEWAY=192.168.1.1\r\n\
+         NET_DNS=1.1.1.1, 9.9.9.9\r\n\
+         NTP_SERVERS=pool.ntp.org,10.0.0.1:123\r\n"
     )
 }
 
@@ -82,6 +94,17 @@ fn good_file_sets_every_key() {
         Some(Path::new("/var/lib/compushare"))
     );
     assert_eq!(c.switch_margin, 0.1);
+    assert_eq!((c.switch_dwell_s, c.switch_evaluations), (60, 4));
+    assert_eq!(c.pool_fee, 0.02);
+    assert_eq!((c.watchdog_sick_s, c.watchdog_dead_s), (90, 300));
+    assert_eq!((c.temp_limit_c, c.temp_resume_c), (85, 70));
+    assert_eq!(c.payout_account(), Some([0xab; 32]));
+    assert_eq!(c.state_dir_or_default(), Path::new("/var/lib/compushare"));
+    assert_eq!(c.network.interface.as_deref(), Some("enp3s0"));
+    assert_eq!(c.network.address.as_deref(), Some("192.168.1.20/24"));
+    assert_eq!(c.network.gateway, Some([192, 168, 1, 1].into()));
+    assert_eq!(c.network.dns.len(), 2);
+    assert_eq!(c.network.ntp_servers, vec!["pool.ntp.org", "10.0.0.1:123"]);
 }
 
 #[test]
@@ -95,6 +118,20 @@ fn defaults_apply_to_an_empty_file() {
     let e = c.payout_key().unwrap_err();
     assert_eq!((e.line(), e.key()), (Some(0), Some("PAYOUT")));
     assert!(e.to_string().contains("PAYOUT"), "{e}");
+    // No key is required on its own: PAYOUT defaults to the rig's key, STATE_DIR sits
+    // beside rig.conf, the thresholds take the issue's defaults.
+    assert_eq!(c.payout_account(), None);
+    assert_eq!(c.state_dir_or_default(), Path::new("./compushare"));
+    let c = RigConfig::parse(Path::new("/boot/rig.conf"), b"").unwrap();
+    assert_eq!(c.state_dir_or_default(), Path::new("/boot/compushare"));
+    assert_eq!((c.watchdog_sick_s, c.watchdog_dead_s), (120, 600));
+    assert_eq!((c.temp_limit_c, c.temp_resume_c), (90, 80));
+    assert_eq!((c.switch_dwell_s, c.switch_evaluations), (30, 3));
+    assert_eq!(c.pool_fee, 0.0);
+    // A payout address (not an account key) is kept for the pools, not used for transport.
+    let c = parse("PAYOUT=bc1qexampleaddress0000000000000000000000\n").unwrap();
+    assert_eq!(c.payout_account(), None);
+    assert!(c.payout.is_some());
 }
 
 /// Replaces line `n` (1-based) of the good file, or appends when `n` is past its end.
@@ -219,6 +256,58 @@ fn every_error_names_line_and_key() {
     check(&with_line(6, "PAYOUT=two words"), 6, "PAYOUT", |p| {
         matches!(p, Problem::Invalid { .. })
     });
+    for (line, bad) in [
+        (23, "SWITCH_DWELL_S=-1"),
+        (24, "SWITCH_EVALUATIONS=0"),
+        (25, "POOL_FEE=1"),
+        (26, "WATCHDOG_SICK_S=0"),
+        (27, "WATCHDOG_DEAD_S=one"),
+        (28, "TEMP_LIMIT_C=200"),
+        (29, "TEMP_RESUME_C=-5"),
+        (30, "NET_INTERFACE=a-very-long-interface-name"),
+        (31, "NET_ADDRESS=192.168.1.20"),
+        (31, "NET_ADDRESS=dhcp6"),
+        (32, "NET_GATEWAY=gateway"),
+        (33, "NET_DNS=1.1.1.1,,2.2.2.2"),
+        (34, "NTP_SERVERS=a b"),
+        (34, "NTP_SERVERS=host:0"),
+    ] {
+        let key = bad.split('=').next().unwrap();
+        check(&with_line(line, bad), line, key, |p| {
+            matches!(p, Problem::Invalid { .. })
+        });
+    }
+    // Keys that only make sense together: the later line is named.
+    check(
+        &with_line(27, "WATCHDOG_DEAD_S=60"),
+        27,
+        "WATCHDOG_DEAD_S",
+        |p| matches!(p, Problem::Requires { .. }),
+    );
+    check(
+        &with_line(29, "TEMP_RESUME_C=85"),
+        29,
+        "TEMP_RESUME_C",
+        |p| matches!(p, Problem::Requires { .. }),
+    );
+    check(&with_line(4, "# no key"), 3, "MANAGER", |p| {
+        matches!(
+            p,
+            Problem::Requires {
+                other: "MANAGER_KEY",
+                ..
+            }
+        )
+    });
+    check(&with_line(3, "# no manager"), 4, "MANAGER_KEY", |p| {
+        matches!(
+            p,
+            Problem::Requires {
+                other: "MANAGER",
+                ..
+            }
+        )
+    });
     let mut bytes = good().into_bytes();
     bytes.extend_from_slice(b"RIG_NAME=\xff\xfe\n");
     let e = RigConfig::parse(Path::new("rig.conf"), &bytes).unwrap_err();
@@ -232,6 +321,20 @@ fn every_error_names_line_and_key() {
         "RIG_NAME",
         |p| matches!(p, Problem::Invalid { .. }),
     );
+}
+
+#[test]
+fn lenient_parse_keeps_good_lines_and_names_every_bad_one() {
+    let text = "API_LISTEN=0.0.0.0:4028\nCOLOR=blue\nSERIAL_CONSOLE=/dev/ttyS0\nCPU_DEVICES=x\n";
+    let (c, errors) = RigConfig::parse_lenient(Path::new("rig.conf"), text.as_bytes());
+    assert_eq!(c.api_listen, "0.0.0.0:4028".parse().unwrap());
+    assert_eq!(c.serial_console.as_deref(), Some(Path::new("/dev/ttyS0")));
+    let lines: Vec<Option<usize>> = errors.iter().map(|e| e.line()).collect();
+    assert_eq!(lines, vec![Some(2), Some(4)]);
+    // A good file: no error, the same config as the strict parse.
+    let (c, errors) = RigConfig::parse_lenient(Path::new("rig.conf"), good().as_bytes());
+    assert!(errors.is_empty());
+    assert_eq!(c, parse(&good()).unwrap());
 }
 
 #[test]
@@ -252,6 +355,11 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let _ = RigConfig::parse(Path::new("rig.conf"), &bytes);
+        let (_, errors) = RigConfig::parse_lenient(Path::new("rig.conf"), &bytes);
+        let lines = bytes.split(|&b| b == b'\n').count();
+        for e in errors {
+            prop_assert!(e.line().is_some_and(|l| l >= 1 && l <= lines), "{}", e);
+        }
     }
 
     #[test]
@@ -279,7 +387,9 @@ proptest! {
             "MANAGER", "MANAGER_KEY", "RIG_NAME", "PAYOUT", "POOL1", "POOL1_USER", "POOL1_PASS",
             "POOL16", "POOL17", "ROLES", "CPU_DEVICES", "VAULT_SLOTS", "VAULT_SLOT_BYTES",
             "SERIAL_CONSOLE", "CONSOLE_LISTEN", "CONSOLE_KEYS", "API_LISTEN", "STATE_DIR",
-            "SWITCH_MARGIN",
+            "SWITCH_MARGIN", "SWITCH_DWELL_S", "SWITCH_EVALUATIONS", "POOL_FEE",
+            "WATCHDOG_SICK_S", "WATCHDOG_DEAD_S", "TEMP_LIMIT_C", "TEMP_RESUME_C",
+            "NET_INTERFACE", "NET_ADDRESS", "NET_GATEWAY", "NET_DNS", "NTP_SERVERS",
         ]),
         value in "\\PC{0,80}",
     ) {

@@ -1,5 +1,6 @@
-//! The rig's transport client against a scripted manager: a named test double of the
-//! management node written directly on the protocol here (real Noise over loopback TCP).
+//! The rig's transport session against a scripted manager: a named test double of the
+//! management node written directly on the protocol here (real Noise over loopback TCP), with
+//! the real rig core (scheduler, device worker, vault) behind it.
 //!
 //! It checks what the real manager relies on: Hello/Welcome and heartbeats, Offer -> Bid
 //! after a geometry fetch, Assign -> Accepted -> ResultCommit whose tally digest equals a
@@ -7,14 +8,19 @@
 //! `simulate_with_records` records, sealed result chunks that reassemble and open to the
 //! canonical tally, sample proofs that `merkle::verify` accepts, payments recorded once in
 //! STATE_DIR, reconnection after the manager drops the session, and a clear error for a
-//! wrong MANAGER_KEY. It also checks the dishonest-rig test double fabricates.
+//! wrong MANAGER_KEY (in the status; the rig keeps running). It also checks the dishonest-rig
+//! test double (testkit's fabricating device) fabricates.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use compushare_controller::config::Roles;
+use compushare_controller::rig::{Rig, Stop};
+use compushare_controller::settings::{RigError, RigOptions};
+use compushare_controller::status::{LinkState, StatusRx};
 use compushare_controller::transport::state::{parse_record, PAYMENTS_FILE};
-use compushare_controller::transport::{Fabricate, Rig, RigError, RigOptions, RigSettings};
 use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
 use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::{simulate, simulate_with_records, Engine};
@@ -26,6 +32,7 @@ use compushare_protocol::msg::{
 use compushare_protocol::secure::net::{accept_tcp, TcpChannel, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::{seal, Identity};
 use compushare_protocol::types::{Amount, AssignmentId, JobId, PhotonRange, Role, TrustLevel};
+use compushare_testkit::{Fabricate, FabricatingDevice};
 use tokio::net::TcpListener;
 
 /// A small job (12^3 voxels, two time gates, one detector) so tests stay fast on 2 cores.
@@ -59,39 +66,39 @@ fn state_dir(tag: &str) -> PathBuf {
 }
 
 fn options(block_log2: u32, fabricate: Option<Fabricate>) -> RigOptions {
-    RigOptions {
-        cores: Some(1),
-        calibration_photons: 16,
-        backoff_min: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(200),
-        block_log2: Some(block_log2),
-        fabricate,
-        ..RigOptions::default()
+    let mut o = compushare_testkit::rig::test_options();
+    o.calibration_photons = 16;
+    o.session.backoff_min = Duration::from_millis(50);
+    o.session.backoff_max = Duration::from_millis(200);
+    o.session.block_log2 = Some(block_log2);
+    if let Some(f) = fabricate {
+        o.devices = Some(vec![Arc::new(FabricatingDevice::new(0, 1, f))]);
     }
+    o
 }
 
+type RigTask = tokio::task::JoinHandle<Result<Stop, RigError>>;
+
+/// Starts a real rig for the scripted manager; `role` pins its device (`Auto`: the scheduler
+/// decides, from the offers it sees).
 async fn start_rig(
     addr: String,
     manager_key: [u8; 32],
     dir: PathBuf,
     opts: RigOptions,
-) -> tokio::task::JoinHandle<Result<(), RigError>> {
-    let settings = RigSettings {
-        manager: addr,
-        manager_key,
-        name: "test-rig".into(),
-        payout: [9u8; 32],
-        cpu_devices: 1,
-        roles: Roles::All(Role::Auto),
-        state_dir: dir,
-        options: opts,
-    };
+    role: Role,
+) -> (RigTask, StatusRx) {
+    let mut settings =
+        compushare_testkit::rig::transport_rig(&addr, manager_key, "test-rig", [9u8; 32], dir);
+    settings.options = opts;
+    settings.roles = Roles::All(role);
     let rig =
         tokio::task::spawn_blocking(move || Rig::new(settings, Identity::generate().unwrap()))
             .await
             .unwrap()
             .unwrap();
-    tokio::spawn(rig.run())
+    let status = rig.status();
+    (tokio::spawn(rig.run()), status)
 }
 
 /// The scripted manager's side of one session.
@@ -123,6 +130,7 @@ impl Session {
             trust: TrustLevel::Untrusted,
             label,
             heartbeat_s: 1,
+            credit_msat: 1,
         }))
         .await
         .unwrap();
@@ -244,7 +252,14 @@ async fn full_session_commit_proofs_pay_and_reconnect() {
     let addr = listener.local_addr().unwrap().to_string();
     let dir = state_dir("full");
     // Blocks of 8 photons: a 37-photon assignment spans five blocks, the last partial.
-    let rig = start_rig(addr, manager.public(), dir.clone(), options(3, None)).await;
+    let (rig, _) = start_rig(
+        addr,
+        manager.public(),
+        dir.clone(),
+        options(3, None),
+        Role::Auto,
+    )
+    .await;
 
     let mut s = Session::accept(&listener, &manager).await;
     // A heartbeat arrives within its period.
@@ -383,7 +398,11 @@ async fn full_session_commit_proofs_pay_and_reconnect() {
     // The manager drops the session: the rig reconnects and says Hello again.
     drop(s);
     let mut s2 = Session::accept(&listener, &manager).await;
-    // And still works: an assignment needing the geometry again (new session, cached job).
+    // And still works: the job is offered again (as a manager does on Hello), the rig bids
+    // at once (geometry and speed already known), and runs a new assignment.
+    s2.ch.send(&ManagerToRig::Offer(o)).await.unwrap();
+    let m = s2.next().await;
+    assert!(matches!(m, RigToManager::Bid(b) if b.job == o.job), "{m:?}");
     let a2 = assign(12, 1, 0, 9);
     s2.ch.send(&ManagerToRig::Assign(a2)).await.unwrap();
     assert_eq!(
@@ -408,30 +427,43 @@ async fn full_session_commit_proofs_pay_and_reconnect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_manager_key_is_a_clear_fatal_error() {
+async fn wrong_manager_key_is_a_clear_error_and_the_rig_stays_up() {
     let manager = Identity::generate().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let dir = state_dir("wrongkey");
     let pinned = Identity::generate().unwrap().public();
-    let rig = start_rig(addr, pinned, dir.clone(), options(3, None)).await;
+    let (rig, mut status) =
+        start_rig(addr, pinned, dir.clone(), options(3, None), Role::Auto).await;
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let _ = accept_tcp(stream, &manager, HANDSHAKE_TIMEOUT).await;
     });
-    let result = tokio::time::timeout(WAIT, rig).await.unwrap().unwrap();
-    let err = result.expect_err("a wrong key must stop the rig");
-    assert!(
-        matches!(err, RigError::ManagerKeyMismatch { .. }),
-        "{err:?}"
-    );
-    assert!(err.is_fatal());
-    let text = err.to_string();
+    // Transport stops (not retried: the key is wrong), the rig runs on, the status says why.
+    let text = tokio::time::timeout(WAIT, async {
+        loop {
+            status.changed().await.unwrap();
+            if let LinkState::Down {
+                error,
+                retry_in_s: 0,
+            } = &status.borrow().manager.state
+            {
+                if error.contains("mismatch") {
+                    return error.clone();
+                }
+            }
+        }
+    })
+    .await
+    .expect("the status shows the key mismatch");
     assert!(text.contains("MANAGER_KEY"), "{text}");
     assert!(
         text.contains(&compushare_protocol::hex::encode(&pinned)),
         "{text}"
     );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!rig.is_finished(), "the rig keeps running");
+    rig.abort();
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -446,7 +478,14 @@ async fn dishonest_rig_test_double_fabricates() {
         per_million: 500_000,
         salt: 3,
     };
-    let rig = start_rig(addr, manager.public(), dir.clone(), options(2, Some(fab))).await;
+    let (rig, _) = start_rig(
+        addr,
+        manager.public(),
+        dir.clone(),
+        options(2, Some(fab)),
+        Role::Transport,
+    )
+    .await;
     let mut s = Session::accept(&listener, &manager).await;
     let (seed, start, count) = (99u64, 100u64, 20u64);
     let a = assign(21, seed, start, count);
@@ -501,7 +540,14 @@ async fn cancel_frees_the_device_and_roles_gate_assignments() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let dir = state_dir("cancel");
-    let rig = start_rig(addr, manager.public(), dir.clone(), options(10, None)).await;
+    let (rig, _) = start_rig(
+        addr,
+        manager.public(),
+        dir.clone(),
+        options(10, None),
+        Role::Transport,
+    )
+    .await;
     let mut s = Session::accept(&listener, &manager).await;
 
     // A long assignment (about a million photons), cancelled at once: no result follows.

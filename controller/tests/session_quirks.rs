@@ -143,6 +143,7 @@ async fn quirky_pool_v7_job_and_submit_wire_format() {
         ntime: unit.ntime,
         nonce: n,
         version_bits: unit.version_bits,
+        slot: 0,
         difficulty: 1.0,
     };
     for n in [nonce, nonce + 1, nonce + 2] {

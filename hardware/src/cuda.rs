@@ -30,6 +30,9 @@ pub struct CudaGpu {
     pub memory_bytes: u64,
     /// Compute capability (major, minor), e.g. (9, 0); NVRTC compiles for `sm_{major}{minor}`.
     pub compute_capability: (u32, u32),
+    /// PCI bus id as NVML names it (`domain:bus:device.0`, hex), to find the same board in
+    /// NVML whatever order CUDA numbers devices in; `None` when the driver does not say.
+    pub pci_bus_id: Option<String>,
 }
 
 /// What the CUDA probe found.
@@ -119,6 +122,15 @@ fn describe(ordinal: u32) -> Result<CudaGpu, cudarc::driver::DriverError> {
     let major = u32::try_from(major).unwrap_or(0);
     let minor = u32::try_from(minor).unwrap_or(0);
     let sms = u32::try_from(sms).unwrap_or(0);
+    let pci = |a| ctx.attribute(a).ok().and_then(|v| u32::try_from(v).ok());
+    let pci_bus_id = match (
+        pci(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID),
+        pci(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_PCI_BUS_ID),
+        pci(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID),
+    ) {
+        (Some(domain), Some(bus), Some(dev)) => Some(format!("{domain:08x}:{bus:02x}:{dev:02x}.0")),
+        _ => None,
+    };
     Ok(CudaGpu {
         index: ordinal,
         name: ctx.name()?,
@@ -126,6 +138,7 @@ fn describe(ordinal: u32) -> Result<CudaGpu, cudarc::driver::DriverError> {
         cores: sms.saturating_mul(fp32_lanes_per_sm(major, minor)),
         memory_bytes: ctx.total_mem()? as u64,
         compute_capability: (major, minor),
+        pci_bus_id,
     })
 }
 

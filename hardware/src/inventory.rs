@@ -193,6 +193,7 @@ mod tests {
             cores: 132 * 128,
             memory_bytes: 141 << 30,
             compute_capability: (9, 0),
+            pci_bus_id: None,
         }
     }
 

@@ -42,6 +42,26 @@ fn real_tally_round_trips_and_keeps_its_digest() {
 }
 
 #[test]
+fn write_canonical_matches_canonical_bytes_and_refuses_short_buffers() {
+    let mut t = real_tally();
+    let bytes = t.canonical_bytes();
+    assert_eq!(t.canonical_len(), bytes.len());
+    let mut out = vec![0xAAu8; bytes.len() + 7];
+    assert_eq!(t.write_canonical(&mut out), Some(bytes.len()));
+    assert_eq!(&out[..bytes.len()], &bytes[..]);
+    assert!(
+        out[bytes.len()..].iter().all(|&b| b == 0xAA),
+        "nothing written past the end"
+    );
+    assert_eq!(t.write_canonical(&mut out[..bytes.len() - 1]), None);
+    // Out-of-order detected photons still encode canonically (sorted).
+    t.detected.reverse();
+    let mut again = vec![0u8; bytes.len()];
+    assert_eq!(t.write_canonical(&mut again), Some(bytes.len()));
+    assert_eq!(again, bytes);
+}
+
+#[test]
 fn huge_counts_are_refused_before_allocating() {
     let mut b = Tally::default().canonical_bytes();
     // deposit.len sits after magic (16), version (4), photons (8), launched (8).

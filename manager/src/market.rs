@@ -87,6 +87,9 @@ pub struct MarketConfig {
     pub spendable_after: u64,
     /// Seconds between heartbeats rigs are told to keep.
     pub heartbeat_s: u16,
+    /// What one credit is worth in millisatoshi, told to rigs in Welcome so that they compare
+    /// transport prices with mining revenue in one unit (`credit_msat`).
+    pub credit_msat: u64,
     /// What the manager pays per cost unit (`price_per_unit`).
     pub price_per_unit: Amount,
     /// Manager's fee on the work paid, in basis points (`fee_bp`).
@@ -123,6 +126,7 @@ impl MarketConfig {
             trust_threshold: c.promote_after,
             spendable_after: c.spendable_after,
             heartbeat_s: 10,
+            credit_msat: 1,
             price_per_unit: c.price_per_unit,
             fee_bp: u64::from(c.fee_bp),
             max_input: 64 << 20,

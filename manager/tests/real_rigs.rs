@@ -1,7 +1,7 @@
 //! End to end with the rig engineer's real transport client (`compushare_controller`): a
 //! manager, three CPU rigs over real Noise/TCP and a client on loopback. The job is done,
 //! verified, paid and fetched, and its digest equals a local run. Then the same with rigs that
-//! fabricate 100%, 10% and 1% of their histories (the controller's `Fabricate` test hook).
+//! fabricate 100%, 10% and 1% of their histories (testkit's dishonest device).
 
 mod common;
 
@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use common::{real_rig, RealRig, JOB};
 use compushare_client::Client;
-use compushare_controller::transport::Fabricate;
 use compushare_manager::market::MarketConfig;
 use compushare_manager::server::Running;
 use compushare_protocol::secure::Identity;
 use compushare_protocol::types::{Mode, PublicKey};
+use compushare_testkit::Fabricate;
 
 const PHOTONS: u64 = 40_000;
 const SEED: u64 = 99;

@@ -3,15 +3,11 @@
 //! their polling interval), found shares travelling back, and per-pool counters.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::job::{JobEconomics, Work};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not take the mining engine down with it.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 /// A share a device found, on its way to the pool session.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +28,8 @@ pub struct FoundShare {
     pub version_bits: Option<u32>,
     /// Share difficulty the work was issued at.
     pub difficulty: f64,
+    /// The board slot (device) that found it.
+    pub slot: usize,
 }
 
 /// The current job, shared by all device slots.
@@ -60,6 +58,13 @@ impl WorkBoard {
     /// Number of device slots.
     pub fn slots(&self) -> usize {
         self.cancel.len()
+    }
+
+    /// Tells slot `slot` to drop the unit it scans (its device has other work now).
+    pub fn interrupt(&self, slot: usize) {
+        if let Some(c) = self.cancel.get(slot) {
+            c.store(true, Ordering::SeqCst);
+        }
     }
 
     fn bump(&self, work: Option<Arc<Work>>) {
@@ -138,11 +143,24 @@ pub struct PoolCounters {
     pub jobs: u64,
     /// The last reason the pool was left.
     pub last_error: Option<String>,
+    /// When the session now open was connected (None: no session).
+    pub connected_at: Option<Instant>,
+    /// When the pool last accepted a share.
+    pub last_accepted: Option<Instant>,
+}
+
+/// Share counters of one device slot.
+#[derive(Debug, Default)]
+struct SlotCounters {
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    hw_errors: AtomicU64,
 }
 
 /// Counters of the whole engine.
 pub struct MiningStats {
     pools: Vec<Mutex<PoolCounters>>,
+    slots: Vec<SlotCounters>,
     started: Instant,
     hashes: AtomicU64,
     false_positives: AtomicU64,
@@ -153,10 +171,16 @@ pub struct MiningStats {
 impl MiningStats {
     /// Counters for `pools` pools.
     pub fn new(pools: usize) -> Arc<MiningStats> {
+        MiningStats::with_slots(pools, 0)
+    }
+
+    /// Counters for `pools` pools and `slots` device slots.
+    pub fn with_slots(pools: usize, slots: usize) -> Arc<MiningStats> {
         Arc::new(MiningStats {
             pools: (0..pools)
                 .map(|_| Mutex::new(PoolCounters::default()))
                 .collect(),
+            slots: (0..slots).map(|_| SlotCounters::default()).collect(),
             started: Instant::now(),
             hashes: AtomicU64::new(0),
             false_positives: AtomicU64::new(0),
@@ -183,6 +207,45 @@ impl MiningStats {
     /// Number of pools.
     pub fn pool_count(&self) -> usize {
         self.pools.len()
+    }
+
+    /// Counts the pool's verdict on a share slot `slot` found.
+    pub fn slot_verdict(&self, slot: usize, accepted: bool) {
+        if let Some(c) = self.slots.get(slot) {
+            let n = if accepted { &c.accepted } else { &c.rejected };
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a nonce slot `slot`'s device reported that misses the target.
+    pub fn slot_hw_error(&self, slot: usize) {
+        if let Some(c) = self.slots.get(slot) {
+            c.hw_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds `other`'s per-slot counts to this one's (a pool session restarted on a new list).
+    pub fn absorb_slots(&self, other: &MiningStats) {
+        for (mine, theirs) in self.slots.iter().zip(&other.slots) {
+            for (a, b) in [
+                (&mine.accepted, &theirs.accepted),
+                (&mine.rejected, &theirs.rejected),
+                (&mine.hw_errors, &theirs.hw_errors),
+            ] {
+                a.fetch_add(b.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// (accepted, rejected, hardware errors) of slot `slot`.
+    pub fn slot_counts(&self, slot: usize) -> (u64, u64, u64) {
+        self.slots.get(slot).map_or((0, 0, 0), |c| {
+            (
+                c.accepted.load(Ordering::Relaxed),
+                c.rejected.load(Ordering::Relaxed),
+                c.hw_errors.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Adds hashes done by a device.

@@ -123,7 +123,7 @@ enum Pending {
     Subscribe,
     Authorize,
     ExtranonceSubscribe,
-    Submit { difficulty: f64 },
+    Submit { difficulty: f64, slot: usize },
 }
 
 /// What makes published work distinct: the job (clean flag aside), extranonce1 and size,
@@ -281,13 +281,17 @@ impl Session<'_> {
                 }
             }
             Pending::ExtranonceSubscribe => {}
-            Pending::Submit { difficulty } => {
+            Pending::Submit { difficulty, slot } => {
                 let accepted = r.error.is_none() && r.result == Value::Bool(true);
                 let stale = r.error.as_ref().is_some_and(|e| e.is_stale());
+                if !stale {
+                    self.stats.slot_verdict(slot, accepted);
+                }
                 self.stats.update(self.pool_index, |c| {
                     if accepted {
                         c.accepted += 1;
                         c.accepted_difficulty += difficulty;
+                        c.last_accepted = Some(Instant::now());
                     } else if stale {
                         c.stale += 1;
                     } else {
@@ -333,6 +337,7 @@ impl Session<'_> {
             submit.to_params(),
             Pending::Submit {
                 difficulty: s.difficulty,
+                slot: s.slot,
             },
         )
         .await
@@ -381,7 +386,10 @@ pub async fn run_session(
         }
     };
     if !probe {
-        stats.update(pool_index, |c| c.connections += 1);
+        stats.update(pool_index, |c| {
+            c.connections += 1;
+            c.connected_at = Some(Instant::now());
+        });
     }
     let (rd, writer) = tokio::io::split(stream);
     let mut lines = LineReader::new(BufReader::new(rd), MAX_LINE_BYTES);

@@ -208,6 +208,109 @@ impl Miner {
     }
 }
 
+/// Where one device slot stands in the board's work: the work it scans and its position in
+/// the slot's share of that work's header space. Shared by the stand-alone miner's threads
+/// and the rig's device workers.
+#[derive(Debug)]
+pub struct SlotCursor {
+    slot: usize,
+    chunk_bits: u32,
+    current: Option<Arc<Work>>,
+    index: u64,
+}
+
+/// What a slot does next.
+#[derive(Debug)]
+pub enum Next {
+    /// Scan this unit of this work.
+    Unit(Arc<Work>, WorkUnit),
+    /// No work (or this slot's share of it is used up): wait for the board to move past
+    /// this generation.
+    Wait(u64),
+}
+
+impl SlotCursor {
+    /// A cursor for board slot `slot`, with units of 2^`chunk_bits` nonces.
+    pub fn new(slot: usize, chunk_bits: u32) -> SlotCursor {
+        SlotCursor {
+            slot,
+            chunk_bits: chunk_bits.clamp(1, 32),
+            current: None,
+            index: 0,
+        }
+    }
+
+    /// The next unit to scan. Clears the slot's cancel flag first, so a publish from here on
+    /// cancels the unit handed out.
+    pub fn next(&mut self, board: &WorkBoard) -> Next {
+        if let Some(cancel) = board.cancel_flag(self.slot) {
+            // Reset before reading so a publish in between is seen as a cancel, not lost.
+            cancel.store(false, Ordering::SeqCst);
+        }
+        let generation = board.generation();
+        let Some(work) = board.current() else {
+            self.current = None;
+            return Next::Wait(generation);
+        };
+        let same = self
+            .current
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, &work) || c.same_space(&work));
+        if !same {
+            self.index = 0;
+        }
+        self.current = Some(work.clone());
+        let range = work.slot_range(self.slot, board.slots());
+        let Some(unit) = work.unit(&range, self.index, self.chunk_bits) else {
+            return Next::Wait(generation);
+        };
+        self.index += 1;
+        board.mark_working(self.slot, generation);
+        Next::Unit(work, unit)
+    }
+}
+
+/// Re-checks a nonce a scanner reported and queues it as a share of `work` found by board
+/// slot `slot`; a nonce that misses the target counts as a false positive (hardware error).
+/// Never trusts a scanner with a pool's patience.
+pub fn submit_share(
+    stats: &MiningStats,
+    shares: &mpsc::Sender<FoundShare>,
+    work: &Work,
+    unit: &WorkUnit,
+    nonce: u32,
+    slot: usize,
+    scanner: &str,
+) {
+    let hash = sha256d(&with_nonce(&unit.header, nonce));
+    if !work.target.is_met_by(&hash) {
+        stats.add_false_positive();
+        stats.slot_hw_error(slot);
+        warn!("scanner {scanner} reported nonce {nonce:08x} that misses the target");
+        return;
+    }
+    let share = FoundShare {
+        pool: work.pool,
+        session: work.session,
+        job_id: work.notify.job_id.clone(),
+        extranonce2: unit.extranonce2.clone(),
+        ntime: unit.ntime,
+        nonce,
+        version_bits: unit.version_bits,
+        difficulty: work.difficulty,
+        slot,
+    };
+    match shares.try_send(share) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            warn!("share queue full: share dropped");
+            stats.update(work.pool, |c| c.stale += 1);
+        }
+        // The engine is shutting down: nobody will submit it.
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
 struct Worker {
     slot: usize,
     chunk_bits: u32,
@@ -219,73 +322,34 @@ struct Worker {
 }
 
 impl Worker {
-    fn submit(&self, work: &Work, unit: &WorkUnit, nonce: u32) {
-        // Never trust a scanner with a pool's patience: re-check before submitting.
-        let hash = sha256d(&with_nonce(&unit.header, nonce));
-        if !work.target.is_met_by(&hash) {
-            self.stats.add_false_positive();
-            warn!(
-                "scanner {} reported nonce {nonce:08x} that misses the target",
-                self.scanner.name()
-            );
-            return;
-        }
-        let share = FoundShare {
-            pool: work.pool,
-            session: work.session,
-            job_id: work.notify.job_id.clone(),
-            extranonce2: unit.extranonce2.clone(),
-            ntime: unit.ntime,
-            nonce,
-            version_bits: unit.version_bits,
-            difficulty: work.difficulty,
-        };
-        match self.shares.try_send(share) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                warn!("share queue full: share dropped");
-                self.stats.update(work.pool, |c| c.stale += 1);
-            }
-            // The engine is shutting down: nobody will submit it.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-
     fn run(self) {
         let Some(cancel) = self.board.cancel_flag(self.slot) else {
             return;
         };
-        let mut current: Option<Arc<Work>> = None;
-        let mut index: u64 = 0;
+        let mut cursor = SlotCursor::new(self.slot, self.chunk_bits);
+        let name = self.scanner.name();
         while !self.stop.load(Ordering::SeqCst) {
-            // Reset before reading so a publish in between is seen as a cancel, not lost.
-            cancel.store(false, Ordering::SeqCst);
-            let generation = self.board.generation();
-            let Some(work) = self.board.current() else {
-                current = None;
-                self.board
-                    .wait_change(generation, Duration::from_millis(100));
-                continue;
+            let (work, unit) = match cursor.next(&self.board) {
+                Next::Unit(w, u) => (w, u),
+                Next::Wait(generation) => {
+                    self.board
+                        .wait_change(generation, Duration::from_millis(100));
+                    continue;
+                }
             };
-            let same = current
-                .as_ref()
-                .is_some_and(|c| Arc::ptr_eq(c, &work) || c.same_space(&work));
-            if !same {
-                index = 0;
-            }
-            current = Some(work.clone());
-            let range = work.slot_range(self.slot, self.board.slots());
-            let Some(unit) = work.unit(&range, index, self.chunk_bits) else {
-                // This slot's space is used up (or empty): wait for the next job.
-                self.board
-                    .wait_change(generation, Duration::from_millis(100));
-                continue;
-            };
-            index += 1;
-            self.board.mark_working(self.slot, generation);
             // Shares leave from inside the scan: a unit can take seconds, and a share held
             // until its end may be stale by then.
-            let mut on_found = |nonce: u32| self.submit(&work, &unit, nonce);
+            let mut on_found = |nonce: u32| {
+                submit_share(
+                    &self.stats,
+                    &self.shares,
+                    &work,
+                    &unit,
+                    nonce,
+                    self.slot,
+                    &name,
+                )
+            };
             let hashed = self.scanner.scan(
                 &unit.header,
                 &work.target,

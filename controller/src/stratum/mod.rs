@@ -1,5 +1,6 @@
-//! Stratum v1 mining: wire messages, jobs and headers, the client with pool failover, the
-//! miner driver, and a validating pool server.
+//! Stratum v1 mining: wire messages, jobs and headers, the client with pool failover and the
+//! miner driver. (The validating pool server used by tests is test support: the
+//! `compushare-testkit` crate.)
 //!
 //! [`MiningEngine`] wires them together: a [`pools::PoolManager`] task on the tokio runtime
 //! publishes work to a [`board::WorkBoard`], and [`miner::Miner`] threads scan it and send
@@ -25,7 +26,6 @@ pub mod job;
 pub mod lines;
 pub mod message;
 pub mod miner;
-pub mod pool;
 pub mod pools;
 pub mod target;
 
@@ -86,7 +86,10 @@ impl MiningEngine {
             board,
             stats: stats.clone(),
         };
-        let manager = tokio::spawn(manager.run(share_rx, stop_rx));
+        let manager = tokio::spawn(async move {
+            let mut share_rx = share_rx;
+            manager.run(&mut share_rx, stop_rx).await;
+        });
         Ok(MiningEngine {
             stats,
             miner,

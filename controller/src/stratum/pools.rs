@@ -88,7 +88,7 @@ impl PoolManager {
     /// Drives sessions until stopped.
     pub async fn run(
         self,
-        mut shares: mpsc::Receiver<FoundShare>,
+        shares: &mut mpsc::Receiver<FoundShare>,
         mut stop: watch::Receiver<bool>,
     ) {
         let n = self.pools.len();
@@ -137,7 +137,7 @@ impl PoolManager {
                     &self.stats,
                     Some(MiningLink {
                         board: &self.board,
-                        shares: &mut shares,
+                        shares,
                     }),
                     &mut stop,
                 );
@@ -149,6 +149,7 @@ impl PoolManager {
             };
             self.board.withdraw();
             self.stats.set_active(usize::MAX);
+            self.stats.update(i, |c| c.connected_at = None);
             match outcome {
                 Outcome::Session(SessionEnd::Stopped) => break,
                 Outcome::Session(SessionEnd::Ready) => {}

@@ -1,4 +1,4 @@
-//! Running one assignment on the CPU engine, in batches, with its commitments.
+//! Running one assignment on a device, in batches, with its commitments.
 //!
 //! Leaf `i` of an assignment is photon `start + i`. The assignment runs in batches of
 //! `2^batch_log2` photons (one engine run each: only one batch's records exist at a time, and
@@ -10,17 +10,18 @@
 //! allocation and merge per run), blocks for proofs (few photons to re-simulate per sample,
 //! a bounded number of roots kept).
 //!
-//! Heavy work: everything here runs on blocking threads, never on the async runtime.
+//! Heavy work: everything here runs on the device's worker thread, never on the async runtime.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use compushare_kernels::transport::tally::{Tally, WEIGHT_ONE};
-use compushare_kernels::transport::{Engine, Fate, PhotonRecord, TransportError};
+use compushare_kernels::transport::tally::Tally;
+use compushare_kernels::transport::{PhotonRecord, TransportError};
 use compushare_protocol::merkle;
 use compushare_protocol::msg::CostStats;
 use compushare_protocol::types::Digest;
-use sha2::{Digest as _, Sha256};
+
+use crate::device::{DeviceError, LoadedJob, Output};
 
 /// Smallest batch of one engine run: each run ends with threads idling on the last photons
 /// and starts with thread spawns, so runs should be long; cancellation is checked between
@@ -35,61 +36,22 @@ pub const MAX_BLOCK_ROOTS_LOG2: u32 = 16;
 /// Largest block (an assignment is at most 2^40 photons).
 pub const MAX_BLOCK_LOG2: u32 = 40;
 
-/// A test double of a dishonest rig: the given fraction of histories is made up instead of
-/// simulated (plausible records and tally contributions, no physics). Library-only: rig.conf
-/// cannot reach it. Used by the management node's cheater tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fabricate {
-    /// Fabricated histories per million.
-    pub per_million: u32,
-    /// Varies which histories are fabricated.
-    pub salt: u64,
-}
-
-impl Fabricate {
-    /// Whether photon `index` is one this dishonest rig makes up.
-    pub fn fabricates(&self, index: u64) -> bool {
-        if self.per_million == 0 {
-            return false;
-        }
-        let h = Sha256::new()
-            .chain_update(self.salt.to_le_bytes())
-            .chain_update(index.to_le_bytes())
-            .finalize();
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&h[..8]);
-        u64::from_le_bytes(b) % 1_000_000 < u64::from(self.per_million)
-    }
-
-    /// A plausible made-up record: the photon went straight through and left by -z.
-    fn record(index: u64) -> PhotonRecord {
-        PhotonRecord {
-            index,
-            fate: Fate::Escaped { face: 4 },
-            launched: WEIGHT_ONE,
-            specular: 0,
-            deposited: 0,
-            exit_weight: WEIGHT_ONE,
-            roulette_gain: 0,
-            scatters: 3,
-            end_gate: 0,
-            detector: None,
-        }
-    }
-}
-
 /// Why an assignment could not run.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     /// The engine refused the job or failed.
     #[error("engine: {0}")]
     Engine(#[from] TransportError),
+    /// The device failed.
+    #[error("device: {0}")]
+    Device(#[from] DeviceError),
     /// The assignment was cancelled.
     #[error("cancelled")]
     Cancelled,
-    /// Sealing the result for the manager failed.
+    /// Sealing the result into its vault slot failed.
     #[error("sealing the result: {0}")]
-    Seal(String),
+    Seal(#[from] crate::vault::VaultError),
     /// The photon range is empty or overflows.
     #[error("bad photon range: start {start}, count {count}")]
     BadRange { start: u64, count: u64 },
@@ -125,95 +87,6 @@ fn ceil_log2(n: u64) -> u32 {
     64 - n.max(1).saturating_sub(1).leading_zeros()
 }
 
-/// Records of photons `photons`, each re-simulated alone (no tally), on `threads` threads:
-/// what a proof needs to rebuild a block's leaves, at a cost independent of the tally size.
-pub fn records_only(
-    engine: &Engine<'_>,
-    photons: std::ops::Range<u64>,
-    threads: usize,
-    fabricate: Option<Fabricate>,
-) -> Vec<PhotonRecord> {
-    let fab = fabricate.filter(|f| f.per_million > 0);
-    let one = |i: u64| match fab {
-        Some(f) if f.fabricates(i) => Fabricate::record(i),
-        _ => engine.simulate_photon(i),
-    };
-    let n = photons.end.saturating_sub(photons.start);
-    let threads = (threads.max(1) as u64).min(n.max(1));
-    let per = n.div_ceil(threads);
-    std::thread::scope(|s| {
-        let parts: Vec<_> = (0..threads)
-            .map(|t| {
-                let from = photons.start + t * per;
-                let to = (from + per).min(photons.end);
-                s.spawn(move || (from..to).map(one).collect::<Vec<_>>())
-            })
-            .collect();
-        let mut all = Vec::with_capacity(n as usize);
-        for p in parts {
-            // A panicking worker would be an engine bug; its records are simply missing and
-            // the proof then fails to match rather than taking the rig down.
-            if let Ok(v) = p.join() {
-                all.extend(v);
-            }
-        }
-        all
-    })
-}
-
-/// Simulates leaves `[first, first + n)` of an assignment starting at photon `start`,
-/// honestly or (test double) partly fabricated. Returns the tally and records in order.
-pub fn simulate_leaves(
-    engine: &Engine<'_>,
-    photons: std::ops::Range<u64>,
-    threads: usize,
-    fabricate: Option<Fabricate>,
-) -> Result<(Tally, Vec<PhotonRecord>), TransportError> {
-    let Some(fab) = fabricate.filter(|f| f.per_million > 0) else {
-        return engine.simulate_with_records(photons, threads, None);
-    };
-    // Runs of honest photons are simulated; fabricated ones get made-up records and add
-    // their made-up weight to the tally (escaped through -z).
-    let mut tally: Option<Tally> = None;
-    let mut records = Vec::new();
-    let mut run_start = photons.start;
-    let mut i = photons.start;
-    let flush = |from: u64, to: u64, tally: &mut Option<Tally>, records: &mut Vec<PhotonRecord>| {
-        if from >= to {
-            return Ok::<(), TransportError>(());
-        }
-        let (t, r) = engine.simulate_with_records(from..to, threads, None)?;
-        match tally {
-            Some(acc) => acc.merge(&t)?,
-            None => *tally = Some(t),
-        }
-        records.extend(r);
-        Ok(())
-    };
-    let mut fake = Tally::default();
-    while i < photons.end {
-        if fab.fabricates(i) {
-            flush(run_start, i, &mut tally, &mut records)?;
-            let rec = Fabricate::record(i);
-            fake.photons += 1;
-            fake.launched += rec.launched;
-            fake.escaped[4] += rec.exit_weight;
-            records.push(rec);
-            run_start = i + 1;
-        }
-        i += 1;
-    }
-    flush(run_start, photons.end, &mut tally, &mut records)?;
-    let mut tally = match tally {
-        Some(t) => t,
-        // Everything fabricated: still one (empty) engine run for the tally's shape.
-        None => engine.simulate(photons.start..photons.start, threads, None)?,
-    };
-    fake.deposit = vec![0; tally.deposit.len()];
-    tally.merge(&fake)?;
-    Ok((tally, records))
-}
-
 /// Leaf hashes of records, in order.
 pub fn leaf_hashes(records: &[PhotonRecord]) -> Vec<Digest> {
     records
@@ -222,18 +95,17 @@ pub fn leaf_hashes(records: &[PhotonRecord]) -> Vec<Digest> {
         .collect()
 }
 
-/// Runs photons `[start, start + count)` in batches of `2^batch_log2`, keeping the roots of
-/// blocks of `2^block_log2` leaves, and checking `cancel` between batches.
-#[allow(clippy::too_many_arguments)]
+/// Runs photons `[start, start + count)` of `job` in batches of `2^batch_log2`, keeping the
+/// roots of blocks of `2^block_log2` leaves, checking `cancel` between batches and calling
+/// `progress` with the histories done after each.
 pub fn run(
-    engine: &Engine<'_>,
+    job: &mut dyn LoadedJob,
     start: u64,
     count: u64,
     block_log2: u32,
     batch_log2: u32,
-    threads: usize,
-    fabricate: Option<Fabricate>,
     cancel: &AtomicBool,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Completed, RunError> {
     if count == 0 || start.checked_add(count).is_none() {
         return Err(RunError::BadRange { start, count });
@@ -253,8 +125,16 @@ pub fn run(
         }
         let n = batch.min(count - offset);
         let from = start + offset;
-        let (t, records) = simulate_leaves(engine, from..from + n, threads, fabricate)?;
-        for r in &records {
+        let out = job.run(from..from + n, Output::TallyAndRecords)?;
+        let t = out.tally.ok_or(RunError::Device(DeviceError::Unsupported(
+            "a tally from this device",
+        )))?;
+        if out.records.len() as u64 != n {
+            return Err(RunError::Device(DeviceError::Unsupported(
+                "one record per history from this device",
+            )));
+        }
+        for r in &out.records {
             scatters += u64::from(r.scatters);
             current.push(merkle::leaf_hash(&r.to_bytes()));
             if current.len() == block {
@@ -267,6 +147,7 @@ pub fn run(
             None => tally = Some(t),
         }
         offset += n;
+        progress(n);
     }
     if !current.is_empty() {
         block_roots.push(current.root());

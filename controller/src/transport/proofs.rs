@@ -6,12 +6,13 @@
 //! deterministic, so the rebuilt leaves are the committed ones). Requested photons are
 //! answered block by block so each block is re-simulated at most once per request.
 
-use compushare_kernels::transport::{Engine, PhotonRecord};
+use compushare_kernels::transport::PhotonRecord;
 use compushare_protocol::merkle::{self, MerkleError};
 use compushare_protocol::msg::HistoryProof;
 use compushare_protocol::types::Digest;
 
-use super::assignment::{leaf_hashes, records_only, Fabricate};
+use super::assignment::leaf_hashes;
+use crate::device::{DeviceError, LoadedJob, Output};
 
 /// What a held result needs to answer sample requests.
 #[derive(Debug, Clone)]
@@ -24,10 +25,14 @@ pub struct Commitments {
 
 /// Why proofs could not be made.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProofError {
     /// The tree and the proof request disagree (a photon outside the assignment).
     #[error("merkle: {0:?}")]
     Merkle(MerkleError),
+    /// The device could not re-simulate a block.
+    #[error("device: {0}")]
+    Device(#[from] DeviceError),
 }
 
 /// One block's rebuilt leaves and records.
@@ -40,11 +45,9 @@ struct Rebuilt {
 /// Proofs for `photons` (global indices), in the order asked. Photons outside the
 /// assignment are skipped (the manager counts a missing proof as a failed check).
 pub fn prove(
-    engine: &Engine<'_>,
+    job: &mut dyn LoadedJob,
     c: &Commitments,
     photons: &[u64],
-    threads: usize,
-    fabricate: Option<Fabricate>,
 ) -> Result<Vec<HistoryProof>, ProofError> {
     let block = 1u64 << c.block_log2;
     let mut wanted: Vec<u64> = photons
@@ -65,7 +68,7 @@ pub fn prove(
             let first = b * block;
             let n = block.min(c.count - first);
             let from = c.start + first;
-            let records = records_only(engine, from..from + n, threads, fabricate);
+            let records = job.run(from..from + n, Output::RecordsOnly)?.records;
             cache = Some(Rebuilt {
                 block: b,
                 leaves: leaf_hashes(&records),

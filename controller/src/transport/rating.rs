@@ -1,11 +1,13 @@
 //! Star ratings a rig gives the clients whose jobs it worked on.
 //!
-//! A [`RatingHandle`] (from [`super::Rig::rating_handle`]) queues a rating for the rig's
+//! A [`RatingHandle`] (from [`crate::rig::Rig::rating_handle`]) queues a rating for the rig's
 //! session task, which sends `RigToManager::RateClient` and hands back the manager's
 //! `ManagerToRig::Rated` answer. The manager accepts a rating only for an assignment this rig
 //! returned work on, one per rig and client (a second replaces the first). A rating queued
 //! while the rig is disconnected goes out on the next session; one sent on a session that
 //! ends before the answer fails with [`RateError::NoAnswer`] and may simply be sent again.
+//!
+//! Bounded: [`RATING_QUEUE`] ratings wait for the session at most; a caller waits for room.
 
 use std::collections::HashMap;
 
@@ -13,8 +15,12 @@ use compushare_protocol::msg::RatingOutcome;
 use compushare_protocol::types::AssignmentId;
 use tokio::sync::{mpsc, oneshot};
 
+/// Ratings queued for the session at most.
+pub const RATING_QUEUE: usize = 16;
+
 /// Why a rating got no outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RateError {
     /// The rig is no longer running.
     #[error("the rig is not running")]
@@ -35,14 +41,16 @@ pub struct Request {
 /// Rates clients on behalf of a running rig; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RatingHandle {
-    tx: mpsc::UnboundedSender<Request>,
+    tx: mpsc::Sender<Request>,
+}
+
+/// A new rating queue: the handle side and the session side.
+pub fn channel() -> (RatingHandle, mpsc::Receiver<Request>) {
+    let (tx, rx) = mpsc::channel(RATING_QUEUE);
+    (RatingHandle { tx }, rx)
 }
 
 impl RatingHandle {
-    pub(super) fn new(tx: mpsc::UnboundedSender<Request>) -> Self {
-        RatingHandle { tx }
-    }
-
     /// Rates (1-5 stars) the client whose job `assignment` belonged to, and waits for the
     /// manager's outcome (`Recorded`, `Replaced`, or why it refused).
     pub async fn rate_client(
@@ -57,6 +65,7 @@ impl RatingHandle {
                 stars,
                 reply,
             })
+            .await
             .map_err(|_| RateError::Stopped)?;
         answer.await.map_err(|_| RateError::NoAnswer)
     }
@@ -100,8 +109,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_go_to_the_oldest_request_and_a_lost_session_says_so() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let h = RatingHandle::new(tx);
+        let (h, mut rx) = channel();
         let a = AssignmentId(5);
         let first = tokio::spawn({
             let h = h.clone();

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use compushare_controller::stratum::client::{ClientConfig, PoolConfig};
 use compushare_controller::stratum::conn::PoolUrl;
 use compushare_controller::stratum::miner::{KernelScanner, MinerConfig};
-use compushare_controller::stratum::pool::{PoolServerStats, PoolSettings, StratumPool};
 use compushare_controller::stratum::pools::FailoverConfig;
 use compushare_controller::stratum::MiningEngine;
+use compushare_testkit::pool::{PoolServerStats, PoolSettings, StratumPool};
 
 /// Share difficulty for tests: tens of thousands of hashes per share, so a slow shared
 /// 2-core machine still finds several per second.

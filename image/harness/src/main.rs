@@ -15,7 +15,7 @@ use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
 
-use compushare_controller::stratum::pool::{PoolSettings, StratumPool};
+use compushare_testkit::pool::{PoolSettings, StratumPool};
 
 fn usage() -> ! {
     eprintln!("usage: compushare-boot-harness pool ADDR DIFFICULTY | ntp ADDR [OFFSET_S] | port");

@@ -117,7 +117,9 @@ impl Tally {
         1.0 - (self.escaped_total() as f64 + self.specular as f64) / self.launched as f64
     }
 
-    /// Writes the canonical encoding (module doc) into `h`.
+    /// Writes the canonical encoding (module doc) into `h`. Allocates nothing when the
+    /// detected photons are already in ascending order (every tally the engines build is):
+    /// a rig encodes its results into preallocated vault slots through this.
     fn encode(&self, h: &mut impl FnMut(&[u8])) {
         h(b"compushare-tally");
         h(&1u32.to_le_bytes());
@@ -125,13 +127,12 @@ impl Tally {
         h(&self.launched.to_le_bytes());
         h(&(self.deposit.len() as u64).to_le_bytes());
         // Batch the cells so hashing a large grid is not dominated by call overhead.
-        let mut buf = Vec::with_capacity(8 * 4096);
-        for chunk in self.deposit.chunks(4096) {
-            buf.clear();
-            for c in chunk {
-                buf.extend_from_slice(&c.to_le_bytes());
+        let mut buf = [0u8; 8 * 512];
+        for chunk in self.deposit.chunks(512) {
+            for (c, out) in chunk.iter().zip(buf.chunks_exact_mut(8)) {
+                out.copy_from_slice(&c.to_le_bytes());
             }
-            h(&buf);
+            h(&buf[..chunk.len() * 8]);
         }
         for e in self.escaped {
             h(&e.to_le_bytes());
@@ -145,9 +146,7 @@ impl Tally {
             h(&v.to_le_bytes());
         }
         h(&(self.detected.len() as u64).to_le_bytes());
-        let mut order: Vec<&super::tally::DetectedPhoton> = self.detected.iter().collect();
-        order.sort_by_key(|d| d.photon);
-        for d in order {
+        let one = |d: &super::tally::DetectedPhoton, h: &mut dyn FnMut(&[u8])| {
             h(&d.photon.to_le_bytes());
             h(&d.detector.to_le_bytes());
             h(&d.scatters.to_le_bytes());
@@ -159,14 +158,51 @@ impl Tally {
                 h(&x.to_bits().to_le_bytes());
             }
             h(&d.weight.to_le_bytes());
+        };
+        if self.detected.is_sorted_by_key(|d| d.photon) {
+            for d in &self.detected {
+                one(d, h);
+            }
+        } else {
+            let mut order: Vec<&super::tally::DetectedPhoton> = self.detected.iter().collect();
+            order.sort_by_key(|d| d.photon);
+            for d in order {
+                one(d, h);
+            }
         }
     }
 
     /// The canonical encoding as bytes (module doc).
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.canonical_len());
         self.encode(&mut |b| out.extend_from_slice(b));
         out
+    }
+
+    /// Length of the canonical encoding, bytes (computed, nothing allocated).
+    pub fn canonical_len(&self) -> usize {
+        let detected: usize = self
+            .detected
+            .iter()
+            .map(|d| 8 + 2 + 4 + 4 + 4 * d.path_mm.len() + 6 * 4 + 8)
+            .sum();
+        16 + 4 + 8 + 8 + 8 + 8 * self.deposit.len() + 6 * 8 + 4 * 8 + 8 + detected
+    }
+
+    /// Writes the canonical encoding into `out` and returns its length, or `None` (with
+    /// `out` untouched past what fit) when `out` is shorter than [`Tally::canonical_len`].
+    /// Allocates nothing for a tally whose detected photons are in order (module doc).
+    pub fn write_canonical(&self, out: &mut [u8]) -> Option<usize> {
+        let len = self.canonical_len();
+        let dst = out.get_mut(..len)?;
+        let mut at = 0usize;
+        self.encode(&mut |b| {
+            if let Some(d) = dst.get_mut(at..at + b.len()) {
+                d.copy_from_slice(b);
+            }
+            at += b.len();
+        });
+        (at == len).then_some(len)
     }
 
     /// SHA-256 of the canonical encoding.

@@ -92,6 +92,7 @@ impl Market {
             trust,
             label: name(&label),
             heartbeat_s: self.cfg.heartbeat_s,
+            credit_msat: self.cfg.credit_msat,
         }
     }
 
@@ -189,6 +190,13 @@ impl Market {
                         short(key),
                         assignment.0
                     ));
+                    // A device that turns work down (switched to mining, vault full, pinned
+                    // off) withdraws its bids: it bids again when it wants work, instead of
+                    // being handed the same range again at once.
+                    let device = self.assignments.get(&assignment).map(|a| a.device);
+                    if let (Some(rig), Some(device)) = (self.rigs.get_mut(key), device) {
+                        rig.bids.retain(|(_, d), _| *d != device);
+                    }
                     self.release(assignment, Ended::Discarded);
                 } else {
                     self.unknown(key, assignment, "rejected an assignment it does not hold");

@@ -16,10 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use compushare_client::Client;
-use compushare_controller::config::Roles;
-use compushare_controller::transport::{
-    Fabricate, RatingHandle, Rig, RigError, RigOptions, RigSettings,
-};
+use compushare_controller::rig::{Rig, Stop};
+use compushare_controller::settings::RigError;
+use compushare_controller::transport::RatingHandle;
 use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
 use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::{simulate, simulate_with_records};
@@ -35,8 +34,9 @@ use compushare_protocol::msg::{
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::{seal, Identity};
 use compushare_protocol::types::{
-    Amount, AssignmentId, DeviceInfo, DeviceKind, Digest, JobId, Mode, PublicKey, Role,
+    Amount, AssignmentId, DeviceInfo, DeviceKind, Digest, JobId, Mode, PublicKey,
 };
+use compushare_testkit::{Fabricate, FabricatingDevice};
 use tokio::sync::mpsc;
 
 /// A small job: 10x10x10 voxels, two media, a detector.
@@ -648,7 +648,7 @@ pub struct RealRig {
     pub ratings: RatingHandle,
     /// Its state directory (payment records and the like).
     pub dir: TempDir,
-    task: tokio::task::JoinHandle<Result<(), RigError>>,
+    task: tokio::task::JoinHandle<Result<Stop, RigError>>,
 }
 
 impl Drop for RealRig {
@@ -658,26 +658,20 @@ impl Drop for RealRig {
 }
 
 /// Starts a [`RealRig`] on `m` with one CPU device of one core, taking any price;
-/// `fabricate` makes it fake histories (the controller's test hook).
+/// `fabricate` makes it fake histories (testkit's dishonest device).
 pub async fn real_rig(m: &Running, name: &str, fabricate: Option<Fabricate>) -> RealRig {
     let dir = TempDir::new(&format!("rig-{name}"));
     let payout = Identity::generate().unwrap().public();
-    let settings = RigSettings {
-        manager: m.addr.to_string(),
-        manager_key: m.shared.identity.public(),
-        name: name.into(),
+    let mut settings = compushare_testkit::rig::transport_rig(
+        &m.addr.to_string(),
+        m.shared.identity.public(),
+        name,
         payout,
-        cpu_devices: 1,
-        roles: Roles::All(Role::Auto),
-        state_dir: dir.path().to_path_buf(),
-        options: RigOptions {
-            cores: Some(1),
-            calibration_photons: 256,
-            min_price: Amount(0),
-            fabricate,
-            ..RigOptions::default()
-        },
-    };
+        dir.path().to_path_buf(),
+    );
+    if let Some(f) = fabricate {
+        settings.options.devices = Some(vec![Arc::new(FabricatingDevice::new(0, 1, f))]);
+    }
     let id = Identity::generate().unwrap();
     let key = id.public();
     // Rig::new calibrates on the CPU: off the async threads.

@@ -79,6 +79,17 @@ pub struct Offer {
     pub photons_left: u64,
 }
 
+impl Offer {
+    /// What one history earns, micro-credits: `ceil(cost_per_history_milli * price_per_unit /
+    /// 1000)`, at least 1 (the manager's costing rule).
+    pub fn price_per_history(&self) -> u64 {
+        self.cost_per_history_milli
+            .saturating_mul(self.price_per_unit.0)
+            .div_ceil(1000)
+            .max(1)
+    }
+}
+
 /// The manager's acceptance of a rig.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 pub struct Welcome {
@@ -89,6 +100,9 @@ pub struct Welcome {
     pub label: Name,
     /// Seconds between heartbeats the manager expects.
     pub heartbeat_s: u16,
+    /// What one credit is worth, millisatoshi (an operator setting of the node, default 1):
+    /// the rig converts transport prices with it to compare them with mining revenue.
+    pub credit_msat: u64,
 }
 
 /// Work for one device.

@@ -56,8 +56,33 @@ fn aad(ephemeral: &PublicKey, recipient: &PublicKey) -> [u8; 64] {
     a
 }
 
+/// Where the payload starts inside a sealed box (after the version and the ephemeral key).
+pub const SEAL_PAYLOAD_OFFSET: usize = 1 + 32;
+
 /// Seals `plaintext` so that only the holder of `recipient`'s private key can open it.
 pub fn seal(recipient: &PublicKey, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    let mut out = vec![0u8; plaintext.len() + SEAL_BOX_OVERHEAD];
+    out[SEAL_PAYLOAD_OFFSET..SEAL_PAYLOAD_OFFSET + plaintext.len()].copy_from_slice(plaintext);
+    let len = seal_in_place(recipient, &mut out, plaintext.len())?;
+    out.truncate(len);
+    Ok(out)
+}
+
+/// Seals in place, allocating nothing: `buf[SEAL_PAYLOAD_OFFSET..][..plaintext_len]` holds the
+/// plaintext, which is encrypted where it lies; the version and ephemeral key are written in
+/// front and the tag behind, so `buf[..returned length]` is the same box [`seal`] makes.
+/// `buf` must hold `plaintext_len + SEAL_BOX_OVERHEAD` bytes ([`SealError::Malformed`]
+/// otherwise, with `buf` untouched). The derived key is zeroized when this returns.
+pub fn seal_in_place(
+    recipient: &PublicKey,
+    buf: &mut [u8],
+    plaintext_len: usize,
+) -> Result<usize, SealError> {
+    use chacha20poly1305::aead::AeadInPlace;
+    let total = plaintext_len
+        .checked_add(SEAL_BOX_OVERHEAD)
+        .filter(|&t| t <= buf.len())
+        .ok_or(SealError::Malformed)?;
     let secret = x25519_dalek::EphemeralSecret::random_from_rng(OsRng);
     let ephemeral = x25519_dalek::PublicKey::from(&secret).to_bytes();
     let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*recipient));
@@ -66,20 +91,19 @@ pub fn seal(recipient: &PublicKey, plaintext: &[u8]) -> Result<Vec<u8>, SealErro
     }
     let key = derive(shared.as_bytes(), &ephemeral, recipient);
     let cipher = ChaCha20Poly1305::new(Key::from_slice(key.as_ref()));
-    let ct = cipher
-        .encrypt(
+    let (head, rest) = buf.split_at_mut(SEAL_PAYLOAD_OFFSET);
+    let (payload, tail) = rest.split_at_mut(plaintext_len);
+    let tag = cipher
+        .encrypt_in_place_detached(
             Nonce::from_slice(&[0; 12]),
-            Payload {
-                msg: plaintext,
-                aad: &aad(&ephemeral, recipient),
-            },
+            &aad(&ephemeral, recipient),
+            payload,
         )
         .map_err(|_| SealError::Malformed)?;
-    let mut out = Vec::with_capacity(1 + 32 + ct.len());
-    out.push(VERSION);
-    out.extend_from_slice(&ephemeral);
-    out.extend_from_slice(&ct);
-    Ok(out)
+    head[0] = VERSION;
+    head[1..].copy_from_slice(&ephemeral);
+    tail[..16].copy_from_slice(&tag);
+    Ok(total)
 }
 
 /// Opens a box sealed for `me`.
@@ -134,6 +158,27 @@ mod tests {
             seal(&alice.public(), b"x").unwrap(),
             seal(&alice.public(), b"x").unwrap()
         );
+    }
+
+    #[test]
+    fn in_place_seal_opens_like_a_box_and_checks_room() {
+        let alice = Identity::generate().unwrap();
+        let msg = b"tally bytes";
+        let mut buf = [0u8; 200];
+        buf[SEAL_PAYLOAD_OFFSET..SEAL_PAYLOAD_OFFSET + msg.len()].copy_from_slice(msg);
+        let n = seal_in_place(&alice.public(), &mut buf, msg.len()).unwrap();
+        assert_eq!(n, msg.len() + SEAL_BOX_OVERHEAD);
+        assert_eq!(open(&alice, &buf[..n]).unwrap(), msg);
+        assert!(
+            !buf[..n].windows(msg.len()).any(|w| w == msg),
+            "plaintext left behind"
+        );
+        let mut small = [0u8; 40];
+        assert_eq!(
+            seal_in_place(&alice.public(), &mut small, 8),
+            Err(SealError::Malformed)
+        );
+        assert_eq!(small, [0u8; 40]);
     }
 
     #[test]

@@ -255,13 +255,14 @@ pub fn manager_to_rig() -> impl Strategy<Value = ManagerToRig> {
     ];
     prop_oneof![
         refusal().prop_map(ManagerToRig::Refused),
-        (any::<u16>(), trust, hstr(), any::<u16>()).prop_map(
-            |(version, trust, label, heartbeat_s)| {
+        (any::<u16>(), trust, hstr(), any::<u16>(), any::<u64>()).prop_map(
+            |(version, trust, label, heartbeat_s, credit_msat)| {
                 ManagerToRig::Welcome(Welcome {
                     version,
                     trust,
                     label,
                     heartbeat_s,
+                    credit_msat,
                 })
             }
         ),

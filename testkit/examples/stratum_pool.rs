@@ -1,10 +1,10 @@
 //! Runs the validating Stratum v1 pool on loopback for manual tests and measurements:
-//! `cargo run -p compushare-controller --release --example stratum_pool -- 127.0.0.1:3333 0.001 60`
+//! `cargo run -p compushare-testkit --release --example stratum_pool -- 127.0.0.1:3333 0.001 60`
 //! (address, share difficulty, seconds). Prints the pool's counters at the end.
 
 use std::time::Duration;
 
-use compushare_controller::stratum::pool::{PoolSettings, StratumPool};
+use compushare_testkit::pool::{PoolSettings, StratumPool};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

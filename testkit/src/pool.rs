@@ -1,4 +1,5 @@
-//! A validating Stratum v1 pool server (loopback tests and `compushare demo`).
+//! A validating Stratum v1 pool server (loopback tests and `compushare demo`): test support,
+//! never part of the rig firmware.
 //!
 //! It hands out real-looking jobs (a coinbase with a height push, the extranonces and one
 //! output; a merkle branch; nbits; ntime) and checks each submitted share on its own: it
@@ -13,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -24,16 +25,15 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 use tokio_rustls::rustls;
 
-use super::conn::PoolStream;
-use super::hex;
-use super::job::{rolled_version, share_header};
-use super::lines::{Line, LineReader};
-use super::message::{self, ClientMessage, Id, Message, Notify, RpcError, Submit, MAX_LINE_BYTES};
-use super::target::{sha256d, ShareTarget};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use compushare_controller::stratum::conn::PoolStream;
+use compushare_controller::stratum::hex;
+use compushare_controller::stratum::job::{rolled_version, share_header};
+use compushare_controller::stratum::lines::{Line, LineReader};
+use compushare_controller::stratum::message::{
+    self, ClientMessage, Id, Message, Notify, RpcError, Submit, MAX_LINE_BYTES,
+};
+use compushare_controller::stratum::target::{sha256d, ShareTarget};
+use compushare_controller::sync::lock;
 
 /// Why the pool could not start.
 #[derive(Debug, Error)]

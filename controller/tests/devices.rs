@@ -1,0 +1,125 @@
+//! The device trait on CPU devices (the CUDA device implements the same trait; no GPU here):
+//! a scan finds exactly the nonces a one-at-a-time reference finds, across the device's
+//! threads, and stops when cancelled; a transport run gives the engine's tally and records
+//! bit for bit, on any core count; discovery splits the cores; calibration measures both.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+use compushare_controller::device::calibrate;
+use compushare_controller::device::cpu::CpuDevice;
+use compushare_controller::device::{discover, Device, DiscoverOptions, Output, Scan};
+use compushare_kernels::sha256d::{sha256d, ScanWork, Target};
+use compushare_kernels::transport::builtin::builtin_job;
+use compushare_kernels::transport::input::ParseOptions;
+use compushare_kernels::transport::{simulate, simulate_with_records, Engine};
+use compushare_protocol::types::DeviceKind;
+
+fn header() -> [u8; 80] {
+    let mut h = [0u8; 80];
+    for (i, b) in h.iter_mut().enumerate() {
+        *b = (i * 7 + 3) as u8;
+    }
+    h
+}
+
+#[test]
+fn scan_matches_the_reference_on_every_thread_count() {
+    // Difficulty 2^-14: about one nonce in 2^18 meets it.
+    let target = Target::from_difficulty(1.0 / 16384.0).unwrap();
+    let work = ScanWork::new(header(), target);
+    let range = 0u64..(1 << 20);
+    let want: Vec<u32> = range
+        .clone()
+        .map(|n| n as u32)
+        .filter(|&n| target.is_met_by(&sha256d(&work.header_with_nonce(n))))
+        .collect();
+    assert!(!want.is_empty());
+    for cores in [1usize, 2, 3] {
+        let d = CpuDevice::new(0, cores, 1 << 30, "test CPU");
+        let found = Mutex::new(Vec::new());
+        let never = AtomicBool::new(false);
+        let hashed = d
+            .scan(Scan {
+                work: &work,
+                nonces: range.clone(),
+                cancel: &never,
+                found: &|n| found.lock().unwrap().push(n),
+            })
+            .unwrap();
+        assert_eq!(hashed, range.end - range.start, "{cores} cores");
+        let mut got = found.into_inner().unwrap();
+        got.sort_unstable();
+        assert_eq!(got, want, "{cores} cores");
+    }
+    // Cancelled before it starts: stops within its first check.
+    let d = CpuDevice::new(0, 2, 1 << 30, "test CPU");
+    let cancel = AtomicBool::new(true);
+    let hashed = d
+        .scan(Scan {
+            work: &work,
+            nonces: 0..(1 << 30),
+            cancel: &cancel,
+            found: &|_| {},
+        })
+        .unwrap();
+    assert!(hashed < 1 << 24, "{hashed}");
+}
+
+#[test]
+fn transport_runs_equal_the_engine_bit_for_bit() {
+    let opts = ParseOptions {
+        photons: Some(300),
+        ..ParseOptions::default()
+    };
+    let mut job = builtin_job("cube60", &opts).unwrap();
+    job.seed = 11;
+    let range = 40u64..340;
+    let tally = simulate(&job, range.clone(), 1, None).unwrap();
+    let (_, records) = simulate_with_records(&job, range.clone(), 1, None).unwrap();
+    for cores in [1usize, 2, 4] {
+        let d = CpuDevice::new(0, cores, 1 << 30, "test CPU");
+        let mut loaded = d.load(&job).unwrap();
+        let out = loaded.run(range.clone(), Output::Tally).unwrap();
+        assert_eq!(out.tally.unwrap().digest(), tally.digest(), "{cores} cores");
+        assert!(out.records.is_empty());
+        let out = loaded.run(range.clone(), Output::TallyAndRecords).unwrap();
+        assert_eq!(out.tally.unwrap().digest(), tally.digest());
+        assert_eq!(out.records, records);
+        let out = loaded.run(range.clone(), Output::RecordsOnly).unwrap();
+        assert!(out.tally.is_none());
+        assert_eq!(out.records, records);
+    }
+    // And each record is the photon simulated alone.
+    let engine = Engine::new(&job).unwrap();
+    assert_eq!(records[7], engine.simulate_photon(range.start + 7));
+}
+
+#[test]
+fn discovery_splits_the_cores_and_calibration_measures() {
+    let (devices, _notes) = discover(&DiscoverOptions {
+        cpu_devices: 3,
+        cores: Some(4),
+        no_gpus: true,
+    });
+    let cores: Vec<u32> = devices.iter().map(|d| d.describe().cores).collect();
+    assert_eq!(cores, vec![2, 1, 1]);
+    assert!(devices
+        .iter()
+        .all(|d| d.describe().kind == DeviceKind::Cpu && d.describe().no_paid_transport.is_none()));
+    let (more, _) = discover(&DiscoverOptions {
+        cpu_devices: 4,
+        cores: Some(2),
+        no_gpus: true,
+    });
+    assert!(
+        more.iter().all(|d| d.describe().cores == 1),
+        "every device gets a core"
+    );
+    let d = &devices[1];
+    assert!(calibrate::hash_rate(d.as_ref()).unwrap() > 0);
+    assert!(calibrate::reference_histories_per_s(d.as_ref(), 16).unwrap() > 0);
+    // The CPU reads no power or fan; its temperature only where the machine exposes one.
+    let t = d.telemetry();
+    assert_eq!((t.power_w, t.fan_percent), (None, None));
+}
