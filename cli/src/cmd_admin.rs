@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use compushare_manager::admin::client::AdminClient;
+use compushare_client::admin::AdminClient;
 use compushare_manager::ledger::{format_credits, parse_credits};
 use compushare_protocol::hex;
 use compushare_protocol::msg::{AdminToManager, ManagerToAdmin, RigSummary, SheetState};

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use compushare_manager::admin::client::AdminClient;
+use compushare_client::admin::AdminClient;
 use compushare_protocol::hex;
 use compushare_protocol::msg::{self, AdminToManager, ManagerToAdmin, ManagerToRig, RigToManager};
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};

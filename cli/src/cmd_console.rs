@@ -15,9 +15,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use compushare_client::admin::AdminClient;
 use compushare_controller::console::ParseError;
 use compushare_controller::ops::DEFAULT_CONSOLE_PORT;
-use compushare_manager::admin::client::AdminClient;
 use compushare_protocol::hex;
 use compushare_protocol::limits::CONSOLE_LINE;
 use compushare_protocol::msg::{

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use compushare_client::admin::AdminClient;
 use compushare_controller::config::RigConfig;
 use compushare_controller::rig::Rig;
 use compushare_controller::settings::RigSettings;
 use compushare_controller::sheet;
-use compushare_manager::admin::client::AdminClient;
 use compushare_protocol::hex;
 use compushare_protocol::msg::{AdminToManager, ManagerToAdmin};
 use compushare_protocol::secure::Identity;

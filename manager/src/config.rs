@@ -54,8 +54,10 @@ impl Default for Config {
             duplicate_rate_ppm: 10_000,
             sample_k: DEFAULT_SAMPLE_K,
             assignment_target_s: 60,
-            deadline_slack_percent: 100,
-            deadline_min_s: 30,
+            // What the market ran with before these were read: three times the expected
+            // time, at least two minutes (a geometry fetch and an upload on a slow link).
+            deadline_slack_percent: 200,
+            deadline_min_s: 120,
             spendable_after: 1_000_000,
             calibration_photons: 512,
             calibration_max_ms: 2_000,
@@ -131,14 +133,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// Seconds from issue to deadline for an assignment expected to take `expected_s`.
-    pub fn deadline_after_s(&self, expected_s: u64) -> u64 {
-        let slack = expected_s.saturating_mul(u64::from(self.deadline_slack_percent)) / 100;
-        expected_s
-            .saturating_add(slack)
-            .max(u64::from(self.deadline_min_s))
-    }
 }
 
 #[cfg(test)]
@@ -169,12 +163,5 @@ mod tests {
             c.validate().map_err(|e| e.field),
             Err("assignment_target_s")
         );
-    }
-
-    #[test]
-    fn deadline_has_slack_and_floor() {
-        let c = Config::default();
-        assert_eq!(c.deadline_after_s(60), 120);
-        assert_eq!(c.deadline_after_s(1), 30);
     }
 }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{eventually, serve_on, TempDir, JOB};
+use compushare_client::admin::{AdminClient, AdminClientError};
+use compushare_client::Client;
 use compushare_controller::config::RigConfig;
 use compushare_controller::rig::Rig;
 use compushare_controller::settings::{ConsoleHook, RigSettings};
-use compushare_manager::admin::client::{AdminClient, AdminClientError};
-use compushare_manager::client::Client;
 use compushare_manager::fleet::store::FleetWrites;
 use compushare_manager::market::MarketConfig;
 use compushare_manager::{Config, Store};
@@ -427,7 +427,7 @@ async fn three_farm_rigs_enrol_mine_and_follow_their_sheet() {
     assert!(
         matches!(
             &refused,
-            compushare_manager::client::ClientError::Manager {
+            compushare_client::ClientError::Manager {
                 code: ErrorCode::InsufficientFunds,
                 ..
             }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::serve_on;
-use compushare_manager::admin::client::{AdminClient, AdminClientError};
+use compushare_client::admin::{AdminClient, AdminClientError};
 use compushare_manager::fleet::store::{FleetTables, FleetWrites};
 use compushare_manager::market::MarketConfig;
 use compushare_manager::{Config, Store};

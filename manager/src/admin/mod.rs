@@ -1,9 +1,9 @@
 //! Operators acting on a running node: the admin session (`AdminToManager`) and its client.
 //!
 //! - [`auth`]: which requests an operator's scope allows, and how each is summarised for the
-//!   audit table;
-//! - [`client`]: the operator's side (`compushare farm ...`, `compushare admin ...`,
-//!   `compushare console RIG --via`).
+//!   audit table.
+//!
+//! The operator's side is `compushare_client::admin::AdminClient`.
 //!
 //! A session is served only for a key in the operators table; anyone else gets the frozen
 //! `Refused` (code `NOT_ALLOWED`) and the attempt is audited. Then each request is
@@ -14,7 +14,6 @@
 //! a session idle for the node's idle limit is closed.
 
 pub mod auth;
-pub mod client;
 
 use std::sync::Arc;
 use std::time::Duration;
