@@ -331,7 +331,26 @@ pub struct InRig {
     pub payout: PublicKey,
     pub status: StatusRx,
     pub dir: TempDir,
+    commands: compushare_controller::command::CommandTx,
+    identity: Arc<Identity>,
     task: tokio::task::JoinHandle<Result<Stop, RigError>>,
+}
+
+impl InRig {
+    /// What the operator surfaces need (`controller::ops::spawn_with`).
+    pub fn surfaces(
+        &self,
+    ) -> (
+        StatusRx,
+        compushare_controller::command::CommandTx,
+        Arc<Identity>,
+    ) {
+        (
+            self.status.clone(),
+            self.commands.clone(),
+            self.identity.clone(),
+        )
+    }
 }
 
 impl Drop for InRig {
@@ -383,6 +402,8 @@ pub async fn in_rig(addr: &str, node_key: PublicKey, name: &str, spec: RigSpec) 
         key,
         payout,
         status: rig.status(),
+        commands: rig.commands(),
+        identity: rig.identity(),
         dir,
         task: tokio::spawn(rig.run()),
     }

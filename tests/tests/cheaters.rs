@@ -45,7 +45,11 @@ async fn one_cheater_of_five(per_million: u32, seed: u64) {
         let s = seed + 1000 * round;
         let (j, price) = node.submit(PHOTONS, s).await;
         let digest = node.done_digest(j, LONG).await;
-        assert_eq!(digest, local_digest(s, PHOTONS), "bad work reached the result");
+        assert_eq!(
+            digest,
+            local_digest(s, PHOTONS),
+            "bad work reached the result"
+        );
         let books = check_books(node.store(), j, PHOTONS, price);
         println!("{per_million} per million, job {}: {books:?}", j.0);
         let read = node.store().read().unwrap();
@@ -77,7 +81,9 @@ async fn one_cheater_of_five(per_million: u32, seed: u64) {
         .job_assignments(job)
         .unwrap()
         .iter()
-        .filter(|a| a.rig == cheater.key && a.state == compushare_manager::AssignmentState::Verified)
+        .filter(|a| {
+            a.rig == cheater.key && a.state == compushare_manager::AssignmentState::Verified
+        })
         .count();
     assert_eq!(cheats_verified, 0, "a fabricated result was counted");
     for r in &honest {
