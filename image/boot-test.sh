@@ -6,18 +6,11 @@
 # Usage: image/boot-test.sh [--no-build] [--only bios|uefi|broken|unreachable]... [--timing N]
 # Boots: bios (SeaBIOS), uefi (OVMF), broken (a rig.conf with a bad line; SeaBIOS),
 # unreachable (no manager at boot, started later; SeaBIOS).
-# Exit status 0 when every live check passed. Checks that wait on unmerged rig features are
-# run and reported as PENDING without failing the test (see PENDING below).
+# Exit status 0 when every check passed.
 # Writes target/image/boot-test/ (serial logs, manager and pool logs, timings.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-
-# Checks whose feature is not on this branch yet: run, reported, not counted.
-#   mining: the rig core (issue 13, rig branch) runs the miner under `compushare rig`
-#   console: the serial console (rigops branch) answers commands on SERIAL_CONSOLE
-#   maintenance: a bad rig.conf keeps the controller up in maintenance mode (rig branch)
-PENDING=${PENDING-"mining console maintenance"}
 
 BUILD=1
 ONLY=()
@@ -69,27 +62,13 @@ trap cleanup EXIT
 
 FAILED=0
 PASSED=0
-PENDING_RESULTS=()
 log() { echo "boot-test: $*" >&2; }
 pass() { PASSED=$((PASSED + 1)); log "PASS $1: $2"; }
 fail() { FAILED=$((FAILED + 1)); log "FAIL $1: $2"; }
-# check NAME FEATURE DESCRIPTION COMMAND...: runs COMMAND; a failure of a pending feature
-# is reported, not counted.
+# check NAME DESCRIPTION COMMAND...: runs COMMAND; passes or fails NAME.
 check() {
-    local name=$1 feature=$2 what=$3; shift 3
-    if "$@"; then
-        if [[ " $PENDING " == *" $feature "* ]]; then
-            PENDING_RESULTS+=("$name ($feature): passed already")
-            log "PENDING $name: $what: passed (feature '$feature' not yet counted)"
-        else
-            pass "$name" "$what"
-        fi
-    elif [[ " $PENDING " == *" $feature "* ]]; then
-        PENDING_RESULTS+=("$name ($feature): not yet")
-        log "PENDING $name: $what: not yet (waits on '$feature')"
-    else
-        fail "$name" "$what"
-    fi
+    local name=$1 what=$2; shift 2
+    if "$@"; then pass "$name" "$what"; else fail "$name" "$what"; fi
 }
 # wait_for FILE PATTERN SECONDS: waits until FILE has a line matching PATTERN (grep -E).
 wait_for() {
@@ -231,18 +210,18 @@ normal_boot() { # NAME FIRMWARE NIC
         local ms=$(( $(now_ms) - BOOT_START_MS ))
         echo "$name power-on to registered: $ms ms" | tee -a "$TIMINGS" >&2
     fi
-    check "$name-banner" boot "banner on the serial console" grep -qa "CompuShare rig" "$SERIAL"
-    check "$name-dhcp" boot "address from QEMU's DHCP server" grep -qaE "init: net: eth0 10\.0\.2\.15/24 via 10\.0\.2\.2 \(DHCP server" "$SERIAL"
-    check "$name-stick" boot "stick found by label and mounted" grep -qa "init: stick: /dev/sd[a-z]1 mounted on /stick" "$SERIAL"
-    check "$name-registered" boot "manager saw the rig's Hello with 1 CPU device" registered_on_manager "$name" 1
-    check "$name-record" boot "manager's record of the rig (status --rig)" record_known "$name"
+    check "$name-banner" "banner on the serial console" grep -qa "CompuShare rig" "$SERIAL"
+    check "$name-dhcp" "address from QEMU's DHCP server" grep -qaE "init: net: eth0 10\.0\.2\.15/24 via 10\.0\.2\.2 \(DHCP server" "$SERIAL"
+    check "$name-stick" "stick found by label and mounted" grep -qa "init: stick: /dev/sd[a-z]1 mounted on /stick" "$SERIAL"
+    check "$name-registered" "manager saw the rig's Hello with 1 CPU device" registered_on_manager "$name" 1
+    check "$name-record" "manager's record of the rig (status --rig)" record_known "$name"
     if [ "$NTP_LIVE" = 1 ]; then
-        check "$name-clock" boot "clock stepped from the 2001 RTC by NTP at the gateway" \
+        check "$name-clock" "clock stepped from the 2001 RTC by NTP at the gateway" \
             wait_for "$SERIAL" "clock: ntp 10\.0\.2\.2:123 stepped .*now $(date -u +%Y)-" "$CHECK_LIMIT"
     fi
-    check "$name-status" boot "status line on the serial console" wait_for "$SERIAL" "^status: up .*controller up" "$CHECK_LIMIT"
-    check "$name-mining" mining "shares accepted by the pool from $name" mining_at_pool "$name" "$CHECK_LIMIT"
-    check "$name-console" console "serial console answers help and status" console_answers "$name"
+    check "$name-status" "status line on the serial console" wait_for "$SERIAL" "^status: up .*controller up" "$CHECK_LIMIT"
+    check "$name-mining" "shares accepted by the pool from $name" mining_at_pool "$name" "$CHECK_LIMIT"
+    check "$name-console" "serial console answers help and status" console_answers "$name"
     end_boot
 }
 
@@ -253,11 +232,11 @@ broken_boot() {
     line=$(grep -n "POOL1_PASSWORD" "$T/$name.rig.conf" | cut -d: -f1)
     log "booting $name (bios): rig.conf line $line is wrong"
     boot "$name" bios "$T/$name.rig.conf" e1000e
-    check "$name-line" boot "serial console names rig.conf line $line" \
+    check "$name-line" "serial console names rig.conf line $line" \
         wait_for "$SERIAL" "rig\.conf:$line: POOL1_PASSWORD" "$BOOT_LIMIT"
-    check "$name-maintenance" maintenance "controller stays up in maintenance mode" \
+    check "$name-maintenance" "controller stays up in maintenance mode" \
         bash -c "sleep 5; ! grep -qa 'init: controller exited' '$SERIAL'"
-    check "$name-console" maintenance "serial console accepts commands in maintenance mode and names the line" \
+    check "$name-console" "serial console accepts commands in maintenance mode and names the line" \
         console_answers "$name" "MAINTENANCE MODE: .*rig\.conf:$line"
     end_boot
 }
@@ -268,12 +247,12 @@ unreachable_boot() {
     rig_conf "$name" >"$T/$name.rig.conf"
     log "booting $name (bios) with the manager down"
     boot "$name" bios "$T/$name.rig.conf" virtio-net-pci
-    check "$name-mining" mining "hashes at its pool while the manager is down" mining_at_pool "$name" "$BOOT_LIMIT"
+    check "$name-mining" "hashes at its pool while the manager is down" mining_at_pool "$name" "$BOOT_LIMIT"
     wait_for "$SERIAL" "starting controller" "$BOOT_LIMIT" || true
     sleep 5
-    check "$name-not-registered" boot "not registered while the manager is down" bash -c "! grep -qa '($name) joined' '$T/manager.log'"
+    check "$name-not-registered" "not registered while the manager is down" bash -c "! grep -qa '($name) joined' '$T/manager.log'"
     start_manager
-    check "$name-registered" boot "registers once the manager appears" registered_on_manager "$name" 60
+    check "$name-registered" "registers once the manager appears" registered_on_manager "$name" 60
     end_boot
 }
 
@@ -311,7 +290,6 @@ done
 
 size=$(stat -c %s "$IMG")
 echo "image size: $size bytes ($((size / 1048576)) MiB)" | tee -a "$TIMINGS" >&2
-check image-size boot "image <= 64 MiB" test "$size" -le $((64 * 1048576))
-for p in "${PENDING_RESULTS[@]}"; do log "pending: $p"; done
+check image-size "image <= 64 MiB" test "$size" -le $((64 * 1048576))
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -23,6 +23,24 @@ fn header() -> [u8; 80] {
     h
 }
 
+/// Scans `nonces` uncancelled: how many were hashed, and the nonces found (sorted, once each).
+fn scan_all(d: &dyn Device, work: &ScanWork, nonces: std::ops::Range<u64>) -> (u64, Vec<u32>) {
+    let found = Mutex::new(Vec::new());
+    let never = AtomicBool::new(false);
+    let hashed = d
+        .scan(Scan {
+            work,
+            nonces,
+            cancel: &never,
+            found: &|n| found.lock().unwrap().push(n),
+        })
+        .unwrap();
+    let mut got = found.into_inner().unwrap();
+    got.sort_unstable();
+    got.dedup();
+    (hashed, got)
+}
+
 #[test]
 fn scan_matches_the_reference_on_every_thread_count() {
     // Difficulty 2^-14: about one nonce in 2^18 meets it.
@@ -37,19 +55,8 @@ fn scan_matches_the_reference_on_every_thread_count() {
     assert!(!want.is_empty());
     for cores in [1usize, 2, 3] {
         let d = CpuDevice::new(0, cores, 1 << 30, "test CPU");
-        let found = Mutex::new(Vec::new());
-        let never = AtomicBool::new(false);
-        let hashed = d
-            .scan(Scan {
-                work: &work,
-                nonces: range.clone(),
-                cancel: &never,
-                found: &|n| found.lock().unwrap().push(n),
-            })
-            .unwrap();
+        let (hashed, got) = scan_all(&d, &work, range.clone());
         assert_eq!(hashed, range.end - range.start, "{cores} cores");
-        let mut got = found.into_inner().unwrap();
-        got.sort_unstable();
         assert_eq!(got, want, "{cores} cores");
     }
     // Cancelled before it starts: stops within its first check.
@@ -122,4 +129,68 @@ fn discovery_splits_the_cores_and_calibration_measures() {
     // The CPU reads no power or fan; its temperature only where the machine exposes one.
     let t = d.telemetry();
     assert_eq!((t.power_w, t.fan_percent), (None, None));
+}
+
+/// The rig's CUDA device through the same trait, on a machine with an NVIDIA GPU
+/// (kernels/tests/gpu_checks.sh runs this binary there): scans find the reference's nonces,
+/// transport gives the CPU engine's tally and records bit for bit in all three outputs, and
+/// calibration measures both rates. Without a GPU (CI) it says SKIPPED loudly and checks that
+/// discovery left no GPU device behind.
+#[test]
+fn cuda_devices_equal_the_cpu_through_the_trait() {
+    let (devices, notes) = discover(&DiscoverOptions {
+        cpu_devices: 0,
+        cores: Some(1),
+        no_gpus: false,
+    });
+    let gpus: Vec<_> = devices
+        .iter()
+        .filter(|d| d.describe().kind == DeviceKind::CudaGpu)
+        .collect();
+    if gpus.is_empty() {
+        eprintln!("######## SKIPPED (no CUDA GPU device: {notes:?}) ########");
+        assert!(devices.is_empty(), "no CPU devices were asked for");
+        return;
+    }
+    let target = Target::from_difficulty(1.0 / 16384.0).unwrap();
+    let work = ScanWork::new(header(), target);
+    let range = 0u64..(1 << 22);
+    let mut want: Vec<u32> = range
+        .clone()
+        .map(|n| n as u32)
+        .filter(|&n| target.is_met_by(&sha256d(&work.header_with_nonce(n))))
+        .collect();
+    want.sort_unstable();
+    let opts = ParseOptions {
+        photons: Some(200_000),
+        ..ParseOptions::default()
+    };
+    let job = builtin_job("cubesph60b", &opts).unwrap();
+    let photons = 1_000u64..201_000;
+    let (tally, records) = simulate_with_records(&job, photons.clone(), 2, None).unwrap();
+    for d in gpus {
+        let name = d.describe().name.to_string();
+        assert!(d.describe().no_paid_transport.is_none(), "{name}");
+        let (hashed, got) = scan_all(d.as_ref(), &work, range.clone());
+        assert!(hashed >= range.end - range.start, "{name}: {hashed}");
+        assert_eq!(got, want, "{name}: nonces");
+        let mut loaded = d.load(&job).unwrap();
+        let out = loaded.run(photons.clone(), Output::Tally).unwrap();
+        assert_eq!(out.tally.unwrap().digest(), tally.digest(), "{name}: tally");
+        let out = loaded
+            .run(photons.clone(), Output::TallyAndRecords)
+            .unwrap();
+        assert_eq!(out.tally.unwrap().digest(), tally.digest(), "{name}: tally");
+        assert!(out.records == records, "{name}: records");
+        let block = 5_000u64..5_064;
+        let out = loaded.run(block.clone(), Output::RecordsOnly).unwrap();
+        assert!(out.tally.is_none());
+        assert!(
+            out.records[..] == records[4_000..4_064],
+            "{name}: sample block"
+        );
+        let h = calibrate::hash_rate(d.as_ref()).unwrap();
+        let t = calibrate::reference_histories_per_s(d.as_ref(), 100_000).unwrap();
+        eprintln!("{name}: scan, tally, records and a sample block equal the CPU's; {h} H/s, {t} histories/s; {:?}", d.telemetry());
+    }
 }

@@ -106,6 +106,7 @@ typedef struct {
     uint64_t roulette_gain;
     uint32_t scatters;
     int32_t detector; // -1 when none
+    uint32_t end_gate; // time gate at the end (photon.rs `Walker::finish`)
     float exit_pos[3];
     float exit_dir[3];
 } cs_record;
@@ -437,6 +438,7 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
     rec->roulette_gain = 0;
     rec->scatters = 0;
     rec->detector = -1;
+    rec->end_gate = 0;
     int track = m->ndet > 0u;
     if (track) {
         for (uint32_t k = 0; k < m->nmedia; ++k) {
@@ -705,6 +707,7 @@ CS_FN void cs_run_photon(const cs_model *m, uint64_t index, uint64_t *deposit, f
             }
         }
     }
+    rec->end_gate = (uint32_t)cs_gate(m, lopt);
 }
 
 // Totals per photon range (u64 each): the Rust driver reads them in this order.
@@ -741,6 +744,30 @@ CS_FN void cs_totals_add(uint64_t t[CS_T_COUNT], const cs_record *r) {
     } else if (r->fate == CS_FATE_ROULETTE) {
         t[CS_T_ROULETTE_KILLED] += r->exit_weight;
     }
+}
+
+// Words of one photon's record in its canonical encoding (photon.rs `PhotonRecord::to_bytes`).
+#define CS_RECORD_WORDS 16
+
+// Writes a photon's record in its canonical 64-byte encoding as 16 u32 words (little-endian
+// words are its bytes): the Merkle leaves a manager samples. `deposited` follows from the
+// per-photon conservation the CPU engine holds exactly (launched + roulette_gain == specular +
+// deposited + exit_weight), so the walk does not carry it.
+CS_FN void cs_record_encode(const cs_record *r, uint64_t index, uint32_t *o) {
+    uint32_t has_det = r->detector >= 0 ? 1u : 0u;
+    uint32_t face = (r->fate == CS_FATE_ESCAPED || r->fate == CS_FATE_NEVER) ? r->face : 0u;
+    uint64_t deposited = r->launched + r->roulette_gain - r->specular - r->exit_weight;
+    uint64_t v[5] = {r->launched, r->specular, deposited, r->exit_weight, r->roulette_gain};
+    o[0] = (uint32_t)index;
+    o[1] = (uint32_t)(index >> 32);
+    o[2] = (r->fate & 0xffu) | ((face & 0xffu) << 8) | (has_det << 16);
+    o[3] = has_det ? ((uint32_t)r->detector & 0xffffu) : 0u;
+    for (int k = 0; k < 5; ++k) {
+        o[4 + 2 * k] = (uint32_t)v[k];
+        o[5 + 2 * k] = (uint32_t)(v[k] >> 32);
+    }
+    o[14] = r->scatters;
+    o[15] = r->end_gate;
 }
 
 // Appends a detected photon to `buf` (slot from the shared counter); the host sorts by photon.

@@ -1,5 +1,6 @@
 //! The "must show" equalities, on a real NVIDIA GPU: transport digests CPU vs GPU
-//! (cube60, cube60b, cubesph60b, cube60planar at 1e6 photons; two ranges merged vs one run)
+//! (cube60, cube60b, cubesph60b, cube60planar at 1e6 photons; two ranges merged vs one run),
+//! every photon's record (the Merkle leaves of paid work) GPU vs CPU across a batch boundary,
 //! and sha256d nonces CPU vs GPU on ranges holding known shares. On a machine without a
 //! usable CUDA device (CI) every test here prints a loud SKIPPED line and passes: the
 //! GPU-free evidence is tests/cuda_host.rs and tests/cuda_nvrtc.rs.
@@ -16,7 +17,7 @@ use compushare_kernels::cuda::sha256d::GpuScanner;
 use compushare_kernels::cuda::transport::GpuTransport;
 use compushare_kernels::cuda::Gpu;
 use compushare_kernels::sha256d::{CpuScanner, ScanWork, Scanner, Target};
-use compushare_kernels::transport::simulate;
+use compushare_kernels::transport::{simulate, simulate_with_records};
 
 fn gpu() -> Option<Gpu> {
     let inv = discover();
@@ -87,6 +88,31 @@ fn two_gpu_ranges_merged_equal_one_run_and_the_cpu() {
         g.run(far.clone()).unwrap().digest(),
         simulate(&job, far, threads(), None).unwrap().digest()
     );
+}
+
+#[test]
+fn records_equal_cpu_across_a_batch_boundary() {
+    let Some(gpu) = gpu() else { return };
+    for (job, range) in [
+        // Crosses the driver's 2^20-photon batch: records are read back per batch, in order.
+        (common::cube60(true), 0..1_100_000u64),
+        (common::cubesph60b(), 0..200_000),
+    ] {
+        let (cpu_t, cpu_r) = simulate_with_records(&job, range.clone(), threads(), None).unwrap();
+        let mut g = GpuTransport::new(&gpu, &job).unwrap();
+        let (gpu_t, gpu_r) = g.run_with_records(range.clone()).unwrap();
+        assert_eq!(gpu_t.digest(), cpu_t.digest(), "{}", job.id);
+        assert_eq!(gpu_r.len(), cpu_r.len(), "{}", job.id);
+        let first_diff = gpu_r.iter().zip(&cpu_r).position(|(a, b)| a != b);
+        assert_eq!(first_diff, None, "{}: records differ", job.id);
+        eprintln!(
+            "{} photons {}..{}: {} GPU records equal the CPU's",
+            job.id,
+            range.start,
+            range.end,
+            gpu_r.len()
+        );
+    }
 }
 
 fn scan_both(work: &ScanWork, range: std::ops::Range<u64>) -> (Vec<u32>, Vec<u32>) {

@@ -15,12 +15,15 @@ use std::process::{Command, Stdio};
 mod common;
 
 use compushare_kernels::cuda::sha256d::work_constants;
-use compushare_kernels::cuda::transport::{assemble, ModelBlock, TOTALS};
+use compushare_kernels::cuda::transport::{
+    assemble, decode_records, ModelBlock, RECORD_WORDS, TOTALS,
+};
 use compushare_kernels::sha256d::{sha256d, ScanWork, Target};
 use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::math;
 use compushare_kernels::transport::rng::PhotonRng;
-use compushare_kernels::transport::simulate;
+use compushare_kernels::transport::tally::Tally;
+use compushare_kernels::transport::{simulate_with_records, PhotonRecord};
 
 fn harness(tag: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -189,13 +192,8 @@ fn put_array<T: Copy>(out: &mut Vec<u8>, v: &[T], bytes: impl Fn(T) -> Vec<u8>) 
 }
 
 /// Runs photons `first..first + count` of `job` through the C port of the walk (the code the
-/// CUDA kernel runs) and assembles the tally as the GPU driver does.
-fn c_port_tally(
-    bin: &PathBuf,
-    job: &Job,
-    first: u64,
-    count: u64,
-) -> compushare_kernels::transport::tally::Tally {
+/// CUDA kernel runs) and assembles the tally and decodes the records as the GPU driver does.
+fn c_port_run(bin: &PathBuf, job: &Job, first: u64, count: u64) -> (Tally, Vec<PhotonRecord>) {
     let block = ModelBlock::new(job).unwrap();
     let mut file = Vec::new();
     put_array(&mut file, &block.params, |x| x.to_le_bytes().to_vec());
@@ -234,8 +232,11 @@ fn c_port_tally(
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    assert_eq!(words.len(), n * block.det_words());
-    assemble(&block, deposit, &totals, &words)
+    let det = n * block.det_words();
+    assert_eq!(words.len(), det + count as usize * RECORD_WORDS);
+    let mut records = Vec::new();
+    decode_records(first, &words[det..], &mut records).expect("canonical records");
+    (assemble(&block, deposit, &totals, &words[..det]), records)
 }
 
 #[test]
@@ -289,8 +290,20 @@ fn transport_walk_port_matches_the_cpu_engine() {
         jobs.push((k, 77, 5_000));
     }
     for (job, first, count) in jobs {
-        let cpu = simulate(&job, first..first + count, 2, None).unwrap();
-        let c = c_port_tally(&bin, &job, first, count);
+        let (cpu, cpu_records) =
+            simulate_with_records(&job, first..first + count, 2, None).unwrap();
+        let (c, c_records) = c_port_run(&bin, &job, first, count);
+        // Every photon's record (the Merkle leaves of paid work) equal to the CPU engine's.
+        assert_eq!(c_records.len(), cpu_records.len(), "{} records", job.id);
+        for (a, b) in c_records.iter().zip(&cpu_records) {
+            assert_eq!(
+                a.to_bytes(),
+                b.to_bytes(),
+                "{} photon {} record",
+                job.id,
+                b.index
+            );
+        }
         assert_eq!(c.photons, cpu.photons, "{}", job.id);
         assert_eq!(c.escaped, cpu.escaped, "{} escaped", job.id);
         assert_eq!(c.specular, cpu.specular, "{} specular", job.id);
@@ -304,7 +317,7 @@ fn transport_walk_port_matches_the_cpu_engine() {
         assert!(c.deposit == cpu.deposit, "{} deposit differs", job.id);
         assert_eq!(c.digest(), cpu.digest(), "{} digest", job.id);
         eprintln!(
-            "{} photons {first}..{}: C port digest = CPU digest, {} detected",
+            "{} photons {first}..{}: C port digest and records = CPU's, {} detected",
             job.id,
             first + count,
             c.detected.len()

@@ -5,7 +5,8 @@
 #   kernels/tests/gpu_checks.sh bundle   # here: build, strip and collect into target/gpu-bundle
 #   kernels/tests/gpu_checks.sh run      # there, with target/gpu-bundle carried
 #
-# `run` prints: the CPU = GPU digest checks (tests/cuda_gpu.rs), transport photon/ms per
+# `run` prints: the CPU = GPU digest and record checks (tests/cuda_gpu.rs), the rig's CUDA
+# device through the controller's device trait (controller/tests/devices.rs), transport photon/ms per
 # benchmark (median of 5 runs of 1e7 photons), sha256d GH/s (3 runs of 10 s), and MCX's own
 # cube60 speed through pmcx for the side-by-side comparison.
 set -euo pipefail
@@ -15,17 +16,24 @@ B=target/gpu-bundle
 case "${1:-}" in
 bundle)
     rm -rf "$B" && mkdir -p "$B"
-    exe=$(cargo test --release -p compushare-kernels --test cuda_gpu --no-run --message-format=json 2>/dev/null \
-        | python3 -c 'import json,sys
+    # test_exe PACKAGE TEST: the path of that test binary (built if needed).
+    test_exe() {
+        cargo test --release -p "$1" --test "$2" --no-run --message-format=json 2>/dev/null \
+            | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "cuda_gpu":
-        print(m["executable"])')
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$2"
+    }
+    exe=$(test_exe compushare-kernels cuda_gpu)
+    # The rig's CUDA device through the controller's device trait (issue 13).
+    rig_exe=$(test_exe compushare-controller devices)
     cargo build --release -p compushare-kernels --example cuda_speed
     cargo build --release -p compushare
     cp "$exe" "$B/cuda_gpu"
+    cp "$rig_exe" "$B/rig_devices"
     cp target/release/examples/cuda_speed target/release/compushare "$B/"
-    strip "$B/cuda_gpu" "$B/cuda_speed" "$B/compushare"
+    strip "$B/cuda_gpu" "$B/rig_devices" "$B/cuda_speed" "$B/compushare"
     # MCX for the comparison (the GPU machine's python3 is 3.12 and cannot reach PyPI).
     python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
         --platform manylinux2014_x86_64 -d "$B" pmcx
@@ -42,6 +50,7 @@ run)
     export COMPUSHARE_CACHE_DIR="${COMPUSHARE_CACHE_DIR:-/tmp/compushare-cache}"
     nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv || true
     "$B/cuda_gpu" --nocapture --test-threads 1
+    "$B/rig_devices" --nocapture --test-threads 1 cuda_devices_equal_the_cpu_through_the_trait
     for b in cube60 cubesph60b cube60planar cube60b; do
         "$B/cuda_speed" "$b" 10000000 5 0.5
     done

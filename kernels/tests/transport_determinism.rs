@@ -137,6 +137,10 @@ fn single_photon_resimulation_matches_range_records() {
                 r.index
             );
         }
+        for r in &recs {
+            // The decoding a GPU's records go through gives back every record.
+            assert_eq!(PhotonRecord::from_bytes(&r.to_bytes()), Some(*r));
+        }
         for r in recs.iter().step_by(37) {
             assert_eq!(engine.simulate_photon(r.index), *r);
             assert_eq!(r.to_bytes(), engine.simulate_photon(r.index).to_bytes());
@@ -175,6 +179,34 @@ fn record_encoding_is_canonical() {
         ..r
     };
     assert_ne!(other.to_bytes(), b);
+    // Decoding takes canonical encodings of conserving records only.
+    assert_eq!(PhotonRecord::from_bytes(&b), None, "1 + 5 != 2 + 3 + 4");
+    let ok = PhotonRecord {
+        exit_weight: 1,
+        ..r
+    };
+    let good = ok.to_bytes();
+    assert_eq!(PhotonRecord::from_bytes(&good), Some(ok));
+    for (at, v) in [(8, 6), (9, 6), (10, 2), (11, 1), (14, 1), (15, 1)] {
+        let mut bad = good;
+        bad[at] = v;
+        assert_eq!(PhotonRecord::from_bytes(&bad), None, "byte {at} = {v}");
+    }
+    let mut no_flag = PhotonRecord {
+        detector: None,
+        ..ok
+    }
+    .to_bytes();
+    no_flag[12] = 3; // a detector number without its flag
+    assert_eq!(PhotonRecord::from_bytes(&no_flag), None);
+    let mut alive = PhotonRecord {
+        fate: Fate::AliveAtT1,
+        ..ok
+    }
+    .to_bytes();
+    assert!(PhotonRecord::from_bytes(&alive).is_some());
+    alive[9] = 2; // a face on a fate that has none
+    assert_eq!(PhotonRecord::from_bytes(&alive), None);
 }
 
 /// Mean and variance of the escaped and deposited weight per photon.

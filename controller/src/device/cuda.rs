@@ -2,11 +2,14 @@
 //! temperature, power and fan. Opening compiles (or loads from NVRTC's cache) both kernels,
 //! so a GPU whose driver or NVRTC fails is left out at start instead of failing later.
 //!
-//! Paid transport needs a record per history (the Merkle leaves a manager samples); the CUDA
-//! transport kernel returns tallies only, so a GPU takes no paid transport yet
-//! ([`DeviceDescription::no_paid_transport`]) and the scheduler keeps it hashing.
+//! Paid transport needs a record per history (the Merkle leaves a manager samples): the
+//! kernel writes each photon's canonical record next to the tally (`run_with_records`), the
+//! same bytes as the CPU engine's (kernels/tests/cuda_host.rs runs the kernel's walk and
+//! record encoding as C against the CPU engine, record by record). Sample proofs
+//! ([`Output::RecordsOnly`]) re-run their block's photons on the GPU and keep the records.
 //!
-//! Untested here (no GPU on the build machines): every path below past `open`.
+//! Untested here (no GPU on the build machines): every path below past `open`; on a GPU,
+//! kernels/tests/gpu_checks.sh compares the GPU's records and digests with the CPU's.
 
 use std::ops::Range;
 
@@ -45,9 +48,7 @@ impl CudaDevice {
                 cores: info.cores.max(info.sms),
                 memory: info.memory_bytes,
                 scan_chunk_bits: CHUNK_BITS,
-                no_paid_transport: Some(
-                    "the CUDA transport kernel returns no per-history records (Merkle leaves)",
-                ),
+                no_paid_transport: None,
             },
             info,
             scanner,
@@ -74,9 +75,7 @@ impl Device for CudaDevice {
     }
 
     fn load<'j>(&'j self, job: &'j Job) -> Result<Box<dyn LoadedJob + 'j>, DeviceError> {
-        let t =
-            GpuTransport::new(&self.gpu, job).map_err(|e| DeviceError::Driver(e.to_string()))?;
-        Ok(Box::new(CudaJob(t)))
+        Ok(Box::new(CudaJob(GpuTransport::new(&self.gpu, job)?)))
     }
 }
 
@@ -85,18 +84,23 @@ struct CudaJob(GpuTransport);
 
 impl LoadedJob for CudaJob {
     fn run(&mut self, photons: Range<u64>, output: Output) -> Result<TransportOutput, DeviceError> {
-        match output {
-            Output::Tally => Ok(TransportOutput {
-                tally: Some(
-                    self.0
-                        .run(photons)
-                        .map_err(|e| DeviceError::Driver(e.to_string()))?,
-                ),
+        Ok(match output {
+            Output::Tally => TransportOutput {
+                tally: Some(self.0.run(photons)?),
                 records: Vec::new(),
-            }),
-            _ => Err(DeviceError::Unsupported(
-                "per-history records from the CUDA transport kernel",
-            )),
-        }
+            },
+            Output::TallyAndRecords => {
+                let (tally, records) = self.0.run_with_records(photons)?;
+                TransportOutput {
+                    tally: Some(tally),
+                    records,
+                }
+            }
+            // The block's photons re-run with their tally (cheap on a GPU), which is dropped.
+            Output::RecordsOnly => TransportOutput {
+                tally: None,
+                records: self.0.run_with_records(photons)?.1,
+            },
+        })
     }
 }

@@ -60,6 +60,9 @@ pub enum DeviceError {
     /// The GPU driver failed outside a scan.
     #[error("driver: {0}")]
     Driver(String),
+    /// The CUDA backend failed (driver call, kernel compile, a malformed record).
+    #[error("cuda: {0}")]
+    Cuda(#[from] compushare_kernels::cuda::CudaError),
     /// This device cannot produce what was asked.
     #[error("unsupported on this device: {0}")]
     Unsupported(&'static str),

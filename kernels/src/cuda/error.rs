@@ -50,6 +50,13 @@ pub enum CudaError {
     /// The work does not fit what a launch can describe (e.g. too many cells).
     #[error("{0}")]
     TooLarge(String),
+    /// The kernel returned a photon record that is not a canonical encoding (a kernel or
+    /// memory fault): the run fails rather than commit leaves the manager would reject.
+    #[error("the GPU returned a malformed record for photon {photon}")]
+    BadRecord {
+        /// The photon index the record was expected for.
+        photon: u64,
+    },
 }
 
 impl CudaError {

@@ -147,6 +147,9 @@ pub(crate) struct TransportArgs<'a> {
     pub det_count: &'a mut CudaSlice<u32>,
     pub det_buf: &'a mut CudaSlice<u32>,
     pub det_cap: u32,
+    /// `count` x `RECORD_WORDS` words when `want_records` is 1; at least one word otherwise.
+    pub records: &'a mut CudaSlice<u32>,
+    pub want_records: u32,
 }
 
 /// Launches `transport_run`.
@@ -169,11 +172,14 @@ pub(crate) fn launch_transport(
         .arg(a.totals)
         .arg(a.det_count)
         .arg(a.det_buf)
-        .arg(&a.det_cap);
+        .arg(&a.det_cap)
+        .arg(a.records)
+        .arg(&a.want_records);
     // SAFETY: the arguments match `transport_run`'s C signature one for one (pointer types
-    // u32/u16/u8/f32/f32/f32, then u64, u32, u64*, u64*, u32*, u32*, u32). Sizes, checked by
-    // `cuda::transport::simulate_on`, which builds every buffer from one `ModelBlock`: prm has
-    // CS_P_WORDS words, labels and dist one entry per voxel, media 12 floats per medium,
-    // deposit gates x voxels cells, totals 12, det_buf det_cap records.
+    // u32/u16/u8/f32/f32/f32, then u64, u32, u64*, u64*, u32*, u32*, u32, u32*, u32). Sizes,
+    // checked by `cuda::transport::GpuTransport`, which builds every buffer from one
+    // `ModelBlock`: prm has CS_P_WORDS words, labels and dist one entry per voxel, media 12
+    // floats per medium, deposit gates x voxels cells, totals 12, det_buf det_cap records;
+    // records has count x 16 words whenever want_records is 1 (sized for a whole batch).
     unsafe { b.launch(cfg) }.map(|_| ())
 }

@@ -17,6 +17,7 @@ use super::sys;
 use super::CudaError;
 use crate::transport::job::{FaceBoundary, Job, SourceKind};
 use crate::transport::model::Model;
+use crate::transport::photon::PhotonRecord;
 use crate::transport::tally::{DetectedPhoton, Tally};
 use crate::transport::tally_ops::tally_cells;
 
@@ -30,6 +31,8 @@ pub const TOTALS: usize = 12;
 pub const DET_HEAD: usize = 12;
 /// Most media a job with detectors may have on the GPU (`CS_MAX_TRACK`).
 pub const MAX_TRACKED_MEDIA: usize = 32;
+/// u32 words of one photon's record (`CS_RECORD_WORDS`): its 64-byte canonical encoding.
+pub const RECORD_WORDS: usize = 16;
 
 /// Photons per kernel launch: bounds the detected-photon buffer (one slot per photon, so it
 /// can never overflow) and keeps each launch well under a second.
@@ -226,6 +229,26 @@ pub fn assemble(
     }
 }
 
+/// Decodes the kernel's records of photons `first..`: `RECORD_WORDS` words each, in photon
+/// order, appended to `out`. A record that is not canonical or not of its photon fails.
+pub fn decode_records(
+    first: u64,
+    words: &[u32],
+    out: &mut Vec<PhotonRecord>,
+) -> Result<(), CudaError> {
+    for (photon, w) in (first..).zip(words.chunks_exact(RECORD_WORDS)) {
+        let mut b = [0u8; 64];
+        for (dst, word) in b.chunks_exact_mut(4).zip(w) {
+            dst.copy_from_slice(&word.to_le_bytes());
+        }
+        match PhotonRecord::from_bytes(&b) {
+            Some(r) if r.index == photon => out.push(r),
+            _ => return Err(CudaError::BadRecord { photon }),
+        }
+    }
+    Ok(())
+}
+
 fn up<T: cudarc::driver::DeviceRepr>(gpu: &Gpu, v: &[T]) -> Result<CudaSlice<T>, CudaError> {
     gpu.stream()
         .clone_htod(v)
@@ -265,6 +288,9 @@ pub struct GpuTransport {
     det_count: CudaSlice<u32>,
     det_buf: CudaSlice<u32>,
     det_cap: usize,
+    /// One batch of records (`BATCH` x `RECORD_WORDS` words, 64 MiB) once a run asked for
+    /// records; one word before.
+    records: CudaSlice<u32>,
 }
 
 impl GpuTransport {
@@ -297,6 +323,7 @@ impl GpuTransport {
             totals: alloc64(TOTALS)?,
             det_count: alloc32(1)?,
             det_buf: alloc32(det_cap * block.det_words())?,
+            records: alloc32(1)?,
             gpu: gpu.clone(),
             func,
             cfg,
@@ -308,7 +335,38 @@ impl GpuTransport {
 
     /// Simulates photon indices `photons`; the tally equals the CPU engine's.
     pub fn run(&mut self, photons: Range<u64>) -> Result<Tally, CudaError> {
+        self.run_into(photons, None)
+    }
+
+    /// As [`GpuTransport::run`], with every photon's record in photon order (the Merkle
+    /// leaves of paid work), equal to the CPU engine's `simulate_with_records`.
+    pub fn run_with_records(
+        &mut self,
+        photons: Range<u64>,
+    ) -> Result<(Tally, Vec<PhotonRecord>), CudaError> {
+        let n = usize::try_from(photons.end.saturating_sub(photons.start))
+            .map_err(|_| CudaError::TooLarge("photon range".into()))?;
+        let mut records = Vec::new();
+        records
+            .try_reserve_exact(n)
+            .map_err(|_| CudaError::TooLarge(format!("records of {n} photons")))?;
+        let tally = self.run_into(photons, Some(&mut records))?;
+        Ok((tally, records))
+    }
+
+    fn run_into(
+        &mut self,
+        photons: Range<u64>,
+        mut records: Option<&mut Vec<PhotonRecord>>,
+    ) -> Result<Tally, CudaError> {
         let stream = self.gpu.stream().clone();
+        let want = records.is_some();
+        let batch_words = BATCH as usize * RECORD_WORDS;
+        if want && self.records.len() < batch_words {
+            self.records = stream
+                .alloc_zeros::<u32>(batch_words)
+                .map_err(|e| CudaError::driver("allocating the record buffer", e))?;
+        }
         let zero = |e| CudaError::driver("clearing the tally", e);
         stream.memset_zeros(&mut self.deposit).map_err(zero)?;
         stream.memset_zeros(&mut self.totals).map_err(zero)?;
@@ -336,6 +394,8 @@ impl GpuTransport {
                     det_count: &mut self.det_count,
                     det_buf: &mut self.det_buf,
                     det_cap: self.det_cap as u32,
+                    records: &mut self.records,
+                    want_records: u32::from(want),
                 },
             )
             .map_err(|e| CudaError::driver("launching transport_run", e))?;
@@ -363,6 +423,13 @@ impl GpuTransport {
                 stream
                     .memset_zeros(&mut self.det_count)
                     .map_err(|e| CudaError::driver("clearing the detector counter", e))?;
+            }
+            if let Some(out) = records.as_deref_mut() {
+                let view = self.records.slice(..count as usize * RECORD_WORDS);
+                let words = stream
+                    .clone_dtoh(&view)
+                    .map_err(|e| CudaError::driver("reading the records", e))?;
+                decode_records(first, &words, out)?;
             }
             first += u64::from(count);
         }

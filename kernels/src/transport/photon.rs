@@ -105,6 +105,20 @@ pub enum Fate {
 pub const MAX_SEGMENTS: u32 = 1 << 24;
 
 impl Fate {
+    /// The fate of a (code, face) pair of the canonical encoding; `None` for an unknown code
+    /// or a face where the fate has none.
+    fn from_code(code: u8, face: u8) -> Option<Fate> {
+        Some(match (code, face) {
+            (0, f) if f < 6 => Fate::Escaped { face: f },
+            (1, 0) => Fate::AliveAtT1,
+            (2, 0) => Fate::RouletteKilled,
+            (3, 0) => Fate::WeightExhausted,
+            (4, f) if f < 6 => Fate::NeverEntered { face: f },
+            (5, 0) => Fate::StepLimit,
+            _ => return None,
+        })
+    }
+
     fn code(self) -> (u8, u8) {
         match self {
             Fate::Escaped { face } => (0, face),
@@ -173,6 +187,50 @@ impl PhotonRecord {
         b[56..60].copy_from_slice(&self.scatters.to_le_bytes());
         b[60..64].copy_from_slice(&self.end_gate.to_le_bytes());
         b
+    }
+
+    /// The record of a canonical encoding ([`PhotonRecord::to_bytes`]); `None` when `b` is not
+    /// one (unknown fate, face or flag, nonzero reserved bytes, a detector without its flag, or
+    /// weights that break per-photon conservation). A GPU returns its records this way.
+    pub fn from_bytes(b: &[u8; 64]) -> Option<PhotonRecord> {
+        let u64_at = |o: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[o..o + 8]);
+            u64::from_le_bytes(w)
+        };
+        let u32_at = |o: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&b[o..o + 4]);
+            u32::from_le_bytes(w)
+        };
+        let fate = Fate::from_code(b[8], b[9])?;
+        let detector_id = u16::from_le_bytes([b[12], b[13]]);
+        let detector = match b[10] {
+            0 if detector_id == 0 => None,
+            1 => Some(detector_id),
+            _ => return None,
+        };
+        if b[11] != 0 || b[14] != 0 || b[15] != 0 {
+            return None;
+        }
+        let r = PhotonRecord {
+            index: u64_at(0),
+            fate,
+            launched: u64_at(16),
+            specular: u64_at(24),
+            deposited: u64_at(32),
+            exit_weight: u64_at(40),
+            roulette_gain: u64_at(48),
+            scatters: u32_at(56),
+            end_gate: u32_at(60),
+            detector,
+        };
+        let income = r.launched.checked_add(r.roulette_gain)?;
+        let spent = r
+            .specular
+            .checked_add(r.deposited)?
+            .checked_add(r.exit_weight)?;
+        (income == spent).then_some(r)
     }
 }
 

@@ -10,7 +10,8 @@
  *                                                            stdin (hex), writes H7 of N nonces
  *   harness transport FILE                                -> runs a photon range of the model
  *                                                            in FILE (layout: read_model), writes
- *                                                            deposit, totals, detected records
+ *                                                            deposit, totals, detected records,
+ *                                                            then every photon's canonical record
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +68,8 @@ static int run_transport(const char *file) {
     uint32_t det_count = 0;
     uint64_t totals[CS_T_COUNT] = {0};
     float path[CS_MAX_TRACK + 1024];
-    if (!deposit || !det_buf) {
+    uint32_t *records = (uint32_t *)malloc(((size_t)count + 1) * CS_RECORD_WORDS * 4);
+    if (!deposit || !det_buf || !records) {
         return 4;
     }
     for (uint64_t i = 0; i < count; ++i) {
@@ -77,11 +79,13 @@ static int run_transport(const char *file) {
         if (rec.detector >= 0) {
             cs_detected_write(&m, &rec, first + i, path, &det_count, det_buf, (uint32_t)count);
         }
+        cs_record_encode(&rec, first + i, records + i * CS_RECORD_WORDS);
     }
     fwrite(deposit, 8, cells, stdout);
     fwrite(totals, 8, CS_T_COUNT, stdout);
     fwrite(&det_count, 4, 1, stdout);
     fwrite(det_buf, 4, (size_t)det_count * det_words, stdout);
+    fwrite(records, 4, (size_t)count * CS_RECORD_WORDS, stdout);
     return 0;
 }
 
