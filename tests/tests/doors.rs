@@ -47,7 +47,7 @@ async fn hostile_rig(addr: std::net::SocketAddr, node: PublicKey, seed: u64) {
     let _ = devices.push(DeviceInfo {
         index: 0,
         kind: DeviceKind::Cpu,
-        name: heapless::String::try_from("cpu0").unwrap(),
+        name: heapless::String::from("cpu0"),
         compute_units: 1,
         cores: 1,
         memory: 1 << 30,
@@ -56,8 +56,8 @@ async fn hostile_rig(addr: std::net::SocketAddr, node: PublicKey, seed: u64) {
     });
     let hello = RigToManager::Hello(RigHello {
         version: PROTOCOL_VERSION,
-        firmware: heapless::String::try_from("fuzz").unwrap(),
-        name: heapless::String::try_from("fuzz").unwrap(),
+        firmware: heapless::String::from("fuzz"),
+        name: heapless::String::from("fuzz"),
         payout: me.public(),
         devices,
     });
