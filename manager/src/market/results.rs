@@ -797,7 +797,7 @@ impl Market {
                 .map(|(k, _)| *k)
                 .collect();
             for k in linked {
-                self.send(&k, ManagerToRig::Offer(o.clone()));
+                self.send(&k, ManagerToRig::Offer(o));
             }
         }
         self.stats.evicted += 1;
