@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use compushare_manager::client::Client;
+use compushare_client::Client;
 use compushare_protocol::hex;
 use compushare_protocol::msg::{
     self as msg, Bid, Heartbeat, ManagerToRig, RigHello, RigToManager, PROTOCOL_VERSION,

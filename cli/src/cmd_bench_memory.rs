@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use compushare_client::Client;
 use compushare_controller::rig::Rig;
-use compushare_manager::client::Client;
 use compushare_protocol::msg::{JobState, RigToManager};
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::Identity;

@@ -414,8 +414,7 @@ async fn resident(d: Duration) -> anyhow::Result<(u64, u64, u64)> {
     let hashing = sample(child.0.id(), d).await;
     // The built-in cube60: a 60^3 grid, one time gate (a 1.7 MB tally per run).
     let job = builtin_json("cube60").context("the built-in cube60")?;
-    let mut c =
-        compushare_manager::client::Client::connect(addr.as_str(), client_id, &mkey).await?;
+    let mut c = compushare_client::Client::connect(addr.as_str(), client_id, &mkey).await?;
     c.submit(
         job.as_bytes(),
         50_000_000,

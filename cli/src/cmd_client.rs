@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use compushare_client::Client;
 use compushare_kernels::transport::input::{load_bundle, load_job, ParseOptions};
 use compushare_kernels::transport::output::{write_outputs, RunInfo, Summary};
 use compushare_kernels::transport::tally::Tally;
-use compushare_manager::client::Client;
 use compushare_protocol::hex;
 use compushare_protocol::msg::{JobState, JobStatus};
 use compushare_protocol::secure::Identity;

@@ -41,7 +41,7 @@ use compushare_kernels::transport::builtin::{builtin_job, builtin_json};
 use compushare_kernels::transport::input::ParseOptions;
 use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::tally::Tally;
-use compushare_manager::client::Client;
+use compushare_client::Client;
 use compushare_manager::market::MarketConfig;
 use compushare_manager::server::{start, Running, ServerConfig};
 use compushare_manager::{Config, Store};
@@ -249,7 +249,7 @@ async fn start_all(args: &DemoArgs, data: &std::path::Path, view: &View) -> anyh
         // Assignments of about two seconds on a one-core device: several per rig, so the
         // display shows work spreading, moving and being verified.
         target: Duration::from_secs(2),
-        deadline_floor: Duration::from_secs(90),
+        deadline_min: Duration::from_secs(90),
         // Earnings count as spendable at once (production waits for a million verified
         // histories), so the summary shows them where a worker would.
         spendable_after: 0,

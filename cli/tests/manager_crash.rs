@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use compushare_client::Client;
 use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
 use compushare_kernels::transport::simulate;
-use compushare_manager::client::Client;
 use compushare_manager::escrow::Bank;
 use compushare_manager::store_bank::StoreBank;
 use compushare_manager::Store;

@@ -17,10 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use compushare_client::Client;
 use compushare_kernels::transport::builtin::{builtin_job, builtin_json};
 use compushare_kernels::transport::input::ParseOptions;
 use compushare_kernels::transport::simulate;
-use compushare_manager::client::Client;
 use compushare_protocol::hex;
 use compushare_protocol::msg::JobState;
 use compushare_protocol::secure::Identity;

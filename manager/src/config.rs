@@ -36,6 +36,10 @@ pub struct Config {
     /// [`compushare_kernels::transport::input::bound`]). Network-facing: any client with a
     /// balance can ask for this much per job, so it is far below a machine's memory.
     pub max_job_bytes: u64,
+    /// What one credit is worth in millisatoshi (at least 1). Rigs are told it in `Welcome`
+    /// and compare transport prices with mining revenue in that unit, so it decides when a
+    /// farm's devices leave hashing for this node's work.
+    pub credit_msat: u64,
 }
 
 /// Default [`Config::max_job_bytes`]: 512 MiB (a 200^3 grid with 8 time gates fits; an
@@ -54,12 +58,15 @@ impl Default for Config {
             duplicate_rate_ppm: 10_000,
             sample_k: DEFAULT_SAMPLE_K,
             assignment_target_s: 60,
-            deadline_slack_percent: 100,
-            deadline_min_s: 30,
+            // What the market ran with before these were read: three times the expected
+            // time, at least two minutes (a geometry fetch and an upload on a slow link).
+            deadline_slack_percent: 200,
+            deadline_min_s: 120,
             spendable_after: 1_000_000,
             calibration_photons: 512,
             calibration_max_ms: 2_000,
             max_job_bytes: DEFAULT_MAX_JOB_BYTES,
+            credit_msat: 1,
         }
     }
 }
@@ -129,15 +136,10 @@ impl Config {
         if !(1 << 20..=64 << 30).contains(&self.max_job_bytes) {
             return Err(bad("max_job_bytes", "not in 1 MiB..=64 GiB"));
         }
+        if self.credit_msat == 0 {
+            return Err(bad("credit_msat", "must be at least 1 millisatoshi"));
+        }
         Ok(())
-    }
-
-    /// Seconds from issue to deadline for an assignment expected to take `expected_s`.
-    pub fn deadline_after_s(&self, expected_s: u64) -> u64 {
-        let slack = expected_s.saturating_mul(u64::from(self.deadline_slack_percent)) / 100;
-        expected_s
-            .saturating_add(slack)
-            .max(u64::from(self.deadline_min_s))
     }
 }
 
@@ -169,12 +171,5 @@ mod tests {
             c.validate().map_err(|e| e.field),
             Err("assignment_target_s")
         );
-    }
-
-    #[test]
-    fn deadline_has_slack_and_floor() {
-        let c = Config::default();
-        assert_eq!(c.deadline_after_s(60), 120);
-        assert_eq!(c.deadline_after_s(1), 30);
     }
 }

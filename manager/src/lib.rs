@@ -15,16 +15,21 @@
 //! so a crash at any moment commits all of it or none.
 //!
 //! Network side and market logic:
-//! - [`server`]: listener, handshake, routing by first message, blocking work;
+//! - [`server`]: listener, handshake, routing by first message, the market's tick;
+//! - [`node`]: what every session shares (the market's lock, identity, store, settings);
+//! - [`tasks`]: the market's heavy tasks (open, check, duplicate) run off its lock, bounded;
 //! - [`session`]: a rig's and a client's session loops;
+//! - `sys`: the one call into the C library (returning freed heap memory to the OS);
 //! - [`outbox`]: a rig session's bounded outgoing queue (encoded messages, geometry by reference);
 //! - [`market`]: jobs, rigs, bids, assignments and the rules that move them;
 //! - [`scheduler`]: device ordering and assignment sizing;
 //! - [`verify`]: sample checks (Merkle proofs, re-simulation) and duplicate rules;
-//! - [`results`]: sealed result reassembly, opening and checks;
+//! - [`sealed`]: a rig's sealed result: its size bound, opening and checks;
 //! - [`escrow`]: the money seam (escrow, pay, fee, refund);
 //! - [`persist`]: the market's transactions on the store, and what a restart restores;
-//! - [`client`]: job preparation (validation, cost calibration) and the client library.
+//! - [`intake`]: what a submitted job becomes (validation, parsing, cost calibration).
+//!
+//! The client library is its own crate, `compushare-client` (no database, no market).
 
 #![deny(unsafe_code)]
 
@@ -40,17 +45,20 @@ pub mod store_bank;
 pub mod trust;
 
 // Network side.
-pub mod client;
 pub mod escrow;
+pub mod intake;
 pub mod market;
+pub mod node;
 pub mod outbox;
 pub mod persist;
 pub mod public_record;
 pub mod ratings;
-pub mod results;
 pub mod scheduler;
+pub mod sealed;
 pub mod server;
 pub mod session;
+mod sys;
+pub mod tasks;
 pub mod verify;
 
 pub use config::Config;

@@ -1,18 +1,20 @@
 //! The market: jobs, rigs, bids and assignments in memory, and every rule that moves them.
 //!
 //! The network side ([`crate::server`]) turns frames into calls here and runs the heavy work
-//! this returns ([`Work`]: opening results, re-simulating samples, duplicate runs) on blocking
+//! this returns ([`Task`]: opening results, re-simulating samples, duplicate runs) on blocking
 //! threads, then reports back. Nothing here blocks or awaits, so one mutex around the market
 //! is held only for bookkeeping. Messages to rigs go through each session's bounded queue
 //! ([`crate::outbox`]); a rig whose queue is full is too slow to serve and its session is
 //! dropped.
 //!
-//! Life of an assignment: `Assigned` -> (commit, upload) `Opening` -> `Checking` (samples and
+//! Life of an assignment (its `Stage`, each carrying its own data): `Assigned` -> (commit)
+//! `Uploading` (the sealed result arriving) -> `Opening` -> `Checking` (sample proofs owed,
 //! possibly a duplicate) -> `Held` (verified and paid: pending, or spendable once the rig
-//! qualifies) -> `Paid` when its job completes and its tally is merged. A late one is `Late`
-//! and its range returns to the pool; a failed or discarded one is `Discarded`. A rig caught
-//! cheating forfeits its pending pay and its held results whose pay was still pending are
-//! recomputed elsewhere.
+//! qualifies) until its job completes, its tally merged, and it leaves memory. A check run ends
+//! `Settled` (passed its own checks) then `Paid` once its comparison is decided. A late one is
+//! `Late` and its range returns to the pool; a failed or discarded one is `Discarded`. A rig
+//! caught cheating forfeits its pending pay and its held results whose pay was still pending
+//! are recomputed elsewhere.
 //!
 //! The store ([`crate::persist`]) is the source of truth: every change that must survive a
 //! crash (job accepted, result verified and paid, rig caught, job finished, trust records and
@@ -31,8 +33,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::tally::Tally;
+use compushare_protocol::chunk::{Growing, Reassembler};
 use compushare_protocol::msg::{Bid, HistoryProof, JobState, ManagerToRig, ResultCommit};
 use compushare_protocol::types::{
     Amount, AssignmentId, DeviceInfo, Digest, JobId, Mode, PhotonRange, PublicKey, TrustLevel,
@@ -40,10 +42,10 @@ use compushare_protocol::types::{
 
 use crate::costing;
 use crate::escrow::Bank;
+use crate::intake::JobSpec;
 use crate::outbox::{Outbox, PushError};
 use crate::persist::Persist;
 use crate::records::{AssignmentRecord, AssignmentState, CommitInfo, Verification};
-use crate::results::Assembly;
 use crate::scheduler::{self, Candidate};
 use crate::store::{Store, StoreError};
 use crate::store_bank::StoreBank;
@@ -55,41 +57,48 @@ mod clients;
 mod results;
 mod rigs;
 
-/// Tunables of the market.
+/// Tunables of the market. The stored [`crate::Config`] is their one source
+/// ([`MarketConfig::from_stored`]); the rest are constants of this build. A test may change
+/// any field; a node changes them only through its stored settings (and the two overrides of
+/// `compushare manager run`).
 #[derive(Debug, Clone)]
 pub struct MarketConfig {
-    /// How long an assignment should take on its device (30-120 s in production).
+    /// How long an assignment should take on its device (`assignment_target_s`).
     pub target: Duration,
-    /// Deadline = `deadline_factor` x expected duration, at least `deadline_floor`.
-    pub deadline_factor: u32,
-    pub deadline_floor: Duration,
-    /// Histories sampled per check ([`verify::DEFAULT_SAMPLES`]).
+    /// Time allowed past an assignment's expected duration, percent of it
+    /// (`deadline_slack_percent`).
+    pub deadline_slack_percent: u32,
+    /// Least time from issue to deadline (`deadline_min_s`; covers the geometry fetch and the
+    /// upload). Sample proofs are due this long after their request, too.
+    pub deadline_min: Duration,
+    /// Histories sampled per check (`sample_k`).
     pub samples: usize,
     /// Share of results (after a rig's first) also run by a trusted rig, parts per million
-    /// (the stored config's unit: 10,000 = 1%).
+    /// (`duplicate_rate_ppm`: 10,000 = 1%).
     pub duplicate_ppm: u64,
     /// Duplicate and arbitration runs on trusted rigs are paid from an allowance the client
     /// escrows with the job: this share of the job's maximum cost, per mille. While it lasts
     /// checks run on trusted rigs; beyond it they run on the manager's own engine (free);
     /// what is left is refunded with the rest of the escrow.
     pub check_allowance_permille: u64,
-    /// Consecutive verified histories that make a rig trusted.
+    /// Consecutive verified histories that make a rig trusted (`promote_after`).
     pub trust_threshold: u64,
-    /// Verified histories before a rig's earnings become spendable.
+    /// Verified histories before a rig's earnings become spendable (`spendable_after`).
     pub spendable_after: u64,
     /// Seconds between heartbeats rigs are told to keep.
     pub heartbeat_s: u16,
     /// What one credit is worth in millisatoshi, told to rigs in Welcome so that they compare
-    /// transport prices with mining revenue in one unit (default 1).
+    /// transport prices with mining revenue in one unit (`credit_msat`).
     pub credit_msat: u64,
-    /// What the manager pays per cost unit.
+    /// What the manager pays per cost unit (`price_per_unit`).
     pub price_per_unit: Amount,
-    /// Manager's fee on the work paid, in basis points (hundredths of a percent).
+    /// Manager's fee on the work paid, in basis points (`fee_bp`).
     pub fee_bp: u64,
     /// Largest job input (bundle) accepted, bytes.
     pub max_input: u32,
-    /// What a job may take and how it is calibrated (see [`crate::client::prepare_job`]).
-    pub limits: crate::client::JobLimits,
+    /// What a job may take and how it is calibrated (`max_job_bytes`, `calibration_photons`,
+    /// `calibration_max_ms`; see [`crate::intake::prepare_job`]).
+    pub limits: crate::intake::JobLimits,
     /// Most entries in a rig session's outgoing queue (see [`crate::outbox`]).
     pub session_queue: usize,
     /// Most bytes of encoded messages in a rig session's outgoing queue.
@@ -97,22 +106,31 @@ pub struct MarketConfig {
 }
 
 impl Default for MarketConfig {
+    /// The market of a node with the default stored settings.
     fn default() -> Self {
+        MarketConfig::from_stored(&crate::Config::default())
+    }
+}
+
+impl MarketConfig {
+    /// The market's settings from a node's stored [`crate::Config`] (the one source of
+    /// settings: every stored setting the market uses is read here).
+    pub fn from_stored(c: &crate::Config) -> MarketConfig {
         MarketConfig {
-            target: Duration::from_secs(60),
-            deadline_factor: 3,
-            deadline_floor: Duration::from_secs(120),
-            samples: verify::DEFAULT_SAMPLES,
-            duplicate_ppm: 10_000,
+            target: Duration::from_secs(u64::from(c.assignment_target_s)),
+            deadline_slack_percent: c.deadline_slack_percent,
+            deadline_min: Duration::from_secs(u64::from(c.deadline_min_s)),
+            samples: usize::try_from(c.sample_k).unwrap_or(verify::DEFAULT_SAMPLES),
+            duplicate_ppm: u64::from(c.duplicate_rate_ppm),
             check_allowance_permille: costing::DEFAULT_CHECK_ALLOWANCE_PERMILLE,
-            trust_threshold: 100_000_000,
-            spendable_after: 1_000_000,
+            trust_threshold: c.promote_after,
+            spendable_after: c.spendable_after,
             heartbeat_s: 10,
-            credit_msat: 1,
-            price_per_unit: Amount(1),
-            fee_bp: 500,
+            credit_msat: c.credit_msat,
+            price_per_unit: c.price_per_unit,
+            fee_bp: u64::from(c.fee_bp),
             max_input: 64 << 20,
-            limits: crate::client::JobLimits::default(),
+            limits: crate::intake::JobLimits::of(c),
             session_queue: 256,
             // Thousands of acks, offers and sample requests: far beyond what a rig that reads
             // at all lets pile up. A ceiling, not a reservation: a rig that keeps up has a few
@@ -122,36 +140,9 @@ impl Default for MarketConfig {
     }
 }
 
-impl MarketConfig {
-    /// The market's settings from a node's stored [`crate::Config`] (the one source of
-    /// settings; the rest are the defaults above).
-    pub fn from_stored(c: &crate::Config) -> MarketConfig {
-        MarketConfig {
-            target: Duration::from_secs(u64::from(c.assignment_target_s)),
-            samples: usize::try_from(c.sample_k).unwrap_or(verify::DEFAULT_SAMPLES),
-            duplicate_ppm: u64::from(c.duplicate_rate_ppm),
-            trust_threshold: c.promote_after,
-            spendable_after: c.spendable_after,
-            price_per_unit: c.price_per_unit,
-            fee_bp: u64::from(c.fee_bp),
-            limits: crate::client::JobLimits::of(c),
-            ..MarketConfig::default()
-        }
-    }
-}
-
-/// A job as the workers see it: the parsed input (seed applied) and its bytes.
-#[derive(Debug)]
-pub struct JobSpec {
-    pub job: Job,
-    pub input: Arc<Vec<u8>>,
-    pub content: Digest,
-    pub cells: usize,
-}
-
 /// Heavy work for a blocking thread; its outcome comes back through the matching `*_done`.
 #[derive(Debug)]
-pub enum Work {
+pub enum Task {
     /// Open a reassembled sealed result and check it against its commitment.
     Open {
         assignment: AssignmentId,
@@ -258,20 +249,8 @@ impl Rig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AState {
-    Assigned,
-    Uploading,
-    Opening,
-    Checking,
-    Held,
-    /// A check run that passed its own checks; paid once its comparison is decided.
-    Settled,
-    Paid,
-    Late,
-    Discarded,
-}
-
+/// An assignment: what was issued (fixed for its life) and where it stands ([`Stage`], each
+/// stage carrying its own data). Built by [`Assignment::issued`] only.
 #[derive(Debug)]
 struct Assignment {
     job: JobId,
@@ -281,53 +260,196 @@ struct Assignment {
     device: u8,
     range: PhotonRange,
     payout: u64,
-    state: AState,
-    assigned_at: Instant,
-    deadline: Instant,
-    commit: Option<ResultCommit>,
-    assembly: Option<Assembly>,
-    tally: Option<Arc<Tally>>,
-    outstanding: BTreeSet<u64>,
-    checks_in_flight: usize,
-    /// When the sample proofs must be in.
-    check_deadline: Option<Instant>,
-    sampled: bool,
-    /// A duplicate was started; `Some(true)` once it matched.
-    duplicate: Option<bool>,
-    issued_unix_s: u64,
-    deadline_unix_s: u64,
-    /// Issue to commit, for the rig's time-to-return record.
-    elapsed_ms: u64,
-    /// Verified pay went to spendable (kept if the rig is caught later); otherwise pending.
-    spendable: bool,
-    /// `Tally::digest()` of the result once opened (or restored).
-    digest: Option<Digest>,
     /// Set when this assignment re-runs another's range to check it.
     check: Option<CheckRun>,
-    /// A duplicate run that disagreed with this result: (its assignment, its digest), until
-    /// an arbitration decides.
+    assigned_at: Instant,
+    deadline: Instant,
+    issued_unix_s: u64,
+    deadline_unix_s: u64,
+    stage: Stage,
+}
+
+/// Where an assignment stands. Life of one: `Assigned` -> (commit) `Uploading` -> (every
+/// chunk) `Opening` -> (opened) `Checking` -> `Held` (a primary result, verified and paid) or
+/// `Settled` (a check run that passed its own checks) -> `Paid` (a check run paid once its
+/// comparison is decided); `Late` or `Discarded` when it will not deliver or is not wanted.
+#[derive(Debug)]
+enum Stage {
+    /// Out with its rig. `restored`: issued before this process started (its `Assign` may
+    /// have been lost with a crash, so a bid for its device means the rig does not run it).
+    Assigned { restored: bool },
+    /// Committed; the sealed result is arriving (memory grows with the bytes that came).
+    Uploading {
+        result: Committed,
+        upload: Reassembler<Growing>,
+    },
+    /// Every chunk arrived; a task opens the box.
+    Opening { result: Committed },
+    /// Opened: sample proofs outstanding, a duplicate possibly running.
+    Checking { result: Opened, samples: Samples },
+    /// A primary result verified and paid (pending pay, or spendable once its rig
+    /// qualifies); its tally waits for the job's merge.
+    Held { result: Opened, spendable: bool },
+    /// A check run that passed its own checks; paid once its comparison is decided.
+    Settled { result: Opened },
+    /// A check run paid: only what a re-sent commitment is answered with is kept.
+    Paid {
+        commit: Option<ResultCommit>,
+        spendable: bool,
+    },
+    /// Missed its deadline; its range went back to the pool.
+    Late,
+    /// Failed, rejected, unchecked or not wanted; its range went back to the pool.
+    Discarded,
+}
+
+/// A rig's commitment to a result, and how long the rig took to make it.
+#[derive(Debug, Clone, Copy)]
+struct Committed {
+    commit: ResultCommit,
+    /// Issue to commit, for the rig's time-to-return record.
+    elapsed_ms: u64,
+}
+
+/// An opened result (or one restored verified after a restart).
+#[derive(Debug)]
+struct Opened {
+    /// `None` for a result restored after a restart: only its digest was kept.
+    commit: Option<ResultCommit>,
+    elapsed_ms: u64,
+    /// `Tally::digest()`: what duplicates are compared with.
+    digest: Digest,
+    tally: Arc<Tally>,
+    /// Whether its samples were checked.
+    sampled: bool,
+    /// Its duplicate and any disagreement being decided.
+    cross: CrossCheck,
+}
+
+/// A result's comparison with independent runs of its range (see `checks`).
+#[derive(Debug, Clone, Copy, Default)]
+struct CrossCheck {
+    /// A duplicate was started; `Some(true)` once it matched.
+    duplicate: Option<bool>,
+    /// A duplicate run that disagreed: (its assignment, its digest), until an arbitration
+    /// decides.
     disputed: Option<(AssignmentId, Digest)>,
     /// An arbitration run that agreed with neither, until the manager's engine decides.
     suspect: Option<(AssignmentId, Digest)>,
-    /// Issued before this process started (restored from the store): its `Assign` may have
-    /// been lost with the crash, so a bid for its device means the rig does not run it.
-    restored: bool,
+}
+
+/// Sample proofs a result owes.
+#[derive(Debug)]
+struct Samples {
+    /// Photons asked for and not yet proven.
+    outstanding: BTreeSet<u64>,
+    /// Check tasks running.
+    in_flight: usize,
+    /// When every proof must be in.
+    deadline: Instant,
+}
+
+impl Stage {
+    /// The commitment, from `Uploading` on.
+    fn commit(&self) -> Option<ResultCommit> {
+        match self {
+            Stage::Uploading { result, .. } | Stage::Opening { result } => Some(result.commit),
+            Stage::Checking { result, .. }
+            | Stage::Held { result, .. }
+            | Stage::Settled { result } => result.commit,
+            Stage::Paid { commit, .. } => *commit,
+            Stage::Assigned { .. } | Stage::Late | Stage::Discarded => None,
+        }
+    }
+
+    /// Issue to commit, milliseconds (0 before the commitment).
+    fn elapsed_ms(&self) -> u64 {
+        match self {
+            Stage::Uploading { result, .. } | Stage::Opening { result } => result.elapsed_ms,
+            Stage::Checking { result, .. }
+            | Stage::Held { result, .. }
+            | Stage::Settled { result } => result.elapsed_ms,
+            _ => 0,
+        }
+    }
+
+    /// The opened result, while it is kept.
+    fn opened(&self) -> Option<&Opened> {
+        match self {
+            Stage::Checking { result, .. }
+            | Stage::Held { result, .. }
+            | Stage::Settled { result } => Some(result),
+            _ => None,
+        }
+    }
+
+    /// The opened result, while it is kept.
+    fn opened_mut(&mut self) -> Option<&mut Opened> {
+        match self {
+            Stage::Checking { result, .. }
+            | Stage::Held { result, .. }
+            | Stage::Settled { result } => Some(result),
+            _ => None,
+        }
+    }
+
+    /// The result's digest, once opened.
+    fn digest(&self) -> Option<Digest> {
+        self.opened().map(|o| o.digest)
+    }
+
+    /// Whether the rig still holds it (issued, not yet committed).
+    fn is_assigned(&self) -> bool {
+        matches!(self, Stage::Assigned { .. })
+    }
+
+    /// Whether it is being checked or held verified (a duplicate may still compare with it).
+    fn is_checking_or_held(&self) -> bool {
+        matches!(self, Stage::Checking { .. } | Stage::Held { .. })
+    }
+
+    /// Whether it has ended (paid, late or discarded): nothing more happens to it.
+    fn is_over(&self) -> bool {
+        matches!(self, Stage::Paid { .. } | Stage::Late | Stage::Discarded)
+    }
+
+    /// Moves to the stage `next` makes of this one (a transition that needs the old stage's
+    /// data by value, e.g. `Checking` -> `Held` keeps the opened result).
+    fn advance(&mut self, next: impl FnOnce(Stage) -> Stage) {
+        let old = std::mem::replace(self, Stage::Discarded);
+        *self = next(old);
+    }
+
+    /// Its name, for logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Stage::Assigned { .. } => "assigned",
+            Stage::Uploading { .. } => "uploading",
+            Stage::Opening { .. } => "opening",
+            Stage::Checking { .. } => "checking",
+            Stage::Held { .. } => "held",
+            Stage::Settled { .. } => "settled",
+            Stage::Paid { .. } => "paid",
+            Stage::Late => "late",
+            Stage::Discarded => "discarded",
+        }
+    }
 }
 
 impl Assignment {
-    /// A new assignment in `Assigned` (the one constructor: restored ones change their state
-    /// and verified data after).
+    /// The one constructor: an assignment as issued to `rig`, out with it (`Assigned`).
+    /// `restored` marks one issued before this process started (see [`Stage::Assigned`]).
     #[allow(clippy::too_many_arguments)]
-    fn new(
+    fn issued(
         job: JobId,
         rig: PublicKey,
         payout_to: PublicKey,
         device: u8,
         range: PhotonRange,
         payout: u64,
-        deadline: Instant,
-        issued_unix_s: u64,
-        deadline_unix_s: u64,
+        check: Option<CheckRun>,
+        (deadline, issued_unix_s, deadline_unix_s): (Instant, u64, u64),
+        restored: bool,
     ) -> Assignment {
         Assignment {
             job,
@@ -336,45 +458,38 @@ impl Assignment {
             device,
             range,
             payout,
-            state: AState::Assigned,
+            check,
             assigned_at: Instant::now(),
             deadline,
-            commit: None,
-            assembly: None,
-            tally: None,
-            outstanding: BTreeSet::new(),
-            checks_in_flight: 0,
-            check_deadline: None,
-            sampled: false,
-            duplicate: None,
             issued_unix_s,
             deadline_unix_s,
-            elapsed_ms: 0,
-            spendable: false,
-            digest: None,
-            check: None,
-            disputed: None,
-            suspect: None,
-            restored: false,
+            stage: Stage::Assigned { restored },
         }
     }
 
     /// A stored assignment as a restarted market takes it back, in `Assigned`.
     fn restored(job: JobId, a: &AssignmentRecord, deadline: Instant) -> Assignment {
-        let mut x = Assignment::new(
+        Assignment::issued(
             job,
             a.rig,
             a.payout_to,
             a.device,
             a.photons,
             a.payout.0,
-            deadline,
-            a.issued_unix_s,
-            a.deadline_unix_s,
-        );
-        x.restored = true;
-        x
+            None,
+            (deadline, a.issued_unix_s, a.deadline_unix_s),
+            true,
+        )
     }
+}
+
+/// How an assignment that will not deliver ends (see [`Market::release`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Past its deadline: its rig's record counts it.
+    Late,
+    /// Rejected, failed, unchecked or not wanted.
+    Discarded,
 }
 
 /// What a check run checks.
@@ -430,6 +545,8 @@ pub struct Stats {
     /// being checked (proofs computed for a session that ended arrive on the next one).
     pub stale_proofs: u64,
     pub heartbeats: u64,
+    /// Jobs and rigs that left memory (finished, gone): the node's heap shrank.
+    pub evicted: u64,
 }
 
 /// A protocol violation serious enough to end the session.
@@ -491,7 +608,7 @@ pub struct Market {
     reoffer: HashSet<PublicKey>,
     /// Work started outside a call that returns work (a check run lost with its rig's
     /// deadline); handed out by [`Market::tick`].
-    later: Vec<Work>,
+    later: Vec<Task>,
     pub stats: Stats,
 }
 
@@ -563,7 +680,7 @@ impl Market {
 
     fn resume(&mut self, rj: crate::persist::RestoredJob) {
         let job = rj.record;
-        let prepared = match crate::client::prepare_job(
+        let prepared = match crate::intake::prepare_job(
             rj.input,
             job.photons,
             Some(job.seed),
@@ -609,11 +726,17 @@ impl Market {
             }
             spent = spent.saturating_add(a.payout.0);
             let mut x = Assignment::restored(job.id, &a, now);
-            x.state = AState::Held;
-            x.tally = Some(Arc::new(t));
-            x.sampled = true;
-            x.spendable = spendable;
-            x.digest = Some(digest);
+            x.stage = Stage::Held {
+                result: Opened {
+                    commit: None,
+                    elapsed_ms: 0,
+                    digest,
+                    tally: Arc::new(t),
+                    sampled: true,
+                    cross: CrossCheck::default(),
+                },
+                spendable,
+            };
             self.assignments.insert(a.id, x);
         }
         // Assignments still out: the rig may deliver after the restart (it re-sends a finished
@@ -634,7 +757,7 @@ impl Market {
                 continue;
             }
             let left = Duration::from_secs(a.deadline_unix_s.saturating_sub(now_unix));
-            let deadline = now + left.max(self.cfg.deadline_floor);
+            let deadline = now + left.max(self.cfg.deadline_min);
             self.assignments
                 .insert(a.id, Assignment::restored(job.id, &a, deadline));
             out_with_rigs += 1;
@@ -698,13 +821,13 @@ impl Market {
             deadline_unix_s: a.deadline_unix_s,
             payout: Amount(a.payout),
             state,
-            commit: a.commit.map(|c| CommitInfo {
+            commit: a.stage.commit().map(|c| CommitInfo {
                 histories: c.histories,
                 tally: c.tally,
                 merkle_root: c.merkle_root,
                 sealed: c.sealed,
                 sealed_len: c.sealed_len,
-                committed_unix_s: a.issued_unix_s + a.elapsed_ms / 1000,
+                committed_unix_s: a.issued_unix_s + a.stage.elapsed_ms() / 1000,
             }),
             verification,
             duplicate_of: a.check.map(|c| c.of),
@@ -758,6 +881,17 @@ impl Market {
         z ^ (z >> 31)
     }
 
+    /// Marks spendable every held result paid to `payout_to` (its pending pay was released).
+    fn mark_spendable(&mut self, payout_to: &PublicKey) {
+        for x in self.assignments.values_mut() {
+            if x.payout_to == *payout_to {
+                if let Stage::Held { spendable, .. } = &mut x.stage {
+                    *spendable = true;
+                }
+            }
+        }
+    }
+
     fn send(&mut self, rig: &PublicKey, msg: ManagerToRig) {
         self.push(rig, |out| out.push(&msg));
     }
@@ -797,8 +931,11 @@ impl Market {
         };
         (a.rig == *rig).then_some(())?;
         let returned = matches!(
-            a.state,
-            AState::Opening | AState::Checking | AState::Held | AState::Paid
+            a.stage,
+            Stage::Opening { .. }
+                | Stage::Checking { .. }
+                | Stage::Held { .. }
+                | Stage::Paid { .. }
         );
         returned.then_some(())?;
         self.jobs.get(&a.job).map(|j| j.client)
@@ -814,6 +951,7 @@ impl Market {
 mod tests {
     use super::*;
     use crate::Config;
+    use compushare_protocol::msg::RigToManager;
 
     const JOB: &str = r#"{
       "Session": { "ID": "unit", "Photons": 100 },
@@ -828,11 +966,11 @@ mod tests {
     fn checking() -> (Market, AssignmentId, PublicKey) {
         let store = Arc::new(Store::in_memory(&Config::default()).unwrap());
         let mut m = Market::open(MarketConfig::default(), store).unwrap();
-        let prepared = crate::client::prepare_job(
+        let prepared = crate::intake::prepare_job(
             JOB.as_bytes().to_vec(),
             100,
             Some(1),
-            &crate::client::JobLimits::default(),
+            &crate::intake::JobLimits::default(),
         )
         .unwrap();
         let job = JobId(1);
@@ -875,11 +1013,119 @@ mod tests {
             start: 0,
             count: 100,
         };
-        let mut a = Assignment::new(job, rig, rig, 0, range, 100, Instant::now(), 0, 0);
-        a.state = AState::Checking;
-        a.checks_in_flight = 1;
+        let mut a = Assignment::issued(
+            job,
+            rig,
+            rig,
+            0,
+            range,
+            100,
+            None,
+            (Instant::now(), 0, 0),
+            false,
+        );
+        let tally = Tally::default();
+        a.stage = Stage::Checking {
+            result: Opened {
+                commit: None,
+                elapsed_ms: 0,
+                digest: tally.digest(),
+                tally: Arc::new(tally),
+                sampled: true,
+                cross: CrossCheck::default(),
+            },
+            samples: Samples {
+                outstanding: BTreeSet::new(),
+                in_flight: 1,
+                deadline: Instant::now() + Duration::from_secs(60),
+            },
+        };
         m.assignments.insert(id, a);
         (m, id, rig)
+    }
+
+    /// Issue 12: the stored `deadline_slack_percent` and `deadline_min_s` were validated but
+    /// never read (deadlines were 3x the expected time, at least 120 s, whatever the node's
+    /// settings). Now an assignment's deadline is the expected time plus the slack, at least
+    /// the minimum.
+    #[test]
+    fn deadlines_follow_the_stored_settings() {
+        use compushare_protocol::types::DeviceKind;
+        let deadline_of = |slack: u32, min_s: u32, histories_per_s: u64| {
+            let stored = Config {
+                deadline_slack_percent: slack,
+                deadline_min_s: min_s,
+                ..Config::default()
+            };
+            let store = Arc::new(Store::in_memory(&stored).unwrap());
+            let mut m = Market::open(MarketConfig::from_stored(&stored), store).unwrap();
+            let client: PublicKey = [1; 32];
+            m.persist
+                .store()
+                .write(|tx| tx.grant(&client, Amount(1 << 40)))
+                .unwrap();
+            let prepared = crate::intake::prepare_job(
+                JOB.as_bytes().to_vec(),
+                100_000,
+                Some(1),
+                &crate::intake::JobLimits::default(),
+            )
+            .unwrap();
+            let cost = prepared.cost_milli;
+            let (job, _, _) = m
+                .submit(
+                    client,
+                    prepared.spec,
+                    100_000,
+                    Mode::Cheapest,
+                    Amount(u64::MAX),
+                    cost,
+                )
+                .unwrap();
+            let rig: PublicKey = [9; 32];
+            let (outbox, _inbox) = crate::outbox::outbox(64, 1 << 20);
+            let mut hello = compushare_protocol::msg::RigHello {
+                version: compushare_protocol::msg::PROTOCOL_VERSION,
+                firmware: Default::default(),
+                name: Default::default(),
+                payout: rig,
+                devices: Default::default(),
+            };
+            let device = DeviceInfo {
+                index: 0,
+                kind: DeviceKind::Cpu,
+                name: Default::default(),
+                compute_units: 1,
+                cores: 1,
+                memory: 1 << 30,
+                hash_rate: 0,
+                histories_per_s: 1000,
+            };
+            hello.devices.push(device).unwrap();
+            let session = m.new_session();
+            m.rig_hello(rig, &hello, RigLink { session, outbox });
+            let bid = Bid {
+                job,
+                device: 0,
+                cores: 1,
+                histories_per_s,
+                min_price: Amount(1),
+            };
+            m.rig_message(&rig, Box::new(RigToManager::Bid(bid)))
+                .unwrap();
+            let a = m.assignments.values().next().expect("an assignment");
+            let expected_s = a.range.count as f64 / histories_per_s as f64;
+            (a.deadline_unix_s - a.issued_unix_s, expected_s)
+        };
+        // A short assignment gets the minimum.
+        let (d, expected) = deadline_of(200, 400, 1000);
+        assert!(expected < 100.0, "{expected}");
+        assert_eq!(d, 400);
+        // A long one gets its expected time plus the slack.
+        let (d, expected) = deadline_of(50, 1, 10);
+        assert!(expected > 10.0, "{expected}");
+        let want = (expected * 1.5) as u64;
+        assert!(d.abs_diff(want) <= 1, "deadline {d} s, want {want} s");
     }
 
     /// Issue 12: an OS random failure used to be ignored (`let _ =`), leaving the seed of
@@ -918,7 +1164,7 @@ mod tests {
         assert_eq!(m.rigs[&rig].public.errors, 0, "the rig was blamed");
         assert_eq!(m.stats.caught, 0);
         assert_eq!(m.stats.unchecked, 1);
-        assert_eq!(m.assignments[&id].state, AState::Discarded);
+        assert!(matches!(m.assignments[&id].stage, Stage::Discarded));
         assert_eq!(
             m.jobs[&JobId(1)].pending,
             vec![PhotonRange {
@@ -933,5 +1179,93 @@ mod tests {
         m.checked(id, 3, Err(CheckError::Rig(wrong)));
         assert_eq!(m.rigs[&rig].public.errors, 1);
         assert_eq!(m.stats.caught, 1);
+    }
+
+    /// Every message queued on `inbox` (its market dropped, so the queue ends).
+    fn sent(mut inbox: crate::outbox::Inbox) -> Vec<ManagerToRig> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut sent = Vec::new();
+        while let Some(out) = rt.block_on(inbox.next()) {
+            if let crate::outbox::Outgoing::Message { bytes, .. } = out {
+                sent.push(postcard::from_bytes::<ManagerToRig>(&bytes).unwrap());
+            }
+        }
+        sent
+    }
+
+    /// Issue 12 (one source of settings): the credit value rigs are told in `Welcome` is the
+    /// node's stored `credit_msat` (it was a field of the market only, set by a flag of
+    /// `manager run`, so the stored config could not change it).
+    #[test]
+    fn welcome_tells_rigs_the_stored_credit_value() {
+        let stored = Config {
+            credit_msat: 7,
+            ..Config::default()
+        };
+        let store = Arc::new(Store::in_memory(&stored).unwrap());
+        let mut m = Market::open(MarketConfig::from_stored(&stored), store).unwrap();
+        let rig: PublicKey = [9; 32];
+        let (outbox, _inbox) = crate::outbox::outbox(64, 1 << 20);
+        let hello = compushare_protocol::msg::RigHello {
+            version: compushare_protocol::msg::PROTOCOL_VERSION,
+            firmware: Default::default(),
+            name: Default::default(),
+            payout: rig,
+            devices: Default::default(),
+        };
+        let session = m.new_session();
+        let welcome = m.rig_hello(rig, &hello, RigLink { session, outbox });
+        assert_eq!(welcome.credit_msat, 7);
+    }
+
+    /// Issue 12 (assignment stages): a paid check run keeps what it was paid as (the old
+    /// `spendable` flag was set for held primary results only, so a trusted rig re-sending a
+    /// paid check run's commitment after a reconnect was told its pay was pending), and a
+    /// stage's data goes with it: a paid run no longer holds its tally.
+    #[test]
+    fn a_resent_paid_check_run_is_answered_as_it_was_paid() {
+        let (mut m, id, rig) = checking();
+        let commit = ResultCommit {
+            assignment: id,
+            histories: 100,
+            tally: [3; 32],
+            merkle_root: [4; 32],
+            sealed: [5; 32],
+            sealed_len: 64,
+            stats: compushare_protocol::msg::CostStats {
+                elapsed_ms: 1,
+                voxel_steps: 1,
+                scatters: 1,
+            },
+        };
+        let a = m.assignments.get_mut(&id).unwrap();
+        a.check = Some(CheckRun {
+            of: AssignmentId(99),
+            arbiter: false,
+        });
+        a.stage = Stage::Paid {
+            commit: Some(commit),
+            spendable: true,
+        };
+        let (outbox, inbox) = crate::outbox::outbox(64, 1 << 20);
+        m.rigs.get_mut(&rig).unwrap().link = Some(RigLink { session: 1, outbox });
+        m.commit(&rig, commit);
+        drop(m);
+        let sent = sent(inbox);
+        assert!(
+            sent.iter().any(|x| matches!(
+                x,
+                ManagerToRig::PaymentNotice {
+                    spendable: true,
+                    ..
+                }
+            )),
+            "{sent:?}"
+        );
+        // Pinned: an assignment's size (one per assignment in memory; grows only on purpose).
+        let size = std::mem::size_of::<Assignment>();
+        assert!(size <= 528, "{size}");
     }
 }

@@ -57,10 +57,13 @@ pub fn size(rate: f64, target: Duration, cores: u32, available: u64) -> u64 {
     rounded.min(available)
 }
 
-/// Deadline allowance for an assignment expected to take `expected`: a multiple of it with a
-/// floor, so a slow start or a busy network does not count as lateness.
-pub fn allowance(expected: Duration, factor: u32, floor: Duration) -> Duration {
-    expected.saturating_mul(factor.max(1)).max(floor)
+/// Deadline allowance for an assignment expected to take `expected`: the expected time plus
+/// `slack_percent` of it, at least `min` (geometry fetch and upload), so a slow start or a
+/// busy network does not count as lateness. The stored settings `deadline_slack_percent` and
+/// `deadline_min_s` ([`crate::Config`]) give both.
+pub fn allowance(expected: Duration, slack_percent: u32, min: Duration) -> Duration {
+    let slack = expected.saturating_mul(slack_percent) / 100;
+    expected.saturating_add(slack).max(min)
 }
 
 /// Takes `count` photons from the front of the first pending range.
@@ -217,8 +220,12 @@ mod tests {
         assert_eq!(pending_total(&p), 100);
         assert!(take(&mut Vec::new(), 5).is_none());
         assert_eq!(
-            allowance(Duration::from_secs(1), 3, Duration::from_secs(10)),
+            allowance(Duration::from_secs(1), 200, Duration::from_secs(10)),
             Duration::from_secs(10)
+        );
+        assert_eq!(
+            allowance(Duration::from_secs(60), 50, Duration::from_secs(10)),
+            Duration::from_secs(90)
         );
     }
 }

@@ -1,6 +1,5 @@
 //! The listener: accepts TCP connections, runs the Noise handshake with a time limit, routes
-//! each session by its first message (rig or client, version refusal) and runs the heavy work
-//! the market hands back on blocking threads.
+//! each session by its first message (rig or client, version refusal), and ticks the market.
 //!
 //! One task per connection. Every peer gets the same treatment up to its first frame: the
 //! version is read before anything else (`peek_version`), an unknown version is refused with
@@ -8,11 +7,9 @@
 //! refused with `PROTOCOL`. The sessions themselves live in [`crate::session`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use compushare_kernels::transport::engine::Engine;
-use compushare_kernels::transport::simulate;
 use compushare_protocol::msg::{
     self, refusal, ClientToManager, CodecError, ManagerToRig, Refusal, RigToManager,
 };
@@ -22,68 +19,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::market::{CheckError, Market, MarketConfig, Work};
-use crate::results::open_result;
+pub use crate::node::{ServerConfig, Shared};
 use crate::session;
 use crate::store::Store;
-use crate::verify;
-
-/// Settings of the network side.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Where to listen (default 0.0.0.0:7733).
-    pub listen: SocketAddr,
-    /// Longest a Noise handshake (TCP accept included) may take.
-    pub handshake_timeout: Duration,
-    /// A session with no message for this long is closed.
-    pub idle_timeout: Duration,
-    /// How often deadlines are checked.
-    pub tick: Duration,
-    /// Threads the manager's own engine uses for duplicate runs.
-    pub engine_threads: usize,
-    /// Connections served at once; more are closed before their handshake.
-    pub max_sessions: usize,
-    pub market: MarketConfig,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 7733)),
-            handshake_timeout: compushare_protocol::secure::net::HANDSHAKE_TIMEOUT,
-            idle_timeout: Duration::from_secs(60),
-            tick: Duration::from_secs(1),
-            engine_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            max_sessions: 20_000,
-            market: MarketConfig::default(),
-        }
-    }
-}
-
-/// What every session shares.
-pub struct Shared {
-    pub market: Mutex<Market>,
-    pub identity: Identity,
-    pub cfg: ServerConfig,
-    /// The database the market persists to (read here for public records).
-    pub store: Arc<Store>,
-    /// Rigs' ratings of clients (clients' ratings of rigs are in the rigs' trust records).
-    pub ratings: Mutex<crate::ratings::ClientRatings>,
-    sessions: std::sync::atomic::AtomicUsize,
-}
-
-impl Shared {
-    /// The market, locked. A panic while holding the lock cannot leave it poisoned for good:
-    /// the market's invariants are kept per call, so the inner value is still used.
-    pub fn market(&self) -> MutexGuard<'_, Market> {
-        self.market.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The ratings registry, locked (never held together with the market's lock).
-    pub fn ratings(&self) -> MutexGuard<'_, crate::ratings::ClientRatings> {
-        self.ratings.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use crate::tasks::dispatch;
 
 /// A running manager.
 pub struct Running {
@@ -115,28 +54,28 @@ pub async fn start(
     identity: Identity,
     store: Arc<Store>,
 ) -> std::io::Result<Running> {
-    let ratings =
-        crate::ratings::ClientRatings::open(store.clone()).map_err(std::io::Error::other)?;
-    let market = Market::open(cfg.market.clone(), store.clone()).map_err(std::io::Error::other)?;
     let listener = TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared {
-        market: Mutex::new(market),
-        identity,
-        cfg,
-        store,
-        ratings: Mutex::new(ratings),
-        sessions: std::sync::atomic::AtomicUsize::new(0),
-    });
+    let shared = Arc::new(Shared::open(cfg, identity, store)?);
     let s = shared.clone();
     let accept = tokio::spawn(async move { accept_loop(listener, s).await });
     let s = shared.clone();
     let ticker = tokio::spawn(async move {
         let mut every = tokio::time::interval(s.cfg.tick);
+        let mut evicted = 0;
         loop {
             every.tick().await;
-            let work = s.market().tick(std::time::Instant::now());
-            dispatch(&Handle::current(), &s, work);
+            let (tasks, now_evicted) = {
+                let mut m = s.market();
+                let tasks = m.tick(std::time::Instant::now());
+                (tasks, m.stats.evicted)
+            };
+            dispatch(&Handle::current(), &s, tasks);
+            if now_evicted != evicted {
+                // Jobs or rigs left memory: what they took goes back to the OS (see `sys`).
+                evicted = now_evicted;
+                tokio::task::spawn_blocking(crate::sys::trim_heap);
+            }
         }
     });
     Ok(Running {
@@ -250,69 +189,6 @@ fn refuse<'a>(
     let m = Box::new(ManagerToRig::Refused(Refusal::new(code, reason)));
     async move {
         let _ = wr.send(&*m).await;
-    }
-}
-
-/// Runs heavy work off the async threads; each outcome goes back into the market, which may
-/// hand back more.
-pub fn dispatch(handle: &Handle, shared: &Arc<Shared>, work: Vec<Work>) {
-    for w in work {
-        let s = shared.clone();
-        let h = handle.clone();
-        handle.spawn_blocking(move || {
-            let more = run(&s, w);
-            dispatch(&h, &s, more);
-        });
-    }
-}
-
-fn run(shared: &Shared, work: Work) -> Vec<Work> {
-    match work {
-        Work::Open {
-            assignment,
-            spec,
-            sealed,
-            commit,
-        } => {
-            let r = open_result(
-                &shared.identity,
-                &sealed,
-                &commit.tally,
-                commit.histories,
-                spec.cells,
-            );
-            shared.market().opened(assignment, r)
-        }
-        Work::Check {
-            assignment,
-            spec,
-            range,
-            root,
-            proofs,
-        } => {
-            let n = proofs.len();
-            let r = match Engine::new(&spec.job) {
-                Ok(engine) => {
-                    verify::check_proofs(&engine, range, &root, &proofs).map_err(CheckError::from)
-                }
-                Err(e) => Err(CheckError::from(e)),
-            };
-            shared.market().checked(assignment, n, r)
-        }
-        Work::Duplicate {
-            assignment,
-            spec,
-            range,
-        } => {
-            let r = simulate(
-                &spec.job,
-                range.start..range.start.saturating_add(range.count),
-                shared.cfg.engine_threads.max(1),
-                None,
-            )
-            .map(|t| t.digest());
-            shared.market().duplicated(assignment, r)
-        }
     }
 }
 

@@ -21,13 +21,15 @@ use embedded_io_adapters::tokio_1::FromTokio;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::runtime::Handle;
 
-use crate::client::{prepare_job, PreparedJob};
+use compushare_protocol::chunk::{Growing, Reassembler};
+
+use crate::intake::{prepare_job, PreparedJob};
 use crate::market::RigLink;
+use crate::node::Shared;
 use crate::outbox::{outbox, GeometryFrames, Inbox, Outgoing};
 use crate::public_record;
 use crate::ratings::{self, Rated, RatingError};
-use crate::results::Assembly;
-use crate::server::{dispatch, Shared};
+use crate::tasks::dispatch;
 
 /// The receiving half of a TCP session.
 pub type Reader = SecureReader<FromTokio<OwnedReadHalf>>;
@@ -222,7 +224,8 @@ fn rig_record(shared: &Shared, key: PublicKey) -> ManagerToClient {
 /// A job input being uploaded.
 struct Upload {
     submit: msg::SubmitJob,
-    assembly: Assembly,
+    /// Grows with the bytes that arrived, never with the announced length.
+    input: Reassembler<Growing>,
 }
 
 /// Sends one reply. Not an `async fn`: the message is boxed before the future exists, so
@@ -286,7 +289,7 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
                 } else {
                     shared.market().can_afford(&peer, s.photons)
                 };
-                match afford.map(|()| Assembly::new(s.input, s.input_len, max)) {
+                match afford.map(|()| Reassembler::growing(s.input, s.input_len, max)) {
                     Err((code, message)) => {
                         upload = None;
                         reply(&mut wr, error(code, &message)).await
@@ -294,7 +297,7 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
                     Ok(Ok(a)) if s.photons > 0 => {
                         upload = Some(Upload {
                             submit: s,
-                            assembly: a,
+                            input: a,
                         });
                         true
                     }
@@ -322,7 +325,7 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
                     }
                     continue;
                 };
-                match up.assembly.accept(&chunk) {
+                match up.input.accept(&chunk) {
                     Ok(false) => true,
                     Err(e) => {
                         upload = None;
@@ -375,7 +378,7 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
 }
 
 async fn submit(shared: &Arc<Shared>, peer: PublicKey, up: Upload) -> ManagerToClient {
-    let bytes = up.assembly.into_bytes();
+    let bytes = up.input.into_payload();
     let s = up.submit;
     // The balance may have moved during the upload; still nothing built for a job that
     // cannot be paid for.

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{compute, hello, JOB};
-use compushare_manager::client::Client;
+use compushare_client::Client;
 use compushare_manager::market::MarketConfig;
 use compushare_manager::server::Running;
 use compushare_protocol::chunk::Chunker;

@@ -22,7 +22,7 @@ use common::{
     checks_market, done_digest, earn_trust, eventually, local_digest, submit, Behaviour, Report,
     ScriptedRig, TempDir,
 };
-use compushare_manager::client::Client;
+use compushare_client::Client;
 use compushare_manager::ledger::Account;
 use compushare_manager::market::{MarketConfig, RigPublic};
 use compushare_protocol::msg::AckStatus;

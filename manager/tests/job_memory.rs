@@ -10,7 +10,7 @@
 
 mod common;
 
-use compushare_manager::client::{Client, ClientError};
+use compushare_client::{Client, ClientError};
 use compushare_manager::market::MarketConfig;
 use compushare_protocol::msg::ErrorCode;
 use compushare_protocol::secure::Identity;

@@ -310,7 +310,7 @@ async fn serve(store: Arc<Store>) -> compushare_manager::server::Running {
 
 /// Runs a job of `client` (an identity saved at that path) to completion.
 async fn run_job(m: &compushare_manager::server::Running, client: &Path, seed: u64) {
-    use compushare_manager::client::Client;
+    use compushare_client::Client;
     let key = m.shared.identity.public();
     let me = compushare_protocol::secure::Identity::load(client).unwrap();
     let mut c = Client::connect(m.addr, me, &key).await.unwrap();
@@ -437,7 +437,7 @@ fn a_restart_does_not_finish_a_job_whose_untrusted_rig_never_passed_a_duplicate(
     let dup = work
         .into_iter()
         .find_map(|w| match w {
-            compushare_manager::market::Work::Duplicate {
+            compushare_manager::market::Task::Duplicate {
                 assignment, range, ..
             } => Some((assignment, range)),
             _ => None,

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use compushare_client::Client;
 use compushare_controller::transport::state::{parse_record, PAYMENTS_FILE};
-use compushare_manager::client::Client;
 use compushare_manager::market::MarketConfig;
 use compushare_protocol::msg::{RatingOutcome, RatingSummary};
 use compushare_protocol::secure::Identity;

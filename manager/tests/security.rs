@@ -9,8 +9,8 @@ mod common;
 
 use std::path::{Component, Path, PathBuf};
 
+use compushare_client::{Client, ClientError};
 use compushare_kernels::transport::input::bundle::JobBundle;
-use compushare_manager::client::{Client, ClientError};
 use compushare_manager::market::MarketConfig;
 use compushare_manager::server::{start, ServerConfig};
 use compushare_protocol::msg::ErrorCode;

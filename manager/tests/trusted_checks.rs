@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{done_digest, earn_trust, local_digest, submit, Behaviour, ScriptedRig};
-use compushare_manager::client::Client;
+use compushare_client::Client;
 use compushare_protocol::msg::AckStatus;
 use compushare_protocol::secure::Identity;
 

@@ -77,3 +77,52 @@ fn empty_payload_is_one_empty_chunk() {
     let mut r = Reassembler::new(&mut buf, &mut bitmap, content_address(&[]), 0).unwrap();
     assert_eq!(r.accept(&chunks[0]), Ok(true));
 }
+
+/// The growing reassembler (the manager's uploads, the client's results, the rig's geometry):
+/// an announced length allocates nothing; memory follows the bytes that arrived, in order or
+/// not; the payload is the same as the borrowed reassembler's.
+#[test]
+fn growing_storage_holds_only_what_arrived() {
+    let p = payload(5 * CHUNK_DATA + 77);
+    let chunks: Vec<Chunk> = Chunker::new(&p).unwrap().collect();
+    let name = content_address(&p);
+    // A peer may announce up to the bound; nothing is held for it.
+    let r = Reassembler::growing(name, 60 << 20, 64 << 20).unwrap();
+    assert_eq!(r.held(), 0);
+    assert_eq!(
+        Reassembler::growing(name, (64 << 20) + 1, 64 << 20).err(),
+        Some(ChunkError::TooLarge {
+            len: (64 << 20) + 1,
+            capacity: 64 << 20
+        })
+    );
+    // Out of order, with a retransmission: held = received, complete at the last chunk.
+    let mut r = Reassembler::growing(name, p.len() as u32, 1 << 20).unwrap();
+    assert_eq!(r.accept(&chunks[3]), Ok(false));
+    assert_eq!(r.held(), CHUNK_DATA);
+    assert_eq!(r.accept(&chunks[0]), Ok(false));
+    assert_eq!(r.accept(&chunks[0]), Ok(false));
+    assert_eq!(r.held(), 2 * CHUNK_DATA);
+    assert_eq!(r.accept(&chunks[5]), Ok(false));
+    assert_eq!(r.accept(&chunks[2]), Ok(false));
+    assert_eq!(r.accept(&chunks[1]), Ok(false));
+    assert_eq!(r.missing(), 1);
+    assert_eq!(r.accept(&chunks[4]), Ok(true));
+    assert_eq!(r.payload(), &p[..]);
+    assert_eq!(r.into_payload(), p);
+    // The same checks as the borrowed one.
+    let mut r = Reassembler::growing(name, p.len() as u32, 1 << 20).unwrap();
+    let mut moved = chunks[1].clone();
+    moved.offset += 1;
+    assert!(matches!(
+        r.accept(&moved),
+        Err(ChunkError::BadPlacement { .. })
+    ));
+    let mut altered = chunks.clone();
+    altered[2].data[9] ^= 1;
+    let mut last = Ok(false);
+    for c in &altered {
+        last = r.accept(c);
+    }
+    assert_eq!(last, Err(ChunkError::DigestMismatch));
+}

@@ -158,6 +158,17 @@ proptest! {
                     }
                 }
             }
+            // The growing storage: the same, and it never holds more than what was offered.
+            if let Ok(mut r) = Reassembler::growing(first.content, first.total_len, capacity as u32) {
+                let mut offered = 0;
+                for c in &chunks {
+                    offered += c.data.len();
+                    if let Ok(true) = r.accept(c) {
+                        prop_assert_eq!(compushare_protocol::chunk::content_address(r.payload()), first.content);
+                    }
+                    prop_assert!(r.held() <= offered);
+                }
+            }
         }
     }
 }
@@ -183,5 +194,10 @@ proptest! {
         for c in &chunks { done = r.accept(c).unwrap() || done; }
         prop_assert!(done);
         prop_assert_eq!(r.payload(), &payload[..]);
+        let mut g = Reassembler::growing(content, len as u32, 400_000).unwrap();
+        let mut done = false;
+        for c in &chunks { done = g.accept(c).unwrap() || done; }
+        prop_assert!(done);
+        prop_assert_eq!(g.into_payload(), payload);
     }
 }

@@ -18,7 +18,7 @@ use compushare_controller::stratum::client::PoolConfig;
 use compushare_controller::stratum::conn::PoolUrl;
 use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
 use compushare_kernels::transport::simulate;
-use compushare_manager::client::Client;
+use compushare_client::Client;
 use compushare_manager::ledger::{Account, EntryKind};
 use compushare_manager::market::MarketConfig;
 use compushare_manager::records::AssignmentState;
@@ -101,12 +101,12 @@ pub fn compushare_bin() -> PathBuf {
     bin
 }
 
-/// A market for system tests: assignments of `target`, deadlines of 3x their expected time
-/// but at least `deadline_floor`, earnings spendable at once.
+/// A market for system tests: assignments of `target`, deadlines the default slack past their
+/// expected time but at least `deadline_floor`, earnings spendable at once.
 pub fn market(target: Duration, deadline_floor: Duration) -> MarketConfig {
     MarketConfig {
         target,
-        deadline_floor,
+        deadline_min: deadline_floor,
         spendable_after: 0,
         ..MarketConfig::default()
     }

@@ -201,7 +201,7 @@ async fn every_door_fuzzed_while_the_system_works_loses_nothing() {
             .await
         {
             Ok(_) => accepted += 1,
-            Err(compushare_manager::client::ClientError::Manager { message, .. }) => {
+            Err(compushare_client::ClientError::Manager { message, .. }) => {
                 assert!(!message.is_empty(), "a refusal says why");
                 refused += 1;
             }

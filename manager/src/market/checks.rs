@@ -24,8 +24,9 @@ use std::sync::Arc;
 use compushare_protocol::msg::JobState;
 use compushare_protocol::types::{AssignmentId, Digest, PhotonRange, PublicKey};
 
-use super::{log, short, AState, CheckRun, JobSpec, Market, Work};
+use super::{log, short, CheckRun, CrossCheck, Market, Stage, Task};
 use crate::costing;
+use crate::intake::JobSpec;
 use crate::persist::Verified;
 use crate::records::{AssignmentState, Verification};
 use crate::scheduler::Candidate;
@@ -38,14 +39,15 @@ impl Market {
         let Some(x) = self.assignments.get(&run.of) else {
             return;
         };
-        if !matches!(x.state, AState::Checking | AState::Held) {
+        if !x.stage.is_checking_or_held() {
             return;
         }
         let (range, job) = (x.range, x.job);
+        let disputed = x.stage.opened().is_some_and(|o| o.cross.disputed.is_some());
         let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) else {
             return;
         };
-        if run.arbiter || x.disputed.is_some() {
+        if run.arbiter || disputed {
             let w = self.start_arbitration(run.of, spec, range);
             self.later.extend(w);
         } else {
@@ -63,9 +65,11 @@ impl Market {
         id: AssignmentId,
         spec: Arc<JobSpec>,
         range: PhotonRange,
-    ) -> Option<Work> {
+    ) -> Option<Task> {
         if let Some(a) = self.assignments.get_mut(&id) {
-            a.duplicate = Some(false);
+            if let Some(o) = a.stage.opened_mut() {
+                o.cross.duplicate = Some(false);
+            }
             if let Some(r) = self.rigs.get_mut(&a.rig) {
                 if !r.public.trusted && !r.dup_passed {
                     r.dup_in_flight = Some(id);
@@ -82,7 +86,7 @@ impl Market {
         id: AssignmentId,
         spec: Arc<JobSpec>,
         range: PhotonRange,
-    ) -> Option<Work> {
+    ) -> Option<Task> {
         self.run_check(id, spec, range, true)
     }
 
@@ -94,7 +98,7 @@ impl Market {
         spec: Arc<JobSpec>,
         range: PhotonRange,
         arbiter: bool,
-    ) -> Option<Work> {
+    ) -> Option<Task> {
         if self.dispatch_check(id, arbiter) {
             if arbiter {
                 self.stats.arbitrations_on_rigs += 1;
@@ -104,7 +108,7 @@ impl Market {
             return None;
         }
         self.stats.duplicates += 1;
-        Some(Work::Duplicate {
+        Some(Task::Duplicate {
             assignment: id,
             spec,
             range,
@@ -120,7 +124,7 @@ impl Market {
         };
         let (job, range) = (x.job, x.range);
         let mut exclude: Vec<PublicKey> = vec![x.rig];
-        if let Some((d, _)) = x.disputed {
+        if let Some((d, _)) = x.stage.opened().and_then(|o| o.cross.disputed) {
             if let Some(dup) = self.assignments.get(&d) {
                 exclude.push(dup.rig);
             }
@@ -186,13 +190,13 @@ impl Market {
         true
     }
 
-    /// The outcome of [`Work::Duplicate`]: the manager's own digest of the range. It decides
+    /// The outcome of [`Task::Duplicate`]: the manager's own digest of the range. It decides
     /// a pending disagreement, or checks the result directly.
     pub fn duplicated(
         &mut self,
         id: AssignmentId,
         digest: Result<Digest, compushare_kernels::transport::TransportError>,
-    ) -> Vec<Work> {
+    ) -> Vec<Task> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
@@ -201,9 +205,9 @@ impl Market {
             Err(e) => {
                 // The manager could not run it: no verdict on the rig; drop the duplicate.
                 log(format_args!("duplicate of assignment {} failed: {e}", id.0));
-                a.duplicate = None;
-                a.disputed = None;
-                a.suspect = None;
+                if let Some(o) = a.stage.opened_mut() {
+                    o.cross = CrossCheck::default();
+                }
                 if let Some(r) = self.rigs.get_mut(&a.rig) {
                     if r.dup_in_flight == Some(id) {
                         r.dup_in_flight = None;
@@ -212,14 +216,14 @@ impl Market {
                 return self.proceed(id);
             }
         };
-        if a.disputed.is_some() {
+        if a.stage.opened().is_some_and(|o| o.cross.disputed.is_some()) {
             return self.decide(id, d, None);
         }
-        if Some(d) == a.digest {
+        if Some(d) == a.stage.digest() {
             self.duplicate_matched(id);
             return self.proceed(id);
         }
-        if matches!(a.state, AState::Checking | AState::Held) {
+        if a.stage.is_checking_or_held() {
             self.fail(
                 id,
                 "tally digest differs from the trusted duplicate",
@@ -230,13 +234,13 @@ impl Market {
     }
 
     /// Continues a result after its duplicate's outcome: finish its checks, or its job.
-    pub(super) fn proceed(&mut self, id: AssignmentId) -> Vec<Work> {
+    pub(super) fn proceed(&mut self, id: AssignmentId) -> Vec<Task> {
         let Some(a) = self.assignments.get(&id) else {
             return Vec::new();
         };
-        match a.state {
-            AState::Checking => self.settle_check(id),
-            AState::Held => self.try_finish(Some(a.job)),
+        match a.stage {
+            Stage::Checking { .. } => self.settle_check(id),
+            Stage::Held { .. } => self.try_finish(Some(a.job)),
             _ => Vec::new(),
         }
     }
@@ -247,9 +251,11 @@ impl Market {
         let Some(a) = self.assignments.get_mut(&id) else {
             return;
         };
-        a.duplicate = Some(true);
+        if let Some(o) = a.stage.opened_mut() {
+            o.cross.duplicate = Some(true);
+        }
         let (rig_key, payout_to) = (a.rig, a.payout_to);
-        let held = a.state == AState::Held;
+        let held = matches!(a.stage, Stage::Held { .. });
         let Some(r) = self.rigs.get_mut(&rig_key) else {
             // A rig not connected since a restart: its standing is in the store.
             if let Err(e) = self.persist.duplicate_passed(&rig_key, &payout_to, false) {
@@ -277,11 +283,7 @@ impl Market {
                     r.public.absorb(&rec);
                 }
                 if release {
-                    for x in self.assignments.values_mut() {
-                        if x.payout_to == payout_to && x.state == AState::Held {
-                            x.spendable = true;
-                        }
-                    }
+                    self.mark_spendable(&payout_to);
                 }
             }
             Err(e) => log(format_args!(
@@ -292,19 +294,25 @@ impl Market {
     }
 
     /// A check run passed its own checks: compare it with the result it checks.
-    pub(super) fn check_settled(&mut self, id: AssignmentId, run: CheckRun) -> Vec<Work> {
+    pub(super) fn check_settled(&mut self, id: AssignmentId, run: CheckRun) -> Vec<Task> {
         let Some(c) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
-        c.state = AState::Settled;
-        let theirs = c.digest;
+        c.stage.advance(|s| match s {
+            Stage::Checking { result, .. } => Stage::Settled { result },
+            other => other,
+        });
+        let theirs = c.stage.digest();
         let Some(x) = self.assignments.get(&run.of) else {
             self.pay_check(id, run.of);
             return Vec::new();
         };
-        if !matches!(x.state, AState::Checking | AState::Held) || theirs.is_none() {
+        if !x.stage.is_checking_or_held() || theirs.is_none() {
             // The result was dropped meanwhile; the runs were done in good faith.
-            let others = [x.disputed, x.suspect];
+            let others = x
+                .stage
+                .opened()
+                .map_or([None, None], |o| [o.cross.disputed, o.cross.suspect]);
             self.pay_check(id, run.of);
             for (d, _) in others.into_iter().flatten() {
                 self.pay_check(d, run.of);
@@ -318,7 +326,7 @@ impl Market {
         if run.arbiter {
             return self.decide(run.of, theirs, Some(id));
         }
-        if x.digest == Some(theirs) {
+        if x.stage.digest() == Some(theirs) {
             self.pay_check(id, run.of);
             self.duplicate_matched(run.of);
             return self.proceed(run.of);
@@ -327,8 +335,12 @@ impl Market {
             "assignment {}: duplicate {} on a trusted rig disagrees; arbitration",
             run.of.0, id.0
         ));
-        if let Some(x) = self.assignments.get_mut(&run.of) {
-            x.disputed = Some((id, theirs));
+        if let Some(o) = self
+            .assignments
+            .get_mut(&run.of)
+            .and_then(|x| x.stage.opened_mut())
+        {
+            o.cross.disputed = Some((id, theirs));
         }
         let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) else {
             return Vec::new();
@@ -348,26 +360,29 @@ impl Market {
         id: AssignmentId,
         reference: Digest,
         arbiter: Option<AssignmentId>,
-    ) -> Vec<Work> {
+    ) -> Vec<Task> {
         let Some(x) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
-        let Some((dup, dup_digest)) = x.disputed else {
+        let (range, job) = (x.range, x.job);
+        let Some(o) = x.stage.opened_mut() else {
             return Vec::new();
         };
-        let ours = x.digest;
+        let Some((dup, dup_digest)) = o.cross.disputed else {
+            return Vec::new();
+        };
+        let ours = Some(o.digest);
         if let Some(a) = arbiter {
             if ours != Some(reference) && dup_digest != reference {
                 log(format_args!(
                     "assignment {}: arbitration run {} agrees with neither; the manager decides",
                     id.0, a.0
                 ));
-                x.suspect = Some((a, reference));
+                o.cross.suspect = Some((a, reference));
                 self.stats.escalations += 1;
-                let (range, job) = (x.range, x.job);
                 self.stats.duplicates += 1;
                 return match self.jobs.get(&job) {
-                    Some(j) => vec![Work::Duplicate {
+                    Some(j) => vec![Task::Duplicate {
                         assignment: id,
                         spec: j.spec.clone(),
                         range,
@@ -376,8 +391,8 @@ impl Market {
                 };
             }
         }
-        x.disputed = None;
-        let suspect = x.suspect.take();
+        o.cross.disputed = None;
+        let suspect = o.cross.suspect.take();
         self.stats.arbitrations += 1;
         let mut work = Vec::new();
         for (run, digest) in [Some((dup, dup_digest)), suspect].into_iter().flatten() {
@@ -412,17 +427,16 @@ impl Market {
         let Some(c) = self.assignments.get(&id) else {
             return;
         };
-        if c.state != AState::Settled {
+        if !matches!(c.stage, Stage::Settled { .. }) {
             return;
         }
-        let (rig_key, payout_to, payout, range, job, elapsed_ms, sampled) = (
+        let (rig_key, payout_to, payout, range, job, elapsed_ms) = (
             c.rig,
             c.payout_to,
             c.payout,
             c.range,
             c.job,
-            c.elapsed_ms,
-            c.sampled,
+            c.stage.elapsed_ms(),
         );
         let Some(rig) = self.rigs.get(&rig_key) else {
             return;
@@ -451,12 +465,14 @@ impl Market {
             spendable_after,
             primary: false,
         };
-        let _ = sampled;
         match self.persist.verified(&v) {
             Ok(recorded) => {
                 if let Some(c) = self.assignments.get_mut(&id) {
-                    c.state = AState::Paid;
-                    c.tally = None;
+                    // Its tally goes: only what a re-sent commitment is answered with stays.
+                    c.stage = Stage::Paid {
+                        commit: c.stage.commit(),
+                        spendable: recorded.spendable,
+                    };
                 }
                 if let Some(r) = self.rigs.get_mut(&rig_key) {
                     r.public.absorb(&recorded.rig);
@@ -470,8 +486,7 @@ impl Market {
                     id.0
                 ));
                 if let Some(c) = self.assignments.get_mut(&id) {
-                    c.state = AState::Discarded;
-                    c.tally = None;
+                    c.stage = Stage::Discarded;
                 }
             }
         }

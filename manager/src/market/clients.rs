@@ -7,8 +7,9 @@ use std::sync::Arc;
 use compushare_protocol::msg::{ErrorCode, JobState, JobStatus, ManagerToRig};
 use compushare_protocol::types::{Amount, JobId, Mode, PhotonRange, PublicKey};
 
-use super::{log, short, JobEntry, JobSpec, Market, RigPublic};
+use super::{log, short, JobEntry, Market, RigPublic};
 use crate::costing;
+use crate::intake::JobSpec;
 use crate::persist::JobTerms;
 use crate::scheduler;
 use crate::store::StoreError;

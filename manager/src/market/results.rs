@@ -7,17 +7,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compushare_kernels::transport::tally::Tally;
-use compushare_protocol::msg::{AckStatus, HistoryProof, JobState, ManagerToRig, ResultCommit};
+use compushare_protocol::msg::{
+    AckStatus, HistoryProof, JobState, ManagerToRig, Offer, ResultCommit,
+};
 use compushare_protocol::types::{Amount, AssignmentId, JobId, PublicKey, TrustLevel};
 
-use super::{log, short, AState, CheckError, Market, Work};
+use super::{
+    log, short, CheckError, Committed, CrossCheck, Ended, Market, Opened, Samples, Stage, Task,
+};
 use crate::costing;
 use crate::persist::{Caught, Verified};
 use crate::records::{AssignmentState, Verification};
-use crate::results::ResultError;
-use crate::results::{max_sealed_len, Assembly};
+use crate::sealed::{max_sealed_len, ResultError};
 use crate::trust::ErrorKind;
 use crate::verify;
+use compushare_protocol::chunk::Reassembler;
 
 impl Market {
     /// Tells `key` its result for `id` failed and returns the range to the pool.
@@ -29,7 +33,7 @@ impl Market {
                 status: AckStatus::Failed,
             },
         );
-        self.release(id, AState::Discarded);
+        self.release(id, Ended::Discarded);
     }
 
     pub(super) fn commit(&mut self, key: &PublicKey, c: ResultCommit) {
@@ -43,7 +47,7 @@ impl Market {
         if a.rig != *key {
             return self.unknown(key, id, "result for another rig's assignment");
         }
-        if a.state != AState::Assigned {
+        if !a.stage.is_assigned() {
             return self.commit_again(key, c);
         }
         if c.histories != a.range.count {
@@ -61,7 +65,7 @@ impl Market {
             return self.unknown(key, id, "result for a finished job");
         };
         let max = max_sealed_len(spec.cells as u64, a.range.count, spec.job.media.len());
-        let assembly = match Assembly::new(c.sealed, c.sealed_len, max) {
+        let upload = match Reassembler::growing(c.sealed, c.sealed_len, max) {
             Ok(x) => x,
             Err(e) => {
                 self.stats.abuse += 1;
@@ -73,7 +77,7 @@ impl Market {
         if let Some(a) = self.assignments.get_mut(&id) {
             // Time to return / cost: the record that sizes this rig's next assignments.
             let secs = now.duration_since(a.assigned_at).as_secs_f64();
-            a.elapsed_ms =
+            let elapsed_ms =
                 u64::try_from(now.duration_since(a.assigned_at).as_millis()).unwrap_or(u64::MAX);
             let cost =
                 a.range.count as f64 * self.jobs.get(&a.job).map_or(1, |j| j.cost_milli) as f64;
@@ -88,9 +92,13 @@ impl Market {
                     r.busy.remove(&a.device);
                 }
             }
-            a.state = AState::Uploading;
-            a.commit = Some(c);
-            a.assembly = Some(assembly);
+            a.stage = Stage::Uploading {
+                result: Committed {
+                    commit: c,
+                    elapsed_ms,
+                },
+                upload,
+            };
         }
         self.uploads.insert((*key, c.sealed), id);
         self.match_rig(key);
@@ -106,16 +114,21 @@ impl Market {
         let Some(a) = self.assignments.get(&id) else {
             return;
         };
-        let same = match a.commit {
+        if matches!(a.stage, Stage::Late | Stage::Discarded) {
+            // The rig drops it and its device is idle: it is offered work again.
+            self.reoffer.insert(*key);
+            return self.unknown(key, id, "result for an assignment that ended");
+        }
+        let same = match a.stage.commit() {
             Some(prev) => prev == c,
             // Restored verified: only its tally digest was kept.
-            None => a.digest == Some(c.tally) && c.histories == a.range.count,
+            None => a.stage.digest() == Some(c.tally) && c.histories == a.range.count,
         };
         if !same {
             let why = format!(
-                "replayed result ({:?}, {})",
-                a.state,
-                if a.commit.is_some() {
+                "replayed result ({}, {})",
+                a.stage.name(),
+                if a.stage.commit().is_some() {
                     "another commitment"
                 } else {
                     "another tally"
@@ -123,45 +136,43 @@ impl Market {
             );
             return self.unknown(key, id, &why);
         }
-        let (state, payout, spendable) = (a.state, a.payout, a.spendable);
-        let outstanding: Vec<u64> = a.outstanding.iter().copied().collect();
+        let payout = a.payout;
+        // Where the result stands: received (with the sample proofs still owed), or paid.
+        let (received, outstanding, spendable): (bool, Vec<u64>, bool) = match &a.stage {
+            Stage::Uploading { .. } | Stage::Opening { .. } => (true, Vec::new(), false),
+            Stage::Checking { samples, .. } => {
+                (true, samples.outstanding.iter().copied().collect(), false)
+            }
+            Stage::Held { spendable, .. } | Stage::Paid { spendable, .. } => {
+                (false, Vec::new(), *spendable)
+            }
+            Stage::Settled { .. } => (false, Vec::new(), false),
+            Stage::Assigned { .. } | Stage::Late | Stage::Discarded => return,
+        };
         self.resent.insert((*key, c.sealed));
-        match state {
-            AState::Uploading | AState::Opening | AState::Checking => {
-                self.send(
-                    key,
-                    ManagerToRig::Ack {
-                        assignment: id,
-                        status: AckStatus::Received,
-                    },
-                );
-                // Sample requests sent on the lost session are asked again.
-                if state == AState::Checking {
-                    for group in
-                        outstanding.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST)
-                    {
-                        let mut v = heapless::Vec::new();
-                        for p in group {
-                            let _ = v.push(*p);
-                        }
-                        self.send(
-                            key,
-                            ManagerToRig::SampleRequest {
-                                assignment: id,
-                                photons: v,
-                            },
-                        );
-                    }
-                }
+        if !received {
+            return self.notify_paid(key, id, payout, spendable);
+        }
+        self.send(
+            key,
+            ManagerToRig::Ack {
+                assignment: id,
+                status: AckStatus::Received,
+            },
+        );
+        // Sample requests sent on the lost session are asked again.
+        for group in outstanding.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST) {
+            let mut v = heapless::Vec::new();
+            for p in group {
+                let _ = v.push(*p);
             }
-            AState::Held | AState::Settled | AState::Paid => {
-                self.notify_paid(key, id, payout, spendable);
-            }
-            _ => {
-                self.resent.remove(&(*key, c.sealed));
-                self.reoffer.insert(*key);
-                self.unknown(key, id, "result for an assignment that ended");
-            }
+            self.send(
+                key,
+                ManagerToRig::SampleRequest {
+                    assignment: id,
+                    photons: v,
+                },
+            );
         }
     }
 
@@ -169,7 +180,7 @@ impl Market {
         &mut self,
         key: &PublicKey,
         chunk: &compushare_protocol::chunk::Chunk,
-    ) -> Vec<Work> {
+    ) -> Vec<Task> {
         let Some(&id) = self.uploads.get(&(*key, chunk.content)) else {
             if self.resent.contains(&(*key, chunk.content)) {
                 // The upload of a result already received: dropped, without blame.
@@ -188,23 +199,31 @@ impl Market {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
-        let Some(asm) = a.assembly.as_mut() else {
-            return Vec::new();
+        let accepted = match &mut a.stage {
+            Stage::Uploading { upload, .. } => upload.accept(chunk),
+            _ => return Vec::new(),
         };
-        match asm.accept(chunk) {
+        match accepted {
             Ok(false) => Vec::new(),
             Ok(true) => {
                 self.uploads.remove(&(*key, chunk.content));
-                let (Some(asm), Some(commit)) = (a.assembly.take(), a.commit) else {
+                let mut sealed = None;
+                a.stage.advance(|s| match s {
+                    Stage::Uploading { result, upload } => {
+                        sealed = Some((result.commit, upload.into_payload()));
+                        Stage::Opening { result }
+                    }
+                    other => other,
+                });
+                let Some((commit, sealed)) = sealed else {
                     return Vec::new();
                 };
-                a.state = AState::Opening;
                 let job = a.job;
                 match self.jobs.get(&job) {
-                    Some(j) => vec![Work::Open {
+                    Some(j) => vec![Task::Open {
                         assignment: id,
                         spec: j.spec.clone(),
-                        sealed: asm.into_bytes(),
+                        sealed,
                         commit,
                     }],
                     None => Vec::new(),
@@ -219,9 +238,9 @@ impl Market {
         }
     }
 
-    /// The outcome of [`Work::Open`]: every [`ResultError`] is the rig's (its box, its
+    /// The outcome of [`Task::Open`]: every [`ResultError`] is the rig's (its box, its
     /// tally, its commitment).
-    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, ResultError>) -> Vec<Work> {
+    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, ResultError>) -> Vec<Task> {
         let tally = match result {
             Ok(t) => t,
             Err(e) => {
@@ -235,15 +254,26 @@ impl Market {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
-        if a.state != AState::Opening {
+        let Stage::Opening { result } = a.stage else {
             return Vec::new();
-        }
+        };
         let (rig_key, range, job) = (a.rig, a.range, a.job);
         let is_check = a.check.is_some();
-        a.digest = Some(tally.digest());
-        a.tally = Some(Arc::new(tally));
-        a.state = AState::Checking;
-        a.check_deadline = Some(Instant::now() + self.cfg.deadline_floor);
+        a.stage = Stage::Checking {
+            result: Opened {
+                commit: Some(result.commit),
+                elapsed_ms: result.elapsed_ms,
+                digest: tally.digest(),
+                tally: Arc::new(tally),
+                sampled: false,
+                cross: CrossCheck::default(),
+            },
+            samples: Samples {
+                outstanding: Default::default(),
+                in_flight: 0,
+                deadline: Instant::now() + self.cfg.deadline_min,
+            },
+        };
         let Some(rig) = self.rigs.get(&rig_key) else {
             return Vec::new();
         };
@@ -265,9 +295,11 @@ impl Market {
             let mut photons = Vec::new();
             let mut rng = || self.random();
             photons.extend(verify::pick_samples(range, k, &mut rng));
-            if let Some(a) = self.assignments.get_mut(&id) {
-                a.sampled = true;
-                a.outstanding = photons.iter().copied().collect();
+            if let Some(Stage::Checking { result, samples }) =
+                self.assignments.get_mut(&id).map(|a| &mut a.stage)
+            {
+                result.sampled = true;
+                samples.outstanding = photons.iter().copied().collect();
             }
             for group in photons.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST) {
                 let mut v = heapless::Vec::new();
@@ -297,44 +329,50 @@ impl Market {
         key: &PublicKey,
         id: AssignmentId,
         proofs: Vec<HistoryProof>,
-    ) -> Vec<Work> {
+    ) -> Vec<Task> {
         // Proofs nobody waits for are dropped, not answered `Unknown` (which makes a rig drop
         // the result): a rig's proofs computed for a session that ended (the manager
         // restarted, and asks its own samples again) arrive on the next one. Dropping them
         // costs a cheater nothing it could gain: only the photons asked for are checked, and
         // all of them must be proven before the check deadline.
-        let Some(a) = self
+        let checking = self
             .assignments
             .get_mut(&id)
-            .filter(|a| a.rig == *key && a.state == AState::Checking)
-        else {
+            .filter(|a| a.rig == *key)
+            .and_then(|a| match &mut a.stage {
+                Stage::Checking { result, samples } => {
+                    Some((a.job, a.range, result.commit, samples))
+                }
+                _ => None,
+            });
+        let Some((job, range, commit, samples)) = checking else {
             self.stats.stale_proofs += proofs.len() as u64;
             return Vec::new();
         };
         let before = proofs.len();
         let proofs: Vec<HistoryProof> = proofs
             .into_iter()
-            .filter(|p| a.outstanding.remove(&p.photon))
+            .filter(|p| samples.outstanding.remove(&p.photon))
             .collect();
         self.stats.stale_proofs += (before - proofs.len()) as u64;
         if proofs.is_empty() {
             return Vec::new();
         }
-        let (Some(commit), Some(spec)) = (a.commit, self.jobs.get(&a.job).map(|j| j.spec.clone()))
+        let (Some(commit), Some(spec)) = (commit, self.jobs.get(&job).map(|j| j.spec.clone()))
         else {
             return Vec::new();
         };
-        a.checks_in_flight += 1;
-        vec![Work::Check {
+        samples.in_flight += 1;
+        vec![Task::Check {
             assignment: id,
             spec,
-            range: a.range,
+            range,
             root: commit.merkle_root,
             proofs,
         }]
     }
 
-    /// The outcome of [`Work::Check`]. A rig whose proof or record is wrong is caught; a
+    /// The outcome of [`Task::Check`]. A rig whose proof or record is wrong is caught; a
     /// check the manager's own engine could not run gives no verdict: the rig is not blamed,
     /// the result is released (its range computed again) and the rig told it is not wanted.
     pub fn checked(
@@ -342,14 +380,15 @@ impl Market {
         id: AssignmentId,
         n: usize,
         result: Result<(), CheckError>,
-    ) -> Vec<Work> {
+    ) -> Vec<Task> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
-        a.checks_in_flight = a.checks_in_flight.saturating_sub(1);
-        if a.state != AState::Checking {
+        let rig = a.rig;
+        let Stage::Checking { samples, .. } = &mut a.stage else {
             return Vec::new();
-        }
+        };
+        samples.in_flight = samples.in_flight.saturating_sub(1);
         match result {
             Ok(()) => {
                 self.stats.samples_checked += n as u64;
@@ -362,7 +401,6 @@ impl Market {
             }
             Err(e @ CheckError::Engine(_)) => {
                 self.stats.unchecked += 1;
-                let rig = a.rig;
                 log(format_args!(
                     "assignment {}: sample check not run ({e}); released, rig not blamed",
                     id.0
@@ -375,28 +413,28 @@ impl Market {
     }
 
     /// Moves a result to `Held` once every requested sample passed and any duplicate agreed.
-    pub(super) fn settle_check(&mut self, id: AssignmentId) -> Vec<Work> {
+    pub(super) fn settle_check(&mut self, id: AssignmentId) -> Vec<Task> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
         };
-        if a.state != AState::Checking
-            || !a.outstanding.is_empty()
-            || a.checks_in_flight > 0
-            || a.duplicate == Some(false)
+        let Stage::Checking { result, samples } = &a.stage else {
+            return Vec::new();
+        };
+        if !samples.outstanding.is_empty()
+            || samples.in_flight > 0
+            || result.cross.duplicate == Some(false)
         {
             return Vec::new();
         }
         if let Some(run) = a.check {
             return self.check_settled(id, run);
         }
-        let (job, rig_key, range, sampled, payout_to, payout) =
-            (a.job, a.rig, a.range, a.sampled, a.payout_to, a.payout);
-        let duplicated = a.duplicate == Some(true);
-        let elapsed_ms = a.elapsed_ms;
-        let tally = a.tally.as_ref().map(|t| t.canonical_bytes());
-        let Some(tally) = tally else {
-            return Vec::new();
-        };
+        let (job, rig_key, range, payout_to, payout) =
+            (a.job, a.rig, a.range, a.payout_to, a.payout);
+        let sampled = result.sampled;
+        let duplicated = result.cross.duplicate == Some(true);
+        let elapsed_ms = result.elapsed_ms;
+        let tally = result.tally.canonical_bytes();
         let Some(rig) = self.rigs.get(&rig_key) else {
             return Vec::new();
         };
@@ -451,21 +489,22 @@ impl Market {
                     "store: verified result of assignment {} not recorded: {e}; reassigned",
                     id.0
                 ));
-                self.release_quiet(id, AState::Discarded);
+                self.release_quiet(id, Ended::Discarded);
                 return Vec::new();
             }
         };
         if let Some(a) = self.assignments.get_mut(&id) {
-            a.state = AState::Held;
-            a.spendable = recorded.spendable;
+            a.stage.advance(|s| match s {
+                Stage::Checking { result, .. } => Stage::Held {
+                    result,
+                    spendable: recorded.spendable,
+                },
+                other => other,
+            });
         }
         if recorded.spendable {
             // The rig's earlier pending pay was released with this one.
-            for x in self.assignments.values_mut() {
-                if x.payout_to == payout_to && x.state == AState::Held {
-                    x.spendable = true;
-                }
-            }
+            self.mark_spendable(&payout_to);
         }
         if let Some(j) = self.jobs.get_mut(&job) {
             j.held.insert(range.start, id);
@@ -557,11 +596,13 @@ impl Market {
             if x.rig != rig_key || *other == id {
                 continue;
             }
-            match x.state {
-                AState::Held if !x.spendable => discard.push(*other),
-                AState::Checking | AState::Opening => discard.push(*other),
+            match x.stage {
+                Stage::Held {
+                    spendable: false, ..
+                } => discard.push(*other),
+                Stage::Checking { .. } | Stage::Opening { .. } => discard.push(*other),
                 // Work still out with a caught rig is not wanted either.
-                AState::Assigned | AState::Uploading => cancel.push(*other),
+                Stage::Assigned { .. } | Stage::Uploading { .. } => cancel.push(*other),
                 _ => {}
             }
         }
@@ -593,7 +634,7 @@ impl Market {
                 caught.ended.push(rec);
             }
             if let Some(x) = self.assignments.get(d) {
-                if x.state == AState::Held {
+                if matches!(x.stage, Stage::Held { .. }) {
                     caught.unverified.push((x.job, *d, x.range.count));
                 }
             }
@@ -619,20 +660,20 @@ impl Market {
             let Some(x) = self.assignments.get_mut(&d) else {
                 continue;
             };
-            if x.state == AState::Held {
+            if matches!(x.stage, Stage::Held { .. }) {
                 if let Some(j) = self.jobs.get_mut(&x.job) {
                     j.held.remove(&x.range.start);
                 }
             }
-            x.tally = None;
-            self.release_quiet(d, AState::Discarded);
+            // Its tally goes with its stage.
+            self.release_quiet(d, Ended::Discarded);
         }
         self.match_job(job);
     }
 
     /// Completes `job` once all its photons are held and every contributing untrusted rig has
     /// passed a duplicate (otherwise one of its held results is duplicated now).
-    pub(super) fn try_finish(&mut self, job: Option<JobId>) -> Vec<Work> {
+    pub(super) fn try_finish(&mut self, job: Option<JobId>) -> Vec<Task> {
         let Some(job) = job else { return Vec::new() };
         let Some(j) = self.jobs.get(&job) else {
             return Vec::new();
@@ -659,7 +700,8 @@ impl Market {
             let Some(a) = self.assignments.get(id) else {
                 continue;
             };
-            let (rig_key, range, own) = (a.rig, a.range, a.duplicate);
+            let (rig_key, range) = (a.rig, a.range);
+            let own = a.stage.opened().and_then(|o| o.cross.duplicate);
             let (covered, in_flight) = match self.rigs.get(&rig_key) {
                 Some(r) => (r.public.trusted || r.dup_passed, r.dup_in_flight.is_some()),
                 // Not connected since this node started (a restart): its stored standing
@@ -702,7 +744,9 @@ impl Market {
             let Some(a) = self.assignments.get(id) else {
                 continue;
             };
-            let Some(t) = &a.tally else { continue };
+            let Some(t) = a.stage.opened().map(|o| &o.tally) else {
+                continue;
+            };
             match &mut merged {
                 None => merged = Some((**t).clone()),
                 Some(m) => {
@@ -733,19 +777,39 @@ impl Market {
         };
         let photons = j.photons;
         drop(bytes);
+        // Rigs hold an offer until it closes or its time-to-live passes, and a rig remembers
+        // a bounded number (`MAX_OFFERS` in the controller, more are ignored): a finished
+        // job's offer is closed on every connected rig (nothing left), or a run of short jobs
+        // fills their tables and later jobs are never bid for.
+        let closing = self.jobs.get(&job).map(|j| Offer {
+            photons_left: 0,
+            ..self.offer(job, j)
+        });
         // A finished job leaves memory: its status, result and ratings are read from the
         // store from now on. Its assignments go too, but for check runs still out (they
         // settle against the store, which refuses to pay into a closed job).
         self.jobs.remove(&job);
+        if let Some(o) = closing {
+            let linked: Vec<PublicKey> = self
+                .rigs
+                .iter()
+                .filter(|(_, r)| r.link.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+            for k in linked {
+                self.send(&k, ManagerToRig::Offer(o));
+            }
+        }
+        self.stats.evicted += 1;
         self.assignments.retain(|_, a| {
             a.job != job
                 || matches!(
-                    a.state,
-                    AState::Assigned
-                        | AState::Uploading
-                        | AState::Opening
-                        | AState::Checking
-                        | AState::Settled
+                    a.stage,
+                    Stage::Assigned { .. }
+                        | Stage::Uploading { .. }
+                        | Stage::Opening { .. }
+                        | Stage::Checking { .. }
+                        | Stage::Settled { .. }
                 )
         });
         for r in self.rigs.values_mut() {
@@ -760,12 +824,13 @@ impl Market {
 
     /// Reassigns every assignment past its deadline; the late rig's record suffers. Returns
     /// work started meanwhile (checks of results whose check run was lost).
-    pub fn tick(&mut self, now: Instant) -> Vec<Work> {
+    pub fn tick(&mut self, now: Instant) -> Vec<Task> {
         let late: Vec<AssignmentId> = self
             .assignments
             .iter()
             .filter(|(_, a)| {
-                matches!(a.state, AState::Assigned | AState::Uploading) && a.deadline <= now
+                matches!(a.stage, Stage::Assigned { .. } | Stage::Uploading { .. })
+                    && a.deadline <= now
             })
             .map(|(id, _)| *id)
             .collect();
@@ -787,16 +852,15 @@ impl Market {
             }
             self.uploads.retain(|_, v| *v != id);
             self.send(&rig, ManagerToRig::Cancel { assignment: id });
-            self.release(id, AState::Late);
+            self.release(id, Ended::Late);
         }
         // A rig that does not answer its sample requests fails the check.
         let silent: Vec<AssignmentId> = self
             .assignments
             .iter()
             .filter(|(_, a)| {
-                a.state == AState::Checking
-                    && !a.outstanding.is_empty()
-                    && a.check_deadline.is_some_and(|d| d <= now)
+                matches!(&a.stage, Stage::Checking { samples, .. }
+                    if !samples.outstanding.is_empty() && samples.deadline <= now)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -809,8 +873,7 @@ impl Market {
         }
         // Old finished assignments are forgotten so memory stays bounded.
         self.assignments.retain(|_, a| {
-            !(matches!(a.state, AState::Paid | AState::Late | AState::Discarded)
-                && now.duration_since(a.assigned_at) > Duration::from_secs(3600))
+            !(a.stage.is_over() && now.duration_since(a.assigned_at) > Duration::from_secs(3600))
         });
         if let Err(e) = self.persist.flush() {
             log(format_args!("store: assignment records: {e}"));
@@ -821,11 +884,13 @@ impl Market {
         let live: HashSet<PublicKey> = self
             .assignments
             .values()
-            .filter(|a| !matches!(a.state, AState::Paid | AState::Late | AState::Discarded))
+            .filter(|a| !a.stage.is_over())
             .map(|a| a.rig)
             .collect();
+        let before = self.rigs.len();
         self.rigs
             .retain(|k, r| r.link.is_some() || !r.excluded.is_empty() || live.contains(k));
+        self.stats.evicted += (before - self.rigs.len()) as u64;
         // Tables give back what a burst (of rigs, of assignments) made them grow to.
         shrink(&mut self.rigs);
         shrink(&mut self.assignments);
@@ -840,10 +905,7 @@ impl Market {
 /// Releases a result that could not be checked: its range back to the pool, its held tally
 /// dropped, recorded abandoned (no verdict on its rig).
 fn release_unchecked(m: &mut Market, id: AssignmentId) {
-    if let Some(a) = m.assignments.get_mut(&id) {
-        a.tally = None;
-    }
-    m.release(id, AState::Discarded);
+    m.release(id, Ended::Discarded);
 }
 
 /// Gives a map's spare capacity back once it is mostly empty (a `HashMap` never shrinks by

@@ -13,8 +13,8 @@ use compushare_protocol::types::{
 };
 
 use super::{
-    log, name, short, unix_now, AState, Abuse, Assignment, CheckRun, JobEntry, Market, Rig,
-    RigLink, RigPublic, Work,
+    log, name, short, unix_now, Abuse, Assignment, CheckRun, Ended, JobEntry, Market, Rig, RigLink,
+    RigPublic, Stage, Task,
 };
 use crate::costing;
 use crate::records::AssignmentState;
@@ -58,7 +58,7 @@ impl Market {
             // Assignments restored after a restart are still out with this rig: their devices
             // are busy until the results come or the deadlines pass.
             for (id, a) in &self.assignments {
-                if a.rig == key && a.state == AState::Assigned {
+                if a.rig == key && a.stage.is_assigned() {
                     rig.busy.insert(a.device, *id);
                 }
             }
@@ -107,10 +107,9 @@ impl Market {
             rig.bids.clear();
         }
         for a in self.assignments.values_mut() {
-            if a.rig == *key && a.state == AState::Uploading {
-                a.state = AState::Assigned;
-                a.assembly = None;
-                a.commit = None;
+            if a.rig == *key && matches!(a.stage, Stage::Uploading { .. }) {
+                // The rig sends its commitment again on its next session.
+                a.stage = Stage::Assigned { restored: false };
             }
         }
         self.uploads.retain(|(k, _), _| k != key);
@@ -167,7 +166,7 @@ impl Market {
         &mut self,
         key: &PublicKey,
         msg: Box<RigToManager>,
-    ) -> Result<Vec<Work>, Abuse> {
+    ) -> Result<Vec<Task>, Abuse> {
         match *msg {
             RigToManager::Hello(_) => Err(self.abuse(key, Abuse::SecondHello)),
             RigToManager::Heartbeat(_) => {
@@ -198,7 +197,7 @@ impl Market {
                     if let (Some(rig), Some(device)) = (self.rigs.get_mut(key), device) {
                         rig.bids.retain(|(_, d), _| *d != device);
                     }
-                    self.release(assignment, AState::Discarded);
+                    self.release(assignment, Ended::Discarded);
                 } else {
                     self.unknown(key, assignment, "rejected an assignment it does not hold");
                 }
@@ -247,7 +246,7 @@ impl Market {
     pub(super) fn holds(&self, key: &PublicKey, a: AssignmentId) -> bool {
         self.assignments
             .get(&a)
-            .is_some_and(|x| x.rig == *key && x.state == AState::Assigned)
+            .is_some_and(|x| x.rig == *key && x.stage.is_assigned())
     }
 
     pub(super) fn bid(&mut self, key: &PublicKey, bid: Bid) -> Result<(), Abuse> {
@@ -267,7 +266,7 @@ impl Market {
         let lost = rig.busy.get(&bid.device).copied().filter(|id| {
             self.assignments
                 .get(id)
-                .is_some_and(|a| a.restored && a.state == AState::Assigned)
+                .is_some_and(|a| matches!(a.stage, Stage::Assigned { restored: true }))
         });
         if let Some(id) = lost {
             log(format_args!(
@@ -275,7 +274,7 @@ impl Market {
                 short(key),
                 id.0
             ));
-            self.release(id, AState::Discarded);
+            self.release(id, Ended::Discarded);
         }
         if let Some(rig) = self.rigs.get_mut(key) {
             rig.bids.insert((bid.job, bid.device), bid);
@@ -402,8 +401,11 @@ impl Market {
         let expected = Duration::from_secs_f64(
             (range.count as f64 / c.histories_per_s.max(1e-9)).min(86_400.0),
         );
-        let allowance =
-            scheduler::allowance(expected, self.cfg.deadline_factor, self.cfg.deadline_floor);
+        let allowance = scheduler::allowance(
+            expected,
+            self.cfg.deadline_slack_percent,
+            self.cfg.deadline_min,
+        );
         let (content, input_len, seed) =
             (j.spec.content, j.spec.input.len() as u32, j.spec.job.seed);
         let id = match self.persist.next_assignment_id() {
@@ -428,18 +430,17 @@ impl Market {
             payout: Amount(payout),
         };
         let payout_to = self.rigs.get(&key).map_or(key, |r| r.payout);
-        let mut a = Assignment::new(
+        let a = Assignment::issued(
             job,
             key,
             payout_to,
             c.device,
             range,
             payout,
-            now + allowance,
-            issued_unix_s,
-            msg.deadline_unix_s,
+            check,
+            (now + allowance, issued_unix_s, msg.deadline_unix_s),
+            false,
         );
-        a.check = check;
         self.assignments.insert(id, a);
         if let Some(rig) = self.rigs.get_mut(&key) {
             // Check runs go to idle devices only, like primary work.
@@ -453,19 +454,21 @@ impl Market {
 
     /// Ends an assignment that will not deliver: frees the device, returns the range, and
     /// records it abandoned (a late rig's record counts it).
-    pub(super) fn release(&mut self, id: AssignmentId, state: AState) {
-        self.note(id, AssignmentState::Abandoned, state == AState::Late);
-        self.release_quiet(id, state);
+    pub(super) fn release(&mut self, id: AssignmentId, how: Ended) {
+        self.note(id, AssignmentState::Abandoned, how == Ended::Late);
+        self.release_quiet(id, how);
     }
 
     /// [`Market::release`] without the record (the caller commits it with more).
-    pub(super) fn release_quiet(&mut self, id: AssignmentId, state: AState) {
+    pub(super) fn release_quiet(&mut self, id: AssignmentId, how: Ended) {
         let Some(a) = self.assignments.get_mut(&id) else {
             return;
         };
-        let before = a.state;
-        a.state = state;
-        a.assembly = None;
+        let settled = matches!(a.stage, Stage::Settled { .. });
+        a.stage = match how {
+            Ended::Late => Stage::Late,
+            Ended::Discarded => Stage::Discarded,
+        };
         let (job, rig, device, range, check, payout) =
             (a.job, a.rig, a.device, a.range, a.check, a.payout);
         if let Some(r) = self.rigs.get_mut(&rig) {
@@ -482,7 +485,7 @@ impl Market {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     j.check_budget = j.check_budget.saturating_add(payout);
                 }
-                if before != AState::Settled {
+                if !settled {
                     self.check_lost(run);
                 }
             }

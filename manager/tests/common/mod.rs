@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use compushare_client::Client;
 use compushare_controller::rig::{Rig, Stop};
 use compushare_controller::settings::RigError;
 use compushare_controller::transport::RatingHandle;
 use compushare_kernels::transport::input::{parse_job_bytes, ParseOptions};
 use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::{simulate, simulate_with_records};
-use compushare_manager::client::Client;
 use compushare_manager::market::MarketConfig;
 use compushare_manager::server::{start, Running, ServerConfig};
 use compushare_manager::Store;
@@ -468,7 +468,7 @@ pub async fn manager_granting(client: &PublicKey, grant: u64, market: MarketConf
 pub fn market(target_ms: u64) -> MarketConfig {
     MarketConfig {
         target: Duration::from_millis(target_ms),
-        deadline_floor: Duration::from_secs(60),
+        deadline_min: Duration::from_secs(60),
         ..MarketConfig::default()
     }
 }
