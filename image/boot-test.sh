@@ -55,7 +55,8 @@ mkdir -p "$T"
 PIDS=()
 cleanup() {
     local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    # Children first: a guest runs under `timeout`, which cannot pass on a SIGKILL.
+    for p in "${PIDS[@]}"; do pkill -KILL -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -136,7 +137,10 @@ boot() {
 }
 end_boot() {
     exec 3>&-
-    kill -9 "$QEMU_PID" 2>/dev/null || true
+    # QEMU_PID is the `timeout` wrapping the guest: kill the guest itself (a SIGKILL to
+    # `timeout` would leave QEMU running with nothing left to stop it), then the wrapper.
+    pkill -KILL -P "$QEMU_PID" 2>/dev/null || true
+    kill -KILL "$QEMU_PID" 2>/dev/null || true
     wait "$QEMU_PID" 2>/dev/null || true
 }
 # type_line TEXT: types TEXT and Enter on the serial port, slowly (the guest UART has a

@@ -162,9 +162,23 @@ fn write_result(dir: &Path, input: &Path, seed: Option<u64>, tally: &Tally) -> a
     if let Some(s) = seed {
         job.seed = s;
     }
+    for p in write_job_result(dir, &job, tally)? {
+        println!("wrote {}", p.display());
+    }
+    println!("digest {}", hex::encode(&tally.digest()));
+    Ok(())
+}
+
+/// Writes `tally` of `job` under `dir`: `result.mc2`, `result.nii` (with the detected photons
+/// beside them when the job has detectors) and `summary.json`; the paths written.
+pub(crate) fn write_job_result(
+    dir: &Path,
+    job: &compushare_kernels::transport::job::Job,
+    tally: &Tally,
+) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("--out {}", dir.display()))?;
-    let mut written = write_outputs(&dir.join("result.mc2"), &job, tally).context("--out")?;
-    written.extend(write_outputs(&dir.join("result.nii"), &job, tally).context("--out")?);
+    let mut written = write_outputs(&dir.join("result.mc2"), job, tally).context("--out")?;
+    written.extend(write_outputs(&dir.join("result.nii"), job, tally).context("--out")?);
     let run = RunInfo {
         seed: job.seed,
         threads: 0,
@@ -176,11 +190,7 @@ fn write_result(dir: &Path, input: &Path, seed: Option<u64>, tally: &Tally) -> a
     let path = dir.join("summary.json");
     std::fs::write(&path, format!("{summary}\n")).with_context(|| format!("{}", path.display()))?;
     written.push(path);
-    for p in written {
-        println!("wrote {}", p.display());
-    }
-    println!("digest {}", hex::encode(&run.digest));
-    Ok(())
+    Ok(written)
 }
 
 /// Runs `compushare submit`.

@@ -5,7 +5,7 @@
 //! created with default settings when `compushare manager init` was not run; the market's
 //! rules take the stored settings (`MarketConfig::from_stored`: trust and spendable
 //! thresholds, price, fee, duplicate rate, samples, assignment target, job memory limit,
-//! calibration). `--grant KEY=AMOUNT` credits a client at start. After a restart, running jobs resume
+//! calibration, credit value). `--grant KEY=AMOUNT` credits a client at start. After a restart, running jobs resume
 //! with their verified results; results not yet verified are recomputed.
 
 use std::path::PathBuf;
@@ -37,9 +37,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "K")]
     pub samples: Option<usize>,
     /// What one credit is worth in millisatoshi, told to rigs in Welcome so that they compare
-    /// transport prices with mining revenue (at least 1).
-    #[arg(long = "credit-msat", value_name = "MSAT", default_value_t = 1)]
-    pub credit_msat: u64,
+    /// transport prices with mining revenue (at least 1). Sets the node's stored
+    /// `credit_msat` (kept for later runs; default: the stored value, 1 on a new node).
+    #[arg(long = "credit-msat", value_name = "MSAT")]
+    pub credit_msat: Option<u64>,
     /// Credit a client key at start: HEX=AMOUNT (repeatable).
     #[arg(long, value_name = "HEX=AMOUNT")]
     pub grant: Vec<String>,
@@ -83,6 +84,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .write(|tx| tx.grant(key, Amount(*amount)))
             .with_context(|| format!("--grant {}", hex::encode(key)))?;
     }
+    if let Some(msat) = args.credit_msat {
+        // One source of settings: the flag changes the stored setting, which the market reads.
+        store
+            .write(|tx| {
+                let mut c = tx.config().clone();
+                c.credit_msat = msat;
+                tx.set_config(c)
+            })
+            .with_context(|| format!("--credit-msat {msat}"))?;
+    }
     let stored = store.config()?;
     eprintln!("state: {}", db.display());
     let mut market = MarketConfig::from_stored(&stored);
@@ -95,10 +106,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(k) = args.samples {
         market.samples = k.max(1);
     }
-    if args.credit_msat == 0 {
-        anyhow::bail!("--credit-msat must be at least 1 millisatoshi");
-    }
-    market.credit_msat = args.credit_msat;
     let cfg = ServerConfig {
         listen: args
             .listen

@@ -13,6 +13,9 @@ mod cmd_bench_sha256d;
 mod cmd_client;
 mod cmd_console;
 mod cmd_cuda;
+mod cmd_demo;
+mod cmd_demo_report;
+mod cmd_demo_view;
 mod cmd_devices;
 mod cmd_keygen;
 mod cmd_ledger;
@@ -44,6 +47,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole system on one machine: a node, a Stratum pool, rigs and a client on
+    /// loopback; a paid job verified, paid and fetched (the README's first command).
+    Demo(cmd_demo::DemoArgs),
     /// Measure throughput of a kernel or of the wire protocol.
     Bench {
         #[command(subcommand)]
@@ -119,6 +125,7 @@ fn main() -> std::process::ExitCode {
             BenchWhat::ManagerMemory(args) => cmd_bench_memory::run(args),
             BenchWhat::Fleet(args) => cmd_bench_fleet::run(args),
         },
+        Command::Demo(args) => cmd_demo::run(args),
         Command::Mine(args) => cmd_mine::run(args),
         Command::Keygen(args) => cmd_keygen::run(args),
         Command::Sim(args) => cmd_sim::run(args),

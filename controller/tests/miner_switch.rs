@@ -92,3 +92,50 @@ fn new_work_reaches_every_thread_without_waiting_for_the_chunk() {
     assert_eq!(stats.hashes(), h2, "idle without work (was {h})");
     miner.stop();
 }
+
+/// A scanner that cannot run (a device gone, a path the CPU lacks).
+struct Broken;
+
+impl compushare_controller::stratum::miner::NonceScanner for Broken {
+    fn scan(
+        &self,
+        _header: &[u8; 80],
+        _target: &ShareTarget,
+        _nonces: std::ops::Range<u64>,
+        _cancel: &std::sync::atomic::AtomicBool,
+        _found: &mut dyn FnMut(u32),
+    ) -> Result<u64, compushare_kernels::sha256d::ScanError> {
+        Err(compushare_kernels::sha256d::ScanError::PathUnavailable(
+            compushare_kernels::sha256d::CpuPath::Avx512,
+        ))
+    }
+
+    fn name(&self) -> String {
+        "broken".into()
+    }
+}
+
+/// Issue 12: a scanner error was read as 0 hashes and the thread went straight to the next
+/// unit (a silent busy loop). Now each failure is counted and the thread backs off.
+#[test]
+fn a_failing_scanner_is_counted_and_does_not_spin() {
+    let board = WorkBoard::new(1);
+    let stats = MiningStats::new(1);
+    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    let cfg = MinerConfig {
+        threads: 1,
+        chunk_bits: 8,
+    };
+    let miner = Miner::start(&cfg, board.clone(), stats.clone(), Arc::new(Broken), tx).unwrap();
+    board.publish(work("a"));
+    std::thread::sleep(Duration::from_millis(1000));
+    let errors = stats.scan_errors();
+    miner.stop();
+    assert!(errors >= 1, "no failed scan counted");
+    // A back-off of 250 ms allows at most 5 in a second; spinning made thousands.
+    assert!(
+        errors <= 5,
+        "{errors} failed scans in one second: the thread spins"
+    );
+    assert_eq!(stats.hashes(), 0);
+}

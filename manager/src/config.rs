@@ -36,6 +36,10 @@ pub struct Config {
     /// [`compushare_kernels::transport::input::bound`]). Network-facing: any client with a
     /// balance can ask for this much per job, so it is far below a machine's memory.
     pub max_job_bytes: u64,
+    /// What one credit is worth in millisatoshi (at least 1). Rigs are told it in `Welcome`
+    /// and compare transport prices with mining revenue in that unit, so it decides when a
+    /// farm's devices leave hashing for this node's work.
+    pub credit_msat: u64,
 }
 
 /// Default [`Config::max_job_bytes`]: 512 MiB (a 200^3 grid with 8 time gates fits; an
@@ -62,6 +66,7 @@ impl Default for Config {
             calibration_photons: 512,
             calibration_max_ms: 2_000,
             max_job_bytes: DEFAULT_MAX_JOB_BYTES,
+            credit_msat: 1,
         }
     }
 }
@@ -130,6 +135,9 @@ impl Config {
         }
         if !(1 << 20..=64 << 30).contains(&self.max_job_bytes) {
             return Err(bad("max_job_bytes", "not in 1 MiB..=64 GiB"));
+        }
+        if self.credit_msat == 0 {
+            return Err(bad("credit_msat", "must be at least 1 millisatoshi"));
         }
         Ok(())
     }

@@ -19,6 +19,7 @@
 //! - [`node`]: what every session shares (the market's lock, identity, store, settings);
 //! - [`tasks`]: the market's heavy tasks (open, check, duplicate) run off its lock, bounded;
 //! - [`session`]: a rig's and a client's session loops;
+//! - `sys`: the one call into the C library (returning freed heap memory to the OS);
 //! - [`outbox`]: a rig session's bounded outgoing queue (encoded messages, geometry by reference);
 //! - [`market`]: jobs, rigs, bids, assignments and the rules that move them;
 //! - [`scheduler`]: device ordering and assignment sizing;
@@ -60,6 +61,7 @@ pub mod scheduler;
 pub mod sealed;
 pub mod server;
 pub mod session;
+mod sys;
 pub mod tasks;
 pub mod verify;
 

@@ -126,7 +126,7 @@ impl MarketConfig {
             trust_threshold: c.promote_after,
             spendable_after: c.spendable_after,
             heartbeat_s: 10,
-            credit_msat: 1,
+            credit_msat: c.credit_msat,
             price_per_unit: c.price_per_unit,
             fee_bp: u64::from(c.fee_bp),
             max_input: 64 << 20,
@@ -1183,6 +1183,47 @@ mod tests {
         assert_eq!(m.stats.caught, 1);
     }
 
+    /// Every message queued on `inbox` (its market dropped, so the queue ends).
+    fn sent(mut inbox: crate::outbox::Inbox) -> Vec<ManagerToRig> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut sent = Vec::new();
+        while let Some(out) = rt.block_on(inbox.next()) {
+            if let crate::outbox::Outgoing::Message { bytes, .. } = out {
+                sent.push(postcard::from_bytes::<ManagerToRig>(&bytes).unwrap());
+            }
+        }
+        sent
+    }
+
+    /// Issue 12 (one source of settings): the credit value rigs are told in `Welcome` is the
+    /// node's stored `credit_msat` (it was a field of the market only, set by a flag of
+    /// `manager run`, so the stored config could not change it).
+    #[test]
+    fn welcome_tells_rigs_the_stored_credit_value() {
+        let stored = Config {
+            credit_msat: 7,
+            ..Config::default()
+        };
+        let store = Arc::new(Store::in_memory(&stored).unwrap());
+        let mut m = Market::open(MarketConfig::from_stored(&stored), store).unwrap();
+        let rig: PublicKey = [9; 32];
+        let (outbox, _inbox) = crate::outbox::outbox(64, 1 << 20);
+        let hello = compushare_protocol::msg::RigHello {
+            version: compushare_protocol::msg::PROTOCOL_VERSION,
+            firmware: Default::default(),
+            name: Default::default(),
+            payout: rig,
+            devices: Default::default(),
+            farm: None,
+            sheet: None,
+        };
+        let session = m.new_session();
+        let welcome = m.rig_hello(rig, &hello, RigLink { session, outbox });
+        assert_eq!(welcome.credit_msat, 7);
+    }
+
     /// Issue 12 (assignment stages): a paid check run keeps what it was paid as (the old
     /// `spendable` flag was set for held primary results only, so a trusted rig re-sending a
     /// paid check run's commitment after a reconnect was told its pay was pending), and a
@@ -1212,17 +1253,11 @@ mod tests {
             commit: Some(commit),
             spendable: true,
         };
-        let (outbox, mut inbox) = crate::outbox::outbox(64, 1 << 20);
+        let (outbox, inbox) = crate::outbox::outbox(64, 1 << 20);
         m.rigs.get_mut(&rig).unwrap().link = Some(RigLink { session: 1, outbox });
         m.commit(&rig, commit);
         drop(m);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let mut sent = Vec::new();
-        while let Some(crate::outbox::Outgoing::Message { bytes, .. }) = rt.block_on(inbox.next()) {
-            sent.push(postcard::from_bytes::<ManagerToRig>(&bytes).unwrap());
-        }
+        let sent = sent(inbox);
         assert!(
             sent.iter().any(|x| matches!(
                 x,

@@ -13,6 +13,8 @@
 //!   inputs became job bundles; a stored input is MCX JSON, which is its own bundle, so none
 //!   is rewritten (a running job whose JSON names a volume file no longer parses: it was
 //!   accepted by a build that read the node's own disk, and is not resumed).
+//! - 4 -> 5: the config gains `credit_msat` (1: what every rig was told before it was a
+//!   setting).
 
 use compushare_protocol::types::{Amount, Digest, JobId, Mode, PublicKey};
 use redb::ReadableTable;
@@ -55,6 +57,23 @@ impl ConfigV3 {
             calibration_photons: self.calibration_photons,
             calibration_max_ms: self.calibration_max_ms,
             max_job_bytes: DEFAULT_MAX_JOB_BYTES,
+            credit_msat: 1,
+        }
+    }
+}
+
+/// The config as format 4 stored it (field for field).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ConfigV4 {
+    v3: ConfigV3,
+    max_job_bytes: u64,
+}
+
+impl ConfigV4 {
+    fn upgrade(self) -> Config {
+        Config {
+            max_job_bytes: self.max_job_bytes,
+            ..self.v3.upgrade()
         }
     }
 }
@@ -63,6 +82,9 @@ impl ConfigV3 {
 pub(crate) fn stored_config(tx: &WriteTx, from: u32) -> Result<Option<Config>> {
     if from <= 3 {
         return Ok(tx.meta::<ConfigV3>(META_CONFIG)?.map(ConfigV3::upgrade));
+    }
+    if from == 4 {
+        return Ok(tx.meta::<ConfigV4>(META_CONFIG)?.map(ConfigV4::upgrade));
     }
     tx.meta::<Config>(META_CONFIG)
 }
@@ -125,7 +147,7 @@ pub(crate) fn upgrade(tx: &mut WriteTx, from: u32) -> Result<usize> {
     if from <= 2 {
         rewritten += jobs_v2_to_v3(tx)?;
     }
-    if from <= 3 {
+    if from <= 4 {
         // `tx.config` was read in the old layout (see `stored_config`); store it in this one.
         let config = tx.config().clone();
         tx.put_meta(META_CONFIG, &config)?;
@@ -274,6 +296,36 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.read().unwrap().jobs().unwrap().len(), 2);
         drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Issue 12: `credit_msat` joined the stored config (format 5). A format-4 database keeps
+    /// every setting (`max_job_bytes` included) and gains the value rigs were told before.
+    #[test]
+    fn a_format_4_config_keeps_its_settings_and_gains_credit_msat() {
+        let path = temp("v4");
+        let config = Config {
+            max_job_bytes: 3 << 20,
+            deadline_min_s: 77,
+            ..Config::default()
+        };
+        let (store, _) = Store::init(&path, &config).unwrap();
+        store
+            .write(|tx| -> Result<()> {
+                let v4 = ConfigV4 {
+                    v3: v3_config(&config),
+                    max_job_bytes: config.max_job_bytes,
+                };
+                tx.put_meta(META_CONFIG, &v4)?;
+                tx.put_meta(META_FORMAT, &4u32)
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).expect("a format-4 database opens (upgraded)");
+        assert_eq!(store.config().unwrap(), config);
+        assert_eq!(store.config().unwrap().credit_msat, 1);
+        drop(store);
+        assert_eq!(stored_format(&path), FORMAT_VERSION);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 

@@ -62,10 +62,20 @@ pub async fn start(
     let s = shared.clone();
     let ticker = tokio::spawn(async move {
         let mut every = tokio::time::interval(s.cfg.tick);
+        let mut evicted = 0;
         loop {
             every.tick().await;
-            let work = s.market().tick(std::time::Instant::now());
-            dispatch(&Handle::current(), &s, work);
+            let (tasks, now_evicted) = {
+                let mut m = s.market();
+                let tasks = m.tick(std::time::Instant::now());
+                (tasks, m.stats.evicted)
+            };
+            dispatch(&Handle::current(), &s, tasks);
+            if now_evicted != evicted {
+                // Jobs or rigs left memory: what they took goes back to the OS (see `sys`).
+                evicted = now_evicted;
+                tokio::task::spawn_blocking(crate::sys::trim_heap);
+            }
         }
     });
     Ok(Running {

@@ -80,7 +80,7 @@ pub(crate) const META_FORMAT: &str = "format";
 /// 3: job records carry the fee and check-allowance rates they were accepted at.
 /// 4: the config carries `max_job_bytes`; job inputs are job bundles (a JSON-only input is
 /// its own bundle, so stored inputs are unchanged).
-pub(crate) const FORMAT_VERSION: u32 = 4;
+pub(crate) const FORMAT_VERSION: u32 = 5;
 
 /// Why a store operation failed or was refused.
 #[derive(Debug, thiserror::Error)]

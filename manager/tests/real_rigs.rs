@@ -135,3 +135,24 @@ async fn a_geometry_larger_than_the_send_queue_reaches_the_rigs() {
         assert_eq!(market.rig_record(&r.key).expect("rig joined").errors, 0);
     }
 }
+
+/// Issue 12 (bounded memory on both ends): a finished job's offer used to stay open on every
+/// rig until its time-to-live (60 s), and a rig ignores offers beyond the
+/// `MAX_OFFERS` it remembers; so after that many short jobs in a minute new jobs were
+/// never bid for and waited forever (`bench manager-memory` stalled at job 64). The manager
+/// now closes a finished job's offer on every connected rig.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rig_keeps_bidding_after_more_short_jobs_than_it_remembers_offers() {
+    let client = Identity::generate().unwrap();
+    let m = manager(client.public()).await;
+    let _rigs = honest_rigs(&m, "busy", 1).await;
+    let key = m.shared.identity.public();
+    let mut c = Client::connect(m.addr, client, &key).await.unwrap();
+    let jobs = compushare_controller::transport::offers::MAX_OFFERS + 6;
+    for i in 0..jobs {
+        let (job, _, _) =
+            common::submit_input(&mut c, JOB.as_bytes(), 200, SEED + i as u64, Mode::Cheapest)
+                .await;
+        common::wait_done(&mut c, job, Duration::from_secs(30)).await;
+    }
+}

@@ -164,6 +164,7 @@ pub struct MiningStats {
     started: Instant,
     hashes: AtomicU64,
     false_positives: AtomicU64,
+    scan_errors: AtomicU64,
     active: AtomicUsize,
     economics: Mutex<Option<JobEconomics>>,
 }
@@ -184,6 +185,7 @@ impl MiningStats {
             started: Instant::now(),
             hashes: AtomicU64::new(0),
             false_positives: AtomicU64::new(0),
+            scan_errors: AtomicU64::new(0),
             active: AtomicUsize::new(usize::MAX),
             economics: Mutex::new(None),
         })
@@ -266,6 +268,16 @@ impl MiningStats {
     /// Nonces reported by scanners that failed the re-check (should stay 0).
     pub fn false_positives(&self) -> u64 {
         self.false_positives.load(Ordering::Relaxed)
+    }
+
+    /// Counts a scan that failed (the scanner could not run); returns the count so far.
+    pub fn add_scan_error(&self) -> u64 {
+        self.scan_errors.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Scans that failed (nothing hashed; the thread backed off).
+    pub fn scan_errors(&self) -> u64 {
+        self.scan_errors.load(Ordering::Relaxed)
     }
 
     /// Records the pool now in use (`usize::MAX`: none).

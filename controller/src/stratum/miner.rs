@@ -21,7 +21,8 @@ use crate::warn;
 pub trait NonceScanner: Send + Sync {
     /// Scans `nonces` of `header` (its nonce field is ignored), calling `found` for each
     /// nonce whose sha256d meets `target`; returns how many nonces were hashed. Stops early
-    /// when `cancel` turns true.
+    /// when `cancel` turns true. An error means the scanner could not run (nothing hashed):
+    /// the driver counts it and backs off, never reads it as zero hashes.
     fn scan(
         &self,
         header: &[u8; 80],
@@ -29,7 +30,7 @@ pub trait NonceScanner: Send + Sync {
         nonces: Range<u64>,
         cancel: &AtomicBool,
         found: &mut dyn FnMut(u32),
-    ) -> u64;
+    ) -> Result<u64, sha256d::ScanError>;
 
     /// A short name for logs.
     fn name(&self) -> String;
@@ -47,7 +48,7 @@ impl NonceScanner for ReferenceScanner {
         nonces: Range<u64>,
         cancel: &AtomicBool,
         found: &mut dyn FnMut(u32),
-    ) -> u64 {
+    ) -> Result<u64, sha256d::ScanError> {
         let mut h = *header;
         let mut done = 0;
         for n in nonces {
@@ -61,7 +62,7 @@ impl NonceScanner for ReferenceScanner {
             }
             done += 1;
         }
-        done
+        Ok(done)
     }
 
     fn name(&self) -> String {
@@ -87,19 +88,15 @@ impl<S: sha256d::Scanner> NonceScanner for KernelScanner<S> {
         nonces: Range<u64>,
         cancel: &AtomicBool,
         found: &mut dyn FnMut(u32),
-    ) -> u64 {
+    ) -> Result<u64, sha256d::ScanError> {
         // The exact share target is handed over as bytes so both sides agree to the bit.
         let work = sha256d::ScanWork::new(
             *header,
             sha256d::Target::from_be_bytes(target.to_be_bytes()),
         );
-        match self.0.scan(&work, nonces, cancel, found) {
-            Ok(stats) => stats.hashes,
-            Err(e) => {
-                warn!("scanner {}: {e}", self.0.name());
-                0
-            }
-        }
+        self.0
+            .scan(&work, nonces, cancel, found)
+            .map(|stats| stats.hashes)
     }
 
     fn name(&self) -> String {
@@ -311,6 +308,9 @@ pub fn submit_share(
     }
 }
 
+/// How long a mining thread waits after its scanner failed before it tries again.
+const SCAN_ERROR_BACKOFF: Duration = Duration::from_millis(250);
+
 struct Worker {
     slot: usize,
     chunk_bits: u32,
@@ -357,7 +357,19 @@ impl Worker {
                 cancel,
                 &mut on_found,
             );
-            self.stats.add_hashes(hashed);
+            match hashed {
+                Ok(n) => self.stats.add_hashes(n),
+                Err(e) => {
+                    // Counted (`MiningReport::scan_errors`) and logged; the thread
+                    // waits before it tries again instead of spinning on a broken scanner.
+                    let n = self.stats.add_scan_error();
+                    warn!(
+                        "miner {}: scanner {name}: {e} ({n} failed scans)",
+                        self.slot
+                    );
+                    std::thread::sleep(SCAN_ERROR_BACKOFF);
+                }
+            }
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct MiningReport {
     pub estimated_hashes_per_s: f64,
     /// Scanner reports that failed the re-check.
     pub false_positives: u64,
+    /// Scans that failed: the scanner could not run (see [`MiningStats::scan_errors`]).
+    pub scan_errors: u64,
     /// Pool in use at the end, else the last one used.
     pub active_pool: Option<usize>,
 }
@@ -124,6 +126,7 @@ impl MiningEngine {
             hashes_per_s: stats.measured_hashrate(),
             estimated_hashes_per_s: stats.estimated_hashrate(),
             false_positives: stats.false_positives(),
+            scan_errors: stats.scan_errors(),
             active_pool: active,
         }
     }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compushare_kernels::transport::tally::Tally;
-use compushare_protocol::msg::{AckStatus, HistoryProof, JobState, ManagerToRig, ResultCommit};
+use compushare_protocol::msg::{
+    AckStatus, HistoryProof, JobState, ManagerToRig, Offer, ResultCommit,
+};
 use compushare_protocol::types::{Amount, AssignmentId, JobId, PublicKey, TrustLevel};
 
 use super::{
@@ -775,10 +777,29 @@ impl Market {
         };
         let photons = j.photons;
         drop(bytes);
+        // Rigs hold an offer until it closes or its time-to-live passes, and a rig remembers
+        // a bounded number (`MAX_OFFERS` in the controller, more are ignored): a finished
+        // job's offer is closed on every connected rig (nothing left), or a run of short jobs
+        // fills their tables and later jobs are never bid for.
+        let closing = self.jobs.get(&job).map(|j| Offer {
+            photons_left: 0,
+            ..self.offer(job, j)
+        });
         // A finished job leaves memory: its status, result and ratings are read from the
         // store from now on. Its assignments go too, but for check runs still out (they
         // settle against the store, which refuses to pay into a closed job).
         self.jobs.remove(&job);
+        if let Some(o) = closing {
+            let linked: Vec<PublicKey> = self
+                .rigs
+                .iter()
+                .filter(|(_, r)| r.link.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+            for k in linked {
+                self.send(&k, ManagerToRig::Offer(o));
+            }
+        }
         self.stats.evicted += 1;
         self.assignments.retain(|_, a| {
             a.job != job

@@ -496,6 +496,17 @@ impl Market {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     scheduler::give_back(&mut j.pending, range);
                 }
+                // The range is open again. Rigs that joined (or went idle) while the job had
+                // nothing left were never offered it and hold no bid `match_job` could serve:
+                // offer it to every connected rig (offer_idle skips devices that are busy or
+                // already bid), or the job waits forever with idle rigs connected.
+                let connected: Vec<PublicKey> = self
+                    .rigs
+                    .iter()
+                    .filter(|(k, r)| r.link.is_some() && **k != rig)
+                    .map(|(k, _)| *k)
+                    .collect();
+                self.reoffer.extend(connected);
             }
         }
         self.match_job(job);
