@@ -232,6 +232,23 @@ struct Rig {
 }
 
 impl Rig {
+    /// A rig the market has not seen in this process: no session, devices, bids or work yet,
+    /// paid to `payout` (its stored record, if any, is absorbed by the caller).
+    fn new(payout: PublicKey) -> Rig {
+        Rig {
+            public: RigPublic::default(),
+            payout,
+            devices: Vec::new(),
+            link: None,
+            bids: BTreeMap::new(),
+            busy: HashMap::new(),
+            dup_passed: false,
+            dup_in_flight: None,
+            trusted_clean: 0,
+            excluded: HashSet::new(),
+        }
+    }
+
     /// This rig's `device` as a candidate for work of `cost_milli` per history, from its bid;
     /// `slot` indexes the caller's list of rig keys.
     fn candidate(&self, slot: usize, device: u8, bid: &Bid, cost_milli: u64) -> Candidate {
@@ -993,21 +1010,7 @@ mod tests {
                 check_budget: 0,
             },
         );
-        m.rigs.insert(
-            rig,
-            Rig {
-                public: RigPublic::default(),
-                payout: rig,
-                devices: Vec::new(),
-                link: None,
-                bids: BTreeMap::new(),
-                busy: HashMap::new(),
-                dup_passed: false,
-                dup_in_flight: None,
-                trusted_clean: 0,
-                excluded: HashSet::new(),
-            },
-        );
+        m.rigs.insert(rig, Rig::new(rig));
         let id = AssignmentId(7);
         let range = PhotonRange {
             start: 0,

@@ -1,7 +1,7 @@
 //! Rigs' side of the market: sessions coming and going, their messages, bids, and matching
 //! pending photons to idle devices (assignment sizing and issue, release and reassignment).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use compushare_protocol::types::{
 
 use super::{
     log, name, short, unix_now, Abuse, Assignment, CheckRun, Ended, JobEntry, Market, Rig, RigLink,
-    RigPublic, Stage, Task,
+    Stage, Task,
 };
 use crate::costing;
 use crate::records::AssignmentState;
@@ -38,18 +38,10 @@ impl Market {
                 None
             })
         };
-        let rig = self.rigs.entry(key).or_insert_with(|| Rig {
-            public: RigPublic::default(),
-            payout: hello.payout,
-            devices: Vec::new(),
-            link: None,
-            bids: BTreeMap::new(),
-            busy: HashMap::new(),
-            dup_passed: false,
-            dup_in_flight: None,
-            trusted_clean: 0,
-            excluded: HashSet::new(),
-        });
+        let rig = self
+            .rigs
+            .entry(key)
+            .or_insert_with(|| Rig::new(hello.payout));
         if let Some(rec) = &stored {
             rig.public.absorb(rec);
             rig.dup_passed = rec.dup_passed;
