@@ -393,6 +393,48 @@ pub fn render(s: &RigStatus, ops: &OpsStats) -> String {
     );
 
     e.family(
+        "compushare_rig_sheet_version",
+        "gauge",
+        "Version of the farm's flight sheet in force (no sample when none).",
+    );
+    if let Some(a) = &s.sheet.applied {
+        e.sample(
+            "compushare_rig_sheet_version",
+            &[("farm", &a.farm)],
+            a.version as f64,
+        );
+    }
+    e.family(
+        "compushare_rig_sheet_refused_version",
+        "gauge",
+        "Version of the newest flight sheet refused since the one in force, with why (no sample when none).",
+    );
+    if let Some(r) = &s.sheet.refused {
+        e.sample(
+            "compushare_rig_sheet_refused_version",
+            &[("farm", &r.farm), ("reason", &r.reason)],
+            r.version as f64,
+        );
+    }
+    e.single(
+        "compushare_rig_sheet_refused_total",
+        "counter",
+        "Flight sheets refused since start (the rig kept the previous one).",
+        s.sheet.refusals as f64,
+    );
+    e.family(
+        "compushare_calibration_failures_total",
+        "counter",
+        "Device calibrations that failed since start (their figures stayed 0), by device error.",
+    );
+    for (kind, n) in s.calibration_failures.iter() {
+        e.sample(
+            "compushare_calibration_failures_total",
+            &[("error", kind)],
+            n as f64,
+        );
+    }
+    e.family(
         "compushare_ops_connections_total",
         "counter",
         "Connections to the operator surfaces, by door and outcome.",
@@ -407,6 +449,7 @@ pub fn render(s: &RigStatus, ops: &OpsStats) -> String {
             ("busy", &d.busy),
             ("timed_out", &d.timed_out),
             ("accept_error", &d.accept_errors),
+            ("bind_error", &d.bind_errors),
         ] {
             e.sample(
                 "compushare_ops_connections_total",
@@ -448,6 +491,7 @@ pub fn render(s: &RigStatus, ops: &OpsStats) -> String {
         ("handshake", &ops.console_handshake_errors),
         ("authentication", &ops.console_auth_errors),
         ("idle", &ops.console_idle),
+        ("key_removed", &ops.console_key_removed),
     ] {
         e.sample(
             "compushare_console_refused_total",

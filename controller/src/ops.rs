@@ -37,10 +37,13 @@ pub struct OpsConfig {
     /// `SERIAL_CONSOLE`.
     pub serial_console: Option<PathBuf>,
     /// `CONSOLE_LISTEN`: where the network console listens (every address on port
-    /// [`DEFAULT_CONSOLE_PORT`] when `None`). The console runs when `console_keys` lists a
-    /// key; set without keys it is a configuration error.
+    /// [`DEFAULT_CONSOLE_PORT`] when `None`). The console runs when `console_keys` or the
+    /// status snapshot's [`crate::status::RigStatus::console_keys`] lists a key. On a farm
+    /// rig (the snapshot's `sheet.enrolled`) with no key yet, it opens when a flight sheet
+    /// first lists one; anywhere else, set without keys it is a configuration error.
     pub console_listen: Option<SocketAddr>,
-    /// `CONSOLE_KEYS`: the operators allowed on the network console.
+    /// `CONSOLE_KEYS`: the operators always allowed on the network console (besides those
+    /// of the snapshot's keys in force, which a flight sheet may change).
     pub console_keys: Vec<PublicKey>,
     /// `API_LISTEN` (`None`: no API, e.g. in a test).
     pub api_listen: Option<SocketAddr>,
@@ -85,7 +88,8 @@ pub enum OpsError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// `CONSOLE_LISTEN` is set but `CONSOLE_KEYS` lists nobody who could log in.
+    /// `CONSOLE_LISTEN` is set but `CONSOLE_KEYS` lists nobody who could log in, and no
+    /// flight sheet can (the rig is in no farm).
     #[error("CONSOLE_LISTEN={0} is set but CONSOLE_KEYS is empty: no operator could log in")]
     ConsoleWithoutKeys(SocketAddr),
 }
@@ -101,6 +105,9 @@ pub struct DoorStats {
     pub timed_out: AtomicU64,
     /// `accept` failures (e.g. out of file descriptors).
     pub accept_errors: AtomicU64,
+    /// Failures to bind a door opened after start (the network console a flight sheet
+    /// opens; doors bound at start fail [`spawn`] instead).
+    pub bind_errors: AtomicU64,
 }
 
 /// Counters of every operator surface, one per way things go wrong (exported as metrics).
@@ -126,6 +133,8 @@ pub struct OpsStats {
     pub console_auth_errors: AtomicU64,
     /// Sessions ended after the idle limit.
     pub console_idle: AtomicU64,
+    /// Sessions closed because their key left the keys in force (a new flight sheet).
+    pub console_key_removed: AtomicU64,
     /// Serial port: open or configure failures, I/O errors, hang-ups.
     pub serial_open_errors: AtomicU64,
     pub serial_io_errors: AtomicU64,
@@ -169,8 +178,11 @@ impl OpsStats {
 /// The running surfaces. Dropping it stops them.
 #[derive(Debug)]
 pub struct OpsHandles {
-    /// Where the network console listens, if it runs.
+    /// Where the network console listens, if it listens from the start.
     pub console_addr: Option<SocketAddr>,
+    /// Where the network console listens now: `console_addr`, or for a farm rig whose
+    /// operator keys come from its flight sheet, the address bound once a sheet lists one.
+    pub console_bound: tokio::sync::watch::Receiver<Option<SocketAddr>>,
     /// Where the cgminer-compatible API listens, if it runs.
     pub api_addr: Option<SocketAddr>,
     /// Where the metrics endpoint listens, if it runs.
@@ -229,10 +241,19 @@ pub async fn spawn_with(
     let console_listen = cfg
         .console_listen
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_CONSOLE_PORT)));
-    let console = match (cfg.console_keys.is_empty(), cfg.console_listen) {
-        (true, None) => None,
-        (true, Some(addr)) => return Err(OpsError::ConsoleWithoutKeys(addr)),
-        (false, _) => Some(bind("CONSOLE_LISTEN", console_listen).await?),
+    let (anyone, enrolled) = {
+        let s = status.borrow();
+        (
+            crate::console::net::anyone(&cfg.console_keys, &s),
+            s.sheet.enrolled,
+        )
+    };
+    // Bound now when someone may log in; on a farm rig, once its flight sheet lists someone.
+    let (console, later) = match (anyone, enrolled, cfg.console_listen) {
+        (true, _, _) => (Some(bind("CONSOLE_LISTEN", console_listen).await?), false),
+        (false, true, _) => (None, true),
+        (false, false, Some(addr)) => return Err(OpsError::ConsoleWithoutKeys(addr)),
+        (false, false, None) => (None, false),
     };
     let api = match cfg.api_listen {
         Some(a) => Some(bind("API_LISTEN", a).await?),
@@ -243,16 +264,33 @@ pub async fn spawn_with(
         None => None,
     };
     let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let (bound_tx, console_bound) = tokio::sync::watch::channel(addr(&console));
     let mut handles = OpsHandles {
         console_addr: addr(&console),
+        console_bound,
         api_addr: addr(&api),
         metrics_addr: addr(&metrics),
         serial: cfg.serial_console.is_some(),
         stats: stats.clone(),
         tasks: Vec::new(),
     };
-    if let Some(l) = console {
-        let keys: Arc<[PublicKey]> = cfg.console_keys.clone().into();
+    let keys: Arc<[PublicKey]> = cfg.console_keys.clone().into();
+    if later {
+        handles
+            .tasks
+            .push(tokio::spawn(crate::console::net::serve_when_allowed(
+                console_listen,
+                keys.clone(),
+                identity.clone(),
+                status.clone(),
+                commands.clone(),
+                stats.clone(),
+                bound_tx,
+            )));
+        crate::info!(
+            "network console on {console_listen} once the farm's flight sheet lists an operator key"
+        );
+    } else if let Some(l) = console {
         handles.tasks.push(tokio::spawn(crate::console::net::serve(
             l,
             keys,
@@ -264,7 +302,9 @@ pub async fn spawn_with(
         crate::info!(
             "network console on {} for {} operator key(s)",
             console_listen,
-            cfg.console_keys.len()
+            cfg.console_keys
+                .len()
+                .max(status.borrow().console_keys.len())
         );
     }
     if let Some(l) = api {

@@ -25,15 +25,16 @@ use tokio::sync::mpsc;
 
 use crate::command::{self, Command, CommandError, CommandRx, CommandTx, Request};
 use crate::config::Roles;
-use crate::device::{self, calibrate, DeviceRef, DiscoverOptions};
+use crate::device::calibrate::{self, CalibrationFailures};
+use crate::device::{self, DeviceRef, DiscoverOptions};
 use crate::mining::RigMining;
 use crate::revenue::{mining_msat_per_s, RateMeter};
 use crate::scheduler::{DeviceFigures, Revenue, Scheduler, SchedulerConfig, Stance};
 use crate::settings::{RigError, RigSettings};
 use crate::sheet;
 use crate::status::{
-    self, DeviceView, Earnings, Health, LinkState, ManagerLink, RigStatus, StatusRx, StatusTx,
-    VaultView,
+    self, DeviceView, Earnings, Health, LinkState, ManagerLink, RigStatus, SheetId, SheetRefusal,
+    SheetView, StatusRx, StatusTx, VaultView,
 };
 use crate::stratum::job::JobEconomics;
 use crate::sync::{lock, unix_now};
@@ -87,21 +88,28 @@ pub struct Rig {
     rating_rx: mpsc::Receiver<rating::Request>,
     /// The flight sheet kept in STATE_DIR and applied at start (farm rigs).
     sheet: Option<Arc<FlightSheet>>,
+    /// The kept sheet, if it could not be applied at start.
+    refused: Option<SheetRefusal>,
+    /// Failed calibrations (start-up and the session's), per device error.
+    calibration: Arc<CalibrationFailures>,
     epoch: Instant,
 }
 
 /// The flight sheet kept in STATE_DIR, laid over `settings` (a farm rig starts with its last
 /// applied sheet, so it mines with the last known pools while its manager is down). A kept
 /// sheet that cannot be read or no longer fits rig.conf is logged and left out: the manager
-/// sends the farm's sheet again on Welcome.
-fn kept_sheet(settings: &mut RigSettings) -> Option<Arc<FlightSheet>> {
-    settings.manager.as_ref()?.farm?;
+/// sends the farm's sheet again on Welcome. A kept sheet that no longer fits comes back as
+/// `Err` (the status shows it refused).
+fn kept_sheet(settings: &mut RigSettings) -> Result<Option<Arc<FlightSheet>>, SheetRefusal> {
+    if settings.manager.as_ref().and_then(|m| m.farm).is_none() {
+        return Ok(None);
+    }
     let fs = match sheet::load(&settings.state_dir) {
         Ok(Some(fs)) => fs,
-        Ok(None) => return None,
+        Ok(None) => return Ok(None),
         Err(e) => {
             warn!("{e}; starting without a flight sheet");
-            return None;
+            return Ok(None);
         }
     };
     let r = sheet::overlay(&settings.conf, &fs).and_then(|(eff, _)| {
@@ -116,12 +124,34 @@ fn kept_sheet(settings: &mut RigSettings) -> Option<Arc<FlightSheet>> {
                 fs.version
             );
             *settings = next;
-            Some(Arc::new(fs))
+            Ok(Some(Arc::new(fs)))
         }
         Err(e) => {
             warn!("kept flight sheet not applied: {e}");
-            None
+            Err(SheetRefusal {
+                farm: fs.farm.as_str().to_owned(),
+                version: fs.version,
+                reason: e.to_string(),
+            })
         }
+    }
+}
+
+/// What the status shows of the sheet.
+fn sheet_view(
+    settings: &RigSettings,
+    applied: Option<&FlightSheet>,
+    refused: Option<&SheetRefusal>,
+    refusals: u64,
+) -> SheetView {
+    SheetView {
+        enrolled: settings.manager.as_ref().is_some_and(|m| m.farm.is_some()),
+        applied: applied.map(|s| SheetId {
+            farm: s.farm.as_str().to_owned(),
+            version: s.version,
+        }),
+        refused: refused.cloned(),
+        refusals,
     }
 }
 
@@ -129,7 +159,10 @@ impl Rig {
     /// Prepares a rig: finds and measures its devices, allocates the vault, opens STATE_DIR
     /// (blocking; call before the runtime is busy, or from `spawn_blocking`).
     pub fn new(mut settings: RigSettings, identity: Identity) -> Result<Rig, RigError> {
-        let sheet = kept_sheet(&mut settings);
+        let (sheet, refused) = match kept_sheet(&mut settings) {
+            Ok(s) => (s, None),
+            Err(r) => (None, Some(r)),
+        };
         if settings.name.len() > compushare_protocol::limits::NAME_LEN {
             return Err(RigError::Settings("RIG_NAME longer than 48 bytes".into()));
         }
@@ -154,16 +187,19 @@ impl Rig {
             warn!("no device: CPU_DEVICES is 0 and no GPU was found; the rig only reports");
         }
         let photons = settings.options.calibration_photons;
+        let calibration = Arc::new(CalibrationFailures::default());
         let measured = devices
             .iter()
             .enumerate()
             .map(|(i, d)| {
                 let hashes_per_s = calibrate::hash_rate(d.as_ref()).unwrap_or_else(|e| {
+                    calibration.count(&e);
                     warn!("device {i}: hash rate not measured: {e}");
                     0
                 });
                 let histories_per_s = calibrate::reference_histories_per_s(d.as_ref(), photons)
                     .unwrap_or_else(|e| {
+                        calibration.count(&e);
                         warn!("device {i}: transport rate not measured: {e}");
                         0
                     });
@@ -192,7 +228,18 @@ impl Rig {
             }
         };
         let key = identity.public();
-        let (status_tx, status_rx) = status::channel(empty_status(&settings.name, key, None));
+        let first = RigStatus {
+            calibration_failures: calibration.counts(),
+            console_keys: settings.console_keys.clone(),
+            sheet: sheet_view(
+                &settings,
+                sheet.as_deref(),
+                refused.as_ref(),
+                u64::from(refused.is_some()),
+            ),
+            ..empty_status(&settings.name, key, None)
+        };
+        let (status_tx, status_rx) = status::channel(first);
         let (cmd_tx, cmd_rx) = command::channel();
         let (ratings, rating_rx) = rating::channel();
         Ok(Rig {
@@ -210,6 +257,8 @@ impl Rig {
             ratings,
             rating_rx,
             sheet,
+            refused,
+            calibration,
             epoch: Instant::now(),
         })
     }
@@ -310,6 +359,7 @@ impl Rig {
                     console: console_tx,
                     sheets: sheet_tx,
                     sheet_version: self.sheet.as_ref().map(|s| s.version),
+                    calibration: self.calibration.clone(),
                     commands: self.cmd_tx.clone(),
                     status: self.status_rx.clone(),
                     ratings: self.rating_rx,
@@ -347,6 +397,9 @@ impl Rig {
             last_economics: None,
             dropped_orders: AtomicU64::new(0),
             sheet: self.sheet,
+            refusals: u64::from(self.refused.is_some()),
+            refused: self.refused,
+            calibration: self.calibration,
             settings,
             key,
             cells,
@@ -422,6 +475,11 @@ struct Core {
     dropped_orders: AtomicU64,
     /// The flight sheet applied now.
     sheet: Option<Arc<FlightSheet>>,
+    /// The newest sheet refused since `sheet` was applied, and the refusals since start.
+    refused: Option<SheetRefusal>,
+    refusals: u64,
+    /// Failed calibrations, per device error.
+    calibration: Arc<CalibrationFailures>,
 }
 
 impl Core {
@@ -704,6 +762,14 @@ impl Core {
                 mining_msat,
                 transport_msat: view.paid_micro as f64 * credit / 1e6,
             },
+            calibration_failures: self.calibration.counts(),
+            console_keys: self.settings.console_keys.clone(),
+            sheet: sheet_view(
+                &self.settings,
+                self.sheet.as_deref(),
+                self.refused.as_ref(),
+                self.refusals,
+            ),
         }
     }
 
@@ -782,7 +848,12 @@ impl Core {
         match self.try_sheet(&fs).await {
             Ok(payout) => {
                 info!("flight sheet {} v{version} applied", fs.farm.as_str());
+                // A refusal of an older version is superseded by this sheet.
+                if self.refused.as_ref().is_some_and(|r| r.version <= version) {
+                    self.refused = None;
+                }
                 self.sheet = Some(fs);
+                self.publish();
                 self.order(SessionCtl::Sheet {
                     version,
                     result: Ok(()),
@@ -799,10 +870,17 @@ impl Core {
                         .as_ref()
                         .map_or("rig.conf alone".to_owned(), |s| format!("v{}", s.version))
                 );
+                self.refusals = self.refusals.saturating_add(1);
+                self.refused = Some(SheetRefusal {
+                    farm: fs.farm.as_str().to_owned(),
+                    version,
+                    reason: reason.clone(),
+                });
                 self.order(SessionCtl::Sheet {
                     version,
                     result: Err(reason),
                 });
+                self.publish();
             }
         }
     }

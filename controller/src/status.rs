@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use compushare_protocol::types::{DeviceKind, PublicKey, Role};
 
+pub use crate::device::calibrate::CalibrationCounts;
+
 /// Sending side of the status channel (held by the rig core).
 pub type StatusTx = tokio::sync::watch::Sender<Arc<RigStatus>>;
 /// Receiving side of the status channel (cloned into each operator surface).
@@ -47,6 +49,15 @@ pub struct RigStatus {
     pub vault: VaultView,
     /// Earnings, in millisatoshi (transport credits converted at the manager's announced rate).
     pub earnings: Earnings,
+    /// Calibrations that failed since start, by device error (their figures stayed 0).
+    pub calibration_failures: CalibrationCounts,
+    /// `CONSOLE_KEYS` in force: rig.conf's, or the applied flight sheet's where rig.conf sets
+    /// none. The network console admits these besides the keys it was started with, from the
+    /// next handshake, and closes an open session whose key left them. Empty in maintenance
+    /// mode and in snapshots built by hand.
+    pub console_keys: Vec<PublicKey>,
+    /// The farm's flight sheet on this rig.
+    pub sheet: SheetView,
 }
 
 impl RigStatus {
@@ -71,8 +82,44 @@ impl RigStatus {
             devices: Vec::new(),
             vault: VaultView::default(),
             earnings: Earnings::default(),
+            calibration_failures: CalibrationCounts::default(),
+            console_keys: Vec::new(),
+            sheet: SheetView::default(),
         }
     }
+}
+
+/// The farm's flight sheet on this rig (issue 14): which one is in force, and the newest one
+/// refused since, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SheetView {
+    /// rig.conf sets `FARM_KEY`: the rig takes its farm's flight sheet from its manager (so a
+    /// sheet may yet change its settings, `CONSOLE_KEYS` included).
+    pub enrolled: bool,
+    /// The sheet in force (laid over rig.conf), if any.
+    pub applied: Option<SheetId>,
+    /// The newest sheet refused since the one in force was applied (`None` once a newer sheet
+    /// applies): its version and the reason the manager was also told.
+    pub refused: Option<SheetRefusal>,
+    /// Sheets refused since start.
+    pub refusals: u64,
+}
+
+/// One version of a farm's sheet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SheetId {
+    /// The farm's name, as its manager calls it.
+    pub farm: String,
+    pub version: u64,
+}
+
+/// A sheet the rig could not apply (it kept the previous one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SheetRefusal {
+    pub farm: String,
+    pub version: u64,
+    /// Why, naming the key (as the manager's operator sees it).
+    pub reason: String,
 }
 
 /// State of the session with the management node.

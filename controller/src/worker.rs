@@ -496,7 +496,7 @@ impl Worker {
             Err(_) => {
                 cell.faults.fetch_add(1, Ordering::Relaxed);
                 Err(RunError::Device(crate::device::DeviceError::Driver(
-                    "the transport run panicked".into(),
+                    crate::device::DriverFault::TransportPanicked,
                 )))
             }
         };

@@ -194,3 +194,40 @@ fn cuda_devices_equal_the_cpu_through_the_trait() {
         eprintln!("{name}: scan, tally, records and a sample block equal the CPU's; {h} H/s, {t} histories/s; {:?}", d.telemetry());
     }
 }
+
+/// A scan the backend refuses comes back typed, with the backend's error kept as its source
+/// (no string across the boundary); its variant names the counters' label.
+#[test]
+fn scan_errors_are_typed_and_keep_their_source() {
+    use compushare_controller::device::{DeviceError, ScanFault};
+    use compushare_kernels::sha256d::ScanError;
+    use std::error::Error as _;
+
+    let d = CpuDevice::new(0, 2, 1 << 30, "test CPU");
+    let work = ScanWork::new(header(), Target::from_be_bytes([0; 32]));
+    let never = AtomicBool::new(false);
+    let e = d
+        .scan(Scan {
+            work: &work,
+            nonces: (1u64 << 32) - 8..(1u64 << 32) + 8,
+            cancel: &never,
+            found: &|_| {},
+        })
+        .expect_err("a range past 2^32 is refused");
+    assert!(
+        matches!(
+            &e,
+            DeviceError::Scan(ScanFault::Backend(ScanError::NonceRange { .. }))
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.kind(), "scan");
+    // The display is what the logs always said; the chain reaches the kernels' error.
+    assert!(e.to_string().starts_with("scan: nonce range "), "{e}");
+    let inner = e
+        .source()
+        .and_then(|s| s.source())
+        .expect("backend error kept");
+    assert!(inner.downcast_ref::<ScanError>().is_some(), "{inner:?}");
+    assert_eq!(DeviceError::KINDS.len(), 6);
+}

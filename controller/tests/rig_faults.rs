@@ -45,7 +45,7 @@ async fn a_hung_device_is_restarted_then_disabled_and_a_hot_one_pauses() {
     options.devices = Some(devices);
     options.calibration_photons = 16;
     options.client = common::client();
-    let mut s = RigSettings {
+    let s = RigSettings {
         pools: vec![NumberedPool {
             number: 1,
             pool: PoolConfig {
@@ -60,19 +60,8 @@ async fn a_hung_device_is_restarted_then_disabled_and_a_hot_one_pauses() {
             temp_limit_dc: 900,
             temp_resume_dc: 800,
         },
-        ..RigSettings::transport(
-            compushare_controller::transport::session::ManagerSettings {
-                addr: "127.0.0.1:1".into(),
-                key: [1; 32],
-                farm: None,
-            },
-            "faults",
-            None,
-            dir.clone(),
-            options,
-        )
+        ..compushare_testkit::rig::local_rig("faults", dir.clone(), options)
     };
-    s.manager = None;
     let rig = tokio::task::spawn_blocking(move || Rig::new(s, Identity::generate().unwrap()))
         .await
         .unwrap()

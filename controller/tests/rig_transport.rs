@@ -27,11 +27,11 @@ use compushare_kernels::transport::{simulate, simulate_with_records, Engine};
 use compushare_protocol::chunk::{Chunker, Reassembler};
 use compushare_protocol::merkle;
 use compushare_protocol::msg::{
-    AckStatus, Assign, ManagerToRig, Offer, ResultCommit, RigToManager, Welcome,
+    AckStatus, Assign, ManagerToRig, Offer, ResultCommit, RigToManager,
 };
 use compushare_protocol::secure::net::{accept_tcp, TcpChannel, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::{seal, Identity};
-use compushare_protocol::types::{Amount, AssignmentId, JobId, PhotonRange, Role, TrustLevel};
+use compushare_protocol::types::{Amount, AssignmentId, JobId, PhotonRange, Role};
 use compushare_testkit::{Fabricate, FabricatingDevice};
 use tokio::net::TcpListener;
 
@@ -108,32 +108,13 @@ struct Session {
 
 impl Session {
     async fn accept(listener: &TcpListener, me: &Identity) -> Session {
-        let (stream, _) = tokio::time::timeout(WAIT, listener.accept())
-            .await
-            .expect("rig connects")
-            .unwrap();
-        let mut ch = accept_tcp(stream, me, HANDSHAKE_TIMEOUT).await.unwrap();
-        let hello: Box<RigToManager> = ch.recv_hello().await.unwrap();
-        let RigToManager::Hello(h) = *hello else {
-            panic!("first message not Hello: {hello:?}");
-        };
+        let (ch, h) = compushare_testkit::scripted::accept_rig(listener, me).await;
         assert_eq!(h.name.as_str(), "test-rig");
         assert_eq!(h.payout, [9u8; 32]);
         assert_eq!(h.devices.len(), 1);
         assert!(h.devices[0].cores >= 1);
         assert!(h.devices[0].histories_per_s > 0);
         assert!(h.devices[0].memory > 0);
-        let mut label = heapless::String::new();
-        label.push_str("rig-1").unwrap();
-        ch.send(&ManagerToRig::Welcome(Welcome {
-            version: h.version,
-            trust: TrustLevel::Untrusted,
-            label,
-            heartbeat_s: 1,
-            credit_msat: 1,
-        }))
-        .await
-        .unwrap();
         Session { ch }
     }
 

@@ -1,13 +1,17 @@
 //! TEST DOUBLES of faulty devices, for the watchdog's tests: a CPU device whose hashing can
-//! be made to hang (as a wedged GPU kernel would) and whose temperature is scripted.
+//! be made to hang (as a wedged GPU kernel would) or fail (as a lost GPU would), whose jobs
+//! can be made to fail to load, and whose temperature is scripted.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use compushare_controller::device::cpu::CpuDevice;
-use compushare_controller::device::{Device, DeviceDescription, DeviceError, LoadedJob, Scan};
+use compushare_controller::device::{
+    Device, DeviceDescription, DeviceError, LoadedJob, Scan, ScanFault,
+};
 use compushare_hardware::Telemetry;
+use compushare_kernels::sha256d::ScanError;
 use compushare_kernels::transport::job::Job;
 
 /// The knobs of a [`FaultyDevice`], kept by the test.
@@ -17,6 +21,10 @@ pub struct Faults {
     pub hang: AtomicBool,
     /// Temperature reported, tenths of a degree (i32::MIN: none).
     pub temperature_dc: AtomicI32,
+    /// While true, a scan fails at once as a lost GPU's would.
+    pub fail_scan: AtomicBool,
+    /// While true, loading a transport job fails (the device cannot take it).
+    pub fail_load: AtomicBool,
 }
 
 /// A CPU device with scripted faults.
@@ -31,6 +39,8 @@ impl FaultyDevice {
         let faults = Arc::new(Faults {
             hang: AtomicBool::new(false),
             temperature_dc: AtomicI32::new(i32::MIN),
+            fail_scan: AtomicBool::new(false),
+            fail_load: AtomicBool::new(false),
         });
         let cpu = compushare_hardware::cpu_device();
         (
@@ -63,10 +73,20 @@ impl Device for FaultyDevice {
             }
             return Ok(0);
         }
+        if self.faults.fail_scan.load(Ordering::Relaxed) {
+            return Err(DeviceError::Scan(ScanFault::Backend(ScanError::Device(
+                "scripted failure: device lost".into(),
+            ))));
+        }
         self.inner.scan(s)
     }
 
     fn load<'j>(&'j self, job: &'j Job) -> Result<Box<dyn LoadedJob + 'j>, DeviceError> {
+        if self.faults.fail_load.load(Ordering::Relaxed) {
+            return Err(DeviceError::Unsupported(
+                "scripted failure: job not loadable",
+            ));
+        }
         self.inner.load(job)
     }
 }

@@ -3,10 +3,11 @@
 //!
 //! - `pool`: a validating Stratum v1 pool server, scriptable (difficulty, jobs, faults).
 //! - `fabricate`: TEST DOUBLE of a dishonest rig's device (made-up histories).
-//! - `devices`: TEST DOUBLES of faulty devices (hangs, scripted temperature).
+//! - `devices`: TEST DOUBLES of faulty devices (hangs, failures, scripted temperature).
 //! - `rig`: settings of real rigs for tests (one small CPU device, quick reactions).
 //! - `node`: a management node as a child process.
 //! - `pty`: a pseudo-terminal pair for serial-console tests.
+//! - `scripted`: TEST DOUBLE of the manager's side of a rig session (Hello, Welcome).
 
 #![deny(unsafe_code)]
 
@@ -16,5 +17,6 @@ pub mod node;
 pub mod pool;
 pub mod pty;
 pub mod rig;
+pub mod scripted;
 
 pub use fabricate::{Fabricate, FabricatingDevice};

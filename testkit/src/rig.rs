@@ -44,3 +44,20 @@ pub fn transport_rig(
         test_options(),
     )
 }
+
+/// A rig with no manager (mining and reporting only) named `name`, everything else default.
+pub fn local_rig(name: &str, state_dir: PathBuf, options: RigOptions) -> RigSettings {
+    let mut s = RigSettings::transport(
+        ManagerSettings {
+            addr: String::new(),
+            key: [0; 32],
+            farm: None,
+        },
+        name,
+        None,
+        state_dir,
+        options,
+    );
+    s.manager = None;
+    s
+}

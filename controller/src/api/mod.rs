@@ -229,8 +229,25 @@ fn config(s: &RigStatus) -> Section {
             (k("Device Code"), Val::Str("GPU CPU ".into())),
             (k("OS"), Val::Str("Linux".into())),
             (k("Hotplug"), Val::Str("None".into())),
+            (k("Sheet Farm"), sheet_farm(s)),
+            (k("Sheet Version"), sheet_version(s)),
         ]],
     }
+}
+
+/// The farm of the flight sheet in force (`""`: none).
+fn sheet_farm(s: &RigStatus) -> Val {
+    Val::Str(
+        s.sheet
+            .applied
+            .as_ref()
+            .map_or_else(String::new, |a| a.farm.clone()),
+    )
+}
+
+/// The version of the flight sheet in force (0: none; versions start at 1).
+fn sheet_version(s: &RigStatus) -> Val {
+    Val::Uint(s.sheet.applied.as_ref().map_or(0, |a| a.version))
 }
 
 fn percent(part: u64, whole: u64) -> Val {
@@ -282,6 +299,25 @@ fn summary(s: &RigStatus) -> Section {
             ),
             (k("Vault Used"), Val::Uint(u64::from(s.vault.used))),
             (k("Vault Slots"), Val::Uint(u64::from(s.vault.slots))),
+            (k("Sheet Farm"), sheet_farm(s)),
+            (k("Sheet Version"), sheet_version(s)),
+            (
+                k("Sheet Refused Version"),
+                Val::Uint(s.sheet.refused.as_ref().map_or(0, |r| r.version)),
+            ),
+            (
+                k("Sheet Refused Reason"),
+                Val::Str(
+                    s.sheet
+                        .refused
+                        .as_ref()
+                        .map_or_else(String::new, |r| r.reason.clone()),
+                ),
+            ),
+            (
+                k("Calibration Failures"),
+                Val::Uint(s.calibration_failures.total()),
+            ),
             (
                 k("Maintenance"),
                 Val::Str(s.maintenance.clone().unwrap_or_default()),

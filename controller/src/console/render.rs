@@ -103,6 +103,7 @@ pub fn status(s: &RigStatus) -> String {
         s.manager.addr.as_deref().unwrap_or("none"),
         link(&s.manager.state)
     );
+    sheet(&mut o, s);
     match s.pools.iter().find(|p| p.active) {
         Some(p) => {
             let _ = writeln!(
@@ -139,6 +140,20 @@ pub fn status(s: &RigStatus) -> String {
         "vault     {}/{} slots in use",
         s.vault.used, s.vault.slots
     );
+    let failed = s.calibration_failures.total();
+    if failed > 0 {
+        let by: Vec<String> = s
+            .calibration_failures
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "calibrate {failed} failed ({}); those figures stay 0",
+            by.join(", ")
+        );
+    }
     let _ = write!(
         o,
         "earnings  mining {}, transport {}",
@@ -146,6 +161,25 @@ pub fn status(s: &RigStatus) -> String {
         sat(s.earnings.transport_msat)
     );
     o
+}
+
+/// The flight sheet's lines of `status`: only on a farm rig, or one that holds a sheet.
+fn sheet(o: &mut String, s: &RigStatus) {
+    let v = &s.sheet;
+    if !v.enrolled && v.applied.is_none() && v.refused.is_none() {
+        return;
+    }
+    let _ = match &v.applied {
+        Some(a) => writeln!(o, "sheet     {} v{} applied", a.farm, a.version),
+        None => writeln!(o, "sheet     none applied (rig.conf alone)"),
+    };
+    if let Some(r) = &v.refused {
+        let _ = writeln!(
+            o,
+            "          {} v{} REFUSED: {}",
+            r.farm, r.version, r.reason
+        );
+    }
 }
 
 pub fn devices(s: &RigStatus) -> String {

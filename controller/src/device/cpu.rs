@@ -11,7 +11,9 @@ use compushare_kernels::transport::job::Job;
 use compushare_kernels::transport::{Engine, PhotonRecord};
 use compushare_protocol::types::DeviceKind;
 
-use super::{Device, DeviceDescription, DeviceError, LoadedJob, Output, Scan, TransportOutput};
+use super::{
+    Device, DeviceDescription, DeviceError, LoadedJob, Output, Scan, ScanFault, TransportOutput,
+};
 
 /// Nonces per unit of mining work per core, log2 (~0.1-0.5 s on one core).
 const CHUNK_BITS_PER_CORE: u32 = 21;
@@ -73,7 +75,7 @@ impl Device for CpuDevice {
             self.scanner
                 .scan(work, r, cancel, &mut |nonce| found(nonce))
                 .map(|s| s.hashes)
-                .map_err(|e| DeviceError::Scan(e.to_string()))
+                .map_err(|e| DeviceError::Scan(ScanFault::Backend(e)))
         };
         if threads == 1 {
             return one(nonces);
@@ -90,7 +92,7 @@ impl Device for CpuDevice {
             for p in parts {
                 hashes += p
                     .join()
-                    .map_err(|_| DeviceError::Scan("a hashing thread panicked".into()))??;
+                    .map_err(|_| DeviceError::Scan(ScanFault::ThreadPanicked))??;
             }
             Ok(hashes)
         })

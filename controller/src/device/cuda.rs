@@ -21,7 +21,9 @@ use compushare_kernels::sha256d::Scanner;
 use compushare_kernels::transport::job::Job;
 use compushare_protocol::types::DeviceKind;
 
-use super::{Device, DeviceDescription, DeviceError, LoadedJob, Output, Scan, TransportOutput};
+use super::{
+    Device, DeviceDescription, DeviceError, LoadedJob, Output, Scan, ScanFault, TransportOutput,
+};
 
 /// Nonces per unit of mining work, log2: 2^30 is a fraction of a second on current GPUs.
 const CHUNK_BITS: u32 = 30;
@@ -71,7 +73,7 @@ impl Device for CudaDevice {
         self.scanner
             .scan(s.work, s.nonces, s.cancel, &mut |n| found(n))
             .map(|s| s.hashes)
-            .map_err(|e| DeviceError::Scan(e.to_string()))
+            .map_err(|e| DeviceError::Scan(ScanFault::Backend(e)))
     }
 
     fn load<'j>(&'j self, job: &'j Job) -> Result<Box<dyn LoadedJob + 'j>, DeviceError> {

@@ -56,10 +56,10 @@ pub enum DeviceError {
     Transport(#[from] TransportError),
     /// The hashing backend failed (driver error, lost device).
     #[error("scan: {0}")]
-    Scan(String),
-    /// The GPU driver failed outside a scan.
+    Scan(#[from] ScanFault),
+    /// The device's backend failed outside a scan.
     #[error("driver: {0}")]
-    Driver(String),
+    Driver(#[from] DriverFault),
     /// The CUDA backend failed (driver call, kernel compile, a malformed record).
     #[error("cuda: {0}")]
     Cuda(#[from] compushare_kernels::cuda::CudaError),
@@ -69,6 +69,54 @@ pub enum DeviceError {
     /// The work was cancelled.
     #[error("cancelled")]
     Cancelled,
+}
+
+impl DeviceError {
+    /// Every variant's short name ([`DeviceError::kind`]), in the order counters list them.
+    pub const KINDS: [&'static str; 6] = [
+        "transport",
+        "scan",
+        "driver",
+        "cuda",
+        "unsupported",
+        "cancelled",
+    ];
+
+    /// The variant's short name: the `error` label of the counters kept per variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeviceError::Transport(_) => "transport",
+            DeviceError::Scan(_) => "scan",
+            DeviceError::Driver(_) => "driver",
+            DeviceError::Cuda(_) => "cuda",
+            DeviceError::Unsupported(_) => "unsupported",
+            DeviceError::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Why a scan failed ([`DeviceError::Scan`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScanFault {
+    /// The hashing backend refused the range or failed during it (a GPU driver error, a
+    /// lost device, an instruction-set path this CPU lacks); the backend's error is kept.
+    #[error("{0}")]
+    Backend(#[source] compushare_kernels::sha256d::ScanError),
+    /// One of the device's hashing threads panicked (a backend bug): its share of the range
+    /// was not hashed, and the scan reports no count rather than a short one.
+    #[error("a hashing thread panicked")]
+    ThreadPanicked,
+}
+
+/// Why a device's backend failed outside a scan ([`DeviceError::Driver`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverFault {
+    /// A transport run panicked inside the device's backend; the worker caught it, counted a
+    /// fault on the device and wiped the result's vault slot.
+    #[error("the transport run panicked")]
+    TransportPanicked,
 }
 
 /// What a transport run must produce.

@@ -243,6 +243,8 @@ pub struct SessionParts {
     pub sheets: SheetTx,
     /// The sheet version the rig holds (announced in Hello).
     pub sheet_version: Option<u64>,
+    /// Where a failed calibration of an offer's job is counted.
+    pub calibration: Arc<calibrate::CalibrationFailures>,
     pub commands: CommandTx,
     pub status: StatusRx,
     pub ratings: mpsc::Receiver<rating::Request>,
@@ -890,11 +892,13 @@ impl Session {
         let device = cell.device.clone();
         let photons = self.p.options.calibration_photons.max(1);
         let tx = self.work_tx.clone();
+        let failures = self.p.calibration.clone();
         tokio::task::spawn_blocking(move || {
             let cores = f64::from(device.describe().cores.max(1));
             let per_core = match calibrate::histories_per_s(device.as_ref(), &job, photons) {
                 Ok(r) => r as f64 / cores,
                 Err(e) => {
+                    failures.count(&e);
                     warn!("calibration failed: {e}");
                     0.0
                 }

@@ -120,6 +120,9 @@ pub fn sample_status() -> RigStatus {
             mining_msat: 1234.5,
             transport_msat: 5000.0,
         },
+        calibration_failures: Default::default(),
+        console_keys: Vec::new(),
+        sheet: Default::default(),
     }
 }
 
@@ -248,4 +251,29 @@ pub async fn start(edit: impl FnOnce(&mut compushare_controller::ops::OpsConfig)
         status,
         rig,
     }
+}
+
+/// Handshake (the rig's key not pinned) and Hello as `me`; the rig's first answer.
+pub async fn hello_as(
+    addr: std::net::SocketAddr,
+    me: &compushare_protocol::secure::Identity,
+) -> (
+    compushare_protocol::secure::net::TcpChannel,
+    compushare_protocol::msg::RigToOperator,
+) {
+    use compushare_protocol::msg::{OperatorToRig, RigToOperator, PROTOCOL_VERSION};
+    let wait = Duration::from_secs(10);
+    let mut ch = compushare_protocol::secure::net::connect_tcp_to(addr, me, None, wait)
+        .await
+        .unwrap();
+    ch.send(&OperatorToRig::Hello {
+        version: PROTOCOL_VERSION,
+    })
+    .await
+    .unwrap();
+    let first = *tokio::time::timeout(wait, ch.recv::<RigToOperator>())
+        .await
+        .expect("an answer")
+        .unwrap();
+    (ch, first)
 }
