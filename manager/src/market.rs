@@ -526,6 +526,9 @@ struct JobEntry {
     mode: Mode,
     cost_milli: u64,
     price_per_history: u64,
+    /// The price per cost unit the job was accepted at (offers and bids use it, not the
+    /// node's price now: a settings change reaches new jobs only).
+    price_per_unit: Amount,
     fee_bp: u64,
     pending: Vec<PhotonRange>,
     /// Verified ranges by start photon.
@@ -806,6 +809,7 @@ impl Market {
                 mode: job.mode,
                 cost_milli: job.cost_per_history_milli,
                 price_per_history,
+                price_per_unit: job.price_per_unit,
                 fee_bp: job.fee_bp,
                 pending,
                 held,
@@ -1001,6 +1005,7 @@ mod tests {
                 mode: Mode::Cheapest,
                 cost_milli: prepared.cost_milli,
                 price_per_history: 1,
+                price_per_unit: Amount(1),
                 fee_bp: 0,
                 pending: Vec::new(),
                 held: BTreeMap::new(),
@@ -1225,6 +1230,107 @@ mod tests {
         let session = m.new_session();
         let welcome = m.rig_hello(rig, &hello, RigLink { session, outbox });
         assert_eq!(welcome.credit_msat, 7);
+    }
+
+    /// Issue 14 (settings changed on a live node reach new jobs only): offers and bids were
+    /// judged at the node's price now, so a price change reached jobs already accepted (their
+    /// offers announced the new price and bids were matched against it, while the job paid
+    /// its own). Seen failing with the old rules: job A's bid asking 3 was matched against
+    /// the node's new price 5. Now a job keeps the price it was accepted at.
+    #[test]
+    fn a_job_keeps_its_price_after_a_settings_change() {
+        use compushare_protocol::types::DeviceKind;
+        let stored = Config::default();
+        let store = Arc::new(Store::in_memory(&stored).unwrap());
+        let mut m = Market::open(MarketConfig::from_stored(&stored), store).unwrap();
+        let client: PublicKey = [1; 32];
+        m.persist
+            .store()
+            .write(|tx| tx.grant(&client, Amount(1 << 40)))
+            .unwrap();
+        let submit = |m: &mut Market| {
+            let p = crate::intake::prepare_job(
+                JOB.as_bytes().to_vec(),
+                1_000,
+                Some(1),
+                &crate::intake::JobLimits::default(),
+            )
+            .unwrap();
+            let cost = p.cost_milli;
+            m.submit(
+                client,
+                p.spec,
+                1_000,
+                Mode::Cheapest,
+                Amount(u64::MAX),
+                cost,
+            )
+            .unwrap()
+            .0
+        };
+        let a = submit(&mut m);
+        m.set_terms(&Config {
+            price_per_unit: Amount(5),
+            fee_bp: 1_000,
+            credit_msat: 9,
+            ..Config::default()
+        });
+        let b = submit(&mut m);
+        let rig: PublicKey = [9; 32];
+        let (outbox, inbox) = crate::outbox::outbox(64, 1 << 20);
+        let mut hello = compushare_protocol::msg::RigHello {
+            version: compushare_protocol::msg::PROTOCOL_VERSION,
+            firmware: Default::default(),
+            name: Default::default(),
+            payout: rig,
+            devices: Default::default(),
+            farm: None,
+            sheet: None,
+        };
+        for index in 0..2 {
+            let device = DeviceInfo {
+                index,
+                kind: DeviceKind::Cpu,
+                name: Default::default(),
+                compute_units: 1,
+                cores: 1,
+                memory: 1 << 30,
+                hash_rate: 0,
+                histories_per_s: 1000,
+            };
+            hello.devices.push(device).unwrap();
+        }
+        let session = m.new_session();
+        let welcome = m.rig_hello(rig, &hello, RigLink { session, outbox });
+        assert_eq!(
+            welcome.credit_msat, 9,
+            "new sessions learn the new credit value"
+        );
+        // A bid asking 3 per cost unit: above A's price, within B's.
+        for (job, device) in [(a, 0), (b, 1)] {
+            let bid = Bid {
+                job,
+                device,
+                cores: 1,
+                histories_per_s: 1000,
+                min_price: Amount(3),
+            };
+            m.rig_message(&rig, Box::new(RigToManager::Bid(bid)))
+                .unwrap();
+        }
+        let assigned: Vec<JobId> = m.assignments.values().map(|x| x.job).collect();
+        assert_eq!(assigned, [b], "A was matched at the node's new price");
+        drop(m);
+        let offers: Vec<(JobId, Amount)> = sent(inbox)
+            .into_iter()
+            .filter_map(|x| match x {
+                ManagerToRig::Offer(o) => Some((o.job, o.price_per_unit)),
+                _ => None,
+            })
+            .collect();
+        assert!(offers.contains(&(a, Amount(1))), "{offers:?}");
+        assert!(offers.contains(&(b, Amount(5))), "{offers:?}");
+        assert!(!offers.contains(&(a, Amount(5))), "{offers:?}");
     }
 
     /// Issue 12 (assignment stages): a paid check run keeps what it was paid as (the old
