@@ -1236,7 +1236,8 @@ mod tests {
     /// judged at the node's price now, so a price change reached jobs already accepted (their
     /// offers announced the new price and bids were matched against it, while the job paid
     /// its own). Seen failing with the old rules: job A's bid asking 3 was matched against
-    /// the node's new price 5. Now a job keeps the price it was accepted at.
+    /// the node's new price 5. Now a job keeps the price it was accepted at; and a new credit
+    /// value reaches rigs already connected (it reached new sessions only).
     #[test]
     fn a_job_keeps_its_price_after_a_settings_change() {
         use compushare_protocol::types::DeviceKind;
@@ -1269,6 +1270,26 @@ mod tests {
             .0
         };
         let a = submit(&mut m);
+        let early: PublicKey = [8; 32];
+        let (early_outbox, early_inbox) = crate::outbox::outbox(64, 1 << 20);
+        let session = m.new_session();
+        let early_hello = compushare_protocol::msg::RigHello {
+            version: compushare_protocol::msg::PROTOCOL_VERSION,
+            firmware: Default::default(),
+            name: Default::default(),
+            payout: early,
+            devices: Default::default(),
+            farm: None,
+            sheet: None,
+        };
+        m.rig_hello(
+            early,
+            &early_hello,
+            RigLink {
+                session,
+                outbox: early_outbox,
+            },
+        );
         m.set_terms(&Config {
             price_per_unit: Amount(5),
             fee_bp: 1_000,
@@ -1321,6 +1342,12 @@ mod tests {
         let assigned: Vec<JobId> = m.assignments.values().map(|x| x.job).collect();
         assert_eq!(assigned, [b], "A was matched at the node's new price");
         drop(m);
+        // A rig connected before the change is told at once.
+        let told: Vec<ManagerToRig> = sent(early_inbox)
+            .into_iter()
+            .filter(|x| matches!(x, ManagerToRig::CreditValue { .. }))
+            .collect();
+        assert_eq!(told, [ManagerToRig::CreditValue { credit_msat: 9 }]);
         let offers: Vec<(JobId, Amount)> = sent(inbox)
             .into_iter()
             .filter_map(|x| match x {

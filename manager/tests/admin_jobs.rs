@@ -3,7 +3,7 @@
 //! nothing paid for work after the cancel, the rest of the escrow refunded, the ledger
 //! verifying, the client seeing `Cancelled`, the cancel surviving a restart), `admin ledger`
 //! sums the ledger up, and `admin settings` changes the fee, price and credit value for jobs
-//! submitted afterwards only.
+//! submitted afterwards only (connected rigs are told the new credit value at once).
 
 mod common;
 
@@ -293,6 +293,10 @@ async fn settings_changed_on_a_live_node_reach_new_jobs_only() {
     let m = node(store.clone(), &root, &ckey).await;
     let mkey = m.shared.identity.public();
     let mut c = Client::connect(m.addr, client, &mkey).await.unwrap();
+    // A rig connected before the change: it learns the credit value from its Welcome.
+    let early = real_rig(&m, "early", None).await;
+    let credit = |r: &common::RealRig| r.status.borrow().manager.credit_msat;
+    common::eventually("the early rig welcomed", || credit(&early) == Some(1)).await;
     let mut a = admin(&m, &root).await;
     let before = match a.request(&AdminToManager::Settings).await.unwrap() {
         ManagerToAdmin::Settings(s) => s,
@@ -306,7 +310,7 @@ async fn settings_changed_on_a_live_node_reach_new_jobs_only() {
             credit_msat: 1
         }
     );
-    // Job A, accepted at the old terms (no rig yet: it waits).
+    // Job A, accepted at the old terms.
     let photons = 20_000;
     let (job_a, pph_a, _) =
         common::submit_input(&mut c, JOB.as_bytes(), photons, 1, Mode::Cheapest).await;
@@ -358,6 +362,11 @@ async fn settings_changed_on_a_live_node_reach_new_jobs_only() {
         (1_000, Amount(3), 7_000)
     );
     assert_eq!(m.shared.market().config().credit_msat, 7_000);
+    // The rig connected before it is told at once, without a new session.
+    common::eventually("the connected rig learned the credit value", || {
+        credit(&early) == Some(7_000)
+    })
+    .await;
     assert!(store.read().unwrap().audit(0, 100).unwrap().iter().any(
         |r| r.request.as_str() == "settings-set fee_bp=1000 price_per_unit=3 credit_msat=7000"
     ));
@@ -378,11 +387,8 @@ async fn settings_changed_on_a_live_node_reach_new_jobs_only() {
     assert_eq!((ra.fee_bp, ra.price_per_unit), (500, Amount(1)));
     assert_eq!((rb.fee_bp, rb.price_per_unit), (1_000, Amount(3)));
 
-    // Rigs come; both jobs run, each paid and charged at its own terms.
-    let _rigs = [
-        real_rig(&m, "terms0", None).await,
-        real_rig(&m, "terms1", None).await,
-    ];
+    // More rigs come; both jobs run, each paid and charged at its own terms.
+    let _rigs = [early, real_rig(&m, "terms1", None).await];
     done(&mut c, job_a).await;
     done(&mut c, job_b).await;
     for (job, pph, fee_bp) in [(job_a, pph_a.0, 500u64), (job_b, pph_b.0, 1_000)] {

@@ -6,8 +6,8 @@
 //! [`Config::validate`] (the error names the field) before anything is written; the caller
 //! then gives them to the running market ([`crate::market::Market::set_terms`]). A job keeps
 //! the fee and price it was accepted with (its record holds them), so a change reaches jobs
-//! submitted after it only. Rigs are told the credit value in `Welcome`: rigs connected at the
-//! change learn it on their next session.
+//! submitted after it only. Connected rigs are told a new credit value at once
+//! (`ManagerToRig::CreditValue`), rigs that connect later in `Welcome`.
 
 use compushare_protocol::msg::{LedgerReport, NodeSettings, SettingsChange};
 use compushare_protocol::types::bounded;

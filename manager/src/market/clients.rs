@@ -383,12 +383,27 @@ impl Market {
     }
 
     /// Takes the node's fee, price and credit value from its stored settings (an operator
-    /// changed them): jobs submitted from now on are priced and escrowed with them, rigs that
-    /// connect from now on are told the credit value. Jobs already accepted keep their own
-    /// fee and price.
+    /// changed them): jobs submitted from now on are priced and escrowed with them; a new
+    /// credit value goes to every connected rig at once (`CreditValue`) and to rigs that
+    /// connect later in `Welcome`. Jobs already accepted keep their own fee and price.
     pub fn set_terms(&mut self, stored: &crate::Config) {
         self.cfg.fee_bp = u64::from(stored.fee_bp);
         self.cfg.price_per_unit = stored.price_per_unit;
-        self.cfg.credit_msat = stored.credit_msat;
+        if self.cfg.credit_msat != stored.credit_msat {
+            self.cfg.credit_msat = stored.credit_msat;
+            // Connected rigs compare transport with mining in this unit: told now.
+            let linked: Vec<PublicKey> = self
+                .rigs
+                .iter()
+                .filter(|(_, r)| r.link.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+            let m = ManagerToRig::CreditValue {
+                credit_msat: stored.credit_msat,
+            };
+            for k in linked {
+                self.send(&k, m.clone());
+            }
+        }
     }
 }

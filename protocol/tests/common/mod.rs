@@ -626,6 +626,7 @@ pub fn manager_to_rig() -> impl Strategy<Value = ManagerToRig> {
                 settings,
             })
         }),
+        any::<u64>().prop_map(|credit_msat| ManagerToRig::CreditValue { credit_msat }),
     ]
 }
 
