@@ -12,15 +12,6 @@ use compushare_protocol::secure::Identity;
 use compushare_protocol::types::{Amount, Mode};
 use compushare_testkit::node::Node;
 
-const JOB: &str = r#"{
-  "Session": { "ID": "admin", "Photons": 1000, "RNGSeed": 5 },
-  "Forward": { "T0": 0, "T1": 2e-9, "Dt": 1e-9 },
-  "Domain": { "Dim": [10, 10, 10], "OriginType": 1,
-    "Media": [ { "mua": 0, "mus": 0, "g": 1, "n": 1 }, { "mua": 0.02, "mus": 1.5, "g": 0.8, "n": 1.37 } ] },
-  "Shapes": [ { "Grid": { "Tag": 1, "Size": [10, 10, 10] } } ],
-  "Optode": { "Source": { "Type": "pencil", "Pos": [5, 5, 0], "Dir": [0, 0, 1] } }
-}"#;
-
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_compushare")
 }
@@ -120,7 +111,8 @@ fn admin_jobs_ledger_and_settings_on_a_running_node() {
     };
     let mut child = start(&s);
 
-    // A job with no rig to run it: it stays open.
+    // A job with no rig to run it (MCX's cube60 benchmark): it stays open.
+    let input = compushare_kernels::transport::builtin::builtin_json("cube60").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -131,7 +123,7 @@ fn admin_jobs_ledger_and_settings_on_a_running_node() {
             .await
             .unwrap();
         c.submit(
-            JOB.as_bytes(),
+            input.as_bytes(),
             100_000,
             Some(3),
             Mode::Cheapest,

@@ -94,13 +94,7 @@ impl Market {
             "job {} accepted: {photons} photons, {price_per_history} per history, escrow {escrow}",
             id.0
         ));
-        let keys: Vec<PublicKey> = self
-            .rigs
-            .iter()
-            .filter(|(_, r)| r.link.is_some())
-            .map(|(k, _)| *k)
-            .collect();
-        for k in keys {
+        for k in self.linked() {
             self.send(&k, ManagerToRig::Offer(offer));
         }
         Ok((id, Amount(price_per_history), Amount(escrow)))
@@ -307,6 +301,15 @@ impl Market {
         Some(public)
     }
 
+    /// The keys of the rigs connected now.
+    fn linked(&self) -> Vec<PublicKey> {
+        self.rigs
+            .iter()
+            .filter(|(_, r)| r.link.is_some())
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     /// Connected rigs.
     pub fn connected(&self) -> usize {
         self.rigs.values().filter(|r| r.link.is_some()).count()
@@ -360,13 +363,7 @@ impl Market {
             self.release_quiet(*id, Ended::Discarded);
         }
         self.assignments.retain(|_, a| a.job != job);
-        let linked: Vec<PublicKey> = self
-            .rigs
-            .iter()
-            .filter(|(_, r)| r.link.is_some())
-            .map(|(k, _)| *k)
-            .collect();
-        for k in linked {
+        for k in self.linked() {
             self.send(&k, ManagerToRig::Offer(closing));
         }
         for r in self.rigs.values_mut() {
@@ -392,16 +389,10 @@ impl Market {
         if self.cfg.credit_msat != stored.credit_msat {
             self.cfg.credit_msat = stored.credit_msat;
             // Connected rigs compare transport with mining in this unit: told now.
-            let linked: Vec<PublicKey> = self
-                .rigs
-                .iter()
-                .filter(|(_, r)| r.link.is_some())
-                .map(|(k, _)| *k)
-                .collect();
             let m = ManagerToRig::CreditValue {
                 credit_msat: stored.credit_msat,
             };
-            for k in linked {
+            for k in self.linked() {
                 self.send(&k, m.clone());
             }
         }

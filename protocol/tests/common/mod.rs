@@ -346,6 +346,17 @@ pub fn admin_to_manager() -> impl Strategy<Value = AdminToManager> {
     ]
 }
 
+fn job_state() -> impl Strategy<Value = JobState> {
+    prop_oneof![
+        Just(JobState::Queued),
+        Just(JobState::Running),
+        Just(JobState::Verifying),
+        Just(JobState::Done),
+        Just(JobState::Failed),
+        Just(JobState::Cancelled)
+    ]
+}
+
 fn job_filter() -> impl Strategy<Value = compushare_protocol::msg::JobFilter> {
     use compushare_protocol::msg::JobFilter;
     prop_oneof![
@@ -356,14 +367,7 @@ fn job_filter() -> impl Strategy<Value = compushare_protocol::msg::JobFilter> {
 }
 
 fn job_summary() -> impl Strategy<Value = compushare_protocol::msg::JobSummary> {
-    let state = prop_oneof![
-        Just(JobState::Queued),
-        Just(JobState::Running),
-        Just(JobState::Verifying),
-        Just(JobState::Done),
-        Just(JobState::Failed),
-        Just(JobState::Cancelled)
-    ];
+    let state = job_state();
     (
         key(),
         state,
@@ -748,14 +752,7 @@ pub fn client_to_manager() -> impl Strategy<Value = ClientToManager> {
 
 pub fn manager_to_client() -> impl Strategy<Value = ManagerToClient> {
     let job = any::<u64>().prop_map(JobId);
-    let state = prop_oneof![
-        Just(JobState::Queued),
-        Just(JobState::Running),
-        Just(JobState::Verifying),
-        Just(JobState::Done),
-        Just(JobState::Failed),
-        Just(JobState::Cancelled)
-    ];
+    let state = job_state();
     let code = prop_oneof![
         Just(ErrorCode::BadJob),
         Just(ErrorCode::InsufficientFunds),
