@@ -445,7 +445,18 @@ async fn execute(shared: &Arc<Shared>, scope: &Scope, req: AdminToManager) -> Ma
         },
         AdminToManager::SettingsSet(change) => match terms::set(&store, change) {
             Ok(c) => {
-                shared.market().set_terms(&c);
+                // Read again under the market's lock: of two operators changing settings at
+                // once, the market ends with what the store holds last, whatever the order
+                // their sessions reach this line.
+                let mut market = shared.market();
+                match store.config() {
+                    Ok(latest) => market.set_terms(&latest),
+                    Err(e) => {
+                        compushare_protocol::warn!("settings stored, market not updated: {e}");
+                        drop(market);
+                        return store_error(e);
+                    }
+                }
                 ManagerToAdmin::Settings(terms::shown(&c))
             }
             Err(terms::SettingsError::Invalid(e)) => error(AdminError::BadRequest, &e.to_string()),
