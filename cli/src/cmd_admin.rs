@@ -9,10 +9,13 @@ use anyhow::{bail, Context};
 use compushare_client::admin::AdminClient;
 use compushare_manager::ledger::{format_credits, parse_credits};
 use compushare_protocol::hex;
-use compushare_protocol::msg::{AdminToManager, ManagerToAdmin, RigSummary, SheetState};
+use compushare_protocol::msg::{
+    AdminToManager, JobFilter, JobSummary, LedgerReport, ManagerToAdmin, NodeSettings, RigSummary,
+    SettingsChange, SheetState,
+};
 use compushare_protocol::secure::Identity;
 use compushare_protocol::sheet::{Setting, SheetPool, SheetSettings};
-use compushare_protocol::types::{Amount, PublicKey, Role};
+use compushare_protocol::types::{Amount, JobId, PublicKey, Role};
 
 /// How to reach the node, as whom.
 #[derive(clap::Args, Debug)]
@@ -246,6 +249,66 @@ pub enum AdminCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Client jobs: id, client, state, photons, escrow held, spent, submitted (node
+    /// operators). `jobs cancel JOB` stops one.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Jobs {
+        #[command(subcommand)]
+        what: Option<JobsCmd>,
+        /// open (queued, running, verifying), done or cancelled.
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+        /// One client's jobs (its public key, 64 hex digits).
+        #[arg(long, value_name = "HEX")]
+        client: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Option<Conn>,
+    },
+    /// The ledger: totals, head, and whether it verifies (node operators).
+    Ledger {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The node's fee, price and credit value; `settings set KEY=VALUE ...` changes them for
+    /// jobs submitted afterwards (node operators).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Settings {
+        #[command(subcommand)]
+        what: Option<SettingsCmd>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Option<Conn>,
+    },
+}
+
+/// `compushare admin jobs` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum JobsCmd {
+    /// Stop a running job: work out with rigs is cancelled, verified work stays paid, the
+    /// rest of the escrow is refunded to the client.
+    Cancel {
+        job: u64,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// `compushare admin settings` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum SettingsCmd {
+    /// Change settings: fee_bp=N (basis points of the work paid), price=N (micro-credits per
+    /// cost unit), credit_sat=S (what one credit is worth in satoshi, up to 3 decimals).
+    Set {
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        changes: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 /// `compushare admin operator` subcommands.
@@ -381,6 +444,175 @@ fn list_rigs(conn: &Conn, farm: Option<&str>, json: bool) -> anyhow::Result<()> 
         );
     }
     Ok(())
+}
+
+fn state_arg(s: &str) -> anyhow::Result<JobFilter> {
+    Ok(match s {
+        "open" => JobFilter::Open,
+        "done" => JobFilter::Done,
+        "cancelled" => JobFilter::Cancelled,
+        _ => bail!("--state {s:?}: expected open, done or cancelled"),
+    })
+}
+
+fn credits(a: Amount) -> String {
+    format_credits(i128::from(a.0))
+}
+
+fn job_json(j: &JobSummary) -> serde_json::Value {
+    serde_json::json!({
+        "job": j.job.0,
+        "client": hex::encode(&j.client),
+        "state": format!("{:?}", j.state).to_lowercase(),
+        "photons_done": j.photons_done,
+        "photons_total": j.photons_total,
+        "escrow": credits(j.escrow),
+        "spent": credits(j.spent),
+        "price_per_history": j.price_per_history.0,
+        "fee_bp": j.fee_bp,
+        "submitted_unix_s": j.submitted_unix_s,
+    })
+}
+
+fn list_jobs(
+    conn: &Conn,
+    state: Option<&str>,
+    client: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let state = state.map(state_arg).transpose()?;
+    let client = client.map(|c| key_arg("--client", c)).transpose()?;
+    let mut all: Vec<JobSummary> = Vec::new();
+    let first = AdminToManager::Jobs {
+        state,
+        client,
+        after: None,
+    };
+    with_node(conn, vec![first], |reply| match reply {
+        ManagerToAdmin::Jobs { jobs, more } => {
+            let last = jobs.last().map(|j| j.job);
+            all.extend(jobs);
+            Ok(match (more, last) {
+                (true, Some(after)) => Some(AdminToManager::Jobs {
+                    state,
+                    client,
+                    after: Some(after),
+                }),
+                _ => None,
+            })
+        }
+        other => bail!("unexpected reply: {other:?}"),
+    })?;
+    if json {
+        let v: Vec<_> = all.iter().map(job_json).collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(());
+    }
+    for j in &all {
+        println!(
+            "job {:<6} client {} {:<10} {}/{} photons escrow {} spent {} submitted {}",
+            j.job.0,
+            hex::short(&j.client),
+            format!("{:?}", j.state).to_lowercase(),
+            j.photons_done,
+            j.photons_total,
+            credits(j.escrow),
+            credits(j.spent),
+            j.submitted_unix_s
+        );
+    }
+    Ok(())
+}
+
+fn ledger_json(r: &LedgerReport) -> serde_json::Value {
+    let c = |v: u64| format_credits(i128::from(v));
+    serde_json::json!({
+        "verified": r.verified,
+        "fault": (!r.verified).then(|| r.fault.as_str()),
+        "entries": r.entries,
+        "head_seq": r.entries.checked_sub(1),
+        "head_hash": hex::encode(&r.head),
+        "granted": c(r.granted),
+        "clients": c(r.clients),
+        "escrow": c(r.escrow),
+        "worker_pending": c(r.pending),
+        "worker_spendable": c(r.spendable),
+        "fees": c(r.fees),
+        "paid": c(r.paid),
+        "refunded": c(r.refunded),
+        "forfeited": c(r.forfeited),
+    })
+}
+
+/// Millisatoshi as satoshi, exactly (`1500` -> `1.5`).
+fn msat_as_sat(msat: u64) -> String {
+    let (whole, frac) = (msat / 1000, msat % 1000);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let f = format!("{frac:03}");
+    format!("{whole}.{}", f.trim_end_matches('0'))
+}
+
+/// Satoshi with up to 3 decimals as millisatoshi.
+fn sat_as_msat(s: &str) -> anyhow::Result<u64> {
+    let bad = || anyhow::anyhow!("credit_sat={s:?}: satoshi with up to 3 decimals, e.g. 0.5");
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() || frac.len() > 3 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let whole: u64 = whole.parse().map_err(|_| bad())?;
+    let frac: u64 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
+    whole
+        .checked_mul(1000)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)
+}
+
+fn settings_change(changes: &[String]) -> anyhow::Result<SettingsChange> {
+    let mut c = SettingsChange::default();
+    for kv in changes {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{kv:?}: expected KEY=VALUE"))?;
+        let int = |what: &str| {
+            v.parse::<u64>()
+                .map_err(|_| anyhow::anyhow!("{what}={v:?}: expected a whole number"))
+        };
+        match k {
+            "fee_bp" => {
+                c.fee_bp = Some(
+                    u32::try_from(int("fee_bp")?)
+                        .map_err(|_| anyhow::anyhow!("fee_bp={v}: too large"))?,
+                )
+            }
+            "price" => c.price_per_unit = Some(Amount(int("price")?)),
+            "credit_sat" => c.credit_msat = Some(sat_as_msat(v)?),
+            _ => bail!("{k:?}: not a setting (fee_bp, price, credit_sat)"),
+        }
+    }
+    Ok(c)
+}
+
+fn show_settings(s: &NodeSettings, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "fee_bp": s.fee_bp,
+                "price": s.price_per_unit.0,
+                "credit_msat": s.credit_msat,
+                "credit_sat": msat_as_sat(s.credit_msat),
+            })
+        );
+    } else {
+        println!("fee_bp={}", s.fee_bp);
+        println!("price={}", s.price_per_unit.0);
+        println!("credit_sat={}", msat_as_sat(s.credit_msat));
+    }
 }
 
 fn done(reply: ManagerToAdmin) -> anyhow::Result<Option<AdminToManager>> {
@@ -571,5 +803,132 @@ pub fn admin(cmd: AdminCmd) -> anyhow::Result<()> {
                 other => bail!("unexpected reply: {other:?}"),
             },
         ),
+        AdminCmd::Jobs {
+            what: Some(JobsCmd::Cancel { job, conn }),
+            ..
+        } => with_node(
+            &conn,
+            vec![AdminToManager::JobCancel { job: JobId(job) }],
+            |reply| match reply {
+                ManagerToAdmin::JobCancelled {
+                    job,
+                    paid,
+                    fee,
+                    refund,
+                } => {
+                    println!(
+                        "job {} cancelled: paid {} for verified work, fee {}, refunded {}",
+                        job.0,
+                        credits(paid),
+                        credits(fee),
+                        credits(refund)
+                    );
+                    Ok(None)
+                }
+                other => bail!("unexpected reply: {other:?}"),
+            },
+        ),
+        AdminCmd::Jobs {
+            what: None,
+            state,
+            client,
+            json,
+            conn,
+        } => {
+            let conn = conn.context("--manager, --manager-key and --key are required")?;
+            list_jobs(&conn, state.as_deref(), client.as_deref(), json)
+        }
+        AdminCmd::Ledger { json, conn } => {
+            let mut report = None;
+            with_node(&conn, vec![AdminToManager::Ledger], |reply| match reply {
+                ManagerToAdmin::Ledger(r) => {
+                    report = Some(r);
+                    Ok(None)
+                }
+                other => bail!("unexpected reply: {other:?}"),
+            })?;
+            let r = report.context("no ledger summary")?;
+            if json {
+                println!("{}", ledger_json(&r));
+            } else {
+                let c = |v: u64| format_credits(i128::from(v));
+                match r.entries.checked_sub(1) {
+                    Some(seq) => println!(
+                        "ledger: {} entries, head #{seq} {}",
+                        r.entries,
+                        hex::encode(&r.head)
+                    ),
+                    None => println!("ledger: empty"),
+                }
+                if r.verified {
+                    println!("verify: ok");
+                    println!("granted           {}", c(r.granted));
+                    println!("client balances   {}", c(r.clients));
+                    println!("held in escrow    {}", c(r.escrow));
+                    println!("worker pending    {}", c(r.pending));
+                    println!("worker spendable  {}", c(r.spendable));
+                    println!("fees              {}", c(r.fees));
+                    println!("paid to workers   {}", c(r.paid));
+                    println!("refunded          {}", c(r.refunded));
+                    println!("forfeited         {}", c(r.forfeited));
+                }
+            }
+            if !r.verified {
+                bail!("ledger verification FAILED: {}", r.fault);
+            }
+            Ok(())
+        }
+        AdminCmd::Settings {
+            what: Some(SettingsCmd::Set { changes, conn }),
+            json,
+            ..
+        } => {
+            let req = AdminToManager::SettingsSet(settings_change(&changes)?);
+            with_node(&conn, vec![req], |reply| match reply {
+                ManagerToAdmin::Settings(s) => {
+                    show_settings(&s, json);
+                    Ok(None)
+                }
+                other => bail!("unexpected reply: {other:?}"),
+            })
+        }
+        AdminCmd::Settings {
+            what: None,
+            json,
+            conn,
+        } => {
+            let conn = conn.context("--manager, --manager-key and --key are required")?;
+            with_node(&conn, vec![AdminToManager::Settings], |reply| match reply {
+                ManagerToAdmin::Settings(s) => {
+                    show_settings(&s, json);
+                    Ok(None)
+                }
+                other => bail!("unexpected reply: {other:?}"),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn satoshi_and_millisatoshi() {
+        assert_eq!(sat_as_msat("1").unwrap(), 1000);
+        assert_eq!(sat_as_msat("0.5").unwrap(), 500);
+        assert_eq!(sat_as_msat("2.001").unwrap(), 2001);
+        assert!(sat_as_msat("0.0005").is_err());
+        assert!(sat_as_msat("-1").is_err());
+        assert!(sat_as_msat(".5").is_err());
+        assert!(sat_as_msat("1.x").is_err());
+        assert_eq!(msat_as_sat(1500), "1.5");
+        assert_eq!(msat_as_sat(1), "0.001");
+        assert_eq!(msat_as_sat(3000), "3");
+        let c = settings_change(&["fee_bp=250".into(), "credit_sat=0.25".into()]).unwrap();
+        assert_eq!(c.fee_bp, Some(250));
+        assert_eq!(c.credit_msat, Some(250));
+        assert_eq!(c.price_per_unit, None);
+        assert!(settings_change(&["fee=1".into()]).is_err());
     }
 }

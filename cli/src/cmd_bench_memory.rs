@@ -67,7 +67,7 @@ async fn jobs(c: &mut Client, n: usize, photons: u64, parallel: usize) -> anyhow
                 let s = c.status(id).await?;
                 match s.state {
                     JobState::Done => break,
-                    JobState::Failed => bail!("job {} failed", id.0),
+                    JobState::Failed | JobState::Cancelled => bail!("job {} failed", id.0),
                     _ => {}
                 }
                 if t0.elapsed() > Duration::from_secs(120) {

@@ -241,6 +241,10 @@ async fn wait(c: &mut Client, id: JobId) -> anyhow::Result<JobStatus> {
         match s.state {
             JobState::Done => return Ok(s),
             JobState::Failed => bail!("job {} failed", id.0),
+            JobState::Cancelled => bail!(
+                "job {} was cancelled by the node's operator (verified work paid, the rest of the escrow refunded)",
+                id.0
+            ),
             _ => {}
         }
         if s.photons_done != last {

@@ -462,7 +462,7 @@ async fn run_job(demo: &Demo, input: &Job, view: &View) -> anyhow::Result<Outcom
         view.show(demo, Some(&s));
         match s.state {
             JobState::Done => break s,
-            JobState::Failed => bail!("job {} failed", job.0),
+            JobState::Failed | JobState::Cancelled => bail!("job {} failed", job.0),
             _ => {}
         }
         if t0.elapsed() > JOB_LIMIT {

@@ -663,6 +663,30 @@ pub struct LedgerSummary {
     /// Total granted by the operator, micro-credits.
     pub granted: u128,
     pub head: [u8; 32],
+    /// Where the money is and where it went, recomputed from the entries.
+    pub totals: LedgerTotals,
+}
+
+/// The ledger's money by kind of account (balances now) and by kind of entry (sums ever),
+/// micro-credits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    /// Clients' spendable balances.
+    pub clients: u128,
+    /// Held in job escrows.
+    pub escrow: u128,
+    /// Workers' pay not yet spendable.
+    pub pending: u128,
+    /// Workers' spendable pay.
+    pub spendable: u128,
+    /// The node's fee account.
+    pub fees: u128,
+    /// `Pay` entries (to workers, before forfeits).
+    pub paid: u128,
+    /// `Refund` entries (escrow back to clients).
+    pub refunded: u128,
+    /// `Forfeit` entries (caught workers' pending pay back to escrow).
+    pub forfeited: u128,
 }
 
 impl fmt::Display for LedgerSummary {
@@ -707,6 +731,7 @@ pub fn verify(tx: &ReadTx) -> std::result::Result<LedgerSummary, LedgerFault> {
     let mut prev = [0u8; 32];
     let mut expect_seq = 0u64;
     let mut granted: u128 = 0;
+    let mut totals = LedgerTotals::default();
     let ledger = tx.txn.open_table(LEDGER).map_err(dbt)?;
     for item in ledger.iter().map_err(db)? {
         let (k, v) = item.map_err(db)?;
@@ -739,8 +764,12 @@ pub fn verify(tx: &ReadTx) -> std::result::Result<LedgerSummary, LedgerFault> {
             return Err(bad(format!("overdraws {}", e.debit)));
         }
         *balances.entry(e.credit).or_insert(0) += amount;
-        if e.kind == EntryKind::Grant {
-            granted += u128::from(e.amount);
+        match e.kind {
+            EntryKind::Grant => granted += u128::from(e.amount),
+            EntryKind::Pay => totals.paid += u128::from(e.amount),
+            EntryKind::Refund => totals.refunded += u128::from(e.amount),
+            EntryKind::Forfeit => totals.forfeited += u128::from(e.amount),
+            EntryKind::Escrow | EntryKind::Fee | EntryKind::Release => {}
         }
         if e.kind == EntryKind::Pay {
             if let Some(a) = e.assignment {
@@ -853,11 +882,23 @@ pub fn verify(tx: &ReadTx) -> std::result::Result<LedgerSummary, LedgerFault> {
             });
         }
     }
+    for (acc, bal) in &balances {
+        let bal = u128::try_from(*bal).unwrap_or(0);
+        match acc {
+            Account::Client(_) => totals.clients += bal,
+            Account::Escrow(_) => totals.escrow += bal,
+            Account::WorkerPending(_) => totals.pending += bal,
+            Account::WorkerSpendable(_) => totals.spendable += bal,
+            Account::Fee => totals.fees += bal,
+            Account::External => {}
+        }
+    }
     Ok(LedgerSummary {
         entries: expect_seq,
         accounts: accounts.len(),
         granted,
         head: prev,
+        totals,
     })
 }
 

@@ -526,6 +526,9 @@ struct JobEntry {
     mode: Mode,
     cost_milli: u64,
     price_per_history: u64,
+    /// The price per cost unit the job was accepted at (offers and bids use it, not the
+    /// node's price now: a settings change reaches new jobs only).
+    price_per_unit: Amount,
     fee_bp: u64,
     pending: Vec<PhotonRange>,
     /// Verified ranges by start photon.
@@ -806,6 +809,7 @@ impl Market {
                 mode: job.mode,
                 cost_milli: job.cost_per_history_milli,
                 price_per_history,
+                price_per_unit: job.price_per_unit,
                 fee_bp: job.fee_bp,
                 pending,
                 held,
@@ -979,6 +983,66 @@ mod tests {
       "Optode": { "Source": { "Pos": [2, 2, 0], "Dir": [0, 0, 1] } }
     }"#;
 
+    /// A market on `stored` settings whose client `[1; 32]` has a large balance.
+    fn funded(stored: &Config) -> Market {
+        let store = Arc::new(Store::in_memory(stored).unwrap());
+        let m = Market::open(MarketConfig::from_stored(stored), store).unwrap();
+        m.persist
+            .store()
+            .write(|tx| tx.grant(&[1; 32], Amount(1 << 40)))
+            .unwrap();
+        m
+    }
+
+    /// `photons` of [`JOB`] for client `[1; 32]`, at any price.
+    fn submit_job(m: &mut Market, photons: u64) -> JobId {
+        let p = crate::intake::prepare_job(
+            JOB.as_bytes().to_vec(),
+            photons,
+            Some(1),
+            &crate::intake::JobLimits::default(),
+        )
+        .unwrap();
+        let cost = p.cost_milli;
+        m.submit(
+            [1; 32],
+            p.spec,
+            photons,
+            Mode::Cheapest,
+            Amount(u64::MAX),
+            cost,
+        )
+        .unwrap()
+        .0
+    }
+
+    /// A rig's Hello paid to `payout`, without devices.
+    fn bare_hello(payout: PublicKey) -> compushare_protocol::msg::RigHello {
+        compushare_protocol::msg::RigHello {
+            version: compushare_protocol::msg::PROTOCOL_VERSION,
+            firmware: Default::default(),
+            name: Default::default(),
+            payout,
+            devices: Default::default(),
+            farm: None,
+            sheet: None,
+        }
+    }
+
+    /// CPU device `index` of one core, 1,000 histories a second.
+    fn cpu(index: u8) -> DeviceInfo {
+        DeviceInfo {
+            index,
+            kind: compushare_protocol::types::DeviceKind::Cpu,
+            name: Default::default(),
+            compute_units: 1,
+            cores: 1,
+            memory: 1 << 30,
+            hash_rate: 0,
+            histories_per_s: 1000,
+        }
+    }
+
     /// A market holding one job with one result of `rig` being sample-checked.
     fn checking() -> (Market, AssignmentId, PublicKey) {
         let store = Arc::new(Store::in_memory(&Config::default()).unwrap());
@@ -1001,6 +1065,7 @@ mod tests {
                 mode: Mode::Cheapest,
                 cost_milli: prepared.cost_milli,
                 price_per_history: 1,
+                price_per_unit: Amount(1),
                 fee_bp: 0,
                 pending: Vec::new(),
                 held: BTreeMap::new(),
@@ -1053,60 +1118,18 @@ mod tests {
     /// the minimum.
     #[test]
     fn deadlines_follow_the_stored_settings() {
-        use compushare_protocol::types::DeviceKind;
         let deadline_of = |slack: u32, min_s: u32, histories_per_s: u64| {
             let stored = Config {
                 deadline_slack_percent: slack,
                 deadline_min_s: min_s,
                 ..Config::default()
             };
-            let store = Arc::new(Store::in_memory(&stored).unwrap());
-            let mut m = Market::open(MarketConfig::from_stored(&stored), store).unwrap();
-            let client: PublicKey = [1; 32];
-            m.persist
-                .store()
-                .write(|tx| tx.grant(&client, Amount(1 << 40)))
-                .unwrap();
-            let prepared = crate::intake::prepare_job(
-                JOB.as_bytes().to_vec(),
-                100_000,
-                Some(1),
-                &crate::intake::JobLimits::default(),
-            )
-            .unwrap();
-            let cost = prepared.cost_milli;
-            let (job, _, _) = m
-                .submit(
-                    client,
-                    prepared.spec,
-                    100_000,
-                    Mode::Cheapest,
-                    Amount(u64::MAX),
-                    cost,
-                )
-                .unwrap();
+            let mut m = funded(&stored);
+            let job = submit_job(&mut m, 100_000);
             let rig: PublicKey = [9; 32];
             let (outbox, _inbox) = crate::outbox::outbox(64, 1 << 20);
-            let mut hello = compushare_protocol::msg::RigHello {
-                version: compushare_protocol::msg::PROTOCOL_VERSION,
-                firmware: Default::default(),
-                name: Default::default(),
-                payout: rig,
-                devices: Default::default(),
-                farm: None,
-                sheet: None,
-            };
-            let device = DeviceInfo {
-                index: 0,
-                kind: DeviceKind::Cpu,
-                name: Default::default(),
-                compute_units: 1,
-                cores: 1,
-                memory: 1 << 30,
-                hash_rate: 0,
-                histories_per_s: 1000,
-            };
-            hello.devices.push(device).unwrap();
+            let mut hello = bare_hello(rig);
+            hello.devices.push(cpu(0)).unwrap();
             let session = m.new_session();
             m.rig_hello(rig, &hello, RigLink { session, outbox });
             let bid = Bid {
@@ -1213,18 +1236,85 @@ mod tests {
         let mut m = Market::open(MarketConfig::from_stored(&stored), store).unwrap();
         let rig: PublicKey = [9; 32];
         let (outbox, _inbox) = crate::outbox::outbox(64, 1 << 20);
-        let hello = compushare_protocol::msg::RigHello {
-            version: compushare_protocol::msg::PROTOCOL_VERSION,
-            firmware: Default::default(),
-            name: Default::default(),
-            payout: rig,
-            devices: Default::default(),
-            farm: None,
-            sheet: None,
-        };
+        let hello = bare_hello(rig);
         let session = m.new_session();
         let welcome = m.rig_hello(rig, &hello, RigLink { session, outbox });
         assert_eq!(welcome.credit_msat, 7);
+    }
+
+    /// Issue 14 (settings changed on a live node reach new jobs only): offers and bids were
+    /// judged at the node's price now, so a price change reached jobs already accepted (their
+    /// offers announced the new price and bids were matched against it, while the job paid
+    /// its own). Seen failing with the old rules: job A's bid asking 3 was matched against
+    /// the node's new price 5. Now a job keeps the price it was accepted at; and a new credit
+    /// value reaches rigs already connected (it reached new sessions only).
+    #[test]
+    fn a_job_keeps_its_price_after_a_settings_change() {
+        let mut m = funded(&Config::default());
+        let submit = |m: &mut Market| submit_job(m, 1_000);
+        let a = submit(&mut m);
+        let early: PublicKey = [8; 32];
+        let (early_outbox, early_inbox) = crate::outbox::outbox(64, 1 << 20);
+        let session = m.new_session();
+        let early_hello = bare_hello(early);
+        m.rig_hello(
+            early,
+            &early_hello,
+            RigLink {
+                session,
+                outbox: early_outbox,
+            },
+        );
+        m.set_terms(&Config {
+            price_per_unit: Amount(5),
+            fee_bp: 1_000,
+            credit_msat: 9,
+            ..Config::default()
+        });
+        let b = submit(&mut m);
+        let rig: PublicKey = [9; 32];
+        let (outbox, inbox) = crate::outbox::outbox(64, 1 << 20);
+        let mut hello = bare_hello(rig);
+        for index in 0..2 {
+            hello.devices.push(cpu(index)).unwrap();
+        }
+        let session = m.new_session();
+        let welcome = m.rig_hello(rig, &hello, RigLink { session, outbox });
+        assert_eq!(
+            welcome.credit_msat, 9,
+            "new sessions learn the new credit value"
+        );
+        // A bid asking 3 per cost unit: above A's price, within B's.
+        for (job, device) in [(a, 0), (b, 1)] {
+            let bid = Bid {
+                job,
+                device,
+                cores: 1,
+                histories_per_s: 1000,
+                min_price: Amount(3),
+            };
+            m.rig_message(&rig, Box::new(RigToManager::Bid(bid)))
+                .unwrap();
+        }
+        let assigned: Vec<JobId> = m.assignments.values().map(|x| x.job).collect();
+        assert_eq!(assigned, [b], "A was matched at the node's new price");
+        drop(m);
+        // A rig connected before the change is told at once.
+        let told: Vec<ManagerToRig> = sent(early_inbox)
+            .into_iter()
+            .filter(|x| matches!(x, ManagerToRig::CreditValue { .. }))
+            .collect();
+        assert_eq!(told, [ManagerToRig::CreditValue { credit_msat: 9 }]);
+        let offers: Vec<(JobId, Amount)> = sent(inbox)
+            .into_iter()
+            .filter_map(|x| match x {
+                ManagerToRig::Offer(o) => Some((o.job, o.price_per_unit)),
+                _ => None,
+            })
+            .collect();
+        assert!(offers.contains(&(a, Amount(1))), "{offers:?}");
+        assert!(offers.contains(&(b, Amount(5))), "{offers:?}");
+        assert!(!offers.contains(&(a, Amount(5))), "{offers:?}");
     }
 
     /// Issue 12 (assignment stages): a paid check run keeps what it was paid as (the old

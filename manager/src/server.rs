@@ -176,8 +176,8 @@ async fn connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
     } else if client_hello {
         Box::pin(session::client(shared, peer, rd, wr)).await;
     } else if admin_hello {
-        let (fleet, idle) = (shared.fleet.clone(), shared.cfg.idle_timeout);
-        Box::pin(crate::admin::session(fleet, peer, idle, rd, wr)).await;
+        let idle = shared.cfg.idle_timeout;
+        Box::pin(crate::admin::session(shared, peer, idle, rd, wr)).await;
     } else {
         compushare_protocol::warn!("{addr}: refused: first message is not a Hello");
         refuse(&mut wr, refusal::PROTOCOL, "first message must be Hello").await;

@@ -1,7 +1,8 @@
 //! Who may administer a running node (issue 14): a key that is not an operator's (a stranger,
 //! a client, a rig) is refused every admin command; an operator of farm A cannot reach farm
-//! B, its rigs, money or operators; every request is audited, allowed or not; a replayed or
-//! altered admin frame ends the session and is never executed.
+//! B, its rigs, money, client jobs, the ledger, settings or operators; every request is
+//! audited, allowed or not; a replayed or altered admin frame ends the session and is never
+//! executed.
 
 mod common;
 
@@ -14,12 +15,13 @@ use compushare_manager::fleet::store::{FleetTables, FleetWrites};
 use compushare_manager::market::MarketConfig;
 use compushare_manager::{Config, Store};
 use compushare_protocol::msg::{
-    refusal, AdminError, AdminToManager, ManagerToAdmin, Scope, ADMIN_DOOR, PROTOCOL_VERSION,
+    refusal, AdminError, AdminToManager, ManagerToAdmin, Scope, SettingsChange, ADMIN_DOOR,
+    PROTOCOL_VERSION,
 };
 use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::Identity;
 use compushare_protocol::sheet::SheetSettings;
-use compushare_protocol::types::{bounded, Amount, PublicKey, Role};
+use compushare_protocol::types::{bounded, Amount, JobId, PublicKey, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -68,6 +70,19 @@ fn every_command(farm: &str, rig: PublicKey) -> Vec<AdminToManager> {
         },
         AdminToManager::OperatorRemove { key: [6; 32] },
         AdminToManager::Audit { from: 0 },
+        AdminToManager::Jobs {
+            state: None,
+            client: None,
+            after: None,
+        },
+        AdminToManager::JobCancel { job: JobId(1) },
+        AdminToManager::Ledger,
+        AdminToManager::Settings,
+        AdminToManager::SettingsSet(SettingsChange {
+            fee_bp: Some(1),
+            price_per_unit: Some(Amount(7)),
+            credit_msat: Some(7),
+        }),
     ]
 }
 
@@ -103,7 +118,7 @@ async fn node() -> Node {
 }
 
 /// What a node holds that an admin command could change.
-fn snapshot(store: &Store) -> (Vec<(String, u64)>, i128, bool) {
+fn snapshot(store: &Store) -> (Vec<(String, u64)>, i128, bool, Config) {
     let r = store.read().unwrap();
     let farms = r
         .farms()
@@ -114,7 +129,12 @@ fn snapshot(store: &Store) -> (Vec<(String, u64)>, i128, bool) {
     let bal = r
         .balance(&compushare_manager::Account::Client([5; 32]))
         .unwrap();
-    (farms, bal, r.operator(&[6; 32]).unwrap().is_some())
+    (
+        farms,
+        bal,
+        r.operator(&[6; 32]).unwrap().is_some(),
+        store.config().unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +231,9 @@ async fn a_farm_operator_reaches_only_its_farm() {
             other => panic!("{what}: {other:?}"),
         }
     }
-    assert_eq!(denied, 11);
+    // Everything but the farm list: farm B, money, operators, the audit table, client jobs,
+    // the ledger and the node's settings.
+    assert_eq!(denied, 16);
     // Its own farm, with a rig of farm B: not allowed either.
     let e = a
         .request(&AdminToManager::OverrideSet {
@@ -286,7 +308,7 @@ async fn a_farm_operator_reaches_only_its_farm() {
         .iter()
         .filter(|r| r.operator == op_a.public())
         .collect();
-    assert_eq!(by_a.iter().filter(|r| !r.allowed).count(), 12);
+    assert_eq!(by_a.iter().filter(|r| !r.allowed).count(), 17);
     assert!(by_a
         .iter()
         .any(|r| r.allowed && r.request.as_str() == "sheet-set farm-a"));

@@ -63,3 +63,5 @@ pub const RIGS_PER_PAGE: usize = 8;
 pub const FARMS_PER_PAGE: usize = 32;
 /// Audit records in one page.
 pub const AUDIT_PER_PAGE: usize = 16;
+/// Jobs in one page of an operator's job list.
+pub const JOBS_PER_PAGE: usize = 16;

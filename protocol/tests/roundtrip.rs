@@ -171,6 +171,7 @@ fn sheet_and_admin_layout() {
         settings: SheetSettings::default(),
     };
     assert_eq!(tag(&ManagerToRig::Sheet(sheet)), 13);
+    assert_eq!(tag(&ManagerToRig::CreditValue { credit_msat: 1 }), 14);
     let refused = ManagerToAdmin::Refused(Refusal::new(refusal::NOT_ALLOWED, "no"));
     let m = ManagerToRig::Refused(Refusal::new(refusal::NOT_ALLOWED, "no"));
     let (mut a, mut b) = (vec![0u8; 512], vec![0u8; 512]);

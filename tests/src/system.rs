@@ -197,7 +197,7 @@ impl Node {
             let s = c.status(job).await.expect("status");
             match s.state {
                 JobState::Done => break,
-                JobState::Failed => panic!("job {} failed", job.0),
+                JobState::Failed | JobState::Cancelled => panic!("job {} failed", job.0),
                 _ => {}
             }
             assert!(t0.elapsed() < limit, "job {} stuck: {s:?}", job.0);

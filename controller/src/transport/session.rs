@@ -663,6 +663,15 @@ impl Session {
                     self.on_ctl(link, c).await?;
                 }
             }
+            ManagerToRig::CreditValue { credit_msat } => {
+                // Transport revenue is recomputed in this unit from the next status update,
+                // so roles follow a changed credit value without a new session.
+                self.credit_msat = credit_msat.max(1);
+                info!(
+                    "manager's credit value: 1 credit = {} msat",
+                    self.credit_msat
+                );
+            }
             ManagerToRig::PriceAnnounce { price_per_unit, .. } => {
                 debug!("price announced: {}", price_per_unit.0);
                 self.offers.reprice(price_per_unit);
@@ -1307,5 +1316,6 @@ fn variant(m: &ManagerToRig) -> &'static str {
         ManagerToRig::Offer(_) => "Offer",
         ManagerToRig::Rated { .. } => "Rated",
         ManagerToRig::Sheet(_) => "Sheet",
+        ManagerToRig::CreditValue { .. } => "CreditValue",
     }
 }

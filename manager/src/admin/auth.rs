@@ -3,7 +3,9 @@
 //! A node operator (`manager init --operator KEY`, or `admin operator add KEY`) may do
 //! everything. A farm operator (`admin operator add KEY --farm NAME`) may read and change its
 //! farm's sheet and overrides, list its farm's rigs, pin their roles and use their consoles;
-//! nothing about money, operators, the audit table, other farms or their rigs. A request for
+//! nothing about money, operators, the audit table, other farms or their rigs, and nothing
+//! about client jobs, the ledger or the node's settings (those are the node's business, not a
+//! farm's: a farm operator sees no client's jobs). A request for
 //! a rig is judged by the farm the rig is enrolled in (the store's record, not what the rig
 //! says now).
 
@@ -76,6 +78,13 @@ pub fn authorise(
             Err(Denied::NodeOnly("operator changes"))
         }
         AdminToManager::Audit { .. } => Err(Denied::NodeOnly("the audit table")),
+        AdminToManager::Jobs { .. } | AdminToManager::JobCancel { .. } => {
+            Err(Denied::NodeOnly("client jobs"))
+        }
+        AdminToManager::Ledger => Err(Denied::NodeOnly("the ledger")),
+        AdminToManager::Settings | AdminToManager::SettingsSet(_) => {
+            Err(Denied::NodeOnly("the node's settings"))
+        }
     }
 }
 
@@ -119,5 +128,26 @@ pub fn summary(req: &AdminToManager) -> String {
         ),
         AdminToManager::OperatorRemove { key } => format!("operator-remove {}", short(key)),
         AdminToManager::Audit { from } => format!("audit {from}"),
+        AdminToManager::Jobs { state, client, .. } => format!(
+            "jobs {} {}",
+            state.map_or("*".to_owned(), |s| format!("{s:?}").to_lowercase()),
+            client.as_ref().map_or("*".to_owned(), |c| short(c))
+        ),
+        AdminToManager::JobCancel { job } => format!("job-cancel {}", job.0),
+        AdminToManager::Ledger => "ledger".into(),
+        AdminToManager::Settings => "settings".into(),
+        AdminToManager::SettingsSet(c) => {
+            let mut s = "settings-set".to_owned();
+            if let Some(v) = c.fee_bp {
+                s.push_str(&format!(" fee_bp={v}"));
+            }
+            if let Some(v) = c.price_per_unit {
+                s.push_str(&format!(" price_per_unit={}", v.0));
+            }
+            if let Some(v) = c.credit_msat {
+                s.push_str(&format!(" credit_msat={v}"));
+            }
+            s
+        }
     }
 }

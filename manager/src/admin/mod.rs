@@ -2,6 +2,8 @@
 //!
 //! - [`auth`]: which requests an operator's scope allows, and how each is summarised for the
 //!   audit table.
+//! - [`jobs`]: the job list and the durable half of a cancel.
+//! - [`terms`]: the ledger's summary and the node's market settings (fee, price, credit value).
 //!
 //! The operator's side is `compushare_client::admin::AdminClient`.
 //!
@@ -14,11 +16,13 @@
 //! a session idle for the node's idle limit is closed.
 
 pub mod auth;
+pub mod jobs;
+pub mod terms;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use compushare_protocol::limits::{AUDIT_PER_PAGE, RIGS_PER_PAGE};
+use compushare_protocol::limits::{AUDIT_PER_PAGE, JOBS_PER_PAGE, RIGS_PER_PAGE};
 use compushare_protocol::msg::{
     self, refusal, AdminError, AdminToManager, AuditRecord, FarmSummary, ManagerToAdmin, Refusal,
     Scope,
@@ -31,6 +35,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::fleet::store::{FleetError, FleetTables, FleetWrites};
 use crate::fleet::{Fleet, RigActionError};
+use crate::node::Shared;
 use crate::store::StoreError;
 use compushare_protocol::hex::short;
 
@@ -72,12 +77,13 @@ fn audit(fleet: &Fleet, operator: &PublicKey, request: &str, allowed: bool, outc
 
 /// Serves an operator's session until it leaves, breaks the protocol or goes silent.
 pub async fn session(
-    fleet: Arc<Fleet>,
+    shared: Arc<Shared>,
     peer: PublicKey,
     idle: Duration,
     mut rd: Reader,
     mut wr: Writer,
 ) {
+    let fleet = shared.fleet.clone();
     let scope = match fleet.store().read().and_then(|r| r.operator(&peer)) {
         Ok(s) => s,
         Err(e) => {
@@ -150,7 +156,7 @@ pub async fn session(
             }
             continue;
         }
-        let answer = execute(&fleet, &scope, *req).await;
+        let answer = execute(&shared, &scope, *req).await;
         let outcome = match &answer {
             ManagerToAdmin::Error { message, .. } => message.as_str().to_owned(),
             _ => "ok".to_owned(),
@@ -220,7 +226,8 @@ fn new_farm_key() -> Result<FarmKey, rand_core::Error> {
 }
 
 /// Carries out an authorised request.
-async fn execute(fleet: &Arc<Fleet>, scope: &Scope, req: AdminToManager) -> ManagerToAdmin {
+async fn execute(shared: &Arc<Shared>, scope: &Scope, req: AdminToManager) -> ManagerToAdmin {
+    let fleet = &shared.fleet;
     let store = fleet.store().clone();
     match req {
         AdminToManager::Hello { .. } => error(AdminError::Protocol, "second Hello"),
@@ -380,5 +387,80 @@ async fn execute(fleet: &Arc<Fleet>, scope: &Scope, req: AdminToManager) -> Mana
                 Err(e) => store_error(e),
             }
         }
+        AdminToManager::Jobs {
+            state,
+            client,
+            after,
+        } => match jobs::page(&store, state, client, after, JOBS_PER_PAGE) {
+            Ok((page, more)) => {
+                // The market's lock once for the page, for the open jobs' finer state.
+                let market = shared.market();
+                let jobs = page
+                    .iter()
+                    .map(|(rec, escrow)| {
+                        let live = (!rec.state.is_closed())
+                            .then(|| market.status(&rec.client, rec.id))
+                            .flatten();
+                        jobs::summary(rec, *escrow, live.as_ref())
+                    })
+                    .collect();
+                ManagerToAdmin::Jobs { jobs, more }
+            }
+            Err(e) => store_error(e),
+        },
+        AdminToManager::JobCancel { job } => {
+            // Durable first, without the market's lock (see `jobs`); then the market lets go.
+            let c = match jobs::cancel(&store, job) {
+                Ok(c) => c,
+                Err(jobs::CancelError::Unknown(_)) => {
+                    return error(AdminError::UnknownJob, &format!("no job {}", job.0))
+                }
+                Err(e @ jobs::CancelError::Ended { .. }) => {
+                    return error(AdminError::JobEnded, &e.to_string())
+                }
+                Err(jobs::CancelError::Store(e)) => return store_error(e),
+            };
+            let out = shared.market().cancelled(job);
+            compushare_protocol::info!(
+                "job {} cancelled by an operator: paid {}, fee {}, refund {}, {out} assignment(s) stopped",
+                job.0,
+                c.paid.0,
+                c.fee.0,
+                c.refund.0
+            );
+            ManagerToAdmin::JobCancelled {
+                job,
+                paid: c.paid,
+                fee: c.fee,
+                refund: c.refund,
+            }
+        }
+        AdminToManager::Ledger => match terms::ledger(&store) {
+            Ok(r) => ManagerToAdmin::Ledger(r),
+            Err(e) => store_error(e),
+        },
+        AdminToManager::Settings => match store.config() {
+            Ok(c) => ManagerToAdmin::Settings(terms::shown(&c)),
+            Err(e) => store_error(e),
+        },
+        AdminToManager::SettingsSet(change) => match terms::set(&store, change) {
+            Ok(c) => {
+                // Read again under the market's lock: of two operators changing settings at
+                // once, the market ends with what the store holds last, whatever the order
+                // their sessions reach this line.
+                let mut market = shared.market();
+                match store.config() {
+                    Ok(latest) => market.set_terms(&latest),
+                    Err(e) => {
+                        compushare_protocol::warn!("settings stored, market not updated: {e}");
+                        drop(market);
+                        return store_error(e);
+                    }
+                }
+                ManagerToAdmin::Settings(terms::shown(&c))
+            }
+            Err(terms::SettingsError::Invalid(e)) => error(AdminError::BadRequest, &e.to_string()),
+            Err(terms::SettingsError::Store(e)) => store_error(e),
+        },
     }
 }

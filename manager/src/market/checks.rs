@@ -143,7 +143,7 @@ impl Market {
         if j.check_budget < payout || !matches!(j.state, JobState::Running | JobState::Queued) {
             return false;
         }
-        let cost_milli = j.cost_milli;
+        let (cost_milli, price) = (j.cost_milli, j.price_per_unit);
         // Only an idle device: the real rig (controller transport) rejects an Assign for a
         // busy device, which would cost a round trip and exclude that rig from checking this
         // result. No idle trusted device: the manager's engine runs it, never waiting.
@@ -162,10 +162,7 @@ impl Market {
                 continue;
             }
             for ((bj, dev), bid) in rig.bids.range((job, 0)..=(job, u8::MAX)) {
-                if *bj != job
-                    || bid.min_price > self.cfg.price_per_unit
-                    || rig.busy.contains_key(dev)
-                {
+                if *bj != job || bid.min_price > price || rig.busy.contains_key(dev) {
                     continue;
                 }
                 best = Some((*k, rig.candidate(0, *dev, bid, cost_milli)));

@@ -1,16 +1,18 @@
 //! Clients' side of the market: job submission with its escrow, status, results, ratings
-//! of rigs, and the public records they read.
+//! of rigs, and the public records they read; and the operator's hold on jobs: a cancelled
+//! job leaves the market, the node's terms for new jobs change.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use compushare_protocol::msg::{ErrorCode, JobState, JobStatus, ManagerToRig};
-use compushare_protocol::types::{Amount, JobId, Mode, PhotonRange, PublicKey};
+use compushare_protocol::msg::{ErrorCode, JobState, JobStatus, ManagerToRig, Offer};
+use compushare_protocol::types::{Amount, AssignmentId, JobId, Mode, PhotonRange, PublicKey};
 
-use super::{log, short, JobEntry, Market, RigPublic};
+use super::{log, short, Ended, JobEntry, Market, RigPublic, Stage};
 use crate::costing;
 use crate::intake::JobSpec;
 use crate::persist::JobTerms;
+use crate::records::{AssignmentState, Verification};
 use crate::scheduler;
 use crate::store::StoreError;
 
@@ -74,6 +76,7 @@ impl Market {
             mode,
             cost_milli,
             price_per_history,
+            price_per_unit: self.cfg.price_per_unit,
             fee_bp: self.cfg.fee_bp,
             pending: vec![PhotonRange {
                 start: 0,
@@ -91,13 +94,7 @@ impl Market {
             "job {} accepted: {photons} photons, {price_per_history} per history, escrow {escrow}",
             id.0
         ));
-        let keys: Vec<PublicKey> = self
-            .rigs
-            .iter()
-            .filter(|(_, r)| r.link.is_some())
-            .map(|(k, _)| *k)
-            .collect();
-        for k in keys {
+        for k in self.linked() {
             self.send(&k, ManagerToRig::Offer(offer));
         }
         Ok((id, Amount(price_per_history), Amount(escrow)))
@@ -185,7 +182,7 @@ impl Market {
         }
         let state = match rec.state {
             crate::records::JobState::Done => JobState::Done,
-            crate::records::JobState::Cancelled => JobState::Failed,
+            crate::records::JobState::Cancelled => JobState::Cancelled,
             // Running jobs are all in memory; one that is not could not be restored.
             crate::records::JobState::Running => JobState::Failed,
         };
@@ -304,8 +301,100 @@ impl Market {
         Some(public)
     }
 
+    /// The keys of the rigs connected now.
+    fn linked(&self) -> Vec<PublicKey> {
+        self.rigs
+            .iter()
+            .filter(|(_, r)| r.link.is_some())
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     /// Connected rigs.
     pub fn connected(&self) -> usize {
         self.rigs.values().filter(|r| r.link.is_some()).count()
+    }
+
+    /// Takes out a job whose cancellation is already durable (`crate::admin::jobs`: the job
+    /// closed, verified work paid, the rest of its escrow refunded, in one transaction; the
+    /// store refuses any later pay into it). Its offer is closed on every connected rig; work
+    /// out with rigs (issued, uploading, being checked, check runs) is cancelled on them and
+    /// recorded abandoned; its held results leave memory. Returns the assignments cancelled.
+    /// Nothing here writes durably (queued records go with the next flush).
+    pub fn cancelled(&mut self, job: JobId) -> usize {
+        let Some(j) = self.jobs.get(&job) else {
+            return 0;
+        };
+        let closing = Offer {
+            photons_left: 0,
+            ..self.offer(job, j)
+        };
+        let live: Vec<(AssignmentId, PublicKey)> = self
+            .assignments
+            .iter()
+            .filter(|(_, a)| {
+                a.job == job && !a.stage.is_over() && !matches!(a.stage, Stage::Held { .. })
+            })
+            .map(|(id, a)| (*id, a.rig))
+            .collect();
+        // Recorded while the job is here (the record carries its seed).
+        for (id, _) in &live {
+            if let Some(rec) = self.record(*id, AssignmentState::Abandoned, Verification::Pending) {
+                if let Err(e) = self.persist.queue(rec) {
+                    log(format_args!("store: assignment {}: {e}", id.0));
+                }
+            }
+        }
+        // Gone first, so nothing below hands its range or a check of it out again.
+        self.jobs.remove(&job);
+        for (id, rig) in &live {
+            // An upload under way is dropped without blame, like a re-sent one.
+            let uploading: Vec<(PublicKey, compushare_protocol::types::Digest)> = self
+                .uploads
+                .iter()
+                .filter(|(_, v)| **v == *id)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in uploading {
+                self.uploads.remove(&k);
+                self.resent.insert(k);
+            }
+            self.send(rig, ManagerToRig::Cancel { assignment: *id });
+            self.release_quiet(*id, Ended::Discarded);
+        }
+        self.assignments.retain(|_, a| a.job != job);
+        for k in self.linked() {
+            self.send(&k, ManagerToRig::Offer(closing));
+        }
+        for r in self.rigs.values_mut() {
+            r.bids.retain(|(b, _), _| *b != job);
+            r.excluded.remove(&job);
+        }
+        self.stats.evicted += 1;
+        log(format_args!(
+            "job {} cancelled: {} assignment(s) out with rigs cancelled",
+            job.0,
+            live.len()
+        ));
+        live.len()
+    }
+
+    /// Takes the node's fee, price and credit value from its stored settings (an operator
+    /// changed them): jobs submitted from now on are priced and escrowed with them; a new
+    /// credit value goes to every connected rig at once (`CreditValue`) and to rigs that
+    /// connect later in `Welcome`. Jobs already accepted keep their own fee and price.
+    pub fn set_terms(&mut self, stored: &crate::Config) {
+        self.cfg.fee_bp = u64::from(stored.fee_bp);
+        self.cfg.price_per_unit = stored.price_per_unit;
+        if self.cfg.credit_msat != stored.credit_msat {
+            self.cfg.credit_msat = stored.credit_msat;
+            // Connected rigs compare transport with mining in this unit: told now.
+            let m = ManagerToRig::CreditValue {
+                credit_msat: stored.credit_msat,
+            };
+            for k in self.linked() {
+                self.send(&k, m.clone());
+            }
+        }
     }
 }

@@ -146,7 +146,7 @@ impl Market {
         Offer {
             job: id,
             cost_per_history_milli: j.cost_milli,
-            price_per_unit: self.cfg.price_per_unit,
+            price_per_unit: j.price_per_unit,
             geometry: j.spec.content,
             geometry_len: j.spec.input.len() as u32,
             photons_left: scheduler::pending_total(&j.pending),
@@ -287,14 +287,14 @@ impl Market {
         if j.pending.is_empty() || !matches!(j.state, JobState::Queued | JobState::Running) {
             return;
         }
-        let cost_milli = j.cost_milli;
+        let (cost_milli, price) = (j.cost_milli, j.price_per_unit);
         let Some(rig) = self.rigs.get(key) else {
             return;
         };
         if rig.link.is_none()
             || rig.excluded.contains(&bid.job)
             || rig.busy.contains_key(&bid.device)
-            || bid.min_price > self.cfg.price_per_unit
+            || bid.min_price > price
         {
             return;
         }
@@ -326,7 +326,7 @@ impl Market {
         if j.pending.is_empty() || !matches!(j.state, JobState::Queued | JobState::Running) {
             return;
         }
-        let (mode, cost_milli) = (j.mode, j.cost_milli);
+        let (mode, cost_milli, price) = (j.mode, j.cost_milli, j.price_per_unit);
         let mut keys: Vec<PublicKey> = Vec::new();
         let mut cands: Vec<Candidate> = Vec::new();
         let mut sorted: Vec<(&PublicKey, &Rig)> = self.rigs.iter().collect();
@@ -339,7 +339,7 @@ impl Market {
                 if *bj != job || rig.busy.contains_key(dev) {
                     continue;
                 }
-                if bid.min_price > self.cfg.price_per_unit {
+                if bid.min_price > price {
                     continue;
                 }
                 keys.push(*k);

@@ -648,6 +648,8 @@ pub struct RealRig {
     pub payout: PublicKey,
     /// Rates clients of the rig's work.
     pub ratings: RatingHandle,
+    /// Its status snapshots (what its operator surfaces show).
+    pub status: compushare_controller::status::StatusRx,
     /// Its state directory (payment records and the like).
     pub dir: TempDir,
     task: tokio::task::JoinHandle<Result<Stop, RigError>>,
@@ -685,6 +687,7 @@ pub async fn real_rig(m: &Running, name: &str, fabricate: Option<Fabricate>) -> 
         key,
         payout,
         ratings: rig.rating_handle(),
+        status: rig.status(),
         dir,
         task: tokio::spawn(rig.run()),
     }

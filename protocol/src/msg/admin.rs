@@ -12,12 +12,13 @@ use heapless::{String, Vec};
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
-use super::{ConsoleReply, Refusal};
+use super::{ConsoleReply, JobState, Refusal};
 use crate::limits::{
-    AUDIT_PER_PAGE, CONSOLE_LINE, FARMS_PER_PAGE, MAX_DEVICES, REASON_LEN, RIGS_PER_PAGE,
+    AUDIT_PER_PAGE, CONSOLE_LINE, FARMS_PER_PAGE, JOBS_PER_PAGE, MAX_DEVICES, REASON_LEN,
+    RIGS_PER_PAGE,
 };
 use crate::sheet::{FarmKey, SheetSettings};
-use crate::types::{Amount, DeviceStatus, Firmware, Name, PublicKey, Role, TrustLevel};
+use crate::types::{Amount, DeviceStatus, Firmware, JobId, Name, PublicKey, Role, TrustLevel};
 
 /// The constant in an admin `Hello` that tells it from a client's.
 pub const ADMIN_DOOR: [u8; 8] = *b"CSADMIN1";
@@ -71,6 +72,24 @@ pub enum AdminToManager {
     /// The audit table, `AUDIT_PER_PAGE` records at a time from sequence number `from`
     /// (node operators).
     Audit { from: u64 },
+    /// Client jobs, `JOBS_PER_PAGE` at a time in id order after `after`, of one kind and one
+    /// client if given (node operators: a farm operator sees no client jobs).
+    Jobs {
+        state: Option<JobFilter>,
+        client: Option<PublicKey>,
+        after: Option<JobId>,
+    },
+    /// Stops a running job: no more work is handed out, work out with rigs is cancelled (and
+    /// not paid), verified work stays paid, the rest of the escrow goes back to the client
+    /// (node operators). Answered with `JobCancelled` once it is durable.
+    JobCancel { job: JobId },
+    /// The ledger's totals, head and verification (node operators).
+    Ledger,
+    /// The node's market settings (node operators).
+    Settings,
+    /// Changes market settings (node operators); unset fields stay. Jobs already accepted
+    /// keep the fee and price they were accepted with. Answered with the new `Settings`.
+    SettingsSet(SettingsChange),
 }
 
 /// Everything a manager says to an operator.
@@ -129,6 +148,26 @@ pub enum ManagerToAdmin {
         next: u64,
         more: bool,
     },
+    /// A page of jobs.
+    Jobs {
+        jobs: Vec<JobSummary, JOBS_PER_PAGE>,
+        /// More jobs follow the last one of this page.
+        more: bool,
+    },
+    /// A job was cancelled (durably): what its escrow came to.
+    JobCancelled {
+        job: JobId,
+        /// Paid to rigs for verified work, micro-credits.
+        paid: Amount,
+        /// The node's fee on that work.
+        fee: Amount,
+        /// Returned to the client.
+        refund: Amount,
+    },
+    /// The ledger's summary.
+    Ledger(LedgerReport),
+    /// The node's market settings now.
+    Settings(NodeSettings),
 }
 
 /// What an operator may act on.
@@ -163,6 +202,86 @@ pub enum AdminError {
     Protocol,
     /// The node failed internally; retry later.
     Internal,
+    /// No job of this id.
+    UnknownJob,
+    /// The job has ended (done or cancelled): nothing to cancel.
+    JobEnded,
+}
+
+/// Which jobs a list holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub enum JobFilter {
+    /// Accepted and not ended (queued, running or verifying).
+    Open,
+    /// Every photon verified, the result ready.
+    Done,
+    /// Cancelled by an operator.
+    Cancelled,
+}
+
+/// A job as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct JobSummary {
+    pub job: JobId,
+    pub client: PublicKey,
+    pub state: JobState,
+    pub photons_done: u64,
+    pub photons_total: u64,
+    /// Left in the job's escrow now, micro-credits (0 once it ended).
+    pub escrow: Amount,
+    /// Paid to rigs so far.
+    pub spent: Amount,
+    /// The job's own terms, fixed when it was accepted.
+    pub price_per_history: Amount,
+    pub fee_bp: u64,
+    pub submitted_unix_s: u64,
+}
+
+/// The ledger in figures (micro-credits; sums saturate at `u64::MAX`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct LedgerReport {
+    /// Entries in the chain; the head is entry `entries - 1`.
+    pub entries: u64,
+    /// Hash of the head entry (zeros for an empty ledger).
+    pub head: [u8; 32],
+    /// Whether `ledger verify` passes: the chain, balances and paid index agree. When it does
+    /// not, `fault` names the first problem and the totals below are zero.
+    pub verified: bool,
+    pub fault: String<REASON_LEN>,
+    /// Granted by operators, ever.
+    pub granted: u64,
+    /// Clients' spendable balances now.
+    pub clients: u64,
+    /// Held in job escrows now.
+    pub escrow: u64,
+    /// Workers' pay not yet spendable, and spendable.
+    pub pending: u64,
+    pub spendable: u64,
+    /// The node's fees taken, ever.
+    pub fees: u64,
+    /// Paid to workers ever (before forfeits), refunded to clients, forfeited by caught rigs.
+    pub paid: u64,
+    pub refunded: u64,
+    pub forfeited: u64,
+}
+
+/// The market settings an operator may change on a running node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct NodeSettings {
+    /// The node's fee on the work paid, basis points.
+    pub fee_bp: u32,
+    /// What the node pays per cost unit, micro-credits.
+    pub price_per_unit: Amount,
+    /// What one credit is worth, millisatoshi.
+    pub credit_msat: u64,
+}
+
+/// A change of [`NodeSettings`]: `None` leaves a field as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, MaxSize)]
+pub struct SettingsChange {
+    pub fee_bp: Option<u32>,
+    pub price_per_unit: Option<Amount>,
+    pub credit_msat: Option<u64>,
 }
 
 /// A farm in a list.

@@ -107,6 +107,9 @@ pub enum JobState {
     Verifying,
     Done,
     Failed,
+    /// Stopped by the node's operator: verified work was paid, the rest of the escrow
+    /// refunded; no result.
+    Cancelled,
 }
 
 /// Why a client request failed.

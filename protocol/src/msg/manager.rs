@@ -66,6 +66,10 @@ pub enum ManagerToRig {
     /// The rig's flight sheet (on Welcome when it belongs to a farm, and on every change):
     /// answered with `SheetApplied` or `SheetRefused`.
     Sheet(FlightSheet),
+    /// What one credit is worth now, millisatoshi: the node's operator changed it (rigs that
+    /// connect later learn it in `Welcome`). A rig that predates this variant cannot decode it
+    /// and logs it; it learns the value at its next session.
+    CreditValue { credit_msat: u64 },
 }
 
 /// A job open for bids.

@@ -15,8 +15,8 @@ mod record;
 mod rig;
 
 pub use admin::{
-    AdminError, AdminToManager, AuditRecord, FarmSummary, ManagerToAdmin, RigSummary, Scope,
-    SheetState, ADMIN_DOOR,
+    AdminError, AdminToManager, AuditRecord, FarmSummary, JobFilter, JobSummary, LedgerReport,
+    ManagerToAdmin, NodeSettings, RigSummary, Scope, SettingsChange, SheetState, ADMIN_DOOR,
 };
 pub use client::{ClientToManager, ErrorCode, JobState, JobStatus, ManagerToClient, SubmitJob};
 pub use manager::{AckStatus, Assign, ManagerToRig, Offer, Welcome};

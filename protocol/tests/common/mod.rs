@@ -323,7 +323,71 @@ pub fn admin_to_manager() -> impl Strategy<Value = AdminToManager> {
         (key(), of(hstr())).prop_map(|(key, farm)| AdminToManager::OperatorAdd { key, farm }),
         key().prop_map(|key| AdminToManager::OperatorRemove { key }),
         any::<u64>().prop_map(|from| AdminToManager::Audit { from }),
+        (
+            of(job_filter()),
+            of(key()),
+            of(any::<u64>().prop_map(JobId))
+        )
+            .prop_map(|(state, client, after)| AdminToManager::Jobs {
+                state,
+                client,
+                after
+            }),
+        any::<u64>().prop_map(|j| AdminToManager::JobCancel { job: JobId(j) }),
+        Just(AdminToManager::Ledger),
+        Just(AdminToManager::Settings),
+        any::<(Option<u32>, Option<u64>, Option<u64>)>().prop_map(|(f, p, c)| {
+            AdminToManager::SettingsSet(compushare_protocol::msg::SettingsChange {
+                fee_bp: f,
+                price_per_unit: p.map(Amount),
+                credit_msat: c,
+            })
+        }),
     ]
+}
+
+fn job_state() -> impl Strategy<Value = JobState> {
+    prop_oneof![
+        Just(JobState::Queued),
+        Just(JobState::Running),
+        Just(JobState::Verifying),
+        Just(JobState::Done),
+        Just(JobState::Failed),
+        Just(JobState::Cancelled)
+    ]
+}
+
+fn job_filter() -> impl Strategy<Value = compushare_protocol::msg::JobFilter> {
+    use compushare_protocol::msg::JobFilter;
+    prop_oneof![
+        Just(JobFilter::Open),
+        Just(JobFilter::Done),
+        Just(JobFilter::Cancelled)
+    ]
+}
+
+fn job_summary() -> impl Strategy<Value = compushare_protocol::msg::JobSummary> {
+    let state = job_state();
+    (
+        key(),
+        state,
+        any::<(u64, u64, u64, u64, u64)>(),
+        any::<(u64, u64, u64)>(),
+    )
+        .prop_map(
+            |(client, state, n, m)| compushare_protocol::msg::JobSummary {
+                job: JobId(n.0),
+                client,
+                state,
+                photons_done: n.1,
+                photons_total: n.2,
+                escrow: Amount(n.3),
+                spent: Amount(n.4),
+                price_per_history: Amount(m.0),
+                fee_bp: m.1,
+                submitted_unix_s: m.2,
+            },
+        )
 }
 
 fn admin_error() -> impl Strategy<Value = AdminError> {
@@ -338,6 +402,8 @@ fn admin_error() -> impl Strategy<Value = AdminError> {
         Just(AdminError::BadRequest),
         Just(AdminError::Protocol),
         Just(AdminError::Internal),
+        Just(AdminError::UnknownJob),
+        Just(AdminError::JobEnded),
     ]
 }
 
@@ -434,6 +500,38 @@ pub fn manager_to_admin() -> impl Strategy<Value = ManagerToAdmin> {
                 more
             }
         ),
+        (hvec(job_summary(), JOBS_PER_PAGE), any::<bool>())
+            .prop_map(|(jobs, more)| ManagerToAdmin::Jobs { jobs, more }),
+        any::<(u64, u64, u64, u64)>().prop_map(|n| ManagerToAdmin::JobCancelled {
+            job: JobId(n.0),
+            paid: Amount(n.1),
+            fee: Amount(n.2),
+            refund: Amount(n.3),
+        }),
+        (any::<(u64, [u8; 32], bool)>(), hstr(), any::<[u64; 9]>()).prop_map(|(h, fault, t)| {
+            ManagerToAdmin::Ledger(compushare_protocol::msg::LedgerReport {
+                entries: h.0,
+                head: h.1,
+                verified: h.2,
+                fault,
+                granted: t[0],
+                clients: t[1],
+                escrow: t[2],
+                pending: t[3],
+                spendable: t[4],
+                fees: t[5],
+                paid: t[6],
+                refunded: t[7],
+                forfeited: t[8],
+            })
+        }),
+        any::<(u32, u64, u64)>().prop_map(|(f, p, c)| {
+            ManagerToAdmin::Settings(compushare_protocol::msg::NodeSettings {
+                fee_bp: f,
+                price_per_unit: Amount(p),
+                credit_msat: c,
+            })
+        }),
     ]
 }
 
@@ -532,6 +630,7 @@ pub fn manager_to_rig() -> impl Strategy<Value = ManagerToRig> {
                 settings,
             })
         }),
+        any::<u64>().prop_map(|credit_msat| ManagerToRig::CreditValue { credit_msat }),
     ]
 }
 
@@ -653,13 +752,7 @@ pub fn client_to_manager() -> impl Strategy<Value = ClientToManager> {
 
 pub fn manager_to_client() -> impl Strategy<Value = ManagerToClient> {
     let job = any::<u64>().prop_map(JobId);
-    let state = prop_oneof![
-        Just(JobState::Queued),
-        Just(JobState::Running),
-        Just(JobState::Verifying),
-        Just(JobState::Done),
-        Just(JobState::Failed)
-    ];
+    let state = job_state();
     let code = prop_oneof![
         Just(ErrorCode::BadJob),
         Just(ErrorCode::InsufficientFunds),
