@@ -115,7 +115,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     let store = std::sync::Arc::new(store);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = cfg
+        .runtime_builder()
         .thread_stack_size(crate::WORKER_STACK)
         .enable_all()
         .build()?;
