@@ -80,6 +80,14 @@ pub(crate) fn proc_kib(pid: u32, key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A figure of /proc/PID/smaps_rollup in KiB (`Anonymous:`: the resident memory that is no
+/// file's pages: heap, arenas, stacks).
+pub(crate) fn rollup_kib(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn clk_tck() -> f64 {
     // Linux reports /proc times in USER_HZ, 100 on every mainstream configuration.
     100.0
@@ -264,17 +272,38 @@ async fn sim_rig(ctx: RigCtx) {
     reader.abort();
 }
 
-/// Runs `compushare bench manager`.
+/// Environment variable naming a command the manager child is started under (a profiler), for
+/// example `COMPUSHARE_BENCH_WRAP="heaptrack -o /tmp/manager"`: its words go before
+/// `compushare manager run ...`. The figures are then read from the manager process itself
+/// (found among the wrapper's descendants: [`manager_pid`]), and [`stop_manager`] ends it
+/// with SIGINT, so the wrapper can finish its output.
+pub(crate) const WRAP_ENV: &str = "COMPUSHARE_BENCH_WRAP";
+
+/// Whether the manager is started under a [`WRAP_ENV`] wrapper.
+fn wrapped() -> bool {
+    std::env::var(WRAP_ENV).is_ok_and(|w| !w.trim().is_empty())
+}
+
 /// `compushare manager run` on `dir`, listening on a loopback port, with `client` granted
 /// plenty; its stdout piped (for [`banner`]). Its log, for a failing run:
-/// `COMPUSHARE_BENCH_MANAGER_LOG=1`.
+/// `COMPUSHARE_BENCH_MANAGER_LOG=1`; under a profiler: [`WRAP_ENV`].
 pub(crate) fn spawn_manager(
     dir: &std::path::Path,
     client: &PublicKey,
     extra: &[&str],
 ) -> anyhow::Result<std::process::Child> {
-    Command::new(std::env::current_exe()?)
-        .args(["manager", "run", "--data"])
+    let exe = std::env::current_exe()?;
+    let wrap = std::env::var(WRAP_ENV).unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    cmd.args(["manager", "run", "--data"])
         .arg(dir)
         .args(["--listen", "127.0.0.1:0", "--grant"])
         .arg(format!("{}={}", hex::encode(client), u64::MAX / 4))
@@ -288,7 +317,78 @@ pub(crate) fn spawn_manager(
             },
         )
         .spawn()
-        .context("starting compushare manager run")
+        .with_context(|| format!("starting compushare manager run (wrapped in {wrap:?})"))
+}
+
+/// The manager's own process id: the child's, or under a [`WRAP_ENV`] wrapper the child or
+/// descendant of it that runs this executable (a wrapper may exec it or start it). Call it after [`banner`] (the manager
+/// is running by then).
+pub(crate) fn manager_pid(child: &std::process::Child) -> anyhow::Result<u32> {
+    let root = child.id();
+    if !wrapped() {
+        return Ok(root);
+    }
+    let exe = std::env::current_exe()?;
+    // Parent of every process now, from /proc/PID/stat (field 4, after the command name).
+    let mut parent = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            parent.insert(pid, ppid);
+        }
+    }
+    let descends = |mut pid: u32| {
+        for _ in 0..64 {
+            if pid == root {
+                return true;
+            }
+            match parent.get(&pid) {
+                Some(&p) if p != pid => pid = p,
+                _ => return false,
+            }
+        }
+        false
+    };
+    parent
+        .keys()
+        .copied()
+        .filter(|&pid| descends(pid))
+        .find(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe))
+        .with_context(|| format!("no manager process under the {WRAP_ENV} wrapper (pid {root})"))
+}
+
+/// Ends the manager: killed when it is the child; under a [`WRAP_ENV`] wrapper interrupted
+/// (SIGINT: it exits as on Ctrl-C) and the wrapper waited for (at most a minute), so a
+/// profiler writes its output.
+pub(crate) fn stop_manager(child: &mut std::process::Child, pid: u32) {
+    if wrapped() {
+        let interrupted = Command::new("sh")
+            .args(["-c", "kill -INT \"$0\"", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let until = Instant::now() + Duration::from_secs(60);
+        while interrupted && Instant::now() < until {
+            match child.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+                _ => return,
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The multi-threaded runtime the simulated peers of a benchmark run on (thread stacks sized
@@ -305,8 +405,15 @@ pub(crate) fn banner(
     child: &mut std::process::Child,
 ) -> anyhow::Result<(PublicKey, std::net::SocketAddr)> {
     let stdout = child.stdout.take().context("manager stdout")?;
+    let mut stdout = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
+    // A wrapper (see [`WRAP_ENV`]) may print a few lines of its own first.
+    for _ in 0..64 {
+        line.clear();
+        if stdout.read_line(&mut line)? == 0 || line.starts_with("manager ") {
+            break;
+        }
+    }
     let words: Vec<&str> = line.split_whitespace().collect();
     let (key_hex, addr) = match words.as_slice() {
         ["manager", k, "listening", "on", a] => (*k, *a),
@@ -316,6 +423,7 @@ pub(crate) fn banner(
     Ok((key, addr.parse()?))
 }
 
+/// Runs `compushare bench manager`.
 pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
     if args.rigs == 0 || args.heartbeat == 0 || args.devices == 0 || args.devices > 32 {
         bail!("--rigs, --heartbeat and --devices (1-32) must be positive");
@@ -324,9 +432,10 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let client = Identity::generate()?;
     let mut child = spawn_manager(&dir, &client.public(), &[])?;
-    let pid = child.id();
+    let mut pid = child.id();
     let result = (|| -> anyhow::Result<serde_json::Value> {
         let (key, addr) = banner(&mut child)?;
+        pid = manager_pid(&child)?;
         bench_runtime()?.block_on(async {
             let mut c = Client::connect(addr, client, &key).await?;
             let (job, _, _) = c
@@ -423,8 +532,7 @@ pub fn run(args: BenchManagerArgs) -> anyhow::Result<()> {
             }))
         })
     })();
-    let _ = child.kill();
-    let _ = child.wait();
+    stop_manager(&mut child, pid);
     let _ = std::fs::remove_dir_all(&dir);
     println!("{}", result?);
     Ok(())

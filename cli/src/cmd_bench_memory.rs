@@ -7,7 +7,10 @@
 //! memory is the "fresh" figure. Then `--jobs` jobs are run to completion and `--rigs`
 //! simulated rigs connect (real Noise), say Hello, are welcomed and leave, `--ramp` at a
 //! time. After a few ticks (finished jobs and rigs that left are evicted from memory) the
-//! resident memory is read again. One JSON object: both figures and their ratio.
+//! resident memory is read again. One JSON object: both figures and their ratio, and beside
+//! them the anonymous part of each (heap, malloc arenas, thread stacks: what the node itself
+//! holds, the rest being its executable's and libraries' pages) and the thread counts. To run
+//! the manager under a profiler: `COMPUSHARE_BENCH_WRAP` (see `cmd_bench_manager`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +23,9 @@ use compushare_protocol::secure::net::{connect_tcp, HANDSHAKE_TIMEOUT};
 use compushare_protocol::secure::Identity;
 use compushare_protocol::types::{Amount, JobId, Mode, PublicKey};
 
-use crate::cmd_bench_manager::{banner, hello, kind, proc_kib, spawn_manager, Kind};
+use crate::cmd_bench_manager::{
+    banner, hello, kind, manager_pid, proc_kib, rollup_kib, spawn_manager, stop_manager, Kind,
+};
 
 /// The bench's job: a tiny grid (8^3 voxels), so many of them run quickly.
 use crate::cmd_bench_manager::JOB;
@@ -111,9 +116,10 @@ pub fn run(args: BenchMemoryArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let client = Identity::generate()?;
     let mut child = spawn_manager(&dir, &client.public(), &["--target-secs", "0.05"])?;
-    let pid = child.id();
+    let mut pid = child.id();
     let result = (|| -> anyhow::Result<serde_json::Value> {
         let (key, addr) = banner(&mut child)?;
+        pid = manager_pid(&child)?;
         crate::cmd_bench_manager::bench_runtime()?.block_on(async {
             let mut rigs = Vec::new();
             for i in 0..2 {
@@ -137,6 +143,8 @@ pub fn run(args: BenchMemoryArgs) -> anyhow::Result<()> {
             come_and_go(addr, key, 200, args.ramp).await;
             tokio::time::sleep(settle).await;
             let fresh = proc_kib(pid, "VmRSS:").context("manager memory")?;
+            let fresh_anon = rollup_kib(pid, "Anonymous:").unwrap_or(0);
+            let fresh_threads = proc_kib(pid, "Threads:").unwrap_or(0);
             let t0 = Instant::now();
             jobs(&mut c, args.jobs, args.photons, 4).await?;
             let jobs_s = t0.elapsed().as_secs_f64();
@@ -145,6 +153,8 @@ pub fn run(args: BenchMemoryArgs) -> anyhow::Result<()> {
             let rigs_s = t1.elapsed().as_secs_f64();
             tokio::time::sleep(settle).await;
             let after = proc_kib(pid, "VmRSS:").context("manager memory")?;
+            let after_anon = rollup_kib(pid, "Anonymous:").unwrap_or(0);
+            let after_threads = proc_kib(pid, "Threads:").unwrap_or(0);
             let peak = proc_kib(pid, "VmHWM:").unwrap_or(0);
             for r in rigs {
                 r.abort();
@@ -160,11 +170,14 @@ pub fn run(args: BenchMemoryArgs) -> anyhow::Result<()> {
                 "after_kib": after,
                 "peak_kib": peak,
                 "after_over_fresh": after as f64 / fresh.max(1) as f64,
+                "fresh_anon_kib": fresh_anon,
+                "after_anon_kib": after_anon,
+                "fresh_threads": fresh_threads,
+                "after_threads": after_threads,
             }))
         })
     })();
-    let _ = child.kill();
-    let _ = child.wait();
+    stop_manager(&mut child, pid);
     let _ = std::fs::remove_dir_all(&dir);
     println!("{}", result?);
     Ok(())

@@ -115,7 +115,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     let store = std::sync::Arc::new(store);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // Before the runtime's threads: see `sys::tune_heap` (what a churning node kept).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Err(e) = compushare_manager::sys::tune_heap(cores) {
+        compushare_protocol::warn!("{e}: freed memory may be kept from the OS");
+    }
+    let rt = cfg
+        .runtime_builder()
         .thread_stack_size(crate::WORKER_STACK)
         .enable_all()
         .build()?;

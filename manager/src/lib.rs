@@ -61,7 +61,7 @@ pub mod scheduler;
 pub mod sealed;
 pub mod server;
 pub mod session;
-mod sys;
+pub mod sys;
 pub mod tasks;
 pub mod verify;
 
