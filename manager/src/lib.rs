@@ -22,6 +22,7 @@
 //! - `sys`: the one call into the C library (returning freed heap memory to the OS);
 //! - [`outbox`]: a rig session's bounded outgoing queue (encoded messages, geometry by reference);
 //! - [`market`]: jobs, rigs, bids, assignments and the rules that move them;
+//! - [`journal`]: the market's durable writes, committed off its lock in the order decided;
 //! - [`scheduler`]: device ordering and assignment sizing;
 //! - [`verify`]: sample checks (Merkle proofs, re-simulation) and duplicate rules;
 //! - [`sealed`]: a rig's sealed result: its size bound, opening and checks;
@@ -51,6 +52,7 @@ pub mod admin;
 pub mod escrow;
 pub mod fleet;
 pub mod intake;
+pub mod journal;
 pub mod market;
 pub mod node;
 pub mod outbox;

@@ -4,8 +4,8 @@
 //! - a job is accepted and its escrow taken in one transaction;
 //! - assignment numbers come from the store's durable counter, reserved in blocks (one durable
 //!   write per block: numbers never repeat across restarts); records of issued and abandoned
-//!   assignments are queued and written in batches ([`Persist::flush`], and ahead of every
-//!   other transaction), without waiting for the disk: a lost one was unverified work, which
+//!   assignments are batched by the market's [`crate::journal`] and written with the next
+//!   transaction ([`Persist::records`] alone at a tick): a lost one was unverified work, which
 //!   a restart reassigns anyway;
 //! - a verified result is recorded, its tally held, its rig's trust record updated and its
 //!   rig paid (pending or spendable) in one transaction;
@@ -114,17 +114,13 @@ pub struct RestoredJob {
     pub live: Vec<AssignmentRecord>,
 }
 
-/// The market's side of the store.
+/// The market's side of the store. Each write takes `records`: batched assignment records
+/// (issued, abandoned) written first, in the same transaction.
 #[derive(Debug)]
 pub struct Persist {
     store: Arc<Store>,
     ids: Range<u64>,
-    /// Assignment records not yet written (see [`Persist::queue`]).
-    queued: Vec<AssignmentRecord>,
 }
-
-/// Most queued records before a write is forced.
-const MAX_QUEUED: usize = 4096;
 
 fn write_queued(tx: &mut WriteTx, queued: &[AssignmentRecord]) -> Result<()> {
     for rec in queued {
@@ -136,11 +132,7 @@ fn write_queued(tx: &mut WriteTx, queued: &[AssignmentRecord]) -> Result<()> {
 impl Persist {
     /// The market's state in `store`.
     pub fn new(store: Arc<Store>) -> Persist {
-        Persist {
-            store,
-            ids: 0..0,
-            queued: Vec::new(),
-        }
+        Persist { store, ids: 0..0 }
     }
 
     /// The store.
@@ -207,31 +199,20 @@ impl Persist {
         Ok(AssignmentId(id))
     }
 
-    /// Queues an assignment's new state that carries no money (issued, abandoned) for the
-    /// next batch: the market's hot path does no database write per assignment.
-    pub fn queue(&mut self, rec: AssignmentRecord) -> Result<()> {
-        self.queued.push(rec);
-        if self.queued.len() >= MAX_QUEUED {
-            return self.flush();
-        }
-        Ok(())
-    }
-
-    /// Writes the queued records in one durable transaction (called every tick: an
-    /// assignment out for longer survives a crash, so its result is taken after a restart).
-    pub fn flush(&mut self) -> Result<()> {
-        if self.queued.is_empty() {
+    /// Writes assignment records that carry no money (issued, abandoned) in one durable
+    /// transaction (the market batches them and writes them every tick: an assignment out for
+    /// longer survives a crash, so its result is taken after a restart).
+    pub fn records(&self, records: &[AssignmentRecord]) -> Result<()> {
+        if records.is_empty() {
             return Ok(());
         }
-        let queued = std::mem::take(&mut self.queued);
-        self.store.write(|tx| write_queued(tx, &queued))
+        self.store.write(|tx| write_queued(tx, records))
     }
 
     /// Records an assignment that missed its deadline; its rig's record counts it.
-    pub fn late(&mut self, rec: &AssignmentRecord) -> Result<()> {
-        let queued = std::mem::take(&mut self.queued);
+    pub fn late(&self, records: &[AssignmentRecord], rec: &AssignmentRecord) -> Result<()> {
         self.store.write_relaxed(|tx| {
-            write_queued(tx, &queued)?;
+            write_queued(tx, records)?;
             tx.put_assignment(rec)?;
             tx.trust_late(&rec.rig, rec.id)?;
             Ok(())
@@ -241,16 +222,15 @@ impl Persist {
     /// Records a verified result, holds its tally, updates its rig's trust record and pays it
     /// from the job's escrow, in one transaction. The ledger refuses a second payment for an
     /// assignment, so this cannot pay twice.
-    pub fn verified(&mut self, v: &Verified) -> Result<Recorded> {
+    pub fn verified(&self, records: &[AssignmentRecord], v: &Verified) -> Result<Recorded> {
         if v.record.state != AssignmentState::Verified {
             return Err(StoreError::NotVerified {
                 assignment: v.record.id.0,
                 state: v.record.state,
             });
         }
-        let queued = std::mem::take(&mut self.queued);
         self.store.write(|tx| {
-            write_queued(tx, &queued)?;
+            write_queued(tx, records)?;
             let a = &v.record;
             let mut job = tx.job_required(a.job)?;
             if job.state.is_closed() {
@@ -303,19 +283,21 @@ impl Persist {
     /// Demotes a caught rig, ends its discarded assignments, drops their held results and
     /// forfeits its pending pay back to the escrows it came from, in one transaction. Returns
     /// the rig's record and the amount forfeited.
-    pub fn caught(&mut self, c: &Caught) -> Result<(RigRecord, u64)> {
-        let queued = std::mem::take(&mut self.queued);
+    pub fn caught(&self, records: &[AssignmentRecord], c: &Caught) -> Result<(RigRecord, u64)> {
         self.store.write(|tx| {
-            write_queued(tx, &queued)?;
+            write_queued(tx, records)?;
             let rec = tx.trust_error(&c.rig, c.kind, Some(c.assignment))?;
             for a in &c.ended {
                 tx.put_assignment(a)?;
             }
             for (job, id, count) in &c.unverified {
-                tx.remove_held(*id)?;
-                let mut j = tx.job_required(*job)?;
-                j.photons_verified = j.photons_verified.saturating_sub(*count);
-                tx.put_job(&j)?;
+                // Only a result whose tally was held counts toward its job (one decided
+                // verified just before its rig was caught may have failed to commit).
+                if tx.remove_held(*id)? {
+                    let mut j = tx.job_required(*job)?;
+                    j.photons_verified = j.photons_verified.saturating_sub(*count);
+                    tx.put_job(&j)?;
+                }
             }
             let forfeited = tx.forfeit_pending(&c.payout_to)?;
             let mut rec = rec;
@@ -330,6 +312,7 @@ impl Persist {
     /// (fee taken, refund).
     pub fn finished(
         &self,
+        records: &[AssignmentRecord],
         job: JobId,
         merged: &[u8],
         digest: Digest,
@@ -337,6 +320,7 @@ impl Persist {
         held: &[AssignmentId],
     ) -> Result<(u64, u64)> {
         self.store.write(|tx| {
+            write_queued(tx, records)?;
             let mut j = tx.job_required(job)?;
             if j.state.is_closed() {
                 return Err(StoreError::JobClosed(job.0));
@@ -358,14 +342,14 @@ impl Persist {
     /// across restarts until the rig is caught) and, with `release`, makes the pending pay of
     /// `payout_to` spendable, in one transaction. Returns the rig's record.
     pub fn duplicate_passed(
-        &mut self,
+        &self,
+        records: &[AssignmentRecord],
         rig: &PublicKey,
         payout_to: &PublicKey,
         release: bool,
     ) -> Result<RigRecord> {
-        let queued = std::mem::take(&mut self.queued);
         self.store.write(|tx| {
-            write_queued(tx, &queued)?;
+            write_queued(tx, records)?;
             let mut rec = tx.rig_or_join(rig)?;
             if !rec.dup_passed {
                 rec.dup_passed = true;

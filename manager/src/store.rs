@@ -809,10 +809,10 @@ impl WriteTx {
     }
 
     /// Drops a held result (discarded work, or merged and no longer needed).
-    pub fn remove_held(&mut self, id: AssignmentId) -> Result<()> {
+    pub fn remove_held(&mut self, id: AssignmentId) -> Result<bool> {
         let mut t = self.txn.open_table(HELD).map_err(|e| self.db(e))?;
-        t.remove(id.0).map_err(|e| self.db(e))?;
-        Ok(())
+        let removed = t.remove(id.0).map_err(|e| self.db(e))?.is_some();
+        Ok(removed)
     }
 
     /// Stores a job's merged tally bytes.

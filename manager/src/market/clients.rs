@@ -83,6 +83,7 @@ impl Market {
             state: JobState::Queued,
             spent: 0,
             rigs: Vec::new(),
+            finishing: false,
             check_budget: checks,
         };
         let offer = self.offer(id, &entry);

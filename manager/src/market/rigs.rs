@@ -459,7 +459,8 @@ impl Market {
         let Some(a) = self.assignments.get_mut(&id) else {
             return;
         };
-        let settled = matches!(a.stage, Stage::Settled { .. });
+        // A check run that passed its own checks is not lost: it was (or is being) paid.
+        let settled = matches!(a.stage, Stage::Settled { .. } | Stage::Recording { .. });
         a.stage = match how {
             Ended::Late => Stage::Late,
             Ended::Discarded => Stage::Discarded,

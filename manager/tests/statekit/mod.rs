@@ -123,17 +123,20 @@ pub fn verified_assignment(
 /// `spendable_after` verified histories.
 pub fn pay(store: &Arc<Store>, a: &AssignmentRecord) -> Result<Recorded, StoreError> {
     let spendable_after = store.config()?.spendable_after;
-    Persist::new(Arc::clone(store)).verified(&Verified {
-        record: a.clone(),
-        payout_to: a.rig,
-        tally: vec![1, 2, 3],
-        elapsed_ms: 1_000,
-        cost_milli: a.photons.count.saturating_mul(COST_MILLI),
-        trust_histories: a.photons.count,
-        promote_after: u64::MAX,
-        spendable_after,
-        primary: true,
-    })
+    Persist::new(Arc::clone(store)).verified(
+        &[],
+        &Verified {
+            record: a.clone(),
+            payout_to: a.rig,
+            tally: vec![1, 2, 3],
+            elapsed_ms: 1_000,
+            cost_milli: a.photons.count.saturating_mul(COST_MILLI),
+            trust_histories: a.photons.count,
+            promote_after: u64::MAX,
+            spendable_after,
+            primary: true,
+        },
+    )
 }
 
 /// Finishes a job the way the market does (`Persist::finished`): fee [`FEE_BP`] of
@@ -149,5 +152,5 @@ pub fn finish(store: &Arc<Store>, job: JobId) -> Result<(u64, u64), StoreError> 
         .collect();
     drop(read);
     let fee = costing::fee(rec.paid.0, FEE_BP);
-    Persist::new(Arc::clone(store)).finished(job, b"merged", [9; 32], fee, &held)
+    Persist::new(Arc::clone(store)).finished(&[], job, b"merged", [9; 32], fee, &held)
 }
