@@ -41,9 +41,9 @@ use compushare_kernels::transport::TransportError;
 use compushare_protocol::types::{AssignmentId, Digest, JobId, PublicKey};
 
 use crate::costing;
-use crate::persist::{Caught, Persist, Recorded, Verified};
+use crate::persist::{Caught, Persist, PersistError, Recorded, Verified};
 use crate::records::AssignmentRecord;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::trust::RigRecord;
 
 /// Records of issued assignments queued before a flush is forced.
@@ -91,23 +91,23 @@ pub struct Finish {
 #[non_exhaustive]
 pub enum Written {
     /// Batched records (or a late assignment) written, or not.
-    Records(Result<(), StoreError>),
+    Records(Result<(), PersistError>),
     /// A verified result recorded and paid.
     Verified {
         assignment: AssignmentId,
-        result: Result<Recorded, StoreError>,
+        result: Result<Recorded, PersistError>,
     },
     /// A caught rig's demotion: its record and the pay forfeited.
     Caught {
         rig: PublicKey,
-        result: Result<(RigRecord, u64), StoreError>,
+        result: Result<(RigRecord, u64), PersistError>,
     },
     /// A passed duplicate recorded.
     DuplicatePassed {
         rig: PublicKey,
         payout_to: PublicKey,
         release: bool,
-        result: Result<RigRecord, StoreError>,
+        result: Result<RigRecord, PersistError>,
     },
     /// A job merged and settled: (fee taken, refund).
     Finished {
@@ -139,7 +139,18 @@ pub enum FinishError {
     Empty,
     /// The store refused the settlement (the job stays running and is finished again later).
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] PersistError),
+}
+
+impl FinishError {
+    /// The variant's name (`finish.` and its own, or the store's), for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FinishError::Merge(_) => "finish.merge",
+            FinishError::Empty => "finish.empty",
+            FinishError::Store(e) => e.kind(),
+        }
+    }
 }
 
 /// The queue of durable writes and the lane that commits them.

@@ -9,7 +9,7 @@
 //! - [`costing`]: calibration of a job's machine-independent cost and its price;
 //! - [`config`]: the manager's settings, stored in the database;
 //! - [`codec`]: how stored values are encoded and decoded (typed errors on corrupt bytes);
-//! - [`migrate`]: upgrades of older database formats, run when a store is opened.
+//! - [`store::migrate`]: upgrades of older database formats, run when a store is opened.
 //!
 //! Money moves only inside a [`store::WriteTx`], together with the state change it pays for,
 //! so a crash at any moment commits all of it or none.
@@ -41,7 +41,6 @@ pub mod codec;
 pub mod config;
 pub mod costing;
 pub mod ledger;
-pub mod migrate;
 pub mod records;
 pub mod store;
 pub mod store_bank;

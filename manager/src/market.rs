@@ -593,8 +593,10 @@ pub struct Stats {
     /// being checked (proofs computed for a session that ended arrive on the next one).
     pub stale_proofs: u64,
     pub heartbeats: u64,
-    /// Durable writes of the market that failed (each logged; see [`crate::journal`]).
-    pub store_errors: u64,
+    /// Store failures on the market's runtime paths, one counter per error variant (keyed by
+    /// its `kind()`: the innermost layer's name, e.g. `store.db`,
+    /// `ledger.insufficient_balance`, `finish.merge`); each is also logged.
+    pub store_errors: BTreeMap<&'static str, u64>,
     /// Jobs and rigs that left memory (finished, gone): the node's heap shrank.
     pub evicted: u64,
 }
@@ -904,6 +906,11 @@ impl Market {
         });
     }
 
+    /// Counts a store failure by its variant (see [`Stats::store_errors`]).
+    fn count_error(&mut self, kind: &'static str) {
+        *self.stats.store_errors.entry(kind).or_default() += 1;
+    }
+
     /// The market's durable writes (shared with whoever drains them off the lock).
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
@@ -926,7 +933,7 @@ impl Market {
             match w {
                 Written::Records(r) => {
                     if let Err(e) = r {
-                        self.stats.store_errors += 1;
+                        self.count_error(e.kind());
                         log(format_args!("store: assignment records: {e}"));
                     }
                 }
@@ -1264,6 +1271,41 @@ mod tests {
         m.checked(id, 3, Err(CheckError::Rig(wrong)));
         assert_eq!(m.rigs[&rig].public.errors, 1);
         assert_eq!(m.stats.caught, 1);
+    }
+
+    /// Issue 12 (errors per layer, a counter per variant): a durable write of the market that
+    /// the store refuses is counted under its variant, the innermost layer's (here the
+    /// database's: the job has no record), and the result is not held: its payment never
+    /// became durable, so its range is computed again. On the old code such a failure was
+    /// logged only (one `StoreError` for every layer, no counter): this test does not build
+    /// there.
+    #[test]
+    fn a_refused_payment_is_counted_by_its_variant_and_the_result_not_held() {
+        let (mut m, id, rig) = checking();
+        m.checked(id, 3, Ok(()));
+        // Decided: the payment waits in the journal, the result in `Recording`.
+        assert!(matches!(m.assignments[&id].stage, Stage::Recording { .. }));
+        assert!(m.jobs[&JobId(1)].held.is_empty());
+        assert!(m.commit_planned().is_empty());
+        assert_eq!(
+            m.stats.store_errors.get("store.unknown_job"),
+            Some(&1),
+            "{:?}",
+            m.stats.store_errors
+        );
+        assert!(matches!(m.assignments[&id].stage, Stage::Discarded));
+        assert!(m.jobs[&JobId(1)].held.is_empty());
+        assert_eq!(
+            m.jobs[&JobId(1)].pending,
+            vec![PhotonRange {
+                start: 0,
+                count: 100
+            }]
+        );
+        assert_eq!(
+            m.rigs[&rig].public.errors, 0,
+            "the store's failure is not the rig's"
+        );
     }
 
     /// Every message queued on `inbox` (its market dropped, so the queue ends).

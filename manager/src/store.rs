@@ -15,6 +15,8 @@ use compushare_protocol::types::{AssignmentId, Digest, JobId, PublicKey};
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{de::DeserializeOwned, Serialize};
 
+pub mod migrate;
+
 use crate::codec::{self, CodecError};
 use crate::config::{Config, ConfigError};
 use crate::ledger::{Account, Head, InternalCredit, Settlement};
@@ -74,7 +76,7 @@ const META_NEXT_JOB: &str = "next_job";
 const META_NEXT_ASSIGNMENT: &str = "next_assignment";
 pub(crate) const META_FORMAT: &str = "format";
 /// Version of the table layout. An older database from
-/// [`crate::migrate::OLDEST_UPGRADABLE`] on is upgraded when opened; any other is refused.
+/// [`migrate::OLDEST_UPGRADABLE`] on is upgraded when opened; any other is refused.
 /// 2: rig records carry their standing (duplicate passed, demotions, paid, forfeited) and
 /// assignment records their payout key.
 /// 3: job records carry the fee and check-allowance rates they were accepted at.
@@ -82,8 +84,12 @@ pub(crate) const META_FORMAT: &str = "format";
 /// its own bundle, so stored inputs are unchanged).
 pub(crate) const FORMAT_VERSION: u32 = 5;
 
-/// Why a store operation failed or was refused.
+/// Why the database failed: the engine, a stored value, the file, the format, the settings,
+/// or a record a caller required that is not there. Failures of the layers above (money:
+/// [`crate::ledger::LedgerError`]; the market's records: [`crate::persist::PersistError`];
+/// ratings: [`crate::trust::TrustError`]) are their own enums, which wrap this one.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The database engine failed (I/O, corruption it detected, lock held by another process).
     #[error("database {path}: {error}")]
@@ -119,7 +125,7 @@ pub enum StoreError {
     /// The database was written by an incompatible version.
     #[error(
         "{path}: database format {found}; this build reads {FORMAT_VERSION} and upgrades from {}",
-        crate::migrate::OLDEST_UPGRADABLE
+        migrate::OLDEST_UPGRADABLE
     )]
     Format {
         /// The database file.
@@ -138,64 +144,33 @@ pub enum StoreError {
         /// The OS error (in this error's text, so not its `source`).
         error: std::io::Error,
     },
-    /// The account cannot cover the amount.
-    #[error("account {account}: balance {balance} micro-credits, {needed} needed")]
-    InsufficientBalance {
-        /// The account debited.
-        account: Account,
-        /// Its balance.
-        balance: i128,
-        /// The amount asked.
-        needed: u64,
-    },
-    /// The assignment was already paid (ledger entry `seq`).
-    #[error("assignment {assignment} already paid (ledger entry {seq})")]
-    AlreadyPaid {
-        /// The assignment.
-        assignment: u64,
-        /// Its payment entry.
-        seq: u64,
-    },
-    /// The job's price exceeds the client's maximum.
-    #[error("job costs up to {needed} micro-credits with fee; client's maximum is {max}")]
-    PriceAboveMax {
-        /// The escrow it needs: max cost, fee and check allowance.
-        needed: u64,
-        /// The client's maximum.
-        max: u64,
-    },
-    /// No such job.
+    /// No record of this job (one was required).
     #[error("unknown job {0}")]
     UnknownJob(u64),
-    /// No such assignment.
+    /// No record of this assignment (one was required).
     #[error("unknown assignment {0}")]
     UnknownAssignment(u64),
-    /// The job has ended; its escrow is settled.
-    #[error("job {0} is closed")]
-    JobClosed(u64),
-    /// An assignment must be verified before it is paid.
-    #[error("assignment {assignment} is {state:?}, not verified")]
-    NotVerified {
-        /// The assignment.
-        assignment: u64,
-        /// Its state.
-        state: crate::records::AssignmentState,
-    },
-    /// An amount or count does not fit.
+    /// A stored counter would overflow.
     #[error("arithmetic overflow computing {0}")]
     Overflow(&'static str),
-    /// A ledger amount of zero (never posted: entries move something).
-    #[error("zero amount for {0}")]
-    ZeroAmount(&'static str),
-    /// A star rating outside 1..=5.
-    #[error("rating {0} not in 1..=5")]
-    BadRating(u8),
-    /// The settlement backend refused or failed.
-    #[error("settlement: {0}")]
-    Settlement(String),
-    /// A ledger operation was attempted in a relaxed (not flushed) transaction.
-    #[error("money cannot move in a relaxed transaction ({0})")]
-    RelaxedMoney(&'static str),
+}
+
+impl StoreError {
+    /// The variant's name (`store.` and its own), for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Db { .. } => "store.db",
+            StoreError::Corrupt { .. } => "store.corrupt",
+            StoreError::Locked { .. } => "store.locked",
+            StoreError::NotInitialised { .. } => "store.not_initialised",
+            StoreError::Format { .. } => "store.format",
+            StoreError::Config(_) => "store.config",
+            StoreError::Io { .. } => "store.io",
+            StoreError::UnknownJob(_) => "store.unknown_job",
+            StoreError::UnknownAssignment(_) => "store.unknown_assignment",
+            StoreError::Overflow(_) => "store.overflow",
+        }
+    }
 }
 
 /// Result of store operations.
@@ -295,10 +270,10 @@ impl Store {
                 })
             }
             Some(FORMAT_VERSION) => {}
-            Some(found) if (crate::migrate::OLDEST_UPGRADABLE..FORMAT_VERSION).contains(&found) => {
+            Some(found) if (migrate::OLDEST_UPGRADABLE..FORMAT_VERSION).contains(&found) => {
                 drop(read);
                 let rewritten = store.write_with(false, Some(found), |tx| -> Result<usize> {
-                    let n = crate::migrate::upgrade(tx, found)?;
+                    let n = migrate::upgrade(tx, found)?;
                     tx.put_meta(META_FORMAT, &FORMAT_VERSION)?;
                     Ok(n)
                 })?;
@@ -379,7 +354,7 @@ impl Store {
             relaxed,
         };
         let stored = match upgrading {
-            Some(from) => crate::migrate::stored_config(&tx, from)?,
+            Some(from) => migrate::stored_config(&tx, from)?,
             None => tx.meta::<Config>(META_CONFIG)?,
         };
         if let Some(config) = stored {

@@ -11,6 +11,28 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::store::{tables::*, Result, StoreError, WriteTx};
 
+/// Why a rating was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// A star rating outside 1..=5.
+    #[error("rating {0} not in 1..=5")]
+    BadRating(u8),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl TrustError {
+    /// The variant's name (`trust.` and its own, or the database's), for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TrustError::BadRating(_) => "trust.bad_rating",
+            TrustError::Store(e) => e.kind(),
+        }
+    }
+}
+
 /// Most recent trust events kept per rig (older ones are dropped; counters keep totals).
 pub const MAX_EVENTS: usize = 64;
 
@@ -315,9 +337,9 @@ impl WriteTx {
         rater_key: &PublicKey,
         rater: Rater,
         stars: u8,
-    ) -> Result<RigRecord> {
+    ) -> Result<RigRecord, TrustError> {
         if !(1..=5).contains(&stars) {
-            return Err(StoreError::BadRating(stars));
+            return Err(TrustError::BadRating(stars));
         }
         let mut r = self.rig_or_join(rig)?;
         let key = rating_key(rig, rater_key);

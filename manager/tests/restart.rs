@@ -514,7 +514,7 @@ fn the_market_answers_while_a_settlement_waits_for_the_disk() {
             tx.grant(&[7; 32], Amount(1))?;
             entered.send(()).unwrap();
             let _ = release_rx.recv();
-            Ok::<_, compushare_manager::StoreError>(())
+            Ok::<_, compushare_manager::ledger::LedgerError>(())
         })
     });
     entered_rx.recv().unwrap();

@@ -31,6 +31,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::fleet::store::{FleetError, FleetTables, FleetWrites};
 use crate::fleet::{Fleet, RigActionError};
+use crate::ledger::LedgerError;
 use crate::store::StoreError;
 use compushare_protocol::hex::short;
 
@@ -320,7 +321,11 @@ async fn execute(fleet: &Arc<Fleet>, scope: &Scope, req: AdminToManager) -> Mana
                     account,
                     balance: i64::try_from(balance).unwrap_or(i64::MAX),
                 },
-                Err(e) => store_error(e),
+                Err(LedgerError::Store(e)) => store_error(e),
+                Err(e) => {
+                    compushare_protocol::warn!("admin grant: {e}");
+                    error(AdminError::Internal, &e.to_string())
+                }
             }
         }
         AdminToManager::Role { rig, device, role } => match fleet.role(&rig, device, role) {

@@ -28,10 +28,10 @@ use super::{log, short, CheckRun, CrossCheck, Market, Stage, Task};
 use crate::costing;
 use crate::intake::JobSpec;
 use crate::journal::Write;
+use crate::persist::PersistError;
 use crate::persist::{Recorded, Verified};
 use crate::records::{AssignmentState, Verification};
 use crate::scheduler::Candidate;
-use crate::store::StoreError;
 use crate::trust::ErrorKind;
 use crate::trust::RigRecord;
 
@@ -302,7 +302,7 @@ impl Market {
         rig: &PublicKey,
         payout_to: &PublicKey,
         release: bool,
-        result: Result<RigRecord, StoreError>,
+        result: Result<RigRecord, PersistError>,
     ) {
         match result {
             Ok(rec) => {
@@ -314,7 +314,7 @@ impl Market {
                 }
             }
             Err(e) => {
-                self.stats.store_errors += 1;
+                self.count_error(e.kind());
                 log(format_args!(
                     "store: passed duplicate of rig {}: {e}",
                     short(rig)

@@ -10,9 +10,10 @@ use compushare_protocol::types::{Amount, JobId, Mode, PhotonRange, PublicKey};
 use super::{log, short, JobEntry, Market, RigPublic};
 use crate::costing;
 use crate::intake::JobSpec;
+use crate::ledger::LedgerError;
 use crate::persist::JobTerms;
+use crate::persist::PersistError;
 use crate::scheduler;
-use crate::store::StoreError;
 
 impl Market {
     /// Accepts a priced job: escrows its maximum cost plus fee and opens it for bids.
@@ -46,27 +47,28 @@ impl Market {
             fee_bp: self.cfg.fee_bp,
             check_allowance_permille: self.cfg.check_allowance_permille,
         };
-        let id = self
-            .persist
-            .accept_job(&terms, &spec.input)
-            .map_err(|e| match e {
-                StoreError::InsufficientBalance { .. } => {
-                    (ErrorCode::InsufficientFunds, e.to_string())
-                }
-                StoreError::PriceAboveMax { needed, max } => (
+        let id = match self.persist.accept_job(&terms, &spec.input) {
+            Ok(id) => id,
+            Err(e @ PersistError::Ledger(LedgerError::InsufficientBalance { .. })) => {
+                return Err((ErrorCode::InsufficientFunds, e.to_string()));
+            }
+            Err(PersistError::PriceAboveMax { needed, max }) => {
+                return Err((
                     ErrorCode::TooExpensive,
                     format!(
                         "{photons} photons at {price_per_history} per history plus fee and check allowance cost {needed}, above the maximum {max}"
                     ),
-                ),
-                e => {
-                    log(format_args!("store: job not accepted: {e}"));
-                    (
-                        ErrorCode::Internal,
-                        "the manager could not record the job".into(),
-                    )
-                }
-            })?;
+                ));
+            }
+            Err(e) => {
+                self.count_error(e.kind());
+                log(format_args!("store: job not accepted: {e}"));
+                return Err((
+                    ErrorCode::Internal,
+                    "the manager could not record the job".into(),
+                ));
+            }
+        };
         let entry = JobEntry {
             client,
             spec: Arc::new(spec),
@@ -273,6 +275,7 @@ impl Market {
                 Ok(())
             }
             Err(e) => {
+                self.count_error(e.kind());
                 log(format_args!("store: rating of rig {}: {e}", short(rig)));
                 Err(ErrorCode::Internal)
             }

@@ -16,10 +16,10 @@ use super::{
     log, short, CheckError, Committed, CrossCheck, Ended, Market, Opened, Samples, Stage, Task,
 };
 use crate::journal::{Finish, FinishError, Settled, Write};
+use crate::persist::PersistError;
 use crate::persist::{Caught, Recorded, Verified};
 use crate::records::{AssignmentState, Verification};
 use crate::sealed::{max_sealed_len, ResultError};
-use crate::store::StoreError;
 use crate::trust::ErrorKind;
 use crate::trust::RigRecord;
 use crate::verify;
@@ -502,7 +502,7 @@ impl Market {
     pub(super) fn recorded(
         &mut self,
         id: AssignmentId,
-        result: Result<Recorded, StoreError>,
+        result: Result<Recorded, PersistError>,
     ) -> Vec<Task> {
         let Some(a) = self.assignments.get_mut(&id) else {
             return Vec::new();
@@ -518,7 +518,6 @@ impl Market {
         let recorded = match result {
             Ok(r) => r,
             Err(e) => {
-                self.stats.store_errors += 1;
                 if a.check.is_some() {
                     log(format_args!(
                         "store: check run {} not recorded: {e}; unpaid",
@@ -533,6 +532,7 @@ impl Market {
                     ));
                     self.release_quiet(id, Ended::Discarded);
                 }
+                self.count_error(e.kind());
                 return Vec::new();
             }
         };
@@ -715,7 +715,7 @@ impl Market {
     pub(super) fn caught_recorded(
         &mut self,
         rig: &PublicKey,
-        result: Result<(RigRecord, u64), StoreError>,
+        result: Result<(RigRecord, u64), PersistError>,
     ) {
         match result {
             Ok((rec, forfeited)) => {
@@ -730,7 +730,7 @@ impl Market {
                 }
             }
             Err(e) => {
-                self.stats.store_errors += 1;
+                self.count_error(e.kind());
                 log(format_args!(
                     "store: demotion of rig {} not recorded: {e}",
                     short(rig)
@@ -786,6 +786,7 @@ impl Market {
                     Ok(Some(rec)) => (rec.trust == TrustLevel::Trusted || rec.dup_passed, false),
                     Ok(None) => (false, false),
                     Err(e) => {
+                        self.count_error(e.kind());
                         log(format_args!("store: rig {}: {e}", short(&rig_key)));
                         (false, false)
                     }
@@ -854,10 +855,11 @@ impl Market {
             Err(FinishError::Merge(e)) => {
                 log(format_args!("job {}: merge failed: {e}", job.0));
                 j.state = JobState::Failed;
+                self.count_error("finish.merge");
                 return;
             }
             Err(e) => {
-                self.stats.store_errors += 1;
+                self.count_error(e.kind());
                 log(format_args!("store: job {} not finished: {e}", job.0));
                 return;
             }

@@ -33,10 +33,14 @@ impl Market {
             None
         } else {
             // A rig's trust follows its key across sessions and restarts.
-            self.persist.rig(&key).unwrap_or_else(|e| {
-                log(format_args!("store: rig {}: {e}", short(&key)));
-                None
-            })
+            match self.persist.rig(&key) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.count_error(e.kind());
+                    log(format_args!("store: rig {}: {e}", short(&key)));
+                    None
+                }
+            }
         };
         let rig = self
             .rigs
@@ -406,6 +410,7 @@ impl Market {
         let id = match self.persist.next_assignment_id() {
             Ok(id) => id,
             Err(e) => {
+                self.count_error(e.kind());
                 log(format_args!("store: no assignment number: {e}"));
                 return false;
             }
