@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::codec::{self, CodecError};
+use redb::ReadableTableMetadata;
+
+pub use crate::store::Head;
 use crate::store::{tables::*, ReadTx, Result, Store, StoreError, WriteTx, META_HEAD};
 
 /// A ledger account.
@@ -154,23 +157,6 @@ pub struct StoredEntry {
     pub hash: [u8; 32],
 }
 
-/// The end of the chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Head {
-    pub next_seq: u64,
-    pub hash: [u8; 32],
-}
-
-impl Head {
-    /// The head of an empty ledger.
-    pub fn genesis() -> Head {
-        Head {
-            next_seq: 0,
-            hash: [0; 32],
-        }
-    }
-}
-
 /// Pay credited to a worker's pending account for one assignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingPay {
@@ -233,7 +219,10 @@ pub struct SettlementReason {
 }
 
 /// Makes a worker's pay spendable. Runs inside the write transaction that pays or releases,
-/// so what it records commits together with the rest.
+/// so what it records commits together with the rest. The node settles with
+/// [`InternalCredit`]; an external backend implements this and takes its place in
+/// [`WriteTx::pay_worker`] and [`WriteTx::release_pending`] (none is wired yet: the store no
+/// longer carries an unused backend of its own).
 pub trait Settlement: Send + Sync {
     /// Settles `amount` owed to `worker`, currently held in `from` (the job's escrow or the
     /// worker's pending account).
@@ -324,7 +313,7 @@ impl WriteTx {
         job: Option<JobId>,
         assignment: Option<AssignmentId>,
     ) -> Result<u64, LedgerError> {
-        let head: crate::ledger::Head = self.meta(META_HEAD)?.unwrap_or_else(Head::genesis);
+        let head: Head = self.meta(META_HEAD)?.unwrap_or_else(Head::genesis);
         let mut entry = Entry {
             seq: head.next_seq,
             time_unix_s: self.now,
@@ -447,7 +436,7 @@ impl WriteTx {
             // Nothing to move; still indexed as paid so it is never paid later.
             (u64::MAX, None)
         } else if spendable {
-            let s = std::sync::Arc::clone(&self.settlement);
+            let s = InternalCredit;
             let r = s.settle(
                 self,
                 worker,
@@ -617,7 +606,7 @@ impl WriteTx {
     /// Makes all of a rig's pending pay spendable now, for callers that keep their own record
     /// of when a rig qualifies (see [`WriteTx::release`] for the rule on stored records).
     pub fn release_pending(&mut self, rig: &PublicKey) -> Result<Amount, LedgerError> {
-        let s = std::sync::Arc::clone(&self.settlement);
+        let s = InternalCredit;
         let mut total = 0u64;
         for (id, pp) in self.pending_of(rig)? {
             s.settle(
@@ -981,6 +970,50 @@ pub fn format_credits(micro: i128) -> String {
 
 fn format_credits_u128(micro: u128) -> String {
     format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000)
+}
+
+/// Reads of the ledger's tables, for both kinds of transaction.
+macro_rules! ledger_reads {
+    () => {
+        /// An account's stored balance, micro-credits (0 if it never moved).
+        pub fn balance(&self, account: &Account) -> Result<i128> {
+            let key = codec::encode("account", account).map_err(|source| StoreError::Corrupt {
+                table: "balances",
+                key: account.to_string(),
+                source,
+            })?;
+            let t = self.txn.open_table(BALANCES).map_err(|e| self.db(e))?;
+            Ok(crate::store::get_decoded::<&[u8], i128, _>(
+                &t,
+                "balances",
+                key.as_slice(),
+                || account.to_string(),
+                &self.path,
+            )?
+            .unwrap_or(0))
+        }
+
+        /// Number of ledger entries.
+        pub fn ledger_len(&self) -> Result<u64> {
+            let t = self.txn.open_table(LEDGER).map_err(|e| self.db(e))?;
+            t.len().map_err(|e| self.db(e))
+        }
+
+        /// The ledger entry that paid an assignment, if any.
+        pub fn paid_by(&self, id: AssignmentId) -> Result<Option<u64>> {
+            let t = self.txn.open_table(PAID).map_err(|e| self.db(e))?;
+            let got = t.get(id.0).map_err(|e| self.db(e))?.map(|g| g.value());
+            Ok(got)
+        }
+    };
+}
+
+impl ReadTx {
+    ledger_reads!();
+}
+
+impl WriteTx {
+    ledger_reads!();
 }
 
 #[cfg(test)]

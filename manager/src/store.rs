@@ -8,18 +8,16 @@
 //! of [`WriteTx`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use compushare_protocol::types::{AssignmentId, Digest, JobId, PublicKey};
-use redb::{ReadableTable, ReadableTableMetadata};
+use compushare_protocol::types::{AssignmentId, Digest, JobId};
+use redb::ReadableTable;
 use serde::{de::DeserializeOwned, Serialize};
 
 pub mod migrate;
 
 use crate::codec::{self, CodecError};
 use crate::config::{Config, ConfigError};
-use crate::ledger::{Account, Head, InternalCredit, Settlement};
 use crate::records::{AssignmentRecord, JobRecord};
 
 /// Key of [`tables::JOB_ASSIGNMENTS`]: job id then assignment id, both big-endian, so a
@@ -75,6 +73,23 @@ pub(crate) const META_HEAD: &str = "ledger_head";
 const META_NEXT_JOB: &str = "next_job";
 const META_NEXT_ASSIGNMENT: &str = "next_assignment";
 pub(crate) const META_FORMAT: &str = "format";
+/// The end of the ledger's hash chain (kept in the meta table; see [`crate::ledger`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    pub next_seq: u64,
+    pub hash: [u8; 32],
+}
+
+impl Head {
+    /// The head of an empty ledger.
+    pub fn genesis() -> Head {
+        Head {
+            next_seq: 0,
+            hash: [0; 32],
+        }
+    }
+}
+
 /// Version of the table layout. An older database from
 /// [`migrate::OLDEST_UPGRADABLE`] on is upgraded when opened; any other is refused.
 /// 2: rig records carry their standing (duplicate passed, demotions, paid, forfeited) and
@@ -184,8 +199,6 @@ pub fn now_unix_s() -> u64 {
         .unwrap_or(0)
 }
 
-use compushare_protocol::hex::encode as hex32;
-
 /// Bytes of database pages redb keeps in memory. Its default (1 GiB) lets a node's memory
 /// grow with its history (every finished job, assignment and ledger entry ever read or
 /// written); the working set of a running node is its running jobs, which the market holds
@@ -196,7 +209,6 @@ pub const CACHE_BYTES: usize = 1 << 20;
 pub struct Store {
     db: redb::Database,
     path: PathBuf,
-    settlement: Arc<dyn Settlement>,
 }
 
 impl std::fmt::Debug for Store {
@@ -217,7 +229,6 @@ impl Store {
         let store = Store {
             db,
             path: path.to_owned(),
-            settlement: Arc::new(InternalCredit),
         };
         let created = store.write(|tx| tx.initialise(config))?;
         Ok((store, created))
@@ -231,11 +242,7 @@ impl Store {
         let db = redb::Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| db_err(&path, e))?;
-        let store = Store {
-            db,
-            path,
-            settlement: Arc::new(InternalCredit),
-        };
+        let store = Store { db, path };
         store.write(|tx| tx.initialise(config))?;
         Ok(store)
     }
@@ -255,7 +262,6 @@ impl Store {
         let store = Store {
             db,
             path: path.to_owned(),
-            settlement: Arc::new(InternalCredit),
         };
         let read = store.read()?;
         let format: Option<u32> = match read.txn.open_table(META) {
@@ -297,12 +303,6 @@ impl Store {
     /// Opens `DATA/manager.redb` in a data directory.
     pub fn open_dir(dir: &Path) -> Result<Store> {
         Store::open(&dir.join(crate::DB_FILE))
-    }
-
-    /// Uses `settlement` to make worker pay spendable (default: [`InternalCredit`]).
-    pub fn with_settlement(mut self, settlement: Arc<dyn Settlement>) -> Store {
-        self.settlement = settlement;
-        self
     }
 
     /// The database file.
@@ -350,7 +350,6 @@ impl Store {
             path: self.path.clone(),
             now: now_unix_s(),
             config: Config::default(),
-            settlement: Arc::clone(&self.settlement),
             relaxed,
         };
         let stored = match upgrading {
@@ -402,7 +401,7 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
-fn get_decoded<'t, K, T, Tab>(
+pub(crate) fn get_decoded<'t, K, T, Tab>(
     table: &Tab,
     name: &'static str,
     key: K::SelfType<'t>,
@@ -540,60 +539,6 @@ macro_rules! read_api {
             Ok(got)
         }
 
-        /// A rig's trust record.
-        pub fn rig(&self, key: &PublicKey) -> Result<Option<crate::trust::RigRecord>> {
-            let t = self.txn.open_table(RIGS).map_err(|e| self.db(e))?;
-            get_decoded::<&[u8], _, _>(&t, "rigs", key.as_slice(), || hex32(key), &self.path)
-        }
-
-        /// Every rig's record, in key order.
-        pub fn rigs(&self) -> Result<Vec<crate::trust::RigRecord>> {
-            let t = self.txn.open_table(RIGS).map_err(|e| self.db(e))?;
-            let mut out = Vec::new();
-            for item in t.iter().map_err(|e| self.db(e))? {
-                let (k, v) = item.map_err(|e| self.db(e))?;
-                out.push(codec::decode("rigs", v.value()).map_err(|source| {
-                    StoreError::Corrupt {
-                        table: "rigs",
-                        key: format!("{:02x?}", k.value()),
-                        source,
-                    }
-                })?);
-            }
-            Ok(out)
-        }
-
-        /// An account's stored balance, micro-credits (0 if it never moved).
-        pub fn balance(&self, account: &Account) -> Result<i128> {
-            let key = codec::encode("account", account).map_err(|source| StoreError::Corrupt {
-                table: "balances",
-                key: account.to_string(),
-                source,
-            })?;
-            let t = self.txn.open_table(BALANCES).map_err(|e| self.db(e))?;
-            Ok(get_decoded::<&[u8], i128, _>(
-                &t,
-                "balances",
-                key.as_slice(),
-                || account.to_string(),
-                &self.path,
-            )?
-            .unwrap_or(0))
-        }
-
-        /// Number of ledger entries.
-        pub fn ledger_len(&self) -> Result<u64> {
-            let t = self.txn.open_table(LEDGER).map_err(|e| self.db(e))?;
-            t.len().map_err(|e| self.db(e))
-        }
-
-        /// The ledger entry that paid an assignment, if any.
-        pub fn paid_by(&self, id: AssignmentId) -> Result<Option<u64>> {
-            let t = self.txn.open_table(PAID).map_err(|e| self.db(e))?;
-            let got = t.get(id.0).map_err(|e| self.db(e))?.map(|g| g.value());
-            Ok(got)
-        }
-
         /// The stored configuration.
         pub fn config_stored(&self) -> Result<Option<Config>> {
             self.meta(META_CONFIG)
@@ -627,7 +572,6 @@ pub struct WriteTx {
     /// Time stamped on everything written in this transaction.
     pub(crate) now: u64,
     pub(crate) config: Config,
-    pub(crate) settlement: Arc<dyn Settlement>,
     /// Not flushed on commit: no money may move (see [`Store::write_relaxed`]).
     pub(crate) relaxed: bool,
 }

@@ -9,7 +9,10 @@ use compushare_protocol::types::{AssignmentId, PublicKey, TrustLevel};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::store::{tables::*, Result, StoreError, WriteTx};
+use compushare_protocol::hex::encode as hex32;
+use redb::ReadableTable;
+
+use crate::store::{tables::*, ReadTx, Result, StoreError, WriteTx};
 
 /// Why a rating was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -370,6 +373,48 @@ impl WriteTx {
         self.put_rig(&r)?;
         Ok(r)
     }
+}
+
+/// Reads of trust records, for both kinds of transaction.
+macro_rules! trust_reads {
+    () => {
+        /// A rig's trust record.
+        pub fn rig(&self, key: &PublicKey) -> Result<Option<RigRecord>> {
+            let t = self.txn.open_table(RIGS).map_err(|e| self.db(e))?;
+            crate::store::get_decoded::<&[u8], _, _>(
+                &t,
+                "rigs",
+                key.as_slice(),
+                || hex32(key),
+                &self.path,
+            )
+        }
+
+        /// Every rig's record, in key order.
+        pub fn rigs(&self) -> Result<Vec<RigRecord>> {
+            let t = self.txn.open_table(RIGS).map_err(|e| self.db(e))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(|e| self.db(e))? {
+                let (k, v) = item.map_err(|e| self.db(e))?;
+                out.push(codec::decode("rigs", v.value()).map_err(|source| {
+                    StoreError::Corrupt {
+                        table: "rigs",
+                        key: format!("{:02x?}", k.value()),
+                        source,
+                    }
+                })?);
+            }
+            Ok(out)
+        }
+    };
+}
+
+impl ReadTx {
+    trust_reads!();
+}
+
+impl WriteTx {
+    trust_reads!();
 }
 
 #[cfg(test)]
