@@ -225,7 +225,7 @@ fn stopped_between_verified_and_finished_completes_without_paying_again() {
         assert_eq!((st.state, st.photons_done), (WireState::Done, PHOTONS));
         assert_eq!(st.spent, Amount(PHOTONS * PPH));
         assert_eq!(
-            Tally::from_canonical_bytes(&m.result(&CLIENT, job).unwrap())
+            Tally::from_canonical_bytes(&m.client_result(&CLIENT, job).unwrap())
                 .unwrap()
                 .digest(),
             full_digest()

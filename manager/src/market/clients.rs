@@ -214,7 +214,7 @@ impl Market {
     }
 
     /// The merged tally's canonical bytes of a finished job, for its client.
-    pub fn result(&self, client: &PublicKey, job: JobId) -> Result<Arc<Vec<u8>>, ErrorCode> {
+    pub fn client_result(&self, client: &PublicKey, job: JobId) -> Result<Arc<Vec<u8>>, ErrorCode> {
         if let Some(j) = self.jobs.get(&job) {
             if j.client != *client {
                 return Err(ErrorCode::UnknownJob);

@@ -19,7 +19,7 @@ use crate::journal::{Finish, FinishError, Settled, Write};
 use crate::persist::PersistError;
 use crate::persist::{Caught, Recorded, Verified};
 use crate::records::{AssignmentState, Verification};
-use crate::sealed::{max_sealed_len, ResultError};
+use crate::sealed::{max_sealed_len, SealedError};
 use crate::trust::ErrorKind;
 use crate::trust::RigRecord;
 use crate::verify;
@@ -242,9 +242,9 @@ impl Market {
         }
     }
 
-    /// The outcome of [`Task::Open`]: every [`ResultError`] is the rig's (its box, its
+    /// The outcome of [`Task::Open`]: every [`SealedError`] is the rig's (its box, its
     /// tally, its commitment).
-    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, ResultError>) -> Vec<Task> {
+    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, SealedError>) -> Vec<Task> {
         let tally = match result {
             Ok(t) => t,
             Err(e) => {
