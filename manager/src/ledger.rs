@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::codec::{self, CodecError};
+use redb::ReadableTableMetadata;
+
+pub use crate::store::Head;
 use crate::store::{tables::*, ReadTx, Result, Store, StoreError, WriteTx, META_HEAD};
 
 /// A ledger account.
@@ -37,6 +40,65 @@ pub enum Account {
 }
 
 use compushare_protocol::hex::encode as short;
+
+/// Why a money operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// The account cannot cover the amount.
+    #[error("account {account}: balance {balance} micro-credits, {needed} needed")]
+    InsufficientBalance {
+        /// The account debited.
+        account: Account,
+        /// Its balance.
+        balance: i128,
+        /// The amount asked.
+        needed: u64,
+    },
+    /// The assignment was already paid (ledger entry `seq`).
+    #[error("assignment {assignment} already paid (ledger entry {seq})")]
+    AlreadyPaid {
+        /// The assignment.
+        assignment: u64,
+        /// Its payment entry.
+        seq: u64,
+    },
+    /// A ledger amount of zero (never posted: entries move something).
+    #[error("zero amount for {0}")]
+    ZeroAmount(&'static str),
+    /// An entry of a shape the ledger never posts (a bug, surfaced as a refusal).
+    #[error("{kind:?} entry: {why}")]
+    BadEntry {
+        /// The entry's kind.
+        kind: EntryKind,
+        /// What is wrong with its accounts.
+        why: &'static str,
+    },
+    /// A ledger operation was attempted in a relaxed (not flushed) transaction.
+    #[error("money cannot move in a relaxed transaction ({0})")]
+    RelaxedMoney(&'static str),
+    /// An amount or sequence number does not fit.
+    #[error("arithmetic overflow computing {0}")]
+    Overflow(&'static str),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl LedgerError {
+    /// The variant's name (`ledger.` and its own, or the database's), for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LedgerError::InsufficientBalance { .. } => "ledger.insufficient_balance",
+            LedgerError::AlreadyPaid { .. } => "ledger.already_paid",
+            LedgerError::ZeroAmount(_) => "ledger.zero_amount",
+            LedgerError::BadEntry { .. } => "ledger.bad_entry",
+            LedgerError::RelaxedMoney(_) => "ledger.relaxed_money",
+            LedgerError::Overflow(_) => "ledger.overflow",
+            LedgerError::Store(e) => e.kind(),
+        }
+    }
+}
 
 impl fmt::Display for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,23 +155,6 @@ pub struct Entry {
 pub struct StoredEntry {
     pub entry: Entry,
     pub hash: [u8; 32],
-}
-
-/// The end of the chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Head {
-    pub next_seq: u64,
-    pub hash: [u8; 32],
-}
-
-impl Head {
-    /// The head of an empty ledger.
-    pub fn genesis() -> Head {
-        Head {
-            next_seq: 0,
-            hash: [0; 32],
-        }
-    }
 }
 
 /// Pay credited to a worker's pending account for one assignment.
@@ -174,7 +219,10 @@ pub struct SettlementReason {
 }
 
 /// Makes a worker's pay spendable. Runs inside the write transaction that pays or releases,
-/// so what it records commits together with the rest.
+/// so what it records commits together with the rest. The node settles with
+/// [`InternalCredit`]; an external backend implements this and takes its place in
+/// [`WriteTx::pay_worker`] and [`WriteTx::release_pending`] (none is wired yet: the store no
+/// longer carries an unused backend of its own).
 pub trait Settlement: Send + Sync {
     /// Settles `amount` owed to `worker`, currently held in `from` (the job's escrow or the
     /// worker's pending account).
@@ -185,7 +233,7 @@ pub trait Settlement: Send + Sync {
         from: Account,
         amount: Amount,
         reason: SettlementReason,
-    ) -> Result<SettlementRef>;
+    ) -> Result<SettlementRef, LedgerError>;
 }
 
 /// The default settlement: spendable credit on the internal ledger.
@@ -200,7 +248,7 @@ impl Settlement for InternalCredit {
         from: Account,
         amount: Amount,
         reason: SettlementReason,
-    ) -> Result<SettlementRef> {
+    ) -> Result<SettlementRef, LedgerError> {
         let seq = tx.post(
             reason.kind,
             from,
@@ -264,8 +312,8 @@ impl WriteTx {
         amount: Amount,
         job: Option<JobId>,
         assignment: Option<AssignmentId>,
-    ) -> Result<u64> {
-        let head: crate::ledger::Head = self.meta(META_HEAD)?.unwrap_or_else(Head::genesis);
+    ) -> Result<u64, LedgerError> {
+        let head: Head = self.meta(META_HEAD)?.unwrap_or_else(Head::genesis);
         let mut entry = Entry {
             seq: head.next_seq,
             time_unix_s: self.now,
@@ -278,18 +326,18 @@ impl WriteTx {
             prev_hash: head.hash,
         };
         if self.relaxed {
-            return Err(StoreError::RelaxedMoney(kind_name(kind)));
+            return Err(LedgerError::RelaxedMoney(kind_name(kind)));
         }
         if amount.0 == 0 {
-            return Err(StoreError::ZeroAmount(kind_name(kind)));
+            return Err(LedgerError::ZeroAmount(kind_name(kind)));
         }
         if let Err(why) = check_shape(&entry) {
             // Only this module builds entries; a bad shape is a bug, surfaced as a refusal.
-            return Err(StoreError::Settlement(format!("{kind:?} entry: {why}")));
+            return Err(LedgerError::BadEntry { kind, why });
         }
         let from = self.balance(&debit)?;
         if debit != Account::External && from < i128::from(amount.0) {
-            return Err(StoreError::InsufficientBalance {
+            return Err(LedgerError::InsufficientBalance {
                 account: debit,
                 balance: from,
                 needed: amount.0,
@@ -308,7 +356,7 @@ impl WriteTx {
         let next_seq = head
             .next_seq
             .checked_add(1)
-            .ok_or(StoreError::Overflow("ledger seq"))?;
+            .ok_or(LedgerError::Overflow("ledger seq"))?;
         self.put_meta(META_HEAD, &Head { next_seq, hash })?;
         Ok(entry.seq)
     }
@@ -321,7 +369,7 @@ impl WriteTx {
         from: Account,
         amount: Amount,
         reason: SettlementReason,
-    ) -> Result<u64> {
+    ) -> Result<u64, LedgerError> {
         self.post(
             reason.kind,
             from,
@@ -333,7 +381,7 @@ impl WriteTx {
     }
 
     /// Operator grant: credits a client's balance. Returns the new balance.
-    pub fn grant(&mut self, client: &PublicKey, amount: Amount) -> Result<i128> {
+    pub fn grant(&mut self, client: &PublicKey, amount: Amount) -> Result<i128, LedgerError> {
         self.post(
             EntryKind::Grant,
             Account::External,
@@ -342,12 +390,17 @@ impl WriteTx {
             None,
             None,
         )?;
-        self.balance(&Account::Client(*client))
+        Ok(self.balance(&Account::Client(*client))?)
     }
 
     /// Moves `amount` from a client's balance into a job's escrow; refused when the balance
     /// does not cover it.
-    pub fn escrow(&mut self, job: JobId, client: &PublicKey, amount: Amount) -> Result<u64> {
+    pub fn escrow(
+        &mut self,
+        job: JobId,
+        client: &PublicKey,
+        amount: Amount,
+    ) -> Result<u64, LedgerError> {
         self.post(
             EntryKind::Escrow,
             Account::Client(*client),
@@ -361,7 +414,7 @@ impl WriteTx {
     /// Pays `amount` from `job`'s escrow to `worker` for `assignment`: to spendable through
     /// the settlement backend, or to pending (released later by [`WriteTx::release`],
     /// forfeited by [`WriteTx::forfeit_pending`]). At most once per assignment, whatever the
-    /// amount: a second call is refused with [`StoreError::AlreadyPaid`].
+    /// amount: a second call is refused with [`LedgerError::AlreadyPaid`].
     pub fn pay_worker(
         &mut self,
         job: JobId,
@@ -369,12 +422,12 @@ impl WriteTx {
         worker: &PublicKey,
         amount: Amount,
         spendable: bool,
-    ) -> Result<Payment> {
+    ) -> Result<Payment, LedgerError> {
         if self.relaxed {
-            return Err(StoreError::RelaxedMoney("pay"));
+            return Err(LedgerError::RelaxedMoney("pay"));
         }
         if let Some(seq) = self.paid_by(assignment)? {
-            return Err(StoreError::AlreadyPaid {
+            return Err(LedgerError::AlreadyPaid {
                 assignment: assignment.0,
                 seq,
             });
@@ -383,7 +436,7 @@ impl WriteTx {
             // Nothing to move; still indexed as paid so it is never paid later.
             (u64::MAX, None)
         } else if spendable {
-            let s = std::sync::Arc::clone(&self.settlement);
+            let s = InternalCredit;
             let r = s.settle(
                 self,
                 worker,
@@ -442,9 +495,9 @@ impl WriteTx {
         job: JobId,
         client: &PublicKey,
         fee: Amount,
-    ) -> Result<(Amount, Amount)> {
+    ) -> Result<(Amount, Amount), LedgerError> {
         let left = self.balance(&Account::Escrow(job))?;
-        let left = u64::try_from(left.max(0)).map_err(|_| StoreError::Overflow("escrow"))?;
+        let left = u64::try_from(left.max(0)).map_err(|_| LedgerError::Overflow("escrow"))?;
         let fee = fee.0.min(left);
         if fee > 0 {
             self.take_fee(job, Amount(fee))?;
@@ -507,7 +560,7 @@ impl WriteTx {
 
     /// Forfeits all of a rig's pending pay: each assignment's pay goes back to its job's
     /// escrow (and on to the client if that job has already closed). Returns the total.
-    pub fn forfeit_pending(&mut self, rig: &PublicKey) -> Result<Amount> {
+    pub fn forfeit_pending(&mut self, rig: &PublicKey) -> Result<Amount, LedgerError> {
         let mut total = 0u64;
         for (id, pp) in self.pending_of(rig)? {
             self.post(
@@ -542,7 +595,7 @@ impl WriteTx {
 
     /// Makes a rig's pending pay spendable if it has `spendable_after` verified histories.
     /// Returns the amount released (`None` when the rig is not yet eligible).
-    pub fn release(&mut self, rig: &PublicKey) -> Result<Option<Amount>> {
+    pub fn release(&mut self, rig: &PublicKey) -> Result<Option<Amount>, LedgerError> {
         let verified = self.rig(rig)?.map_or(0, |r| r.histories_verified);
         if verified < self.config.spendable_after {
             return Ok(None);
@@ -552,8 +605,8 @@ impl WriteTx {
 
     /// Makes all of a rig's pending pay spendable now, for callers that keep their own record
     /// of when a rig qualifies (see [`WriteTx::release`] for the rule on stored records).
-    pub fn release_pending(&mut self, rig: &PublicKey) -> Result<Amount> {
-        let s = std::sync::Arc::clone(&self.settlement);
+    pub fn release_pending(&mut self, rig: &PublicKey) -> Result<Amount, LedgerError> {
+        let s = InternalCredit;
         let mut total = 0u64;
         for (id, pp) in self.pending_of(rig)? {
             s.settle(
@@ -574,7 +627,7 @@ impl WriteTx {
     }
 
     /// Moves `amount` of a job's escrow to the manager's fee account.
-    pub fn take_fee(&mut self, job: JobId, amount: Amount) -> Result<u64> {
+    pub fn take_fee(&mut self, job: JobId, amount: Amount) -> Result<u64, LedgerError> {
         self.post(
             EntryKind::Fee,
             Account::Escrow(job),
@@ -958,6 +1011,50 @@ pub fn format_credits(micro: i128) -> String {
 
 fn format_credits_u128(micro: u128) -> String {
     format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000)
+}
+
+/// Reads of the ledger's tables, for both kinds of transaction.
+macro_rules! ledger_reads {
+    () => {
+        /// An account's stored balance, micro-credits (0 if it never moved).
+        pub fn balance(&self, account: &Account) -> Result<i128> {
+            let key = codec::encode("account", account).map_err(|source| StoreError::Corrupt {
+                table: "balances",
+                key: account.to_string(),
+                source,
+            })?;
+            let t = self.txn.open_table(BALANCES).map_err(|e| self.db(e))?;
+            Ok(crate::store::get_decoded::<&[u8], i128, _>(
+                &t,
+                "balances",
+                key.as_slice(),
+                || account.to_string(),
+                &self.path,
+            )?
+            .unwrap_or(0))
+        }
+
+        /// Number of ledger entries.
+        pub fn ledger_len(&self) -> Result<u64> {
+            let t = self.txn.open_table(LEDGER).map_err(|e| self.db(e))?;
+            t.len().map_err(|e| self.db(e))
+        }
+
+        /// The ledger entry that paid an assignment, if any.
+        pub fn paid_by(&self, id: AssignmentId) -> Result<Option<u64>> {
+            let t = self.txn.open_table(PAID).map_err(|e| self.db(e))?;
+            let got = t.get(id.0).map_err(|e| self.db(e))?.map(|g| g.value());
+            Ok(got)
+        }
+    };
+}
+
+impl ReadTx {
+    ledger_reads!();
+}
+
+impl WriteTx {
+    ledger_reads!();
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! - [`costing`]: calibration of a job's machine-independent cost and its price;
 //! - [`config`]: the manager's settings, stored in the database;
 //! - [`codec`]: how stored values are encoded and decoded (typed errors on corrupt bytes);
-//! - [`migrate`]: upgrades of older database formats, run when a store is opened.
+//! - [`store::migrate`]: upgrades of older database formats, run when a store is opened.
 //!
 //! Money moves only inside a [`store::WriteTx`], together with the state change it pays for,
 //! so a crash at any moment commits all of it or none.
@@ -22,6 +22,7 @@
 //! - `sys`: the one call into the C library (returning freed heap memory to the OS);
 //! - [`outbox`]: a rig session's bounded outgoing queue (encoded messages, geometry by reference);
 //! - [`market`]: jobs, rigs, bids, assignments and the rules that move them;
+//! - [`journal`]: the market's durable writes, committed off its lock in the order decided;
 //! - [`scheduler`]: device ordering and assignment sizing;
 //! - [`verify`]: sample checks (Merkle proofs, re-simulation) and duplicate rules;
 //! - [`sealed`]: a rig's sealed result: its size bound, opening and checks;
@@ -40,7 +41,6 @@ pub mod codec;
 pub mod config;
 pub mod costing;
 pub mod ledger;
-pub mod migrate;
 pub mod records;
 pub mod store;
 pub mod store_bank;
@@ -51,6 +51,7 @@ pub mod admin;
 pub mod escrow;
 pub mod fleet;
 pub mod intake;
+pub mod journal;
 pub mod market;
 pub mod node;
 pub mod outbox;

@@ -18,8 +18,24 @@
 //!
 //! The store ([`crate::persist`]) is the source of truth: every change that must survive a
 //! crash (job accepted, result verified and paid, rig caught, job finished, trust records and
-//! ratings) is committed there before the market acts on it; the maps here are the working
+//! ratings) is committed there before anyone is told of it; the maps here are the working
 //! copy of running jobs and connected rigs, rebuilt from the store by [`Market::open`].
+//!
+//! What the lock holds, and what runs outside it:
+//! - Under the lock: the maps above and the decisions that move them, reads of the store
+//!   (redb readers never wait for a writer), and pushes onto the [`Journal`] (a short lock
+//!   of its queue, no I/O).
+//! - Outside it: every durable commit of the market's transitions and the merge of a
+//!   finished job's tallies ([`crate::journal`]: committed in the order decided, on the
+//!   blocking threads of [`crate::tasks`]); the outcome comes back through
+//!   [`Market::applied`], which finishes the transition: a verified result waits in
+//!   `Recording` and is held (its rig told `Verified` and paid) only once its payment is
+//!   durable; a finished job waits `finishing` and leaves memory once its settlement is.
+//!   The heavy tasks ([`Task`]: opening results, re-simulating samples, duplicate runs) run
+//!   there too.
+//! - Still under it, small and rare: a block of assignment numbers every 1,024 issued
+//!   ([`crate::persist::Persist::next_assignment_id`]), and a client's own requests that
+//!   wait for their write anyway (a job's escrow when it is submitted, a rating).
 //!
 //! This module holds the state, restoring it and the helpers every part shares; the rules
 //! live in its children, one `impl Market` each:
@@ -43,6 +59,7 @@ use compushare_protocol::types::{
 use crate::costing;
 use crate::escrow::Bank;
 use crate::intake::JobSpec;
+use crate::journal::{Journal, Write, Written};
 use crate::outbox::{Outbox, PushError};
 use crate::persist::Persist;
 use crate::records::{AssignmentRecord, AssignmentState, CommitInfo, Verification};
@@ -302,6 +319,9 @@ enum Stage {
     },
     /// Every chunk arrived; a task opens the box.
     Opening { result: Committed },
+    /// Passed its checks; its payment is being committed (see [`crate::journal`]). Held
+    /// (a primary result) or paid (a check run) once that is durable.
+    Recording { result: Opened },
     /// Opened: sample proofs outstanding, a duplicate possibly running.
     Checking { result: Opened, samples: Samples },
     /// A primary result verified and paid (pending pay, or spendable once its rig
@@ -372,6 +392,7 @@ impl Stage {
         match self {
             Stage::Uploading { result, .. } | Stage::Opening { result } => Some(result.commit),
             Stage::Checking { result, .. }
+            | Stage::Recording { result }
             | Stage::Held { result, .. }
             | Stage::Settled { result } => result.commit,
             Stage::Paid { commit, .. } => *commit,
@@ -384,6 +405,7 @@ impl Stage {
         match self {
             Stage::Uploading { result, .. } | Stage::Opening { result } => result.elapsed_ms,
             Stage::Checking { result, .. }
+            | Stage::Recording { result }
             | Stage::Held { result, .. }
             | Stage::Settled { result } => result.elapsed_ms,
             _ => 0,
@@ -394,6 +416,7 @@ impl Stage {
     fn opened(&self) -> Option<&Opened> {
         match self {
             Stage::Checking { result, .. }
+            | Stage::Recording { result }
             | Stage::Held { result, .. }
             | Stage::Settled { result } => Some(result),
             _ => None,
@@ -404,6 +427,7 @@ impl Stage {
     fn opened_mut(&mut self) -> Option<&mut Opened> {
         match self {
             Stage::Checking { result, .. }
+            | Stage::Recording { result }
             | Stage::Held { result, .. }
             | Stage::Settled { result } => Some(result),
             _ => None,
@@ -422,7 +446,10 @@ impl Stage {
 
     /// Whether it is being checked or held verified (a duplicate may still compare with it).
     fn is_checking_or_held(&self) -> bool {
-        matches!(self, Stage::Checking { .. } | Stage::Held { .. })
+        matches!(
+            self,
+            Stage::Checking { .. } | Stage::Recording { .. } | Stage::Held { .. }
+        )
     }
 
     /// Whether it has ended (paid, late or discarded): nothing more happens to it.
@@ -443,6 +470,7 @@ impl Stage {
             Stage::Assigned { .. } => "assigned",
             Stage::Uploading { .. } => "uploading",
             Stage::Opening { .. } => "opening",
+            Stage::Recording { .. } => "recording",
             Stage::Checking { .. } => "checking",
             Stage::Held { .. } => "held",
             Stage::Settled { .. } => "settled",
@@ -536,6 +564,9 @@ struct JobEntry {
     state: JobState,
     spent: u64,
     rigs: Vec<PublicKey>,
+    /// Its merge and settlement are being committed (see [`crate::journal`]): nothing more
+    /// is decided for it until the outcome comes back.
+    finishing: bool,
     /// What is left of the escrowed check allowance (see
     /// [`MarketConfig::check_allowance_permille`]), less runs in flight.
     check_budget: u64,
@@ -565,6 +596,10 @@ pub struct Stats {
     /// being checked (proofs computed for a session that ended arrive on the next one).
     pub stale_proofs: u64,
     pub heartbeats: u64,
+    /// Store failures on the market's runtime paths, one counter per error variant (keyed by
+    /// its `kind()`: the innermost layer's name, e.g. `store.db`,
+    /// `ledger.insufficient_balance`, `finish.merge`); each is also logged.
+    pub store_errors: BTreeMap<&'static str, u64>,
     /// Jobs and rigs that left memory (finished, gone): the node's heap shrank.
     pub evicted: u64,
 }
@@ -611,7 +646,10 @@ pub enum CheckError {
 /// The whole market.
 pub struct Market {
     cfg: MarketConfig,
+    /// Reads of the store and assignment numbers.
     persist: Persist,
+    /// Durable writes, committed off the lock in the order decided.
+    journal: Arc<Journal>,
     bank: StoreBank,
     next_session: u64,
     rng: u64,
@@ -672,6 +710,7 @@ impl Market {
         let mut m = Market {
             cfg,
             persist,
+            journal: Journal::new(Arc::clone(&store)),
             bank: StoreBank::new(store),
             next_session: 1,
             rng: u64::from_le_bytes(seed) | 1,
@@ -694,7 +733,10 @@ impl Market {
             let work = m.try_finish(Some(id));
             m.later.extend(work);
         }
-        m.persist.flush()?;
+        // Nobody shares the market yet: what restoring decided is committed now.
+        m.journal.flush();
+        let work = m.commit_planned();
+        m.later.extend(work);
         Ok(m)
     }
 
@@ -771,9 +813,7 @@ impl Market {
                 ));
                 let mut gone = a;
                 gone.state = AssignmentState::Abandoned;
-                if let Err(e) = self.persist.queue(gone) {
-                    log(format_args!("store: abandoned assignment: {e}"));
-                }
+                self.journal.push(Write::Record(gone));
                 continue;
             }
             let left = Duration::from_secs(a.deadline_unix_s.saturating_sub(now_unix));
@@ -816,6 +856,7 @@ impl Market {
                 state,
                 spent,
                 rigs,
+                finishing: false,
                 check_budget,
             },
         );
@@ -856,20 +897,64 @@ impl Market {
         })
     }
 
-    /// Records an assignment's state that moves no money: queued for the next batch (see
-    /// [`Persist::queue`]), or at once for a late one (its rig's record counts it).
+    /// Records an assignment's state that moves no money: batched (see [`crate::journal`]),
+    /// or at the next drain for a late one (its rig's record counts it).
     fn note(&mut self, id: AssignmentId, state: AssignmentState, late: bool) {
         let Some(rec) = self.record(id, state, Verification::Pending) else {
             return;
         };
-        let r = if late {
-            self.persist.late(&rec)
+        self.journal.push(if late {
+            Write::Late(rec)
         } else {
-            self.persist.queue(rec)
-        };
-        if let Err(e) = r {
-            log(format_args!("store: assignment {}: {e}", id.0));
+            Write::Record(rec)
+        });
+    }
+
+    /// Counts a store failure by its variant (see [`Stats::store_errors`]).
+    fn count_error(&mut self, kind: &'static str) {
+        *self.stats.store_errors.entry(kind).or_default() += 1;
+    }
+
+    /// The market's durable writes (shared with whoever drains them off the lock).
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// Commits what the market decided and applies the outcomes, on this thread: for a market
+    /// nobody shares (while it is opened, in tests). A node drains its journal off the lock
+    /// ([`crate::tasks`]); if a drain is running, this leaves the writes to it.
+    pub fn commit_planned(&mut self) -> Vec<Task> {
+        let journal = Arc::clone(&self.journal);
+        journal.drain(|written| self.applied(written))
+    }
+
+    /// Finishes what durable writes began, in the order they were committed: a recorded
+    /// result is held and its rig told, a caught rig's record taken, a finished job leaves
+    /// memory. Returns the work that starts.
+    pub fn applied(&mut self, written: Vec<Written>) -> Vec<Task> {
+        let mut work = Vec::new();
+        for w in written {
+            match w {
+                Written::Records(r) => {
+                    if let Err(e) = r {
+                        self.count_error(e.kind());
+                        log(format_args!("store: assignment records: {e}"));
+                    }
+                }
+                Written::Verified { assignment, result } => {
+                    work.extend(self.recorded(assignment, result));
+                }
+                Written::Caught { rig, result } => self.caught_recorded(&rig, result),
+                Written::DuplicatePassed {
+                    rig,
+                    payout_to,
+                    release,
+                    result,
+                } => self.duplicate_recorded(&rig, &payout_to, release, result),
+                Written::Finished { job, result } => self.finished(job, result),
+            }
         }
+        work
     }
 
     /// The configuration.
@@ -955,6 +1040,7 @@ impl Market {
             a.stage,
             Stage::Opening { .. }
                 | Stage::Checking { .. }
+                | Stage::Recording { .. }
                 | Stage::Held { .. }
                 | Stage::Paid { .. }
         );
@@ -1072,6 +1158,7 @@ mod tests {
                 state: JobState::Running,
                 spent: 0,
                 rigs: Vec::new(),
+                finishing: false,
                 check_budget: 0,
             },
         );
@@ -1207,6 +1294,41 @@ mod tests {
         m.checked(id, 3, Err(CheckError::Rig(wrong)));
         assert_eq!(m.rigs[&rig].public.errors, 1);
         assert_eq!(m.stats.caught, 1);
+    }
+
+    /// Issue 12 (errors per layer, a counter per variant): a durable write of the market that
+    /// the store refuses is counted under its variant, the innermost layer's (here the
+    /// database's: the job has no record), and the result is not held: its payment never
+    /// became durable, so its range is computed again. On the old code such a failure was
+    /// logged only (one `StoreError` for every layer, no counter): this test does not build
+    /// there.
+    #[test]
+    fn a_refused_payment_is_counted_by_its_variant_and_the_result_not_held() {
+        let (mut m, id, rig) = checking();
+        m.checked(id, 3, Ok(()));
+        // Decided: the payment waits in the journal, the result in `Recording`.
+        assert!(matches!(m.assignments[&id].stage, Stage::Recording { .. }));
+        assert!(m.jobs[&JobId(1)].held.is_empty());
+        assert!(m.commit_planned().is_empty());
+        assert_eq!(
+            m.stats.store_errors.get("store.unknown_job"),
+            Some(&1),
+            "{:?}",
+            m.stats.store_errors
+        );
+        assert!(matches!(m.assignments[&id].stage, Stage::Discarded));
+        assert!(m.jobs[&JobId(1)].held.is_empty());
+        assert_eq!(
+            m.jobs[&JobId(1)].pending,
+            vec![PhotonRange {
+                start: 0,
+                count: 100
+            }]
+        );
+        assert_eq!(
+            m.rigs[&rig].public.errors, 0,
+            "the store's failure is not the rig's"
+        );
     }
 
     /// Every message queued on `inbox` (its market dropped, so the queue ends).

@@ -95,6 +95,8 @@ pub struct Shared {
     pub sessions: AtomicUsize,
     /// Heavy tasks allowed to run at once ([`ServerConfig::max_tasks`] permits).
     pub tasks: Arc<tokio::sync::Semaphore>,
+    /// The market's durable writes, drained off its lock ([`crate::tasks`]).
+    pub journal: Arc<crate::journal::Journal>,
     /// Farms, sheets and the connected rigs' fleet state.
     pub fleet: Arc<crate::fleet::Fleet>,
 }
@@ -110,7 +112,9 @@ impl Shared {
         let market =
             Market::open(cfg.market.clone(), store.clone()).map_err(std::io::Error::other)?;
         let tasks = Arc::new(tokio::sync::Semaphore::new(cfg.max_tasks.max(1)));
+        let journal = Arc::clone(market.journal());
         Ok(Shared {
+            journal,
             market: Mutex::new(market),
             identity,
             cfg,

@@ -4,8 +4,8 @@
 //! - a job is accepted and its escrow taken in one transaction;
 //! - assignment numbers come from the store's durable counter, reserved in blocks (one durable
 //!   write per block: numbers never repeat across restarts); records of issued and abandoned
-//!   assignments are queued and written in batches ([`Persist::flush`], and ahead of every
-//!   other transaction), without waiting for the disk: a lost one was unverified work, which
+//!   assignments are batched by the market's [`crate::journal`] and written with the next
+//!   transaction ([`Persist::records`] alone at a tick): a lost one was unverified work, which
 //!   a restart reassigns anyway;
 //! - a verified result is recorded, its tally held, its rig's trust record updated and its
 //!   rig paid (pending or spendable) in one transaction;
@@ -26,12 +26,72 @@ use compushare_protocol::types::{Amount, AssignmentId, Digest, JobId, Mode, Publ
 use redb::ReadableTable;
 use sha2::{Digest as _, Sha256};
 
+use crate::ledger::LedgerError;
 use crate::records::{AssignmentRecord, AssignmentState, JobRecord, JobState};
-use crate::store::{tables, Result, Store, StoreError, WriteTx};
+use crate::store::{tables, Store, StoreError, WriteTx};
+use crate::trust::TrustError;
 use crate::trust::{ErrorKind, Rater, RigRecord};
 
 /// Assignment numbers reserved per durable write.
 const ID_BLOCK: u64 = 1024;
+
+/// Why one of the market's transactions was refused or failed: its own rules (a job's price,
+/// a closed job, an unverified result), or the layer below that refused (money, ratings, the
+/// database).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PersistError {
+    /// The job's price exceeds the client's maximum.
+    #[error("job costs up to {needed} micro-credits with fee; client's maximum is {max}")]
+    PriceAboveMax {
+        /// The escrow it needs: max cost, fee and check allowance.
+        needed: u64,
+        /// The client's maximum.
+        max: u64,
+    },
+    /// The job has ended; its escrow is settled.
+    #[error("job {0} is closed")]
+    JobClosed(u64),
+    /// An assignment must be verified before it is paid.
+    #[error("assignment {assignment} is {state:?}, not verified")]
+    NotVerified {
+        /// The assignment.
+        assignment: u64,
+        /// Its state.
+        state: AssignmentState,
+    },
+    /// A count or size does not fit.
+    #[error("arithmetic overflow computing {0}")]
+    Overflow(&'static str),
+    /// The ledger refused or failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A rating was refused or failed.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PersistError {
+    /// The variant's name, the innermost layer's (`persist.`, `ledger.`, `trust.`,
+    /// `store.`), for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PersistError::PriceAboveMax { .. } => "persist.price_above_max",
+            PersistError::JobClosed(_) => "persist.job_closed",
+            PersistError::NotVerified { .. } => "persist.not_verified",
+            PersistError::Overflow(_) => "persist.overflow",
+            PersistError::Ledger(e) => e.kind(),
+            PersistError::Trust(e) => e.kind(),
+            PersistError::Store(e) => e.kind(),
+        }
+    }
+}
+
+/// Result of the market's transactions.
+pub type Result<T, E = PersistError> = std::result::Result<T, E>;
 
 /// The terms of a job the market accepted (prices already worked out by the market).
 #[derive(Debug, Clone, Copy)]
@@ -114,19 +174,15 @@ pub struct RestoredJob {
     pub live: Vec<AssignmentRecord>,
 }
 
-/// The market's side of the store.
+/// The market's side of the store. Each write takes `records`: batched assignment records
+/// (issued, abandoned) written first, in the same transaction.
 #[derive(Debug)]
 pub struct Persist {
     store: Arc<Store>,
     ids: Range<u64>,
-    /// Assignment records not yet written (see [`Persist::queue`]).
-    queued: Vec<AssignmentRecord>,
 }
 
-/// Most queued records before a write is forced.
-const MAX_QUEUED: usize = 4096;
-
-fn write_queued(tx: &mut WriteTx, queued: &[AssignmentRecord]) -> Result<()> {
+fn write_queued(tx: &mut WriteTx, queued: &[AssignmentRecord]) -> Result<(), StoreError> {
     for rec in queued {
         tx.put_assignment(rec)?;
     }
@@ -136,11 +192,7 @@ fn write_queued(tx: &mut WriteTx, queued: &[AssignmentRecord]) -> Result<()> {
 impl Persist {
     /// The market's state in `store`.
     pub fn new(store: Arc<Store>) -> Persist {
-        Persist {
-            store,
-            ids: 0..0,
-            queued: Vec::new(),
-        }
+        Persist { store, ids: 0..0 }
     }
 
     /// The store.
@@ -153,14 +205,14 @@ impl Persist {
     /// price or the balance does not cover it.
     pub fn accept_job(&self, terms: &JobTerms, input: &[u8]) -> Result<JobId> {
         if terms.escrow.0 > terms.max_price.0 {
-            return Err(StoreError::PriceAboveMax {
+            return Err(PersistError::PriceAboveMax {
                 needed: terms.escrow.0,
                 max: terms.max_price.0,
             });
         }
         let digest: Digest = Sha256::digest(input).into();
         let input_len =
-            u32::try_from(input.len()).map_err(|_| StoreError::Overflow("input_len"))?;
+            u32::try_from(input.len()).map_err(|_| PersistError::Overflow("input_len"))?;
         self.store.write(|tx| {
             let id = tx.allocate_job_id()?;
             {
@@ -198,7 +250,7 @@ impl Persist {
 
     /// The next assignment number (strictly above every number handed out before, restarts
     /// included).
-    pub fn next_assignment_id(&mut self) -> Result<AssignmentId> {
+    pub fn next_assignment_id(&mut self) -> Result<AssignmentId, StoreError> {
         if self.ids.is_empty() {
             self.ids = self.store.write(|tx| tx.reserve_assignment_ids(ID_BLOCK))?;
         }
@@ -207,31 +259,20 @@ impl Persist {
         Ok(AssignmentId(id))
     }
 
-    /// Queues an assignment's new state that carries no money (issued, abandoned) for the
-    /// next batch: the market's hot path does no database write per assignment.
-    pub fn queue(&mut self, rec: AssignmentRecord) -> Result<()> {
-        self.queued.push(rec);
-        if self.queued.len() >= MAX_QUEUED {
-            return self.flush();
-        }
-        Ok(())
-    }
-
-    /// Writes the queued records in one durable transaction (called every tick: an
-    /// assignment out for longer survives a crash, so its result is taken after a restart).
-    pub fn flush(&mut self) -> Result<()> {
-        if self.queued.is_empty() {
+    /// Writes assignment records that carry no money (issued, abandoned) in one durable
+    /// transaction (the market batches them and writes them every tick: an assignment out for
+    /// longer survives a crash, so its result is taken after a restart).
+    pub fn records(&self, records: &[AssignmentRecord]) -> Result<()> {
+        if records.is_empty() {
             return Ok(());
         }
-        let queued = std::mem::take(&mut self.queued);
-        self.store.write(|tx| write_queued(tx, &queued))
+        self.store.write(|tx| Ok(write_queued(tx, records)?))
     }
 
     /// Records an assignment that missed its deadline; its rig's record counts it.
-    pub fn late(&mut self, rec: &AssignmentRecord) -> Result<()> {
-        let queued = std::mem::take(&mut self.queued);
+    pub fn late(&self, records: &[AssignmentRecord], rec: &AssignmentRecord) -> Result<()> {
         self.store.write_relaxed(|tx| {
-            write_queued(tx, &queued)?;
+            write_queued(tx, records)?;
             tx.put_assignment(rec)?;
             tx.trust_late(&rec.rig, rec.id)?;
             Ok(())
@@ -241,20 +282,19 @@ impl Persist {
     /// Records a verified result, holds its tally, updates its rig's trust record and pays it
     /// from the job's escrow, in one transaction. The ledger refuses a second payment for an
     /// assignment, so this cannot pay twice.
-    pub fn verified(&mut self, v: &Verified) -> Result<Recorded> {
+    pub fn verified(&self, records: &[AssignmentRecord], v: &Verified) -> Result<Recorded> {
         if v.record.state != AssignmentState::Verified {
-            return Err(StoreError::NotVerified {
+            return Err(PersistError::NotVerified {
                 assignment: v.record.id.0,
                 state: v.record.state,
             });
         }
-        let queued = std::mem::take(&mut self.queued);
         self.store.write(|tx| {
-            write_queued(tx, &queued)?;
+            write_queued(tx, records)?;
             let a = &v.record;
             let mut job = tx.job_required(a.job)?;
             if job.state.is_closed() {
-                return Err(StoreError::JobClosed(a.job.0));
+                return Err(PersistError::JobClosed(a.job.0));
             }
             let mut rec = tx.rig_or_join(&a.rig)?;
             rec.record_return(v.elapsed_ms, v.cost_milli);
@@ -279,13 +319,13 @@ impl Persist {
                 job.paid
                     .0
                     .checked_add(a.payout.0)
-                    .ok_or(StoreError::Overflow("job paid"))?,
+                    .ok_or(PersistError::Overflow("job paid"))?,
             );
             if v.primary {
                 job.photons_verified = job
                     .photons_verified
                     .checked_add(a.photons.count)
-                    .ok_or(StoreError::Overflow("photons verified"))?;
+                    .ok_or(PersistError::Overflow("photons verified"))?;
             }
             tx.put_job(&job)?;
             if spendable {
@@ -303,19 +343,21 @@ impl Persist {
     /// Demotes a caught rig, ends its discarded assignments, drops their held results and
     /// forfeits its pending pay back to the escrows it came from, in one transaction. Returns
     /// the rig's record and the amount forfeited.
-    pub fn caught(&mut self, c: &Caught) -> Result<(RigRecord, u64)> {
-        let queued = std::mem::take(&mut self.queued);
+    pub fn caught(&self, records: &[AssignmentRecord], c: &Caught) -> Result<(RigRecord, u64)> {
         self.store.write(|tx| {
-            write_queued(tx, &queued)?;
+            write_queued(tx, records)?;
             let rec = tx.trust_error(&c.rig, c.kind, Some(c.assignment))?;
             for a in &c.ended {
                 tx.put_assignment(a)?;
             }
             for (job, id, count) in &c.unverified {
-                tx.remove_held(*id)?;
-                let mut j = tx.job_required(*job)?;
-                j.photons_verified = j.photons_verified.saturating_sub(*count);
-                tx.put_job(&j)?;
+                // Only a result whose tally was held counts toward its job (one decided
+                // verified just before its rig was caught may have failed to commit).
+                if tx.remove_held(*id)? {
+                    let mut j = tx.job_required(*job)?;
+                    j.photons_verified = j.photons_verified.saturating_sub(*count);
+                    tx.put_job(&j)?;
+                }
             }
             let forfeited = tx.forfeit_pending(&c.payout_to)?;
             let mut rec = rec;
@@ -330,6 +372,7 @@ impl Persist {
     /// (fee taken, refund).
     pub fn finished(
         &self,
+        records: &[AssignmentRecord],
         job: JobId,
         merged: &[u8],
         digest: Digest,
@@ -337,9 +380,10 @@ impl Persist {
         held: &[AssignmentId],
     ) -> Result<(u64, u64)> {
         self.store.write(|tx| {
+            write_queued(tx, records)?;
             let mut j = tx.job_required(job)?;
             if j.state.is_closed() {
-                return Err(StoreError::JobClosed(job.0));
+                return Err(PersistError::JobClosed(job.0));
             }
             tx.put_client_result(job, merged)?;
             let (fee, refund) = tx.close_escrow(job, &j.client, Amount(fee))?;
@@ -358,14 +402,14 @@ impl Persist {
     /// across restarts until the rig is caught) and, with `release`, makes the pending pay of
     /// `payout_to` spendable, in one transaction. Returns the rig's record.
     pub fn duplicate_passed(
-        &mut self,
+        &self,
+        records: &[AssignmentRecord],
         rig: &PublicKey,
         payout_to: &PublicKey,
         release: bool,
     ) -> Result<RigRecord> {
-        let queued = std::mem::take(&mut self.queued);
         self.store.write(|tx| {
-            write_queued(tx, &queued)?;
+            write_queued(tx, records)?;
             let mut rec = tx.rig_or_join(rig)?;
             if !rec.dup_passed {
                 rec.dup_passed = true;
@@ -381,23 +425,23 @@ impl Persist {
     /// A client's star rating of a rig (one per client and rig; rating again replaces it).
     pub fn rate(&self, rig: &PublicKey, client: &PublicKey, stars: u8) -> Result<RigRecord> {
         self.store
-            .write(|tx| tx.rate(rig, client, Rater::Client, stars))
+            .write(|tx| Ok(tx.rate(rig, client, Rater::Client, stars)?))
     }
 
     /// A client's balance, micro-credits.
-    pub fn client_balance(&self, key: &PublicKey) -> Result<i128> {
+    pub fn client_balance(&self, key: &PublicKey) -> Result<i128, StoreError> {
         self.store
             .read()?
             .balance(&crate::ledger::Account::Client(*key))
     }
 
     /// A rig's stored record.
-    pub fn rig(&self, key: &PublicKey) -> Result<Option<RigRecord>> {
+    pub fn rig(&self, key: &PublicKey) -> Result<Option<RigRecord>, StoreError> {
         self.store.read()?.rig(key)
     }
 
     /// Every star rating of a rig, in rater key order.
-    pub fn ratings(&self, key: &PublicKey) -> Result<Vec<u8>> {
+    pub fn ratings(&self, key: &PublicKey) -> Result<Vec<u8>, StoreError> {
         let read = self.store.read()?;
         let t = read
             .redb()
@@ -419,22 +463,22 @@ impl Persist {
     }
 
     /// A job's record.
-    pub fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
+    pub fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         self.store.read()?.job(id)
     }
 
     /// An assignment's record.
-    pub fn assignment(&self, id: AssignmentId) -> Result<Option<AssignmentRecord>> {
+    pub fn assignment(&self, id: AssignmentId) -> Result<Option<AssignmentRecord>, StoreError> {
         self.store.read()?.assignment(id)
     }
 
     /// A finished job's merged result.
-    pub fn client_result(&self, id: JobId) -> Result<Option<Vec<u8>>> {
+    pub fn client_result(&self, id: JobId) -> Result<Option<Vec<u8>>, StoreError> {
         self.store.read()?.client_result(id)
     }
 
     /// The rigs with verified results in `job`, in the order they first appear.
-    pub fn job_rigs(&self, job: JobId) -> Result<Vec<PublicKey>> {
+    pub fn job_rigs(&self, job: JobId) -> Result<Vec<PublicKey>, StoreError> {
         let mut out: Vec<PublicKey> = Vec::new();
         for a in self.store.read()?.job_assignments(job)? {
             if a.state == AssignmentState::Verified
@@ -448,7 +492,7 @@ impl Persist {
     }
 
     /// Whether `rig` has a verified result in `job` (may rate it).
-    pub fn worked_on(&self, job: JobId, rig: &PublicKey) -> Result<bool> {
+    pub fn worked_on(&self, job: JobId, rig: &PublicKey) -> Result<bool, StoreError> {
         Ok(self
             .store
             .read()?
@@ -460,7 +504,7 @@ impl Persist {
     /// What a restarted market resumes: every running job with its input, verified results
     /// and primary assignments still out. Unverified check runs are marked abandoned
     /// (durably) so the record matches what the market does with them.
-    pub fn load(&self) -> Result<Vec<RestoredJob>> {
+    pub fn load(&self) -> Result<Vec<RestoredJob>, StoreError> {
         self.store.write(|tx| {
             let jobs: Vec<JobRecord> = tx
                 .jobs()?
@@ -512,7 +556,7 @@ impl Persist {
 }
 
 /// Assignments whose pay sits in a worker's pending account (not yet spendable).
-fn pending_ids(tx: &WriteTx) -> Result<std::collections::HashSet<u64>> {
+fn pending_ids(tx: &WriteTx) -> Result<std::collections::HashSet<u64>, StoreError> {
     let t = tx
         .redb()
         .open_table(tables::PENDING)

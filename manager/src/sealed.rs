@@ -16,7 +16,7 @@ use compushare_protocol::types::Digest;
 /// tally, its commitment).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ResultError {
+pub enum SealedError {
     /// The box does not open with the manager's key.
     #[error("sealed result does not open: {0}")]
     Seal(#[from] SealError),
@@ -65,20 +65,20 @@ pub fn open_result(
     committed_tally: &Digest,
     photons: u64,
     cells: usize,
-) -> Result<Tally, ResultError> {
+) -> Result<Tally, SealedError> {
     let plain = seal::open(me, sealed)?;
     let tally = Tally::from_canonical_bytes(&plain)?;
     if tally.digest() != *committed_tally {
-        return Err(ResultError::TallyDigest);
+        return Err(SealedError::TallyDigest);
     }
     if tally.photons != photons {
-        return Err(ResultError::Photons {
+        return Err(SealedError::Photons {
             got: tally.photons,
             expected: photons,
         });
     }
     if tally.deposit.len() != cells {
-        return Err(ResultError::Shape {
+        return Err(SealedError::Shape {
             got: tally.deposit.len(),
             expected: cells,
         });
@@ -102,15 +102,15 @@ mod tests {
         assert_eq!(open_result(&me, &sealed, &t.digest(), 5, 3).unwrap(), t);
         assert_eq!(
             open_result(&me, &sealed, &[0; 32], 5, 3),
-            Err(ResultError::TallyDigest)
+            Err(SealedError::TallyDigest)
         );
         assert!(matches!(
             open_result(&me, &sealed, &t.digest(), 6, 3),
-            Err(ResultError::Photons { .. })
+            Err(SealedError::Photons { .. })
         ));
         assert!(matches!(
             open_result(&me, &sealed, &t.digest(), 5, 4),
-            Err(ResultError::Shape { .. })
+            Err(SealedError::Shape { .. })
         ));
         let other = Identity::generate().unwrap();
         assert!(open_result(&other, &sealed, &t.digest(), 5, 3).is_err());

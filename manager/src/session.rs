@@ -436,7 +436,7 @@ async fn fetch(
     job: compushare_protocol::types::JobId,
     wr: &mut Writer,
 ) -> bool {
-    let r = shared.market().result(&peer, job);
+    let r = shared.market().client_result(&peer, job);
     let bytes = match r {
         Ok(b) => b,
         Err(ErrorCode::NotReady) => {

@@ -8,16 +8,16 @@
 //! of [`WriteTx`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use compushare_protocol::types::{AssignmentId, Digest, JobId, PublicKey};
-use redb::{ReadableTable, ReadableTableMetadata};
+use compushare_protocol::types::{AssignmentId, Digest, JobId};
+use redb::ReadableTable;
 use serde::{de::DeserializeOwned, Serialize};
+
+pub mod migrate;
 
 use crate::codec::{self, CodecError};
 use crate::config::{Config, ConfigError};
-use crate::ledger::{Account, Head, InternalCredit, Settlement};
 use crate::records::{AssignmentRecord, JobRecord};
 
 /// Key of [`tables::JOB_ASSIGNMENTS`]: job id then assignment id, both big-endian, so a
@@ -73,8 +73,25 @@ pub(crate) const META_HEAD: &str = "ledger_head";
 const META_NEXT_JOB: &str = "next_job";
 const META_NEXT_ASSIGNMENT: &str = "next_assignment";
 pub(crate) const META_FORMAT: &str = "format";
+/// The end of the ledger's hash chain (kept in the meta table; see [`crate::ledger`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    pub next_seq: u64,
+    pub hash: [u8; 32],
+}
+
+impl Head {
+    /// The head of an empty ledger.
+    pub fn genesis() -> Head {
+        Head {
+            next_seq: 0,
+            hash: [0; 32],
+        }
+    }
+}
+
 /// Version of the table layout. An older database from
-/// [`crate::migrate::OLDEST_UPGRADABLE`] on is upgraded when opened; any other is refused.
+/// [`migrate::OLDEST_UPGRADABLE`] on is upgraded when opened; any other is refused.
 /// 2: rig records carry their standing (duplicate passed, demotions, paid, forfeited) and
 /// assignment records their payout key.
 /// 3: job records carry the fee and check-allowance rates they were accepted at.
@@ -82,8 +99,12 @@ pub(crate) const META_FORMAT: &str = "format";
 /// its own bundle, so stored inputs are unchanged).
 pub(crate) const FORMAT_VERSION: u32 = 5;
 
-/// Why a store operation failed or was refused.
+/// Why the database failed: the engine, a stored value, the file, the format, the settings,
+/// or a record a caller required that is not there. Failures of the layers above (money:
+/// [`crate::ledger::LedgerError`]; the market's records: [`crate::persist::PersistError`];
+/// ratings: [`crate::trust::TrustError`]) are their own enums, which wrap this one.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The database engine failed (I/O, corruption it detected, lock held by another process).
     #[error("database {path}: {error}")]
@@ -119,7 +140,7 @@ pub enum StoreError {
     /// The database was written by an incompatible version.
     #[error(
         "{path}: database format {found}; this build reads {FORMAT_VERSION} and upgrades from {}",
-        crate::migrate::OLDEST_UPGRADABLE
+        migrate::OLDEST_UPGRADABLE
     )]
     Format {
         /// The database file.
@@ -138,64 +159,33 @@ pub enum StoreError {
         /// The OS error (in this error's text, so not its `source`).
         error: std::io::Error,
     },
-    /// The account cannot cover the amount.
-    #[error("account {account}: balance {balance} micro-credits, {needed} needed")]
-    InsufficientBalance {
-        /// The account debited.
-        account: Account,
-        /// Its balance.
-        balance: i128,
-        /// The amount asked.
-        needed: u64,
-    },
-    /// The assignment was already paid (ledger entry `seq`).
-    #[error("assignment {assignment} already paid (ledger entry {seq})")]
-    AlreadyPaid {
-        /// The assignment.
-        assignment: u64,
-        /// Its payment entry.
-        seq: u64,
-    },
-    /// The job's price exceeds the client's maximum.
-    #[error("job costs up to {needed} micro-credits with fee; client's maximum is {max}")]
-    PriceAboveMax {
-        /// The escrow it needs: max cost, fee and check allowance.
-        needed: u64,
-        /// The client's maximum.
-        max: u64,
-    },
-    /// No such job.
+    /// No record of this job (one was required).
     #[error("unknown job {0}")]
     UnknownJob(u64),
-    /// No such assignment.
+    /// No record of this assignment (one was required).
     #[error("unknown assignment {0}")]
     UnknownAssignment(u64),
-    /// The job has ended; its escrow is settled.
-    #[error("job {0} is closed")]
-    JobClosed(u64),
-    /// An assignment must be verified before it is paid.
-    #[error("assignment {assignment} is {state:?}, not verified")]
-    NotVerified {
-        /// The assignment.
-        assignment: u64,
-        /// Its state.
-        state: crate::records::AssignmentState,
-    },
-    /// An amount or count does not fit.
+    /// A stored counter would overflow.
     #[error("arithmetic overflow computing {0}")]
     Overflow(&'static str),
-    /// A ledger amount of zero (never posted: entries move something).
-    #[error("zero amount for {0}")]
-    ZeroAmount(&'static str),
-    /// A star rating outside 1..=5.
-    #[error("rating {0} not in 1..=5")]
-    BadRating(u8),
-    /// The settlement backend refused or failed.
-    #[error("settlement: {0}")]
-    Settlement(String),
-    /// A ledger operation was attempted in a relaxed (not flushed) transaction.
-    #[error("money cannot move in a relaxed transaction ({0})")]
-    RelaxedMoney(&'static str),
+}
+
+impl StoreError {
+    /// The variant's name (`store.` and its own), for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Db { .. } => "store.db",
+            StoreError::Corrupt { .. } => "store.corrupt",
+            StoreError::Locked { .. } => "store.locked",
+            StoreError::NotInitialised { .. } => "store.not_initialised",
+            StoreError::Format { .. } => "store.format",
+            StoreError::Config(_) => "store.config",
+            StoreError::Io { .. } => "store.io",
+            StoreError::UnknownJob(_) => "store.unknown_job",
+            StoreError::UnknownAssignment(_) => "store.unknown_assignment",
+            StoreError::Overflow(_) => "store.overflow",
+        }
+    }
 }
 
 /// Result of store operations.
@@ -209,8 +199,6 @@ pub fn now_unix_s() -> u64 {
         .unwrap_or(0)
 }
 
-use compushare_protocol::hex::encode as hex32;
-
 /// Bytes of database pages redb keeps in memory. Its default (1 GiB) lets a node's memory
 /// grow with its history (every finished job, assignment and ledger entry ever read or
 /// written); the working set of a running node is its running jobs, which the market holds
@@ -221,7 +209,6 @@ pub const CACHE_BYTES: usize = 1 << 20;
 pub struct Store {
     db: redb::Database,
     path: PathBuf,
-    settlement: Arc<dyn Settlement>,
 }
 
 impl std::fmt::Debug for Store {
@@ -242,7 +229,6 @@ impl Store {
         let store = Store {
             db,
             path: path.to_owned(),
-            settlement: Arc::new(InternalCredit),
         };
         let created = store.write(|tx| tx.initialise(config))?;
         Ok((store, created))
@@ -256,11 +242,7 @@ impl Store {
         let db = redb::Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| db_err(&path, e))?;
-        let store = Store {
-            db,
-            path,
-            settlement: Arc::new(InternalCredit),
-        };
+        let store = Store { db, path };
         store.write(|tx| tx.initialise(config))?;
         Ok(store)
     }
@@ -280,7 +262,6 @@ impl Store {
         let store = Store {
             db,
             path: path.to_owned(),
-            settlement: Arc::new(InternalCredit),
         };
         let read = store.read()?;
         let format: Option<u32> = match read.txn.open_table(META) {
@@ -295,10 +276,10 @@ impl Store {
                 })
             }
             Some(FORMAT_VERSION) => {}
-            Some(found) if (crate::migrate::OLDEST_UPGRADABLE..FORMAT_VERSION).contains(&found) => {
+            Some(found) if (migrate::OLDEST_UPGRADABLE..FORMAT_VERSION).contains(&found) => {
                 drop(read);
                 let rewritten = store.write_with(false, Some(found), |tx| -> Result<usize> {
-                    let n = crate::migrate::upgrade(tx, found)?;
+                    let n = migrate::upgrade(tx, found)?;
                     tx.put_meta(META_FORMAT, &FORMAT_VERSION)?;
                     Ok(n)
                 })?;
@@ -322,12 +303,6 @@ impl Store {
     /// Opens `DATA/manager.redb` in a data directory.
     pub fn open_dir(dir: &Path) -> Result<Store> {
         Store::open(&dir.join(crate::DB_FILE))
-    }
-
-    /// Uses `settlement` to make worker pay spendable (default: [`InternalCredit`]).
-    pub fn with_settlement(mut self, settlement: Arc<dyn Settlement>) -> Store {
-        self.settlement = settlement;
-        self
     }
 
     /// The database file.
@@ -375,11 +350,10 @@ impl Store {
             path: self.path.clone(),
             now: now_unix_s(),
             config: Config::default(),
-            settlement: Arc::clone(&self.settlement),
             relaxed,
         };
         let stored = match upgrading {
-            Some(from) => crate::migrate::stored_config(&tx, from)?,
+            Some(from) => migrate::stored_config(&tx, from)?,
             None => tx.meta::<Config>(META_CONFIG)?,
         };
         if let Some(config) = stored {
@@ -427,7 +401,7 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
-fn get_decoded<'t, K, T, Tab>(
+pub(crate) fn get_decoded<'t, K, T, Tab>(
     table: &Tab,
     name: &'static str,
     key: K::SelfType<'t>,
@@ -565,60 +539,6 @@ macro_rules! read_api {
             Ok(got)
         }
 
-        /// A rig's trust record.
-        pub fn rig(&self, key: &PublicKey) -> Result<Option<crate::trust::RigRecord>> {
-            let t = self.txn.open_table(RIGS).map_err(|e| self.db(e))?;
-            get_decoded::<&[u8], _, _>(&t, "rigs", key.as_slice(), || hex32(key), &self.path)
-        }
-
-        /// Every rig's record, in key order.
-        pub fn rigs(&self) -> Result<Vec<crate::trust::RigRecord>> {
-            let t = self.txn.open_table(RIGS).map_err(|e| self.db(e))?;
-            let mut out = Vec::new();
-            for item in t.iter().map_err(|e| self.db(e))? {
-                let (k, v) = item.map_err(|e| self.db(e))?;
-                out.push(codec::decode("rigs", v.value()).map_err(|source| {
-                    StoreError::Corrupt {
-                        table: "rigs",
-                        key: format!("{:02x?}", k.value()),
-                        source,
-                    }
-                })?);
-            }
-            Ok(out)
-        }
-
-        /// An account's stored balance, micro-credits (0 if it never moved).
-        pub fn balance(&self, account: &Account) -> Result<i128> {
-            let key = codec::encode("account", account).map_err(|source| StoreError::Corrupt {
-                table: "balances",
-                key: account.to_string(),
-                source,
-            })?;
-            let t = self.txn.open_table(BALANCES).map_err(|e| self.db(e))?;
-            Ok(get_decoded::<&[u8], i128, _>(
-                &t,
-                "balances",
-                key.as_slice(),
-                || account.to_string(),
-                &self.path,
-            )?
-            .unwrap_or(0))
-        }
-
-        /// Number of ledger entries.
-        pub fn ledger_len(&self) -> Result<u64> {
-            let t = self.txn.open_table(LEDGER).map_err(|e| self.db(e))?;
-            t.len().map_err(|e| self.db(e))
-        }
-
-        /// The ledger entry that paid an assignment, if any.
-        pub fn paid_by(&self, id: AssignmentId) -> Result<Option<u64>> {
-            let t = self.txn.open_table(PAID).map_err(|e| self.db(e))?;
-            let got = t.get(id.0).map_err(|e| self.db(e))?.map(|g| g.value());
-            Ok(got)
-        }
-
         /// The stored configuration.
         pub fn config_stored(&self) -> Result<Option<Config>> {
             self.meta(META_CONFIG)
@@ -652,7 +572,6 @@ pub struct WriteTx {
     /// Time stamped on everything written in this transaction.
     pub(crate) now: u64,
     pub(crate) config: Config,
-    pub(crate) settlement: Arc<dyn Settlement>,
     /// Not flushed on commit: no money may move (see [`Store::write_relaxed`]).
     pub(crate) relaxed: bool,
 }
@@ -809,10 +728,10 @@ impl WriteTx {
     }
 
     /// Drops a held result (discarded work, or merged and no longer needed).
-    pub fn remove_held(&mut self, id: AssignmentId) -> Result<()> {
+    pub fn remove_held(&mut self, id: AssignmentId) -> Result<bool> {
         let mut t = self.txn.open_table(HELD).map_err(|e| self.db(e))?;
-        t.remove(id.0).map_err(|e| self.db(e))?;
-        Ok(())
+        let removed = t.remove(id.0).map_err(|e| self.db(e))?.is_some();
+        Ok(removed)
     }
 
     /// Stores a job's merged tally bytes.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use compushare_protocol::types::{Amount, AssignmentId, JobId, PublicKey};
 
 use crate::escrow::{Bank, BankError};
-use crate::ledger::Account;
+use crate::ledger::{Account, LedgerError};
 use crate::store::{Store, StoreError};
 
 /// A [`Bank`] backed by the manager's [`Store`].
@@ -28,7 +28,7 @@ impl StoreBank {
     }
 
     /// Operator grant to a client; returns the new balance.
-    pub fn grant(&self, who: &PublicKey, amount: u64) -> Result<i128, StoreError> {
+    pub fn grant(&self, who: &PublicKey, amount: u64) -> Result<i128, LedgerError> {
         self.store.write(|tx| tx.grant(who, Amount(amount)))
     }
 
@@ -40,12 +40,12 @@ impl StoreBank {
 
     /// Forfeits all of a worker's pending pay back to the escrows it came from (the worker
     /// was caught cheating). Returns the total.
-    pub fn forfeit(&self, who: &PublicKey) -> Result<u64, StoreError> {
+    pub fn forfeit(&self, who: &PublicKey) -> Result<u64, LedgerError> {
         self.store.write(|tx| tx.forfeit_pending(who)).map(|a| a.0)
     }
 
     /// Makes all of a worker's pending pay spendable (it now qualifies). Returns the total.
-    pub fn release(&self, who: &PublicKey) -> Result<u64, StoreError> {
+    pub fn release(&self, who: &PublicKey) -> Result<u64, LedgerError> {
         self.store.write(|tx| tx.release_pending(who)).map(|a| a.0)
     }
 
@@ -56,9 +56,9 @@ impl StoreBank {
     }
 }
 
-fn bank_error(e: StoreError) -> BankError {
+fn bank_error(e: LedgerError) -> BankError {
     match e {
-        StoreError::InsufficientBalance {
+        LedgerError::InsufficientBalance {
             account: Account::Escrow(job),
             balance,
             needed,
@@ -67,13 +67,13 @@ fn bank_error(e: StoreError) -> BankError {
             held: u64::try_from(balance).unwrap_or(0),
             amount: needed,
         },
-        StoreError::InsufficientBalance {
+        LedgerError::InsufficientBalance {
             balance, needed, ..
         } => BankError::InsufficientFunds {
             balance: u64::try_from(balance).unwrap_or(0),
             needed,
         },
-        StoreError::AlreadyPaid { assignment, .. } => BankError::AlreadyPaid(assignment),
+        LedgerError::AlreadyPaid { assignment, .. } => BankError::AlreadyPaid(assignment),
         other => BankError::Store(other.to_string()),
     }
 }
@@ -119,7 +119,7 @@ impl Bank for StoreBank {
             let r = self.store.read()?;
             Ok(r.balance(&Account::Client(*who))? + r.balance(&Account::WorkerSpendable(*who))?)
         };
-        let b = read().map_err(bank_error)?;
+        let b = read().map_err(|e| bank_error(e.into()))?;
         Ok(u64::try_from(b.max(0)).unwrap_or(u64::MAX))
     }
 }

@@ -7,6 +7,11 @@
 //! can wait is bounded by the market itself, not by peers: one open per uploaded result, one
 //! duplicate per result, and one check per sample-proof message that proves photons still
 //! asked for (each photon is asked once), so at most `sample_k` per result being checked.
+//!
+//! The market's durable writes ([`crate::journal`]) are drained here too, after every batch
+//! of tasks handed out: on a blocking thread of their own, without a task permit (a commit
+//! must not wait behind a duplicate run). One lane: at most one drain commits and at most one
+//! more is scheduled ([`crate::journal::Journal::schedule`]).
 
 use std::sync::Arc;
 
@@ -22,6 +27,20 @@ use crate::verify;
 /// Runs `tasks` off the market's lock; their outcomes go back into the market and any task
 /// those hand out runs the same way.
 pub fn dispatch(handle: &Handle, shared: &Arc<Shared>, tasks: Vec<Task>) {
+    if shared.journal.schedule() {
+        let s = shared.clone();
+        let h = handle.clone();
+        handle.spawn(async move {
+            let s2 = s.clone();
+            let more =
+                tokio::task::spawn_blocking(move || s2.journal.drain(|w| s2.market().applied(w)))
+                    .await;
+            match more {
+                Ok(more) => dispatch(&h, &s, more),
+                Err(e) => compushare_protocol::warn!("the market's commits ended abnormally: {e}"),
+            }
+        });
+    }
     for task in tasks {
         let s = shared.clone();
         let h = handle.clone();

@@ -9,7 +9,32 @@ use compushare_protocol::types::{AssignmentId, PublicKey, TrustLevel};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::store::{tables::*, Result, StoreError, WriteTx};
+use compushare_protocol::hex::encode as hex32;
+use redb::ReadableTable;
+
+use crate::store::{tables::*, ReadTx, Result, StoreError, WriteTx};
+
+/// Why a rating was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// A star rating outside 1..=5.
+    #[error("rating {0} not in 1..=5")]
+    BadRating(u8),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl TrustError {
+    /// The variant's name (`trust.` and its own, or the database's), for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TrustError::BadRating(_) => "trust.bad_rating",
+            TrustError::Store(e) => e.kind(),
+        }
+    }
+}
 
 /// Most recent trust events kept per rig (older ones are dropped; counters keep totals).
 pub const MAX_EVENTS: usize = 64;
@@ -315,9 +340,9 @@ impl WriteTx {
         rater_key: &PublicKey,
         rater: Rater,
         stars: u8,
-    ) -> Result<RigRecord> {
+    ) -> Result<RigRecord, TrustError> {
         if !(1..=5).contains(&stars) {
-            return Err(StoreError::BadRating(stars));
+            return Err(TrustError::BadRating(stars));
         }
         let mut r = self.rig_or_join(rig)?;
         let key = rating_key(rig, rater_key);
@@ -348,6 +373,48 @@ impl WriteTx {
         self.put_rig(&r)?;
         Ok(r)
     }
+}
+
+/// Reads of trust records, for both kinds of transaction.
+macro_rules! trust_reads {
+    () => {
+        /// A rig's trust record.
+        pub fn rig(&self, key: &PublicKey) -> Result<Option<RigRecord>> {
+            let t = self.txn.open_table(RIGS).map_err(|e| self.db(e))?;
+            crate::store::get_decoded::<&[u8], _, _>(
+                &t,
+                "rigs",
+                key.as_slice(),
+                || hex32(key),
+                &self.path,
+            )
+        }
+
+        /// Every rig's record, in key order.
+        pub fn rigs(&self) -> Result<Vec<RigRecord>> {
+            let t = self.txn.open_table(RIGS).map_err(|e| self.db(e))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(|e| self.db(e))? {
+                let (k, v) = item.map_err(|e| self.db(e))?;
+                out.push(codec::decode("rigs", v.value()).map_err(|source| {
+                    StoreError::Corrupt {
+                        table: "rigs",
+                        key: format!("{:02x?}", k.value()),
+                        source,
+                    }
+                })?);
+            }
+            Ok(out)
+        }
+    };
+}
+
+impl ReadTx {
+    trust_reads!();
+}
+
+impl WriteTx {
+    trust_reads!();
 }
 
 #[cfg(test)]

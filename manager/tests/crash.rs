@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compushare_manager::escrow::{Bank, BankError};
-use compushare_manager::ledger::EntryKind;
+use compushare_manager::ledger::{EntryKind, LedgerError};
+use compushare_manager::persist::PersistError;
 use compushare_manager::store_bank::StoreBank;
-use compushare_manager::{Config, Store, StoreError};
+use compushare_manager::{Config, Store};
 use compushare_protocol::types::{Amount, AssignmentId, JobId};
 use statekit::*;
 
@@ -41,7 +42,7 @@ fn crash_child_loop() {
             // Pay and count the rig's histories in one transaction (the market's path).
             pay(&store, &a).expect("pay");
             match pay(&store, &a) {
-                Err(StoreError::AlreadyPaid { .. }) => {}
+                Err(PersistError::Ledger(LedgerError::AlreadyPaid { .. })) => {}
                 _ => std::process::exit(DOUBLE_PAY),
             }
         }

@@ -2,7 +2,8 @@
 
 mod statekit;
 
-use compushare_manager::ledger::{Account, EntryKind};
+use compushare_manager::ledger::{Account, EntryKind, LedgerError};
+use compushare_manager::persist::PersistError;
 use compushare_manager::records::AssignmentState;
 use compushare_manager::{Config, StoreError};
 use compushare_protocol::types::Amount;
@@ -51,7 +52,9 @@ fn job_lifecycle_moves_money_exactly() {
     // Paying twice is refused and changes nothing.
     let before = store.read().expect("read").ledger_len().expect("len");
     match pay(&store, &a1) {
-        Err(StoreError::AlreadyPaid { assignment, .. }) => assert_eq!(assignment, a1.id.0),
+        Err(PersistError::Ledger(LedgerError::AlreadyPaid { assignment, .. })) => {
+            assert_eq!(assignment, a1.id.0)
+        }
         other => panic!("second payment not refused: {other:?}"),
     }
     assert_eq!(
@@ -118,15 +121,17 @@ fn escrow_refused_without_balance_and_above_max_price() {
         .write(|tx| tx.grant(&CLIENT, Amount(1_000)))
         .expect("grant");
     match create_job(&store, 1000, 10_000, b"x") {
-        Err(StoreError::InsufficientBalance {
+        Err(PersistError::Ledger(LedgerError::InsufficientBalance {
             balance, needed, ..
-        }) => {
+        })) => {
             assert_eq!((balance, needed), (1_000, 2_100));
         }
         other => panic!("escrow without balance not refused: {other:?}"),
     }
     match create_job(&store, 1000, 2_099, b"x") {
-        Err(StoreError::PriceAboveMax { needed, max }) => assert_eq!((needed, max), (2_100, 2_099)),
+        Err(PersistError::PriceAboveMax { needed, max }) => {
+            assert_eq!((needed, max), (2_100, 2_099))
+        }
         other => panic!("price above max not refused: {other:?}"),
     }
     // Nothing of the refused jobs was kept.
@@ -163,7 +168,7 @@ fn forfeit_returns_pending_to_escrow_and_refund_returns_the_rest() {
     // The forfeited assignment is still never paid again.
     assert!(matches!(
         pay(&store, &a),
-        Err(StoreError::AlreadyPaid { .. })
+        Err(PersistError::Ledger(LedgerError::AlreadyPaid { .. }))
     ));
     // Nothing paid in the end: no fee, everything back.
     let (fee, refund) = finish(&store, job.id).expect("finish");
@@ -220,7 +225,7 @@ fn unverified_assignment_is_not_paid() {
     let a = assignment(&store, job.id, RIG_A, 0, 10, AssignmentState::Issued).expect("a");
     assert!(matches!(
         pay(&store, &a),
-        Err(StoreError::NotVerified { .. })
+        Err(PersistError::NotVerified { .. })
     ));
     assert_eq!(store.read().expect("r").paid_by(a.id).expect("paid"), None);
 }
@@ -230,7 +235,7 @@ fn relaxed_transactions_cannot_move_money() {
     let (store, _path) = store_with("relaxed", &Config::default());
     assert!(matches!(
         store.write_relaxed(|tx| tx.grant(&CLIENT, Amount(5))),
-        Err(StoreError::RelaxedMoney("grant"))
+        Err(LedgerError::RelaxedMoney("grant"))
     ));
     store
         .write_relaxed(|tx| tx.trust_return(&RIG_A, 10, 1000).map(|_| ()))

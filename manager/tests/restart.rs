@@ -96,17 +96,20 @@ fn record(id: AssignmentId, job: JobId, start: u64, count: u64) -> AssignmentRec
 fn verify(p: &mut Persist, job: JobId, start: u64, count: u64, promote_after: u64) -> Recorded {
     let id = p.next_assignment_id().unwrap();
     let tally = simulate(&job_spec(), start..start + count, 2, None).unwrap();
-    p.verified(&Verified {
-        record: record(id, job, start, count),
-        payout_to: PAYOUT,
-        tally: tally.canonical_bytes(),
-        elapsed_ms: 500,
-        cost_milli: count * COST_MILLI,
-        trust_histories: count,
-        promote_after,
-        spendable_after: u64::MAX,
-        primary: true,
-    })
+    p.verified(
+        &[],
+        &Verified {
+            record: record(id, job, start, count),
+            payout_to: PAYOUT,
+            tally: tally.canonical_bytes(),
+            elapsed_ms: 500,
+            cost_milli: count * COST_MILLI,
+            trust_histories: count,
+            promote_after,
+            spendable_after: u64::MAX,
+            primary: true,
+        },
+    )
     .unwrap()
 }
 
@@ -139,8 +142,7 @@ fn stopped_between_verified_and_finished_completes_without_paying_again() {
         let mut out = record(stale, job, 0, 10);
         out.state = AssignmentState::Issued;
         out.verification = Verification::Pending;
-        p.queue(out).unwrap();
-        p.flush().unwrap();
+        p.records(&[out]).unwrap();
         let first = verify(&mut p, job, 0, 1_000, 2_500);
         assert_eq!(first.rig.histories_verified, 1_000);
         assert!(!first.promoted);
@@ -223,7 +225,7 @@ fn stopped_between_verified_and_finished_completes_without_paying_again() {
         assert_eq!((st.state, st.photons_done), (WireState::Done, PHOTONS));
         assert_eq!(st.spent, Amount(PHOTONS * PPH));
         assert_eq!(
-            Tally::from_canonical_bytes(&m.result(&CLIENT, job).unwrap())
+            Tally::from_canonical_bytes(&m.client_result(&CLIENT, job).unwrap())
                 .unwrap()
                 .digest(),
             full_digest()
@@ -449,9 +451,110 @@ fn a_restart_does_not_finish_a_job_whose_untrusted_rig_never_passed_a_duplicate(
         .digest();
     let more = m.duplicated(dup.0, Ok(digest));
     assert!(more.is_empty());
+    // Its merge and settlement commit off the market's lock (nobody else shares it here).
+    assert!(m.commit_planned().is_empty());
     let read = store.read().unwrap();
     let rec = read.job(job).unwrap().unwrap();
     assert_eq!(rec.state, JobState::Done);
     assert_eq!(rec.result, Some(full_digest()));
     assert!(read.rig(&RIG).unwrap().unwrap().dup_passed);
+}
+
+/// Issue 12 (no blocking work under the market's lock): a job's merge and settlement, like
+/// every durable write of the market, used to be committed while the market's lock was held,
+/// so while a commit waited for the disk no rig and no client was answered. Now the market
+/// decides under the lock and the journal commits off it, in order. Here another job's slow
+/// commit (the store's one write transaction, held open) delays the settlement of a job, and
+/// a client's status read is answered meanwhile (the job not yet done: nothing is told
+/// before the settlement is durable); released, the job is done. Seen failing by committing
+/// under the lock (`commit_planned` inside the locked section, as the old code did): the
+/// status read got no answer in 60 s.
+#[test]
+fn the_market_answers_while_a_settlement_waits_for_the_disk() {
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    let path = db("lock");
+    let job;
+    {
+        let store = open(&path);
+        store.write(|tx| tx.grant(&CLIENT, Amount(GRANT))).unwrap();
+        let mut p = Persist::new(Arc::clone(&store));
+        job = accept(&p);
+        for start in [0, 1_000, 2_000] {
+            verify(&mut p, job, start, 1_000, u64::MAX);
+        }
+    }
+    let store = open(&path);
+    let mut m = Market::open(cfg(), Arc::clone(&store)).unwrap();
+    // The rig never passed a duplicate: its result is duplicated, and the job finishes once
+    // the duplicate matched.
+    let (dup, range) = m
+        .tick(std::time::Instant::now())
+        .into_iter()
+        .find_map(|w| match w {
+            compushare_manager::market::Task::Duplicate {
+                assignment, range, ..
+            } => Some((assignment, range)),
+            _ => None,
+        })
+        .expect("a duplicate of the unchecked rig's result");
+    let digest = simulate(&job_spec(), range.start..range.start + range.count, 2, None)
+        .unwrap()
+        .digest();
+    let market = Arc::new(Mutex::new(m));
+
+    // Another job's slow commit holds the store's write transaction until released.
+    let (entered, entered_rx) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let s = Arc::clone(&store);
+    let slow = std::thread::spawn(move || {
+        s.write(|tx| {
+            tx.grant(&[7; 32], Amount(1))?;
+            entered.send(()).unwrap();
+            let _ = release_rx.recv();
+            Ok::<_, compushare_manager::ledger::LedgerError>(())
+        })
+    });
+    entered_rx.recv().unwrap();
+
+    // The duplicate's outcome finishes the job, as a node's task does: decided under the
+    // lock, committed off it.
+    let (locked, locked_rx) = mpsc::channel();
+    let mk = Arc::clone(&market);
+    let finisher = std::thread::spawn(move || {
+        let mut m = mk.lock().unwrap();
+        locked.send(()).unwrap();
+        let mut work = m.duplicated(dup, Ok(digest));
+        let journal = Arc::clone(m.journal());
+        drop(m);
+        work.extend(journal.drain(|w| mk.lock().unwrap().applied(w)));
+        work
+    });
+    locked_rx.recv().unwrap();
+
+    // A client's status read while the settlement waits for the disk.
+    let (answer, answer_rx) = mpsc::channel();
+    let mk = Arc::clone(&market);
+    std::thread::spawn(move || {
+        let st = mk.lock().unwrap().status(&CLIENT, job);
+        let _ = answer.send(st);
+    });
+    let st = answer_rx.recv_timeout(Duration::from_secs(60));
+    release.send(()).unwrap();
+    let st = st.expect("no answer while a commit was waiting: the market's lock was held");
+    assert_ne!(
+        st.expect("the client's job").state,
+        WireState::Done,
+        "told done before the settlement was durable"
+    );
+
+    slow.join().unwrap().unwrap();
+    assert!(finisher.join().unwrap().is_empty());
+    let rec = store.read().unwrap().job(job).unwrap().unwrap();
+    assert_eq!(rec.state, JobState::Done);
+    assert_eq!(rec.result, Some(full_digest()));
+    let st = market.lock().unwrap().status(&CLIENT, job).unwrap();
+    assert_eq!(st.state, WireState::Done);
 }

@@ -3,8 +3,8 @@
 
 mod statekit;
 
-use compushare_manager::trust::{ErrorKind, EventKind, Rater};
-use compushare_manager::{Config, Store, StoreError};
+use compushare_manager::trust::{ErrorKind, EventKind, Rater, TrustError};
+use compushare_manager::{Config, Store};
 use compushare_protocol::types::{AssignmentId, TrustLevel};
 use statekit::*;
 
@@ -78,7 +78,7 @@ fn ratings_one_per_rater() {
     for bad in [0u8, 6] {
         assert!(matches!(
             store.write(|tx| tx.rate(&RIG_B, &[4; 32], Rater::Client, bad)),
-            Err(StoreError::BadRating(_))
+            Err(TrustError::BadRating(_))
         ));
     }
 }

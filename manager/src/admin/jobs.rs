@@ -16,7 +16,7 @@
 use compushare_protocol::msg::{JobFilter, JobState as Shown, JobStatus, JobSummary};
 use compushare_protocol::types::{Amount, JobId, PublicKey};
 
-use crate::ledger::Account;
+use crate::ledger::{Account, LedgerError};
 use crate::records::{AssignmentState, JobRecord, JobState};
 use crate::store::{tables, Store, StoreError};
 
@@ -33,6 +33,9 @@ pub enum CancelError {
     /// The database failed; nothing was changed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The ledger refused the escrow's settlement; nothing was changed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
 }
 
 /// What a cancel settled, micro-credits.

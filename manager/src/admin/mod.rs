@@ -36,6 +36,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use crate::fleet::store::{FleetError, FleetTables, FleetWrites};
 use crate::fleet::{Fleet, RigActionError};
 use crate::node::Shared;
+use crate::ledger::LedgerError;
 use crate::store::StoreError;
 use compushare_protocol::hex::short;
 
@@ -327,7 +328,11 @@ async fn execute(shared: &Arc<Shared>, scope: &Scope, req: AdminToManager) -> Ma
                     account,
                     balance: i64::try_from(balance).unwrap_or(i64::MAX),
                 },
-                Err(e) => store_error(e),
+                Err(LedgerError::Store(e)) => store_error(e),
+                Err(e) => {
+                    compushare_protocol::warn!("admin grant: {e}");
+                    error(AdminError::Internal, &e.to_string())
+                }
             }
         }
         AdminToManager::Role { rig, device, role } => match fleet.role(&rig, device, role) {
@@ -418,7 +423,13 @@ async fn execute(shared: &Arc<Shared>, scope: &Scope, req: AdminToManager) -> Ma
                 Err(e @ jobs::CancelError::Ended { .. }) => {
                     return error(AdminError::JobEnded, &e.to_string())
                 }
-                Err(jobs::CancelError::Store(e)) => return store_error(e),
+                Err(jobs::CancelError::Store(e) | jobs::CancelError::Ledger(LedgerError::Store(e))) => {
+                    return store_error(e)
+                }
+                Err(e) => {
+                    compushare_protocol::warn!("admin cancel of job {}: {e}", job.0);
+                    return error(AdminError::Internal, &e.to_string());
+                }
             };
             let out = shared.market().cancelled(job);
             compushare_protocol::info!(

@@ -27,10 +27,13 @@ use compushare_protocol::types::{AssignmentId, Digest, PhotonRange, PublicKey};
 use super::{log, short, CheckRun, CrossCheck, Market, Stage, Task};
 use crate::costing;
 use crate::intake::JobSpec;
-use crate::persist::Verified;
+use crate::journal::Write;
+use crate::persist::PersistError;
+use crate::persist::{Recorded, Verified};
 use crate::records::{AssignmentState, Verification};
 use crate::scheduler::Candidate;
 use crate::trust::ErrorKind;
+use crate::trust::RigRecord;
 
 impl Market {
     /// A check run ended without a verdict (late, rejected, its rig caught): the result it
@@ -44,7 +47,13 @@ impl Market {
         }
         let (range, job) = (x.range, x.job);
         let disputed = x.stage.opened().is_some_and(|o| o.cross.disputed.is_some());
-        let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) else {
+        // A job being finished was merged without this check: nothing left to decide.
+        let Some(spec) = self
+            .jobs
+            .get(&job)
+            .filter(|j| !j.finishing)
+            .map(|j| j.spec.clone())
+        else {
             return;
         };
         if run.arbiter || disputed {
@@ -140,7 +149,10 @@ impl Market {
             return false;
         };
         let payout = costing::pay(range.count, j.price_per_history);
-        if j.check_budget < payout || !matches!(j.state, JobState::Running | JobState::Queued) {
+        if j.check_budget < payout
+            || j.finishing
+            || !matches!(j.state, JobState::Running | JobState::Queued)
+        {
             return false;
         }
         let (cost_milli, price) = (j.cost_milli, j.price_per_unit);
@@ -255,12 +267,11 @@ impl Market {
         let held = matches!(a.stage, Stage::Held { .. });
         let Some(r) = self.rigs.get_mut(&rig_key) else {
             // A rig not connected since a restart: its standing is in the store.
-            if let Err(e) = self.persist.duplicate_passed(&rig_key, &payout_to, false) {
-                log(format_args!(
-                    "store: passed duplicate of rig {}: {e}",
-                    short(&rig_key)
-                ));
-            }
+            self.journal.push(Write::DuplicatePassed {
+                rig: rig_key,
+                payout_to,
+                release: false,
+            });
             return;
         };
         let first = !r.dup_passed;
@@ -274,19 +285,38 @@ impl Market {
         if !first && !release {
             return;
         }
-        match self.persist.duplicate_passed(&rig_key, &payout_to, release) {
+        self.journal.push(Write::DuplicatePassed {
+            rig: rig_key,
+            payout_to,
+            release,
+        });
+    }
+
+    /// The outcome of a [`Write::DuplicatePassed`]: the rig's record, and its held results
+    /// spendable if its pending pay was released.
+    pub(super) fn duplicate_recorded(
+        &mut self,
+        rig: &PublicKey,
+        payout_to: &PublicKey,
+        release: bool,
+        result: Result<RigRecord, PersistError>,
+    ) {
+        match result {
             Ok(rec) => {
-                if let Some(r) = self.rigs.get_mut(&rig_key) {
+                if let Some(r) = self.rigs.get_mut(rig) {
                     r.public.absorb(&rec);
                 }
                 if release {
-                    self.mark_spendable(&payout_to);
+                    self.mark_spendable(payout_to);
                 }
             }
-            Err(e) => log(format_args!(
-                "store: passed duplicate of rig {}: {e}",
-                short(&rig_key)
-            )),
+            Err(e) => {
+                self.count_error(e.kind());
+                log(format_args!(
+                    "store: passed duplicate of rig {}: {e}",
+                    short(rig)
+                ));
+            }
         }
     }
 
@@ -427,7 +457,7 @@ impl Market {
         if !matches!(c.stage, Stage::Settled { .. }) {
             return;
         }
-        let (rig_key, payout_to, payout, range, job, elapsed_ms) = (
+        let (rig_key, payout_to, _, range, job, elapsed_ms) = (
             c.rig,
             c.payout_to,
             c.payout,
@@ -462,30 +492,31 @@ impl Market {
             spendable_after,
             primary: false,
         };
-        match self.persist.verified(&v) {
-            Ok(recorded) => {
-                if let Some(c) = self.assignments.get_mut(&id) {
-                    // Its tally goes: only what a re-sent commitment is answered with stays.
-                    c.stage = Stage::Paid {
-                        commit: c.stage.commit(),
-                        spendable: recorded.spendable,
-                    };
-                }
-                if let Some(r) = self.rigs.get_mut(&rig_key) {
-                    r.public.absorb(&recorded.rig);
-                    r.trusted_clean += 1;
-                }
-                self.notify_paid(&rig_key, id, payout, recorded.spendable);
-            }
-            Err(e) => {
-                log(format_args!(
-                    "store: check run {} not recorded: {e}; unpaid",
-                    id.0
-                ));
-                if let Some(c) = self.assignments.get_mut(&id) {
-                    c.stage = Stage::Discarded;
-                }
-            }
+        // Paid once that is durable (see `check_paid`).
+        self.journal.push(Write::Verified(Box::new(v)));
+        if let Some(c) = self.assignments.get_mut(&id) {
+            c.stage.advance(|s| match s {
+                Stage::Settled { result } => Stage::Recording { result },
+                other => other,
+            });
         }
+    }
+
+    /// A check run's payment is durable: it keeps only what a re-sent commitment is answered
+    /// with, and its rig is told.
+    pub(super) fn check_paid(&mut self, id: AssignmentId, recorded: &Recorded) {
+        let Some(c) = self.assignments.get_mut(&id) else {
+            return;
+        };
+        let (rig_key, payout) = (c.rig, c.payout);
+        c.stage = Stage::Paid {
+            commit: c.stage.commit(),
+            spendable: recorded.spendable,
+        };
+        if let Some(r) = self.rigs.get_mut(&rig_key) {
+            r.public.absorb(&recorded.rig);
+            r.trusted_clean += 1;
+        }
+        self.notify_paid(&rig_key, id, payout, recorded.spendable);
     }
 }

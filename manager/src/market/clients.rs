@@ -11,10 +11,11 @@ use compushare_protocol::types::{Amount, AssignmentId, JobId, Mode, PhotonRange,
 use super::{log, short, Ended, JobEntry, Market, RigPublic, Stage};
 use crate::costing;
 use crate::intake::JobSpec;
+use crate::ledger::LedgerError;
 use crate::persist::JobTerms;
-use crate::records::{AssignmentState, Verification};
+use crate::records::AssignmentState;
+use crate::persist::PersistError;
 use crate::scheduler;
-use crate::store::StoreError;
 
 impl Market {
     /// Accepts a priced job: escrows its maximum cost plus fee and opens it for bids.
@@ -48,27 +49,28 @@ impl Market {
             fee_bp: self.cfg.fee_bp,
             check_allowance_permille: self.cfg.check_allowance_permille,
         };
-        let id = self
-            .persist
-            .accept_job(&terms, &spec.input)
-            .map_err(|e| match e {
-                StoreError::InsufficientBalance { .. } => {
-                    (ErrorCode::InsufficientFunds, e.to_string())
-                }
-                StoreError::PriceAboveMax { needed, max } => (
+        let id = match self.persist.accept_job(&terms, &spec.input) {
+            Ok(id) => id,
+            Err(e @ PersistError::Ledger(LedgerError::InsufficientBalance { .. })) => {
+                return Err((ErrorCode::InsufficientFunds, e.to_string()));
+            }
+            Err(PersistError::PriceAboveMax { needed, max }) => {
+                return Err((
                     ErrorCode::TooExpensive,
                     format!(
                         "{photons} photons at {price_per_history} per history plus fee and check allowance cost {needed}, above the maximum {max}"
                     ),
-                ),
-                e => {
-                    log(format_args!("store: job not accepted: {e}"));
-                    (
-                        ErrorCode::Internal,
-                        "the manager could not record the job".into(),
-                    )
-                }
-            })?;
+                ));
+            }
+            Err(e) => {
+                self.count_error(e.kind());
+                log(format_args!("store: job not accepted: {e}"));
+                return Err((
+                    ErrorCode::Internal,
+                    "the manager could not record the job".into(),
+                ));
+            }
+        };
         let entry = JobEntry {
             client,
             spec: Arc::new(spec),
@@ -86,6 +88,7 @@ impl Market {
             state: JobState::Queued,
             spent: 0,
             rigs: Vec::new(),
+            finishing: false,
             check_budget: checks,
         };
         let offer = self.offer(id, &entry);
@@ -208,7 +211,7 @@ impl Market {
     }
 
     /// The merged tally's canonical bytes of a finished job, for its client.
-    pub fn result(&self, client: &PublicKey, job: JobId) -> Result<Arc<Vec<u8>>, ErrorCode> {
+    pub fn client_result(&self, client: &PublicKey, job: JobId) -> Result<Arc<Vec<u8>>, ErrorCode> {
         if let Some(j) = self.jobs.get(&job) {
             if j.client != *client {
                 return Err(ErrorCode::UnknownJob);
@@ -269,6 +272,7 @@ impl Market {
                 Ok(())
             }
             Err(e) => {
+                self.count_error(e.kind());
                 log(format_args!("store: rating of rig {}: {e}", short(rig)));
                 Err(ErrorCode::Internal)
             }
@@ -339,11 +343,7 @@ impl Market {
             .collect();
         // Recorded while the job is here (the record carries its seed).
         for (id, _) in &live {
-            if let Some(rec) = self.record(*id, AssignmentState::Abandoned, Verification::Pending) {
-                if let Err(e) = self.persist.queue(rec) {
-                    log(format_args!("store: assignment {}: {e}", id.0));
-                }
-            }
+            self.note(*id, AssignmentState::Abandoned, false);
         }
         // Gone first, so nothing below hands its range or a check of it out again.
         self.jobs.remove(&job);

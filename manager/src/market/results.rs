@@ -15,11 +15,13 @@ use compushare_protocol::types::{Amount, AssignmentId, JobId, PublicKey, TrustLe
 use super::{
     log, short, CheckError, Committed, CrossCheck, Ended, Market, Opened, Samples, Stage, Task,
 };
-use crate::costing;
-use crate::persist::{Caught, Verified};
+use crate::journal::{Finish, FinishError, Settled, Write};
+use crate::persist::PersistError;
+use crate::persist::{Caught, Recorded, Verified};
 use crate::records::{AssignmentState, Verification};
-use crate::sealed::{max_sealed_len, ResultError};
+use crate::sealed::{max_sealed_len, SealedError};
 use crate::trust::ErrorKind;
+use crate::trust::RigRecord;
 use crate::verify;
 use compushare_protocol::chunk::Reassembler;
 
@@ -139,7 +141,9 @@ impl Market {
         let payout = a.payout;
         // Where the result stands: received (with the sample proofs still owed), or paid.
         let (received, outstanding, spendable): (bool, Vec<u64>, bool) = match &a.stage {
-            Stage::Uploading { .. } | Stage::Opening { .. } => (true, Vec::new(), false),
+            Stage::Uploading { .. } | Stage::Opening { .. } | Stage::Recording { .. } => {
+                (true, Vec::new(), false)
+            }
             Stage::Checking { samples, .. } => {
                 (true, samples.outstanding.iter().copied().collect(), false)
             }
@@ -238,9 +242,9 @@ impl Market {
         }
     }
 
-    /// The outcome of [`Task::Open`]: every [`ResultError`] is the rig's (its box, its
+    /// The outcome of [`Task::Open`]: every [`SealedError`] is the rig's (its box, its
     /// tally, its commitment).
-    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, ResultError>) -> Vec<Task> {
+    pub fn opened(&mut self, id: AssignmentId, result: Result<Tally, SealedError>) -> Vec<Task> {
         let tally = match result {
             Ok(t) => t,
             Err(e) => {
@@ -429,8 +433,7 @@ impl Market {
         if let Some(run) = a.check {
             return self.check_settled(id, run);
         }
-        let (job, rig_key, range, payout_to, payout) =
-            (a.job, a.rig, a.range, a.payout_to, a.payout);
+        let (job, rig_key, range, payout_to, _) = (a.job, a.rig, a.range, a.payout_to, a.payout);
         let sampled = result.sampled;
         let duplicated = result.cross.duplicate == Some(true);
         let elapsed_ms = result.elapsed_ms;
@@ -481,27 +484,70 @@ impl Market {
             spendable_after,
             primary: true,
         };
-        let recorded = match self.persist.verified(&v) {
-            Ok(r) => r,
-            Err(e) => {
-                // Not recorded, so not verified: the range is computed again.
-                log(format_args!(
-                    "store: verified result of assignment {} not recorded: {e}; reassigned",
-                    id.0
-                ));
-                self.release_quiet(id, Ended::Discarded);
-                return Vec::new();
-            }
-        };
+        // Held once its payment is durable (see `recorded`).
+        self.journal.push(Write::Verified(Box::new(v)));
         if let Some(a) = self.assignments.get_mut(&id) {
             a.stage.advance(|s| match s {
-                Stage::Checking { result, .. } => Stage::Held {
-                    result,
-                    spendable: recorded.spendable,
-                },
+                Stage::Checking { result, .. } => Stage::Recording { result },
                 other => other,
             });
         }
+        Vec::new()
+    }
+
+    /// The outcome of a [`Write::Verified`]: a primary result is held (its job may finish), a
+    /// check run is paid; its rig is told only now, its pay durable. A result that moved on
+    /// meanwhile (its rig caught: its pending pay was forfeited after this payment) keeps what
+    /// that made of it.
+    pub(super) fn recorded(
+        &mut self,
+        id: AssignmentId,
+        result: Result<Recorded, PersistError>,
+    ) -> Vec<Task> {
+        let Some(a) = self.assignments.get_mut(&id) else {
+            return Vec::new();
+        };
+        let (job, rig_key, range, payout_to, payout) =
+            (a.job, a.rig, a.range, a.payout_to, a.payout);
+        if !matches!(a.stage, Stage::Recording { .. }) {
+            if let (Ok(recorded), Some(r)) = (&result, self.rigs.get_mut(&rig_key)) {
+                r.public.absorb(&recorded.rig);
+            }
+            return Vec::new();
+        }
+        let recorded = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if a.check.is_some() {
+                    log(format_args!(
+                        "store: check run {} not recorded: {e}; unpaid",
+                        id.0
+                    ));
+                    a.stage = Stage::Discarded;
+                } else {
+                    // Not recorded, so not verified: the range is computed again.
+                    log(format_args!(
+                        "store: verified result of assignment {} not recorded: {e}; reassigned",
+                        id.0
+                    ));
+                    self.release_quiet(id, Ended::Discarded);
+                }
+                self.count_error(e.kind());
+                return Vec::new();
+            }
+        };
+        if a.check.is_some() {
+            self.check_paid(id, &recorded);
+            return Vec::new();
+        }
+        a.stage.advance(|s| match s {
+            Stage::Recording { result } => Stage::Held {
+                result,
+                spendable: recorded.spendable,
+            },
+            other => other,
+        });
+        let trusted = self.rigs.get(&rig_key).is_some_and(|r| r.public.trusted);
         if recorded.spendable {
             // The rig's earlier pending pay was released with this one.
             self.mark_spendable(&payout_to);
@@ -559,6 +605,14 @@ impl Market {
     /// work still out with it is cancelled. Results it was already paid spendable for passed
     /// their own checks and stay.
     pub(super) fn fail(&mut self, id: AssignmentId, why: &str, kind: ErrorKind) {
+        // Results of a job being finished are merged already (the settlement commits before
+        // this rig's demotion): they stay, as they would once the job left memory.
+        let finishing: HashSet<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.finishing)
+            .map(|(k, _)| *k)
+            .collect();
         let Some(a) = self.assignments.get(&id) else {
             return;
         };
@@ -593,13 +647,15 @@ impl Market {
         let mut discard: Vec<AssignmentId> = vec![id];
         let mut cancel: Vec<AssignmentId> = Vec::new();
         for (other, x) in &self.assignments {
-            if x.rig != rig_key || *other == id {
+            if x.rig != rig_key || *other == id || finishing.contains(&x.job) {
                 continue;
             }
             match x.stage {
                 Stage::Held {
                     spendable: false, ..
                 } => discard.push(*other),
+                // Its payment commits before this demotion, pending: forfeited with it.
+                Stage::Recording { .. } if x.check.is_none() => discard.push(*other),
                 Stage::Checking { .. } | Stage::Opening { .. } => discard.push(*other),
                 // Work still out with a caught rig is not wanted either.
                 Stage::Assigned { .. } | Stage::Uploading { .. } => cancel.push(*other),
@@ -634,28 +690,12 @@ impl Market {
                 caught.ended.push(rec);
             }
             if let Some(x) = self.assignments.get(d) {
-                if matches!(x.stage, Stage::Held { .. }) {
+                if matches!(x.stage, Stage::Held { .. } | Stage::Recording { .. }) {
                     caught.unverified.push((x.job, *d, x.range.count));
                 }
             }
         }
-        match self.persist.caught(&caught) {
-            Ok((rec, forfeited)) => {
-                if let Some(r) = self.rigs.get_mut(&rig_key) {
-                    r.public.absorb(&rec);
-                }
-                if forfeited > 0 {
-                    log(format_args!(
-                        "rig {}: {forfeited} of pending pay forfeited",
-                        short(&rig_key)
-                    ));
-                }
-            }
-            Err(e) => log(format_args!(
-                "store: demotion of rig {} not recorded: {e}",
-                short(&rig_key)
-            )),
-        }
+        self.journal.push(Write::Caught(Box::new(caught)));
         for d in discard {
             let Some(x) = self.assignments.get_mut(&d) else {
                 continue;
@@ -671,6 +711,34 @@ impl Market {
         self.match_job(job);
     }
 
+    /// The outcome of a [`Write::Caught`]: the rig's record as the store has it now.
+    pub(super) fn caught_recorded(
+        &mut self,
+        rig: &PublicKey,
+        result: Result<(RigRecord, u64), PersistError>,
+    ) {
+        match result {
+            Ok((rec, forfeited)) => {
+                if let Some(r) = self.rigs.get_mut(rig) {
+                    r.public.absorb(&rec);
+                }
+                if forfeited > 0 {
+                    log(format_args!(
+                        "rig {}: {forfeited} of pending pay forfeited",
+                        short(rig)
+                    ));
+                }
+            }
+            Err(e) => {
+                self.count_error(e.kind());
+                log(format_args!(
+                    "store: demotion of rig {} not recorded: {e}",
+                    short(rig)
+                ));
+            }
+        }
+    }
+
     /// Completes `job` once all its photons are held and every contributing untrusted rig has
     /// passed a duplicate (otherwise one of its held results is duplicated now).
     pub(super) fn try_finish(&mut self, job: Option<JobId>) -> Vec<Task> {
@@ -678,7 +746,7 @@ impl Market {
         let Some(j) = self.jobs.get(&job) else {
             return Vec::new();
         };
-        if !j.pending.is_empty() || j.state != JobState::Running {
+        if !j.pending.is_empty() || j.state != JobState::Running || j.finishing {
             return Vec::new();
         }
         let held: u64 = j
@@ -696,6 +764,14 @@ impl Market {
         let held_ids: Vec<AssignmentId> = j.held.values().copied().collect();
         let spec = j.spec.clone();
         let mut asked: HashSet<PublicKey> = HashSet::new();
+        // A rig whose result here matched its duplicate passed one (its passing may still be
+        // on its way to the store, which is read below for rigs not connected).
+        let passed: HashSet<PublicKey> = held_ids
+            .iter()
+            .filter_map(|id| self.assignments.get(id))
+            .filter(|a| a.stage.opened().and_then(|o| o.cross.duplicate) == Some(true))
+            .map(|a| a.rig)
+            .collect();
         for id in &held_ids {
             let Some(a) = self.assignments.get(id) else {
                 continue;
@@ -710,13 +786,14 @@ impl Market {
                     Ok(Some(rec)) => (rec.trust == TrustLevel::Trusted || rec.dup_passed, false),
                     Ok(None) => (false, false),
                     Err(e) => {
+                        self.count_error(e.kind());
                         log(format_args!("store: rig {}: {e}", short(&rig_key)));
                         (false, false)
                     }
                 },
             };
-            // This result's own duplicate matched: its rig passed one.
-            if covered || own == Some(true) {
+            // This result's own duplicate (or another of its rig's here) matched.
+            if covered || passed.contains(&rig_key) {
                 continue;
             }
             waiting = true;
@@ -731,13 +808,14 @@ impl Market {
         work
     }
 
-    /// Merges a job's held results and settles it: result, fee and refund in one
-    /// transaction (every result was paid when it was verified).
+    /// Has a job's held results merged and the job settled: result, fee and refund in one
+    /// transaction (every result was paid when it was verified), off the lock; the job waits
+    /// `finishing` until [`Market::finished`].
     pub(super) fn finish(&mut self, job: JobId) {
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };
-        let mut merged: Option<Tally> = None;
+        let mut tallies = Vec::new();
         let mut spent = 0u64;
         let mut held: Vec<AssignmentId> = Vec::new();
         for id in j.held.values() {
@@ -747,36 +825,46 @@ impl Market {
             let Some(t) = a.stage.opened().map(|o| &o.tally) else {
                 continue;
             };
-            match &mut merged {
-                None => merged = Some((**t).clone()),
-                Some(m) => {
-                    if let Err(e) = m.merge(t) {
-                        log(format_args!("job {}: merge failed: {e}", job.0));
-                        j.state = JobState::Failed;
-                        return;
-                    }
-                }
-            }
+            tallies.push(Arc::clone(t));
             spent = spent.saturating_add(a.payout);
             held.push(*id);
         }
-        let Some(merged) = merged else { return };
-        let bytes = merged.canonical_bytes();
-        let fee = costing::fee(spent, j.fee_bp);
-        let (fee, refund) = match self
-            .persist
-            .finished(job, &bytes, merged.digest(), fee, &held)
-        {
-            Ok(x) => x,
+        j.finishing = true;
+        self.journal.push(Write::Finish(Finish {
+            job,
+            tallies,
+            held,
+            spent,
+            fee_bp: j.fee_bp,
+        }));
+    }
+
+    /// The outcome of a [`Write::Finish`]: a settled job leaves memory (its status, result
+    /// and ratings are read from the store from now on) and its offer is closed on every
+    /// connected rig; one whose tallies do not merge fails; one the store refused stays
+    /// running and is finished again (at its next event, or after a restart).
+    pub(super) fn finished(&mut self, job: JobId, result: Result<Settled, FinishError>) {
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        j.finishing = false;
+        let Settled {
+            fee, refund, spent, ..
+        } = match result {
+            Ok(s) => s,
+            Err(FinishError::Merge(e)) => {
+                log(format_args!("job {}: merge failed: {e}", job.0));
+                j.state = JobState::Failed;
+                self.count_error("finish.merge");
+                return;
+            }
             Err(e) => {
-                // Not settled: the job stays as it is and is finished again after a
-                // restart.
+                self.count_error(e.kind());
                 log(format_args!("store: job {} not finished: {e}", job.0));
                 return;
             }
         };
         let photons = j.photons;
-        drop(bytes);
         // Rigs hold an offer until it closes or its time-to-live passes, and a rig remembers
         // a bounded number (`MAX_OFFERS` in the controller, more are ignored): a finished
         // job's offer is closed on every connected rig (nothing left), or a run of short jobs
@@ -785,9 +873,8 @@ impl Market {
             photons_left: 0,
             ..self.offer(job, j)
         });
-        // A finished job leaves memory: its status, result and ratings are read from the
-        // store from now on. Its assignments go too, but for check runs still out (they
-        // settle against the store, which refuses to pay into a closed job).
+        // Its assignments leave memory too, but for check runs still out (they settle
+        // against the store, which refuses to pay into a closed job).
         self.jobs.remove(&job);
         if let Some(o) = closing {
             let linked: Vec<PublicKey> = self
@@ -809,6 +896,7 @@ impl Market {
                         | Stage::Uploading { .. }
                         | Stage::Opening { .. }
                         | Stage::Checking { .. }
+                        | Stage::Recording { .. }
                         | Stage::Settled { .. }
                 )
         });
@@ -875,9 +963,8 @@ impl Market {
         self.assignments.retain(|_, a| {
             !(a.stage.is_over() && now.duration_since(a.assigned_at) > Duration::from_secs(3600))
         });
-        if let Err(e) = self.persist.flush() {
-            log(format_args!("store: assignment records: {e}"));
-        }
+        // Issued assignments' records are written at every tick (see `crate::journal`).
+        self.journal.flush();
         // Rigs gone and holding nothing leave memory: their standing is in the store and is
         // read back when they return. A rig still named by live work, or excluded from a
         // running job it was caught on, stays.

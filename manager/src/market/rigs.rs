@@ -33,10 +33,14 @@ impl Market {
             None
         } else {
             // A rig's trust follows its key across sessions and restarts.
-            self.persist.rig(&key).unwrap_or_else(|e| {
-                log(format_args!("store: rig {}: {e}", short(&key)));
-                None
-            })
+            match self.persist.rig(&key) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.count_error(e.kind());
+                    log(format_args!("store: rig {}: {e}", short(&key)));
+                    None
+                }
+            }
         };
         let rig = self
             .rigs
@@ -406,6 +410,7 @@ impl Market {
         let id = match self.persist.next_assignment_id() {
             Ok(id) => id,
             Err(e) => {
+                self.count_error(e.kind());
                 log(format_args!("store: no assignment number: {e}"));
                 return false;
             }
@@ -459,7 +464,8 @@ impl Market {
         let Some(a) = self.assignments.get_mut(&id) else {
             return;
         };
-        let settled = matches!(a.stage, Stage::Settled { .. });
+        // A check run that passed its own checks is not lost: it was (or is being) paid.
+        let settled = matches!(a.stage, Stage::Settled { .. } | Stage::Recording { .. });
         a.stage = match how {
             Ended::Late => Stage::Late,
             Ended::Discarded => Stage::Discarded,

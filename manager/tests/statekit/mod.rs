@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use compushare_manager::costing;
-use compushare_manager::persist::{JobTerms, Persist, Recorded, Verified};
+use compushare_manager::persist::{JobTerms, Persist, PersistError, Recorded, Verified};
 use compushare_manager::records::{AssignmentRecord, AssignmentState, JobRecord, Verification};
 use compushare_manager::{Config, Store, StoreError};
 use compushare_protocol::types::{Amount, AssignmentId, JobId, Mode, PhotonRange};
@@ -51,7 +51,7 @@ pub fn create_job(
     photons: u64,
     max_price: u64,
     input: &[u8],
-) -> Result<JobRecord, StoreError> {
+) -> Result<JobRecord, PersistError> {
     let pph = costing::price_per_history(COST_MILLI, Amount(1));
     let escrow = costing::escrow(photons, pph, FEE_BP, 0);
     let terms = JobTerms {
@@ -67,7 +67,7 @@ pub fn create_job(
         check_allowance_permille: 0,
     };
     let id = Persist::new(Arc::clone(store)).accept_job(&terms, input)?;
-    store.read()?.job(id)?.ok_or(StoreError::UnknownJob(id.0))
+    Ok(store.read()?.job(id)?.ok_or(StoreError::UnknownJob(id.0))?)
 }
 
 /// An assignment of `job` on `rig`, recorded in `state` (not paid).
@@ -78,7 +78,7 @@ pub fn assignment(
     start: u64,
     count: u64,
     state: AssignmentState,
-) -> Result<AssignmentRecord, StoreError> {
+) -> Result<AssignmentRecord, PersistError> {
     let job_rec = store
         .read()?
         .job(job)?
@@ -114,31 +114,34 @@ pub fn verified_assignment(
     rig: [u8; 32],
     start: u64,
     count: u64,
-) -> Result<AssignmentRecord, StoreError> {
+) -> Result<AssignmentRecord, PersistError> {
     assignment(store, job, rig, start, count, AssignmentState::Verified)
 }
 
 /// Records `a` verified and pays its rig the way the market does (`Persist::verified`: trust
 /// record, held tally, payment, in one transaction); spendable once the rig has the store's
 /// `spendable_after` verified histories.
-pub fn pay(store: &Arc<Store>, a: &AssignmentRecord) -> Result<Recorded, StoreError> {
+pub fn pay(store: &Arc<Store>, a: &AssignmentRecord) -> Result<Recorded, PersistError> {
     let spendable_after = store.config()?.spendable_after;
-    Persist::new(Arc::clone(store)).verified(&Verified {
-        record: a.clone(),
-        payout_to: a.rig,
-        tally: vec![1, 2, 3],
-        elapsed_ms: 1_000,
-        cost_milli: a.photons.count.saturating_mul(COST_MILLI),
-        trust_histories: a.photons.count,
-        promote_after: u64::MAX,
-        spendable_after,
-        primary: true,
-    })
+    Persist::new(Arc::clone(store)).verified(
+        &[],
+        &Verified {
+            record: a.clone(),
+            payout_to: a.rig,
+            tally: vec![1, 2, 3],
+            elapsed_ms: 1_000,
+            cost_milli: a.photons.count.saturating_mul(COST_MILLI),
+            trust_histories: a.photons.count,
+            promote_after: u64::MAX,
+            spendable_after,
+            primary: true,
+        },
+    )
 }
 
 /// Finishes a job the way the market does (`Persist::finished`): fee [`FEE_BP`] of
 /// what was paid, the rest of the escrow refunded. Returns (fee, refund).
-pub fn finish(store: &Arc<Store>, job: JobId) -> Result<(u64, u64), StoreError> {
+pub fn finish(store: &Arc<Store>, job: JobId) -> Result<(u64, u64), PersistError> {
     let read = store.read()?;
     let rec = read.job(job)?.ok_or(StoreError::UnknownJob(job.0))?;
     let held: Vec<AssignmentId> = read
@@ -149,5 +152,5 @@ pub fn finish(store: &Arc<Store>, job: JobId) -> Result<(u64, u64), StoreError> 
         .collect();
     drop(read);
     let fee = costing::fee(rec.paid.0, FEE_BP);
-    Persist::new(Arc::clone(store)).finished(job, b"merged", [9; 32], fee, &held)
+    Persist::new(Arc::clone(store)).finished(&[], job, b"merged", [9; 32], fee, &held)
 }
