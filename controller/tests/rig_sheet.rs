@@ -91,6 +91,19 @@ impl Drop for FarmRig {
     }
 }
 
+/// A rig (not yet running) from rig.conf `text`, with testkit's quick options.
+async fn start_rig(text: &str) -> (RigConfig, Rig) {
+    let cfg = RigConfig::parse(Path::new("rig.conf"), text.as_bytes()).expect("rig.conf");
+    let settings =
+        RigSettings::from_config(&cfg, compushare_testkit::rig::test_options()).expect("settings");
+    let rig =
+        tokio::task::spawn_blocking(move || Rig::new(settings, Identity::generate().unwrap()))
+            .await
+            .unwrap()
+            .expect("rig");
+    (cfg, rig)
+}
+
 async fn farm_rig(tag: &str, extra: &str) -> FarmRig {
     let dir = std::env::temp_dir().join(format!("rig-sheet-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -104,14 +117,7 @@ async fn farm_rig(tag: &str, extra: &str) -> FarmRig {
         hex::encode(&FARM_KEY),
         dir.join("state").display(),
     );
-    let cfg = RigConfig::parse(Path::new("rig.conf"), text.as_bytes()).expect("rig.conf");
-    let settings =
-        RigSettings::from_config(&cfg, compushare_testkit::rig::test_options()).expect("settings");
-    let rig =
-        tokio::task::spawn_blocking(move || Rig::new(settings, Identity::generate().unwrap()))
-            .await
-            .unwrap()
-            .expect("rig");
+    let (cfg, rig) = start_rig(&text).await;
     let status = rig.status();
     let ops = ops::spawn_with(
         &OpsConfig::from_rig(&cfg),
@@ -356,14 +362,8 @@ async fn a_kept_sheet_that_no_longer_fits_shows_refused_at_start() {
         hex::encode(&FARM_KEY),
         state.display(),
     );
-    let cfg = RigConfig::parse(Path::new("rig.conf"), text.as_bytes()).expect("rig.conf");
-    let settings =
-        RigSettings::from_config(&cfg, compushare_testkit::rig::test_options()).expect("settings");
-    let rig =
-        tokio::task::spawn_blocking(move || Rig::new(settings, Identity::generate().unwrap()))
-            .await
-            .unwrap()
-            .expect("the rig starts on rig.conf alone");
+    // The rig starts on rig.conf alone.
+    let (_, rig) = start_rig(&text).await;
     let s = rig.status().borrow().clone();
     assert!(s.sheet.enrolled);
     assert_eq!(s.sheet.applied, None);
