@@ -35,8 +35,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::fleet::store::{FleetError, FleetTables, FleetWrites};
 use crate::fleet::{Fleet, RigActionError};
-use crate::node::Shared;
 use crate::ledger::LedgerError;
+use crate::node::Shared;
 use crate::store::StoreError;
 use compushare_protocol::hex::short;
 
@@ -423,9 +423,9 @@ async fn execute(shared: &Arc<Shared>, scope: &Scope, req: AdminToManager) -> Ma
                 Err(e @ jobs::CancelError::Ended { .. }) => {
                     return error(AdminError::JobEnded, &e.to_string())
                 }
-                Err(jobs::CancelError::Store(e) | jobs::CancelError::Ledger(LedgerError::Store(e))) => {
-                    return store_error(e)
-                }
+                Err(
+                    jobs::CancelError::Store(e) | jobs::CancelError::Ledger(LedgerError::Store(e)),
+                ) => return store_error(e),
                 Err(e) => {
                     compushare_protocol::warn!("admin cancel of job {}: {e}", job.0);
                     return error(AdminError::Internal, &e.to_string());

@@ -13,8 +13,8 @@ use crate::costing;
 use crate::intake::JobSpec;
 use crate::ledger::LedgerError;
 use crate::persist::JobTerms;
-use crate::records::AssignmentState;
 use crate::persist::PersistError;
+use crate::records::AssignmentState;
 use crate::scheduler;
 
 impl Market {
@@ -342,8 +342,23 @@ impl Market {
             .map(|(id, a)| (*id, a.rig))
             .collect();
         // Recorded while the job is here (the record carries its seed).
+        // Not one whose payment is in the journal (`Recording`): that write lands either
+        // before the cancel's transaction (the cancel saw it verified and paid) or after it
+        // (the store refuses pay into a closed job, and the cancel recorded it abandoned), so
+        // an abandoned record queued now would only overwrite what the store decided.
+        let recording: Vec<AssignmentId> = live
+            .iter()
+            .filter(|(id, _)| {
+                self.assignments
+                    .get(id)
+                    .is_some_and(|a| matches!(a.stage, Stage::Recording { .. }))
+            })
+            .map(|(id, _)| *id)
+            .collect();
         for (id, _) in &live {
-            self.note(*id, AssignmentState::Abandoned, false);
+            if !recording.contains(id) {
+                self.note(*id, AssignmentState::Abandoned, false);
+            }
         }
         // Gone first, so nothing below hands its range or a check of it out again.
         self.jobs.remove(&job);
