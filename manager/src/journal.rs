@@ -268,6 +268,24 @@ impl Journal {
         }
     }
 
+    /// Like [`Journal::drain`], but waits for a drain under way instead of leaving the writes
+    /// to it, and flushes batched records too: when it returns, everything pushed before the
+    /// call is committed and applied. For shutdown and tests; the caller must not hold the
+    /// market's lock (`apply` takes it, and so does the drain it waits for).
+    pub fn settle<T>(&self, mut apply: impl FnMut(Vec<Written>) -> Vec<T>) -> Vec<T> {
+        self.flush();
+        let mut out = Vec::new();
+        let _lane = self.lane.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let writes = self.take();
+            if writes.is_empty() {
+                return out;
+            }
+            let written = self.commit(writes);
+            out.extend(apply(written));
+        }
+    }
+
     /// Commits `writes` in order: batched records go into the next transaction.
     fn commit(&self, writes: Vec<Write>) -> Vec<Written> {
         let mut records: Vec<AssignmentRecord> = Vec::new();

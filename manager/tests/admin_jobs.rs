@@ -164,10 +164,12 @@ async fn a_job_cancelled_mid_run_pays_verified_work_and_refunds_the_rest() {
     // (Records of assignments are written at each tick: one now, so every record of work
     // handed out before the cancel is in.)
     let _ = m.shared.market().tick(Instant::now());
+    settle(&m.shared);
     let rec = store.read().unwrap().job(job).unwrap().unwrap();
     let issued = store.read().unwrap().job_assignments(job).unwrap().len();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = m.shared.market().tick(Instant::now());
+    settle(&m.shared);
     assert_eq!(
         m.shared.market().in_memory().0,
         0,
@@ -415,4 +417,12 @@ async fn settings_changed_on_a_live_node_reach_new_jobs_only() {
         compushare_manager::market::RigLink { session, outbox },
     );
     assert_eq!(w.credit_msat, 7_000);
+}
+
+/// Waits until everything the market decided so far is on disk (its journal is committed off
+/// the market's lock, by the node's own drains too); what the commits start runs as usual.
+fn settle(shared: &std::sync::Arc<compushare_manager::node::Shared>) {
+    let journal = std::sync::Arc::clone(shared.market().journal());
+    let tasks = tokio::task::block_in_place(|| journal.settle(|w| shared.market().applied(w)));
+    compushare_manager::tasks::dispatch(&tokio::runtime::Handle::current(), shared, tasks);
 }
