@@ -384,7 +384,21 @@ struct Samples {
     in_flight: usize,
     /// When every proof must be in.
     deadline: Instant,
+    /// The rig's session the outstanding requests were sent on (`None`: it had none). Only
+    /// a rig silent on that session, still open, is caught at the deadline; one whose session
+    /// ended may never have had the requests, or its proofs were lost with it (see
+    /// [`Market::tick`]).
+    asked_on: Option<u64>,
+    /// Times the requests were asked again, due afresh, on a later session (at most
+    /// [`MAX_REASKS`]).
+    reasked: u8,
 }
+
+/// Most times a result's sample requests are asked again, due afresh, on a rig's later
+/// sessions. Past it they are still sent, but the deadline stands: a rig whose sessions keep
+/// ending holds its range at most this many deadlines longer, then loses the result (see
+/// [`Market::tick`]).
+const MAX_REASKS: u8 = 8;
 
 impl Stage {
     /// The commitment, from `Uploading` on.
@@ -998,6 +1012,14 @@ impl Market {
         }
     }
 
+    /// The session `rig` is connected on now, if any.
+    fn session_of(&self, rig: &PublicKey) -> Option<u64> {
+        self.rigs
+            .get(rig)
+            .and_then(|r| r.link.as_ref())
+            .map(|l| l.session)
+    }
+
     fn send(&mut self, rig: &PublicKey, msg: ManagerToRig) {
         self.push(rig, |out| out.push(&msg));
     }
@@ -1193,6 +1215,8 @@ mod tests {
                 outstanding: BTreeSet::new(),
                 in_flight: 1,
                 deadline: Instant::now() + Duration::from_secs(60),
+                asked_on: None,
+                reasked: 0,
             },
         };
         m.assignments.insert(id, a);
@@ -1486,5 +1510,162 @@ mod tests {
         // Pinned: an assignment's size (one per assignment in memory; grows only on purpose).
         let size = std::mem::size_of::<Assignment>();
         assert!(size <= 528, "{size}");
+    }
+
+    /// A market with one job whose single assignment's result, from rig `[9; 32]` connected
+    /// on the returned session, is opened and owes sample proofs (asked on that session).
+    fn owing_proofs() -> (Market, AssignmentId, PublicKey, ResultCommit, u64) {
+        let mut m = funded(&Config::default());
+        let job = submit_job(&mut m, 100);
+        let rig: PublicKey = [9; 32];
+        let (outbox, _inbox) = crate::outbox::outbox(256, 1 << 20);
+        let mut hello = bare_hello(rig);
+        hello.devices.push(cpu(0)).unwrap();
+        let session = m.new_session();
+        m.rig_hello(rig, &hello, RigLink { session, outbox });
+        let bid = Bid {
+            job,
+            device: 0,
+            cores: 1,
+            histories_per_s: 1000,
+            min_price: Amount(1),
+        };
+        m.rig_message(&rig, Box::new(RigToManager::Bid(bid)))
+            .unwrap();
+        let (&id, a) = m.assignments.iter_mut().next().expect("an assignment");
+        let commit = ResultCommit {
+            assignment: id,
+            histories: a.range.count,
+            tally: [3; 32],
+            merkle_root: [4; 32],
+            sealed: [5; 32],
+            sealed_len: 64,
+            stats: compushare_protocol::msg::CostStats {
+                elapsed_ms: 1,
+                voxel_steps: 1,
+                scatters: 1,
+            },
+        };
+        a.stage = Stage::Opening {
+            result: Committed {
+                commit,
+                elapsed_ms: 1,
+            },
+        };
+        m.opened(id, Ok(Tally::default()));
+        let Stage::Checking { samples, .. } = &m.assignments[&id].stage else {
+            panic!("not checking: {}", m.assignments[&id].stage.name());
+        };
+        assert!(!samples.outstanding.is_empty());
+        (m, id, rig, commit, session)
+    }
+
+    /// The deadline of `id`'s sample proofs.
+    fn proofs_due(m: &Market, id: AssignmentId) -> Instant {
+        match &m.assignments[&id].stage {
+            Stage::Checking { samples, .. } => samples.deadline,
+            other => panic!("not checking: {}", other.name()),
+        }
+    }
+
+    /// The faults test (tests/tests/faults.rs) blamed an honest rig now and then: its session
+    /// was dropped by the network while it owed sample proofs, and the deadline set when they
+    /// were first asked passed (the rig away, or back and asked again on its new session but
+    /// held to the old deadline): "sample proofs not returned in time; rig demoted". Seen
+    /// failing on the old code: the first tick below demoted the rig (errors 1). Now a request
+    /// asked again on a new session is due afresh, and a rig gone past the deadline loses the
+    /// result like a late assignment, unblamed; a rig silent on the session it was asked on
+    /// is still caught.
+    #[test]
+    fn a_session_dropped_while_proofs_are_owed_blames_no_rig() {
+        let dmin = MarketConfig::default().deadline_min;
+        let hello = {
+            let mut h = bare_hello([9; 32]);
+            h.devices.push(cpu(0)).unwrap();
+            h
+        };
+        // The session drops late in the proofs' deadline (made so here: due in a second);
+        // the rig comes back and re-sends its result's commitment, as it does on every new
+        // session: asked again, due afresh.
+        let (mut m, id, rig, commit, first) = owing_proofs();
+        if let Stage::Checking { samples, .. } = &mut m.assignments.get_mut(&id).unwrap().stage {
+            samples.deadline = Instant::now() + Duration::from_secs(1);
+        }
+        m.rig_gone(&rig, first);
+        let (outbox, inbox) = crate::outbox::outbox(256, 1 << 20);
+        let second = m.new_session();
+        m.rig_hello(
+            rig,
+            &hello,
+            RigLink {
+                session: second,
+                outbox,
+            },
+        );
+        m.commit(&rig, commit);
+        m.tick(Instant::now() + Duration::from_secs(2));
+        assert_eq!(
+            m.rigs[&rig].public.errors, 0,
+            "blamed for a dropped session"
+        );
+        assert_eq!(m.stats.caught, 0);
+        assert!(proofs_due(&m, id) > Instant::now() + dmin - Duration::from_secs(5));
+        // Silent on the session it was asked on, open, past the fresh deadline: caught.
+        m.tick(Instant::now() + dmin + Duration::from_secs(1));
+        assert_eq!(m.rigs[&rig].public.errors, 1, "a silent rig escaped");
+        assert_eq!(m.stats.caught, 1);
+        drop(m);
+        let asked = sent(inbox)
+            .into_iter()
+            .filter(|x| matches!(x, ManagerToRig::SampleRequest { assignment, .. } if *assignment == id))
+            .count();
+        assert!(
+            asked > 0,
+            "the requests were not asked again on the new session"
+        );
+
+        // Gone and not back by the deadline: the result is lost like a late assignment (its
+        // range computed again, a late mark), and the rig not demoted.
+        let (mut m, id, rig, _, first) = owing_proofs();
+        let range = m.assignments[&id].range;
+        m.rig_gone(&rig, first);
+        m.tick(Instant::now() + dmin + Duration::from_secs(1));
+        m.commit_planned();
+        assert_eq!(m.stats.caught, 0);
+        assert_eq!(m.stats.late, 1);
+        // Gone and holding nothing now, it left memory: its record is the store's.
+        let stored = m.persist.rig(&rig).unwrap().expect("its record");
+        assert_eq!(stored.errors, 0, "blamed while away");
+        assert_eq!(stored.late, 1);
+        assert_eq!(stored.trust, TrustLevel::Untrusted);
+        assert!(matches!(m.assignments[&id].stage, Stage::Late));
+        assert_eq!(m.jobs[&m.assignments[&id].job].pending, vec![range]);
+
+        // A rig whose sessions keep ending is asked again, due afresh, `MAX_REASKS` times;
+        // then the deadline stands (it cannot hold the range for ever).
+        let (mut m, id, rig, commit, mut session) = owing_proofs();
+        let mut due = proofs_due(&m, id);
+        let mut inboxes = Vec::new();
+        for n in 0..=MAX_REASKS {
+            m.rig_gone(&rig, session);
+            let (outbox, inbox) = crate::outbox::outbox(256, 1 << 20);
+            inboxes.push(inbox);
+            session = m.new_session();
+            m.rig_hello(rig, &hello, RigLink { session, outbox });
+            std::thread::sleep(Duration::from_millis(2));
+            m.commit(&rig, commit);
+            let now_due = proofs_due(&m, id);
+            if n < MAX_REASKS {
+                assert!(now_due > due, "re-ask {n} not due afresh");
+            } else {
+                assert_eq!(now_due, due, "asked again past the limit");
+            }
+            due = now_due;
+        }
+        // Past that deadline on a session it was not held to: lost, unblamed.
+        m.tick(due + Duration::from_secs(1));
+        assert_eq!(m.stats.caught, 0);
+        assert_eq!(m.rigs[&rig].public.errors, 0);
+        assert!(matches!(m.assignments[&id].stage, Stage::Late));
     }
 }

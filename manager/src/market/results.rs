@@ -140,17 +140,15 @@ impl Market {
         }
         let payout = a.payout;
         // Where the result stands: received (with the sample proofs still owed), or paid.
-        let (received, outstanding, spendable): (bool, Vec<u64>, bool) = match &a.stage {
+        let (received, owed, spendable): (bool, bool, bool) = match &a.stage {
             Stage::Uploading { .. } | Stage::Opening { .. } | Stage::Recording { .. } => {
-                (true, Vec::new(), false)
+                (true, false, false)
             }
-            Stage::Checking { samples, .. } => {
-                (true, samples.outstanding.iter().copied().collect(), false)
-            }
+            Stage::Checking { samples, .. } => (true, !samples.outstanding.is_empty(), false),
             Stage::Held { spendable, .. } | Stage::Paid { spendable, .. } => {
-                (false, Vec::new(), *spendable)
+                (false, false, *spendable)
             }
-            Stage::Settled { .. } => (false, Vec::new(), false),
+            Stage::Settled { .. } => (false, false, false),
             Stage::Assigned { .. } | Stage::Late | Stage::Discarded => return,
         };
         self.resent.insert((*key, c.sealed));
@@ -164,8 +162,32 @@ impl Market {
                 status: AckStatus::Received,
             },
         );
-        // Sample requests sent on the lost session are asked again.
-        for group in outstanding.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST) {
+        // Sample requests sent on the lost session are asked again, on this one, with a
+        // fresh deadline (see `tick`).
+        if owed {
+            self.ask_samples(key, id, true);
+        }
+    }
+
+    /// Sends `key` the requests for every proof `id` still owes, on its session now, due
+    /// `deadline_min` from now: the deadline [`Market::tick`] holds the rig to on this
+    /// session. `again`: asked again on a later session; past [`super::MAX_REASKS`] the
+    /// requests go out but the earlier deadline (and session) stands.
+    fn ask_samples(&mut self, key: &PublicKey, id: AssignmentId, again: bool) {
+        let session = self.session_of(key);
+        let deadline = Instant::now() + self.cfg.deadline_min;
+        let Some(Stage::Checking { samples, .. }) =
+            self.assignments.get_mut(&id).map(|a| &mut a.stage)
+        else {
+            return;
+        };
+        if !again || samples.reasked < super::MAX_REASKS {
+            samples.reasked += u8::from(again);
+            samples.deadline = deadline;
+            samples.asked_on = session;
+        }
+        let photons: Vec<u64> = samples.outstanding.iter().copied().collect();
+        for group in photons.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST) {
             let mut v = heapless::Vec::new();
             for p in group {
                 let _ = v.push(*p);
@@ -276,6 +298,8 @@ impl Market {
                 outstanding: Default::default(),
                 in_flight: 0,
                 deadline: Instant::now() + self.cfg.deadline_min,
+                asked_on: None,
+                reasked: 0,
             },
         };
         let Some(rig) = self.rigs.get(&rig_key) else {
@@ -305,19 +329,7 @@ impl Market {
                 result.sampled = true;
                 samples.outstanding = photons.iter().copied().collect();
             }
-            for group in photons.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST) {
-                let mut v = heapless::Vec::new();
-                for p in group {
-                    let _ = v.push(*p);
-                }
-                self.send(
-                    &rig_key,
-                    ManagerToRig::SampleRequest {
-                        assignment: id,
-                        photons: v,
-                    },
-                );
-            }
+            self.ask_samples(&rig_key, id, false);
         }
         if duplicate {
             if let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) {
@@ -942,22 +954,54 @@ impl Market {
             self.send(&rig, ManagerToRig::Cancel { assignment: id });
             self.release(id, Ended::Late);
         }
-        // A rig that does not answer its sample requests fails the check.
-        let silent: Vec<AssignmentId> = self
+        // Sample proofs still owed at their deadline. A rig silent on the session its
+        // requests went out on, still open, fails the check: it had them and could answer.
+        // One whose session ended since (dropped by the network, or its queue) may never have
+        // had them, or its proofs were lost with it: a network fault, not fraud. It is asked
+        // again, due afresh, when it re-sends its commitment on its next session (see
+        // `commit_again`; up to `MAX_REASKS` times); not back by the deadline, it loses the
+        // result like a late assignment (unpaid, its range computed again, a late mark on its
+        // record). That is no escape for a cheater: dropping its session when asked costs it
+        // the result, and it is never paid for work it cannot prove.
+        let due: Vec<(AssignmentId, bool)> = self
             .assignments
             .iter()
-            .filter(|(_, a)| {
-                matches!(&a.stage, Stage::Checking { samples, .. }
-                    if !samples.outstanding.is_empty() && samples.deadline <= now)
+            .filter_map(|(id, a)| match &a.stage {
+                Stage::Checking { samples, .. }
+                    if !samples.outstanding.is_empty() && samples.deadline <= now =>
+                {
+                    let open =
+                        samples.asked_on.is_some() && samples.asked_on == self.session_of(&a.rig);
+                    Some((*id, open))
+                }
+                _ => None,
             })
-            .map(|(id, _)| *id)
             .collect();
-        for id in silent {
-            self.fail(
-                id,
-                "sample proofs not returned in time",
-                ErrorKind::BadProof,
-            );
+        for (id, open) in due {
+            if open {
+                self.fail(
+                    id,
+                    "sample proofs not returned in time",
+                    ErrorKind::BadProof,
+                );
+                continue;
+            }
+            let Some(rig) = self.assignments.get(&id).map(|a| a.rig) else {
+                continue;
+            };
+            self.stats.late += 1;
+            log(format_args!(
+                "assignment {}: rig {} gone while owing sample proofs and not back in time; \
+                 result dropped unpaid, not blamed",
+                id.0,
+                short(&rig)
+            ));
+            if let Some(r) = self.rigs.get_mut(&rig) {
+                r.public.late += 1;
+            }
+            // A rig on a new session that did not re-send the result drops it.
+            self.send(&rig, ManagerToRig::Cancel { assignment: id });
+            self.release(id, Ended::Late);
         }
         // Old finished assignments are forgotten so memory stays bounded.
         self.assignments.retain(|_, a| {
