@@ -165,15 +165,15 @@ impl Market {
         // Sample requests sent on the lost session are asked again, on this one, with a
         // fresh deadline (see `tick`).
         if owed {
-            self.ask_samples(key, id, true);
+            self.ask_samples(key, id, Ask::Again);
         }
     }
 
     /// Sends `key` the requests for every proof `id` still owes, on its session now, due
-    /// `deadline_min` from now: the deadline [`Market::tick`] holds the rig to on this
-    /// session. `again`: asked again on a later session; past [`super::MAX_REASKS`] the
-    /// requests go out but the earlier deadline (and session) stands.
-    fn ask_samples(&mut self, key: &PublicKey, id: AssignmentId, again: bool) {
+    /// `deadline_min` from now (the deadline [`Market::tick`] holds the rig to), but for
+    /// [`Ask::Again`] past [`super::MAX_REASKS`]: the requests go out, the earlier deadline
+    /// (and session) stands.
+    fn ask_samples(&mut self, key: &PublicKey, id: AssignmentId, ask: Ask) {
         let session = self.session_of(key);
         let deadline = Instant::now() + self.cfg.deadline_min;
         let Some(Stage::Checking { samples, .. }) =
@@ -181,10 +181,18 @@ impl Market {
         else {
             return;
         };
-        if !again || samples.reasked < super::MAX_REASKS {
-            samples.reasked += u8::from(again);
-            samples.deadline = deadline;
-            samples.asked_on = session;
+        match ask {
+            Ask::Again if samples.reasked >= super::MAX_REASKS => {}
+            Ask::First | Ask::Again => {
+                samples.reasked += u8::from(ask == Ask::Again);
+                samples.deadline = deadline;
+                samples.asked_on = session;
+                samples.reminded = false;
+            }
+            Ask::Reminder => {
+                samples.deadline = deadline;
+                samples.reminded = true;
+            }
         }
         let photons: Vec<u64> = samples.outstanding.iter().copied().collect();
         for group in photons.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST) {
@@ -300,6 +308,7 @@ impl Market {
                 deadline: Instant::now() + self.cfg.deadline_min,
                 asked_on: None,
                 reasked: 0,
+                reminded: false,
             },
         };
         let Some(rig) = self.rigs.get(&rig_key) else {
@@ -329,7 +338,7 @@ impl Market {
                 result.sampled = true;
                 samples.outstanding = photons.iter().copied().collect();
             }
-            self.ask_samples(&rig_key, id, false);
+            self.ask_samples(&rig_key, id, Ask::First);
         }
         if duplicate {
             if let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) {
@@ -955,7 +964,11 @@ impl Market {
             self.release(id, Ended::Late);
         }
         // Sample proofs still owed at their deadline. A rig silent on the session its
-        // requests went out on, still open, fails the check: it had them and could answer.
+        // requests went out on, still open, is reminded once (the requests sent again there,
+        // due afresh): a frame lost on the way, either way, is found only when the next one
+        // fails to authenticate, and a session can look open until then; the reminder is that
+        // next frame. Silent past the reminder's deadline, it fails the check: it had the
+        // requests and could answer.
         // One whose session ended since (dropped by the network, or its queue) may never have
         // had them, or its proofs were lost with it: a network fault, not fraud. It is asked
         // again, due afresh, when it re-sends its commitment on its next session (see
@@ -963,7 +976,7 @@ impl Market {
         // result like a late assignment (unpaid, its range computed again, a late mark on its
         // record). That is no escape for a cheater: dropping its session when asked costs it
         // the result, and it is never paid for work it cannot prove.
-        let due: Vec<(AssignmentId, bool)> = self
+        let due: Vec<(AssignmentId, PublicKey, bool, bool)> = self
             .assignments
             .iter()
             .filter_map(|(id, a)| match &a.stage {
@@ -972,12 +985,17 @@ impl Market {
                 {
                     let open =
                         samples.asked_on.is_some() && samples.asked_on == self.session_of(&a.rig);
-                    Some((*id, open))
+                    Some((*id, a.rig, open, samples.reminded))
                 }
                 _ => None,
             })
             .collect();
-        for (id, open) in due {
+        for (id, rig, open, reminded) in due {
+            if open && !reminded {
+                self.stats.proof_reminders += 1;
+                self.ask_samples(&rig, id, Ask::Reminder);
+                continue;
+            }
             if open {
                 self.fail(
                     id,
@@ -986,9 +1004,6 @@ impl Market {
                 );
                 continue;
             }
-            let Some(rig) = self.assignments.get(&id).map(|a| a.rig) else {
-                continue;
-            };
             self.stats.late += 1;
             log(format_args!(
                 "assignment {}: rig {} gone while owing sample proofs and not back in time; \
@@ -1031,6 +1046,17 @@ impl Market {
         }
         std::mem::take(&mut self.later)
     }
+}
+
+/// Why sample requests are sent (see [`Market::ask_samples`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// First asked, when the result is opened.
+    First,
+    /// Asked again on a later session: the rig re-sent its commitment.
+    Again,
+    /// Asked once more on the same session, its first deadline there passed.
+    Reminder,
 }
 
 /// Releases a result that could not be checked: its range back to the pool, its held tally
