@@ -297,6 +297,9 @@ struct Assignment {
     /// Set when this assignment re-runs another's range to check it.
     check: Option<CheckRun>,
     assigned_at: Instant,
+    /// What [`Market::tick`] holds the rig to in its stage: the result while `Assigned` or
+    /// `Uploading`, the sample proofs while `Checking` (see [`Samples`]). One field for both:
+    /// an assignment is in memory for each range out, and its size is pinned.
     deadline: Instant,
     issued_unix_s: u64,
     deadline_unix_s: u64,
@@ -382,13 +385,13 @@ struct Samples {
     outstanding: BTreeSet<u64>,
     /// Check tasks running.
     in_flight: usize,
-    /// When every proof must be in.
-    deadline: Instant,
     /// The rig's session the outstanding requests were sent on (`None`: it had none). Only
-    /// a rig silent on that session, still open, is caught at the deadline; one whose session
+    /// a rig silent on that session, still open, is caught at the deadline (the
+    /// assignment's `deadline`, set when they are asked); one whose session
     /// ended may never have had the requests, or its proofs were lost with it (see
     /// [`Market::tick`]).
-    asked_on: Option<u64>,
+    /// (Sessions are numbered from 1: see [`Market::new_session`].)
+    asked_on: Option<std::num::NonZeroU64>,
     /// Times the requests were asked again, due afresh, on a later session (at most
     /// [`MAX_REASKS`]).
     reasked: u8,
@@ -992,7 +995,7 @@ impl Market {
         self.persist.store()
     }
 
-    /// A new session number.
+    /// A new session number (from 1: none is 0).
     pub fn new_session(&mut self) -> u64 {
         self.next_session += 1;
         self.next_session
@@ -1019,11 +1022,11 @@ impl Market {
     }
 
     /// The session `rig` is connected on now, if any.
-    fn session_of(&self, rig: &PublicKey) -> Option<u64> {
+    fn session_of(&self, rig: &PublicKey) -> Option<std::num::NonZeroU64> {
         self.rigs
             .get(rig)
             .and_then(|r| r.link.as_ref())
-            .map(|l| l.session)
+            .and_then(|l| std::num::NonZeroU64::new(l.session))
     }
 
     fn send(&mut self, rig: &PublicKey, msg: ManagerToRig) {
@@ -1220,7 +1223,6 @@ mod tests {
             samples: Samples {
                 outstanding: BTreeSet::new(),
                 in_flight: 1,
-                deadline: Instant::now() + Duration::from_secs(60),
                 asked_on: None,
                 reasked: 0,
                 reminded: false,
@@ -1569,10 +1571,13 @@ mod tests {
 
     /// The deadline of `id`'s sample proofs.
     fn proofs_due(m: &Market, id: AssignmentId) -> Instant {
-        match &m.assignments[&id].stage {
-            Stage::Checking { samples, .. } => samples.deadline,
-            other => panic!("not checking: {}", other.name()),
-        }
+        let a = &m.assignments[&id];
+        assert!(
+            matches!(a.stage, Stage::Checking { .. }),
+            "{}",
+            a.stage.name()
+        );
+        a.deadline
     }
 
     /// The faults test (tests/tests/faults.rs) blamed an honest rig now and then: its session
@@ -1595,9 +1600,7 @@ mod tests {
         // the rig comes back and re-sends its result's commitment, as it does on every new
         // session: asked again, due afresh.
         let (mut m, id, rig, commit, first) = owing_proofs();
-        if let Stage::Checking { samples, .. } = &mut m.assignments.get_mut(&id).unwrap().stage {
-            samples.deadline = Instant::now() + Duration::from_secs(1);
-        }
+        m.assignments.get_mut(&id).unwrap().deadline = Instant::now() + Duration::from_secs(1);
         m.rig_gone(&rig, first);
         let (outbox, inbox) = crate::outbox::outbox(256, 1 << 20);
         let second = m.new_session();

@@ -176,21 +176,22 @@ impl Market {
     fn ask_samples(&mut self, key: &PublicKey, id: AssignmentId, ask: Ask) {
         let session = self.session_of(key);
         let deadline = Instant::now() + self.cfg.deadline_min;
-        let Some(Stage::Checking { samples, .. }) =
-            self.assignments.get_mut(&id).map(|a| &mut a.stage)
-        else {
+        let Some(a) = self.assignments.get_mut(&id) else {
+            return;
+        };
+        let Stage::Checking { samples, .. } = &mut a.stage else {
             return;
         };
         match ask {
             Ask::Again if samples.reasked >= super::MAX_REASKS => {}
             Ask::First | Ask::Again => {
                 samples.reasked += u8::from(ask == Ask::Again);
-                samples.deadline = deadline;
+                a.deadline = deadline;
                 samples.asked_on = session;
                 samples.reminded = false;
             }
             Ask::Reminder => {
-                samples.deadline = deadline;
+                a.deadline = deadline;
                 samples.reminded = true;
             }
         }
@@ -293,6 +294,8 @@ impl Market {
         };
         let (rig_key, range, job) = (a.rig, a.range, a.job);
         let is_check = a.check.is_some();
+        // From here its deadline is the sample proofs' (see `ask_samples`).
+        a.deadline = Instant::now() + self.cfg.deadline_min;
         a.stage = Stage::Checking {
             result: Opened {
                 commit: Some(result.commit),
@@ -305,7 +308,6 @@ impl Market {
             samples: Samples {
                 outstanding: Default::default(),
                 in_flight: 0,
-                deadline: Instant::now() + self.cfg.deadline_min,
                 asked_on: None,
                 reasked: 0,
                 reminded: false,
@@ -981,7 +983,7 @@ impl Market {
             .iter()
             .filter_map(|(id, a)| match &a.stage {
                 Stage::Checking { samples, .. }
-                    if !samples.outstanding.is_empty() && samples.deadline <= now =>
+                    if !samples.outstanding.is_empty() && a.deadline <= now =>
                 {
                     let open =
                         samples.asked_on.is_some() && samples.asked_on == self.session_of(&a.rig);
