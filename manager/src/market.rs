@@ -1232,6 +1232,27 @@ mod tests {
         (m, id, rig)
     }
 
+    /// Rig `[9; 32]` connected with one CPU device that bids on `job` at `histories_per_s`:
+    /// its session and that session's queue (the session ends when the queue is dropped).
+    fn one_bidder(m: &mut Market, job: JobId, histories_per_s: u64) -> (u64, crate::outbox::Inbox) {
+        let rig: PublicKey = [9; 32];
+        let (outbox, inbox) = crate::outbox::outbox(256, 1 << 20);
+        let mut hello = bare_hello(rig);
+        hello.devices.push(cpu(0)).unwrap();
+        let session = m.new_session();
+        m.rig_hello(rig, &hello, RigLink { session, outbox });
+        let bid = Bid {
+            job,
+            device: 0,
+            cores: 1,
+            histories_per_s,
+            min_price: Amount(1),
+        };
+        m.rig_message(&rig, Box::new(RigToManager::Bid(bid)))
+            .unwrap();
+        (session, inbox)
+    }
+
     /// Issue 12: the stored `deadline_slack_percent` and `deadline_min_s` were validated but
     /// never read (deadlines were 3x the expected time, at least 120 s, whatever the node's
     /// settings). Now an assignment's deadline is the expected time plus the slack, at least
@@ -1246,21 +1267,7 @@ mod tests {
             };
             let mut m = funded(&stored);
             let job = submit_job(&mut m, 100_000);
-            let rig: PublicKey = [9; 32];
-            let (outbox, _inbox) = crate::outbox::outbox(64, 1 << 20);
-            let mut hello = bare_hello(rig);
-            hello.devices.push(cpu(0)).unwrap();
-            let session = m.new_session();
-            m.rig_hello(rig, &hello, RigLink { session, outbox });
-            let bid = Bid {
-                job,
-                device: 0,
-                cores: 1,
-                histories_per_s,
-                min_price: Amount(1),
-            };
-            m.rig_message(&rig, Box::new(RigToManager::Bid(bid)))
-                .unwrap();
+            let _connected = one_bidder(&mut m, job, histories_per_s);
             let a = m.assignments.values().next().expect("an assignment");
             let expected_s = a.range.count as f64 / histories_per_s as f64;
             (a.deadline_unix_s - a.issued_unix_s, expected_s)
@@ -1479,19 +1486,7 @@ mod tests {
     #[test]
     fn a_resent_paid_check_run_is_answered_as_it_was_paid() {
         let (mut m, id, rig) = checking();
-        let commit = ResultCommit {
-            assignment: id,
-            histories: 100,
-            tally: [3; 32],
-            merkle_root: [4; 32],
-            sealed: [5; 32],
-            sealed_len: 64,
-            stats: compushare_protocol::msg::CostStats {
-                elapsed_ms: 1,
-                voxel_steps: 1,
-                scatters: 1,
-            },
-        };
+        let commit = commitment(id, 100);
         let a = m.assignments.get_mut(&id).unwrap();
         a.check = Some(CheckRun {
             of: AssignmentId(99),
@@ -1521,30 +1516,11 @@ mod tests {
         assert!(size <= 528, "{size}");
     }
 
-    /// A market with one job whose single assignment's result, from rig `[9; 32]` connected
-    /// on the returned session, is opened and owes sample proofs (asked on that session).
-    fn owing_proofs() -> (Market, AssignmentId, PublicKey, ResultCommit, u64) {
-        let mut m = funded(&Config::default());
-        let job = submit_job(&mut m, 100);
-        let rig: PublicKey = [9; 32];
-        let (outbox, _inbox) = crate::outbox::outbox(256, 1 << 20);
-        let mut hello = bare_hello(rig);
-        hello.devices.push(cpu(0)).unwrap();
-        let session = m.new_session();
-        m.rig_hello(rig, &hello, RigLink { session, outbox });
-        let bid = Bid {
-            job,
-            device: 0,
-            cores: 1,
-            histories_per_s: 1000,
-            min_price: Amount(1),
-        };
-        m.rig_message(&rig, Box::new(RigToManager::Bid(bid)))
-            .unwrap();
-        let (&id, a) = m.assignments.iter_mut().next().expect("an assignment");
-        let commit = ResultCommit {
+    /// A rig's commitment to `histories` of assignment `id` (any digests).
+    fn commitment(id: AssignmentId, histories: u64) -> ResultCommit {
+        ResultCommit {
             assignment: id,
-            histories: a.range.count,
+            histories,
             tally: [3; 32],
             merkle_root: [4; 32],
             sealed: [5; 32],
@@ -1554,7 +1530,18 @@ mod tests {
                 voxel_steps: 1,
                 scatters: 1,
             },
-        };
+        }
+    }
+
+    /// A market with one job whose single assignment's result, from rig `[9; 32]` connected
+    /// on the returned session, is opened and owes sample proofs (asked on that session).
+    fn owing_proofs() -> (Market, AssignmentId, PublicKey, ResultCommit, u64) {
+        let mut m = funded(&Config::default());
+        let job = submit_job(&mut m, 100);
+        let rig: PublicKey = [9; 32];
+        let (session, _inbox) = one_bidder(&mut m, job, 1000);
+        let (&id, a) = m.assignments.iter_mut().next().expect("an assignment");
+        let commit = commitment(id, a.range.count);
         a.stage = Stage::Opening {
             result: Committed {
                 commit,
