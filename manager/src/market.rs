@@ -297,6 +297,9 @@ struct Assignment {
     /// Set when this assignment re-runs another's range to check it.
     check: Option<CheckRun>,
     assigned_at: Instant,
+    /// What [`Market::tick`] holds the rig to in its stage: the result while `Assigned` or
+    /// `Uploading`, the sample proofs while `Checking` (see [`Samples`]). One field for both:
+    /// an assignment is in memory for each range out, and its size is pinned.
     deadline: Instant,
     issued_unix_s: u64,
     deadline_unix_s: u64,
@@ -382,9 +385,26 @@ struct Samples {
     outstanding: BTreeSet<u64>,
     /// Check tasks running.
     in_flight: usize,
-    /// When every proof must be in.
-    deadline: Instant,
+    /// The rig's session the outstanding requests were sent on (`None`: it had none). Only
+    /// a rig silent on that session, still open, is caught at the deadline (the
+    /// assignment's `deadline`, set when they are asked); one whose session
+    /// ended may never have had the requests, or its proofs were lost with it (see
+    /// [`Market::tick`]).
+    /// (Sessions are numbered from 1: see [`Market::new_session`].)
+    asked_on: Option<std::num::NonZeroU64>,
+    /// Times the requests were asked again, due afresh, on a later session (at most
+    /// [`MAX_REASKS`]).
+    reasked: u8,
+    /// Whether the rig was reminded on `asked_on`, its first deadline there passed (see
+    /// [`Market::tick`]).
+    reminded: bool,
 }
+
+/// Most times a result's sample requests are asked again, due afresh, on a rig's later
+/// sessions. Past it they are still sent, but the deadline stands: a rig whose sessions keep
+/// ending holds its range at most this many deadlines longer, then loses the result (see
+/// [`Market::tick`]).
+const MAX_REASKS: u8 = 8;
 
 impl Stage {
     /// The commitment, from `Uploading` on.
@@ -595,6 +615,9 @@ pub struct Stats {
     /// Sample proofs dropped: for photons not (or no longer) asked for, or for a result not
     /// being checked (proofs computed for a session that ended arrive on the next one).
     pub stale_proofs: u64,
+    /// Sample requests sent again on the session they went out on, unanswered by their
+    /// deadline (a lost frame is found only by the next; see `Market::tick`).
+    pub proof_reminders: u64,
     pub heartbeats: u64,
     /// Store failures on the market's runtime paths, one counter per error variant (keyed by
     /// its `kind()`: the innermost layer's name, e.g. `store.db`,
@@ -972,7 +995,7 @@ impl Market {
         self.persist.store()
     }
 
-    /// A new session number.
+    /// A new session number (from 1: none is 0).
     pub fn new_session(&mut self) -> u64 {
         self.next_session += 1;
         self.next_session
@@ -996,6 +1019,14 @@ impl Market {
                 }
             }
         }
+    }
+
+    /// The session `rig` is connected on now, if any.
+    fn session_of(&self, rig: &PublicKey) -> Option<std::num::NonZeroU64> {
+        self.rigs
+            .get(rig)
+            .and_then(|r| r.link.as_ref())
+            .and_then(|l| std::num::NonZeroU64::new(l.session))
     }
 
     fn send(&mut self, rig: &PublicKey, msg: ManagerToRig) {
@@ -1192,11 +1223,34 @@ mod tests {
             samples: Samples {
                 outstanding: BTreeSet::new(),
                 in_flight: 1,
-                deadline: Instant::now() + Duration::from_secs(60),
+                asked_on: None,
+                reasked: 0,
+                reminded: false,
             },
         };
         m.assignments.insert(id, a);
         (m, id, rig)
+    }
+
+    /// Rig `[9; 32]` connected with one CPU device that bids on `job` at `histories_per_s`:
+    /// its session and that session's queue (the session ends when the queue is dropped).
+    fn one_bidder(m: &mut Market, job: JobId, histories_per_s: u64) -> (u64, crate::outbox::Inbox) {
+        let rig: PublicKey = [9; 32];
+        let (outbox, inbox) = crate::outbox::outbox(256, 1 << 20);
+        let mut hello = bare_hello(rig);
+        hello.devices.push(cpu(0)).unwrap();
+        let session = m.new_session();
+        m.rig_hello(rig, &hello, RigLink { session, outbox });
+        let bid = Bid {
+            job,
+            device: 0,
+            cores: 1,
+            histories_per_s,
+            min_price: Amount(1),
+        };
+        m.rig_message(&rig, Box::new(RigToManager::Bid(bid)))
+            .unwrap();
+        (session, inbox)
     }
 
     /// Issue 12: the stored `deadline_slack_percent` and `deadline_min_s` were validated but
@@ -1213,21 +1267,7 @@ mod tests {
             };
             let mut m = funded(&stored);
             let job = submit_job(&mut m, 100_000);
-            let rig: PublicKey = [9; 32];
-            let (outbox, _inbox) = crate::outbox::outbox(64, 1 << 20);
-            let mut hello = bare_hello(rig);
-            hello.devices.push(cpu(0)).unwrap();
-            let session = m.new_session();
-            m.rig_hello(rig, &hello, RigLink { session, outbox });
-            let bid = Bid {
-                job,
-                device: 0,
-                cores: 1,
-                histories_per_s,
-                min_price: Amount(1),
-            };
-            m.rig_message(&rig, Box::new(RigToManager::Bid(bid)))
-                .unwrap();
+            let _connected = one_bidder(&mut m, job, histories_per_s);
             let a = m.assignments.values().next().expect("an assignment");
             let expected_s = a.range.count as f64 / histories_per_s as f64;
             (a.deadline_unix_s - a.issued_unix_s, expected_s)
@@ -1446,19 +1486,7 @@ mod tests {
     #[test]
     fn a_resent_paid_check_run_is_answered_as_it_was_paid() {
         let (mut m, id, rig) = checking();
-        let commit = ResultCommit {
-            assignment: id,
-            histories: 100,
-            tally: [3; 32],
-            merkle_root: [4; 32],
-            sealed: [5; 32],
-            sealed_len: 64,
-            stats: compushare_protocol::msg::CostStats {
-                elapsed_ms: 1,
-                voxel_steps: 1,
-                scatters: 1,
-            },
-        };
+        let commit = commitment(id, 100);
         let a = m.assignments.get_mut(&id).unwrap();
         a.check = Some(CheckRun {
             of: AssignmentId(99),
@@ -1486,5 +1514,159 @@ mod tests {
         // Pinned: an assignment's size (one per assignment in memory; grows only on purpose).
         let size = std::mem::size_of::<Assignment>();
         assert!(size <= 528, "{size}");
+    }
+
+    /// A rig's commitment to `histories` of assignment `id` (any digests).
+    fn commitment(id: AssignmentId, histories: u64) -> ResultCommit {
+        ResultCommit {
+            assignment: id,
+            histories,
+            tally: [3; 32],
+            merkle_root: [4; 32],
+            sealed: [5; 32],
+            sealed_len: 64,
+            stats: compushare_protocol::msg::CostStats {
+                elapsed_ms: 1,
+                voxel_steps: 1,
+                scatters: 1,
+            },
+        }
+    }
+
+    /// A market with one job whose single assignment's result, from rig `[9; 32]` connected
+    /// on the returned session, is opened and owes sample proofs (asked on that session).
+    fn owing_proofs() -> (Market, AssignmentId, PublicKey, ResultCommit, u64) {
+        let mut m = funded(&Config::default());
+        let job = submit_job(&mut m, 100);
+        let rig: PublicKey = [9; 32];
+        let (session, _inbox) = one_bidder(&mut m, job, 1000);
+        let (&id, a) = m.assignments.iter_mut().next().expect("an assignment");
+        let commit = commitment(id, a.range.count);
+        a.stage = Stage::Opening {
+            result: Committed {
+                commit,
+                elapsed_ms: 1,
+            },
+        };
+        m.opened(id, Ok(Tally::default()));
+        let Stage::Checking { samples, .. } = &m.assignments[&id].stage else {
+            panic!("not checking: {}", m.assignments[&id].stage.name());
+        };
+        assert!(!samples.outstanding.is_empty());
+        (m, id, rig, commit, session)
+    }
+
+    /// The deadline of `id`'s sample proofs.
+    fn proofs_due(m: &Market, id: AssignmentId) -> Instant {
+        let a = &m.assignments[&id];
+        assert!(
+            matches!(a.stage, Stage::Checking { .. }),
+            "{}",
+            a.stage.name()
+        );
+        a.deadline
+    }
+
+    /// The faults test (tests/tests/faults.rs) blamed an honest rig now and then: its session
+    /// was dropped by the network while it owed sample proofs, and the deadline set when they
+    /// were first asked passed (the rig away, or back and asked again on its new session but
+    /// held to the old deadline): "sample proofs not returned in time; rig demoted". Seen
+    /// failing on the old code: the first tick below demoted the rig (errors 1). Now a request
+    /// asked again on a new session is due afresh, and a rig gone past the deadline loses the
+    /// result like a late assignment, unblamed; a rig silent on the session it was asked on
+    /// is still caught (after one reminder on that session).
+    #[test]
+    fn a_session_dropped_while_proofs_are_owed_blames_no_rig() {
+        let dmin = MarketConfig::default().deadline_min;
+        let hello = {
+            let mut h = bare_hello([9; 32]);
+            h.devices.push(cpu(0)).unwrap();
+            h
+        };
+        // The session drops late in the proofs' deadline (made so here: due in a second);
+        // the rig comes back and re-sends its result's commitment, as it does on every new
+        // session: asked again, due afresh.
+        let (mut m, id, rig, commit, first) = owing_proofs();
+        m.assignments.get_mut(&id).unwrap().deadline = Instant::now() + Duration::from_secs(1);
+        m.rig_gone(&rig, first);
+        let (outbox, inbox) = crate::outbox::outbox(256, 1 << 20);
+        let second = m.new_session();
+        m.rig_hello(
+            rig,
+            &hello,
+            RigLink {
+                session: second,
+                outbox,
+            },
+        );
+        m.commit(&rig, commit);
+        m.tick(Instant::now() + Duration::from_secs(2));
+        assert_eq!(
+            m.rigs[&rig].public.errors, 0,
+            "blamed for a dropped session"
+        );
+        assert_eq!(m.stats.caught, 0);
+        assert!(proofs_due(&m, id) > Instant::now() + dmin - Duration::from_secs(5));
+        // Silent on the session it was asked on, open, past the fresh deadline: reminded
+        // once there (a frame lost on the way shows only when the next fails), then caught.
+        m.tick(Instant::now() + dmin + Duration::from_secs(1));
+        assert_eq!(m.rigs[&rig].public.errors, 0, "caught without a reminder");
+        assert_eq!(m.stats.proof_reminders, 1);
+        m.tick(Instant::now() + dmin * 2 + Duration::from_secs(2));
+        assert_eq!(m.rigs[&rig].public.errors, 1, "a silent rig escaped");
+        assert_eq!(m.stats.caught, 1);
+        drop(m);
+        let asked = sent(inbox)
+            .into_iter()
+            .filter(|x| matches!(x, ManagerToRig::SampleRequest { assignment, .. } if *assignment == id))
+            .count();
+        assert!(
+            asked >= 2,
+            "not asked again on the new session, then reminded: {asked}"
+        );
+
+        // Gone and not back by the deadline: the result is lost like a late assignment (its
+        // range computed again, a late mark), and the rig not demoted.
+        let (mut m, id, rig, _, first) = owing_proofs();
+        let range = m.assignments[&id].range;
+        m.rig_gone(&rig, first);
+        m.tick(Instant::now() + dmin + Duration::from_secs(1));
+        m.commit_planned();
+        assert_eq!(m.stats.caught, 0);
+        assert_eq!(m.stats.late, 1);
+        // Gone and holding nothing now, it left memory: its record is the store's.
+        let stored = m.persist.rig(&rig).unwrap().expect("its record");
+        assert_eq!(stored.errors, 0, "blamed while away");
+        assert_eq!(stored.late, 1);
+        assert_eq!(stored.trust, TrustLevel::Untrusted);
+        assert!(matches!(m.assignments[&id].stage, Stage::Late));
+        assert_eq!(m.jobs[&m.assignments[&id].job].pending, vec![range]);
+
+        // A rig whose sessions keep ending is asked again, due afresh, `MAX_REASKS` times;
+        // then the deadline stands (it cannot hold the range for ever).
+        let (mut m, id, rig, commit, mut session) = owing_proofs();
+        let mut due = proofs_due(&m, id);
+        let mut inboxes = Vec::new();
+        for n in 0..=MAX_REASKS {
+            m.rig_gone(&rig, session);
+            let (outbox, inbox) = crate::outbox::outbox(256, 1 << 20);
+            inboxes.push(inbox);
+            session = m.new_session();
+            m.rig_hello(rig, &hello, RigLink { session, outbox });
+            std::thread::sleep(Duration::from_millis(2));
+            m.commit(&rig, commit);
+            let now_due = proofs_due(&m, id);
+            if n < MAX_REASKS {
+                assert!(now_due > due, "re-ask {n} not due afresh");
+            } else {
+                assert_eq!(now_due, due, "asked again past the limit");
+            }
+            due = now_due;
+        }
+        // Past that deadline on a session it was not held to: lost, unblamed.
+        m.tick(due + Duration::from_secs(1));
+        assert_eq!(m.stats.caught, 0);
+        assert_eq!(m.rigs[&rig].public.errors, 0);
+        assert!(matches!(m.assignments[&id].stage, Stage::Late));
     }
 }

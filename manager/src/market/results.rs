@@ -140,17 +140,15 @@ impl Market {
         }
         let payout = a.payout;
         // Where the result stands: received (with the sample proofs still owed), or paid.
-        let (received, outstanding, spendable): (bool, Vec<u64>, bool) = match &a.stage {
+        let (received, owed, spendable): (bool, bool, bool) = match &a.stage {
             Stage::Uploading { .. } | Stage::Opening { .. } | Stage::Recording { .. } => {
-                (true, Vec::new(), false)
+                (true, false, false)
             }
-            Stage::Checking { samples, .. } => {
-                (true, samples.outstanding.iter().copied().collect(), false)
-            }
+            Stage::Checking { samples, .. } => (true, !samples.outstanding.is_empty(), false),
             Stage::Held { spendable, .. } | Stage::Paid { spendable, .. } => {
-                (false, Vec::new(), *spendable)
+                (false, false, *spendable)
             }
-            Stage::Settled { .. } => (false, Vec::new(), false),
+            Stage::Settled { .. } => (false, false, false),
             Stage::Assigned { .. } | Stage::Late | Stage::Discarded => return,
         };
         self.resent.insert((*key, c.sealed));
@@ -164,8 +162,41 @@ impl Market {
                 status: AckStatus::Received,
             },
         );
-        // Sample requests sent on the lost session are asked again.
-        for group in outstanding.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST) {
+        // Sample requests sent on the lost session are asked again, on this one, with a
+        // fresh deadline (see `tick`).
+        if owed {
+            self.ask_samples(key, id, Ask::Again);
+        }
+    }
+
+    /// Sends `key` the requests for every proof `id` still owes, on its session now, due
+    /// `deadline_min` from now (the deadline [`Market::tick`] holds the rig to), but for
+    /// [`Ask::Again`] past [`super::MAX_REASKS`]: the requests go out, the earlier deadline
+    /// (and session) stands.
+    fn ask_samples(&mut self, key: &PublicKey, id: AssignmentId, ask: Ask) {
+        let session = self.session_of(key);
+        let deadline = Instant::now() + self.cfg.deadline_min;
+        let Some(a) = self.assignments.get_mut(&id) else {
+            return;
+        };
+        let Stage::Checking { samples, .. } = &mut a.stage else {
+            return;
+        };
+        match ask {
+            Ask::Again if samples.reasked >= super::MAX_REASKS => {}
+            Ask::First | Ask::Again => {
+                samples.reasked += u8::from(ask == Ask::Again);
+                a.deadline = deadline;
+                samples.asked_on = session;
+                samples.reminded = false;
+            }
+            Ask::Reminder => {
+                a.deadline = deadline;
+                samples.reminded = true;
+            }
+        }
+        let photons: Vec<u64> = samples.outstanding.iter().copied().collect();
+        for group in photons.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST) {
             let mut v = heapless::Vec::new();
             for p in group {
                 let _ = v.push(*p);
@@ -263,6 +294,8 @@ impl Market {
         };
         let (rig_key, range, job) = (a.rig, a.range, a.job);
         let is_check = a.check.is_some();
+        // From here its deadline is the sample proofs' (see `ask_samples`).
+        a.deadline = Instant::now() + self.cfg.deadline_min;
         a.stage = Stage::Checking {
             result: Opened {
                 commit: Some(result.commit),
@@ -275,7 +308,9 @@ impl Market {
             samples: Samples {
                 outstanding: Default::default(),
                 in_flight: 0,
-                deadline: Instant::now() + self.cfg.deadline_min,
+                asked_on: None,
+                reasked: 0,
+                reminded: false,
             },
         };
         let Some(rig) = self.rigs.get(&rig_key) else {
@@ -305,19 +340,7 @@ impl Market {
                 result.sampled = true;
                 samples.outstanding = photons.iter().copied().collect();
             }
-            for group in photons.chunks(compushare_protocol::limits::SAMPLES_PER_REQUEST) {
-                let mut v = heapless::Vec::new();
-                for p in group {
-                    let _ = v.push(*p);
-                }
-                self.send(
-                    &rig_key,
-                    ManagerToRig::SampleRequest {
-                        assignment: id,
-                        photons: v,
-                    },
-                );
-            }
+            self.ask_samples(&rig_key, id, Ask::First);
         }
         if duplicate {
             if let Some(spec) = self.jobs.get(&job).map(|j| j.spec.clone()) {
@@ -942,22 +965,60 @@ impl Market {
             self.send(&rig, ManagerToRig::Cancel { assignment: id });
             self.release(id, Ended::Late);
         }
-        // A rig that does not answer its sample requests fails the check.
-        let silent: Vec<AssignmentId> = self
+        // Sample proofs still owed at their deadline. A rig silent on the session its
+        // requests went out on, still open, is reminded once (the requests sent again there,
+        // due afresh): a frame lost on the way, either way, is found only when the next one
+        // fails to authenticate, and a session can look open until then; the reminder is that
+        // next frame. Silent past the reminder's deadline, it fails the check: it had the
+        // requests and could answer.
+        // One whose session ended since (dropped by the network, or its queue) may never have
+        // had them, or its proofs were lost with it: a network fault, not fraud. It is asked
+        // again, due afresh, when it re-sends its commitment on its next session (see
+        // `commit_again`; up to `MAX_REASKS` times); not back by the deadline, it loses the
+        // result like a late assignment (unpaid, its range computed again, a late mark on its
+        // record). That is no escape for a cheater: dropping its session when asked costs it
+        // the result, and it is never paid for work it cannot prove.
+        let due: Vec<(AssignmentId, PublicKey, bool, bool)> = self
             .assignments
             .iter()
-            .filter(|(_, a)| {
-                matches!(&a.stage, Stage::Checking { samples, .. }
-                    if !samples.outstanding.is_empty() && samples.deadline <= now)
+            .filter_map(|(id, a)| match &a.stage {
+                Stage::Checking { samples, .. }
+                    if !samples.outstanding.is_empty() && a.deadline <= now =>
+                {
+                    let open =
+                        samples.asked_on.is_some() && samples.asked_on == self.session_of(&a.rig);
+                    Some((*id, a.rig, open, samples.reminded))
+                }
+                _ => None,
             })
-            .map(|(id, _)| *id)
             .collect();
-        for id in silent {
-            self.fail(
-                id,
-                "sample proofs not returned in time",
-                ErrorKind::BadProof,
-            );
+        for (id, rig, open, reminded) in due {
+            if open && !reminded {
+                self.stats.proof_reminders += 1;
+                self.ask_samples(&rig, id, Ask::Reminder);
+                continue;
+            }
+            if open {
+                self.fail(
+                    id,
+                    "sample proofs not returned in time",
+                    ErrorKind::BadProof,
+                );
+                continue;
+            }
+            self.stats.late += 1;
+            log(format_args!(
+                "assignment {}: rig {} gone while owing sample proofs and not back in time; \
+                 result dropped unpaid, not blamed",
+                id.0,
+                short(&rig)
+            ));
+            if let Some(r) = self.rigs.get_mut(&rig) {
+                r.public.late += 1;
+            }
+            // A rig on a new session that did not re-send the result drops it.
+            self.send(&rig, ManagerToRig::Cancel { assignment: id });
+            self.release(id, Ended::Late);
         }
         // Old finished assignments are forgotten so memory stays bounded.
         self.assignments.retain(|_, a| {
@@ -987,6 +1048,17 @@ impl Market {
         }
         std::mem::take(&mut self.later)
     }
+}
+
+/// Why sample requests are sent (see [`Market::ask_samples`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// First asked, when the result is opened.
+    First,
+    /// Asked again on a later session: the rig re-sent its commitment.
+    Again,
+    /// Asked once more on the same session, its first deadline there passed.
+    Reminder,
 }
 
 /// Releases a result that could not be checked: its range back to the pool, its held tally
