@@ -33,9 +33,15 @@
 //!   durable; a finished job waits `finishing` and leaves memory once its settlement is.
 //!   The heavy tasks ([`Task`]: opening results, re-simulating samples, duplicate runs) run
 //!   there too.
+//! - A client's own writes are decided under the lock and committed off it by the client's
+//!   session, then applied under it again: a job's terms are fixed from the settings as of
+//!   [`Market::decide_job`] (a settings change after it applies to the next job), its escrow
+//!   committed by [`JobDecision::commit`] and the job opened by [`Market::job_committed`]; a
+//!   rating is checked by [`Market::may_rate`], committed, and absorbed by [`Market::rated`].
+//!   [`Market::submit`] and [`Market::rate`] run the three steps in one call, for callers that
+//!   hold the market alone (tests, tools).
 //! - Still under it, small and rare: a block of assignment numbers every 1,024 issued
-//!   ([`crate::persist::Persist::next_assignment_id`]), and a client's own requests that
-//!   wait for their write anyway (a job's escrow when it is submitted, a rating).
+//!   ([`crate::persist::Persist::next_assignment_id`]).
 //!
 //! This module holds the state, restoring it and the helpers every part shares; the rules
 //! live in its children, one `impl Market` each:
@@ -73,6 +79,8 @@ mod checks;
 mod clients;
 mod results;
 mod rigs;
+
+pub use clients::{JobCommitted, JobDecision};
 
 /// Tunables of the market. The stored [`crate::Config`] is their one source
 /// ([`MarketConfig::from_stored`]); the rest are constants of this build. A test may change

@@ -27,6 +27,7 @@ use crate::intake::{prepare_job, PreparedJob};
 use crate::market::RigLink;
 use crate::node::Shared;
 use crate::outbox::{outbox, GeometryFrames, Inbox, Outgoing};
+use crate::persist::Persist;
 use crate::public_record;
 use crate::ratings::{self, Rated, RatingError};
 use crate::tasks::dispatch;
@@ -378,7 +379,7 @@ pub async fn client(shared: Arc<Shared>, peer: PublicKey, mut rd: Reader, mut wr
             ClientToManager::FetchResult { job } => fetch(&shared, peer, job, &mut wr).await,
             ClientToManager::RigRecord { rig } => reply(&mut wr, rig_record(&shared, rig)).await,
             ClientToManager::Rate { job, rig, stars } => {
-                let r = shared.market().rate(&peer, job, &rig, stars);
+                let r = rate(&shared, peer, job, rig, stars).await;
                 let st = shared.market().status(&peer, job);
                 match (r, st) {
                     (Ok(()), Some(s)) => reply(&mut wr, ManagerToClient::JobStatus(s)).await,
@@ -417,9 +418,18 @@ async fn submit(shared: &Arc<Shared>, peer: PublicKey, up: Upload) -> ManagerToC
         Ok(Err(e)) => return error(ErrorCode::BadJob, &e.to_string()),
         Err(_) => return error(ErrorCode::Internal, "job preparation failed"),
     };
-    let r = shared
-        .market()
-        .submit(peer, spec, s.photons, s.mode, s.max_price, cost_milli);
+    // Decided under the market's lock, committed off it (the escrow's write waits for the
+    // disk, and for any other write before it), applied under it again.
+    let decision =
+        shared
+            .market()
+            .decide_job(peer, spec, s.photons, s.mode, s.max_price, cost_milli);
+    let store = Arc::clone(&shared.store);
+    let committed = match tokio::task::spawn_blocking(move || decision.commit(&store)).await {
+        Ok(c) => c,
+        Err(_) => return error(ErrorCode::Internal, "the manager could not record the job"),
+    };
+    let r = shared.market().job_committed(committed);
     match r {
         Ok((job, price_per_history, escrowed)) => ManagerToClient::JobAccepted {
             job,
@@ -427,6 +437,25 @@ async fn submit(shared: &Arc<Shared>, peer: PublicKey, up: Upload) -> ManagerToC
             escrowed,
         },
         Err((code, message)) => error(code, &message),
+    }
+}
+
+/// A client's rating of a rig: checked under the market's lock, committed off it, absorbed
+/// into the rig's record under it again.
+async fn rate(
+    shared: &Arc<Shared>,
+    peer: PublicKey,
+    job: compushare_protocol::types::JobId,
+    rig: PublicKey,
+    stars: u8,
+) -> Result<(), ErrorCode> {
+    shared.market().may_rate(&peer, job, &rig, stars)?;
+    let store = Arc::clone(&shared.store);
+    let committed =
+        tokio::task::spawn_blocking(move || Persist::new(store).rate(&rig, &peer, stars)).await;
+    match committed {
+        Ok(r) => shared.market().rated(&rig, r),
+        Err(_) => Err(ErrorCode::Internal),
     }
 }
 

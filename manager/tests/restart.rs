@@ -558,3 +558,80 @@ fn the_market_answers_while_a_settlement_waits_for_the_disk() {
     let st = market.lock().unwrap().status(&CLIENT, job).unwrap();
     assert_eq!(st.state, WireState::Done);
 }
+
+/// A client's job waits for its escrow's commit off the market's lock: while the database's
+/// write transaction is held by another writer, a submit waiting for its commit does not stop
+/// another client's status read from being answered; once the writer lets go, the job is
+/// accepted and offered as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_submit_waiting_for_its_escrow_leaves_the_market_answering() {
+    use compushare_client::Client;
+    use compushare_protocol::secure::Identity;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let me = Identity::generate().unwrap();
+    let me_key = me.public();
+    let other = Identity::generate().unwrap();
+    let store = common::store_granting(&me_key, GRANT);
+    store
+        .write(|tx| tx.grant(&other.public(), Amount(GRANT)))
+        .unwrap();
+    let m = common::serve_on(Arc::clone(&store), 1, common::market(300)).await;
+    let (addr, key) = (m.addr, m.shared.identity.public());
+    let mut other_c = Client::connect(addr, other, &key).await.unwrap();
+    let first = common::submit(&mut other_c, 1, 2_000).await;
+
+    // Another writer holds the store's write transaction until released.
+    let (entered, entered_rx) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let s = Arc::clone(&store);
+    let slow = std::thread::spawn(move || {
+        s.write(|tx| {
+            tx.grant(&[7; 32], Amount(1))?;
+            entered.send(()).unwrap();
+            let _ = release_rx.recv();
+            Ok::<_, compushare_manager::ledger::LedgerError>(())
+        })
+    });
+    entered_rx.recv().unwrap();
+
+    // A job submitted now waits for its escrow's commit.
+    let submitting = tokio::spawn(async move {
+        let mut c = Client::connect(addr, me, &key).await.unwrap();
+        common::submit(&mut c, 2, 2_000).await
+    });
+    // Time for the upload to arrive and the submit to reach its commit (a thread's sleep: on
+    // the old code a timer of the runtime may sit on a worker blocked by the market's lock).
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !submitting.is_finished(),
+        "accepted while the store was held"
+    );
+
+    // The other client's status read, from its own thread and runtime (on the old code its
+    // session blocks on the market's lock, and so may every worker of the node's runtime).
+    let (answer, answer_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let st = rt.block_on(other_c.status(first));
+        let _ = answer.send(st);
+    });
+    let st = answer_rx.recv_timeout(Duration::from_secs(30));
+    release.send(()).unwrap();
+    slow.join().unwrap().unwrap();
+    let job = tokio::time::timeout(Duration::from_secs(60), submitting)
+        .await
+        .expect("the submit was answered once the store was free")
+        .unwrap();
+    m.stop();
+    let st = st.expect("no answer while a submit waited for the disk: the market's lock was held");
+    assert_eq!(st.unwrap().job, first);
+    assert!(job.0 > first.0);
+    let rec = store.read().unwrap().job(job).unwrap().unwrap();
+    assert_eq!(rec.state, JobState::Running);
+    assert!(m.shared.market().status(&me_key, job).is_some());
+}

@@ -12,13 +12,46 @@ use super::{log, short, Ended, JobEntry, Market, RigPublic, Stage};
 use crate::costing;
 use crate::intake::JobSpec;
 use crate::ledger::LedgerError;
-use crate::persist::JobTerms;
-use crate::persist::PersistError;
+use crate::persist::{JobTerms, Persist, PersistError};
 use crate::records::AssignmentState;
 use crate::scheduler;
+use crate::store::Store;
+use crate::trust::RigRecord;
+
+/// A job's terms decided under the market's lock ([`Market::decide_job`]), to be committed
+/// off it ([`JobDecision::commit`]).
+#[derive(Debug)]
+pub struct JobDecision {
+    terms: JobTerms,
+    spec: JobSpec,
+    price_per_history: u64,
+    checks: u64,
+}
+
+/// A job's commit, to be applied under the market's lock ([`Market::job_committed`]).
+#[derive(Debug)]
+pub struct JobCommitted {
+    decision: JobDecision,
+    result: Result<JobId, PersistError>,
+}
+
+impl JobDecision {
+    /// Stores the job and moves its escrow from the client's balance, in one transaction
+    /// ([`Persist::accept_job`]). Blocking: runs off the market's lock.
+    pub fn commit(self, store: &Arc<Store>) -> JobCommitted {
+        let result = Persist::new(Arc::clone(store)).accept_job(&self.terms, &self.spec.input);
+        JobCommitted {
+            decision: self,
+            result,
+        }
+    }
+}
 
 impl Market {
-    /// Accepts a priced job: escrows its maximum cost plus fee and opens it for bids.
+    /// Accepts a priced job: escrows its maximum cost plus fee and opens it for bids, in one
+    /// call ([`Market::decide_job`], [`JobDecision::commit`], [`Market::job_committed`]). For a
+    /// caller that holds the market alone (tests, tools): a node's sessions run the three
+    /// steps themselves, the commit off the market's lock.
     #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &mut self,
@@ -29,6 +62,23 @@ impl Market {
         max_price: Amount,
         cost_milli: u64,
     ) -> Result<(JobId, Amount, Amount), (ErrorCode, String)> {
+        let d = self.decide_job(client, spec, photons, mode, max_price, cost_milli);
+        let committed = d.commit(self.persist.store());
+        self.job_committed(committed)
+    }
+
+    /// Decides a job's terms from the market's settings as of now (a settings change after
+    /// this applies to the next job only). Writes nothing: [`JobDecision::commit`] does, off
+    /// the market's lock.
+    pub fn decide_job(
+        &self,
+        client: PublicKey,
+        spec: JobSpec,
+        photons: u64,
+        mode: Mode,
+        max_price: Amount,
+        cost_milli: u64,
+    ) -> JobDecision {
         let price_per_history = costing::price_per_history(cost_milli, self.cfg.price_per_unit);
         let e = costing::escrow(
             photons,
@@ -36,7 +86,6 @@ impl Market {
             self.cfg.fee_bp,
             self.cfg.check_allowance_permille,
         );
-        let (checks, escrow) = (e.checks, e.total);
         let terms = JobTerms {
             client,
             photons,
@@ -45,11 +94,34 @@ impl Market {
             max_price,
             cost_per_history_milli: cost_milli,
             price_per_unit: self.cfg.price_per_unit,
-            escrow: Amount(escrow),
+            escrow: Amount(e.total),
             fee_bp: self.cfg.fee_bp,
             check_allowance_permille: self.cfg.check_allowance_permille,
         };
-        let id = match self.persist.accept_job(&terms, &spec.input) {
+        JobDecision {
+            terms,
+            spec,
+            price_per_history,
+            checks: e.checks,
+        }
+    }
+
+    /// Applies a job's commit ([`JobDecision::commit`]): an accepted job enters the market
+    /// and is offered to every connected rig; a refusal maps to the client's error. A job
+    /// cancelled by the operator between its commit and this call stays out.
+    pub fn job_committed(
+        &mut self,
+        committed: JobCommitted,
+    ) -> Result<(JobId, Amount, Amount), (ErrorCode, String)> {
+        let JobCommitted { decision, result } = committed;
+        let JobDecision {
+            terms,
+            spec,
+            price_per_history,
+            checks,
+        } = decision;
+        let (photons, escrow) = (terms.photons, terms.escrow.0);
+        let id = match result {
             Ok(id) => id,
             Err(e @ PersistError::Ledger(LedgerError::InsufficientBalance { .. })) => {
                 return Err((ErrorCode::InsufficientFunds, e.to_string()));
@@ -71,15 +143,30 @@ impl Market {
                 ));
             }
         };
+        // The commit is durable: the client is told its job was accepted either way.
+        let accepted = Ok((id, Amount(price_per_history), Amount(escrow)));
+        // The operator may have cancelled it since (a store read; readers never wait).
+        match self.persist.job(id) {
+            Ok(Some(r)) if r.state == crate::records::JobState::Running => {}
+            Ok(_) => {
+                log(format_args!("job {} closed before it was opened", id.0));
+                return accepted;
+            }
+            Err(e) => {
+                // Opened anyway: a job that is not running is refused its pay by the store.
+                self.count_error(e.kind());
+                log(format_args!("store: job {}: {e}", id.0));
+            }
+        }
         let entry = JobEntry {
-            client,
+            client: terms.client,
             spec: Arc::new(spec),
             photons,
-            mode,
-            cost_milli,
+            mode: terms.mode,
+            cost_milli: terms.cost_per_history_milli,
             price_per_history,
-            price_per_unit: self.cfg.price_per_unit,
-            fee_bp: self.cfg.fee_bp,
+            price_per_unit: terms.price_per_unit,
+            fee_bp: terms.fee_bp,
             pending: vec![PhotonRange {
                 start: 0,
                 count: photons,
@@ -100,7 +187,7 @@ impl Market {
         for k in self.linked() {
             self.send(&k, ManagerToRig::Offer(offer));
         }
-        Ok((id, Amount(price_per_history), Amount(escrow)))
+        accepted
     }
 
     /// Refuses a job the client cannot pay for at any price: its balance must cover the
@@ -243,9 +330,25 @@ impl Market {
         }
     }
 
-    /// A client's star rating of a rig that worked on its job.
+    /// A client's star rating of a rig that worked on its job, in one call
+    /// ([`Market::may_rate`], [`Persist::rate`], [`Market::rated`]). For a caller that holds
+    /// the market alone: a node's sessions commit the rating off the market's lock.
     pub fn rate(
         &mut self,
+        client: &PublicKey,
+        job: JobId,
+        rig: &PublicKey,
+        stars: u8,
+    ) -> Result<(), ErrorCode> {
+        self.may_rate(client, job, rig, stars)?;
+        let r = self.persist.rate(rig, client, stars);
+        self.rated(rig, r)
+    }
+
+    /// Checks a rating (reads only): `job` is the client's, `rig` worked on it, `stars` is
+    /// 1 to 5. The rating itself is committed off the lock ([`Persist::rate`]).
+    pub fn may_rate(
+        &self,
         client: &PublicKey,
         job: JobId,
         rig: &PublicKey,
@@ -264,7 +367,17 @@ impl Market {
         if !(1..=5).contains(&stars) || !worked {
             return Err(ErrorCode::Protocol);
         }
-        match self.persist.rate(rig, client, stars) {
+        Ok(())
+    }
+
+    /// Applies a committed rating: the rig's public record, if it is here, takes its new
+    /// ratings; a failed commit is counted and reported to the client.
+    pub fn rated(
+        &mut self,
+        rig: &PublicKey,
+        result: Result<RigRecord, PersistError>,
+    ) -> Result<(), ErrorCode> {
+        match result {
             Ok(rec) => {
                 if let Some(r) = self.rigs.get_mut(rig) {
                     r.public.absorb(&rec);
