@@ -43,7 +43,7 @@ use compushare_protocol::types::{AssignmentId, Digest, JobId, PublicKey};
 use crate::costing;
 use crate::persist::{Caught, Persist, PersistError, Recorded, Verified};
 use crate::records::AssignmentRecord;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::trust::RigRecord;
 
 /// Records of issued assignments queued before a flush is forced.
@@ -71,6 +71,8 @@ pub enum Write {
     },
     /// A job whose every photon is held: its tallies merged, result stored, settled.
     Finish(Finish),
+    /// The next block of assignment numbers, reserved ahead of need.
+    ReserveIds,
 }
 
 /// What finishing a job needs: its held tallies in photon order and its terms.
@@ -109,6 +111,8 @@ pub enum Written {
         release: bool,
         result: Result<RigRecord, PersistError>,
     },
+    /// A block of assignment numbers reserved (or not).
+    Ids(Result<std::ops::Range<u64>, StoreError>),
     /// A job merged and settled: (fee taken, refund).
     Finished {
         job: JobId,
@@ -321,6 +325,12 @@ impl Journal {
                     job: f.job,
                     result: finish(p, &records, &f),
                 },
+                Write::ReserveIds => {
+                    // Its own transaction; batched records before it stay queued for the
+                    // next write (they carry no money and no number depends on them).
+                    out.push(Written::Ids(p.reserve_ids()));
+                    continue;
+                }
             };
             records.clear();
             out.push(done);

@@ -40,8 +40,11 @@
 //!   rating is checked by [`Market::may_rate`], committed, and absorbed by [`Market::rated`].
 //!   [`Market::submit`] and [`Market::rate`] run the three steps in one call, for callers that
 //!   hold the market alone (tests, tools).
-//! - Still under it, small and rare: a block of assignment numbers every 1,024 issued
-//!   ([`crate::persist::Persist::next_assignment_id`]).
+//! - Assignment numbers: reserved durably a block of 1,024 at a time, the first when the
+//!   market opens, each next one through the journal when half the block in use is gone
+//!   ([`crate::persist::Persist::wants_ids`]); if more than half a block is issued before that
+//!   reservation commits, nothing is issued until it has (counted in `Stats::ids_exhausted`)
+//!   and the bid is matched again at the next chance. No durable write runs under the lock.
 //!
 //! This module holds the state, restoring it and the helpers every part shares; the rules
 //! live in its children, one `impl Market` each:
@@ -627,6 +630,9 @@ pub struct Stats {
     /// deadline (a lost frame is found only by the next; see `Market::tick`).
     pub proof_reminders: u64,
     pub heartbeats: u64,
+    /// Assignments not issued because the reserved assignment numbers ran out before the
+    /// next block's reservation committed (the bid is matched again later).
+    pub ids_exhausted: u64,
     /// Store failures on the market's runtime paths, one counter per error variant (keyed by
     /// its `kind()`: the innermost layer's name, e.g. `store.db`,
     /// `ledger.insufficient_balance`, `finish.merge`); each is also logged.
@@ -736,8 +742,12 @@ impl Market {
         random
             .try_fill_bytes(&mut seed)
             .map_err(OpenError::Random)?;
-        let persist = Persist::new(Arc::clone(&store));
+        let mut persist = Persist::new(Arc::clone(&store));
         let restored = persist.load()?;
+        // The first block of assignment numbers, before anyone shares the market; later
+        // blocks are reserved ahead, off its lock (`Write::ReserveIds`).
+        let first = persist.reserve_ids();
+        persist.ids_reserved(first)?;
         let mut m = Market {
             cfg,
             persist,
@@ -983,6 +993,12 @@ impl Market {
                     result,
                 } => self.duplicate_recorded(&rig, &payout_to, release, result),
                 Written::Finished { job, result } => self.finished(job, result),
+                Written::Ids(block) => {
+                    if let Err(e) = self.persist.ids_reserved(block) {
+                        self.count_error(e.kind());
+                        log(format_args!("store: no assignment numbers reserved: {e}"));
+                    }
+                }
             }
         }
         work

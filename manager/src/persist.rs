@@ -179,7 +179,13 @@ pub struct RestoredJob {
 #[derive(Debug)]
 pub struct Persist {
     store: Arc<Store>,
+    /// Assignment numbers reserved durably and not handed out yet: the block in use.
     ids: Range<u64>,
+    /// The next block, once its reservation committed (reserved ahead, off the market's
+    /// lock, when the block in use is half gone: see [`Persist::wants_ids`]).
+    spare: Option<Range<u64>>,
+    /// A reservation is on its way through the journal.
+    reserving: bool,
 }
 
 fn write_queued(tx: &mut WriteTx, queued: &[AssignmentRecord]) -> Result<(), StoreError> {
@@ -192,7 +198,12 @@ fn write_queued(tx: &mut WriteTx, queued: &[AssignmentRecord]) -> Result<(), Sto
 impl Persist {
     /// The market's state in `store`.
     pub fn new(store: Arc<Store>) -> Persist {
-        Persist { store, ids: 0..0 }
+        Persist {
+            store,
+            ids: 0..0,
+            spare: None,
+            reserving: false,
+        }
     }
 
     /// The store.
@@ -248,15 +259,52 @@ impl Persist {
         })
     }
 
+    /// Reserves the next block of assignment numbers durably (one transaction): by the
+    /// market when it opens, and by the journal, off the market's lock, ahead of need.
+    pub fn reserve_ids(&self) -> Result<Range<u64>, StoreError> {
+        self.store.write(|tx| tx.reserve_assignment_ids(ID_BLOCK))
+    }
+
     /// The next assignment number (strictly above every number handed out before, restarts
-    /// included).
-    pub fn next_assignment_id(&mut self) -> Result<AssignmentId, StoreError> {
+    /// included: each was reserved durably before it is handed out). Never writes: `None`
+    /// when the reserved numbers ran out before the next block's reservation committed (more
+    /// than half a block issued within one commit of the journal); the caller issues nothing
+    /// now and the bid is matched again later.
+    pub fn next_assignment_id(&mut self) -> Option<AssignmentId> {
         if self.ids.is_empty() {
-            self.ids = self.store.write(|tx| tx.reserve_assignment_ids(ID_BLOCK))?;
+            self.ids = self.spare.take()?;
         }
         let id = self.ids.start;
         self.ids.start += 1;
-        Ok(AssignmentId(id))
+        Some(AssignmentId(id))
+    }
+
+    /// Whether the next block should be reserved now: none is reserved or on its way and
+    /// half of the block in use is gone. Marks the reservation as on its way.
+    pub fn wants_ids(&mut self) -> bool {
+        let wanted = self.spare.is_none()
+            && !self.reserving
+            && self.ids.end.saturating_sub(self.ids.start) <= ID_BLOCK / 2;
+        if wanted {
+            self.reserving = true;
+        }
+        wanted
+    }
+
+    /// A reservation's outcome ([`Persist::reserve_ids`]): its block becomes the spare one
+    /// (the one in use when that ran out). A failed one is asked again at the next number.
+    pub fn ids_reserved(
+        &mut self,
+        block: Result<Range<u64>, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.reserving = false;
+        let block = block?;
+        if self.ids.is_empty() {
+            self.ids = block;
+        } else {
+            self.spare = Some(block);
+        }
+        Ok(())
     }
 
     /// Writes assignment records that carry no money (issued, abandoned) in one durable

@@ -91,10 +91,20 @@ fn record(id: AssignmentId, job: JobId, start: u64, count: u64) -> AssignmentRec
     }
 }
 
+/// The next assignment number, reserving a block first as the market does when it opens.
+fn next_id(p: &mut Persist) -> AssignmentId {
+    if let Some(id) = p.next_assignment_id() {
+        return id;
+    }
+    let block = p.reserve_ids();
+    p.ids_reserved(block).unwrap();
+    p.next_assignment_id().unwrap()
+}
+
 /// Records `start..start+count` of `job` as verified on `RIG` (promoted after
 /// `promote_after` histories).
 fn verify(p: &mut Persist, job: JobId, start: u64, count: u64, promote_after: u64) -> Recorded {
-    let id = p.next_assignment_id().unwrap();
+    let id = next_id(p);
     let tally = simulate(&job_spec(), start..start + count, 2, None).unwrap();
     p.verified(
         &[],
@@ -138,7 +148,7 @@ fn stopped_between_verified_and_finished_completes_without_paying_again() {
         let mut p = Persist::new(Arc::clone(&store));
         job = accept(&p);
         // An assignment still out when the manager stops: abandoned on restart.
-        stale = p.next_assignment_id().unwrap();
+        stale = next_id(&mut p);
         let mut out = record(stale, job, 0, 10);
         out.state = AssignmentState::Issued;
         out.verification = Verification::Pending;
@@ -287,7 +297,7 @@ fn numbers_strictly_increase_across_restarts() {
         assert!(job.0 > last_job, "job {} after {last_job}", job.0);
         last_job = job.0;
         for _ in 0..3 {
-            let id = p.next_assignment_id().unwrap();
+            let id = next_id(&mut p);
             assert!(
                 id.0 > last_assignment,
                 "assignment {} after {last_assignment}",
@@ -634,4 +644,64 @@ async fn a_submit_waiting_for_its_escrow_leaves_the_market_answering() {
     let rec = store.read().unwrap().job(job).unwrap().unwrap();
     assert_eq!(rec.state, JobState::Running);
     assert!(m.shared.market().status(&me_key, job).is_some());
+}
+
+/// Issue 12 (no durable write under the market's lock): assignment numbers used to be
+/// reserved, 1,024 at a time, by a store write inside `next_assignment_id`, under the market's
+/// lock. Now a number is taken without any I/O: the next block is asked for (through the
+/// journal, off the lock) when half the block in use is gone, and when it has not committed
+/// yet, no number comes (the bid waits) instead of the lock waiting for the disk. Here another
+/// commit holds the store's write transaction the whole time: a block's numbers still come,
+/// the reservation is asked once, and the exhausted block answers `None` at once. Seen failing
+/// with the old rule put back (a store write when the block runs out): the call after the
+/// block's last number waited for the writer, no answer in 60 s.
+#[test]
+fn assignment_numbers_never_wait_for_the_disk() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let store = open(&db("ids"));
+    let mut p = Persist::new(Arc::clone(&store));
+    let block = p.reserve_ids();
+    p.ids_reserved(block).unwrap();
+
+    let (entered, entered_rx) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let s = Arc::clone(&store);
+    let slow = std::thread::spawn(move || {
+        s.write(|tx| {
+            tx.grant(&[7; 32], Amount(1))?;
+            entered.send(()).unwrap();
+            let _ = release_rx.recv();
+            Ok::<_, compushare_manager::ledger::LedgerError>(())
+        })
+    });
+    entered_rx.recv().unwrap();
+
+    let (answer, answer_rx) = mpsc::channel();
+    let taker = std::thread::spawn(move || {
+        let mut ids = Vec::new();
+        let mut asked = 0;
+        while let Some(id) = p.next_assignment_id() {
+            ids.push(id.0);
+            if p.wants_ids() {
+                asked += 1;
+            }
+        }
+        let _ = answer.send((ids, asked));
+        p
+    });
+    let got = answer_rx.recv_timeout(Duration::from_secs(60));
+    release.send(()).unwrap();
+    let (ids, asked) = got.expect("a number waited for the disk: no answer in 60 s");
+    slow.join().unwrap().unwrap();
+    let mut p = taker.join().unwrap();
+    assert_eq!(ids.len(), 1024, "the reserved block, every number once");
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(asked, 1, "the next block is asked for once, half-way");
+    // The reservation commits (the journal's job); numbers go on above every one handed out.
+    let next = p.reserve_ids();
+    p.ids_reserved(next).unwrap();
+    let id = p.next_assignment_id().expect("the next block");
+    assert!(id.0 > *ids.last().unwrap());
 }

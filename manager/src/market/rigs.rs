@@ -17,6 +17,7 @@ use super::{
     Stage, Task,
 };
 use crate::costing;
+use crate::journal::Write;
 use crate::records::AssignmentState;
 use crate::scheduler::{self, Candidate};
 
@@ -407,13 +408,14 @@ impl Market {
         );
         let (content, input_len, seed) =
             (j.spec.content, j.spec.input.len() as u32, j.spec.job.seed);
-        let id = match self.persist.next_assignment_id() {
-            Ok(id) => id,
-            Err(e) => {
-                self.count_error(e.kind());
-                log(format_args!("store: no assignment number: {e}"));
-                return false;
-            }
+        if self.persist.wants_ids() {
+            self.journal.push(Write::ReserveIds);
+        }
+        let Some(id) = self.persist.next_assignment_id() else {
+            // The next block's reservation has not committed yet: nothing is issued now,
+            // the range stays pending and the bid is matched again at the next chance.
+            self.stats.ids_exhausted += 1;
+            return false;
         };
         let now = Instant::now();
         let issued_unix_s = unix_now();
